@@ -1,0 +1,311 @@
+import Synchronization
+
+/// A graph with its weights bound, fused and packed, ready to run on inputs of any size at or above its
+/// minimum. Compilation does, in order:
+///  1. fold every inference BatchNorm into its convolution (weights and bias);
+///  2. fold each residual `act(x + s·conv(y))` whose branch is a convolution used nowhere else into that
+///     convolution's epilogue (s scales the packed weights, x is added as the tile is stored);
+///  3. turn linear layers into 1×1 convolutions on 1×1 maps, and dropout into an alias of its input.
+/// Per input shape it then plans memory once: every concatenation input that nothing else reads is written
+/// straight into its channel slice of the concatenation, and the remaining buffers share one arena by
+/// liveness. A loaded model is immutable and can be called from many threads at once; each call borrows an
+/// arena of its own.
+public final class CompiledGraph: Sendable {
+    public let graph: Graph
+    let kernels: [Kernel]
+    /// Zeros for the padding rows of convolutions; never written.
+    let zeros: AlignedBuffer
+    private let plans = Mutex<[PlanKey: Plan]>([:])
+
+    enum Kernel: Sendable {
+        case input
+        /// Produces nothing; reads as the node it names (dropout, a residual folded into a convolution).
+        case alias(Int)
+        /// Folded into another node.
+        case dead
+        case convolution(PackedConvolution, input: Int, residual: Int?)
+        case maxPool(kernel: Int, stride: Int, input: Int)
+        case averagePool(kernel: Int, stride: Int, padding: Int, input: Int)
+        case concat([Int])
+        case residual(scale: Float, activation: Activation, shortcut: Int, branch: Int)
+        case globalAveragePool(input: Int)
+        case affine(scale: [Float], shift: [Float], input: Int)
+        case l2Normalize(input: Int)
+
+        var inputs: [Int] {
+            switch self {
+            case .input, .alias, .dead: return []
+            case let .convolution(_, input, residual): return [input] + (residual.map { [$0] } ?? [])
+            case let .maxPool(_, _, input), let .averagePool(_, _, _, input), let .globalAveragePool(input),
+                 let .affine(_, _, input), let .l2Normalize(input):
+                return [input]
+            case let .concat(inputs): return inputs
+            case let .residual(_, _, shortcut, branch): return [shortcut, branch]
+            }
+        }
+    }
+
+    /// - Parameter parameter: returns the named parameter's values in PyTorch layout (shapes as
+    ///   `graph.parameters` gives them); the caller has verified them.
+    public init(graph: Graph, parameter: (String) throws -> [Float]) rethrows {
+        self.graph = graph
+        let nodes = graph.nodes
+        var kernels = [Kernel](repeating: .dead, count: nodes.count)
+        var alias = Array(nodes.indices)
+        func resolve(_ i: Int) -> Int { alias[i] == i ? i : resolve(alias[i]) }
+
+        var uses = [Int](repeating: 0, count: nodes.count)
+        for node in nodes { for i in node.inputs { uses[i] += 1 } }
+        // Residuals whose branch convolution can take them as its epilogue.
+        var fusedInto = [Int: Int]()  // convolution index -> residual index
+        for (i, node) in nodes.enumerated() {
+            if case .residual = node.operation, case .convolution = nodes[node.inputs[1]].operation,
+               uses[node.inputs[1]] == 1 {
+                fusedInto[node.inputs[1]] = i
+            }
+        }
+
+        for (i, node) in nodes.enumerated() {
+            let inputs = node.inputs.map(resolve)
+            switch node.operation {
+            case .input:
+                kernels[i] = .input
+            case let .convolution(g, p, activation):
+                if fusedInto[i] != nil { continue }  // built with its residual below
+                kernels[i] = .convolution(try Self.pack(g, p, activation, scale: 1, parameter), input: inputs[0],
+                                          residual: nil)
+            case let .residual(scale, activation):
+                if case let .convolution(g, p, branchActivation) = nodes[node.inputs[1]].operation,
+                   fusedInto[node.inputs[1]] == i, branchActivation == .identity {
+                    let branchInput = resolve(nodes[node.inputs[1]].inputs[0])
+                    kernels[i] = .convolution(try Self.pack(g, p, activation, scale: scale, parameter),
+                                              input: branchInput, residual: inputs[0])
+                } else {
+                    if fusedInto[node.inputs[1]] == i {  // a branch with its own activation cannot fuse
+                        let conv = node.inputs[1]
+                        guard case let .convolution(g, p, a) = nodes[conv].operation else { fatalError() }
+                        kernels[conv] = .convolution(try Self.pack(g, p, a, scale: 1, parameter),
+                                                     input: resolve(nodes[conv].inputs[0]), residual: nil)
+                    }
+                    kernels[i] = .residual(scale: scale, activation: activation, shortcut: inputs[0], branch: inputs[1])
+                }
+            case let .maxPool(k, s):
+                kernels[i] = .maxPool(kernel: k, stride: s, input: inputs[0])
+            case let .averagePool(k, s, p):
+                kernels[i] = .averagePool(kernel: k, stride: s, padding: p, input: inputs[0])
+            case .concat:
+                kernels[i] = .concat(inputs)
+            case .globalAveragePool:
+                kernels[i] = .globalAveragePool(input: inputs[0])
+            case let .linear(inFeatures, outFeatures, weight, bias):
+                let g = ConvGeometry(inChannels: inFeatures, outChannels: outFeatures, kernel: (1, 1))
+                let packed = PackedConvolution(geometry: g, weights: try parameter(weight),
+                                               bias: try bias.map(parameter), activation: .identity)
+                kernels[i] = .convolution(packed, input: inputs[0], residual: nil)
+            case .dropout:
+                kernels[i] = .alias(inputs[0])
+                alias[i] = inputs[0]
+            case let .batchNorm(prefix, epsilon):
+                let (scale, shift) = try Self.batchNormAffine(prefix, epsilon, parameter)
+                kernels[i] = .affine(scale: scale, shift: shift, input: inputs[0])
+            case .l2Normalize:
+                kernels[i] = .l2Normalize(input: inputs[0])
+            }
+        }
+        self.kernels = kernels
+        let widest = nodes.reduce(16) { max($0, $1.channels) }
+        zeros = AlignedBuffer(count: widest, zeroed: true)
+    }
+
+    /// Per-channel (scale, shift) of an inference BatchNorm, computed in Double.
+    static func batchNormAffine(_ prefix: String, _ epsilon: Float, _ parameter: (String) throws -> [Float])
+        rethrows -> (scale: [Float], shift: [Float])
+    {
+        let gamma = try parameter("\(prefix).weight"), beta = try parameter("\(prefix).bias")
+        let mean = try parameter("\(prefix).running_mean"), variance = try parameter("\(prefix).running_var")
+        var scale = [Float](), shift = [Float]()
+        for c in gamma.indices {
+            let s = Double(gamma[c]) / (Double(variance[c]) + Double(epsilon)).squareRoot()
+            scale.append(Float(s))
+            shift.append(Float(Double(beta[c]) - Double(mean[c]) * s))
+        }
+        return (scale, shift)
+    }
+
+    static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
+                     _ parameter: (String) throws -> [Float]) rethrows -> PackedConvolution {
+        var weights = try parameter(p.weight)
+        var bias = try p.bias.map(parameter)
+        if let bn = p.batchNorm {
+            let (s, shift) = try batchNormAffine(bn, p.epsilon, parameter)
+            let perOutput = g.depth
+            for o in 0..<g.outChannels {
+                for j in 0..<perOutput { weights[o * perOutput + j] *= s[o] }
+            }
+            bias = (0..<g.outChannels).map { o in shift[o] + (bias?[o] ?? 0) * s[o] }
+        }
+        return PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation)
+    }
+
+    // MARK: Running
+
+    /// Runs the network on an NHWC input. The result is `[n, channels]` when the output map is 1×1, else NHWC.
+    public func run(_ input: Tensor, threads: Int = Parallel.defaultThreads) throws -> Tensor {
+        guard input.shape.count == 4 else { preconditionFailure("input must be NHWC, got \(input.shape)") }
+        guard input.shape[3] == graph.inputChannels else {
+            throw GraphError.wrongInputChannels(expected: graph.inputChannels, got: input.shape[3])
+        }
+        let plan = try self.plan(n: input.shape[0], h: input.shape[1], w: input.shape[2])
+        let arena = plan.borrowArena()
+        defer { plan.returnArena(arena) }
+        let base = arena.pointer
+        func map(_ i: Int) -> FeatureMap {
+            let s = plan.shapes[i], v = plan.views[i]!
+            return FeatureMap(base: base + v.offset, n: s.n, h: s.h, w: s.w, c: s.c, pixelStride: v.pixelStride)
+        }
+        let threads = max(1, threads)
+        for i in kernels.indices {
+            switch kernels[i] {
+            case .input:
+                let m = map(i)
+                input.scalars.withUnsafeBufferPointer { source in
+                    let packed = FeatureMap(base: UnsafeMutablePointer(mutating: source.baseAddress!), n: m.n, h: m.h,
+                                            w: m.w, c: m.c)
+                    Pooling.copy(input: packed, output: m, threads: threads)
+                }
+            case .alias, .dead:
+                break
+            case let .convolution(conv, input, residual):
+                conv.run(input: map(input), output: map(i), residual: residual.map(map), zeros: zeros.pointer,
+                         threads: threads)
+            case let .maxPool(k, s, input):
+                Pooling.maxPool(input: map(input), output: map(i), kernel: k, stride: s, threads: threads)
+            case let .averagePool(k, s, p, input):
+                Pooling.averagePool(input: map(input), output: map(i), kernel: k, stride: s, padding: p, threads: threads)
+            case let .concat(inputs):
+                var offset = 0
+                let out = map(i)
+                for j in inputs {
+                    let c = plan.shapes[j].c
+                    if plan.parent[j] == nil || plan.parent[j]!.node != i {
+                        Pooling.copy(input: map(j), output: out.channels(offset, c), threads: threads)
+                    }
+                    offset += c
+                }
+            case let .residual(scale, activation, shortcut, branch):
+                Elementwise.residual(shortcut: map(shortcut), branch: map(branch), output: map(i), scale: scale,
+                                     activation: activation, threads: threads)
+            case let .globalAveragePool(input):
+                Pooling.globalAveragePool(input: map(input), output: map(i), threads: threads)
+            case let .affine(scale, shift, input):
+                Elementwise.affine(input: map(input), output: map(i), scale: scale, shift: shift, threads: threads)
+            case let .l2Normalize(input):
+                Elementwise.l2Normalize(input: map(input), output: map(i), threads: threads)
+            }
+        }
+        let out = map(graph.output)
+        var result = Tensor(zeros: out.h == 1 && out.w == 1 ? [out.n, out.c] : [out.n, out.h, out.w, out.c])
+        result.scalars.withUnsafeMutableBufferPointer { dest in
+            Pooling.copy(input: out, output: FeatureMap(base: dest.baseAddress!, n: out.n, h: out.h, w: out.w, c: out.c),
+                         threads: 1)
+        }
+        return result
+    }
+
+    // MARK: Memory planning
+
+    struct PlanKey: Hashable { let n: Int, h: Int, w: Int }
+    struct View: Sendable { let offset: Int, pixelStride: Int }
+
+    final class Plan: Sendable {
+        let shapes: [Shape]
+        let views: [View?]
+        /// For concatenation inputs written in place: the concatenation and the channel offset.
+        let parent: [(node: Int, offset: Int)?]
+        let arenaSize: Int
+        private let arenas = Mutex<[AlignedBuffer]>([])
+
+        init(shapes: [Shape], views: [View?], parent: [(node: Int, offset: Int)?], arenaSize: Int) {
+            (self.shapes, self.views, self.parent, self.arenaSize) = (shapes, views, parent, arenaSize)
+        }
+
+        func borrowArena() -> AlignedBuffer {
+            arenas.withLock { $0.popLast() } ?? AlignedBuffer(count: arenaSize)
+        }
+
+        func returnArena(_ arena: AlignedBuffer) { arenas.withLock { $0.append(arena) } }
+    }
+
+    /// Activation memory of one call at this input size, in floats.
+    public func arenaFloats(n: Int, h: Int, w: Int) throws -> Int { try plan(n: n, h: h, w: w).arenaSize }
+
+    func plan(n: Int, h: Int, w: Int) throws -> Plan {
+        let key = PlanKey(n: n, h: h, w: w)
+        if let plan = plans.withLock({ $0[key] }) { return plan }
+        let plan = try makePlan(n: n, h: h, w: w)
+        plans.withLock { $0[key] = plan }
+        return plan
+    }
+
+    private func makePlan(n: Int, h: Int, w: Int) throws -> Plan {
+        let shapes = try graph.shapes(n: n, h: h, w: w)
+        let count = kernels.count
+        func live(_ i: Int) -> Bool {
+            switch kernels[i] { case .alias, .dead: return false; default: return true }
+        }
+        var consumers = [[Int]](repeating: [], count: count)
+        for i in 0..<count where live(i) { for j in kernels[i].inputs { consumers[j].append(i) } }
+
+        // Concatenation inputs that only the concatenation reads are written into its slices.
+        var parent = [(node: Int, offset: Int)?](repeating: nil, count: count)
+        for i in (0..<count).reversed() {
+            guard case let .concat(inputs) = kernels[i] else { continue }
+            var offset = 0
+            for j in inputs {
+                if consumers[j] == [i], parent[j] == nil, j != 0, j != graph.output { parent[j] = (i, offset) }
+                offset += shapes[j].c
+            }
+        }
+        func root(_ i: Int) -> (node: Int, offset: Int) {
+            guard let p = parent[i] else { return (i, 0) }
+            let r = root(p.node)
+            return (r.node, r.offset + p.offset)
+        }
+
+        // Lifetime of each root buffer: from the first node written into it to the last node reading it.
+        var first = [Int: Int](), last = [Int: Int]()
+        for i in 0..<count where live(i) {
+            let r = root(i).node
+            first[r] = min(first[r] ?? i, i)
+            let end = i == graph.output ? Int.max : (consumers[i].max() ?? i)
+            last[r] = max(last[r] ?? end, end)
+        }
+        // Greedy best-fit assignment of arena blocks in order of first use.
+        var offsets = [Int: Int](), free: [(offset: Int, size: Int)] = [], active: [Int] = [], arenaSize = 0
+        for r in first.keys.sorted(by: { first[$0]! < first[$1]! }) {
+            let start = first[r]!
+            active.removeAll { a in
+                if last[a]! < start { free.append((offsets[a]!, (shapes[a].count + 15) / 16 * 16)); return true }
+                return false
+            }
+            let size = (shapes[r].count + 15) / 16 * 16
+            if let k = free.indices.filter({ free[$0].size >= size }).min(by: { free[$0].size < free[$1].size }) {
+                offsets[r] = free[k].offset
+                if free[k].size > size { free[k] = (free[k].offset + size, free[k].size - size) } else { free.remove(at: k) }
+            } else {
+                offsets[r] = arenaSize
+                arenaSize += size
+            }
+            active.append(r)
+        }
+        var views = [View?](repeating: nil, count: count)
+        for i in 0..<count {
+            var j = i
+            while case let .alias(k) = kernels[j] { j = k }
+            guard live(j) else { continue }
+            let r = root(j)
+            views[i] = View(offset: offsets[r.node]! + r.offset, pixelStride: shapes[r.node].c)
+        }
+        return Plan(shapes: shapes, views: views, parent: parent, arenaSize: arenaSize)
+    }
+}

@@ -1,0 +1,276 @@
+/// A network as a graph of operations on NHWC feature maps. Model code builds it through `GraphBuilder` and
+/// `Value`; the engine derives everything else from it: parameter names and shapes, output shapes, the
+/// minimum input size, multiply-accumulate counts, and (in `CompiledGraph`) the fused execution plan.
+/// Parameters are referenced by name and supplied when the graph is compiled, so one graph serves summary,
+/// random-weight benchmarks and every checkpoint.
+
+/// How a convolution's parameters are named. With `batchNorm`, the convolution is followed by an inference
+/// BatchNorm whose `weight`, `bias`, `running_mean` and `running_var` live under that prefix; the engine folds
+/// it into the convolution's weights and bias.
+public struct ConvParameters: Sendable, Hashable {
+    public var weight: String
+    public var bias: String?
+    public var batchNorm: String?
+    public var epsilon: Float
+
+    public init(weight: String, bias: String? = nil, batchNorm: String? = nil, epsilon: Float = 1e-3) {
+        (self.weight, self.bias, self.batchNorm, self.epsilon) = (weight, bias, batchNorm, epsilon)
+    }
+}
+
+public enum Operation: Sendable {
+    case input
+    /// Convolution, then (optionally) BatchNorm, then the activation.
+    case convolution(ConvGeometry, ConvParameters, Activation)
+    /// No padding.
+    case maxPool(kernel: Int, stride: Int)
+    /// Symmetric padding, excluded from the divisor.
+    case averagePool(kernel: Int, stride: Int, padding: Int)
+    /// Along channels, in input order.
+    case concat
+    /// `activation(inputs[0] + scale · inputs[1])`: the Inception-ResNet shortcut.
+    case residual(scale: Float, activation: Activation)
+    case globalAveragePool
+    /// On an `n × 1 × 1 × inFeatures` map; weight `[outFeatures, inFeatures]` (PyTorch layout).
+    case linear(inFeatures: Int, outFeatures: Int, weight: String, bias: String?)
+    /// Identity at inference; the rate is kept for training.
+    case dropout(rate: Float)
+    /// Inference BatchNorm over channels, parameters under the prefix.
+    case batchNorm(prefix: String, epsilon: Float)
+    /// Divides each pixel's channel vector by its L2 norm (floored at 1e-12, as `F.normalize`).
+    case l2Normalize
+}
+
+public struct Node: Sendable {
+    public let operation: Operation
+    public let inputs: [Int]
+    public let channels: Int
+    /// Full name, e.g. `inception_a.0.branch1.1`.
+    public let name: String
+    /// The top-level scope the node was built in (a stem layer or a block), for per-stage summaries.
+    public let stage: String
+}
+
+public struct ParameterSpec: Sendable, Hashable {
+    public let name: String
+    public let shape: [Int]
+    /// BatchNorm running statistics: loaded from checkpoints, but not trainable parameters.
+    public let isBuffer: Bool
+    public var count: Int { shape.reduce(1, *) }
+}
+
+public struct Shape: Sendable, Hashable, CustomStringConvertible {
+    public var n: Int, h: Int, w: Int, c: Int
+    public init(n: Int, h: Int, w: Int, c: Int) { (self.n, self.h, self.w, self.c) = (n, h, w, c) }
+    public var count: Int { n * h * w * c }
+    public var description: String { "\(n)×\(h)×\(w)×\(c)" }
+}
+
+public enum GraphError: Error, Equatable, CustomStringConvertible {
+    case inputTooSmall(height: Int, width: Int, minimum: Int)
+    case wrongInputChannels(expected: Int, got: Int)
+
+    public var description: String {
+        switch self {
+        case let .inputTooSmall(h, w, minimum):
+            return "input \(h)×\(w) is too small for this network: the minimum is \(minimum)×\(minimum)"
+        case let .wrongInputChannels(expected, got):
+            return "the network takes \(expected) input channels, got \(got)"
+        }
+    }
+}
+
+public struct Graph: Sendable {
+    public internal(set) var nodes: [Node]
+    public internal(set) var output: Int
+
+    public var inputChannels: Int { nodes[0].channels }
+    public var outputChannels: Int { nodes[output].channels }
+
+    /// Every parameter and buffer, in build order, with the shape a PyTorch checkpoint stores.
+    public var parameters: [ParameterSpec] {
+        var specs: [ParameterSpec] = []
+        func batchNorm(_ prefix: String, _ c: Int) {
+            specs.append(ParameterSpec(name: "\(prefix).weight", shape: [c], isBuffer: false))
+            specs.append(ParameterSpec(name: "\(prefix).bias", shape: [c], isBuffer: false))
+            specs.append(ParameterSpec(name: "\(prefix).running_mean", shape: [c], isBuffer: true))
+            specs.append(ParameterSpec(name: "\(prefix).running_var", shape: [c], isBuffer: true))
+        }
+        for node in nodes {
+            switch node.operation {
+            case let .convolution(g, p, _):
+                specs.append(ParameterSpec(name: p.weight, shape: [g.outChannels, g.inChannels, g.kernelH, g.kernelW],
+                                           isBuffer: false))
+                if let bias = p.bias { specs.append(ParameterSpec(name: bias, shape: [g.outChannels], isBuffer: false)) }
+                if let bn = p.batchNorm { batchNorm(bn, g.outChannels) }
+            case let .linear(i, o, weight, bias):
+                specs.append(ParameterSpec(name: weight, shape: [o, i], isBuffer: false))
+                if let bias { specs.append(ParameterSpec(name: bias, shape: [o], isBuffer: false)) }
+            case let .batchNorm(prefix, _):
+                batchNorm(prefix, node.channels)
+            default:
+                break
+            }
+        }
+        return specs
+    }
+
+    /// Trainable parameter count (BatchNorm running statistics excluded, as `sum(p.numel())` in PyTorch).
+    public var parameterCount: Int { parameters.filter { !$0.isBuffer }.reduce(0) { $0 + $1.count } }
+
+    /// Output shape of every node for an `n × h × w` input, or nil where some map would be empty.
+    public func inferShapes(n: Int, h: Int, w: Int) -> [Shape]? {
+        var shapes: [Shape] = []
+        shapes.reserveCapacity(nodes.count)
+        for node in nodes {
+            let x = node.inputs.first.map { shapes[$0] } ?? Shape(n: n, h: h, w: w, c: node.channels)
+            var s = Shape(n: x.n, h: x.h, w: x.w, c: node.channels)
+            switch node.operation {
+            case .input, .concat, .residual, .dropout, .batchNorm, .l2Normalize:
+                break
+            case let .convolution(g, _, _):
+                (s.h, s.w) = g.outputSize(h: x.h, w: x.w)
+            case let .maxPool(k, stride):
+                (s.h, s.w) = (x.h < k ? 0 : (x.h - k) / stride + 1, x.w < k ? 0 : (x.w - k) / stride + 1)
+            case let .averagePool(k, stride, p):
+                (s.h, s.w) = ((x.h + 2 * p - k) / stride + 1, (x.w + 2 * p - k) / stride + 1)
+            case .globalAveragePool:
+                (s.h, s.w) = (1, 1)
+            case .linear:
+                if x.h != 1 || x.w != 1 { return nil }
+            }
+            if s.h <= 0 || s.w <= 0 { return nil }
+            if case .concat = node.operation, node.inputs.contains(where: { shapes[$0].h != s.h || shapes[$0].w != s.w }) {
+                return nil
+            }
+            shapes.append(s)
+        }
+        return shapes
+    }
+
+    /// The smallest square input the network accepts.
+    public var minimumInputSize: Int {
+        var size = 1
+        while inferShapes(n: 1, h: size, w: size) == nil && size < 4096 { size += 1 }
+        return size
+    }
+
+    /// Output shapes, or a `GraphError` naming the minimum input size.
+    public func shapes(n: Int, h: Int, w: Int) throws -> [Shape] {
+        guard let shapes = inferShapes(n: n, h: h, w: w) else {
+            throw GraphError.inputTooSmall(height: h, width: w, minimum: minimumInputSize)
+        }
+        return shapes
+    }
+
+    /// Multiply-accumulates of each node for the given shapes (convolutions and linear layers only, as
+    /// timm's model cards and fvcore count them).
+    public func macs(shapes: [Shape]) -> [Int] {
+        nodes.indices.map { i in
+            switch nodes[i].operation {
+            case let .convolution(g, _, _): return shapes[i].count * g.depth
+            case let .linear(inFeatures, outFeatures, _, _): return shapes[i].n * inFeatures * outFeatures
+            default: return 0
+            }
+        }
+    }
+}
+
+/// Builds a `Graph`. Names are scoped: inside `scope("inception_a.0") { … }` a convolution named
+/// `branch1.0` owns the parameters `inception_a.0.branch1.0.*`.
+public final class GraphBuilder {
+    private(set) var nodes: [Node] = []
+    private var scopes: [String] = []
+
+    public init() {}
+
+    public func input(channels: Int) -> Value {
+        precondition(nodes.isEmpty, "the input must be the first node")
+        return add(.input, [], channels: channels, name: "input")
+    }
+
+    public func scope<T>(_ name: String, _ body: () -> T) -> T {
+        scopes.append(name)
+        defer { scopes.removeLast() }
+        return body()
+    }
+
+    public func qualified(_ name: String) -> String { (scopes + [name]).joined(separator: ".") }
+
+    public func finish(output: Value) -> Graph { Graph(nodes: nodes, output: output.id) }
+
+    @discardableResult
+    func add(_ operation: Operation, _ inputs: [Value], channels: Int, name: String) -> Value {
+        let node = Node(operation: operation, inputs: inputs.map(\.id), channels: channels,
+                        name: qualified(name), stage: scopes.first ?? name)
+        nodes.append(node)
+        return Value(builder: self, id: nodes.count - 1, channels: channels)
+    }
+}
+
+/// A symbolic feature map while a graph is being built.
+public struct Value {
+    public let builder: GraphBuilder
+    public let id: Int
+    public let channels: Int
+
+    public func scope<T>(_ name: String, _ body: (Value) -> T) -> T { builder.scope(name) { body(self) } }
+
+    /// A convolution named `name` (parameters `name.weight`, optional `name.bias`), optionally followed by the
+    /// BatchNorm under `batchNorm`, then `activation`. `padding` is symmetric.
+    public func convolution(_ name: String, _ outChannels: Int, kernel: (Int, Int), stride: Int = 1,
+                            padding: (Int, Int) = (0, 0), bias: Bool, batchNorm: String?, epsilon: Float = 1e-3,
+                            activation: Activation) -> Value {
+        let g = ConvGeometry(inChannels: channels, outChannels: outChannels, kernel: kernel, stride: (stride, stride),
+                             padding: padding)
+        let p = ConvParameters(weight: builder.qualified("\(name).weight"),
+                               bias: bias ? builder.qualified("\(name).bias") : nil,
+                               batchNorm: batchNorm.map { builder.qualified($0) }, epsilon: epsilon)
+        return builder.add(.convolution(g, p, activation), [self], channels: outChannels, name: name)
+    }
+
+    public func maxPool(_ kernel: Int, stride: Int, name: String = "max_pool") -> Value {
+        builder.add(.maxPool(kernel: kernel, stride: stride), [self], channels: channels, name: name)
+    }
+
+    /// Average pool that excludes padding from the divisor.
+    public func averagePool(_ kernel: Int, stride: Int, padding: Int, name: String = "avg_pool") -> Value {
+        builder.add(.averagePool(kernel: kernel, stride: stride, padding: padding), [self], channels: channels,
+                    name: name)
+    }
+
+    /// `activation(self + scale · branch)`.
+    public func residual(_ branch: Value, scale: Float, activation: Activation) -> Value {
+        precondition(branch.channels == channels, "residual branch has \(branch.channels) channels, not \(channels)")
+        return builder.add(.residual(scale: scale, activation: activation), [self, branch], channels: channels,
+                           name: "residual")
+    }
+
+    public func globalAveragePool() -> Value {
+        builder.add(.globalAveragePool, [self], channels: channels, name: "global_pool")
+    }
+
+    public func dropout(_ rate: Float) -> Value {
+        builder.add(.dropout(rate: rate), [self], channels: channels, name: "dropout")
+    }
+
+    public func linear(_ name: String, _ outFeatures: Int, bias: Bool = true) -> Value {
+        builder.add(.linear(inFeatures: channels, outFeatures: outFeatures, weight: builder.qualified("\(name).weight"),
+                            bias: bias ? builder.qualified("\(name).bias") : nil),
+                    [self], channels: outFeatures, name: name)
+    }
+
+    public func batchNorm(_ name: String, epsilon: Float = 1e-3) -> Value {
+        builder.add(.batchNorm(prefix: builder.qualified(name), epsilon: epsilon), [self], channels: channels, name: name)
+    }
+
+    public func l2Normalize() -> Value { builder.add(.l2Normalize, [self], channels: channels, name: "l2_normalize") }
+}
+
+/// Channel concatenation, in argument order.
+public func concat(_ values: Value...) -> Value { concat(values) }
+
+public func concat(_ values: [Value]) -> Value {
+    precondition(!values.isEmpty)
+    return values[0].builder.add(.concat, values, channels: values.reduce(0) { $0 + $1.channels }, name: "concat")
+}

@@ -1,0 +1,98 @@
+/// Pooling over NHWC feature maps, vectorised across channels, threads over output rows.
+
+public enum Pooling {
+    /// Max pooling, no padding (every max pool of these networks is 3×3 stride 2 VALID).
+    public static func maxPool(input: FeatureMap, output: FeatureMap, kernel: Int, stride: Int, threads: Int) {
+        precondition(input.c == output.c && input.n == output.n
+                     && output.h == (input.h - kernel) / stride + 1 && output.w == (input.w - kernel) / stride + 1,
+                     "max pool shapes disagree")
+        let c = input.c
+        Parallel.parallelFor(output.n * output.h, threads: threads) { row in
+            let (b, oy) = (row / output.h, row % output.h)
+            for ox in 0..<output.w {
+                let out = output.pixel(b, oy, ox)
+                var ch = 0
+                while ch + 8 <= c {
+                    var m = SIMD8<Float>(repeating: -.infinity)
+                    for ky in 0..<kernel {
+                        for kx in 0..<kernel {
+                            let p = input.pixel(b, oy * stride + ky, ox * stride + kx) + ch
+                            m = pointwiseMax(m, UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self))
+                        }
+                    }
+                    UnsafeMutableRawPointer(out + ch).storeBytes(of: m, as: SIMD8<Float>.self)
+                    ch += 8
+                }
+                while ch < c {
+                    var m = -Float.infinity
+                    for ky in 0..<kernel {
+                        for kx in 0..<kernel { m = max(m, input.pixel(b, oy * stride + ky, ox * stride + kx)[ch]) }
+                    }
+                    out[ch] = m
+                    ch += 1
+                }
+            }
+        }
+    }
+
+    /// Average pooling with symmetric zero padding excluded from the divisor (PyTorch's
+    /// `count_include_pad=False`, TensorFlow's SAME average pool).
+    public static func averagePool(input: FeatureMap, output: FeatureMap, kernel: Int, stride: Int, padding: Int,
+                                   threads: Int) {
+        precondition(input.c == output.c && input.n == output.n
+                     && output.h == (input.h + 2 * padding - kernel) / stride + 1
+                     && output.w == (input.w + 2 * padding - kernel) / stride + 1, "average pool shapes disagree")
+        let c = input.c
+        Parallel.parallelFor(output.n * output.h, threads: threads) { row in
+            let (b, oy) = (row / output.h, row % output.h)
+            let y0 = max(0, oy * stride - padding), y1 = min(input.h, oy * stride - padding + kernel)
+            for ox in 0..<output.w {
+                let x0 = max(0, ox * stride - padding), x1 = min(input.w, ox * stride - padding + kernel)
+                let inverse = 1 / Float((y1 - y0) * (x1 - x0))
+                let out = output.pixel(b, oy, ox)
+                var ch = 0
+                while ch + 8 <= c {
+                    var s = SIMD8<Float>()
+                    for y in y0..<y1 {
+                        for x in x0..<x1 { s += UnsafeRawPointer(input.pixel(b, y, x) + ch).loadUnaligned(as: SIMD8<Float>.self) }
+                    }
+                    UnsafeMutableRawPointer(out + ch).storeBytes(of: s * inverse, as: SIMD8<Float>.self)
+                    ch += 8
+                }
+                while ch < c {
+                    var s: Float = 0
+                    for y in y0..<y1 { for x in x0..<x1 { s += input.pixel(b, y, x)[ch] } }
+                    out[ch] = s * inverse
+                    ch += 1
+                }
+            }
+        }
+    }
+
+    /// Mean over all pixels of each image: output is `n × 1 × 1 × c`.
+    public static func globalAveragePool(input: FeatureMap, output: FeatureMap, threads: Int) {
+        precondition(input.c == output.c && input.n == output.n && output.h == 1 && output.w == 1,
+                     "global pool shapes disagree")
+        let inverse = 1 / Float(input.h * input.w)
+        Parallel.parallelFor(input.n, threads: threads) { b in
+            let out = output.pixel(b, 0, 0)
+            for ch in 0..<input.c { out[ch] = 0 }
+            for y in 0..<input.h {
+                for x in 0..<input.w {
+                    let p = input.pixel(b, y, x)
+                    for ch in 0..<input.c { out[ch] += p[ch] }
+                }
+            }
+            for ch in 0..<input.c { out[ch] *= inverse }
+        }
+    }
+
+    /// Copies a map into another of the same shape (the rare concat input that cannot be written in place).
+    public static func copy(input: FeatureMap, output: FeatureMap, threads: Int) {
+        precondition(input.n == output.n && input.h == output.h && input.w == output.w && input.c == output.c)
+        Parallel.parallelFor(input.n * input.h, threads: threads) { row in
+            let (b, y) = (row / input.h, row % input.h)
+            for x in 0..<input.w { output.pixel(b, y, x).update(from: input.pixel(b, y, x), count: input.c) }
+        }
+    }
+}

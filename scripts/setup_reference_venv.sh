@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the reference Python environment (CPU torch, timm, facenet-pytorch, ONNX Runtime) that generates the
+# reference tensors for the tests and runs ONNX Runtime side by side in benchmarks. Idempotent.
+# Usage: scripts/setup_reference_venv.sh [VENV_DIR]   (default: .venv-ref)
+set -euo pipefail
+venv="${1:-.venv-ref}"
+check='import torch, timm, safetensors, PIL, skimage, onnxruntime, onnx, facenet_pytorch'
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -W ignore -c "$check" 2>/dev/null; then
+  echo "reference venv ready: $venv"; exit 0
+fi
+rm -rf "$venv"
+python3 -m venv "$venv"
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+# PyPI's Linux torch wheels load CUDA libraries at import (several GB of them). This machine image carries the
+# CPU build in /opt/wheels; use it when present, else PyPI's torch with its CUDA dependencies.
+cpu_wheel=$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -n 1 || true)
+if [ -n "$cpu_wheel" ]; then
+  "${pip[@]}" --no-deps "$cpu_wheel" torchvision==0.28.0
+else
+  "${pip[@]}" torch==2.13.0 torchvision==0.28.0
+fi
+"${pip[@]}" --no-deps timm==1.0.31 facenet-pytorch==2.6.0
+"${pip[@]}" filelock typing-extensions sympy networkx jinja2 fsspec numpy pillow safetensors requests pyyaml \
+  huggingface_hub scikit-image onnx onnxruntime==1.31.0
+if [ -n "$cpu_wheel" ]; then
+  # torchvision's compiled ops are a CUDA build that cannot load beside CPU torch; only its registration of
+  # fake kernels for those ops fails at import. timm needs torchvision's pure-Python transforms alone.
+  meta=$("$venv/bin/python" -c 'import importlib.util as u; print(u.find_spec("torchvision").submodule_search_locations[0])')/_meta_registrations.py
+  echo "# emptied by scripts/setup_reference_venv.sh: the CUDA build of torchvision's C ops cannot load beside CPU torch" > "$meta"
+fi
+"$venv/bin/python" -W ignore -c "$check; print('torch', torch.__version__, 'timm', timm.__version__, 'onnxruntime', onnxruntime.__version__)"
+echo "reference venv ready: $venv"
