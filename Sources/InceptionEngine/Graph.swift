@@ -88,31 +88,29 @@ public struct Graph: Sendable {
     public var outputChannels: Int { nodes[output].channels }
 
     /// Every parameter and buffer, in build order, with the shape a PyTorch checkpoint stores.
-    public var parameters: [ParameterSpec] {
-        var specs: [ParameterSpec] = []
-        func batchNorm(_ prefix: String, _ c: Int) {
-            specs.append(ParameterSpec(name: "\(prefix).weight", shape: [c], isBuffer: false))
-            specs.append(ParameterSpec(name: "\(prefix).bias", shape: [c], isBuffer: false))
-            specs.append(ParameterSpec(name: "\(prefix).running_mean", shape: [c], isBuffer: true))
-            specs.append(ParameterSpec(name: "\(prefix).running_var", shape: [c], isBuffer: true))
+    public var parameters: [ParameterSpec] { nodes.indices.flatMap(parameters(of:)) }
+
+    /// The parameters and buffers node `i` owns.
+    public func parameters(of i: Int) -> [ParameterSpec] {
+        func batchNorm(_ prefix: String, _ c: Int) -> [ParameterSpec] {
+            [ParameterSpec(name: "\(prefix).weight", shape: [c], isBuffer: false),
+             ParameterSpec(name: "\(prefix).bias", shape: [c], isBuffer: false),
+             ParameterSpec(name: "\(prefix).running_mean", shape: [c], isBuffer: true),
+             ParameterSpec(name: "\(prefix).running_var", shape: [c], isBuffer: true)]
         }
-        for node in nodes {
-            switch node.operation {
-            case let .convolution(g, p, _):
-                specs.append(ParameterSpec(name: p.weight, shape: [g.outChannels, g.inChannels, g.kernelH, g.kernelW],
-                                           isBuffer: false))
-                if let bias = p.bias { specs.append(ParameterSpec(name: bias, shape: [g.outChannels], isBuffer: false)) }
-                if let bn = p.batchNorm { batchNorm(bn, g.outChannels) }
-            case let .linear(i, o, weight, bias):
-                specs.append(ParameterSpec(name: weight, shape: [o, i], isBuffer: false))
-                if let bias { specs.append(ParameterSpec(name: bias, shape: [o], isBuffer: false)) }
-            case let .batchNorm(prefix, _):
-                batchNorm(prefix, node.channels)
-            default:
-                break
-            }
+        switch nodes[i].operation {
+        case let .convolution(g, p, _):
+            return [ParameterSpec(name: p.weight, shape: [g.outChannels, g.inChannels, g.kernelH, g.kernelW], isBuffer: false)]
+                + (p.bias.map { [ParameterSpec(name: $0, shape: [g.outChannels], isBuffer: false)] } ?? [])
+                + (p.batchNorm.map { batchNorm($0, g.outChannels) } ?? [])
+        case let .linear(inFeatures, outFeatures, weight, bias):
+            return [ParameterSpec(name: weight, shape: [outFeatures, inFeatures], isBuffer: false)]
+                + (bias.map { [ParameterSpec(name: $0, shape: [outFeatures], isBuffer: false)] } ?? [])
+        case let .batchNorm(prefix, _):
+            return batchNorm(prefix, nodes[i].channels)
+        default:
+            return []
         }
-        return specs
     }
 
     /// Trainable parameter count (BatchNorm running statistics excluded, as `sum(p.numel())` in PyTorch).

@@ -1,0 +1,130 @@
+import Foundation
+import InceptionIO
+
+/// A network with its weights loaded, folded and packed. Immutable and `Sendable`: one loaded model can serve
+/// concurrent calls from any number of tasks or threads.
+public final class InceptionModel: Sendable {
+    public let name: ModelName
+    public let compiled: CompiledGraph
+    public var graph: Graph { compiled.graph }
+    public var classes: Int { graph.outputChannels }
+
+    init(name: ModelName, compiled: CompiledGraph) {
+        self.name = name
+        self.compiled = compiled
+    }
+
+    /// Loads a checkpoint in the released layout (timm's key names, PyTorch shapes). Strict both ways: every
+    /// parameter must be present with the right shape, and every tensor in the file must be used (only
+    /// BatchNorm's `num_batches_tracked` counters are ignored). The classifier's size comes from the file.
+    public convenience init(_ name: ModelName, weights url: URL) throws {
+        let file = try SafeTensorsFile(contentsOf: url)
+        let classes = file.entries[name.checkpointKey(name.classifierWeight)]?.shape.first
+        let graph = name.graph(classes: classes)
+        try Self.verify(graph, name, file)
+        let compiled = try CompiledGraph(graph: graph) { try file.floats(name.checkpointKey($0)) }
+        self.init(name: name, compiled: compiled)
+    }
+
+    /// Random weights with realistic statistics, for benchmarks and tests of everything but the values.
+    public convenience init(_ name: ModelName, randomSeed seed: UInt64, classes: Int? = nil) {
+        let graph = name.graph(classes: classes)
+        var weights: [String: [Float]] = [:]
+        var rng = SplitMix64(seed)
+        for spec in graph.parameters {
+            let n = spec.count
+            let fanIn = spec.shape.count > 1 ? spec.shape.dropFirst().reduce(1, *) : 1
+            let values: [Float]
+            switch spec.name.split(separator: ".").last! {
+            case "running_var": values = (0..<n).map { _ in rng.uniform(0.5, 1.5) }
+            case "weight" where spec.shape.count == 1: values = (0..<n).map { _ in rng.uniform(0.2, 0.4) }
+            case "bias", "running_mean": values = (0..<n).map { _ in rng.uniform(-0.1, 0.1) }
+            default:
+                let bound = (3 / Float(fanIn)).squareRoot()
+                values = (0..<n).map { _ in rng.uniform(-bound, bound) }
+            }
+            weights[spec.name] = values
+        }
+        let compiled = CompiledGraph(graph: graph) { weights[$0]! }
+        self.init(name: name, compiled: compiled)
+    }
+
+    static func verify(_ graph: Graph, _ name: ModelName, _ file: SafeTensorsFile) throws {
+        var unused = Set(file.entries.keys.filter { !$0.hasSuffix("num_batches_tracked") })
+        var missing: [String] = []
+        for spec in graph.parameters {
+            let key = name.checkpointKey(spec.name)
+            guard let entry = file.entries[key] else {
+                missing.append("\(key) \(spec.shape)")
+                continue
+            }
+            unused.remove(key)
+            guard entry.shape == spec.shape else {
+                throw WeightsError.shapeMismatch(key: key, expected: spec.shape, found: entry.shape, model: name.rawValue)
+            }
+        }
+        if !missing.isEmpty { throw WeightsError.missingTensors(missing, model: name.rawValue) }
+        if !unused.isEmpty { throw WeightsError.unexpectedTensors(unused.sorted(), model: name.rawValue) }
+        for spec in graph.parameters {
+            let key = name.checkpointKey(spec.name)
+            if try file.floats(key).contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
+        }
+    }
+
+    /// Logits (or the network's output) for an NCHW batch `[n, 3, h, w]`, the layout of PyTorch and ONNX.
+    public func callAsFunction(nchw input: Tensor, threads: Int = Parallel.defaultThreads) throws -> Tensor {
+        guard input.shape.count == 4 else { throw InputError.wrongRank(input.shape) }
+        guard input.shape[1] == graph.inputChannels else {
+            throw InputError.wrongChannels(expected: graph.inputChannels, shape: input.shape)
+        }
+        return try compiled.run(input.nchwToNHWC(), threads: threads)
+    }
+}
+
+public enum WeightsError: Error, Equatable, CustomStringConvertible {
+    case shapeMismatch(key: String, expected: [Int], found: [Int], model: String)
+    case missingTensors([String], model: String)
+    case unexpectedTensors([String], model: String)
+    case nonFinite(key: String)
+
+    public var description: String {
+        func list(_ keys: [String]) -> String {
+            keys.prefix(5).joined(separator: ", ") + (keys.count > 5 ? " and \(keys.count - 5) more" : "")
+        }
+        switch self {
+        case let .shapeMismatch(key, expected, found, model):
+            return "weights do not fit \(model): tensor '\(key)' has shape \(found), the model needs \(expected)"
+        case let .missingTensors(keys, model):
+            return "weights do not fit \(model): \(keys.count) tensor(s) missing: \(list(keys))"
+        case let .unexpectedTensors(keys, model):
+            return "weights do not fit \(model): \(keys.count) tensor(s) the model does not use: \(list(keys))"
+        case let .nonFinite(key): return "weights are corrupt: tensor '\(key)' contains NaN or infinite values"
+        }
+    }
+}
+
+public enum InputError: Error, Equatable, CustomStringConvertible {
+    case wrongRank([Int])
+    case wrongChannels(expected: Int, shape: [Int])
+
+    public var description: String {
+        switch self {
+        case let .wrongRank(shape): return "input must have shape (N, 3, H, W), got \(shape)"
+        case let .wrongChannels(expected, shape): return "input must have \(expected) channels in (N, C, H, W), got shape \(shape)"
+        }
+    }
+}
+
+/// SplitMix64: small, fast, and the same on every platform.
+struct SplitMix64 {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform(_ low: Float, _ high: Float) -> Float { low + (high - low) * Float(next() >> 40) / Float(1 << 24) }
+}

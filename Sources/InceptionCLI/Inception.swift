@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Inception
+
+@main
+struct InceptionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inception",
+        abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
+        subcommands: [Summary.self, Predict.self, Bench.self])
+}
+
+extension ModelName: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+struct ModelOption: ParsableArguments {
+    @Option(help: "The network: \(ModelName.allValueStrings.joined(separator: ", ")).")
+    var model: ModelName = .inceptionV4
+}
+
+struct ThreadsOption: ParsableArguments {
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = Parallel.defaultThreads
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+}
+
+/// Runs a command body; any error becomes one line on standard error and exit status 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func printJSON(_ object: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}

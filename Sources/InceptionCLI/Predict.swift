@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import Inception
+import InceptionIO
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the network on an (N, 3, H, W) float32 .npy and write the (N, classes) logits as .npy.")
+
+    @OptionGroup var model: ModelOption
+
+    @Option(help: "Weights in safetensors (timm's key names).")
+    var weights: String
+
+    @Option(help: "Input .npy, float32 (N, 3, H, W).")
+    var input: String
+
+    @Option(help: "Output .npy, float32 (N, classes).")
+    var output: String
+
+    @OptionGroup var threads: ThreadsOption
+
+    func run() throws {
+        try reportingErrors {
+            let net = try InceptionModel(model.model, weights: URL(fileURLWithPath: weights))
+            let (shape, values) = try NPY.read(contentsOf: URL(fileURLWithPath: input))
+            let logits = try net(nchw: Tensor(shape: shape, scalars: values), threads: threads.threads)
+            try NPY.write(shape: logits.shape, values: logits.scalars, to: URL(fileURLWithPath: output))
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import Inception
+
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Each stage's output shape, parameters and multiply-accumulates, and the totals.")
+
+    @OptionGroup var model: ModelOption
+
+    @Option(help: "Square input size (default: the model's own).")
+    var inputSize: Int?
+
+    @Option(help: "Number of classes of the classifier (default: the model's own).")
+    var classes: Int?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let name = model.model
+            let graph = name.graph(classes: classes)
+            let size = inputSize ?? name.defaultInputSize
+            let shapes = try graph.shapes(n: 1, h: size, w: size)
+            let macs = graph.macs(shapes: shapes)
+            var stages: [(name: String, shape: Shape, parameters: Int, macs: Int)] = []
+            for i in graph.nodes.indices.dropFirst() {
+                let params = graph.parameters(of: i).filter { !$0.isBuffer }.reduce(0) { $0 + $1.count }
+                let stage = graph.nodes[i].stage
+                if stages.last?.name == stage {
+                    stages[stages.count - 1].shape = shapes[i]
+                    stages[stages.count - 1].parameters += params
+                    stages[stages.count - 1].macs += macs[i]
+                } else {
+                    stages.append((stage, shapes[i], params, macs[i]))
+                }
+            }
+            let totalMACs = macs.reduce(0, +)
+            if json {
+                try printJSON([
+                    "model": name.rawValue, "input_size": size, "parameters": graph.parameterCount, "macs": totalMACs,
+                    "minimum_input_size": graph.minimumInputSize,
+                    "stages": stages.map { ["name": $0.name, "output_shape": [$0.shape.h, $0.shape.w, $0.shape.c],
+                                            "parameters": $0.parameters, "macs": $0.macs] as [String: Any] },
+                ])
+                return
+            }
+            print("\(name.rawValue) at \(size)×\(size)×3 (minimum input \(graph.minimumInputSize)×\(graph.minimumInputSize))")
+            let header = "stage".padding(toLength: 18, withPad: " ", startingAt: 0)
+                + "output (H×W×C)".leftPadded(18) + "parameters".leftPadded(14) + "MACs".leftPadded(17)
+            print(header)
+            for s in stages {
+                print(s.name.padding(toLength: 18, withPad: " ", startingAt: 0)
+                      + "\(s.shape.h)×\(s.shape.w)×\(s.shape.c)".leftPadded(18)
+                      + s.parameters.grouped.leftPadded(14) + s.macs.grouped.leftPadded(17))
+            }
+            print("total".padding(toLength: 36, withPad: " ", startingAt: 0)
+                  + graph.parameterCount.grouped.leftPadded(14) + totalMACs.grouped.leftPadded(17))
+        }
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}
+
+extension Int {
+    /// 12,253,974,624
+    var grouped: String {
+        let digits = String(self.magnitude)
+        var out = ""
+        for (i, ch) in digits.enumerated() {
+            if i > 0 && (digits.count - i) % 3 == 0 { out += "," }
+            out.append(ch)
+        }
+        return (self < 0 ? "-" : "") + out
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+
+/// NumPy's .npy format, float32 little-endian in C order only (what PyTorch, timm and ONNX tools exchange).
+/// Reading checks the magic, the version, the header's length and fields, and that the data is exactly
+/// as long as the shape says, before anything is trusted.
+public enum NPY {
+    public static func read(contentsOf url: URL) throws -> (shape: [Int], values: [Float]) {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw NPYError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
+        }
+        return try read(data)
+    }
+
+    public static func read(_ data: Data) throws -> (shape: [Int], values: [Float]) {
+        let bytes = [UInt8](data.prefix(12))
+        guard bytes.count >= 10, bytes[0..<6] == [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59] else { throw NPYError.badMagic }
+        let major = bytes[6]
+        let headerStart: Int, headerLength: Int
+        switch major {
+        case 1:
+            headerStart = 10
+            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+        case 2, 3:
+            guard bytes.count >= 12 else { throw NPYError.truncated(expected: 12, actual: bytes.count) }
+            headerStart = 12
+            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+        default:
+            throw NPYError.unsupportedVersion(Int(major))
+        }
+        guard data.count >= headerStart + headerLength else {
+            throw NPYError.truncated(expected: headerStart + headerLength, actual: data.count)
+        }
+        let start = data.startIndex + headerStart
+        guard let header = String(data: data.subdata(in: start ..< start + headerLength), encoding: major == 3 ? .utf8 : .isoLatin1)
+        else { throw NPYError.badHeader("not text") }
+        let fields = try parseHeader(header)
+        guard fields.descr == "<f4" || (fields.descr == "=f4" && Int(littleEndian: 1) == 1) else {
+            throw NPYError.unsupportedDType(fields.descr)
+        }
+        guard !fields.fortranOrder else { throw NPYError.fortranOrder }
+        var count = 1, overflow = false
+        for d in fields.shape where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: d) }
+        let payload = data.count - headerStart - headerLength
+        guard !overflow, count <= Int.max / 4, payload == 4 * count else {
+            throw NPYError.lengthMismatch(shape: fields.shape, expectedBytes: overflow ? -1 : 4 * count, actualBytes: payload)
+        }
+        let values = data.withUnsafeBytes { raw in
+            (0..<count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: headerStart + headerLength + 4 * $0, as: UInt32.self))) }
+        }
+        return (fields.shape, values)
+    }
+
+    /// Writes float32 C-order data, version 1.0, atomically.
+    public static func write(shape: [Int], values: [Float], to url: URL) throws {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
+        let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var out = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0])
+        out.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+        out.append(contentsOf: Array(header.utf8))
+        values.withUnsafeBytes { out.append(contentsOf: $0) }
+        do { try out.write(to: url, options: .atomic) } catch {
+            throw NPYError.unwritable(path: url.path, reason: (error as NSError).localizedDescription)
+        }
+    }
+
+    /// Parses `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }` — the dict literal NumPy writes.
+    static func parseHeader(_ text: String) throws -> (descr: String, fortranOrder: Bool, shape: [Int]) {
+        func value(of key: String) throws -> Substring {
+            guard let k = text.range(of: "'\(key)'"),
+                  let colon = text[k.upperBound...].firstIndex(of: ":") else { throw NPYError.badHeader("no '\(key)'") }
+            return text[text.index(after: colon)...].drop { $0 == " " }
+        }
+        let d = try value(of: "descr")
+        guard d.first == "'", let close = d.dropFirst().firstIndex(of: "'") else { throw NPYError.badHeader("descr is not a string") }
+        let descr = String(d[d.index(after: d.startIndex)..<close])
+        let f = try value(of: "fortran_order")
+        let fortran: Bool
+        if f.hasPrefix("False") { fortran = false } else if f.hasPrefix("True") { fortran = true } else {
+            throw NPYError.badHeader("fortran_order is not True or False")
+        }
+        let s = try value(of: "shape")
+        guard s.first == "(", let end = s.firstIndex(of: ")") else { throw NPYError.badHeader("shape is not a tuple") }
+        var shape: [Int] = []
+        for part in s[s.index(after: s.startIndex)..<end].split(separator: ",") {
+            let t = part.trimmingCharacters(in: .whitespaces)
+            if t.isEmpty { continue }
+            guard let dim = Int(t.hasSuffix("L") ? String(t.dropLast()) : t), dim >= 0 else {
+                throw NPYError.badHeader("shape entry '\(t)' is not a non-negative integer")
+            }
+            shape.append(dim)
+        }
+        return (descr, fortran, shape)
+    }
+}
+
+public enum NPYError: Error, Equatable, CustomStringConvertible {
+    case unreadable(path: String, reason: String)
+    case unwritable(path: String, reason: String)
+    case badMagic
+    case unsupportedVersion(Int)
+    case truncated(expected: Int, actual: Int)
+    case badHeader(String)
+    case unsupportedDType(String)
+    case fortranOrder
+    case lengthMismatch(shape: [Int], expectedBytes: Int, actualBytes: Int)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, reason): return "cannot read npy file \(path): \(reason)"
+        case let .unwritable(path, reason): return "cannot write npy file \(path): \(reason)"
+        case .badMagic: return "not an npy file: the magic string \\x93NUMPY is missing"
+        case let .unsupportedVersion(v): return "npy format version \(v) is not supported (1, 2 and 3 are)"
+        case let .truncated(expected, actual): return "npy file is truncated: its header needs \(expected) bytes, the file has \(actual)"
+        case let .badHeader(reason): return "npy header is malformed: \(reason)"
+        case let .unsupportedDType(d): return "npy dtype '\(d)' is not supported: only little-endian float32 ('<f4') is"
+        case .fortranOrder: return "npy array is in Fortran order; only C order is supported"
+        case let .lengthMismatch(shape, expected, actual):
+            return "npy data is \(actual) bytes but shape \(shape) of float32 needs \(expected < 0 ? "more than Int.max" : String(expected))"
+        }
+    }
+}

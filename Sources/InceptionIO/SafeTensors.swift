@@ -1,0 +1,227 @@
+import Foundation
+
+/// The safetensors format: an 8-byte little-endian header length N, N bytes of JSON mapping each tensor name to
+/// `{dtype, shape, data_offsets: [begin, end]}` (offsets relative to the data that follows the header), and the
+/// data. Everything in the header is checked before any tensor is read: the length against the file, the JSON,
+/// every dtype, shape and byte range, and that no two ranges overlap.
+public struct SafeTensorsFile: Sendable {
+    public enum DType: String, Sendable, CaseIterable {
+        case F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL, F8_E4M3, F8_E5M2
+
+        public var byteSize: Int {
+            switch self {
+            case .F64, .I64, .U64: return 8
+            case .F32, .I32, .U32: return 4
+            case .F16, .BF16, .I16, .U16: return 2
+            case .I8, .U8, .BOOL, .F8_E4M3, .F8_E5M2: return 1
+            }
+        }
+    }
+
+    public struct Entry: Sendable, Equatable {
+        public let name: String
+        public let dtype: DType
+        public let shape: [Int]
+        /// Byte range within the data section.
+        public let byteRange: Range<Int>
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    /// Larger headers are refused before they are read (the format's reference implementation uses 100 MB).
+    public static let maximumHeaderLength = 100_000_000
+
+    public let entries: [String: Entry]
+    public let metadata: [String: String]
+    private let data: Data
+    private let dataStart: Int
+
+    /// Opens a file, memory-mapped.
+    public init(contentsOf url: URL) throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: url, options: .alwaysMapped)
+        } catch {
+            throw SafeTensorsError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
+        }
+        try self.init(data: data)
+    }
+
+    public init(data: Data) throws {
+        self.data = data
+        let size = data.count
+        guard size >= 8 else { throw SafeTensorsError.truncatedHeader(fileSize: size) }
+        let length = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard length <= UInt64(Self.maximumHeaderLength) else {
+            throw SafeTensorsError.headerTooLarge(length: length, limit: Self.maximumHeaderLength)
+        }
+        guard length <= UInt64(size - 8) else {
+            throw SafeTensorsError.headerLengthBeyondFile(length: length, fileSize: size)
+        }
+        dataStart = 8 + Int(length)
+        let dataSize = size - dataStart
+        let header = data.subdata(in: data.startIndex + 8 ..< data.startIndex + dataStart)
+        let raw: [String: HeaderValue]
+        do {
+            raw = try JSONDecoder().decode([String: HeaderValue].self, from: header)
+        } catch let error as SafeTensorsError {
+            throw error
+        } catch {
+            throw SafeTensorsError.invalidJSON(reason: Self.describe(error))
+        }
+        var entries: [String: Entry] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in raw {
+            switch value {
+            case let .metadata(m) where name == "__metadata__":
+                metadata = m
+            case .metadata:
+                throw SafeTensorsError.malformedEntry(name: name, reason: "expected {dtype, shape, data_offsets}")
+            case let .tensor(dtypeName, shape, offsets):
+                guard let dtype = DType(rawValue: dtypeName) else {
+                    throw SafeTensorsError.unknownDType(name: name, dtype: dtypeName)
+                }
+                guard shape.allSatisfy({ $0 >= 0 }) else {
+                    throw SafeTensorsError.malformedEntry(name: name, reason: "negative dimension in shape \(shape)")
+                }
+                guard offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1] else {
+                    throw SafeTensorsError.malformedEntry(name: name, reason: "data_offsets \(offsets) are not [begin, end]")
+                }
+                guard offsets[1] <= dataSize else {
+                    throw SafeTensorsError.offsetsOutsideData(name: name, end: offsets[1], dataSize: dataSize)
+                }
+                var bytes = dtype.byteSize, overflow = false
+                for d in shape where !overflow { (bytes, overflow) = bytes.multipliedReportingOverflow(by: d) }
+                guard !overflow, bytes == offsets[1] - offsets[0] else {
+                    throw SafeTensorsError.sizeMismatch(name: name, shape: shape, dtype: dtypeName,
+                                                        byteLength: offsets[1] - offsets[0])
+                }
+                entries[name] = Entry(name: name, dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
+            }
+        }
+        let ordered = entries.values.sorted { ($0.byteRange.lowerBound, $0.byteRange.upperBound) < ($1.byteRange.lowerBound, $1.byteRange.upperBound) }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where b.byteRange.lowerBound < a.byteRange.upperBound {
+            throw SafeTensorsError.overlappingTensors(first: a.name, second: b.name)
+        }
+        self.entries = entries
+        self.metadata = metadata
+    }
+
+    /// The tensor's values as Float32 (F32, F16 and BF16 are converted; other dtypes are an error).
+    public func floats(_ name: String) throws -> [Float] {
+        guard let entry = entries[name] else { throw SafeTensorsError.missingTensor(name: name) }
+        guard [.F32, .F16, .BF16].contains(entry.dtype) else {
+            throw SafeTensorsError.notFloatingPoint(name: name, dtype: entry.dtype.rawValue)
+        }
+        let offset = dataStart + entry.byteRange.lowerBound
+        return data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> [Float] in
+            let base = raw.baseAddress! + offset
+            switch entry.dtype {
+            case .F16:
+                return (0..<entry.count).map { halfToFloat(base.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
+            case .BF16:
+                return (0..<entry.count).map {
+                    Float(bitPattern: UInt32(base.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16)
+                }
+            default:
+                return [Float](unsafeUninitializedCapacity: entry.count) { buffer, initialized in
+                    UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(start: base, count: 4 * entry.count))
+                    initialized = entry.count
+                }
+            }
+        }
+    }
+
+    /// Writes F32 tensors, atomically (a temporary file in the same folder, renamed when complete).
+    public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])], metadata: [String: String] = [:],
+                             to url: URL) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for t in tensors {
+            precondition(t.shape.reduce(1, *) == t.values.count, "\(t.name): shape \(t.shape) vs \(t.values.count) values")
+            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.values.count]]
+            offset += 4 * t.values.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }
+        try out.write(to: url, options: .atomic)
+    }
+
+    private static func describe(_ error: Error) -> String {
+        switch error {
+        case let DecodingError.dataCorrupted(context): return context.debugDescription
+        case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
+             let DecodingError.keyNotFound(_, context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return "\(path): \(context.debugDescription)"
+        default: return "\(error)"
+        }
+    }
+
+    private enum HeaderValue: Decodable {
+        case tensor(dtype: String, shape: [Int], offsets: [Int])
+        case metadata([String: String])
+
+        private enum Keys: String, CodingKey { case dtype, shape, data_offsets }
+
+        init(from decoder: Decoder) throws {
+            if let m = try? decoder.singleValueContainer().decode([String: String].self) {
+                self = .metadata(m)
+                return
+            }
+            let c = try decoder.container(keyedBy: Keys.self)
+            self = .tensor(dtype: try c.decode(String.self, forKey: .dtype), shape: try c.decode([Int].self, forKey: .shape),
+                           offsets: try c.decode([Int].self, forKey: .data_offsets))
+        }
+    }
+}
+
+/// IEEE 754 binary16 to Float, by bits (Float16 is unavailable on some platforms Swift targets).
+func halfToFloat(_ h: UInt16) -> Float {
+    let sign = UInt32(h >> 15) << 31, exponent = UInt32(h >> 10) & 0x1F, mantissa = UInt32(h) & 0x3FF
+    if exponent == 0 {
+        return Float(bitPattern: sign) + (sign == 0 ? 1 : -1) * Float(mantissa) * 0x1p-24  // zero or subnormal
+    }
+    if exponent == 31 { return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13) }  // inf or NaN
+    return Float(bitPattern: sign | (exponent + 112) << 23 | mantissa << 13)
+}
+
+public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
+    case unreadable(path: String, reason: String)
+    case truncatedHeader(fileSize: Int)
+    case headerTooLarge(length: UInt64, limit: Int)
+    case headerLengthBeyondFile(length: UInt64, fileSize: Int)
+    case invalidJSON(reason: String)
+    case malformedEntry(name: String, reason: String)
+    case unknownDType(name: String, dtype: String)
+    case offsetsOutsideData(name: String, end: Int, dataSize: Int)
+    case sizeMismatch(name: String, shape: [Int], dtype: String, byteLength: Int)
+    case overlappingTensors(first: String, second: String)
+    case missingTensor(name: String)
+    case notFloatingPoint(name: String, dtype: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, reason): return "cannot read safetensors file \(path): \(reason)"
+        case let .truncatedHeader(size): return "safetensors file is \(size) bytes, too short for the 8-byte header length"
+        case let .headerTooLarge(length, limit): return "safetensors header length \(length) exceeds the limit of \(limit) bytes"
+        case let .headerLengthBeyondFile(length, size):
+            return "safetensors header length \(length) runs past the end of the \(size)-byte file"
+        case let .invalidJSON(reason): return "safetensors header is not valid JSON: \(reason)"
+        case let .malformedEntry(name, reason): return "safetensors entry '\(name)' is malformed: \(reason)"
+        case let .unknownDType(name, dtype): return "safetensors tensor '\(name)' has unknown dtype '\(dtype)'"
+        case let .offsetsOutsideData(name, end, dataSize):
+            return "safetensors tensor '\(name)' ends at byte \(end), past the \(dataSize) bytes of data"
+        case let .sizeMismatch(name, shape, dtype, length):
+            return "safetensors tensor '\(name)' of shape \(shape) and dtype \(dtype) cannot occupy \(length) bytes"
+        case let .overlappingTensors(a, b): return "safetensors tensors '\(a)' and '\(b)' overlap"
+        case let .missingTensor(name): return "safetensors file has no tensor '\(name)'"
+        case let .notFloatingPoint(name, dtype):
+            return "safetensors tensor '\(name)' has dtype \(dtype); only F32, F16 and BF16 can be loaded"
+        }
+    }
+}

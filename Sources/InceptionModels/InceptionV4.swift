@@ -1,0 +1,136 @@
+import InceptionEngine
+
+/// Inception-v4 — C. Szegedy, S. Ioffe, V. Vanhoucke, A. Alemi, "Inception-v4, Inception-ResNet and the Impact
+/// of Residual Connections on Learning", arXiv:1602.07261 (AAAI 2017), Figure 9.
+///
+/// The released TF-slim checkpoint (timm `inception_v4`) is exactly the paper's network, so one definition
+/// serves both. Each block is one function whose lines are the boxes of its figure, branches in the
+/// concatenation order of the checkpoint.
+public enum InceptionV4 {
+    public struct Configuration: Sendable {
+        /// Table 1: the Reduction-A filter counts (k, l, m, n).
+        public var reductionA = ReductionAFilters(k: 192, l: 224, m: 256, n: 384)
+        /// Figure 9: 4 × Inception-A, 7 × Inception-B, 3 × Inception-C.
+        public var repeats = (a: 4, b: 7, c: 3)
+        public var classes = 1000
+        /// Figure 9: "Dropout (keep 0.8)" before the classifier; inactive at inference.
+        public var dropout: Float = 0.2
+
+        public init() {}
+    }
+
+    public static func graph(_ config: Configuration = Configuration()) -> Graph {
+        let g = GraphBuilder()
+        var x = stem(g.input(channels: 3))
+        for i in 0..<config.repeats.a { x = x.scope("inception_a.\(i)", inceptionA) }
+        x = x.scope("reduction_a") { reductionA($0, config.reductionA) }
+        for i in 0..<config.repeats.b { x = x.scope("inception_b.\(i)", inceptionB) }
+        x = x.scope("reduction_b", reductionB)
+        for i in 0..<config.repeats.c { x = x.scope("inception_c.\(i)", inceptionC) }
+        let logits = x.globalAveragePool().dropout(config.dropout).linear("classifier", config.classes)
+        return g.finish(output: logits)
+    }
+
+    /// Figure 3 — the stem, 299×299×3 → 35×35×384 (each stage a top-level scope, as TF-slim names them).
+    static func stem(_ input: Value) -> Value {
+        let x = input
+            .basicConv("conv2d_1a", 32, 3, stride: 2)  // 149×149×32
+            .basicConv("conv2d_2a", 32, 3)  // 147×147×32
+            .basicConv("conv2d_2b", 64, 3, .same)  // 147×147×64
+        let mixed3a = x.scope("mixed_3a") { x in  // 73×73×160; concat [max pool, conv]
+            concat(
+                x.maxPool(3, stride: 2),
+                x.basicConv("conv", 96, 3, stride: 2))
+        }
+        let mixed4a = mixed3a.scope("mixed_4a") { x in  // 71×71×192
+            concat(
+                x.basicConv("branch0.0", 64, 1)
+                    .basicConv("branch0.1", 96, 3),
+                x.basicConv("branch1.0", 64, 1)
+                    .basicConv("branch1.1", 64, (1, 7), .same)
+                    .basicConv("branch1.2", 64, (7, 1), .same)
+                    .basicConv("branch1.3", 96, 3))
+        }
+        return mixed4a.scope("mixed_5a") { x in  // 35×35×384; concat [conv, max pool]
+            concat(
+                x.basicConv("conv", 192, 3, stride: 2),
+                x.maxPool(3, stride: 2))
+        }
+    }
+
+    /// Figure 4 — Inception-A, 35×35×384 → 35×35×384.
+    static func inceptionA(_ x: Value) -> Value {
+        concat(
+            x.basicConv("branch0", 96, 1),
+            x.basicConv("branch1.0", 64, 1)
+                .basicConv("branch1.1", 96, 3, .same),
+            x.basicConv("branch2.0", 64, 1)
+                .basicConv("branch2.1", 96, 3, .same)
+                .basicConv("branch2.2", 96, 3, .same),
+            x.averagePool(3, stride: 1, padding: 1, name: "branch3.0")
+                .basicConv("branch3.1", 96, 1))
+    }
+
+    /// Figure 5 — Inception-B, 17×17×1024 → 17×17×1024.
+    static func inceptionB(_ x: Value) -> Value {
+        concat(
+            x.basicConv("branch0", 384, 1),
+            x.basicConv("branch1.0", 192, 1)
+                .basicConv("branch1.1", 224, (1, 7), .same)
+                .basicConv("branch1.2", 256, (7, 1), .same),
+            x.basicConv("branch2.0", 192, 1)
+                .basicConv("branch2.1", 192, (7, 1), .same)
+                .basicConv("branch2.2", 224, (1, 7), .same)
+                .basicConv("branch2.3", 224, (7, 1), .same)
+                .basicConv("branch2.4", 256, (1, 7), .same),
+            x.averagePool(3, stride: 1, padding: 1, name: "branch3.0")
+                .basicConv("branch3.1", 128, 1))
+    }
+
+    /// Figure 8 — Reduction-B of Inception-v4, 17×17×1024 → 8×8×1536.
+    static func reductionB(_ x: Value) -> Value {
+        concat(
+            x.basicConv("branch0.0", 192, 1)
+                .basicConv("branch0.1", 192, 3, stride: 2),
+            x.basicConv("branch1.0", 256, 1)
+                .basicConv("branch1.1", 256, (1, 7), .same)
+                .basicConv("branch1.2", 320, (7, 1), .same)
+                .basicConv("branch1.3", 320, 3, stride: 2),
+            x.maxPool(3, stride: 2, name: "branch2"))
+    }
+
+    /// Figure 6 — Inception-C, 8×8×1536 → 8×8×1536. The two split branches end in a 1×3 and a 3×1
+    /// convolution side by side, concatenated [1×3, 3×1] (timm's flat names `branch1_1a`, `branch1_1b`, …).
+    static func inceptionC(_ x: Value) -> Value {
+        let b1 = x.basicConv("branch1_0", 384, 1)
+        let b2 = x.basicConv("branch2_0", 384, 1)
+            .basicConv("branch2_1", 448, (3, 1), .same)
+            .basicConv("branch2_2", 512, (1, 3), .same)
+        return concat(
+            x.basicConv("branch0", 256, 1),
+            concat(
+                b1.basicConv("branch1_1a", 256, (1, 3), .same),
+                b1.basicConv("branch1_1b", 256, (3, 1), .same)),
+            concat(
+                b2.basicConv("branch2_3a", 256, (1, 3), .same),
+                b2.basicConv("branch2_3b", 256, (3, 1), .same)),
+            x.averagePool(3, stride: 1, padding: 1, name: "branch3.0")
+                .basicConv("branch3.1", 256, 1))
+    }
+}
+
+/// Table 1 of the paper: the filter counts of Reduction-A (Figure 7) in each network.
+public struct ReductionAFilters: Sendable, Hashable {
+    public var k: Int, l: Int, m: Int, n: Int
+    public init(k: Int, l: Int, m: Int, n: Int) { (self.k, self.l, self.m, self.n) = (k, l, m, n) }
+}
+
+/// Figure 7 — Reduction-A, 35×35 → 17×17, shared by all three networks with their own (k, l, m, n).
+func reductionA(_ x: Value, _ f: ReductionAFilters) -> Value {
+    concat(
+        x.basicConv("branch0", f.n, 3, stride: 2),
+        x.basicConv("branch1.0", f.k, 1)
+            .basicConv("branch1.1", f.l, 3, .same)
+            .basicConv("branch1.2", f.m, 3, stride: 2),
+        x.maxPool(3, stride: 2, name: "branch2"))
+}
