@@ -25,6 +25,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "With --json, include every timed run's milliseconds as `times_ms`.")
+    var allTimes = false
+
     func validate() throws {
         guard batch >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--batch and --runs must be at least 1") }
     }
@@ -45,13 +48,18 @@ struct Bench: ParsableCommand {
                 _ = try net.compiled.run(input, threads: threads.threads)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
             }
+            let unsorted = times
             times.sort()
             let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
             let gflops = 2 * Double(macs) / (median / 1000) / 1e9
             if json {
-                try printJSON(["model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads,
-                               "runs": runs, "median_ms": median, "min_ms": times[0], "max_ms": times[times.count - 1],
-                               "gflops": gflops, "macs": macs])
+                var report: [String: Any] = [
+                    "model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads, "runs": runs,
+                    "median_ms": median, "min_ms": times[0], "max_ms": times[times.count - 1], "gflops": gflops,
+                    "macs": macs,
+                ]
+                if allTimes { report["times_ms"] = unsorted }
+                try printJSON(report)
             } else {
                 print(String(format: "%@ batch %d at %d×%d, %d threads: median %.1f ms (min %.1f, max %.1f) over %d runs, %.1f GFLOP/s",
                              name.rawValue, batch, size, size, threads.threads, median, times[0], times[times.count - 1],

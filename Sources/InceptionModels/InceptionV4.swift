@@ -31,35 +31,45 @@ public enum InceptionV4 {
         return g.finish(output: logits)
     }
 
-    /// Figure 3 — the stem, 299×299×3 → 35×35×384 (each stage a top-level scope, as TF-slim names them).
-    static func stem(_ input: Value) -> Value {
-        let x = input
+    /// Figure 3 — the stem, 299×299×3 → 35×35×384. Each stage is a top-level scope, as TF-slim names them.
+    public static func stem(_ input: Value) -> Value {
+        input
             .basicConv("conv2d_1a", 32, 3, stride: 2)  // 149×149×32
             .basicConv("conv2d_2a", 32, 3)  // 147×147×32
             .basicConv("conv2d_2b", 64, 3, .same)  // 147×147×64
-        let mixed3a = x.scope("mixed_3a") { x in  // 73×73×160; concat [max pool, conv]
-            concat(
-                x.maxPool(3, stride: 2),
-                x.basicConv("conv", 96, 3, stride: 2))
-        }
-        let mixed4a = mixed3a.scope("mixed_4a") { x in  // 71×71×192
-            concat(
-                x.basicConv("branch0.0", 64, 1)
-                    .basicConv("branch0.1", 96, 3),
-                x.basicConv("branch1.0", 64, 1)
-                    .basicConv("branch1.1", 64, (1, 7), .same)
-                    .basicConv("branch1.2", 64, (7, 1), .same)
-                    .basicConv("branch1.3", 96, 3))
-        }
-        return mixed4a.scope("mixed_5a") { x in  // 35×35×384; concat [conv, max pool]
-            concat(
-                x.basicConv("conv", 192, 3, stride: 2),
-                x.maxPool(3, stride: 2))
-        }
+            .scope("mixed_3a", mixed3a)  // 73×73×160
+            .scope("mixed_4a", mixed4a)  // 71×71×192
+            .scope("mixed_5a", mixed5a)  // 35×35×384
+    }
+
+    /// Figure 3, first filter concatenation: 147×147×64 → 73×73×160, concatenated [max pool, conv].
+    public static func mixed3a(_ x: Value) -> Value {
+        concat(
+            x.maxPool(3, stride: 2),
+            x.basicConv("conv", 96, 3, stride: 2))
+    }
+
+    /// Figure 3, second filter concatenation: 73×73×160 → 71×71×192.
+    public static func mixed4a(_ x: Value) -> Value {
+        concat(
+            x.basicConv("branch0.0", 64, 1)
+                .basicConv("branch0.1", 96, 3),
+            x.basicConv("branch1.0", 64, 1)
+                .basicConv("branch1.1", 64, (1, 7), .same)
+                .basicConv("branch1.2", 64, (7, 1), .same)
+                .basicConv("branch1.3", 96, 3))
+    }
+
+    /// Figure 3, third filter concatenation: 71×71×192 → 35×35×384, concatenated [conv, max pool] (the
+    /// opposite order to Mixed_3a, as the checkpoint has it).
+    public static func mixed5a(_ x: Value) -> Value {
+        concat(
+            x.basicConv("conv", 192, 3, stride: 2),
+            x.maxPool(3, stride: 2))
     }
 
     /// Figure 4 — Inception-A, 35×35×384 → 35×35×384.
-    static func inceptionA(_ x: Value) -> Value {
+    public static func inceptionA(_ x: Value) -> Value {
         concat(
             x.basicConv("branch0", 96, 1),
             x.basicConv("branch1.0", 64, 1)
@@ -72,7 +82,7 @@ public enum InceptionV4 {
     }
 
     /// Figure 5 — Inception-B, 17×17×1024 → 17×17×1024.
-    static func inceptionB(_ x: Value) -> Value {
+    public static func inceptionB(_ x: Value) -> Value {
         concat(
             x.basicConv("branch0", 384, 1),
             x.basicConv("branch1.0", 192, 1)
@@ -88,7 +98,7 @@ public enum InceptionV4 {
     }
 
     /// Figure 8 — Reduction-B of Inception-v4, 17×17×1024 → 8×8×1536.
-    static func reductionB(_ x: Value) -> Value {
+    public static func reductionB(_ x: Value) -> Value {
         concat(
             x.basicConv("branch0.0", 192, 1)
                 .basicConv("branch0.1", 192, 3, stride: 2),
@@ -101,7 +111,7 @@ public enum InceptionV4 {
 
     /// Figure 6 — Inception-C, 8×8×1536 → 8×8×1536. The two split branches end in a 1×3 and a 3×1
     /// convolution side by side, concatenated [1×3, 3×1] (timm's flat names `branch1_1a`, `branch1_1b`, …).
-    static func inceptionC(_ x: Value) -> Value {
+    public static func inceptionC(_ x: Value) -> Value {
         let b1 = x.basicConv("branch1_0", 384, 1)
         let b2 = x.basicConv("branch2_0", 384, 1)
             .basicConv("branch2_1", 448, (3, 1), .same)
@@ -126,7 +136,7 @@ public struct ReductionAFilters: Sendable, Hashable {
 }
 
 /// Figure 7 — Reduction-A, 35×35 → 17×17, shared by all three networks with their own (k, l, m, n).
-func reductionA(_ x: Value, _ f: ReductionAFilters) -> Value {
+public func reductionA(_ x: Value, _ f: ReductionAFilters) -> Value {
     concat(
         x.basicConv("branch0", f.n, 3, stride: 2),
         x.basicConv("branch1.0", f.k, 1)

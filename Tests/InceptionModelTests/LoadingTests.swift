@@ -1,0 +1,112 @@
+import Foundation
+import Inception
+import InceptionIO
+import Testing
+
+/// Loading is strict both ways. Each case writes a modified copy of the reference checkpoint.
+@Suite(.serialized) struct StrictLoadingTests {
+    static func tensors(_ model: ModelName) throws -> [(name: String, shape: [Int], values: [Float])] {
+        let file = try SafeTensorsFile(contentsOf: try References.weights(model))
+        return try file.entries.keys.sorted().filter { !$0.hasSuffix("num_batches_tracked") }.map {
+            ($0, file.entries[$0]!.shape, try file.floats($0))
+        }
+    }
+
+    func load(_ tensors: [(name: String, shape: [Int], values: [Float])], as model: ModelName = .inceptionV4) throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("w-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensorsFile.write(tensors, to: url)
+        _ = try InceptionModel(model, weights: url)
+    }
+
+    @Test func acceptsTheCheckpointWithoutBatchCounters() throws {
+        try load(try Self.tensors(.inceptionV4))
+    }
+
+    @Test func namesAMissingTensor() throws {
+        let t = try Self.tensors(.inceptionV4).filter { $0.name != "features.6.branch1.1.bn.running_var" }
+        #expect(throws: WeightsError.missingTensors(["features.6.branch1.1.bn.running_var [96]"], model: "inception_v4")) {
+            try load(t)
+        }
+    }
+
+    @Test func namesAnUnusedTensor() throws {
+        let t = try Self.tensors(.inceptionV4) + [("aux_logits.weight", [2], [1, 2])]
+        #expect(throws: WeightsError.unexpectedTensors(["aux_logits.weight"], model: "inception_v4")) { try load(t) }
+    }
+
+    @Test func namesAWrongShapeWithBothShapes() throws {
+        var t = try Self.tensors(.inceptionV4)
+        let i = t.firstIndex { $0.name == "features.11.branch1.1.conv.weight" }!
+        t[i] = (t[i].name, [224, 192, 7, 1], t[i].values)  // a 1×7 kernel stored as 7×1
+        #expect(throws: WeightsError.shapeMismatch(key: "features.11.branch1.1.conv.weight", expected: [224, 192, 1, 7],
+                                                   found: [224, 192, 7, 1], model: "inception_v4")) { try load(t) }
+    }
+
+    @Test func rejectsNonFiniteWeights() throws {
+        var t = try Self.tensors(.inceptionV4)
+        let i = t.firstIndex { $0.name == "features.0.bn.running_var" }!
+        t[i].values[3] = .nan
+        #expect(throws: WeightsError.nonFinite(key: "features.0.bn.running_var")) { try load(t) }
+    }
+
+    @Test func takesTheClassCountFromTheClassifier() throws {
+        var t = try Self.tensors(.inceptionV4)
+        let w = t.firstIndex { $0.name == "last_linear.weight" }!, b = t.firstIndex { $0.name == "last_linear.bias" }!
+        t[w] = (t[w].name, [10, 1536], Array(t[w].values.prefix(10 * 1536)))
+        t[b] = (t[b].name, [10], Array(t[b].values.prefix(10)))
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("w-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensorsFile.write(t, to: url)
+        let model = try InceptionModel(.inceptionV4, weights: url)
+        #expect(model.classes == 10)
+        // The first ten logits of the 1000-class network, since the rows are the same.
+        let x = try References.tensor(.inceptionV4, "x_139.npy")
+        let full = try References.model(.inceptionV4)(nchw: x), small = try model(nchw: x)
+        #expect(small.scalars == Array(full.scalars.prefix(10)))
+    }
+}
+
+struct CommandLineTests {
+    @Test func summaryReportsTheParameterCountAsJSON() throws {
+        let result = try runInception(["summary", "--model", "inception_v4", "--json"])
+        #expect(result.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
+        #expect(json["model"] as? String == "inception_v4")
+        #expect(json["parameters"] as? Int == 42_679_816)
+        #expect(json["macs"] as? Int == 12_253_974_624)
+        let stages = json["stages"] as! [[String: Any]]
+        #expect(stages.first { $0["name"] as? String == "reduction_b" }?["output_shape"] as? [Int] == [8, 8, 1536])
+    }
+
+    @Test func summaryAtASmallOddSize() throws {
+        let result = try runInception(["summary", "--input-size", "139"])
+        #expect(result.status == 0)
+        let line = result.stdout.split(separator: "\n").first { $0.hasPrefix("inception_c.2 ") }
+        #expect(line?.split(separator: " ", omittingEmptySubsequences: true) == ["inception_c.2", "3×3×1536", "4,553,088", "40,919,040"])
+    }
+
+    @Test(arguments: [
+        (["summary", "--input-size", "60"], "error: input 60×60 is too small for this network: the minimum is 75×75"),
+        (["predict", "--weights", "/nonexistent.safetensors", "--input", "x.npy", "--output", "y.npy"],
+         "error: cannot read safetensors file /nonexistent.safetensors: "),
+    ])
+    func errorsAreOneLineAndNonZero(_ arguments: [String], _ prefix: String) throws {
+        let result = try runInception(arguments)
+        #expect(result.status == 1)
+        #expect(result.stderr.hasPrefix(prefix), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test func predictRejectsAnInputOfTheWrongLayout() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let x = dir.appendingPathComponent("x.npy")
+        try NPY.write(shape: [1, 80, 80, 3], values: [Float](repeating: 0, count: 80 * 80 * 3), to: x)  // NHWC, not NCHW
+        let result = try runInception(["predict", "--weights", try References.weights(.inceptionV4).path,
+                                       "--input", x.path, "--output", dir.appendingPathComponent("y.npy").path])
+        #expect(result.status == 1)
+        #expect(result.stderr == "error: input must have 3 channels in (N, C, H, W), got shape [1, 80, 80, 3]\n")
+    }
+}

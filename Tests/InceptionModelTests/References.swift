@@ -1,0 +1,92 @@
+import Foundation
+import Inception
+import InceptionIO
+import Testing
+
+/// Reference tensors written by `scripts/make_references.py` (timm, fresh random weights each CI run).
+/// They are never committed; `scripts/test.sh` generates them before running the tests. A missing reference
+/// fails the test: these comparisons are the point of the suite, never skipped.
+enum References {
+    static let directory: URL = {
+        if let dir = ProcessInfo.processInfo.environment["INCEPTION_REFERENCE_DIR"] {
+            return URL(fileURLWithPath: dir)
+        }
+        // Tests/InceptionModelTests/References.swift → the package root.
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".reference")
+    }()
+
+    struct Missing: Error, CustomStringConvertible {
+        let path: String
+        var description: String {
+            "reference file \(path) is missing: run scripts/test.sh (or scripts/make_references.py --out .reference)"
+        }
+    }
+
+    static func url(_ model: ModelName, _ file: String) throws -> URL {
+        let url = directory.appendingPathComponent(model.rawValue).appendingPathComponent(file)
+        guard FileManager.default.fileExists(atPath: url.path) else { throw Missing(path: url.path) }
+        return url
+    }
+
+    static func tensor(_ model: ModelName, _ file: String) throws -> Tensor {
+        let (shape, values) = try NPY.read(contentsOf: try url(model, file))
+        return Tensor(shape: shape, scalars: values)
+    }
+
+    static func weights(_ model: ModelName) throws -> URL { try url(model, "weights.safetensors") }
+
+    /// Loaded once per model and shared by the tests (loading is strict, so this also tests the loader).
+    static func model(_ name: ModelName) throws -> InceptionModel {
+        try cache.withLock { cache in
+            if let model = cache[name] { return model }
+            let model = try InceptionModel(name, weights: try weights(name))
+            cache[name] = model
+            return model
+        }
+    }
+    private static let cache = Mutex<[ModelName: InceptionModel]>([:])
+}
+
+import Synchronization
+
+/// Relative L2 error of each row (sample) of `a` against `b`, both `[n, …]`.
+func perSampleRelativeError(_ a: Tensor, _ b: Tensor) -> [Double] {
+    precondition(a.shape == b.shape, "shapes \(a.shape) and \(b.shape) differ")
+    let n = a.shape[0], per = a.count / n
+    return (0..<n).map { s in
+        var num = 0.0, den = 0.0
+        for i in (s * per)..<((s + 1) * per) {
+            let d = Double(a.scalars[i]) - Double(b.scalars[i])
+            num += d * d
+            den += Double(b.scalars[i]) * Double(b.scalars[i])
+        }
+        return (num / max(den, 1e-300)).squareRoot()
+    }
+}
+
+/// The `inception` executable built beside the test bundle.
+func inceptionExecutable() -> URL {
+    let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [here, here.deletingLastPathComponent()] {
+        let url = candidate.appendingPathComponent("inception")
+        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/release/inception")
+}
+
+/// Runs the CLI; returns (exit status, standard output, standard error).
+func runInception(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = inceptionExecutable()
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}

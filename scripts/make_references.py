@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Generates reference tensors for the conformance tests from implementations no one here wrote (timm).
+
+For each model: build it with timm (pretrained=False), give it random weights with non-trivial BatchNorm
+(gamma in [0.2, 0.4], beta in [0.3, 0.6], running statistics calibrated on a batch of real photos so that
+activations stay alive through the whole depth), save the state dict as safetensors (num_batches_tracked
+included, as timm saves it), and record:
+  * x_<size>.npy / logits_<size>.npy (float32) and logits64_<size>.npy (the same network in float64) for real
+    photos passed through timm's eval transform at several sizes and batch sizes;
+  * block_<name>_in.npy / block_<name>_out.npy: the input and output of one instance of every block type.
+Nothing it writes is committed: CI runs it with a fresh seed on every run.
+
+Usage: make_references.py --out DIR [--seed N] [--models inception_v4]
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+import timm
+from PIL import Image
+from safetensors.torch import save_file
+
+# Our stage names (Sources/Inception/Models.swift) for timm's feature indices, one per block type.
+BLOCKS = {
+    "inception_v4": {
+        "mixed_3a": "features.3", "mixed_4a": "features.4", "mixed_5a": "features.5",
+        "inception_a.0": "features.6", "reduction_a": "features.10", "inception_b.0": "features.11",
+        "reduction_b": "features.18", "inception_c.2": "features.21",
+    },
+}
+# (input size, batch) pairs: the default size, a larger one and a small odd one, batches 1 to 3.
+CASES = {"inception_v4": [(299, 3), (320, 2), (139, 1)]}
+PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
+          "motorcycle_left.png", "retina.jpg", "motorcycle_right.png"]
+
+
+def photos():
+    import skimage
+    folder = os.path.join(os.path.dirname(skimage.__file__), "data")
+    return [Image.open(os.path.join(folder, name)).convert("RGB") for name in PHOTOS]
+
+
+def batch(model, images, size):
+    config = timm.data.resolve_data_config({"input_size": (3, size, size)}, model=model)
+    transform = timm.data.create_transform(**config)
+    return torch.stack([transform(image) for image in images])
+
+
+def randomise_and_calibrate(model, calibration, generator):
+    """Random BatchNorm affine parameters, then running statistics set to the statistics of a real batch."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.2, 0.4, generator=generator)
+                m.bias.uniform_(0.3, 0.6, generator=generator)
+            m.momentum = 1.0  # the next training-mode pass sets running stats to that batch's
+    model.train()
+    with torch.no_grad():
+        model(calibration)
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 0.1
+            # Perturb the calibrated statistics so that mean and variance both matter to the result.
+            with torch.no_grad():
+                m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25, generator=generator))
+                m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn(m.running_mean.shape, generator=generator))
+
+
+def save(path, tensor):
+    np.save(path, np.ascontiguousarray(tensor.detach().cpu().numpy().astype(np.float32)))
+
+
+def make(name, out, seed):
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = timm.create_model(name, pretrained=False)
+    images = photos()
+    rng = random.Random(seed)
+    calibration = batch(model, images, 299)
+    randomise_and_calibrate(model, calibration, generator)
+    # Classifier centred on the calibration batch's mean features: with positive BatchNorm shifts the pooled
+    # features share a large common part, and a plain random classifier would give every image the same top-5.
+    with torch.no_grad():
+        features = model.forward_head(model.forward_features(calibration), pre_logits=True)
+        head = model.get_classifier()
+        head.weight.normal_(0, 1.0, generator=generator)
+        head.bias.copy_(-head.weight @ features.mean(0))
+        head.bias.add_(torch.empty_like(head.bias).uniform_(-0.1, 0.1, generator=generator))
+    folder = os.path.join(out, name)
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(folder, "weights.safetensors"))
+
+    model64 = timm.create_model(name, pretrained=False)
+    model64.load_state_dict(model.state_dict())
+    model64 = model64.double().eval()
+    report = {"model": name, "seed": seed, "timm": timm.__version__, "torch": torch.__version__, "cases": []}
+    for size, n in CASES[name]:
+        chosen = rng.sample(images, n)
+        x = batch(model, chosen, size)
+        with torch.no_grad():
+            y = model(x)
+            y64 = model64(x.double())
+        save(os.path.join(folder, f"x_{size}.npy"), x)
+        save(os.path.join(folder, f"logits_{size}.npy"), y)
+        save(os.path.join(folder, f"logits64_{size}.npy"), y64)  # the float64 network, rounded to float32
+        fp32_vs_fp64 = ((y.double() - y64).norm(dim=1) / y64.norm(dim=1)).max().item()
+        # How much the logits depend on the image: the same network on a constant grey input.
+        with torch.no_grad():
+            grey = model(torch.zeros_like(x[:1]))
+        dependence = ((y - grey).norm(dim=1) / y.norm(dim=1)).min().item()
+        report["cases"].append({"size": size, "batch": n, "timm_fp32_vs_fp64": fp32_vs_fp64,
+                                "min_relative_distance_to_grey_input": dependence, "top5": y.topk(5).indices.tolist()})
+
+    # Block inputs and outputs at the small size, captured with forward hooks.
+    modules = dict(model.named_modules())
+    captured = {}
+    hooks = [modules[path].register_forward_hook(
+        lambda m, i, o, ours=ours: captured.__setitem__(ours, (i[0], o))) for ours, path in BLOCKS[name].items()]
+    with torch.no_grad():
+        model(batch(model, rng.sample(images, 2), 139))
+    for h in hooks:
+        h.remove()
+    for ours, (i, o) in captured.items():
+        save(os.path.join(folder, f"block_{ours}_in.npy"), i)
+        save(os.path.join(folder, f"block_{ours}_out.npy"), o)
+    with open(os.path.join(folder, "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(json.dumps(report))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=None, help="default: a fresh random seed")
+    parser.add_argument("--models", nargs="+", default=list(CASES))
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    torch.set_num_threads(os.cpu_count() or 1)
+    for name in args.models:
+        make(name, args.out, seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
