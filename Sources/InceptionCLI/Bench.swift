@@ -28,6 +28,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "With --json, include every timed run's milliseconds as `times_ms`.")
     var allTimes = false
 
+    @Flag(help: "Print time per layer kind and per stage, the GFLOP/s each reached and its share of the total.")
+    var profile = false
+
     func validate() throws {
         guard batch >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--batch and --runs must be at least 1") }
     }
@@ -48,6 +51,7 @@ struct Bench: ParsableCommand {
                 _ = try net.compiled.run(input, threads: threads.threads)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
             }
+            if profile { try printProfile(net, input, macs: net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size))) }
             let unsorted = times
             times.sort()
             let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
@@ -66,5 +70,56 @@ struct Bench: ParsableCommand {
                              runs, gflops))
             }
         }
+    }
+}
+
+extension Bench {
+    /// Runs the network `runs` more times with a per-node timer and prints the median time of each layer kind
+    /// and of each stage.
+    func printProfile(_ net: InceptionModel, _ input: Tensor, macs: [Int]) throws {
+        let graph = net.graph
+        var samples = [[Double]](repeating: [], count: graph.nodes.count)
+        for _ in 0..<runs {
+            _ = try net.compiled.run(input, threads: threads.threads) { samples[$0].append($1) }
+        }
+        let nodeTime = samples.map { $0.isEmpty ? 0 : $0.sorted()[$0.count / 2] }
+        let total = nodeTime.reduce(0, +)
+        func kind(_ i: Int) -> String {
+            switch graph.nodes[i].operation {
+            case let .convolution(g, _, _): return "conv \(g.kernelH)×\(g.kernelW)/\(g.strideH)"
+            case .maxPool: return "max pool"
+            case .averagePool: return "average pool"
+            case .linear: return "linear"
+            case .residual: return "residual (fused)"
+            default: return "other"
+            }
+        }
+        func table(_ title: String, _ key: (Int) -> String) {
+            var order: [String] = [], time: [String: Double] = [:], work: [String: Int] = [:]
+            for i in graph.nodes.indices where nodeTime[i] > 0 || macs[i] > 0 {
+                let k = key(i)
+                if time[k] == nil { order.append(k) }
+                time[k, default: 0] += nodeTime[i]
+                work[k, default: 0] += macs[i]
+            }
+            print(title.padding(toLength: 20, withPad: " ", startingAt: 0) + "ms".leftPadded(9) + "share".leftPadded(8)
+                  + "GMAC".leftPadded(9) + "GFLOP/s".leftPadded(10))
+            for k in order {
+                let t = time[k]!
+                let rate = t > 0 ? 2 * Double(work[k]!) / t / 1e9 : 0
+                print(k.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%9.2f%7.1f%%%9.3f%10.1f", t * 1000,
+                      100 * t / total, Double(work[k]!) / 1e9, rate))
+            }
+            print("")
+        }
+        // A residual fused into its convolution reports under the residual node: attribute it to the conv.
+        table("layer kind") { i in
+            if case .residual = graph.nodes[i].operation, case .convolution = graph.nodes[graph.nodes[i].inputs[1]].operation {
+                return "conv 1×1/1"
+            }
+            return kind(i)
+        }
+        table("stage") { graph.nodes[$0].stage }
+        print(String(format: "profiled total %.1f ms (sum of per-layer medians)\n", total * 1000))
     }
 }

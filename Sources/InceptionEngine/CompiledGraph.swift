@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 
 /// A graph with its weights bound, fused and packed, ready to run on inputs of any size at or above its
@@ -150,7 +151,9 @@ public final class CompiledGraph: Sendable {
     // MARK: Running
 
     /// Runs the network on an NHWC input. The result is `[n, channels]` when the output map is 1×1, else NHWC.
-    public func run(_ input: Tensor, threads: Int = Parallel.defaultThreads) throws -> Tensor {
+    /// `observe`, when given, receives each executed node's index and its wall time in seconds.
+    public func run(_ input: Tensor, threads: Int = Parallel.defaultThreads,
+                    observe: ((Int, Double) -> Void)? = nil) throws -> Tensor {
         guard input.shape.count == 4 else { preconditionFailure("input must be NHWC, got \(input.shape)") }
         guard input.shape[3] == graph.inputChannels else {
             throw GraphError.wrongInputChannels(expected: graph.inputChannels, got: input.shape[3])
@@ -165,6 +168,10 @@ public final class CompiledGraph: Sendable {
         }
         let threads = max(1, threads)
         for i in kernels.indices {
+            let start = observe == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            defer {
+                if let observe { observe(i, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            }
             switch kernels[i] {
             case .input:
                 let m = map(i)

@@ -17,7 +17,8 @@ public enum Pooling {
                     for ky in 0..<kernel {
                         for kx in 0..<kernel {
                             let p = input.pixel(b, oy * stride + ky, ox * stride + kx) + ch
-                            m = pointwiseMax(m, UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self))
+                            let v = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+                            m = m.replacing(with: v, where: v .> m)  // `pointwiseMax` is scalarised per lane
                         }
                     }
                     UnsafeMutableRawPointer(out + ch).storeBytes(of: m, as: SIMD8<Float>.self)
