@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""Generates reference tensors for the conformance tests from implementations no one here wrote (timm).
+"""Generates reference tensors for the conformance tests from implementations no one here wrote (timm for
+inception_v4 and inception_resnet_v2, facenet-pytorch for inception_resnet_v1_facenet).
 
 For each model: build it with timm (pretrained=False), give it random weights with non-trivial BatchNorm
 (gamma in [0.2, 0.4], beta in [0.3, 0.6], running statistics calibrated on a batch of real photos so that
 activations stay alive through the whole depth), save the state dict as safetensors (num_batches_tracked
 included, as timm saves it), and record:
   * x_<size>.npy / logits_<size>.npy (float32) and logits64_<size>.npy (the same network in float64) for real
-    photos passed through timm's eval transform at several sizes and batch sizes;
+    photos passed through the model's eval transform at several sizes and batch sizes (for the face model also
+    embedding_<size>.npy and embedding64_<size>.npy, the L2-normalised 512-d output);
   * block_<name>_in.npy / block_<name>_out.npy: the input and output of one instance of every block type.
 Nothing it writes is committed: CI runs it with a fresh seed on every run.
 
-Usage: make_references.py --out DIR [--seed N] [--models inception_v4]
+Usage: make_references.py --out DIR [--seed N] [--models inception_v4 inception_resnet_v2 …]
 """
 import argparse
 import json
@@ -24,16 +26,30 @@ import timm
 from PIL import Image
 from safetensors.torch import save_file
 
-# Our stage names (Sources/Inception/Models.swift) for timm's feature indices, one per block type.
+# Our stage names (Sources/Inception/Models.swift) for the reference's module paths, one per block type.
 BLOCKS = {
     "inception_v4": {
         "mixed_3a": "features.3", "mixed_4a": "features.4", "mixed_5a": "features.5",
         "inception_a.0": "features.6", "reduction_a": "features.10", "inception_b.0": "features.11",
         "reduction_b": "features.18", "inception_c.2": "features.21",
     },
+    "inception_resnet_v2": {
+        "mixed_5b": "mixed_5b", "inception_resnet_a.0": "repeat.0", "reduction_a": "mixed_6a",
+        "inception_resnet_b.3": "repeat_1.3", "reduction_b": "mixed_7a", "inception_resnet_c.8": "repeat_2.8",
+        "inception_resnet_c_last": "block8",
+    },
+    "inception_resnet_v1_facenet": {
+        "inception_resnet_a.0": "repeat_1.0", "reduction_a": "mixed_6a", "inception_resnet_b.9": "repeat_2.9",
+        "reduction_b": "mixed_7a", "inception_resnet_c.4": "repeat_3.4", "inception_resnet_c_last": "block8",
+    },
 }
-# (input size, batch) pairs: the default size, a larger one and a small odd one, batches 1 to 3.
-CASES = {"inception_v4": [(299, 3), (320, 2), (139, 1)]}
+# (input size, batch) pairs: the default size, a larger one and small odd ones, batches 1 to 3.
+CASES = {
+    "inception_v4": [(299, 3), (320, 2), (139, 1)],
+    "inception_resnet_v2": [(299, 2), (320, 1), (139, 3)],
+    "inception_resnet_v1_facenet": [(160, 3), (299, 1), (139, 2)],
+}
+FACENET_CLASSES = 8631  # VGGFace2, as the released checkpoint
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
           "motorcycle_left.png", "retina.jpg", "motorcycle_right.png"]
 
@@ -44,10 +60,31 @@ def photos():
     return [Image.open(os.path.join(folder, name)).convert("RGB") for name in PHOTOS]
 
 
-def batch(model, images, size):
+def is_facenet(name):
+    return name == "inception_resnet_v1_facenet"
+
+
+def create(name):
+    if is_facenet(name):
+        from facenet_pytorch import InceptionResnetV1
+        return InceptionResnetV1(classify=True, num_classes=FACENET_CLASSES)
+    return timm.create_model(name, pretrained=False)
+
+
+def batch(name, model, images, size):
+    if is_facenet(name):
+        # facenet's "fixed image standardization" of a size×size face crop: (x − 127.5) / 128.
+        arrays = [np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.float32) for image in images]
+        return torch.from_numpy((np.stack(arrays) - 127.5) / 128).permute(0, 3, 1, 2).contiguous()
     config = timm.data.resolve_data_config({"input_size": (3, size, size)}, model=model)
     transform = timm.data.create_transform(**config)
     return torch.stack([transform(image) for image in images])
+
+
+def pooled_features(name, model, x):
+    if is_facenet(name):
+        return None
+    return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
 def randomise_and_calibrate(model, calibration, generator):
@@ -57,13 +94,22 @@ def randomise_and_calibrate(model, calibration, generator):
             with torch.no_grad():
                 m.weight.uniform_(0.2, 0.4, generator=generator)
                 m.bias.uniform_(0.3, 0.6, generator=generator)
+        elif isinstance(m, torch.nn.BatchNorm1d):
+            # The face embedding's BatchNorm: centred, so that the normalised embedding depends on the image.
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5, generator=generator)
+                m.bias.uniform_(-0.1, 0.1, generator=generator)
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.momentum = 1.0  # the next training-mode pass sets running stats to that batch's
     model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
     with torch.no_grad():
         model(calibration)
     model.eval()
     for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.momentum = 0.1
             # Perturb the calibrated statistics so that mean and variance both matter to the result.
             with torch.no_grad():
@@ -78,51 +124,64 @@ def save(path, tensor):
 def make(name, out, seed):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = timm.create_model(name, pretrained=False)
+    model = create(name)
     images = photos()
     rng = random.Random(seed)
-    calibration = batch(model, images, 299)
+    default_size = CASES[name][0][0]
+    calibration = batch(name, model, images, default_size)
     randomise_and_calibrate(model, calibration, generator)
-    # Classifier centred on the calibration batch's mean features: with positive BatchNorm shifts the pooled
-    # features share a large common part, and a plain random classifier would give every image the same top-5.
-    with torch.no_grad():
-        features = model.forward_head(model.forward_features(calibration), pre_logits=True)
-        head = model.get_classifier()
-        head.weight.normal_(0, 1.0, generator=generator)
-        head.bias.copy_(-head.weight @ features.mean(0))
-        head.bias.add_(torch.empty_like(head.bias).uniform_(-0.1, 0.1, generator=generator))
+    if not is_facenet(name):
+        # Classifier centred on the calibration batch's mean features: with positive BatchNorm shifts the pooled
+        # features share a large common part, and a plain random classifier would give every image the same top-5.
+        with torch.no_grad():
+            features = pooled_features(name, model, calibration)
+            head = model.get_classifier()
+            head.weight.normal_(0, 1.0, generator=generator)
+            head.bias.copy_(-head.weight @ features.mean(0))
+            head.bias.add_(torch.empty_like(head.bias).uniform_(-0.1, 0.1, generator=generator))
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(folder, "weights.safetensors"))
 
-    model64 = timm.create_model(name, pretrained=False)
+    model64 = create(name)
     model64.load_state_dict(model.state_dict())
     model64 = model64.double().eval()
     report = {"model": name, "seed": seed, "timm": timm.__version__, "torch": torch.__version__, "cases": []}
+
+    def outputs(m, x):
+        """{'logits': …} and, for the face model, {'embedding': …} as facenet-pytorch computes them."""
+        with torch.no_grad():
+            if not is_facenet(name):
+                return {"logits": m(x)}
+            m.classify = True
+            logits = m(x)
+            m.classify = False
+            return {"logits": logits, "embedding": m(x)}
+
     for size, n in CASES[name]:
         chosen = rng.sample(images, n)
-        x = batch(model, chosen, size)
-        with torch.no_grad():
-            y = model(x)
-            y64 = model64(x.double())
+        x = batch(name, model, chosen, size)
+        ys, ys64 = outputs(model, x), outputs(model64, x.double())
         save(os.path.join(folder, f"x_{size}.npy"), x)
-        save(os.path.join(folder, f"logits_{size}.npy"), y)
-        save(os.path.join(folder, f"logits64_{size}.npy"), y64)  # the float64 network, rounded to float32
-        fp32_vs_fp64 = ((y.double() - y64).norm(dim=1) / y64.norm(dim=1)).max().item()
-        # How much the logits depend on the image: the same network on a constant grey input.
-        with torch.no_grad():
-            grey = model(torch.zeros_like(x[:1]))
-        dependence = ((y - grey).norm(dim=1) / y.norm(dim=1)).min().item()
-        report["cases"].append({"size": size, "batch": n, "timm_fp32_vs_fp64": fp32_vs_fp64,
-                                "min_relative_distance_to_grey_input": dependence, "top5": y.topk(5).indices.tolist()})
+        case = {"size": size, "batch": n}
+        grey = outputs(model, torch.zeros_like(x[:1]))
+        for kind, y in ys.items():
+            y64 = ys64[kind]
+            save(os.path.join(folder, f"{kind}_{size}.npy"), y)
+            save(os.path.join(folder, f"{kind}64_{size}.npy"), y64)  # the float64 network, rounded to float32
+            case[f"{kind}_timm_fp32_vs_fp64"] = ((y.double() - y64).norm(dim=1) / y64.norm(dim=1)).max().item()
+            # How much the output depends on the image: distance to the output for a constant grey input.
+            case[f"{kind}_min_relative_distance_to_grey_input"] = ((y - grey[kind]).norm(dim=1) / y.norm(dim=1)).min().item()
+        case["top5"] = ys["logits"].topk(5).indices.tolist()
+        report["cases"].append(case)
 
-    # Block inputs and outputs at the small size, captured with forward hooks.
+    # Block inputs and outputs at a small size, captured with forward hooks.
     modules = dict(model.named_modules())
     captured = {}
     hooks = [modules[path].register_forward_hook(
         lambda m, i, o, ours=ours: captured.__setitem__(ours, (i[0], o))) for ours, path in BLOCKS[name].items()]
     with torch.no_grad():
-        model(batch(model, rng.sample(images, 2), 139))
+        model(batch(name, model, rng.sample(images, 2), 139))
     for h in hooks:
         h.remove()
     for ours, (i, o) in captured.items():

@@ -71,13 +71,26 @@ public final class InceptionModel: Sendable {
         }
     }
 
-    /// Logits (or the network's output) for an NCHW batch `[n, 3, h, w]`, the layout of PyTorch and ONNX.
-    public func callAsFunction(nchw input: Tensor, threads: Int = Parallel.defaultThreads) throws -> Tensor {
+    /// Names of the outputs this model can give: `logits`, `features` (pooled, before the classifier),
+    /// `embedding` (face model).
+    public var outputNames: [String] { graph.outputs.keys.sorted() }
+
+    /// The primary output — logits, or the L2-normalised embedding of the face model — or the named `output`,
+    /// for an NCHW batch `[n, 3, h, w]` (the layout of PyTorch and ONNX).
+    public func callAsFunction(nchw input: Tensor, output: String? = nil,
+                               threads: Int = Parallel.defaultThreads) throws -> Tensor {
         guard input.shape.count == 4 else { throw InputError.wrongRank(input.shape) }
         guard input.shape[1] == graph.inputChannels else {
             throw InputError.wrongChannels(expected: graph.inputChannels, shape: input.shape)
         }
-        return try compiled.run(input.nchwToNHWC(), threads: threads)
+        var node: Int? = nil
+        if let output {
+            guard let index = graph.outputs[output] else {
+                throw InputError.unknownOutput(output, model: name.rawValue, available: outputNames)
+            }
+            node = index
+        }
+        return try compiled.run(input.nchwToNHWC(), output: node, threads: threads)
     }
 }
 
@@ -106,11 +119,14 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
 public enum InputError: Error, Equatable, CustomStringConvertible {
     case wrongRank([Int])
     case wrongChannels(expected: Int, shape: [Int])
+    case unknownOutput(String, model: String, available: [String])
 
     public var description: String {
         switch self {
         case let .wrongRank(shape): return "input must have shape (N, 3, H, W), got \(shape)"
         case let .wrongChannels(expected, shape): return "input must have \(expected) channels in (N, C, H, W), got shape \(shape)"
+        case let .unknownOutput(output, model, available):
+            return "\(model) has no output '\(output)' with these weights; it has \(available.joined(separator: ", "))"
         }
     }
 }

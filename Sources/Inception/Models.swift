@@ -3,37 +3,50 @@ import InceptionModels
 
 /// The networks this library builds, by the names timm and the command line use.
 public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// Paper Figure 9 = the TF-slim release = timm `inception_v4`.
     case inceptionV4 = "inception_v4"
+    /// The TF-slim release = timm `inception_resnet_v2` (not the paper's network; see `InceptionResNet`).
+    case inceptionResNetV2 = "inception_resnet_v2"
+    /// Paper Figure 15 with Figures 3, 16, 7, 17, 18, 19. No released weights.
+    case inceptionResNetV2Paper = "inception_resnet_v2_paper"
+    /// Paper Figure 15 with Figures 14, 10, 7, 11, 12, 13. No released weights.
+    case inceptionResNetV1 = "inception_resnet_v1"
+    /// facenet-pytorch 2.6 `InceptionResnetV1`: face embeddings (VGGFace2 / CASIA-WebFace weights).
+    case inceptionResNetV1FaceNet = "inception_resnet_v1_facenet"
 
     public var description: String { rawValue }
 
-    /// Where the classifier's weight sits in our parameter names (its rows are the classes).
-    var classifierWeight: String {
-        switch self {
-        case .inceptionV4: return "classifier.weight"
-        }
-    }
+    /// Our name of the classifier's weight (its rows are the classes).
+    var classifierWeight: String { self == .inceptionResNetV1FaceNet ? "logits.weight" : "classifier.weight" }
 
-    public var defaultClasses: Int { 1000 }
+    /// Classes of the default graph; nil for the face model, which by default has no classifier.
+    public var defaultClasses: Int? { self == .inceptionResNetV1FaceNet ? nil : 1000 }
 
-    public var defaultInputSize: Int {
-        switch self {
-        case .inceptionV4: return 299
-        }
-    }
+    public var defaultInputSize: Int { self == .inceptionResNetV1FaceNet ? 160 : 299 }
 
-    /// The network with `classes` outputs.
+    /// The network with `classes` outputs (nil: the default).
     public func graph(classes: Int? = nil) -> Graph {
+        let classes = classes ?? defaultClasses
+        func classifier(_ config: InceptionResNet.Configuration) -> InceptionResNet.Configuration {
+            var config = config
+            if case let .classifier(_, dropout) = config.head { config.head = .classifier(classes: classes!, dropout: dropout) }
+            return config
+        }
         switch self {
         case .inceptionV4:
             var config = InceptionV4.Configuration()
-            config.classes = classes ?? defaultClasses
+            config.classes = classes!
             return InceptionV4.graph(config)
+        case .inceptionResNetV2: return InceptionResNet.graph(classifier(.v2))
+        case .inceptionResNetV2Paper: return InceptionResNet.graph(classifier(.v2Paper))
+        case .inceptionResNetV1: return InceptionResNet.graph(classifier(.v1Paper))
+        case .inceptionResNetV1FaceNet: return InceptionResNet.graph(.v1FaceNet(classes: classes))
         }
     }
 
     /// How our parameter names map to the released checkpoint's keys: (our prefix, checkpoint prefix) pairs,
-    /// the first matching prefix wins; names under no prefix are the same in both.
+    /// the first matching prefix wins; names under no prefix are the same in both. The paper-only networks have
+    /// no released checkpoint and use our names.
     public var checkpointPrefixes: [(ours: String, theirs: String)] {
         switch self {
         case .inceptionV4:
@@ -45,6 +58,19 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
             stages += (0..<config.repeats.c).map { "inception_c.\($0)" }
             return stages.enumerated().map { ("\($0.element).", "features.\($0.offset).") }
                 + [("classifier.", "last_linear.")]
+        case .inceptionResNetV2:
+            return [("inception_resnet_a.", "repeat."), ("reduction_a.", "mixed_6a."),
+                    ("inception_resnet_b.", "repeat_1."), ("reduction_b.", "mixed_7a."),
+                    ("inception_resnet_c.", "repeat_2."), ("inception_resnet_c_last.", "block8."),
+                    ("classifier.", "classif.")]
+        case .inceptionResNetV1FaceNet:
+            // facenet-pytorch numbers the residual stacks from 1 (timm's IR-v2 from none).
+            return [("inception_resnet_a.", "repeat_1."), ("reduction_a.", "mixed_6a."),
+                    ("inception_resnet_b.", "repeat_2."), ("reduction_b.", "mixed_7a."),
+                    ("inception_resnet_c.", "repeat_3."), ("inception_resnet_c_last.", "block8."),
+                    ("bottleneck_bn.", "last_bn."), ("bottleneck.", "last_linear.")]
+        case .inceptionResNetV2Paper, .inceptionResNetV1:
+            return []
         }
     }
 

@@ -5,7 +5,7 @@ import InceptionIO
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the network on an (N, 3, H, W) float32 .npy and write the (N, classes) logits as .npy.")
+        abstract: "Run the network on an (N, 3, H, W) float32 .npy and write its (N, classes) logits — or another output — as .npy.")
 
     @OptionGroup var model: ModelOption
 
@@ -18,13 +18,16 @@ struct Predict: ParsableCommand {
     @Option(help: "Output .npy, float32 (N, classes).")
     var output: String
 
+    @Option(help: "Which output to write: logits, features (pooled, before the classifier) or embedding (face model). Default: logits, or the embedding for the face model.")
+    var result: String?
+
     @OptionGroup var threads: ThreadsOption
 
     func run() throws {
         try reportingErrors {
             let net = try InceptionModel(model.model, weights: URL(fileURLWithPath: weights))
             let (shape, values) = try NPY.read(contentsOf: URL(fileURLWithPath: input))
-            let logits = try net(nchw: Tensor(shape: shape, scalars: values), threads: threads.threads)
+            let logits = try net(nchw: Tensor(shape: shape, scalars: values), output: result, threads: threads.threads)
             try NPY.write(shape: logits.shape, values: logits.scalars, to: URL(fileURLWithPath: output))
         }
     }

@@ -47,15 +47,15 @@ struct Summary: ParsableCommand {
                 return
             }
             print("\(name.rawValue) at \(size)×\(size)×3 (minimum input \(graph.minimumInputSize)×\(graph.minimumInputSize))")
-            let header = "stage".padding(toLength: 18, withPad: " ", startingAt: 0)
+            let header = "stage".padding(toLength: 26, withPad: " ", startingAt: 0)
                 + "output (H×W×C)".leftPadded(18) + "parameters".leftPadded(14) + "MACs".leftPadded(17)
             print(header)
             for s in stages {
-                print(s.name.padding(toLength: 18, withPad: " ", startingAt: 0)
+                print(s.name.padding(toLength: 26, withPad: " ", startingAt: 0)
                       + "\(s.shape.h)×\(s.shape.w)×\(s.shape.c)".leftPadded(18)
                       + s.parameters.grouped.leftPadded(14) + s.macs.grouped.leftPadded(17))
             }
-            print("total".padding(toLength: 36, withPad: " ", startingAt: 0)
+            print("total".padding(toLength: 44, withPad: " ", startingAt: 0)
                   + graph.parameterCount.grouped.leftPadded(14) + totalMACs.grouped.leftPadded(17))
         }
     }

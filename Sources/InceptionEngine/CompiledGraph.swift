@@ -151,14 +151,16 @@ public final class CompiledGraph: Sendable {
     // MARK: Running
 
     /// Runs the network on an NHWC input. The result is `[n, channels]` when the output map is 1×1, else NHWC.
-    /// `observe`, when given, receives each executed node's index and its wall time in seconds.
-    public func run(_ input: Tensor, threads: Int = Parallel.defaultThreads,
+    /// Runs to `output` (a node index; default the graph's primary output). `observe`, when given, receives each
+    /// executed node's index and its wall time in seconds.
+    public func run(_ input: Tensor, output: Int? = nil, threads: Int = Parallel.defaultThreads,
                     observe: ((Int, Double) -> Void)? = nil) throws -> Tensor {
+        let output = output ?? graph.output
         guard input.shape.count == 4 else { preconditionFailure("input must be NHWC, got \(input.shape)") }
         guard input.shape[3] == graph.inputChannels else {
             throw GraphError.wrongInputChannels(expected: graph.inputChannels, got: input.shape[3])
         }
-        let plan = try self.plan(n: input.shape[0], h: input.shape[1], w: input.shape[2])
+        let plan = try self.plan(n: input.shape[0], h: input.shape[1], w: input.shape[2], output: output)
         let arena = plan.borrowArena()
         defer { plan.returnArena(arena) }
         let base = arena.pointer
@@ -167,7 +169,7 @@ public final class CompiledGraph: Sendable {
             return FeatureMap(base: base + v.offset, n: s.n, h: s.h, w: s.w, c: s.c, pixelStride: v.pixelStride)
         }
         let threads = max(1, threads)
-        for i in kernels.indices {
+        for i in 0...output {
             let start = observe == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             defer {
                 if let observe { observe(i, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
@@ -210,7 +212,7 @@ public final class CompiledGraph: Sendable {
                 Elementwise.l2Normalize(input: map(input), output: map(i), threads: threads)
             }
         }
-        let out = map(graph.output)
+        let out = map(output)
         var result = Tensor(zeros: out.h == 1 && out.w == 1 ? [out.n, out.c] : [out.n, out.h, out.w, out.c])
         result.scalars.withUnsafeMutableBufferPointer { dest in
             Pooling.copy(input: out, output: FeatureMap(base: dest.baseAddress!, n: out.n, h: out.h, w: out.w, c: out.c),
@@ -221,7 +223,7 @@ public final class CompiledGraph: Sendable {
 
     // MARK: Memory planning
 
-    struct PlanKey: Hashable { let n: Int, h: Int, w: Int }
+    struct PlanKey: Hashable { let n: Int, h: Int, w: Int, output: Int }
     struct View: Sendable { let offset: Int, pixelStride: Int }
 
     final class Plan: Sendable {
@@ -244,24 +246,28 @@ public final class CompiledGraph: Sendable {
     }
 
     /// Activation memory of one call at this input size, in floats.
-    public func arenaFloats(n: Int, h: Int, w: Int) throws -> Int { try plan(n: n, h: h, w: w).arenaSize }
+    public func arenaFloats(n: Int, h: Int, w: Int) throws -> Int {
+        try plan(n: n, h: h, w: w, output: graph.output).arenaSize
+    }
 
-    func plan(n: Int, h: Int, w: Int) throws -> Plan {
-        let key = PlanKey(n: n, h: h, w: w)
+    func plan(n: Int, h: Int, w: Int, output: Int) throws -> Plan {
+        let key = PlanKey(n: n, h: h, w: w, output: output)
         if let plan = plans.withLock({ $0[key] }) { return plan }
-        let plan = try makePlan(n: n, h: h, w: w)
+        let plan = try makePlan(n: n, h: h, w: w, output: output)
         plans.withLock { $0[key] = plan }
         return plan
     }
 
-    private func makePlan(n: Int, h: Int, w: Int) throws -> Plan {
+    private func makePlan(n: Int, h: Int, w: Int, output: Int) throws -> Plan {
         let shapes = try graph.shapes(n: n, h: h, w: w)
-        let count = kernels.count
+        let count = output + 1  // nodes after the requested output are not run
         func live(_ i: Int) -> Bool {
             switch kernels[i] { case .alias, .dead: return false; default: return true }
         }
         var consumers = [[Int]](repeating: [], count: count)
         for i in 0..<count where live(i) { for j in kernels[i].inputs { consumers[j].append(i) } }
+        var output = output
+        while case let .alias(k) = kernels[output] { output = k }
 
         // Concatenation inputs that only the concatenation reads are written into its slices.
         var parent = [(node: Int, offset: Int)?](repeating: nil, count: count)
@@ -269,7 +275,7 @@ public final class CompiledGraph: Sendable {
             guard case let .concat(inputs) = kernels[i] else { continue }
             var offset = 0
             for j in inputs {
-                if consumers[j] == [i], parent[j] == nil, j != 0, j != graph.output { parent[j] = (i, offset) }
+                if consumers[j] == [i], parent[j] == nil, j != 0, j != output { parent[j] = (i, offset) }
                 offset += shapes[j].c
             }
         }
@@ -284,7 +290,7 @@ public final class CompiledGraph: Sendable {
         for i in 0..<count where live(i) {
             let r = root(i).node
             first[r] = min(first[r] ?? i, i)
-            let end = i == graph.output ? Int.max : (consumers[i].max() ?? i)
+            let end = i == output ? Int.max : (consumers[i].max() ?? i)
             last[r] = max(last[r] ?? end, end)
         }
         // Greedy best-fit assignment of arena blocks in order of first use.

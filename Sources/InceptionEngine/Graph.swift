@@ -41,6 +41,10 @@ public enum Operation: Sendable {
     case l2Normalize
 }
 
+extension Operation {
+    var isNotInput: Bool { if case .input = self { return false } else { return true } }
+}
+
 public struct Node: Sendable {
     public let operation: Operation
     public let inputs: [Int]
@@ -82,7 +86,10 @@ public enum GraphError: Error, Equatable, CustomStringConvertible {
 
 public struct Graph: Sendable {
     public internal(set) var nodes: [Node]
+    /// The primary output (logits, or the embedding of a face model).
     public internal(set) var output: Int
+    /// Every named output: `logits`, `features` (pooled, before the classifier), `embedding`, …
+    public internal(set) var outputs: [String: Int]
 
     public var inputChannels: Int { nodes[0].channels }
     public var outputChannels: Int { nodes[output].channels }
@@ -115,6 +122,24 @@ public struct Graph: Sendable {
 
     /// Trainable parameter count (BatchNorm running statistics excluded, as `sum(p.numel())` in PyTorch).
     public var parameterCount: Int { parameters.filter { !$0.isBuffer }.reduce(0) { $0 + $1.count } }
+
+    /// The nodes of one stage (a stem layer or a block) as a graph of its own, fed by a new input in place of
+    /// the stage's single input from outside it. Parameter names are unchanged.
+    public func subgraph(stage: String) -> Graph? {
+        let members = nodes.indices.filter { nodes[$0].stage == stage && nodes[$0].operation.isNotInput }
+        let memberSet = Set(members)
+        let external = Set(members.flatMap { nodes[$0].inputs }.filter { !memberSet.contains($0) })
+        guard let last = members.last, external.count == 1, let source = external.first else { return nil }
+        var index = [source: 0]
+        var sub = [Node(operation: .input, inputs: [], channels: nodes[source].channels, name: "input", stage: "input")]
+        for i in members {
+            index[i] = sub.count
+            let n = nodes[i]
+            sub.append(Node(operation: n.operation, inputs: n.inputs.map { index[$0]! }, channels: n.channels,
+                            name: n.name, stage: n.stage))
+        }
+        return Graph(nodes: sub, output: index[last]!, outputs: ["output": index[last]!])
+    }
 
     /// Output shape of every node for an `n × h × w` input, or nil where some map would be empty.
     public func inferShapes(n: Int, h: Int, w: Int) -> [Shape]? {
@@ -195,7 +220,14 @@ public final class GraphBuilder {
 
     public func qualified(_ name: String) -> String { (scopes + [name]).joined(separator: ".") }
 
-    public func finish(output: Value) -> Graph { Graph(nodes: nodes, output: output.id) }
+    /// A graph whose only output is `output`, named `output`.
+    public func finish(output: Value) -> Graph { Graph(nodes: nodes, output: output.id, outputs: ["output": output.id]) }
+
+    /// A graph with named outputs, `primary` among them.
+    public func finish(outputs: [String: Value], primary: String) -> Graph {
+        precondition(outputs[primary] != nil, "primary output \(primary) is not among \(outputs.keys)")
+        return Graph(nodes: nodes, output: outputs[primary]!.id, outputs: outputs.mapValues(\.id))
+    }
 
     @discardableResult
     func add(_ operation: Operation, _ inputs: [Value], channels: Int, name: String) -> Value {

@@ -19,6 +19,7 @@ public enum InceptionV4 {
         public init() {}
     }
 
+    /// Outputs: `logits`, and `features` (the pooled 1536-d vector before the classifier).
     public static func graph(_ config: Configuration = Configuration()) -> Graph {
         let g = GraphBuilder()
         var x = stem(g.input(channels: 3))
@@ -27,8 +28,9 @@ public enum InceptionV4 {
         for i in 0..<config.repeats.b { x = x.scope("inception_b.\(i)", inceptionB) }
         x = x.scope("reduction_b", reductionB)
         for i in 0..<config.repeats.c { x = x.scope("inception_c.\(i)", inceptionC) }
-        let logits = x.globalAveragePool().dropout(config.dropout).linear("classifier", config.classes)
-        return g.finish(output: logits)
+        let features = x.globalAveragePool()
+        let logits = features.dropout(config.dropout).linear("classifier", config.classes)
+        return g.finish(outputs: ["features": features, "logits": logits], primary: "logits")
     }
 
     /// Figure 3 — the stem, 299×299×3 → 35×35×384. Each stage is a top-level scope, as TF-slim names them.

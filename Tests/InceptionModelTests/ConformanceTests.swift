@@ -1,0 +1,116 @@
+import Foundation
+import Inception
+import InceptionEngine
+import InceptionIO
+import Testing
+
+/// Our networks against implementations no one here wrote — timm's `inception_v4` and `inception_resnet_v2`,
+/// facenet-pytorch's `InceptionResnetV1` — on the same random weights (BatchNorm randomised and calibrated) and
+/// real photos through each model's eval transform, at several sizes and batch sizes.
+@Suite(.serialized) struct Conformance {
+    struct Case: Sendable, CustomTestStringConvertible {
+        let model: ModelName, size: Int, output: String
+        var testDescription: String { "\(model) \(output) at \(size)" }
+    }
+
+    static let cases: [Case] = [
+        Case(model: .inceptionV4, size: 299, output: "logits"), Case(model: .inceptionV4, size: 320, output: "logits"),
+        Case(model: .inceptionV4, size: 139, output: "logits"),
+        Case(model: .inceptionResNetV2, size: 299, output: "logits"),
+        Case(model: .inceptionResNetV2, size: 320, output: "logits"),
+        Case(model: .inceptionResNetV2, size: 139, output: "logits"),
+        Case(model: .inceptionResNetV1FaceNet, size: 160, output: "embedding"),
+        Case(model: .inceptionResNetV1FaceNet, size: 299, output: "embedding"),
+        Case(model: .inceptionResNetV1FaceNet, size: 139, output: "embedding"),
+        Case(model: .inceptionResNetV1FaceNet, size: 160, output: "logits"),
+    ]
+
+    /// Relative L2 error ≤ 1e-4 per sample against the reference in float32 and in float64; for embeddings also
+    /// cosine similarity ≥ 0.99999 per sample.
+    @Test(arguments: cases)
+    func outputMatchesReference(_ c: Case) throws {
+        let model = try References.model(c.model)
+        let x = try References.tensor(c.model, "x_\(c.size).npy")
+        let y = try model(nchw: x, output: c.output)
+        for reference in ["\(c.output)_\(c.size).npy", "\(c.output)64_\(c.size).npy"] {
+            let expected = try References.tensor(c.model, reference)
+            let errors = perSampleRelativeError(y, expected)
+            #expect(errors.allSatisfy { $0 < 1e-4 }, "\(reference): relative errors \(errors)")
+            if c.output == "embedding" {
+                let cosines = perSampleCosine(y, expected)
+                #expect(cosines.allSatisfy { $0 >= 0.99999 }, "\(reference): cosines \(cosines)")
+            }
+        }
+    }
+
+    static let blocks: [(ModelName, String)] =
+        ["mixed_3a", "mixed_4a", "mixed_5a", "inception_a.0", "reduction_a", "inception_b.0", "reduction_b", "inception_c.2"]
+            .map { (.inceptionV4, $0) }
+        + ["mixed_5b", "inception_resnet_a.0", "reduction_a", "inception_resnet_b.3", "reduction_b", "inception_resnet_c.8",
+           "inception_resnet_c_last"].map { (.inceptionResNetV2, $0) }
+        + ["inception_resnet_a.0", "reduction_a", "inception_resnet_b.9", "reduction_b", "inception_resnet_c.4",
+           "inception_resnet_c_last"].map { (.inceptionResNetV1FaceNet, $0) }
+
+    /// Each block type alone, fed the reference's own input to it: 1e-5 relative per sample.
+    @Test(arguments: blocks.map { "\($0.0) \($0.1)" })
+    func blockMatchesReference(_ label: String) throws {
+        let parts = label.split(separator: " ").map(String.init)
+        let (name, stage) = (ModelName(rawValue: parts[0])!, parts[1])
+        let input = try References.tensor(name, "block_\(stage)_in.npy")
+        let expected = try References.tensor(name, "block_\(stage)_out.npy")
+        let graph = try #require(name.graph().subgraph(stage: stage))
+        let file = try SafeTensorsFile(contentsOf: try References.weights(name))
+        let block = try CompiledGraph(graph: graph) { try file.floats(name.checkpointKey($0)) }
+        let output = try block.run(input.nchwToNHWC()).nhwcToNCHW()
+        let errors = perSampleRelativeError(output, expected)
+        #expect(errors.allSatisfy { $0 < 1e-5 }, "relative errors \(errors)")
+    }
+
+    @Test(arguments: [(ModelName.inceptionV4, "logits", 299), (.inceptionResNetV2, "logits", 320),
+                      (.inceptionResNetV1FaceNet, "embedding", 160)])
+    func predictCommandMatchesReference(_ name: ModelName, _ output: String, _ size: Int) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inception-predict-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let y = dir.appendingPathComponent("y.npy")
+        let result = try runInception([
+            "predict", "--model", name.rawValue, "--weights", try References.weights(name).path,
+            "--input", try References.url(name, "x_\(size).npy").path, "--output", y.path, "--threads", "2",
+        ])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let (shape, values) = try NPY.read(contentsOf: y)
+        let expected = try References.tensor(name, "\(output)_\(size).npy")
+        #expect(shape == expected.shape)
+        let errors = perSampleRelativeError(Tensor(shape: shape, scalars: values), expected)
+        #expect(errors.allSatisfy { $0 < 1e-4 }, "relative errors \(errors)")
+    }
+
+    @Test func inputBelowTheMinimumNamesIt() throws {
+        let model = try References.model(.inceptionV4)
+        #expect(throws: GraphError.inputTooSmall(height: 74, width: 80, minimum: 75)) {
+            try model(nchw: Tensor(zeros: [1, 3, 74, 80]))
+        }
+        // 75 is the minimum: it runs, to a 1×1 final grid.
+        #expect(try model(nchw: Tensor(zeros: [1, 3, 75, 75])).shape == [1, 1000])
+    }
+
+    @Test func unknownOutputIsAClearError() throws {
+        let model = try References.model(.inceptionV4)
+        #expect(throws: InputError.unknownOutput("embedding", model: "inception_v4", available: ["features", "logits"])) {
+            try model(nchw: Tensor(zeros: [1, 3, 75, 75]), output: "embedding")
+        }
+    }
+}
+
+func perSampleCosine(_ a: Tensor, _ b: Tensor) -> [Double] {
+    let n = a.shape[0], per = a.count / n
+    return (0..<n).map { s in
+        var dot = 0.0, na = 0.0, nb = 0.0
+        for i in (s * per)..<((s + 1) * per) {
+            dot += Double(a.scalars[i]) * Double(b.scalars[i])
+            na += Double(a.scalars[i]) * Double(a.scalars[i])
+            nb += Double(b.scalars[i]) * Double(b.scalars[i])
+        }
+        return dot / (na * nb).squareRoot()
+    }
+}
