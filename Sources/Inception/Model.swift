@@ -51,7 +51,7 @@ public final class InceptionModel: Sendable {
 
     static func verify(_ graph: Graph, _ name: ModelName, _ file: SafeTensorsFile) throws {
         var unused = Set(file.entries.keys.filter { !$0.hasSuffix("num_batches_tracked") })
-        var missing: [String] = []
+        var missing: [String] = [], mismatch: WeightsError? = nil
         for spec in graph.parameters {
             let key = name.checkpointKey(spec.name)
             guard let entry = file.entries[key] else {
@@ -59,10 +59,16 @@ public final class InceptionModel: Sendable {
                 continue
             }
             unused.remove(key)
-            guard entry.shape == spec.shape else {
-                throw WeightsError.shapeMismatch(key: key, expected: spec.shape, found: entry.shape, model: name.rawValue)
+            if entry.shape != spec.shape && mismatch == nil {
+                mismatch = .shapeMismatch(key: key, expected: spec.shape, found: entry.shape, model: name.rawValue)
             }
         }
+        // Most keys missing: say whose weights these are, if another network's parameters are all there.
+        if missing.count > graph.parameters.count / 2,
+           let other = ModelName.allCases.first(where: { $0 != name && $0.fits(file) }) {
+            throw WeightsError.otherModel(model: name.rawValue, weightsFor: other.rawValue)
+        }
+        if let mismatch { throw mismatch }
         if !missing.isEmpty { throw WeightsError.missingTensors(missing, model: name.rawValue) }
         if !unused.isEmpty { throw WeightsError.unexpectedTensors(unused.sorted(), model: name.rawValue) }
         for spec in graph.parameters {
@@ -99,6 +105,7 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
     case missingTensors([String], model: String)
     case unexpectedTensors([String], model: String)
     case nonFinite(key: String)
+    case otherModel(model: String, weightsFor: String)
 
     public var description: String {
         func list(_ keys: [String]) -> String {
@@ -112,6 +119,7 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
         case let .unexpectedTensors(keys, model):
             return "weights do not fit \(model): \(keys.count) tensor(s) the model does not use: \(list(keys))"
         case let .nonFinite(key): return "weights are corrupt: tensor '\(key)' contains NaN or infinite values"
+        case let .otherModel(model, other): return "these are \(other) weights, not \(model): use --model \(other)"
         }
     }
 }

@@ -1,4 +1,5 @@
 @_exported import InceptionEngine
+import InceptionIO
 import InceptionModels
 
 /// The networks this library builds, by the names timm and the command line use.
@@ -71,6 +72,16 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
                     ("bottleneck_bn.", "last_bn."), ("bottleneck.", "last_linear.")]
         case .inceptionResNetV2Paper, .inceptionResNetV1:
             return []
+        }
+    }
+
+    /// Whether a checkpoint holds every parameter of this network with its shape (any classifier size). Only
+    /// networks with released checkpoints are considered.
+    func fits(_ file: SafeTensorsFile) -> Bool {
+        guard !checkpointPrefixes.isEmpty else { return false }
+        let classifier = String(classifierWeight.dropLast("weight".count))
+        return graph().parameters.allSatisfy {
+            $0.name.hasPrefix(classifier) || file.entries[checkpointKey($0.name)]?.shape == $0.shape
         }
     }
 

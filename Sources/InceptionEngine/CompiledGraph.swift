@@ -148,6 +148,14 @@ public final class CompiledGraph: Sendable {
         return PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation)
     }
 
+    /// How many residual additions were folded into a convolution's epilogue.
+    public var fusedResiduals: Int {
+        graph.nodes.indices.filter { i in
+            if case .residual = graph.nodes[i].operation, case .convolution = kernels[i] { return true }
+            return false
+        }.count
+    }
+
     // MARK: Running
 
     /// Runs the network on an NHWC input. The result is `[n, channels]` when the output map is 1×1, else NHWC.

@@ -43,6 +43,28 @@ import Testing
                                                    found: [224, 192, 7, 1], model: "inception_v4")) { try load(t) }
     }
 
+    @Test func recognisesAnotherModelsWeights() throws {
+        #expect(throws: WeightsError.otherModel(model: "inception_resnet_v2", weightsFor: "inception_v4")) {
+            _ = try InceptionModel(.inceptionResNetV2, weights: try References.weights(.inceptionV4))
+        }
+        #expect(throws: WeightsError.otherModel(model: "inception_v4", weightsFor: "inception_resnet_v1_facenet")) {
+            _ = try InceptionModel(.inceptionV4, weights: try References.weights(.inceptionResNetV1FaceNet))
+        }
+    }
+
+    @Test func facenetLogitsAreOptional() throws {
+        // Without `logits.*` the face model loads as an embedder; with them it also classifies.
+        let t = try Self.tensors(.inceptionResNetV1FaceNet).filter { !$0.name.hasPrefix("logits.") }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("w-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensorsFile.write(t, to: url)
+        let embedder = try InceptionModel(.inceptionResNetV1FaceNet, weights: url)
+        #expect(embedder.outputNames == ["embedding", "features"])
+        #expect(try References.model(.inceptionResNetV1FaceNet).outputNames == ["embedding", "features", "logits"])
+        let x = try References.tensor(.inceptionResNetV1FaceNet, "x_160.npy")
+        #expect(try embedder(nchw: x) == (try References.model(.inceptionResNetV1FaceNet)(nchw: x)))
+    }
+
     @Test func rejectsNonFiniteWeights() throws {
         var t = try Self.tensors(.inceptionV4)
         let i = t.firstIndex { $0.name == "features.0.bn.running_var" }!
