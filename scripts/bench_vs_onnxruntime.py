@@ -6,7 +6,8 @@ ONNX Runtime runs timm's ONNX export of the model (random weights: speed does no
 provider, default threads. `inception bench` runs in its own process each round. Each round times `--runs`
 forward passes of each after warm-up; the table gives the median of all timed passes.
 
-Usage: scripts/bench_vs_onnxruntime.py [--models inception_v4] [--batches 1 8] [--rounds 3] [--runs 10]
+Usage: scripts/bench_vs_onnxruntime.py [--models inception_v4 inception_resnet_v2 inception_resnet_v1_facenet]
+                                      [--batches 1 8] [--rounds 3] [--runs 10]
 Run from the repository root after `swift build -c release`, with the reference venv's python.
 """
 import argparse
@@ -23,16 +24,23 @@ import onnxruntime as ort
 import torch
 import timm
 
-INPUT_SIZE = {"inception_v4": 299}
+INPUT_SIZE = {"inception_v4": 299, "inception_resnet_v2": 299, "inception_resnet_v1_facenet": 160}
+
+
+def create(name):
+    if name == "inception_resnet_v1_facenet":
+        from facenet_pytorch import InceptionResnetV1
+        return InceptionResnetV1(classify=False).eval()  # facenet-pytorch's ONNX export: the 512-d embedding
+    return timm.create_model(name, pretrained=False).eval()
 
 
 def export(name, batch, folder):
     path = os.path.join(folder, f"{name}_b{batch}.onnx")
     if not os.path.exists(path):
-        model = timm.create_model(name, pretrained=False).eval()
+        model = create(name)
         size = INPUT_SIZE[name]
         torch.onnx.export(model, torch.randn(batch, 3, size, size), path, opset_version=17, dynamo=False,
-                          input_names=["x"], output_names=["logits"])
+                          input_names=["x"], output_names=["y"])
     return path
 
 
