@@ -23,8 +23,14 @@ let package = Package(
     targets: [
         // Tensors, GEMM micro-kernels, convolution, pooling, the graph and its executor. Knows no network.
         .target(name: "InceptionEngine", swiftSettings: kernelFlags),
-        // safetensors and npy readers/writers.
-        .target(name: "InceptionIO"),
+        // libjpeg-turbo and libpng from the system (Debian: libjpeg62-turbo-dev, libpng-dev).
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg62-turbo-dev"]), .brew(["jpeg-turbo"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        // Keeps libjpeg's and libpng's longjmp error handling inside C.
+        .target(name: "CImageDecode", dependencies: ["CJPEG", "CPNG"]),
+        // safetensors, npy and image readers/writers; Pillow-exact resizing.
+        .target(name: "InceptionIO", dependencies: ["CImageDecode"]),
         // The three networks of arXiv 1602.07261 and their released variants, as graphs.
         .target(name: "InceptionModels", dependencies: ["InceptionEngine"]),
         // The public API: models by name, weights loading with checkpoint key maps, inference.

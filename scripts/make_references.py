@@ -192,6 +192,71 @@ def make(name, out, seed):
     print(json.dumps(report))
 
 
+def write_png16(path, array):
+    """A 16-bit PNG (grey or RGB) written by hand: Pillow cannot write 16-bit RGB."""
+    import struct
+    import zlib
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(height))
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 16, 0 if channels == 1 else 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def make_images(out):
+    """Real photos in every format the decoder must handle, with Pillow's decoding (convert("RGB")) and timm's
+    eval-transform tensor for each released ImageNet model."""
+    folder = os.path.join(out, "images")
+    os.makedirs(folder, exist_ok=True)
+    import skimage
+    data = os.path.join(os.path.dirname(skimage.__file__), "data")
+    chelsea = Image.open(os.path.join(data, "chelsea.png")).convert("RGB")
+    coffee = Image.open(os.path.join(data, "coffee.png")).convert("RGB")
+    astronaut = Image.open(os.path.join(data, "astronaut.png")).convert("RGB")
+    motorcycle = Image.open(os.path.join(data, "motorcycle_left.png")).convert("RGB")
+    files = {}
+    import shutil
+    shutil.copy(os.path.join(data, "rocket.jpg"), os.path.join(folder, "rocket.jpg"))  # a camera JPEG
+    files["rocket.jpg"] = None
+    chelsea.save(os.path.join(folder, "chelsea_baseline.jpg"), quality=92)
+    coffee.save(os.path.join(folder, "coffee_progressive.jpg"), quality=90, progressive=True)
+    astronaut.convert("L").save(os.path.join(folder, "astronaut_gray.jpg"), quality=90)
+    motorcycle.convert("CMYK").save(os.path.join(folder, "motorcycle_cmyk.jpg"), quality=95)
+    chelsea.save(os.path.join(folder, "chelsea_rgb.png"))
+    coffee.convert("L").save(os.path.join(folder, "coffee_gray.png"))
+    la = astronaut.convert("LA")
+    la.putalpha(Image.linear_gradient("L").resize(astronaut.size))
+    la.save(os.path.join(folder, "astronaut_gray_alpha.png"))
+    rgba = motorcycle.copy()
+    rgba.putalpha(Image.linear_gradient("L").resize(motorcycle.size))
+    rgba.save(os.path.join(folder, "motorcycle_rgba.png"))
+    chelsea.quantize(colors=200).save(os.path.join(folder, "chelsea_palette.png"))
+    coffee16 = (np.asarray(coffee, dtype=np.uint16) * 257 + np.random.default_rng(0).integers(0, 257, size=np.asarray(coffee).shape)).astype(np.uint16)
+    write_png16(os.path.join(folder, "coffee_rgb16.png"), coffee16)
+    gray16 = coffee16[..., 1]
+    write_png16(os.path.join(folder, "coffee_gray16.png"), gray16)
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith((".jpg", ".png")):
+            continue
+        stem = os.path.splitext(name)[0]
+        image = Image.open(os.path.join(folder, name))
+        rgb = np.asarray(image.convert("RGB"))
+        if name == "coffee_gray16.png":
+            # Pillow clips 16-bit grey to 255 (nearly every pixel white); we keep the high byte, as Pillow itself
+            # does for 16-bit RGB. The expectation is that choice.
+            rgb = np.repeat((gray16 >> 8).astype(np.uint8)[..., None], 3, axis=2)
+        np.save(os.path.join(folder, f"{stem}_rgb.npy"), rgb.astype(np.float32))
+        for model_name in ("inception_v4", "inception_resnet_v2"):
+            model = timm.create_model(model_name, pretrained=False)
+            config = timm.data.resolve_data_config({}, model=model)
+            x = timm.data.create_transform(**config)(Image.fromarray(rgb))
+            np.save(os.path.join(folder, f"{stem}_{model_name}.npy"), x.unsqueeze(0).numpy().astype(np.float32))
+    print(json.dumps({"images": sorted(f for f in os.listdir(folder) if f.endswith((".jpg", ".png")))}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
@@ -202,6 +267,7 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     for name in args.models:
         make(name, args.out, seed)
+    make_images(args.out)
 
 
 if __name__ == "__main__":

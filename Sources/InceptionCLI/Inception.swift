@@ -7,7 +7,7 @@ struct InceptionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
-        subcommands: [Summary.self, Predict.self, Bench.self])
+        subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self])
 }
 
 extension ModelName: ExpressibleByArgument {

@@ -1,0 +1,29 @@
+#ifndef INCEPTION_IMAGE_DECODE_H
+#define INCEPTION_IMAGE_DECODE_H
+#include <stddef.h>
+
+/// A decoded image: `width × height` RGB pixels, 8 bits per channel, rows top to bottom, allocated with malloc.
+typedef struct {
+    int width;
+    int height;
+    unsigned char *pixels;
+} inception_rgb_image;
+
+enum {
+    INCEPTION_DECODE_OK = 0,
+    INCEPTION_DECODE_CORRUPT = 1,     /// the message says why
+    INCEPTION_DECODE_TOO_LARGE = 2,   /// width × height exceeds max_pixels; nothing was allocated
+    INCEPTION_DECODE_NO_MEMORY = 3,
+};
+
+/// Decode a JPEG (baseline or progressive; greyscale, YCbCr or CMYK) to RGB as Pillow's `convert("RGB")` does.
+/// `message` receives a description of the failure (at most `message_size` bytes).
+int inception_decode_jpeg(const unsigned char *data, size_t size, long long max_pixels,
+                          inception_rgb_image *out, char *message, size_t message_size);
+
+/// Decode a PNG (grey, grey+alpha, RGB, RGBA, palette; 1–16 bits; interlaced or not) to RGB as Pillow's
+/// `convert("RGB")` does: alpha is dropped, not composited; 16-bit samples keep their high byte.
+int inception_decode_png(const unsigned char *data, size_t size, long long max_pixels,
+                         inception_rgb_image *out, char *message, size_t message_size);
+
+#endif

@@ -1,0 +1,52 @@
+import Foundation
+import InceptionIO
+
+/// One class of a classification, with its probability.
+public struct Prediction: Sendable, Equatable {
+    public let index: Int
+    public let label: String
+    /// The WordNet id for ImageNet classes.
+    public let wordNetID: String?
+    public let probability: Float
+}
+
+extension InceptionModel {
+    /// The label of class `index`. A 1000-way classifier uses ImageNet-1k's classes in timm's order; a 1001-way
+    /// one (TF-slim checkpoints) has class 0 = background and ImageNet's classes shifted right by one.
+    public func label(_ index: Int) -> (name: String, wordNetID: String?) {
+        switch classes {
+        case 1000: return (imageNetClasses[index].name, imageNetClasses[index].wordNetID)
+        case 1001: return index == 0 ? ("background", nil) : (imageNetClasses[index - 1].name, imageNetClasses[index - 1].wordNetID)
+        default: return ("class \(index)", nil)
+        }
+    }
+
+    /// Top-`top` classes with softmax probabilities for each image, through the model's own preprocessing.
+    public func classify(_ images: [RGBImage], top: Int = 5, threads: Int = Parallel.defaultThreads) throws -> [[Prediction]] {
+        guard graph.outputs["logits"] != nil else { throw InputError.unknownOutput("logits", model: name.rawValue, available: outputNames) }
+        let logits = try compiled.run(name.preprocessing.batch(images), output: graph.outputs["logits"], threads: threads)
+        return predictions(logits: logits, top: top)
+    }
+
+    /// Softmax and top-k of a `[n, classes]` logits tensor.
+    public func predictions(logits: Tensor, top: Int) -> [[Prediction]] {
+        let n = logits.shape[0], c = logits.shape[1]
+        return (0..<n).map { i in
+            let row = logits.scalars[(i * c)..<((i + 1) * c)].map(Double.init)
+            let m = row.max() ?? 0
+            let e = row.map { Foundation.exp($0 - m) }
+            let sum = e.reduce(0, +)
+            return e.indices.sorted { e[$0] > e[$1] || (e[$0] == e[$1] && $0 < $1) }.prefix(top).map { k in
+                let (label, wnid) = label(k)
+                return Prediction(index: k, label: label, wordNetID: wnid, probability: Float(e[k] / sum))
+            }
+        }
+    }
+
+    /// The face model's L2-normalised embedding, or for the other models the pooled features before the
+    /// classifier: `[n, dimension]`.
+    public func embed(_ images: [RGBImage], threads: Int = Parallel.defaultThreads) throws -> Tensor {
+        let output = graph.outputs["embedding"] ?? graph.outputs["features"]!
+        return try compiled.run(name.preprocessing.batch(images), output: output, threads: threads)
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import InceptionIO
+
+/// The transform a model's weights were trained with, carried with the model so that nobody has to guess it
+/// (the most common way other implementations fail their users). For timm's weights it is timm's eval
+/// transform exactly: resize the short side to ⌊size / crop_pct⌋ with Pillow's antialiased bicubic, centre-crop
+/// `size × size`, scale to [0, 1], subtract `mean`, divide by `std`.
+public struct Preprocessing: Sendable, Equatable {
+    public var inputSize: Int
+    /// timm's `crop_pct`: the fraction of the resized short side that the centre crop keeps.
+    public var cropFraction: Double
+    public var interpolation: ResampleFilter
+    /// Per RGB channel, in units of the [0, 1] scaled image.
+    public var mean: [Float]
+    public var std: [Float]
+
+    public init(inputSize: Int, cropFraction: Double, interpolation: ResampleFilter = .bicubic, mean: [Float], std: [Float]) {
+        (self.inputSize, self.cropFraction, self.interpolation, self.mean, self.std) =
+            (inputSize, cropFraction, interpolation, mean, std)
+    }
+
+    /// timm `inception_v4.tf_in1k`: 299, crop_pct 0.875 (resize to 341), mean = std = 0.5.
+    public static let inceptionV4 = Preprocessing(inputSize: 299, cropFraction: 0.875, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+    /// timm `inception_resnet_v2.tf_in1k`: 299, crop_pct 0.8975 (resize to 333), mean = std = 0.5.
+    public static let inceptionResNetV2 = Preprocessing(inputSize: 299, cropFraction: 0.8975, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+    /// facenet's "fixed image standardization" (x − 127.5) / 128 on a 160×160 aligned face crop; the image is
+    /// resized (short side to 160) and centre-cropped to square first.
+    public static let faceNet = Preprocessing(inputSize: 160, cropFraction: 1, mean: [127.5 / 255, 127.5 / 255, 127.5 / 255],
+                                              std: [128 / 255, 128 / 255, 128 / 255])
+
+    /// The size the short side is resized to: ⌊inputSize / cropFraction⌋, as timm.
+    public func resizeSize(inputSize: Int) -> Int { Int((Double(inputSize) / cropFraction).rounded(.down)) }
+
+    /// The resized and centre-cropped image, before normalisation (what torchvision's Resize and CenterCrop give).
+    public func crop(_ image: RGBImage, inputSize: Int? = nil) -> RGBImage {
+        let size = inputSize ?? self.inputSize
+        let short = resizeSize(inputSize: size)
+        // torchvision: the short side becomes `short`, the long side int(short · long / short side).
+        let (w, h) = (image.width, image.height)
+        let (newW, newH) = w <= h ? (short, Int(Double(short * h) / Double(w))) : (Int(Double(short * w) / Double(h)), short)
+        let resized = (newW, newH) == (w, h) ? image : image.resized(width: newW, height: newH, filter: interpolation)
+        // torchvision's centre crop rounds with Python's round(), half to even.
+        let top = (Double(resized.height - size) / 2).rounded(.toNearestOrEven)
+        let left = (Double(resized.width - size) / 2).rounded(.toNearestOrEven)
+        return resized.cropped(left: Int(left), top: Int(top), width: size, height: size)
+    }
+
+    /// The normalised `size × size × 3` pixels (NHWC, one image).
+    public func apply(_ image: RGBImage, inputSize: Int? = nil) -> [Float] {
+        let cropped = crop(image, inputSize: inputSize)
+        var out = [Float](repeating: 0, count: cropped.pixels.count)
+        for i in out.indices {
+            let c = i % 3
+            out[i] = (Float(cropped.pixels[i]) / 255 - mean[c]) / std[c]
+        }
+        return out
+    }
+
+    /// A batch as the network takes it: NHWC `[n, size, size, 3]`.
+    public func batch(_ images: [RGBImage], inputSize: Int? = nil) -> Tensor {
+        let size = inputSize ?? self.inputSize
+        return Tensor(shape: [images.count, size, size, 3], scalars: images.flatMap { apply($0, inputSize: size) })
+    }
+}
+
+extension ModelName {
+    /// The eval transform of the model's released weights (the paper networks use Inception-v4's).
+    public var preprocessing: Preprocessing {
+        switch self {
+        case .inceptionV4, .inceptionResNetV2Paper, .inceptionResNetV1: return .inceptionV4
+        case .inceptionResNetV2: return .inceptionResNetV2
+        case .inceptionResNetV1FaceNet: return .faceNet
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import Inception
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Top-1 and top-5 accuracy on an image folder (one sub-folder per class, named by WordNet id or class index).")
+
+    @OptionGroup var weights: WeightsOption
+
+    @Option(help: "Images per forward pass.")
+    var batch: Int = 8
+
+    @Option(help: "Evaluate only the first N images.")
+    var limit: Int?
+
+    @Flag(help: "Stop at the first image that cannot be decoded (default: report and skip it).")
+    var stopOnError = false
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @OptionGroup var threads: ThreadsOption
+
+    @Argument(help: "The image folder.")
+    var directory: String
+
+    func run() throws {
+        try reportingErrors {
+            let net = try weights.load()
+            let data = try ImageFolder(directory)
+            let terminal = isatty(2) == 1
+            let result = try net.evaluate(data, batch: batch, threads: threads.threads, stopOnError: stopOnError, limit: limit) { done, total in
+                if terminal {
+                    let filled = total == 0 ? 0 : 30 * done / total
+                    FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: 30 - filled))] \(done)/\(total)".utf8))
+                }
+            }
+            if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+            for skipped in result.skipped { FileHandle.standardError.write(Data("skipped \(skipped.reason)\n".utf8)) }
+            if json {
+                try printJSON(["model": net.name.rawValue, "images": result.images, "skipped": result.skipped.count,
+                               "top1": result.top1Accuracy, "top5": result.top5Accuracy,
+                               "images_per_second": result.imagesPerSecond, "seconds": result.seconds, "batch": batch])
+            } else {
+                print(String(format: "%@ on %d images: top-1 %.2f%%, top-5 %.2f%%, %.2f images/s%@", net.name.rawValue,
+                             result.images, 100 * result.top1Accuracy, 100 * result.top5Accuracy, result.imagesPerSecond,
+                             result.skipped.isEmpty ? "" : " (\(result.skipped.count) skipped)"))
+            }
+        }
+    }
+}

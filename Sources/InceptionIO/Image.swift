@@ -1,0 +1,188 @@
+import CImageDecode
+import Foundation
+
+/// An 8-bit RGB image, pixels interleaved, rows top to bottom.
+public struct RGBImage: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    public var pixels: [UInt8]
+
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        precondition(width >= 0 && height >= 0 && pixels.count == width * height * 3, "pixels do not fill \(width)×\(height)")
+        (self.width, self.height, self.pixels) = (width, height, pixels)
+    }
+
+    /// Pillow's default bound (twice `Image.MAX_IMAGE_PIXELS`, where it raises `DecompressionBombError`).
+    public static let defaultMaximumPixels = 178_956_970
+
+    /// Decodes a JPEG or PNG (recognised by content, not name) to RGB as Pillow's `convert("RGB")` does, refusing
+    /// images of more than `maximumPixels` before allocating them.
+    public init(decoding data: Data, maximumPixels: Int = RGBImage.defaultMaximumPixels) throws {
+        guard !data.isEmpty else { throw ImageError.empty }
+        let bytes = [UInt8](data.prefix(8))
+        let isJPEG = bytes.starts(with: [0xFF, 0xD8, 0xFF])
+        let isPNG = bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        guard isJPEG || isPNG else { throw ImageError.notAnImage }
+        var image = inception_rgb_image()
+        var message = [CChar](repeating: 0, count: 256)
+        let status = data.withUnsafeBytes { raw in
+            let base = raw.bindMemory(to: UInt8.self).baseAddress!
+            return isJPEG
+                ? inception_decode_jpeg(base, raw.count, Int64(maximumPixels), &image, &message, message.count)
+                : inception_decode_png(base, raw.count, Int64(maximumPixels), &image, &message, message.count)
+        }
+        let format = isJPEG ? "JPEG" : "PNG"
+        switch Int(status) {
+        case Int(INCEPTION_DECODE_OK):
+            defer { free(image.pixels) }
+            let count = Int(image.width) * Int(image.height) * 3
+            guard count > 0 else { throw ImageError.corrupt(format: format, reason: "the image has no pixels") }
+            self.init(width: Int(image.width), height: Int(image.height),
+                      pixels: Array(UnsafeBufferPointer(start: image.pixels, count: count)))
+        case Int(INCEPTION_DECODE_TOO_LARGE):
+            throw ImageError.tooLarge(width: Int(image.width), height: Int(image.height), maximumPixels: maximumPixels)
+        case Int(INCEPTION_DECODE_NO_MEMORY):
+            throw ImageError.outOfMemory
+        default:
+            let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw ImageError.corrupt(format: format, reason: reason)
+        }
+    }
+
+    public init(contentsOf url: URL, maximumPixels: Int = RGBImage.defaultMaximumPixels) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ImageError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
+        }
+        do { try self.init(decoding: data, maximumPixels: maximumPixels) } catch let error as ImageError {
+            throw ImageError.inFile(path: url.path, error)
+        }
+    }
+
+    // MARK: Geometry
+
+    /// Pillow's `Image.resize((width, height), resample)`: separable, horizontal pass then vertical, each with
+    /// the filter stretched by the scale when shrinking (antialiasing), 22-bit fixed-point weights, and rounding
+    /// to 8 bits between and after the passes — so results equal Pillow's, not just approximate them.
+    public func resized(width: Int, height: Int, filter: ResampleFilter = .bicubic) -> RGBImage {
+        precondition(width > 0 && height > 0)
+        var image = self
+        if width != self.width { image = image.resample(horizontal: true, to: width, filter) }
+        if height != self.height { image = image.resample(horizontal: false, to: height, filter) }
+        return image
+    }
+
+    /// The `width × height` region whose top-left pixel is (`left`, `top`).
+    public func cropped(left: Int, top: Int, width: Int, height: Int) -> RGBImage {
+        precondition(left >= 0 && top >= 0 && left + width <= self.width && top + height <= self.height,
+                     "crop outside the image")
+        var out = [UInt8]()
+        out.reserveCapacity(width * height * 3)
+        for y in top..<(top + height) {
+            let start = (y * self.width + left) * 3
+            out.append(contentsOf: pixels[start..<(start + width * 3)])
+        }
+        return RGBImage(width: width, height: height, pixels: out)
+    }
+
+    private static let precisionBits = 22  // Pillow's PRECISION_BITS = 32 − 8 − 2
+
+    private func resample(horizontal: Bool, to outSize: Int, _ filter: ResampleFilter) -> RGBImage {
+        let inSize = horizontal ? width : height
+        let (bounds, weights, taps) = Self.coefficients(inSize: inSize, outSize: outSize, filter)
+        let (outWidth, outHeight) = horizontal ? (outSize, height) : (width, outSize)
+        var out = [UInt8](repeating: 0, count: outWidth * outHeight * 3)
+        let half = 1 << (Self.precisionBits - 1), maximum = 255 << Self.precisionBits
+        pixels.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for y in 0..<outHeight {
+                    for x in 0..<outWidth {
+                        let o = horizontal ? x : y
+                        let (first, count) = bounds[o]
+                        var s0 = half, s1 = half, s2 = half
+                        for t in 0..<count {
+                            let w = weights[o * taps + t]
+                            let p = horizontal ? (y * width + first + t) * 3 : ((first + t) * width + x) * 3
+                            s0 += Int(src[p]) * w
+                            s1 += Int(src[p + 1]) * w
+                            s2 += Int(src[p + 2]) * w
+                        }
+                        let q = (y * outWidth + x) * 3
+                        for (c, s) in [s0, s1, s2].enumerated() {
+                            dst[q + c] = s >= maximum ? 255 : s <= 0 ? 0 : UInt8(s >> Self.precisionBits)
+                        }
+                    }
+                }
+            }
+        }
+        return RGBImage(width: outWidth, height: outHeight, pixels: out)
+    }
+
+    /// For each output index: the first input index and how many contribute, and their fixed-point weights
+    /// (`taps` per output, zero-padded).
+    static func coefficients(inSize: Int, outSize: Int, _ filter: ResampleFilter)
+        -> (bounds: [(Int, Int)], weights: [Int], taps: Int)
+    {
+        let scale = Double(inSize) / Double(outSize)
+        let filterScale = max(scale, 1)
+        let support = filter.support * filterScale
+        let taps = Int(support.rounded(.up)) * 2 + 1
+        var bounds: [(Int, Int)] = [], weights = [Int](repeating: 0, count: outSize * taps)
+        for o in 0..<outSize {
+            let center = (Double(o) + 0.5) * scale
+            let first = max(0, Int(center - support + 0.5))  // Int() truncates toward zero, as C's (int)
+            let count = min(inSize, Int(center + support + 0.5)) - first
+            var w = (0..<count).map { filter.weight((Double($0 + first) - center + 0.5) / filterScale) }
+            let total = w.reduce(0, +)
+            if total != 0 { w = w.map { $0 / total } }
+            for t in 0..<count {
+                let v = w[t] * Double(1 << precisionBits)
+                weights[o * taps + t] = Int(v < 0 ? v - 0.5 : v + 0.5)
+            }
+            bounds.append((first, count))
+        }
+        return (bounds, weights, taps)
+    }
+}
+
+public enum ResampleFilter: String, Sendable, Codable {
+    case bicubic, bilinear
+
+    var support: Double { self == .bicubic ? 2 : 1 }
+
+    func weight(_ x: Double) -> Double {
+        let x = abs(x)
+        switch self {
+        case .bilinear:
+            return x < 1 ? 1 - x : 0
+        case .bicubic:  // Keys' cubic with a = −0.5, as Pillow
+            let a = -0.5
+            if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+            if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
+            return 0
+        }
+    }
+}
+
+public indirect enum ImageError: Error, Equatable, CustomStringConvertible {
+    case empty
+    case notAnImage
+    case corrupt(format: String, reason: String)
+    case tooLarge(width: Int, height: Int, maximumPixels: Int)
+    case outOfMemory
+    case unreadable(path: String, reason: String)
+    case inFile(path: String, ImageError)
+
+    public var description: String {
+        switch self {
+        case .empty: return "the image is empty (0 bytes)"
+        case .notAnImage: return "not a JPEG or PNG image"
+        case let .corrupt(format, reason): return "corrupt \(format): \(reason)"
+        case let .tooLarge(w, h, limit):
+            return "image of \(w)×\(h) pixels exceeds the limit of \(limit) pixels (a possible decompression bomb)"
+        case .outOfMemory: return "not enough memory to decode the image"
+        case let .unreadable(path, reason): return "cannot read image \(path): \(reason)"
+        case let .inFile(path, error): return "\(path): \(error)"
+        }
+    }
+}
