@@ -10,4 +10,4 @@ scripts/setup_reference_venv.sh "$venv"
 seed_args=()
 [ -n "${INCEPTION_REFERENCE_SEED:-}" ] && seed_args=(--seed "$INCEPTION_REFERENCE_SEED")
 "$venv/bin/python" -W ignore scripts/make_references.py --out "$refs" "${seed_args[@]}"
-INCEPTION_REFERENCE_DIR="$(cd "$refs" && pwd)" swift test -c release "$@"
+INCEPTION_VENV="$(cd "$venv" && pwd)" INCEPTION_REFERENCE_DIR="$(cd "$refs" && pwd)" swift test -c release "$@"

@@ -77,10 +77,30 @@ func inceptionExecutable() -> URL {
 }
 
 /// Runs the CLI; returns (exit status, standard output, standard error).
-func runInception(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+func runInception(_ arguments: [String], environment: [String: String] = [:]) throws
+    -> (status: Int32, stdout: String, stderr: String)
+{
+    try run(inceptionExecutable(), arguments, environment: environment)
+}
+
+/// The repository root (for scripts/).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// The reference venv's python (`INCEPTION_VENV`, default `.venv-ref`).
+func venvPython() -> URL {
+    let venv = ProcessInfo.processInfo.environment["INCEPTION_VENV"].map { URL(fileURLWithPath: $0) }
+        ?? repositoryRoot.appendingPathComponent(".venv-ref")
+    return venv.appendingPathComponent("bin/python")
+}
+
+func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws
+    -> (status: Int32, stdout: String, stderr: String)
+{
     let process = Process()
-    process.executableURL = inceptionExecutable()
+    process.executableURL = executable
     process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

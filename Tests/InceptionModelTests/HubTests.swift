@@ -1,0 +1,127 @@
+import Foundation
+import Inception
+import Testing
+
+/// A local Hub (scripts/fake_hub.py on 127.0.0.1) serving the reference Inception-v4 weights at the Hub's URL
+/// layout. There is no internet here; this is the Hub's protocol as huggingface_hub speaks it.
+final class LocalHub {
+    let root: URL, cache: URL, process = Process()
+    let port: Int
+
+    init() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("hub-\(UUID())")
+        cache = root.appendingPathComponent("cache")
+        let repo = root.appendingPathComponent("files/timm/inception_v4.tf_in1k")
+        try FileManager.default.createDirectory(at: repo, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: repo.appendingPathComponent("model.safetensors"),
+                                                   withDestinationURL: try References.weights(.inceptionV4))
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repositoryRoot.appendingPathComponent("scripts/fake_hub.py").path,
+                             root.appendingPathComponent("files").path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = Data()
+        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
+        port = Int(String(decoding: line, as: UTF8.self)) ?? 0
+    }
+
+    deinit {
+        // SIGKILL: the child inherits the test runner's blocked signal mask, so SIGTERM would never arrive.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: root)
+    }
+
+    var environment: [String: String] { ["HF_ENDPOINT": "http://127.0.0.1:\(port)", "HF_HUB_CACHE": cache.path] }
+    var client: HubClient {
+        var client = HubClient(environment: environment)
+        client.showProgress = false
+        return client
+    }
+    var gets: Int {
+        let log = (try? String(contentsOf: root.appendingPathComponent("files/requests.log"), encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").filter { $0.hasPrefix("GET /timm/") }.count
+    }
+    func truncate(_ on: Bool) throws {
+        let marker = root.appendingPathComponent("files/timm/inception_v4.tf_in1k/model.safetensors.truncate")
+        if on { try Data().write(to: marker) } else { try? FileManager.default.removeItem(at: marker) }
+    }
+}
+
+@Suite(.serialized) struct HubTests {
+    let repo = "timm/inception_v4.tf_in1k"
+
+    @Test func fillsTheCacheInHuggingFaceHubsLayoutThenReusesIt() throws {
+        let hub = try LocalHub()
+        let path = try hub.client.file(repo: repo, filename: "model.safetensors")
+        #expect(try Data(contentsOf: path) == Data(contentsOf: try References.weights(.inceptionV4)))
+        let storage = hub.cache.appendingPathComponent("models--timm--inception_v4.tf_in1k")
+        let commit = "0123456789abcdef0123456789abcdef01234567"
+        #expect(try String(contentsOf: storage.appendingPathComponent("refs/main"), encoding: .utf8) == commit)
+        let link = try FileManager.default.destinationOfSymbolicLink(atPath: storage.appendingPathComponent("snapshots/\(commit)/model.safetensors").path)
+        #expect(link.hasPrefix("../../blobs/") && link.count == "../../blobs/".count + 64)
+        #expect(hub.gets == 1)
+        _ = try hub.client.file(repo: repo, filename: "model.safetensors")
+        #expect(hub.gets == 1, "the second call downloaded again")
+        var offline = hub.client
+        offline.offline = true
+        #expect(try offline.file(repo: repo, filename: "model.safetensors") == path)
+    }
+
+    @Test func anInterruptedDownloadLeavesNothingBehind() throws {
+        let hub = try LocalHub()
+        try hub.truncate(true)
+        #expect { try hub.client.file(repo: repo, filename: "model.safetensors") } throws: { error in
+            guard case .incomplete = error as? HubError else { return "\(error)".contains("broke off") || "\(error)".contains("cannot reach") }
+            return true
+        }
+        let blobs = hub.cache.appendingPathComponent("models--timm--inception_v4.tf_in1k/blobs")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: blobs.path)) ?? [] == [])
+        #expect(hub.client.cached(repo: repo, filename: "model.safetensors") == nil)
+        try hub.truncate(false)
+        #expect(try Data(contentsOf: try hub.client.file(repo: repo, filename: "model.safetensors")).count > 0)
+    }
+
+    @Test func offlineWithAnEmptyCacheIsAClearError() throws {
+        let hub = try LocalHub()
+        var offline = hub.client
+        offline.offline = true
+        #expect(throws: HubError.offlineNotCached(repo: repo, filename: "model.safetensors", cache: hub.cache.path)) {
+            try offline.file(repo: repo, filename: "model.safetensors")
+        }
+        let result = try runInception(["classify", try ImageConformance.imageURL("rocket.jpg").path],
+                                      environment: hub.environment.merging(["HF_HUB_OFFLINE": "1"]) { $1 })
+        #expect(result.status == 1)
+        #expect(result.stderr == "error: HF_HUB_OFFLINE is set and timm/inception_v4.tf_in1k/model.safetensors is not in the cache \(hub.cache.path)\n")
+        #expect(hub.gets == 0)
+    }
+
+    @Test func classifyWithoutWeightsUsesTheHub() throws {
+        let hub = try LocalHub()
+        let image = try ImageConformance.imageURL("chelsea_baseline.jpg").path
+        let fromHub = try runInception(["classify", "--json", image], environment: hub.environment)
+        #expect(fromHub.status == 0, "\(fromHub.stderr)")
+        let local = try runInception(["classify", "--json", "--weights", try References.weights(.inceptionV4).path, image])
+        #expect(fromHub.stdout == local.stdout)
+    }
+
+    /// Python's huggingface_hub reads a cache we filled, and we read one it filled.
+    @Test func sharesTheCacheWithPythonsHuggingFaceHub() throws {
+        let hub = try LocalHub()
+        _ = try hub.client.file(repo: repo, filename: "model.safetensors")
+        let read = try run(venvPython(), ["-c", "import huggingface_hub as h; print(h.hf_hub_download('\(repo)', 'model.safetensors', local_files_only=True))"],
+                           environment: hub.environment)
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(read.stdout.contains("snapshots/0123456789abcdef0123456789abcdef01234567/model.safetensors"))
+
+        let other = try LocalHub()
+        let filled = try run(venvPython(), ["-c", "import huggingface_hub as h; h.hf_hub_download('\(repo)', 'model.safetensors')"],
+                             environment: other.environment)
+        #expect(filled.status == 0, "\(filled.stderr)")
+        var offline = other.client
+        offline.offline = true
+        let path = try offline.file(repo: repo, filename: "model.safetensors")
+        #expect(try Data(contentsOf: path) == Data(contentsOf: try References.weights(.inceptionV4)))
+    }
+}
