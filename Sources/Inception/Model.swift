@@ -17,17 +17,18 @@ public final class InceptionModel: Sendable {
     /// Loads a checkpoint in the released layout (timm's key names, PyTorch shapes). Strict both ways: every
     /// parameter must be present with the right shape, and every tensor in the file must be used (only
     /// BatchNorm's `num_batches_tracked` counters are ignored). The classifier's size comes from the file.
-    public convenience init(_ name: ModelName, weights url: URL) throws {
+    public convenience init(_ name: ModelName, weights url: URL, algorithms: ConvolutionAlgorithms = .automatic) throws {
         let file = try SafeTensorsFile(contentsOf: url)
         let classes = file.entries[name.checkpointKey(name.classifierWeight)]?.shape.first
         let graph = name.graph(classes: classes)
         try Self.verify(graph, name, file)
-        let compiled = try CompiledGraph(graph: graph) { try file.floats(name.checkpointKey($0)) }
+        let compiled = try CompiledGraph(graph: graph, algorithms: algorithms) { try file.floats(name.checkpointKey($0)) }
         self.init(name: name, compiled: compiled)
     }
 
     /// Random weights with realistic statistics, for benchmarks and tests of everything but the values.
-    public convenience init(_ name: ModelName, randomSeed seed: UInt64, classes: Int? = nil) {
+    public convenience init(_ name: ModelName, randomSeed seed: UInt64, classes: Int? = nil,
+                            algorithms: ConvolutionAlgorithms = .automatic) {
         let graph = name.graph(classes: classes)
         var weights: [String: [Float]] = [:]
         var rng = SplitMix64(seed)
@@ -45,7 +46,7 @@ public final class InceptionModel: Sendable {
             }
             weights[spec.name] = values
         }
-        let compiled = CompiledGraph(graph: graph) { weights[$0]! }
+        let compiled = CompiledGraph(graph: graph, algorithms: algorithms) { weights[$0]! }
         self.init(name: name, compiled: compiled)
     }
 

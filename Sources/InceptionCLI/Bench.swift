@@ -28,6 +28,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "With --json, include every timed run's milliseconds as `times_ms`.")
     var allTimes = false
 
+    @Flag(help: "Use the implicit GEMM for every convolution (no Winograd), for comparison.")
+    var direct = false
+
     @Flag(help: "Print time per layer kind and per stage, the GFLOP/s each reached and its share of the total.")
     var profile = false
 
@@ -38,7 +41,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let name = model.model
-            let net = InceptionModel(name, randomSeed: 1)
+            let net = InceptionModel(name, randomSeed: 1, algorithms: direct ? .direct : .automatic)
             let size = inputSize ?? name.defaultInputSize
             let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size)).reduce(0, +)
             var rng = SystemRandomNumberGenerator()

@@ -24,7 +24,7 @@ public final class CompiledGraph: Sendable {
         case alias(Int)
         /// Folded into another node.
         case dead
-        case convolution(PackedConvolution, input: Int, residual: Int?)
+        case convolution(ConvolutionKernel, input: Int, residual: Int?)
         case maxPool(kernel: Int, stride: Int, input: Int)
         case averagePool(kernel: Int, stride: Int, padding: Int, input: Int)
         case concat([Int])
@@ -46,10 +46,16 @@ public final class CompiledGraph: Sendable {
         }
     }
 
-    /// - Parameter parameter: returns the named parameter's values in PyTorch layout (shapes as
-    ///   `graph.parameters` gives them); the caller has verified them.
-    public init(graph: Graph, parameter: (String) throws -> [Float]) rethrows {
+    /// - Parameters:
+    ///   - parameter: returns the named parameter's values in PyTorch layout (shapes as `graph.parameters` gives
+    ///     them); the caller has verified them.
+    ///   - algorithms: which convolution algorithms may be chosen, layer by layer.
+    public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic,
+                parameter: (String) throws -> [Float]) rethrows {
         self.graph = graph
+        func pack(_ g: ConvGeometry, _ p: ConvParameters, _ a: Activation, scale: Float) throws -> ConvolutionKernel {
+            try Self.pack(g, p, a, scale: scale, algorithms: algorithms, parameter)
+        }
         let nodes = graph.nodes
         var kernels = [Kernel](repeating: .dead, count: nodes.count)
         var alias = Array(nodes.indices)
@@ -73,19 +79,19 @@ public final class CompiledGraph: Sendable {
                 kernels[i] = .input
             case let .convolution(g, p, activation):
                 if fusedInto[i] != nil { continue }  // built with its residual below
-                kernels[i] = .convolution(try Self.pack(g, p, activation, scale: 1, parameter), input: inputs[0],
+                kernels[i] = .convolution(try pack(g, p, activation, scale: 1), input: inputs[0],
                                           residual: nil)
             case let .residual(scale, activation):
                 if case let .convolution(g, p, branchActivation) = nodes[node.inputs[1]].operation,
                    fusedInto[node.inputs[1]] == i, branchActivation == .identity {
                     let branchInput = resolve(nodes[node.inputs[1]].inputs[0])
-                    kernels[i] = .convolution(try Self.pack(g, p, activation, scale: scale, parameter),
+                    kernels[i] = .convolution(try pack(g, p, activation, scale: scale),
                                               input: branchInput, residual: inputs[0])
                 } else {
                     if fusedInto[node.inputs[1]] == i {  // a branch with its own activation cannot fuse
                         let conv = node.inputs[1]
                         guard case let .convolution(g, p, a) = nodes[conv].operation else { fatalError() }
-                        kernels[conv] = .convolution(try Self.pack(g, p, a, scale: 1, parameter),
+                        kernels[conv] = .convolution(try pack(g, p, a, scale: 1),
                                                      input: resolve(nodes[conv].inputs[0]), residual: nil)
                     }
                     kernels[i] = .residual(scale: scale, activation: activation, shortcut: inputs[0], branch: inputs[1])
@@ -102,7 +108,7 @@ public final class CompiledGraph: Sendable {
                 let g = ConvGeometry(inChannels: inFeatures, outChannels: outFeatures, kernel: (1, 1))
                 let packed = PackedConvolution(geometry: g, weights: try parameter(weight),
                                                bias: try bias.map(parameter), activation: .identity)
-                kernels[i] = .convolution(packed, input: inputs[0], residual: nil)
+                kernels[i] = .convolution(.direct(packed), input: inputs[0], residual: nil)
             case .dropout:
                 kernels[i] = .alias(inputs[0])
                 alias[i] = inputs[0]
@@ -134,7 +140,7 @@ public final class CompiledGraph: Sendable {
     }
 
     static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
-                     _ parameter: (String) throws -> [Float]) rethrows -> PackedConvolution {
+                     algorithms: ConvolutionAlgorithms, _ parameter: (String) throws -> [Float]) rethrows -> ConvolutionKernel {
         var weights = try parameter(p.weight)
         var bias = try p.bias.map(parameter)
         if let bn = p.batchNorm {
@@ -145,7 +151,16 @@ public final class CompiledGraph: Sendable {
             }
             bias = (0..<g.outChannels).map { o in shift[o] + (bias?[o] ?? 0) * s[o] }
         }
-        return PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation)
+        if algorithms.winograd(g), let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
+                                                                activation: activation) {
+            return .winograd(w)
+        }
+        return .direct(PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation))
+    }
+
+    /// How many convolutions run by Winograd's algorithm.
+    public var winogradLayers: Int {
+        kernels.filter { if case .convolution(.winograd, _, _) = $0 { return true } else { return false } }.count
     }
 
     /// How many residual additions were folded into a convolution's epilogue.
@@ -193,8 +208,8 @@ public final class CompiledGraph: Sendable {
             case .alias, .dead:
                 break
             case let .convolution(conv, input, residual):
-                conv.run(input: map(input), output: map(i), residual: residual.map(map), zeros: zeros.pointer,
-                         threads: threads)
+                conv.run(input: map(input), output: map(i), residual: residual.map(map),
+                         scratch: base + plan.scratchOffset, zeros: zeros.pointer, threads: threads)
             case let .maxPool(k, s, input):
                 Pooling.maxPool(input: map(input), output: map(i), kernel: k, stride: s, threads: threads)
             case let .averagePool(k, s, p, input):
@@ -239,11 +254,14 @@ public final class CompiledGraph: Sendable {
         let views: [View?]
         /// For concatenation inputs written in place: the concatenation and the channel offset.
         let parent: [(node: Int, offset: Int)?]
+        /// Activations, then the scratch space of the layer that needs the most (Winograd's transformed tiles).
         let arenaSize: Int
+        let scratchOffset: Int
         private let arenas = Mutex<[AlignedBuffer]>([])
 
-        init(shapes: [Shape], views: [View?], parent: [(node: Int, offset: Int)?], arenaSize: Int) {
-            (self.shapes, self.views, self.parent, self.arenaSize) = (shapes, views, parent, arenaSize)
+        init(shapes: [Shape], views: [View?], parent: [(node: Int, offset: Int)?], arenaSize: Int, scratchOffset: Int) {
+            (self.shapes, self.views, self.parent, self.arenaSize, self.scratchOffset) =
+                (shapes, views, parent, arenaSize, scratchOffset)
         }
 
         func borrowArena() -> AlignedBuffer {
@@ -327,6 +345,60 @@ public final class CompiledGraph: Sendable {
             let r = root(j)
             views[i] = View(offset: offsets[r.node]! + r.offset, pixelStride: shapes[r.node].c)
         }
-        return Plan(shapes: shapes, views: views, parent: parent, arenaSize: arenaSize)
+        var scratch = 0
+        for i in 0..<count {
+            if case let .convolution(conv, input, _) = kernels[i] {
+                let x = shapes[input]
+                scratch = max(scratch, conv.scratchFloats(n: x.n, h: x.h, w: x.w))
+            }
+        }
+        return Plan(shapes: shapes, views: views, parent: parent, arenaSize: arenaSize + scratch, scratchOffset: arenaSize)
+    }
+}
+
+/// Which convolution algorithm each layer may use.
+public enum ConvolutionAlgorithms: Sendable, Hashable {
+    /// Winograd where it measured faster on this project's machine (2-core Zen 3, see docs/performance.md):
+    /// stride-1 3×3 layers with ≥ 64 input and output channels (F(4×4, 3×3)), and 1×7 / 7×1 layers with ≥ 64 of
+    /// each and ≥ 160 together (F(2, 7)). The implicit GEMM elsewhere: on the few-channel stem layers and the
+    /// 1×3 / 3×1 layers of the 8×8 blocks the transforms cost more than they save.
+    case automatic
+    /// Winograd wherever the layer allows it (stride 1; kernel sides of 1, 3 or 7), for tests and comparisons.
+    case winogradWherePossible
+    /// The implicit GEMM everywhere.
+    case direct
+
+    func winograd(_ g: ConvGeometry) -> Bool {
+        switch self {
+        case .direct: return false
+        case .winogradWherePossible: return true
+        case .automatic:
+            let (cin, cout) = (g.inChannels, g.outChannels)
+            if g.kernelH == 3 && g.kernelW == 3 { return cin >= 64 && cout >= 64 }
+            if (g.kernelH, g.kernelW) == (1, 7) || (g.kernelH, g.kernelW) == (7, 1) {
+                return cin >= 64 && cout >= 64 && cin + cout >= 160
+            }
+            return false
+        }
+    }
+}
+
+/// A convolution ready to run, by either algorithm.
+public enum ConvolutionKernel: Sendable {
+    case direct(PackedConvolution)
+    case winograd(WinogradConvolution)
+
+    func scratchFloats(n: Int, h: Int, w: Int) -> Int {
+        guard case let .winograd(conv) = self else { return 0 }
+        return conv.scratchFloats(n: n, h: h, w: w)
+    }
+
+    func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap?, scratch: UnsafeMutablePointer<Float>,
+             zeros: UnsafePointer<Float>, threads: Int) {
+        switch self {
+        case let .direct(conv): conv.run(input: input, output: output, residual: residual, zeros: zeros, threads: threads)
+        case let .winograd(conv):
+            conv.run(input: input, output: output, residual: residual, scratch: scratch, zeros: zeros, threads: threads)
+        }
     }
 }

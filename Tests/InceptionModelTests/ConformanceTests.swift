@@ -43,6 +43,17 @@ import Testing
         }
     }
 
+    /// Every algorithm choice is held to the same bar: Winograd on every layer that allows it, and none at all.
+    @Test(arguments: [(ModelName.inceptionV4, 320, "logits"), (.inceptionResNetV2, 299, "logits"),
+                      (.inceptionResNetV1FaceNet, 160, "embedding")], [ConvolutionAlgorithms.winogradWherePossible, .direct])
+    func everyAlgorithmMatchesReference(_ c: (ModelName, Int, String), _ algorithms: ConvolutionAlgorithms) throws {
+        let model = try InceptionModel(c.0, weights: try References.weights(c.0), algorithms: algorithms)
+        #expect(algorithms == .direct ? model.compiled.winogradLayers == 0 : model.compiled.winogradLayers > 20)
+        let y = try model(nchw: try References.tensor(c.0, "x_\(c.1).npy"), output: c.2)
+        let errors = perSampleRelativeError(y, try References.tensor(c.0, "\(c.2)64_\(c.1).npy"))
+        #expect(errors.allSatisfy { $0 < 1e-4 }, "relative errors \(errors)")
+    }
+
     static let blocks: [(ModelName, String)] =
         ["mixed_3a", "mixed_4a", "mixed_5a", "inception_a.0", "reduction_a", "inception_b.0", "reduction_b", "inception_c.2"]
             .map { (.inceptionV4, $0) }

@@ -1,0 +1,357 @@
+/// Winograd minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) for
+/// stride-1 convolutions: an output tile of mH × mW pixels costs αH·αW multiplications per channel pair instead
+/// of mH·mW·kH·kW (α = m + k − 1). Each axis has its own transform F(m, k), so one code path runs 3×3 layers as
+/// F(4×4, 3×3) (4× fewer multiplications), 1×7 and 7×1 layers as F(1×1)·F(2, 7) (1.75× fewer), and so on.
+///
+/// Per layer: transform the input tiles (Bᵀ d B) into αH·αW matrices of `tiles × Cin`; multiply each by its
+/// transformed weight matrix (G g Gᵀ, computed in Double and packed once at load) with the GEMM micro-kernel;
+/// transform back (Aᵀ M A), adding bias and residual and applying ReLU as the pixels are stored.
+///
+/// Legend: ξ a point of the transform (`alpha` of them per axis), t a tile, j an input offset within a tile,
+/// i an output offset within a tile.
+
+/// The 1-D transform matrices of F(m, r), made by the Toom–Cook construction from α − 1 finite interpolation
+/// points and the point at infinity: Aᵀ and G evaluate, Bᵀ is the transposed interpolation matrix. The scale
+/// factors Π(p_ξ − p_l) are moved from Bᵀ into G, which is applied in Double at load time.
+public struct WinogradTransform: Sendable, Hashable {
+    public let m: Int, r: Int
+    public var alpha: Int { m + r - 1 }
+    /// Aᵀ, m × α.
+    let outputTransform: [Double]
+    /// G, α × r.
+    let kernelTransform: [Double]
+    /// Bᵀ, α × α.
+    let inputTransform: [Double]
+
+    public init(m: Int, r: Int, points: [Double]) {
+        let alpha = m + r - 1
+        precondition(points.count == alpha - 1, "F(\(m), \(r)) needs \(alpha - 1) finite points")
+        self.m = m
+        self.r = r
+        // Evaluation of a polynomial of `degree + 1` coefficients at each point; ∞ picks the leading coefficient.
+        func evaluation(_ columns: Int) -> [[Double]] {
+            points.map { p in (0..<columns).map { Foundation.pow(p, Double($0)) } }
+                + [(0..<columns).map { $0 == columns - 1 ? 1 : 0 }]
+        }
+        let eM = evaluation(m), eR = evaluation(r)
+        let interpolation = invert(evaluation(alpha))  // C = V⁻¹
+        let scale = points.indices.map { i in points.indices.filter { $0 != i }.reduce(1.0) { $0 * (points[i] - points[$1]) } } + [1]
+        outputTransform = (0..<m).flatMap { i in (0..<alpha).map { eM[$0][i] } }
+        kernelTransform = (0..<alpha).flatMap { xi in (0..<r).map { eR[xi][$0] / scale[xi] } }
+        inputTransform = (0..<alpha).flatMap { xi in (0..<alpha).map { interpolation[$0][xi] * scale[xi] } }
+    }
+
+    /// Aᵀ[(G g) ⊙ (Bᵀ d)] in Double: the transform applied to one 1-D tile (for tests).
+    public func apply(_ d: [Double], _ g: [Double]) -> [Double] {
+        let v = (0..<alpha).map { x in (0..<alpha).reduce(0.0) { $0 + inputTransform[x * alpha + $1] * d[$1] } }
+        let u = (0..<alpha).map { x in (0..<r).reduce(0.0) { $0 + kernelTransform[x * r + $1] * g[$1] } }
+        return (0..<m).map { i in (0..<alpha).reduce(0.0) { $0 + outputTransform[i * alpha + $1] * u[$1] * v[$1] } }
+    }
+
+    /// The trivial transform of an axis the kernel does not extend along (k = 1).
+    public static let identity = WinogradTransform(m: 1, r: 1, points: [])
+    /// F(2, 3) and F(4, 3) for 3-tap axes; F(2, 7) for 7-tap axes.
+    public static let f2x3 = WinogradTransform(m: 2, r: 3, points: [0, 1, -1])
+    public static let f4x3 = WinogradTransform(m: 4, r: 3, points: [0, 1, -1, 2, -2])
+    public static let f2x7 = WinogradTransform(m: 2, r: 7, points: [0, 1, -1, 2, -2, 0.5, -0.5])
+
+    /// The transform this engine uses for an axis with `taps` taps, or nil where Winograd does not pay.
+    public static func forTaps(_ taps: Int) -> WinogradTransform? {
+        switch taps {
+        case 1: return .identity
+        case 3: return .f4x3
+        case 7: return .f2x7
+        default: return nil
+        }
+    }
+}
+
+/// Gauss–Jordan inversion with partial pivoting, in Double (matrices here are at most 10 × 10).
+func invert(_ matrix: [[Double]]) -> [[Double]] {
+    let n = matrix.count
+    var a = matrix.enumerated().map { row in row.element + (0..<n).map { $0 == row.offset ? 1.0 : 0.0 } }
+    for c in 0..<n {
+        let pivot = (c..<n).max { abs(a[$0][c]) < abs(a[$1][c]) }!
+        a.swapAt(c, pivot)
+        let p = a[c][c]
+        a[c] = a[c].map { $0 / p }
+        for r in 0..<n where r != c {
+            let f = a[r][c]
+            if f != 0 { for k in 0..<(2 * n) { a[r][k] -= f * a[c][k] } }
+        }
+    }
+    return a.map { Array($0[n...]) }
+}
+
+/// A stride-1 convolution run by Winograd's algorithm, weights transformed and packed at load.
+public struct WinogradConvolution: Sendable {
+    public let geometry: ConvGeometry
+    public let activation: Activation
+    public let vertical: WinogradTransform, horizontal: WinogradTransform
+    /// Per transform point (αH·αW of them), the `Cin × Cout` transformed weights in 16-channel panels.
+    let panels: [Float]
+    let bias: [Float]
+    /// Bᵀ of each axis, then Aᵀ of each axis, in Float: BᵀH (αH × αH), BᵀW (αW × αW), AᵀH (mH × αH), AᵀW (mW × αW).
+    let coefficients: AlignedBuffer
+
+    var points: Int { vertical.alpha * horizontal.alpha }
+    var panelCount: Int { (geometry.outChannels + 15) / 16 }
+
+    /// nil when the layer is not stride 1 or an axis has no transform. Weights OIHW; `scale` as in
+    /// `PackedConvolution`.
+    public init?(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation) {
+        guard g.strideH == 1, g.strideW == 1, let v = WinogradTransform.forTaps(g.kernelH),
+              let h = WinogradTransform.forTaps(g.kernelW), v.alpha * h.alpha > 1 else { return nil }
+        (geometry, self.activation, vertical, horizontal) = (g, activation, v, h)
+        let (cin, cout) = (g.inChannels, g.outChannels)
+        let panelCount = (cout + 15) / 16, stride = panelCount * cin * 16
+        var panels = [Float](repeating: 0, count: v.alpha * h.alpha * stride)
+        for o in 0..<cout {
+            for i in 0..<cin {
+                // G g Gᵀ for this (output, input) pair, in Double.
+                let base = (o * cin + i) * g.kernelH * g.kernelW
+                for xh in 0..<v.alpha {
+                    for xw in 0..<h.alpha {
+                        var s = 0.0
+                        for kh in 0..<g.kernelH {
+                            for kw in 0..<g.kernelW {
+                                s += v.kernelTransform[xh * v.r + kh] * h.kernelTransform[xw * h.r + kw]
+                                    * Double(weights[base + kh * g.kernelW + kw])
+                            }
+                        }
+                        panels[(xh * h.alpha + xw) * stride + ((o / 16) * cin + i) * 16 + o % 16] = Float(s) * scale
+                    }
+                }
+            }
+        }
+        self.panels = panels
+        var padded = [Float](repeating: 0, count: panelCount * 16)
+        if let bias { for o in 0..<cout { padded[o] = bias[o] * scale } }
+        self.bias = padded
+        let all = (v.inputTransform + h.inputTransform + v.outputTransform + h.outputTransform).map(Float.init)
+        coefficients = AlignedBuffer(count: all.count)
+        coefficients.pointer.update(from: all, count: all.count)
+    }
+
+    func tiles(n: Int, outH: Int, outW: Int) -> (count: Int, h: Int, w: Int) {
+        let th = (outH + vertical.m - 1) / vertical.m, tw = (outW + horizontal.m - 1) / horizontal.m
+        return (n * th * tw, th, tw)
+    }
+
+    /// Floats of scratch memory one call needs for an `n × h × w` input.
+    public func scratchFloats(n: Int, h: Int, w: Int) -> Int {
+        let (oh, ow) = geometry.outputSize(h: h, w: w)
+        let t = tiles(n: n, outH: oh, outW: ow).count
+        return points * t * (geometry.inChannels + geometry.outChannels) + 64
+    }
+
+    /// output = activation(residual + conv(input) + bias); `scratch` holds `scratchFloats` floats.
+    public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
+                    scratch: UnsafeMutablePointer<Float>, zeros: UnsafePointer<Float>, threads: Int) {
+        let g = geometry
+        let (outH, outW) = g.outputSize(h: input.h, w: input.w)
+        precondition(input.c == g.inChannels && output.c == g.outChannels && output.n == input.n
+                     && output.h == outH && output.w == outW, "convolution shapes disagree with \(g)")
+        let (tileCount, tilesH, tilesW) = tiles(n: input.n, outH: outH, outW: outW)
+        if tileCount == 0 { return }
+        let (cin, cout) = (g.inChannels, g.outChannels)
+        let (aH, aW, mH, mW) = (vertical.alpha, horizontal.alpha, vertical.m, horizontal.m)
+        let points = self.points
+        let transformed = UncheckedSendable(scratch)  // [ξ][tile][Cin]
+        let products = UncheckedSendable(scratch + points * tileCount * cin)  // [ξ][tile][Cout]
+        let coefficients = UncheckedSendable(self.coefficients.pointer)
+        let (bth, btw, ath, atw) = (UnsafePointer(coefficients.value), UnsafePointer(coefficients.value + aH * aH),
+                                    UnsafePointer(coefficients.value + aH * aH + aW * aW),
+                                    UnsafePointer(coefficients.value + aH * aH + aW * aW + mH * aH))
+
+        // 1. Input transform: V[ξh, ξw] = Σ Bᵀ[ξh, jh] Bᵀ[ξw, jw] d[jh, jw], 8 channels at a time in registers.
+        Parallel.parallelFor(input.n * tilesH, threads: threads) { row in
+            let (b, ty) = (row / tilesH, row % tilesH)
+            withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 2 * aH * aW) { buffer in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: aH * aW) { pixelBuffer in
+                let d = buffer.baseAddress!, t = d + aH * aW, pixels = pixelBuffer.baseAddress!
+                for tx in 0..<tilesW {
+                    let tile = (b * tilesH + ty) * tilesW + tx
+                    for j in 0..<(aH * aW) { pixels[j] = nil }
+                    for jh in 0..<aH {
+                        let iy = ty * mH - g.padH + jh
+                        for jw in 0..<aW {
+                            let ix = tx * mW - g.padW + jw
+                            if iy >= 0 && iy < input.h && ix >= 0 && ix < input.w { pixels[jh * aW + jw] = UnsafePointer(input.pixel(b, iy, ix)) }
+                        }
+                    }
+                    var c0 = 0
+                    let pointStride = tileCount &* cin
+                    while c0 < cin {
+                        let lanes = min(8, cin &- c0)
+                        for j in 0..<(aH &* aW) { d[j] = load(pixels[j].map { $0 + c0 }, lanes) }
+                        // Along H (skipped for a 1-tap axis), then along W.
+                        let source: UnsafeMutablePointer<SIMD8<Float>>
+                        if aH == 1 { source = d } else {
+                            transform(bth, rows: aH, inner: aH, stride: aW, d, into: t)
+                            source = t
+                        }
+                        var destination = transformed.value + (tile &* cin &+ c0)
+                        var sourceRow = source
+                        for _ in 0..<aH {
+                            var coefficients = btw
+                            for _ in 0..<aW {
+                                var v = SIMD8<Float>()
+                                for jw in 0..<aW { v = v.addingProduct(SIMD8(repeating: coefficients[jw]), sourceRow[jw]) }
+                                store(v, destination, lanes)
+                                destination += pointStride
+                                coefficients += aW
+                            }
+                            sourceRow += aW
+                        }
+                        c0 += 8
+                    }
+                }
+            }
+            }
+        }
+
+        // 2. One GEMM per transform point: M[ξ] (tiles × Cout) = V[ξ] (tiles × Cin) · U[ξ] (Cin × Cout).
+        let mr = PackedConvolution.rowsPerTile
+        let microTiles = (tileCount + mr - 1) / mr
+        let panelCount = self.panelCount
+        let panelsPerTask = max(1, min(panelCount, (192 * 1024) / (cin * 64)))
+        let panelTasks = (panelCount + panelsPerTask - 1) / panelsPerTask
+        var tilesPerTask = min(microTiles, 24)
+        while tilesPerTask > 1 && points * ((microTiles + tilesPerTask - 1) / tilesPerTask) * panelTasks < 4 * threads {
+            tilesPerTask = (tilesPerTask + 1) / 2
+        }
+        let tileTasks = (microTiles + tilesPerTask - 1) / tilesPerTask
+        let weightStride = panelCount * cin * 16
+        panels.withUnsafeBufferPointer { panelBuffer in
+            let panelBase = UncheckedSendable(panelBuffer.baseAddress!)
+            Parallel.parallelFor(points * tileTasks * panelTasks, threads: threads) { task in
+                let xi = task / (tileTasks * panelTasks), rest = task % (tileTasks * panelTasks)
+                let (tileTask, panelTask) = (rest / panelTasks, rest % panelTasks)
+                withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: mr) { a in
+                withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: mr) { o in
+                    let a = a.baseAddress!, o = o.baseAddress!
+                    for micro in (tileTask * tilesPerTask)..<min(microTiles, (tileTask + 1) * tilesPerTask) {
+                        let first = micro * mr, valid = min(mr, tileCount - first)
+                        for r in 0..<mr {
+                            let t = first + min(r, valid - 1)
+                            a[r] = UnsafePointer(transformed.value + (xi * tileCount + t) * cin)
+                            o[r] = products.value + (xi * tileCount + t) * cout
+                        }
+                        for p in (panelTask * panelsPerTask)..<min(panelCount, (panelTask + 1) * panelsPerTask) {
+                            for r in 0..<mr { o[r] += p * 16 }
+                            convolutionMicroKernel(a, taps: 1, channels: cin, weights: panelBase.value + xi * weightStride + p * cin * 16,
+                                                   bias: zeros, output: o, residual: nil, rows: valid,
+                                                   columns: min(16, cout - p * 16), relu: false)
+                            for r in 0..<mr { o[r] -= p * 16 }
+                        }
+                    }
+                }
+                }
+            }
+        }
+
+        // 3. Output transform: y[ih, iw] = Σ Aᵀ[ih, ξh] Aᵀ[iw, ξw] M[ξh, ξw], then bias, residual, activation,
+        // 8 channels at a time in registers.
+        bias.withUnsafeBufferPointer { biasBuffer in
+            let biasBase = UncheckedSendable(biasBuffer.baseAddress!)
+            let relu = activation == .relu
+            Parallel.parallelFor(input.n * tilesH, threads: threads) { row in
+                let (b, ty) = (row / tilesH, row % tilesH)
+                withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: aH * aW + aH * mW) { buffer in
+                    let m = buffer.baseAddress!, partial = m + aH * aW  // [ξh][ξw], then [ξh][iw]
+                    for tx in 0..<tilesW {
+                        let tile = (b * tilesH + ty) * tilesW + tx
+                        var c0 = 0
+                        let pointStride = tileCount &* cout
+                        while c0 < cout {
+                            let lanes = min(8, cout &- c0)
+                            var source = products.value + (tile &* cout &+ c0)
+                            for x in 0..<(aH &* aW) {
+                                m[x] = load(UnsafePointer(source), lanes)
+                                source += pointStride
+                            }
+                            var out = partial
+                            var row = m
+                            for _ in 0..<aH {
+                                var coefficients = atw
+                                for _ in 0..<mW {
+                                    var v = SIMD8<Float>()
+                                    for xw in 0..<aW { v = v.addingProduct(SIMD8(repeating: coefficients[xw]), row[xw]) }
+                                    out.pointee = v
+                                    out += 1
+                                    coefficients += aW
+                                }
+                                row += aW
+                            }
+                            let bias = load(UnsafePointer(biasBase.value + c0), lanes)
+                            var coefficients = ath
+                            for ih in 0..<mH {
+                                let oy = ty &* mH &+ ih
+                                if oy >= outH { break }
+                                for iw in 0..<mW {
+                                    let ox = tx &* mW &+ iw
+                                    if ox >= outW { break }
+                                    var v = bias
+                                    var p = partial + iw
+                                    for xh in 0..<aH {
+                                        v = v.addingProduct(SIMD8(repeating: coefficients[xh]), p.pointee)
+                                        p += mW
+                                    }
+                                    if let residual { v += load(UnsafePointer(residual.pixel(b, oy, ox) + c0), lanes) }
+                                    if relu { v = v.replacing(with: 0, where: v .< 0) }
+                                    store(v, output.pixel(b, oy, ox) + c0, lanes)
+                                }
+                                coefficients += aH
+                            }
+                            c0 += 8
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Eight floats, or the first `lanes` of them and zeros (a channel tail); zeros for a nil pointer (padding).
+@inline(__always)
+func load(_ p: UnsafePointer<Float>?, _ lanes: Int) -> SIMD8<Float> {
+    guard let p else { return SIMD8() }
+    if lanes == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    var v = SIMD8<Float>()
+    for i in 0..<lanes { v[i] = p[i] }
+    return v
+}
+
+@inline(__always)
+func load(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) -> SIMD8<Float> { load(UnsafePointer(p), lanes) }
+
+@inline(__always)
+func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
+    if lanes == 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self); return }
+    for i in 0..<lanes { p[i] = v[i] }
+}
+
+/// out[x][j] = Σ_k matrix[x][k] · in[k][j] for x < rows, k < inner, j < stride (SIMD8 elements). Dense: a
+/// multiply by zero is cheaper than a branch here.
+@inline(__always)
+func transform(_ matrix: UnsafePointer<Float>, rows: Int, inner: Int, stride: Int, _ input: UnsafeMutablePointer<SIMD8<Float>>,
+               into out: UnsafeMutablePointer<SIMD8<Float>>) {
+    var coefficients = matrix
+    var destination = out
+    for _ in 0..<rows {
+        for j in 0..<stride {
+            var v = SIMD8<Float>()
+            var source = input + j
+            for k in 0..<inner {
+                v = v.addingProduct(SIMD8(repeating: coefficients[k]), source.pointee)
+                source += stride
+            }
+            destination.pointee = v
+            destination += 1
+        }
+        coefficients += inner
+    }
+}
+
+import Foundation
