@@ -46,13 +46,7 @@ struct ConvolutionKernelTests {
                                zeros: z.baseAddress!, threads: threads)
                 } } }
             }
-            var slice = [Float](), guards = [Float]()
-            for p in 0..<(c.n * oh * ow) {
-                for ch in 0..<wide {
-                    let v = output.scalars[p * wide + ch]
-                    if ch >= 5 && ch < 5 + c.cout { slice.append(v) } else { guards.append(v) }
-                }
-            }
+            let (slice, guards) = channelSlice(output, offset: 5, count: c.cout)
             #expect(relativeError(slice, expected.scalars) < 1e-6, "\(activation) residual: \(withResidual)")
             #expect(guards.allSatisfy { $0 == 42 }, "wrote outside its channel slice")
         }

@@ -36,3 +36,14 @@ func withMap<R>(_ t: inout Tensor, _ body: (FeatureMap) -> R) -> R {
     let (n, h, w, c) = (t.shape[0], t.shape[1], t.shape[2], t.shape[3])
     return t.scalars.withUnsafeMutableBufferPointer { body(FeatureMap(base: $0.baseAddress!, n: n, h: h, w: w, c: c)) }
 }
+
+/// The values of channels `offset ..< offset + count` of an NHWC tensor, and all the others (the guards).
+func channelSlice(_ t: Tensor, offset: Int, count: Int) -> (slice: [Float], guards: [Float]) {
+    let wide = t.shape[3]
+    var slice = [Float](), guards = [Float]()
+    for (i, v) in t.scalars.enumerated() {
+        let ch = i % wide
+        if ch >= offset && ch < offset + count { slice.append(v) } else { guards.append(v) }
+    }
+    return (slice, guards)
+}

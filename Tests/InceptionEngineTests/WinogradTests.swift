@@ -53,13 +53,7 @@ struct WinogradTests {
                              scratch: s.baseAddress!, zeros: z.baseAddress!, threads: threads)
                 } } }
             } }
-            var slice = [Float](), guards = [Float]()
-            for p in 0..<(c.n * oh * ow) {
-                for ch in 0..<wide {
-                    let v = output.scalars[p * wide + ch]
-                    if ch >= 2 && ch < 2 + c.cout { slice.append(v) } else { guards.append(v) }
-                }
-            }
+            let (slice, guards) = channelSlice(output, offset: 2, count: c.cout)
             #expect(relativeError(slice, expected.scalars) < 2e-6, "\(activation) residual \(withResidual)")
             #expect(guards.allSatisfy { $0 == 42 }, "wrote outside its channel slice")
         }
