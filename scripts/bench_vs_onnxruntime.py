@@ -44,6 +44,42 @@ def export(name, batch, folder):
     return path
 
 
+def checkpoint(name, folder):
+    """The same random weights as a safetensors checkpoint, for `inception predict`."""
+    path = os.path.join(folder, f"{name}.safetensors")
+    if not os.path.exists(path):
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in create(name).state_dict().items()}, path)
+    return path
+
+
+def measured(command):
+    """Wall time from launch to exit (ms) and peak resident memory (MB) of a process, measured from outside."""
+    start = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + command, check=True, capture_output=True, text=True)
+    return (time.perf_counter() - start) * 1000, int(out.stderr.strip().splitlines()[-1]) / 1024
+
+
+def cold(name, binary, folder, rounds):
+    """Process start to the first result for one image: ours (`inception predict`) vs a Python process running
+    ONNX Runtime on the exported model, alternating; medians."""
+    size = INPUT_SIZE[name]
+    x = os.path.join(folder, f"x_{size}.npy")
+    np.save(x, np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32))
+    onnx = export(name, 1, folder)
+    weights = checkpoint(name, folder)
+    ours, theirs = [], []
+    ort_once = ("import numpy as np, onnxruntime as ort, sys; "
+                "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']); "
+                "s.run(None, {'x': np.load(sys.argv[2])})")
+    for _ in range(rounds):
+        theirs.append(measured([sys.executable, "-c", ort_once, onnx, x]))
+        ours.append(measured([binary, "predict", "--model", name, "--weights", weights, "--input", x,
+                              "--output", os.path.join(folder, "y.npy")]))
+    med = lambda xs, i: statistics.median(v[i] for v in xs)
+    return med(ours, 0), med(theirs, 0), med(ours, 1), med(theirs, 1), os.path.getsize(weights) / 1e6
+
+
 def ort_times(path, batch, size, runs, warmup):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
@@ -76,6 +112,8 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="threads for inception (default: all cores)")
     parser.add_argument("--binary", default=".build/release/inception")
     parser.add_argument("--cache", default=".bench")
+    parser.add_argument("--cold", action="store_true",
+                        help="also measure process start to first result, and peak resident memory, for one image")
     args = parser.parse_args()
     os.makedirs(args.cache, exist_ok=True)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -97,6 +135,14 @@ def main():
     print("|---|---|---|---|---|---|")
     for name, batch, o, t in rows:
         print(f"| {name} | {batch} | {o:.1f} | {t:.1f} | {o / batch:.1f} / {t / batch:.1f} | {o / t:.2f} |")
+    if args.cold:
+        print()
+        print("process start to first result, one image (medians of", args.rounds, "launches each, alternating)")
+        print("| model | inception predict (ms) | ONNX Runtime in Python (ms) | ratio | peak RSS inception / ORT (MB) | weights (MB) |")
+        print("|---|---|---|---|---|---|")
+        for name in args.models:
+            o, t, orss, trss, w = cold(name, args.binary, args.cache, args.rounds)
+            print(f"| {name} | {o:.0f} | {t:.0f} | {o / t:.2f} | {orss:.0f} / {trss:.0f} | {w:.0f} |")
 
 
 if __name__ == "__main__":

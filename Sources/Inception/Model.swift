@@ -46,7 +46,8 @@ public final class InceptionModel: Sendable {
             }
             weights[spec.name] = values
         }
-        let compiled = CompiledGraph(graph: graph, algorithms: algorithms) { weights[$0]! }
+        // Every name comes from the graph itself, so the lookup cannot fail.
+        let compiled = try! CompiledGraph(graph: graph, algorithms: algorithms) { weights[$0]! }
         self.init(name: name, compiled: compiled)
     }
 

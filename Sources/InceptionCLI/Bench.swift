@@ -28,6 +28,12 @@ struct Bench: ParsableCommand {
     @Flag(help: "With --json, include every timed run's milliseconds as `times_ms`.")
     var allTimes = false
 
+    @Flag(help: "Report the time from process start to the first result for one image instead: loading the weights (--weights, else random ones), planning, one forward pass.")
+    var cold = false
+
+    @Option(help: "With --cold: the weights file to load.")
+    var weights: String?
+
     @Flag(help: "Use the implicit GEMM for every convolution (no Winograd), for comparison.")
     var direct = false
 
@@ -40,6 +46,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            if cold { return try runCold() }
             let name = model.model
             let net = InceptionModel(name, randomSeed: 1, algorithms: direct ? .direct : .automatic)
             let size = inputSize ?? name.defaultInputSize
@@ -63,14 +70,14 @@ struct Bench: ParsableCommand {
                 var report: [String: Any] = [
                     "model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads, "runs": runs,
                     "median_ms": median, "min_ms": times[0], "max_ms": times[times.count - 1], "gflops": gflops,
-                    "macs": macs,
+                    "macs": macs, "peak_rss_mb": peakResidentMegabytes(),
                 ]
                 if allTimes { report["times_ms"] = unsorted }
                 try printJSON(report)
             } else {
-                print(String(format: "%@ batch %d at %d×%d, %d threads: median %.1f ms (min %.1f, max %.1f) over %d runs, %.1f GFLOP/s",
+                print(String(format: "%@ batch %d at %d×%d, %d threads: median %.1f ms (min %.1f, max %.1f) over %d runs, %.1f GFLOP/s, peak RSS %.0f MB",
                              name.rawValue, batch, size, size, threads.threads, median, times[0], times[times.count - 1],
-                             runs, gflops))
+                             runs, gflops, peakResidentMegabytes()))
             }
         }
     }
@@ -125,4 +132,58 @@ extension Bench {
         table("stage") { graph.nodes[$0].stage }
         print(String(format: "profiled total %.1f ms (sum of per-layer medians)\n", total * 1000))
     }
+}
+
+extension Bench {
+    /// Seconds since this process started (Linux: from /proc; elsewhere: since the first call).
+    static func secondsSinceProcessStart() -> Double {
+        #if os(Linux)
+        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+           let uptime = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+           let close = stat.lastIndex(of: ")") {
+            // Field 22, counting from the command name in parentheses as field 2: start time in clock ticks.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 19, let ticks = Double(fields[19]), let now = Double(uptime.split(separator: " ")[0]) {
+                return now - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+            }
+        }
+        #endif
+        return ProcessInfo.processInfo.systemUptime - processStart
+    }
+    static let processStart = ProcessInfo.processInfo.systemUptime
+
+    func runCold() throws {
+        let name = model.model
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let net = try weights.map { try InceptionModel(name, weights: URL(fileURLWithPath: $0)) }
+            ?? InceptionModel(name, randomSeed: 1)
+        let loaded = DispatchTime.now().uptimeNanoseconds
+        let size = inputSize ?? name.defaultInputSize
+        _ = try net.compiled.run(Tensor(zeros: [1, size, size, 3]), threads: threads.threads)
+        let done = DispatchTime.now().uptimeNanoseconds
+        let total = Self.secondsSinceProcessStart() * 1000
+        let load = Double(loaded - loadStart) / 1e6, forward = Double(done - loaded) / 1e6
+        if json {
+            try printJSON(["model": name.rawValue, "cold_start_ms": total, "load_ms": load, "first_forward_ms": forward,
+                           "peak_rss_mb": peakResidentMegabytes(), "weights": weights ?? "random"])
+        } else {
+            print(String(format: "%@: %.0f ms from process start to the first result (loading %@ %.0f ms, first forward pass %.0f ms), peak RSS %.0f MB",
+                         name.rawValue, total, weights == nil ? "random weights" : "weights", load, forward, peakResidentMegabytes()))
+        }
+    }
+}
+
+/// The process's peak resident memory so far, in MB.
+func peakResidentMegabytes() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    #if os(Linux)
+    return Double(usage.ru_maxrss) / 1024  // kilobytes on Linux
+    #else
+    return Double(usage.ru_maxrss) / 1_048_576  // bytes on macOS
+    #endif
 }

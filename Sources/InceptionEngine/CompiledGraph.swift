@@ -51,13 +51,17 @@ public final class CompiledGraph: Sendable {
     ///     them); the caller has verified them.
     ///   - algorithms: which convolution algorithms may be chosen, layer by layer.
     public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic,
-                parameter: (String) throws -> [Float]) rethrows {
+                parameter: (String) throws -> [Float]) throws {
         self.graph = graph
-        func pack(_ g: ConvGeometry, _ p: ConvParameters, _ a: Activation, scale: Float) throws -> ConvolutionKernel {
-            try Self.pack(g, p, a, scale: scale, algorithms: algorithms, parameter)
-        }
+        // Convolutions are packed after this pass, all at once on every core (loading time is mostly packing).
+        typealias Job = (node: Int, g: ConvGeometry, p: ConvParameters, a: Activation, scale: Float, input: Int, residual: Int?)
+        var jobs: [Job] = []
         let nodes = graph.nodes
         var kernels = [Kernel](repeating: .dead, count: nodes.count)
+        func pack(_ g: ConvGeometry, _ p: ConvParameters, _ a: Activation, scale: Float, node: Int, input: Int,
+                  residual: Int?) {
+            jobs.append((node, g, p, a, scale, input, residual))
+        }
         var alias = Array(nodes.indices)
         func resolve(_ i: Int) -> Int { alias[i] == i ? i : resolve(alias[i]) }
 
@@ -79,20 +83,17 @@ public final class CompiledGraph: Sendable {
                 kernels[i] = .input
             case let .convolution(g, p, activation):
                 if fusedInto[i] != nil { continue }  // built with its residual below
-                kernels[i] = .convolution(try pack(g, p, activation, scale: 1), input: inputs[0],
-                                          residual: nil)
+                pack(g, p, activation, scale: 1, node: i, input: inputs[0], residual: nil)
             case let .residual(scale, activation):
                 if case let .convolution(g, p, branchActivation) = nodes[node.inputs[1]].operation,
                    fusedInto[node.inputs[1]] == i, branchActivation == .identity {
                     let branchInput = resolve(nodes[node.inputs[1]].inputs[0])
-                    kernels[i] = .convolution(try pack(g, p, activation, scale: scale),
-                                              input: branchInput, residual: inputs[0])
+                    pack(g, p, activation, scale: scale, node: i, input: branchInput, residual: inputs[0])
                 } else {
                     if fusedInto[node.inputs[1]] == i {  // a branch with its own activation cannot fuse
                         let conv = node.inputs[1]
                         guard case let .convolution(g, p, a) = nodes[conv].operation else { fatalError() }
-                        kernels[conv] = .convolution(try pack(g, p, a, scale: 1),
-                                                     input: resolve(nodes[conv].inputs[0]), residual: nil)
+                        pack(g, p, a, scale: 1, node: conv, input: resolve(nodes[conv].inputs[0]), residual: nil)
                     }
                     kernels[i] = .residual(scale: scale, activation: activation, shortcut: inputs[0], branch: inputs[1])
                 }
@@ -118,6 +119,17 @@ public final class CompiledGraph: Sendable {
             case .l2Normalize:
                 kernels[i] = .l2Normalize(input: inputs[0])
             }
+        }
+        var packed = [Result<ConvolutionKernel, Error>?](repeating: nil, count: jobs.count)
+        packed.withUnsafeMutableBufferPointer { results in
+            let results = UncheckedSendable(results)
+            Parallel.parallelFor(jobs.count, threads: Parallel.defaultThreads) { j in
+                let job = jobs[j]
+                results.value[j] = Result { try Self.pack(job.g, job.p, job.a, scale: job.scale, algorithms: algorithms, parameter) }
+            }
+        }
+        for (job, result) in zip(jobs, packed) {
+            kernels[job.node] = .convolution(try result!.get(), input: job.input, residual: job.residual)
         }
         self.kernels = kernels
         let widest = nodes.reduce(16) { max($0, $1.channels) }

@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The safetensors format: an 8-byte little-endian header length N, N bytes of JSON mapping each tensor name to
 /// `{dtype, shape, data_offsets: [begin, end]}` (offsets relative to the data that follows the header), and the
@@ -34,6 +39,9 @@ public struct SafeTensorsFile: Sendable {
     public let metadata: [String: String]
     private let data: Data
     private let dataStart: Int
+    /// The file is memory-mapped: pages read by `floats` are handed back to the kernel afterwards, so loading a
+    /// model does not hold the whole checkpoint resident next to its packed copy.
+    private var mapped = false
 
     /// Opens a file, memory-mapped.
     public init(contentsOf url: URL) throws {
@@ -44,6 +52,7 @@ public struct SafeTensorsFile: Sendable {
             throw SafeTensorsError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
         }
         try self.init(data: data)
+        mapped = true
     }
 
     public init(data: Data) throws {
@@ -115,6 +124,7 @@ public struct SafeTensorsFile: Sendable {
         let offset = dataStart + entry.byteRange.lowerBound
         return data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> [Float] in
             let base = raw.baseAddress! + offset
+            defer { if mapped { releasePages(base, entry.byteRange.count) } }
             switch entry.dtype {
             case .F16:
                 return (0..<entry.count).map { halfToFloat(base.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
@@ -178,6 +188,15 @@ public struct SafeTensorsFile: Sendable {
                            offsets: try c.decode([Int].self, forKey: .data_offsets))
         }
     }
+}
+
+/// Drops the whole pages inside a read-only file mapping from this process (they are re-read from the page cache
+/// if touched again), which keeps resident memory to what the program itself allocated.
+private func releasePages(_ start: UnsafeRawPointer, _ count: Int) {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let first = (Int(bitPattern: start) + page - 1) / page * page
+    let end = (Int(bitPattern: start) + count) / page * page
+    if end > first { _ = madvise(UnsafeMutableRawPointer(bitPattern: first), end - first, MADV_DONTNEED) }
 }
 
 /// IEEE 754 binary16 to Float, by bits (Float16 is unavailable on some platforms Swift targets).

@@ -34,7 +34,7 @@ struct CompilerTests {
             weights[spec.name] = last == "running_var" ? rng.array(spec.count, 0.5, 2)
                 : last == "weight" && spec.shape.count == 1 ? rng.array(spec.count, 0.5, 1.5) : rng.array(spec.count)
         }
-        let compiled = CompiledGraph(graph: graph) { weights[$0]! }
+        let compiled = try CompiledGraph(graph: graph) { weights[$0]! }
         let input = rng.tensor([shape.0, shape.1, shape.2, 6])
         let got = try compiled.run(input, threads: 2)
 
@@ -80,12 +80,12 @@ struct CompilerTests {
         #expect(try compiled.run(input, threads: 2) == got)
     }
 
-    @Test func residualFoldsIntoTheConvolution() {
+    @Test func residualFoldsIntoTheConvolution() throws {
         let g = GraphBuilder()
         let x = g.input(channels: 4)
         let up = x.convolution("up", 4, kernel: (1, 1), bias: true, batchNorm: nil, activation: .identity)
         let graph = g.finish(output: x.residual(up, scale: 0.5, activation: .relu))
-        let compiled = CompiledGraph(graph: graph) { name in name.hasSuffix("bias") ? [0, 0, 0, 0] : [Float](repeating: 0.25, count: 16) }
+        let compiled = try CompiledGraph(graph: graph) { name in name.hasSuffix("bias") ? [0, 0, 0, 0] : [Float](repeating: 0.25, count: 16) }
         #expect(compiled.fusedResiduals == 1)
     }
 
