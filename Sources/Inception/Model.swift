@@ -22,7 +22,9 @@ public final class InceptionModel: Sendable {
         let classes = file.entries[name.checkpointKey(name.classifierWeight)]?.shape.first
         let graph = name.graph(classes: classes)
         try Self.verify(graph, name, file)
-        let compiled = try CompiledGraph(graph: graph, algorithms: algorithms) { try file.floats(name.checkpointKey($0)) }
+        let compiled = try CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) {
+            try file.floats(name.checkpointKey($0))
+        }
         self.init(name: name, compiled: compiled)
     }
 
@@ -47,7 +49,7 @@ public final class InceptionModel: Sendable {
             weights[spec.name] = values
         }
         // Every name comes from the graph itself, so the lookup cannot fail.
-        let compiled = try! CompiledGraph(graph: graph, algorithms: algorithms) { weights[$0]! }
+        let compiled = try! CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) { weights[$0]! }
         self.init(name: name, compiled: compiled)
     }
 

@@ -34,6 +34,9 @@ struct Bench: ParsableCommand {
     @Option(help: "With --cold: the weights file to load.")
     var weights: String?
 
+    @Flag(help: "Time each distinct convolution shape of the model alone, by each algorithm, and print GFLOP/s (kernel micro-benchmarks).")
+    var kernels = false
+
     @Flag(help: "Use the implicit GEMM for every convolution (no Winograd), for comparison.")
     var direct = false
 
@@ -47,6 +50,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         try reportingErrors {
             if cold { return try runCold() }
+            if kernels { return try runKernels() }
             let name = model.model
             let net = InceptionModel(name, randomSeed: 1, algorithms: direct ? .direct : .automatic)
             let size = inputSize ?? name.defaultInputSize
@@ -186,4 +190,66 @@ func peakResidentMegabytes() -> Double {
     #else
     return Double(usage.ru_maxrss) / 1_048_576  // bytes on macOS
     #endif
+}
+
+extension Bench {
+    /// Every distinct (geometry, input size) of the model's convolutions, each run alone `runs` times (median) by
+    /// the implicit GEMM and, where the layer allows it, by Winograd; GFLOP/s counts the direct algorithm's
+    /// multiply-adds, so a faster algorithm shows as more GFLOP/s.
+    func runKernels() throws {
+        let name = model.model
+        let graph = name.graph()
+        let size = inputSize ?? name.defaultInputSize
+        let shapes = try graph.shapes(n: batch, h: size, w: size)
+        var seen = Set<String>(), rows: [[String: Any]] = []
+        if !json {
+            print("geometry (in → out, kernel, stride)".padding(toLength: 40, withPad: " ", startingAt: 0)
+                  + "input".leftPadded(12) + "GMAC".leftPadded(8) + "direct".leftPadded(10) + "winograd".leftPadded(10) + "  chosen")
+        }
+        for (i, node) in graph.nodes.enumerated() {
+            guard case let .convolution(g, _, _) = node.operation else { continue }
+            let x = shapes[node.inputs[0]]
+            let key = "\(g) \(x)"
+            guard seen.insert(key).inserted else { continue }
+            let macs = shapes[i].count * g.depth
+            var rng = SystemRandomNumberGenerator()
+            let weights = (0..<(g.outChannels * g.depth)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
+            let input = Tensor(shape: [x.n, x.h, x.w, x.c], scalars: (0..<x.count).map { _ in Float.random(in: -1...1, using: &rng) })
+            func time(_ algorithms: ConvolutionAlgorithms) throws -> Double? {
+                let b = GraphBuilder()
+                let v = b.input(channels: g.inChannels).convolution("c", g.outChannels, kernel: (g.kernelH, g.kernelW),
+                    stride: g.strideH, padding: (g.padH, g.padW), bias: true, batchNorm: nil, activation: .relu)
+                let compiled = try CompiledGraph(graph: b.finish(output: v), algorithms: algorithms) { $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights }
+                if algorithms != .direct && compiled.winogradLayers == 0 { return nil }
+                _ = try compiled.run(input, threads: threads.threads)
+                var times: [Double] = []
+                for _ in 0..<runs {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    _ = try compiled.run(input, threads: threads.threads)
+                    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                }
+                return times.sorted()[times.count / 2]
+            }
+            let direct = try time(.direct)!
+            let winograd = try time(.winogradWherePossible)
+            let side = max(shapes[i].h, shapes[i].w)
+            let chosen = ConvolutionAlgorithms.automatic.winograd(g, side: side) && winograd != nil ? "winograd" : "direct"
+            let rate = { (t: Double) in 2 * Double(macs) / t / 1e9 }
+            if json {
+                var row: [String: Any] = ["kernel": [g.kernelH, g.kernelW], "stride": g.strideH, "macs": macs, "chosen": chosen]
+                row["in_channels"] = g.inChannels
+                row["out_channels"] = g.outChannels
+                row["input"] = [x.n, x.h, x.w]
+                row["direct_gflops"] = rate(direct)
+                row["winograd_gflops"] = winograd.map(rate) ?? NSNull()
+                rows.append(row)
+            } else {
+                let label = "\(g.inChannels) → \(g.outChannels), \(g.kernelH)×\(g.kernelW), /\(g.strideH)"
+                print(label.padding(toLength: 40, withPad: " ", startingAt: 0) + "\(x.h)×\(x.w)".leftPadded(12)
+                      + String(format: "%8.3f%10.1f", Double(macs) / 1e9, rate(direct))
+                      + (winograd.map { String(format: "%10.1f", rate($0)) } ?? "         -") + "  " + chosen)
+            }
+        }
+        if json { try printJSON(["model": name.rawValue, "batch": batch, "input_size": size, "kernels": rows]) }
+    }
 }

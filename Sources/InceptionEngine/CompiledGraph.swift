@@ -50,9 +50,12 @@ public final class CompiledGraph: Sendable {
     ///   - parameter: returns the named parameter's values in PyTorch layout (shapes as `graph.parameters` gives
     ///     them); the caller has verified them.
     ///   - algorithms: which convolution algorithms may be chosen, layer by layer.
-    public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic,
+    ///   - usualInputSize: the square input size the model usually runs at; the automatic choice of algorithm judges
+    ///     each layer at that size (any size still runs).
+    public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic, usualInputSize: Int = 299,
                 parameter: (String) throws -> [Float]) throws {
         self.graph = graph
+        let usualShapes = graph.inferShapes(n: 1, h: usualInputSize, w: usualInputSize)
         // Convolutions are packed after this pass, all at once on every core (loading time is mostly packing).
         typealias Job = (node: Int, g: ConvGeometry, p: ConvParameters, a: Activation, scale: Float, input: Int, residual: Int?)
         var jobs: [Job] = []
@@ -125,7 +128,10 @@ public final class CompiledGraph: Sendable {
             let results = UncheckedSendable(results)
             Parallel.parallelFor(jobs.count, threads: Parallel.defaultThreads) { j in
                 let job = jobs[j]
-                results.value[j] = Result { try Self.pack(job.g, job.p, job.a, scale: job.scale, algorithms: algorithms, parameter) }
+                let side = usualShapes.map { max($0[job.node].h, $0[job.node].w) } ?? 0
+                results.value[j] = Result {
+                    try Self.pack(job.g, job.p, job.a, scale: job.scale, winograd: algorithms.winograd(job.g, side: side), parameter)
+                }
             }
         }
         for (job, result) in zip(jobs, packed) {
@@ -152,7 +158,7 @@ public final class CompiledGraph: Sendable {
     }
 
     static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
-                     algorithms: ConvolutionAlgorithms, _ parameter: (String) throws -> [Float]) rethrows -> ConvolutionKernel {
+                     winograd: Bool, _ parameter: (String) throws -> [Float]) rethrows -> ConvolutionKernel {
         var weights = try parameter(p.weight)
         var bias = try p.bias.map(parameter)
         if let bn = p.batchNorm {
@@ -163,7 +169,7 @@ public final class CompiledGraph: Sendable {
             }
             bias = (0..<g.outChannels).map { o in shift[o] + (bias?[o] ?? 0) * s[o] }
         }
-        if algorithms.winograd(g), let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
+        if winograd, let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
                                                                 activation: activation) {
             return .winograd(w)
         }
@@ -370,27 +376,32 @@ public final class CompiledGraph: Sendable {
 
 /// Which convolution algorithm each layer may use.
 public enum ConvolutionAlgorithms: Sendable, Hashable {
-    /// Winograd where it measured faster on this project's machine (2-core Zen 3, see docs/performance.md):
-    /// stride-1 3×3 layers with ≥ 64 input and output channels (F(4×4, 3×3)), and 1×7 / 7×1 layers with ≥ 64 of
-    /// each and ≥ 160 together (F(2, 7)). The implicit GEMM elsewhere: on the few-channel stem layers and the
-    /// 1×3 / 3×1 layers of the 8×8 blocks the transforms cost more than they save.
+    /// Winograd where `inception bench --kernels` measured it faster on this project's machine (2-core Zen 3; the
+    /// table is in docs/performance.md), judged at the output size the layer has for the model's usual input:
+    /// - 3×3: at least 32 input and output channels, output side ≤ 80, and either ≥ 64 channels or side ≥ 24
+    ///   (F(4×4, 3×3));
+    /// - 1×7 and 7×1: ≥ 64 channels in and out, ≥ 160 together, side ≤ 40 (F(2, 7));
+    /// - 1×3 and 3×1: ≥ 192 channels in and out, side ≥ 8 (F(4, 3)).
+    /// The implicit GEMM elsewhere: on wide few-channel maps the transforms cost more than they save.
     case automatic
     /// Winograd wherever the layer allows it (stride 1; kernel sides of 1, 3 or 7), for tests and comparisons.
     case winogradWherePossible
     /// The implicit GEMM everywhere.
     case direct
 
-    func winograd(_ g: ConvGeometry) -> Bool {
+    /// Whether a layer of geometry `g`, with output side `side` at the usual input size, runs by Winograd.
+    public func winograd(_ g: ConvGeometry, side: Int) -> Bool {
         switch self {
         case .direct: return false
         case .winogradWherePossible: return true
         case .automatic:
-            let (cin, cout) = (g.inChannels, g.outChannels)
-            if g.kernelH == 3 && g.kernelW == 3 { return cin >= 64 && cout >= 64 }
-            if (g.kernelH, g.kernelW) == (1, 7) || (g.kernelH, g.kernelW) == (7, 1) {
-                return cin >= 64 && cout >= 64 && cin + cout >= 160
+            let (low, total) = (min(g.inChannels, g.outChannels), g.inChannels + g.outChannels)
+            switch (g.kernelH, g.kernelW) {
+            case (3, 3): return low >= 32 && side <= 80 && (low >= 64 || side >= 24)
+            case (1, 7), (7, 1): return low >= 64 && total >= 160 && side <= 40
+            case (1, 3), (3, 1): return low >= 192 && side >= 8
+            default: return false
             }
-            return false
         }
     }
 }
