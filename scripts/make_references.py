@@ -45,9 +45,9 @@ BLOCKS = {
 }
 # (input size, batch) pairs: the default size, a larger one and small odd ones, batches 1 to 3.
 CASES = {
-    "inception_v4": [(299, 3), (320, 2), (139, 1)],
-    "inception_resnet_v2": [(299, 2), (320, 1), (139, 3)],
-    "inception_resnet_v1_facenet": [(160, 3), (299, 1), (139, 2)],
+    "inception_v4": [(299, 3), (320, 2), (139, 1), (160, 2)],
+    "inception_resnet_v2": [(299, 2), (320, 1), (139, 3), (160, 2)],
+    "inception_resnet_v1_facenet": [(160, 3), (299, 1), (139, 2), (320, 1)],
 }
 FACENET_CLASSES = 8631  # VGGFace2, as the released checkpoint
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",

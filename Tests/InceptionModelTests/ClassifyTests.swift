@@ -102,6 +102,31 @@ import Testing
         #expect(stopped.stderr.hasPrefix("error: \(broken.path)/broken.jpg: corrupt JPEG"))
     }
 
+    /// embed = preprocess, then the network's embedding (face model) or pooled features (the others).
+    @Test(arguments: [(ModelName.inceptionResNetV1FaceNet, "embedding", 512), (.inceptionV4, "features", 1536)])
+    func embedEqualsPredictOnThePreprocessedTensor(_ model: ModelName, _ output: String, _ dimension: Int) throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let images = try Self.photos.prefix(3).map { try ImageConformance.imageURL($0).path }
+        let (e, x, y) = ["e.npy", "x.npy", "y.npy"].map { dir.appendingPathComponent($0).path }.splat
+        let weights = try References.weights(model).path
+        #expect(try runInception(["embed", "--model", model.rawValue, "--weights", weights, "--output", e, "--batch", "2"] + images).status == 0)
+        #expect(try runInception(["preprocess", "--model", model.rawValue, "--output", x] + images).status == 0)
+        #expect(try runInception(["predict", "--model", model.rawValue, "--weights", weights, "--input", x, "--output", y,
+                                  "--result", output]).status == 0)
+        let embedded = try NPY.read(contentsOf: URL(fileURLWithPath: e)), predicted = try NPY.read(contentsOf: URL(fileURLWithPath: y))
+        #expect(embedded.shape == [3, dimension] && predicted.shape == [3, dimension])
+        let errors = perSampleRelativeError(Tensor(shape: embedded.shape, scalars: embedded.values),
+                                            Tensor(shape: predicted.shape, scalars: predicted.values))
+        #expect(errors.allSatisfy { $0 < 1e-6 }, "\(errors)")
+        if output == "embedding" {
+            for row in 0..<3 {
+                let norm = embedded.values[(row * dimension)..<((row + 1) * dimension)].reduce(0) { $0 + $1 * $1 }.squareRoot()
+                #expect(abs(norm - 1) < 1e-5)
+            }
+        }
+    }
+
     @Test func evalRejectsAFolderWithoutImages() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -110,4 +135,9 @@ import Testing
         #expect(result.status == 1)
         #expect(result.stderr == "error: no JPEG or PNG images in the class folders of \(dir.path)\n")
     }
+}
+
+extension Array {
+    /// The first three elements, for destructuring.
+    var splat: (Element, Element, Element) { (self[0], self[1], self[2]) }
 }

@@ -15,13 +15,15 @@ import Testing
 
     static let cases: [Case] = [
         Case(model: .inceptionV4, size: 299, output: "logits"), Case(model: .inceptionV4, size: 320, output: "logits"),
-        Case(model: .inceptionV4, size: 139, output: "logits"),
+        Case(model: .inceptionV4, size: 139, output: "logits"), Case(model: .inceptionV4, size: 160, output: "logits"),
         Case(model: .inceptionResNetV2, size: 299, output: "logits"),
         Case(model: .inceptionResNetV2, size: 320, output: "logits"),
         Case(model: .inceptionResNetV2, size: 139, output: "logits"),
+        Case(model: .inceptionResNetV2, size: 160, output: "logits"),
         Case(model: .inceptionResNetV1FaceNet, size: 160, output: "embedding"),
         Case(model: .inceptionResNetV1FaceNet, size: 299, output: "embedding"),
         Case(model: .inceptionResNetV1FaceNet, size: 139, output: "embedding"),
+        Case(model: .inceptionResNetV1FaceNet, size: 320, output: "embedding"),
         Case(model: .inceptionResNetV1FaceNet, size: 160, output: "logits"),
     ]
 
