@@ -17,6 +17,13 @@ struct WeightsOption: ParsableArguments {
     }
 }
 
+extension Array {
+    /// Consecutive runs of at most `size` elements.
+    func chunked(_ size: Int) -> [[Element]] {
+        stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min(count, $0 + size)]) }
+    }
+}
+
 func decode(_ path: String) throws -> RGBImage { try RGBImage(contentsOf: URL(fileURLWithPath: path)) }
 
 struct Preprocess: ParsableCommand {
@@ -67,8 +74,7 @@ struct Classify: ParsableCommand {
         try reportingErrors {
             let net = try weights.load()
             var results: [[String: Any]] = []
-            for start in stride(from: 0, to: images.count, by: max(1, batch)) {
-                let paths = Array(images[start..<min(images.count, start + max(1, batch))])
+            for paths in images.chunked(max(1, batch)) {
                 let predictions = try net.classify(try paths.map(decode), top: top, threads: threads.threads)
                 for (path, top) in zip(paths, predictions) {
                     if json {
@@ -110,8 +116,7 @@ struct Embed: ParsableCommand {
         try reportingErrors {
             let net = try weights.load()
             var rows: [Float] = [], dimension = 0
-            for start in stride(from: 0, to: images.count, by: max(1, batch)) {
-                let paths = Array(images[start..<min(images.count, start + max(1, batch))])
+            for paths in images.chunked(max(1, batch)) {
                 let e = try net.embed(try paths.map(decode), threads: threads.threads)
                 dimension = e.shape[1]
                 rows += e.scalars
