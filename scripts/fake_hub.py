@@ -4,7 +4,8 @@ URL layout /<org>/<name>/resolve/<revision>/<file>, with the headers huggingface
 the file's SHA-256 as for LFS files, X-Linked-Etag, X-Linked-Size, Content-Length). Listens on 127.0.0.1 only.
 
 Prints the port on its first line. Every request is appended to ROOT/requests.log as "METHOD PATH".
-A file named <file>.truncate beside a file makes GETs of it send half the bytes and drop the connection.
+A file named <file>.truncate beside a file makes GETs of it send half the bytes and drop the connection;
+<file>.badhash makes the server announce a wrong SHA-256 etag for it.
 Usage: fake_hub.py ROOT [--port 0] [--commit HEX]"""
 import argparse
 import hashlib
@@ -43,6 +44,8 @@ def main():
                 with open(path, "rb") as f:
                     hashes[path] = hashlib.sha256(f.read()).hexdigest()
             size = os.path.getsize(path)
+            if os.path.exists(path + ".badhash"):
+                hashes[path] = "0" * 64
             self.send_header("X-Repo-Commit", args.commit)
             self.send_header("ETag", f'"{hashes[path]}"')
             self.send_header("X-Linked-Etag", f'"{hashes[path]}"')

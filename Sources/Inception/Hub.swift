@@ -93,11 +93,16 @@ public struct HubClient: Sendable {
         return FileManager.default.fileExists(atPath: pointer.path) ? pointer : nil
     }
 
-    struct Metadata {
-        var commit: String
-        var etag: String
-        var size: Int?
-        var downloadURL: URL?
+    /// What the Hub says about a file.
+    public struct Metadata: Sendable, Equatable {
+        public var commit: String
+        public var etag: String
+        public var size: Int?
+        public var downloadURL: URL?
+
+        public init(commit: String, etag: String, size: Int?, downloadURL: URL?) {
+            (self.commit, self.etag, self.size, self.downloadURL) = (commit, etag, size, downloadURL)
+        }
     }
 
     /// HEAD without following redirects: the Hub puts the commit and the LFS etag and size on the first response.
@@ -107,23 +112,41 @@ public struct HubClient: Sendable {
         request.setValue("identity", forHTTPHeaderField: "Accept-Encoding")
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         let (response, _) = try Transfer.run(request, followRedirects: false, sink: nil)
-        guard (200..<400).contains(response.statusCode) else {
-            throw response.statusCode == 404 || response.statusCode == 401
-                ? HubError.notFound(url: url.absoluteString, status: response.statusCode)
-                : HubError.httpStatus(url: url.absoluteString, status: response.statusCode)
+        var headers: [String: String] = [:]
+        for (key, value) in response.allHeaderFields { headers["\(key)"] = "\(value)" }
+        return try Self.metadata(status: response.statusCode, headers: headers, url: url)
+    }
+
+    /// What a HEAD answer says about a file: its commit, etag, size and where to download it. A pure function of
+    /// the answer, so that hostile or broken answers can be tested (and fuzzed) without a server.
+    public static func metadata(status: Int, headers: [String: String], url: URL) throws -> Metadata {
+        guard (200..<400).contains(status) else {
+            throw status == 404 || status == 401
+                ? HubError.notFound(url: url.absoluteString, status: status)
+                : HubError.httpStatus(url: url.absoluteString, status: status)
         }
-        func header(_ name: String) -> String? { response.value(forHTTPHeaderField: name) }
+        let lowered = Dictionary(headers.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { a, _ in a })
+        func header(_ name: String) -> String? { lowered[name.lowercased()] }
         guard let commit = header("X-Repo-Commit") else { throw HubError.malformedResponse(url: url.absoluteString, missing: "X-Repo-Commit") }
         guard var etag = header("X-Linked-Etag") ?? header("ETag") else {
             throw HubError.malformedResponse(url: url.absoluteString, missing: "ETag")
         }
         if etag.hasPrefix("W/") { etag.removeFirst(2) }
         etag = etag.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-        guard !etag.isEmpty, !etag.contains("/"), !etag.contains(".."), commit.allSatisfy({ $0.isHexDigit }) else {
+        // Both become path components in the cache: only plain hex-and-letters names are accepted.
+        let safe = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_"))
+        guard !etag.isEmpty, etag.count <= 256, etag.unicodeScalars.allSatisfy({ safe.contains($0) && $0.isASCII }),
+              !commit.isEmpty, commit.count <= 64, commit.allSatisfy({ $0.isHexDigit && $0.isASCII }) else {
             throw HubError.malformedResponse(url: url.absoluteString, missing: "a usable ETag and X-Repo-Commit")
         }
-        let size = (header("X-Linked-Size") ?? header("Content-Length")).flatMap { Int($0) }
-        let location = (300..<400).contains(response.statusCode) ? header("Location").flatMap { URL(string: $0, relativeTo: url) } : nil
+        var size: Int? = nil
+        if let text = header("X-Linked-Size") ?? header("Content-Length") {
+            guard let value = Int(text.trimmingCharacters(in: .whitespaces)), value >= 0 else {
+                throw HubError.malformedResponse(url: url.absoluteString, missing: "a valid size")
+            }
+            size = value
+        }
+        let location = (300..<400).contains(status) ? header("Location").flatMap { URL(string: $0, relativeTo: url) } : nil
         return Metadata(commit: commit, etag: etag, size: size, downloadURL: location?.absoluteURL)
     }
 
@@ -281,24 +304,5 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
         case let .cannotWrite(path): return "cannot write \(path)"
         case let .noReleasedWeights(model): return "\(model) has no released safetensors weights on the Hub: pass --weights FILE"
         }
-    }
-}
-
-extension ModelName {
-    /// The Hub repository of the released weights (`model.safetensors`), where one exists.
-    public var hubRepository: String? {
-        switch self {
-        case .inceptionV4: return "timm/inception_v4.tf_in1k"
-        case .inceptionResNetV2: return "timm/inception_resnet_v2.tf_in1k"
-        case .inceptionResNetV2Paper, .inceptionResNetV1, .inceptionResNetV1FaceNet: return nil
-        }
-    }
-}
-
-extension InceptionModel {
-    /// Loads the released weights from the Hub (through the cache).
-    public convenience init(pretrained name: ModelName, hub: HubClient = HubClient()) throws {
-        guard let repo = name.hubRepository else { throw HubError.noReleasedWeights(model: name.rawValue) }
-        try self.init(name, weights: try hub.file(repo: repo, filename: "model.safetensors"))
     }
 }

@@ -127,6 +127,15 @@ import Testing
         }
     }
 
+    @Test func evalRejectsAClassFolderItCannotName() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("cats"), withIntermediateDirectories: true)
+        let result = try runInception(["eval", "--weights", try References.weights(.inceptionV4).path, dir.path])
+        #expect(result.status == 1)
+        #expect(result.stderr == "error: class folder 'cats' is neither an ImageNet WordNet id (like n01440764) nor a class index\n")
+    }
+
     @Test func evalRejectsAFolderWithoutImages() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -43,8 +43,10 @@ final class LocalHub {
         let log = (try? String(contentsOf: root.appendingPathComponent("files/requests.log"), encoding: .utf8)) ?? ""
         return log.split(separator: "\n").filter { $0.hasPrefix("GET /timm/") }.count
     }
-    func truncate(_ on: Bool) throws {
-        let marker = root.appendingPathComponent("files/timm/inception_v4.tf_in1k/model.safetensors.truncate")
+    func truncate(_ on: Bool) throws { try mark("truncate", on) }
+
+    func mark(_ kind: String, _ on: Bool) throws {
+        let marker = root.appendingPathComponent("files/timm/inception_v4.tf_in1k/model.safetensors.\(kind)")
         if on { try Data().write(to: marker) } else { try? FileManager.default.removeItem(at: marker) }
     }
 }
@@ -81,6 +83,46 @@ final class LocalHub {
         #expect(hub.client.cached(repo: repo, filename: "model.safetensors") == nil)
         try hub.truncate(false)
         #expect(try Data(contentsOf: try hub.client.file(repo: repo, filename: "model.safetensors")).count > 0)
+    }
+
+    @Test func aDownloadWhoseHashDoesNotMatchIsNotKept() throws {
+        let hub = try LocalHub()
+        try hub.mark("badhash", true)
+        #expect { try hub.client.file(repo: repo, filename: "model.safetensors") } throws: { error in
+            guard case .hashMismatch = error as? HubError else { return false }
+            return "\(error)".hasSuffix("expected \(String(repeating: "0", count: 64)); nothing was kept")
+        }
+        let blobs = hub.cache.appendingPathComponent("models--timm--inception_v4.tf_in1k/blobs")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: blobs.path)) ?? [] == [])
+    }
+
+    /// Answers that would put a path outside the cache, or that lack what the cache layout needs, are refused.
+    @Test func malformedAnswersAreRefused() throws {
+        let url = URL(string: "http://127.0.0.1/timm/x/resolve/main/model.safetensors")!
+        let commit = "0123456789abcdef0123456789abcdef01234567"
+        func metadata(_ status: Int, _ headers: [String: String]) throws -> HubClient.Metadata {
+            try HubClient.metadata(status: status, headers: headers, url: url)
+        }
+        #expect(throws: HubError.notFound(url: url.absoluteString, status: 404)) { try metadata(404, [:]) }
+        #expect(throws: HubError.httpStatus(url: url.absoluteString, status: 500)) { try metadata(500, [:]) }
+        #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "X-Repo-Commit")) { try metadata(200, ["ETag": "\"abc\""]) }
+        #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "ETag")) { try metadata(200, ["X-Repo-Commit": commit]) }
+        for etag in ["\"../../../etc/passwd\"", "\"a/b\"", "\"\"", "W/\"..\""] {
+            #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "a usable ETag and X-Repo-Commit")) {
+                try metadata(200, ["X-Repo-Commit": commit, "ETag": etag])
+            }
+        }
+        #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "a usable ETag and X-Repo-Commit")) {
+            try metadata(200, ["X-Repo-Commit": "../main", "ETag": "\"abc\""])
+        }
+        #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "a valid size")) {
+            try metadata(200, ["X-Repo-Commit": commit, "ETag": "\"abc\"", "Content-Length": "-5"])
+        }
+        // A redirect to the CDN: the commit, etag and size come from the first answer, the body from Location.
+        let ok = try metadata(302, ["x-repo-commit": commit, "X-Linked-Etag": "\"deadbeef\"", "X-Linked-Size": "42",
+                                    "Location": "/cdn/blob?x=1"])
+        #expect(ok == HubClient.Metadata(commit: commit, etag: "deadbeef", size: 42,
+                                         downloadURL: URL(string: "http://127.0.0.1/cdn/blob?x=1")))
     }
 
     @Test func offlineWithAnEmptyCacheIsAClearError() throws {

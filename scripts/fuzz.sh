@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of every parser with AddressSanitizer and runs each for at most RUNS executions or
+# SECONDS seconds, starting from the seed corpus in Fuzz/corpus/<target>. A crash or sanitizer report fails the
+# script (libFuzzer exits non-zero and writes the input to .build-fuzz/crash-*).
+# Usage: scripts/fuzz.sh [SECONDS=600] [RUNS=1000000] [targets: safetensors npy image hub]
+# SwiftPM cannot link an executable built with -sanitize=fuzzer, so the targets are compiled with swiftc directly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-600}"; runs="${2:-1000000}"; shift 2 || true
+targets=("${@:-safetensors npy image hub}")
+read -r -a targets <<< "${targets[*]}"
+out=.build-fuzz
+mkdir -p "$out"
+flags=(-O -sanitize=fuzzer,address -parse-as-library -module-name FuzzTarget)
+build() {
+  case "$1" in
+    safetensors) swiftc "${flags[@]}" Fuzz/SafeTensorsTarget.swift Sources/InceptionIO/SafeTensors.swift -o "$out/safetensors" ;;
+    npy) swiftc "${flags[@]}" Fuzz/NPYTarget.swift Sources/InceptionIO/NPY.swift -o "$out/npy" ;;
+    image)
+      mkdir -p "$out/include"
+      cp Sources/CImageDecode/include/image_decode.h "$out/include/"
+      printf 'module CImageDecode {\n  header "image_decode.h"\n  export *\n}\n' > "$out/include/module.modulemap"
+      clang -O1 -fsanitize=fuzzer-no-link,address $(pkg-config --cflags libpng libjpeg) -I Sources/CImageDecode/include \
+        -c Sources/CImageDecode/image_decode.c -o "$out/image_decode.o"
+      swiftc "${flags[@]}" -Xcc -I"$out/include" Fuzz/ImageTarget.swift Sources/InceptionIO/Image.swift "$out/image_decode.o" \
+        $(pkg-config --libs libpng libjpeg | sed 's/-l/-Xlinker -l/g') -o "$out/image" ;;
+    hub) swiftc "${flags[@]}" Fuzz/HubTarget.swift Sources/Inception/Hub.swift Sources/Inception/SHA256.swift -o "$out/hub" ;;
+    *) echo "unknown target $1" >&2; exit 2 ;;
+  esac
+}
+for t in "${targets[@]}"; do
+  echo "== $t: building"
+  build "$t"
+  mkdir -p "$out/corpus-$t"
+  echo "== $t: up to $runs runs or $seconds s"
+  "$out/$t" -runs="$runs" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$out/crash-$t-" "$out/corpus-$t" "Fuzz/corpus/$t" 2>&1 | tail -n 12
+done
