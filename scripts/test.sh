@@ -4,6 +4,12 @@
 # (model-level tests are 280× slower unoptimised).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The image decoders build against Debian's libjpeg-turbo and libpng.
+if command -v dpkg >/dev/null && ! dpkg -s libjpeg62-turbo-dev libpng-dev pkg-config >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q libjpeg62-turbo-dev libpng-dev pkg-config
+fi
 venv="${INCEPTION_VENV:-.venv-ref}"
 refs="${INCEPTION_REFERENCE_DIR:-.reference}"
 scripts/setup_reference_venv.sh "$venv"
