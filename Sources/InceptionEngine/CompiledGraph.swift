@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+
 
 /// A graph with its weights bound, fused and packed, ready to run on inputs of any size at or above its
 /// minimum. Compilation does, in order:
@@ -16,7 +16,7 @@ public final class CompiledGraph: Sendable {
     let kernels: [Kernel]
     /// Zeros for the padding rows of convolutions; never written.
     let zeros: AlignedBuffer
-    private let plans = Mutex<[PlanKey: Plan]>([:])
+    private let plans = Locked<[PlanKey: Plan]>([:])
 
     enum Kernel: Sendable {
         case input
@@ -275,7 +275,7 @@ public final class CompiledGraph: Sendable {
         /// Activations, then the scratch space of the layer that needs the most (Winograd's transformed tiles).
         let arenaSize: Int
         let scratchOffset: Int
-        private let arenas = Mutex<[AlignedBuffer]>([])
+        private let arenas = Locked<[AlignedBuffer]>([])
 
         init(shapes: [Shape], views: [View?], parent: [(node: Int, offset: Int)?], arenaSize: Int, scratchOffset: Int) {
             (self.shapes, self.views, self.parent, self.arenaSize, self.scratchOffset) =

@@ -45,10 +45,10 @@ enum References {
             return model
         }
     }
-    private static let cache = Mutex<[ModelName: InceptionModel]>([:])
+    private static let cache = Locked<[ModelName: InceptionModel]>([:])
 }
 
-import Synchronization
+
 
 /// Relative L2 error of each row (sample) of `a` against `b`, both `[n, …]`.
 func perSampleRelativeError(_ a: Tensor, _ b: Tensor) -> [Double] {
