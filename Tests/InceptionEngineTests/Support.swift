@@ -1,19 +1,9 @@
 import InceptionEngine
 
-/// A small deterministic generator (SplitMix64) so tests do not depend on the platform's random source.
-struct SeededRandom {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform(_ low: Float = -1, _ high: Float = 1) -> Float {
-        low + (high - low) * Float(next() >> 40) / Float(1 << 24)
-    }
+/// Test data from the engine's platform-independent generator.
+typealias SeededRandom = SplitMix64
+
+extension SplitMix64 {
     mutating func array(_ count: Int, _ low: Float = -1, _ high: Float = 1) -> [Float] {
         (0..<count).map { _ in uniform(low, high) }
     }
