@@ -123,19 +123,24 @@ public final class CompiledGraph: Sendable {
                 kernels[i] = .l2Normalize(input: inputs[0])
             }
         }
-        var packed = [Result<ConvolutionKernel, Error>?](repeating: nil, count: jobs.count)
-        packed.withUnsafeMutableBufferPointer { results in
-            let results = UncheckedSendable(results)
-            Parallel.parallelFor(jobs.count, threads: Parallel.defaultThreads) { j in
-                let job = jobs[j]
-                let side = usualShapes.map { max($0[job.node].h, $0[job.node].w) } ?? 0
-                results.value[j] = Result {
-                    try Self.pack(job.g, job.p, job.a, scale: job.scale, winograd: algorithms.winograd(job.g, side: side), parameter)
-                }
+        // Each worker fills its own slots; a lock around the two arrays costs nothing next to packing.
+        let packed = Locked((kernels: [ConvolutionKernel?](repeating: nil, count: jobs.count),
+                             errors: [Error?](repeating: nil, count: jobs.count)))
+        Parallel.parallelFor(jobs.count, threads: Parallel.defaultThreads) { j in
+            let job = jobs[j]
+            let side = usualShapes.map { max($0[job.node].h, $0[job.node].w) } ?? 0
+            do {
+                let kernel = try Self.pack(job.g, job.p, job.a, scale: job.scale,
+                                           winograd: algorithms.winograd(job.g, side: side), parameter)
+                packed.withLock { $0.kernels[j] = kernel }
+            } catch {
+                packed.withLock { $0.errors[j] = error }
             }
         }
-        for (job, result) in zip(jobs, packed) {
-            kernels[job.node] = .convolution(try result!.get(), input: job.input, residual: job.residual)
+        let results = packed.withLock { $0 }
+        if let error = results.errors.compactMap({ $0 }).first { throw error }
+        for (job, kernel) in zip(jobs, results.kernels) {
+            kernels[job.node] = .convolution(kernel!, input: job.input, residual: job.residual)
         }
         self.kernels = kernels
         let widest = nodes.reduce(16) { max($0, $1.channels) }

@@ -83,8 +83,10 @@ func invert(_ matrix: [[Double]]) -> [[Double]] {
     return a.map { Array($0[n...]) }
 }
 
-/// A stride-1 convolution run by Winograd's algorithm, weights transformed and packed at load.
-public struct WinogradConvolution: Sendable {
+/// A stride-1 convolution run by Winograd's algorithm, weights transformed and packed at load. A class, not a
+/// struct: as a struct carried in `ConvolutionKernel`, its last stored property was never released (LeakSanitizer,
+/// Swift 6.3.1, whichever member came last); one reference in the enum is released correctly.
+public final class WinogradConvolution: Sendable {
     public let geometry: ConvGeometry
     public let activation: Activation
     public let vertical: WinogradTransform, horizontal: WinogradTransform
@@ -92,7 +94,7 @@ public struct WinogradConvolution: Sendable {
     let panels: [Float]
     let bias: [Float]
     /// Bᵀ of each axis, then Aᵀ of each axis, in Float: BᵀH (αH × αH), BᵀW (αW × αW), AᵀH (mH × αH), AᵀW (mW × αW).
-    let coefficients: AlignedBuffer
+    let coefficients: [Float]
 
     var points: Int { vertical.alpha * horizontal.alpha }
     var panelCount: Int { (geometry.outChannels + 15) / 16 }
@@ -128,9 +130,7 @@ public struct WinogradConvolution: Sendable {
         var padded = [Float](repeating: 0, count: panelCount * 16)
         if let bias { for o in 0..<cout { padded[o] = bias[o] * scale } }
         self.bias = padded
-        let all = (v.inputTransform + h.inputTransform + v.outputTransform + h.outputTransform).map(Float.init)
-        coefficients = AlignedBuffer(count: all.count)
-        coefficients.pointer.update(from: all, count: all.count)
+        coefficients = (v.inputTransform + h.inputTransform + v.outputTransform + h.outputTransform).map(Float.init)
     }
 
     func tiles(n: Int, outH: Int, outW: Int) -> (count: Int, h: Int, w: Int) {
@@ -159,7 +159,8 @@ public struct WinogradConvolution: Sendable {
         let points = self.points
         let transformed = UncheckedSendable(scratch)  // [ξ][tile][Cin]
         let products = UncheckedSendable(scratch + points * tileCount * cin)  // [ξ][tile][Cout]
-        let coefficients = UncheckedSendable(self.coefficients.pointer)
+        coefficients.withUnsafeBufferPointer { coefficientBuffer in
+        let coefficients = UncheckedSendable(coefficientBuffer.baseAddress!)
         let (bth, btw, ath, atw) = (UnsafePointer(coefficients.value), UnsafePointer(coefficients.value + aH * aH),
                                     UnsafePointer(coefficients.value + aH * aH + aW * aW),
                                     UnsafePointer(coefficients.value + aH * aH + aW * aW + mH * aH))
@@ -309,6 +310,7 @@ public struct WinogradConvolution: Sendable {
                     }
                 }
             }
+        }
         }
     }
 }
