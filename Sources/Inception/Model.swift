@@ -22,8 +22,12 @@ public final class InceptionModel: Sendable {
         let classes = file.entries[name.checkpointKey(name.classifierWeight)]?.shape.first
         let graph = name.graph(classes: classes)
         try Self.verify(graph, name, file)
+        // Each tensor is read once, here, and checked for NaN and infinities as it is read.
         let compiled = try CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) {
-            try file.floats(name.checkpointKey($0))
+            let key = name.checkpointKey($0)
+            let values = try file.floats(key)
+            if values.contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
+            return values
         }
         self.init(name: name, compiled: compiled)
     }
@@ -75,10 +79,6 @@ public final class InceptionModel: Sendable {
         if let mismatch { throw mismatch }
         if !missing.isEmpty { throw WeightsError.missingTensors(missing, model: name.rawValue) }
         if !unused.isEmpty { throw WeightsError.unexpectedTensors(unused.sorted(), model: name.rawValue) }
-        for spec in graph.parameters {
-            let key = name.checkpointKey(spec.name)
-            if try file.floats(key).contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
-        }
     }
 
     /// Names of the outputs this model can give: `logits`, `features` (pooled, before the classifier),
