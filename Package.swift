@@ -19,6 +19,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The server: HTTP/1.1 on SwiftNIO, graceful shutdown through swift-service-lifecycle; Prometheus text format.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // Tensors, GEMM micro-kernels, convolution, pooling, the graph and its executor. Knows no network.
@@ -35,11 +41,20 @@ let package = Package(
         .target(name: "InceptionModels", dependencies: ["InceptionEngine"]),
         // The public API: models by name, weights loading with checkpoint key maps, inference.
         .target(name: "Inception", dependencies: ["InceptionEngine", "InceptionIO", "InceptionModels"]),
+        // `inception serve`: HTTP endpoints, dynamic batching, back-pressure, metrics.
+        .target(name: "InceptionServer", dependencies: [
+            "Inception", "InceptionIO",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(
             name: "InceptionCLI",
-            dependencies: ["Inception", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Inception", "InceptionServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "InceptionEngineTests", dependencies: ["InceptionEngine"]),
         .testTarget(name: "InceptionIOTests", dependencies: ["InceptionIO"]),
-        .testTarget(name: "InceptionModelTests", dependencies: ["Inception", "InceptionCLI"]),
+        .testTarget(name: "InceptionModelTests", dependencies: ["Inception", "InceptionCLI", "InceptionServer"]),
     ]
 )

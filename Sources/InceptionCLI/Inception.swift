@@ -3,11 +3,11 @@ import Foundation
 import Inception
 
 @main
-struct InceptionCommand: ParsableCommand {
+struct InceptionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
-        subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self])
+        subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self, Serve.self])
 }
 
 extension ModelName: ExpressibleByArgument {

@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import Inception
+import InceptionServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve models over HTTP with dynamic batching (see docs/serving.md).",
+        discussion: """
+            POST /v1/models/{model}/classify?top=5 and /v1/models/{model}/embed take image bytes or multipart/form-data \
+            (part 'image' or 'file'); GET /v1/models, /health, /ready, /metrics. SIGTERM or SIGINT: stop accepting \
+            connections, answer the requests already received, exit.
+            """)
+
+    @Option(help: "A network to serve; repeat for several: \(ModelName.allValueStrings.joined(separator: ", ")). Default: inception_v4.")
+    var model: [ModelName] = []
+
+    @Option(help: "Weights in safetensors for each --model, in the same order. Default: the released weights from the Hugging Face Hub.")
+    var weights: [String] = []
+
+    @Option(help: "Serve random weights made from this seed instead (for load tests and trying the API).")
+    var randomWeights: UInt64?
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0: any free port, printed at start).")
+    var port = 8080
+
+    @Option(help: "Most images per forward pass.")
+    var maxBatch = 8
+
+    @Option(help: "How long the first request of a batch waits for others, in milliseconds.")
+    var maxDelayMs = 5
+
+    @Option(help: "Requests that may wait per model; past it, 503 with Retry-After.")
+    var maxQueue = 64
+
+    @Option(help: "Largest request body in bytes; larger gets 413.")
+    var maxBodyBytes = 16 << 20
+
+    @OptionGroup var threads: ThreadsOption
+
+    func validate() throws {
+        guard maxBatch >= 1, maxQueue >= 1, maxDelayMs >= 0, maxBodyBytes >= 1 else {
+            throw ValidationError("--max-batch, --max-queue and --max-body-bytes must be at least 1, --max-delay-ms at least 0")
+        }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
+        guard weights.isEmpty || weights.count == models.count else {
+            throw ValidationError("give one --weights per --model (\(models.count) models, \(weights.count) weights)")
+        }
+        guard weights.isEmpty || randomWeights == nil else { throw ValidationError("--weights and --random-weights exclude each other") }
+        guard Set(models).count == models.count else { throw ValidationError("a --model is given twice") }
+    }
+
+    var models: [ModelName] { model.isEmpty ? [.inceptionV4] : model }
+
+    func run() async throws {
+        var configuration = InferenceServer.Configuration()
+        configuration.host = host
+        configuration.port = port
+        configuration.limits = .init(maxBatch: maxBatch, maxDelay: .milliseconds(maxDelayMs), maxQueue: maxQueue)
+        configuration.maxBodyBytes = maxBodyBytes
+        configuration.threads = threads.threads
+        let sources = models.enumerated().map { i, name in
+            let file = weights.isEmpty ? nil : weights[i]
+            return InferenceServer.ModelSource(name) { [randomWeights] in
+                if let file { return try InceptionModel(name, weights: URL(fileURLWithPath: file)) }
+                if let randomWeights { return InceptionModel(name, randomSeed: randomWeights) }
+                return try InceptionModel(pretrained: name)
+            }
+        }
+        let server = InferenceServer(models: sources, configuration: configuration)
+        do {
+            try await server.run { port in
+                let models = models.map(\.rawValue).joined(separator: ", ")
+                FileHandle.standardOutput.write(Data("inception serve: listening on http://\(host):\(port) (\(models))\n".utf8))
+            }
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

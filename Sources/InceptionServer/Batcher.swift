@@ -1,0 +1,153 @@
+import Foundation
+import Inception
+import InceptionEngine
+
+/// Dynamic batching for one model: requests that arrive within `maxDelay` of the oldest waiting one run as one
+/// forward pass of up to `maxBatch` images. The engine's batch rows are independent and computed in the same
+/// order whatever the batch size, so every result is bitwise the one an unbatched call gives.
+///
+/// The forward passes run on a thread of their own (they take the cores for up to seconds, which must not
+/// stall the server's event loops or Swift's cooperative pool); requests wait on continuations.
+public final class Batcher: @unchecked Sendable {
+    /// Why a request was not queued.
+    public enum Refusal: Error, Equatable, CustomStringConvertible {
+        /// More than `maxQueue` requests are waiting; try again after about `retryAfter` seconds.
+        case overloaded(waiting: Int, retryAfter: Int)
+        case shuttingDown
+
+        public var description: String {
+            switch self {
+            case let .overloaded(waiting, _): return "the server is busy: \(waiting) requests are already waiting for this model"
+            case .shuttingDown: return "the server is shutting down"
+            }
+        }
+    }
+
+    public struct Limits: Sendable {
+        public var maxBatch: Int
+        public var maxDelay: Duration
+        /// Requests waiting for a batch (not counting the one running) before new ones are refused.
+        public var maxQueue: Int
+
+        public init(maxBatch: Int = 8, maxDelay: Duration = .milliseconds(5), maxQueue: Int = 64) {
+            (self.maxBatch, self.maxDelay, self.maxQueue) = (maxBatch, maxDelay, maxQueue)
+        }
+    }
+
+    /// Called after each forward pass with its size and duration, and whenever the queue length changes.
+    public struct Observer: Sendable {
+        public var batch: @Sendable (_ size: Int, _ duration: Duration) -> Void = { _, _ in }
+        public var queueDepth: @Sendable (_ waiting: Int) -> Void = { _ in }
+        public init() {}
+    }
+
+    private struct Job {
+        let pixels: [Float]
+        let output: String
+        let arrived: ContinuousClock.Instant
+        let continuation: CheckedContinuation<[Float], any Error>
+    }
+
+    public let model: InceptionModel
+    public let limits: Limits
+    let threads: Int
+    let observer: Observer
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var waiting: [Job] = []
+    private var closed = false
+    private var lastBatchDuration: Duration = .zero
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(model: InceptionModel, limits: Limits = Limits(), threads: Int = Parallel.defaultThreads, observer: Observer = Observer()) {
+        precondition(limits.maxBatch >= 1 && limits.maxQueue >= 1)
+        (self.model, self.limits, self.threads, self.observer) = (model, limits, threads, observer)
+        // The thread holds the batcher until `close()` ends it.
+        let thread = Thread { self.serve() }
+        thread.name = "inception-batcher-\(model.name)"
+        thread.start()
+    }
+
+    /// The network's `output` row for one preprocessed image (NHWC pixels of the model's input size).
+    public func run(pixels: [Float], output: String) async throws -> [Float] {
+        try await withCheckedThrowingContinuation { continuation in
+            condition.lock()
+            defer { condition.unlock() }
+            if closed { return continuation.resume(throwing: Refusal.shuttingDown) }
+            if waiting.count >= limits.maxQueue {
+                // Roughly how long until the queue has drained: the batches ahead of it, at the last batch's pace.
+                let batches = Double(waiting.count / limits.maxBatch + 1)
+                let seconds = batches * Double(lastBatchDuration.components.seconds) + batches * Double(lastBatchDuration.components.attoseconds) / 1e18
+                return continuation.resume(throwing: Refusal.overloaded(waiting: waiting.count, retryAfter: max(1, Int(seconds.rounded(.up)))))
+            }
+            waiting.append(Job(pixels: pixels, output: output, arrived: .now, continuation: continuation))
+            observer.queueDepth(waiting.count)
+            condition.signal()
+        }
+    }
+
+    /// Requests waiting for a batch now.
+    public var queueDepth: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return waiting.count
+    }
+
+    /// Refuses new requests, finishes the queued ones, and waits for the worker thread to end.
+    public func close() {
+        condition.lock()
+        let wasOpen = !closed
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+        if wasOpen { finished.wait() }
+    }
+
+    private func serve() {
+        defer { finished.signal() }
+        while let batch = nextBatch() {
+            let started = ContinuousClock.now
+            let size = model.name.preprocessing.inputSize
+            let result = Result {
+                let input = Tensor(shape: [batch.count, size, size, 3], scalars: batch.flatMap(\.pixels))
+                return try model.compiled.run(input, output: model.graph.outputs[batch[0].output], threads: threads)
+            }
+            let duration = ContinuousClock.now - started
+            condition.lock()
+            lastBatchDuration = duration
+            condition.unlock()
+            observer.batch(batch.count, duration)
+            switch result {
+            case let .success(out):
+                let per = out.count / batch.count
+                for (i, job) in batch.enumerated() { job.continuation.resume(returning: Array(out.scalars[(i * per)..<((i + 1) * per)])) }
+            case let .failure(error):
+                for job in batch { job.continuation.resume(throwing: error) }
+            }
+        }
+    }
+
+    /// Waits for a request, then up to `maxDelay` from its arrival for more of the same output, and takes up to
+    /// `maxBatch` of them in arrival order. Nil once closed and drained.
+    private func nextBatch() -> [Job]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while waiting.isEmpty && !closed { condition.wait() }
+        guard let first = waiting.first else { return nil }
+        let deadline = first.arrived + limits.maxDelay
+        while !closed && waiting.lazy.filter({ $0.output == first.output }).count < limits.maxBatch {
+            let left = deadline - .now
+            guard left > .zero else { break }
+            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+            condition.wait(until: Date(timeIntervalSinceNow: seconds))
+        }
+        var batch: [Job] = [], rest: [Job] = []
+        for job in waiting {
+            if job.output == first.output && batch.count < limits.maxBatch { batch.append(job) } else { rest.append(job) }
+        }
+        waiting = rest
+        observer.queueDepth(waiting.count)
+        return batch
+    }
+}

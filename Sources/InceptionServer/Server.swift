@@ -1,0 +1,300 @@
+import Foundation
+import Hummingbird
+import Inception
+import InceptionEngine
+import InceptionIO
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// `inception serve`: models behind HTTP with dynamic batching.
+///
+/// Endpoints: `POST /v1/models/{model}/classify` and `/embed` (image bytes, or multipart/form-data with an
+/// `image` or `file` part), `GET /v1/models`, `GET /health` (the process answers), `GET /ready` (every model
+/// loaded), `GET /metrics` (Prometheus text). Errors are JSON `{"error": "…"}` with the same one-line message
+/// the CLI prints.
+public final class InferenceServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host = "127.0.0.1"
+        /// 0 picks a free port (reported to `onServerRunning`).
+        public var port = 8080
+        public var limits = Batcher.Limits()
+        /// Larger request bodies get 413 before they are read.
+        public var maxBodyBytes = 16 << 20
+        /// Threads per forward pass (one forward pass runs at a time per model).
+        public var threads = Parallel.defaultThreads
+
+        public init() {}
+    }
+
+    /// A model to serve: its name, and how to load it (from a file or the Hub; run once, off the event loops).
+    public struct ModelSource: Sendable {
+        public let name: ModelName
+        public let load: @Sendable () throws -> InceptionModel
+
+        public init(_ name: ModelName, load: @escaping @Sendable () throws -> InceptionModel) {
+            (self.name, self.load) = (name, load)
+        }
+
+        public static func loaded(_ model: InceptionModel) -> ModelSource { ModelSource(model.name) { model } }
+    }
+
+    enum ModelState {
+        case loading
+        case ready(Batcher)
+    }
+
+    public let configuration: Configuration
+    public let metrics = ServerMetrics()
+    let sources: [ModelSource]
+    let states: Locked<[ModelName: ModelState]>
+    let serviceGroup = Locked<ServiceGroup?>(nil)
+
+    public init(models: [ModelSource], configuration: Configuration = Configuration()) {
+        precondition(Set(models.map(\.name)).count == models.count, "a model is listed twice")
+        (self.sources, self.configuration) = (models, configuration)
+        states = Locked(Dictionary(uniqueKeysWithValues: models.map { ($0.name, ModelState.loading) }))
+    }
+
+    /// Serves until SIGTERM or SIGINT (or `shutdown` of a surrounding service group): the port opens at once,
+    /// `/ready` answers 503 until every model is loaded; on the signal the server stops accepting connections,
+    /// answers the requests it has, then returns. A model that cannot be loaded stops the server with its error.
+    public func run(onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) async throws {
+        var logger = Logger(label: "inception.serve")
+        logger.logLevel = .notice
+        let app = Application(
+            router: router(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "inception"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        // A loader that fails shuts the HTTP server down gracefully, then `run` throws the loader's error.
+        let loader = ServiceGroupConfiguration.ServiceConfiguration(
+            service: ModelLoader(server: self), successTerminationBehavior: .gracefullyShutdownGroup,
+            failureTerminationBehavior: .gracefullyShutdownGroup)
+        let group = ServiceGroup(configuration: .init(
+            services: [loader, .init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        serviceGroup.withLock { $0 = group }
+        defer { closeBatchers() }
+        try await group.run()
+    }
+
+    /// What SIGTERM does: stop accepting connections, answer the requests already received, make `run` return.
+    public func shutdown() async {
+        await serviceGroup.withLock { $0 }?.triggerGracefulShutdown()
+    }
+
+    /// Loads every model in order (each on a thread of its own), then waits for shutdown.
+    struct ModelLoader: Service {
+        let server: InferenceServer
+
+        func run() async throws {
+            for source in server.sources {
+                let model = try await Self.offEventLoops(source.load)
+                let limits = server.configuration.limits
+                let batcher = Batcher(model: model, limits: limits, threads: server.configuration.threads,
+                                      observer: server.metrics.observer(model: source.name.rawValue, maxBatch: limits.maxBatch))
+                server.states.withLock { $0[source.name] = .ready(batcher) }
+                server.metrics.queueDepth(model: source.name.rawValue, waiting: 0)
+            }
+            try? await gracefulShutdown()
+        }
+
+        static func offEventLoops<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+            try await withCheckedThrowingContinuation { continuation in
+                Thread { continuation.resume(with: Result { try body() }) }.start()
+            }
+        }
+    }
+
+    private func closeBatchers() {
+        let batchers = states.withLock { states in
+            states.values.compactMap { if case let .ready(b) = $0 { return b } else { return nil } }
+        }
+        for batcher in batchers { batcher.close() }
+    }
+
+    // MARK: Routes
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        let served = Set(sources.map(\.name))
+        router.add(middleware: RequestMetrics(metrics: metrics) { served.contains($0) })
+        router.get("/health") { _, _ in try Self.json(["status": "ok"]) }
+        router.get("/ready") { _, _ in
+            let loading = self.states.withLock { $0.filter { if case .loading = $0.value { true } else { false } }.keys }
+            return try Self.json(["ready": loading.isEmpty, "loading": loading.map(\.rawValue).sorted()],
+                                 status: loading.isEmpty ? .ok : .serviceUnavailable)
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
+        }
+        router.get("/v1/models") { _, _ in try Self.json(["models": self.sources.map { self.describe($0.name) }]) }
+        router.post("/v1/models/:model/classify") { request, context in
+            let (model, row) = try await self.infer(request, context, output: "logits")
+            let top = try Self.top(request, classes: model.classes)
+            let logits = Tensor(shape: [1, row.count], scalars: row)
+            return try Self.json(["model": model.name.rawValue, "predictions": model.predictions(logits: logits, top: top)[0].map {
+                ["index": $0.index, "label": $0.label, "wordnet_id": $0.wordNetID ?? NSNull(), "probability": Double($0.probability)] as [String: Any]
+            }])
+        }
+        router.post("/v1/models/:model/embed") { request, context in
+            let output = try self.model(context).embeddingOutput
+            let (model, row) = try await self.infer(request, context, output: output)
+            return try Self.json(["model": model.name.rawValue, "output": output, "dimension": row.count, "embedding": row.map(Double.init)])
+        }
+        return router
+    }
+
+    /// What a client needs to know about a model: input size, label space, preprocessing, outputs.
+    func describe(_ name: ModelName) -> [String: Any] {
+        let p = name.preprocessing
+        var entry: [String: Any] = [
+            "name": name.rawValue, "input_size": p.inputSize,
+            "preprocessing": ["resize_short_side": p.resizeSize(inputSize: p.inputSize), "crop_fraction": p.cropFraction,
+                              "interpolation": "\(p.interpolation)", "mean": p.mean.map(Double.init), "std": p.std.map(Double.init)] as [String: Any],
+        ]
+        switch states.withLock({ $0[name] }) {
+        case let .ready(batcher)?:
+            let model = batcher.model
+            entry["ready"] = true
+            entry["outputs"] = model.outputNames
+            entry["classes"] = model.graph.outputs["logits"] == nil ? NSNull() : model.classes
+            entry["labels"] = switch model.classes {
+            case _ where model.graph.outputs["logits"] == nil: "none"
+            case 1000: "imagenet-1k"
+            case 1001: "imagenet-1k with background at 0"
+            default: "class index"
+            }
+        default:
+            entry["ready"] = false
+        }
+        return entry
+    }
+
+    func model(_ context: BasicRequestContext) throws -> InceptionModel { try batcher(context).model }
+
+    func batcher(_ context: BasicRequestContext) throws -> Batcher {
+        let requested = context.parameters.get("model") ?? ""
+        guard let name = ModelName(rawValue: requested), let state = states.withLock({ $0[name] }) else {
+            throw APIError(.notFound, "unknown model '\(requested)'; this server has \(sources.map(\.name.rawValue).joined(separator: ", "))")
+        }
+        guard case let .ready(batcher) = state else {
+            throw APIError(.serviceUnavailable, "model \(name) is still loading", retryAfter: 1)
+        }
+        return batcher
+    }
+
+    /// Reads the image of a request, preprocesses it for the model, and runs it in the next batch.
+    func infer(_ request: Request, _ context: BasicRequestContext, output: String) async throws -> (InceptionModel, [Float]) {
+        let batcher = try batcher(context)
+        let model = batcher.model
+        guard model.graph.outputs[output] != nil else {
+            throw APIError(.badRequest, InputError.unknownOutput(output, model: model.name.rawValue, available: model.outputNames).description)
+        }
+        let image: RGBImage
+        do {
+            image = try RGBImage(decoding: try await imageBytes(request))
+        } catch let error as ImageError {
+            throw APIError(.badRequest, error.description)
+        }
+        do {
+            return (model, try await batcher.run(pixels: model.name.preprocessing.apply(image), output: output))
+        } catch let refusal as Batcher.Refusal {
+            if case let .overloaded(_, retryAfter) = refusal {
+                metrics.refused(model: model.name.rawValue)
+                throw APIError(.serviceUnavailable, refusal.description, retryAfter: retryAfter)
+            }
+            throw APIError(.serviceUnavailable, refusal.description, retryAfter: 1)
+        }
+    }
+
+    /// The body, or its `image`/`file` part when it is multipart/form-data; at most `maxBodyBytes`.
+    func imageBytes(_ request: Request) async throws -> Data {
+        let limit = configuration.maxBodyBytes
+        let tooLarge = APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw tooLarge }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge
+        }
+        let body = Data(buffer.readableBytesView)
+        do {
+            guard let boundary = try Multipart.boundary(contentType: request.headers[.contentType] ?? "") else { return body }
+            guard let part = Multipart.upload(in: try Multipart.parts(of: body, boundary: boundary)) else {
+                throw APIError(.badRequest, "the multipart body has no part named 'image' or 'file' and no file part")
+            }
+            return part.body
+        } catch let error as Multipart.Error {
+            throw APIError(.badRequest, error.description)
+        }
+    }
+
+    static func top(_ request: Request, classes: Int) throws -> Int {
+        guard let value = request.uri.queryParameters["top"] else { return min(5, classes) }
+        guard let top = Int(String(value)), (1...classes).contains(top) else {
+            throw APIError(.badRequest, "top must be an integer from 1 to \(classes), not '\(value)'")
+        }
+        return top
+    }
+
+    static func json(_ object: Any, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+extension InceptionModel {
+    /// The face model's embedding, else the pooled features before the classifier (what `embed` returns).
+    var embeddingOutput: String { graph.outputs["embedding"] != nil ? "embedding" : "features" }
+}
+
+/// An error answered as `{"error": message}` with its status (and `Retry-After` for 503).
+struct APIError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    let message: String
+    let retryAfter: Int?
+
+    init(_ status: HTTPResponse.Status, _ message: String, retryAfter: Int? = nil) {
+        (self.status, self.message, self.retryAfter) = (status, message, retryAfter)
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [:]
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        return try InferenceServer.json(["error": message], status: status, headers: headers)
+    }
+}
+
+/// Counts every request by endpoint and status and times it. An error that is not an HTTP error is a bug of
+/// ours: 500 with its one-line description.
+struct RequestMetrics: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let metrics: ServerMetrics
+    let servable: @Sendable (ModelName) -> Bool
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        let response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as HTTPError {
+            // Hummingbird's own (an unknown path, say): JSON like ours.
+            response = try APIError(error.status, error.body ?? "no such endpoint: \(request.method) \(request.uri.path)")
+                .response(from: request, context: context)
+        } catch let error as any HTTPResponseError {
+            response = try error.response(from: request, context: context)
+        } catch {
+            response = try APIError(.internalServerError, "\(error)").response(from: request, context: context)
+        }
+        // The model label only for models this server has, so that clients cannot grow the label set.
+        let model = context.parameters.get("model").flatMap { ModelName(rawValue: $0) }.map { servable($0) ? $0.rawValue : "" } ?? ""
+        metrics.request(endpoint: context.endpointPath ?? "unmatched", model: model, method: request.method.rawValue,
+                        status: response.status.code, duration: .now - started)
+        return response
+    }
+}

@@ -1,0 +1,321 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Inception
+import InceptionIO
+import InceptionServer
+import Testing
+
+/// A server on 127.0.0.1 (a free port), driven over real HTTP.
+struct TestServer {
+    let base: URL
+    let server: InferenceServer
+
+    struct Reply {
+        let status: Int
+        let headers: [String: String]
+        let body: Data
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+        var error: String? { json["error"] as? String }
+    }
+
+    static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = 32
+        configuration.timeoutIntervalForRequest = 120
+        return URLSession(configuration: configuration)
+    }()
+
+    /// Runs `body` against a server of `models`; waits for `/ready` unless told not to; stops the server after.
+    static func with<T>(_ models: [InferenceServer.ModelSource], configure: (inout InferenceServer.Configuration) -> Void = { _ in },
+                        waitUntilReady: Bool = true, _ body: (TestServer) async throws -> T) async throws -> T {
+        var configuration = InferenceServer.Configuration()
+        configuration.port = 0
+        configure(&configuration)
+        let server = InferenceServer(models: models, configuration: configuration)
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let running = Task { try await server.run { continuation.yield($0) } }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        let test = TestServer(base: URL(string: "http://127.0.0.1:\(port)")!, server: server)
+        let result: Result<T, any Error>
+        do {
+            if waitUntilReady {
+                while try await test.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            result = .success(try await body(test))
+        } catch {
+            result = .failure(error)
+        }
+        await server.shutdown()
+        try await running.value
+        return try result.get()
+    }
+
+    func request(_ method: String, _ path: String, body: Data? = nil, contentType: String? = nil) async throws -> Reply {
+        var request = URLRequest(url: URL(string: base.absoluteString + path)!)
+        request.httpMethod = method
+        request.httpBody = body
+        if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
+        let (data, response) = try await Self.session.data(for: request)
+        let http = response as! HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (key, value) in http.allHeaderFields { headers[String(describing: key).lowercased()] = String(describing: value) }
+        return Reply(status: http.statusCode, headers: headers, body: data)
+    }
+
+    func get(_ path: String) async throws -> Reply { try await request("GET", path) }
+    func post(_ path: String, _ body: Data, contentType: String? = nil) async throws -> Reply {
+        try await request("POST", path, body: body, contentType: contentType)
+    }
+}
+
+/// A multipart/form-data body with one file part.
+func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ-boundary-42") -> (Data, String) {
+    var body = Data("preamble\r\n--\(boundary)\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n".utf8)
+    body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n".utf8)
+    body += file + Data("\r\n--\(boundary)--\r\n".utf8)
+    return (body, "multipart/form-data; boundary=\"\(boundary)\"")
+}
+
+@Suite(.serialized) struct ServerTests {
+    static let photos = ["chelsea_baseline.jpg", "coffee_progressive.jpg", "rocket.jpg", "motorcycle_rgba.png", "chelsea_palette.png",
+                         "astronaut_gray.jpg", "chelsea_rgb.png", "coffee_gray.png"]
+
+    static func photo(_ name: String) throws -> Data { try Data(contentsOf: try ImageConformance.imageURL(name)) }
+
+    /// classify and embed answer exactly what the library answers for the same image (bitwise: the JSON carries
+    /// each float exactly), raw or multipart; the model list and health endpoints describe the models.
+    @Test func endpointsAnswerWhatTheLibraryAnswers() async throws {
+        let v4 = try References.model(.inceptionV4), face = try References.model(.inceptionResNetV1FaceNet)
+        try await TestServer.with([.loaded(v4), .loaded(face)]) { server in
+            #expect(try await server.get("/health").json["status"] as? String == "ok")
+            #expect(try await server.get("/ready").json["ready"] as? Bool == true)
+            let models = try await server.get("/v1/models").json["models"] as! [[String: Any]]
+            #expect(models.map { $0["name"] as! String } == ["inception_v4", "inception_resnet_v1_facenet"])
+            #expect(models[0]["input_size"] as? Int == 299 && models[0]["labels"] as? String == "imagenet-1k")
+            #expect(models[1]["input_size"] as? Int == 160 && models[1]["classes"] as? Int == face.classes)
+            let preprocessing = models[0]["preprocessing"] as! [String: Any]
+            #expect(preprocessing["resize_short_side"] as? Int == 341 && preprocessing["interpolation"] as? String == "bicubic")
+
+            let bytes = try Self.photo("chelsea_baseline.jpg")
+            let image = try RGBImage(decoding: bytes)
+            let expected = try v4.classify([image], top: 3)[0]
+            for (body, type) in [(bytes, nil), multipartBody(bytes)] as [(Data, String?)] {
+                let reply = try await server.post("/v1/models/inception_v4/classify?top=3", body, contentType: type)
+                #expect(reply.status == 200 && reply.headers["content-type"] == "application/json")
+                let predictions = reply.json["predictions"] as! [[String: Any]]
+                #expect(predictions.map { $0["index"] as! Int } == expected.map(\.index))
+                #expect(predictions.map { $0["label"] as! String } == expected.map(\.label))
+                #expect(predictions.map { $0["wordnet_id"] as? String } == expected.map(\.wordNetID))
+                #expect(predictions.map { Float($0["probability"] as! Double) } == expected.map(\.probability))
+            }
+            let defaultTop = try await server.post("/v1/models/inception_v4/classify", bytes)
+            #expect((defaultTop.json["predictions"] as! [Any]).count == 5)
+
+            let embedded = try await server.post("/v1/models/inception_resnet_v1_facenet/embed", bytes)
+            #expect(embedded.json["output"] as? String == "embedding" && embedded.json["dimension"] as? Int == 512)
+            #expect((embedded.json["embedding"] as! [Double]).map(Float.init) == (try face.embed([image])).scalars)
+        }
+    }
+
+    /// Requests that arrive together run as one batch, and every answer is bitwise the unbatched one.
+    @Test func batchedAnswersEqualUnbatchedOnes() async throws {
+        let face = try References.model(.inceptionResNetV1FaceNet)
+        try await TestServer.with([.loaded(face)], configure: { $0.limits = .init(maxBatch: 4, maxDelay: .milliseconds(400), maxQueue: 64) }) { server in
+            let images = try Self.photos.map { try Self.photo($0) }
+            let replies = try await withThrowingTaskGroup(of: (Int, TestServer.Reply).self) { group in
+                for (i, bytes) in images.enumerated() {
+                    group.addTask { (i, try await server.post("/v1/models/inception_resnet_v1_facenet/embed", bytes)) }
+                }
+                var replies = [TestServer.Reply?](repeating: nil, count: images.count)
+                for try await (i, reply) in group { replies[i] = reply }
+                return replies.map { $0! }
+            }
+            for (bytes, reply) in zip(images, replies) {
+                #expect(reply.status == 200)
+                let alone = try face.embed([try RGBImage(decoding: bytes)]).scalars
+                #expect((reply.json["embedding"] as! [Double]).map(Float.init) == alone)
+            }
+            // Eight requests within 400 ms, at most four per batch: two or three batches, not eight.
+            let metrics = String(decoding: try await server.get("/metrics").body, as: UTF8.self)
+            let count = metrics.split(separator: "\n").first { $0.hasPrefix("inception_batch_size_count{model=\"inception_resnet_v1_facenet\"}") }
+            let batches = count.flatMap { Double($0.split(separator: " ").last!) } ?? 0
+            #expect((2...3).contains(batches), "\(metrics)")
+        }
+    }
+
+    /// Bad requests get 4xx with the one-line message the CLI prints, and the server goes on answering.
+    @Test func badRequestsGetClearErrors() async throws {
+        let face = try References.model(.inceptionResNetV1FaceNet)
+        try await TestServer.with([.loaded(face)], configure: { $0.maxBodyBytes = 100_000 }) { server in
+            let path = "/v1/models/inception_resnet_v1_facenet/classify"
+            let jpeg = try Self.photo("chelsea_baseline.jpg")
+            // The CLI's line for the same bytes in a file is "error: FILE: MESSAGE".
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("srv-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let truncated = jpeg.prefix(jpeg.count / 3)
+            for (body, expected) in [(Data("hello".utf8), "not a JPEG or PNG image"), (Data(), "the image is empty (0 bytes)"),
+                                     (truncated, nil)] as [(Data, String?)] {
+                let reply = try await server.post(path, body)
+                #expect(reply.status == 400)
+                let file = dir.appendingPathComponent("bad.jpg")
+                try body.write(to: file)
+                let cli = try runInception(["classify", "--model", "inception_resnet_v1_facenet", "--weights",
+                                            try References.weights(.inceptionResNetV1FaceNet).path, file.path])
+                #expect(cli.status == 1)
+                #expect(cli.stderr == "error: \(file.path): \(reply.error ?? "?")\n")
+                if let expected { #expect(reply.error == expected) }
+            }
+            let unknown = try await server.post("/v1/models/inception_v5/classify", jpeg)
+            #expect(unknown.status == 404 && unknown.error == "unknown model 'inception_v5'; this server has inception_resnet_v1_facenet")
+            let nowhere = try await server.get("/v2/anything")
+            #expect(nowhere.status == 404 && nowhere.error != nil)
+            for top in ["0", "x", "\(face.classes + 1)"] {
+                let reply = try await server.post(path + "?top=\(top)", jpeg)
+                #expect(reply.status == 400 && reply.error == "top must be an integer from 1 to \(face.classes), not '\(top)'")
+            }
+            let big = try await server.post(path, Data(count: 100_001))
+            #expect(big.status == 413 && big.error == "the request body is larger than the limit of 100000 bytes")
+            let (multipart, type) = multipartBody(Data("bytes".utf8), name: "other")
+            let noFile = try await server.post(path, multipart.replacingOccurrences(of: "filename=\"photo.jpg\"", with: ""), contentType: type)
+            #expect(noFile.status == 400 && noFile.error == "the multipart body has no part named 'image' or 'file' and no file part")
+            let unclosed = try await server.post(path, multipartBody(jpeg).0.dropLast(30), contentType: type)
+            #expect(unclosed.status == 400 && unclosed.error == "malformed multipart body: part 2 is not closed by a boundary")
+            let noBoundary = try await server.post(path, jpeg, contentType: "multipart/form-data")
+            #expect(noBoundary.status == 400 && noBoundary.error == "multipart/form-data without a valid boundary parameter")
+            // Still serving.
+            #expect(try await server.post(path, jpeg).status == 200)
+            let metrics = String(decoding: try await server.get("/metrics").body, as: UTF8.self)
+            #expect(metrics.contains("inception_http_requests_total{endpoint=\"/v1/models/{model}/classify\",model=\"inception_resnet_v1_facenet\",method=\"POST\",status=\"400\"} 9"))
+            #expect(metrics.contains("inception_http_requests_total{endpoint=\"/v1/models/{model}/classify\",model=\"\",method=\"POST\",status=\"404\"} 1"))
+        }
+    }
+
+    /// Past `maxQueue` waiting requests, 503 with Retry-After; everything accepted is answered.
+    @Test func aFullQueueAnswers503WithRetryAfter() async throws {
+        let v4 = try References.model(.inceptionV4)  // ≈ 0.2 s a forward pass: the requests pile up behind it
+        try await TestServer.with([.loaded(v4)], configure: { $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 1) }) { server in
+            let bytes = try Self.photo("rocket.jpg")
+            let replies = try await withThrowingTaskGroup(of: TestServer.Reply.self) { group in
+                for _ in 0..<6 { group.addTask { try await server.post("/v1/models/inception_v4/classify", bytes) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let refused = replies.filter { $0.status == 503 }
+            #expect(replies.allSatisfy { $0.status == 200 || $0.status == 503 })
+            #expect(replies.count - refused.count >= 2 && refused.count >= 1, "\(replies.map(\.status))")
+            for reply in refused {
+                #expect(Int(reply.headers["retry-after"] ?? "") ?? 0 >= 1)
+                #expect(reply.error == "the server is busy: 1 requests are already waiting for this model")
+            }
+            let metrics = String(decoding: try await server.get("/metrics").body, as: UTF8.self)
+            #expect(metrics.contains("inception_refused_requests_total{model=\"inception_v4\"} \(refused.count)"))
+            #expect(metrics.contains("inception_queue_depth{model=\"inception_v4\"} 0.0"))
+        }
+    }
+
+    /// The port opens before the weights are loaded: /health answers, /ready and the model say 503 until then.
+    @Test func readyOnlyOnceTheWeightsAreLoaded() async throws {
+        let face = try References.model(.inceptionResNetV1FaceNet)
+        let gate = DispatchSemaphore(value: 0)
+        let slow = InferenceServer.ModelSource(.inceptionResNetV1FaceNet) { gate.wait(); return face }
+        defer { gate.signal() }  // never leave the loader waiting
+        try await TestServer.with([slow], waitUntilReady: false) { server in
+            #expect(try await server.get("/health").status == 200)
+            let ready = try await server.get("/ready")
+            #expect(ready.status == 503 && ready.json["loading"] as? [String] == ["inception_resnet_v1_facenet"])
+            let early = try await server.post("/v1/models/inception_resnet_v1_facenet/embed", try Self.photo("rocket.jpg"))
+            #expect(early.status == 503 && early.headers["retry-after"] == "1" && early.error == "model inception_resnet_v1_facenet is still loading")
+            gate.signal()
+            while try await server.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(try await server.post("/v1/models/inception_resnet_v1_facenet/embed", try Self.photo("rocket.jpg")).status == 200)
+        }
+    }
+
+    /// Weights that cannot be loaded stop the server with the loader's one-line error (exit 1 from the CLI).
+    @Test func unloadableWeightsStopTheServer() async throws {
+        let cli = try runInception(["serve", "--model", "inception_v4", "--weights", "/nonexistent/w.safetensors", "--port", "0"])
+        #expect(cli.status == 1)
+        #expect(cli.stderr.hasPrefix("error: ") && cli.stderr.contains("/nonexistent/w.safetensors") && cli.stderr.split(separator: "\n").count == 1,
+                "\(cli.stderr)")
+        let mismatch = try runInception(["serve", "--model", "inception_v4", "--model", "inception_resnet_v2", "--weights", "a"])
+        #expect(mismatch.status != 0 && mismatch.stderr.contains("give one --weights per --model (2 models, 1 weights)"))
+    }
+
+    /// SIGTERM: the listening socket closes, requests already received are answered, the process exits 0.
+    @Test func sigtermFinishesInFlightRequests() async throws {
+        let process = Process()
+        process.executableURL = inceptionExecutable()
+        process.arguments = ["serve", "--model", "inception_v4", "--weights", try References.weights(.inceptionV4).path,
+                             "--port", "0", "--max-batch", "1"]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        // "inception serve: listening on http://127.0.0.1:PORT (…)"
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { break }
+            line += chunk
+        }
+        let port = try #require(String(decoding: line, as: UTF8.self).split(separator: ":").last?.split(separator: " ").first.flatMap { Int($0) })
+        let server = TestServer(base: URL(string: "http://127.0.0.1:\(port)")!, server: InferenceServer(models: []))
+        while try await server.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+        let bytes = try Self.photo("coffee_progressive.jpg")
+        async let replies = withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<3 { group.addTask { try await server.post("/v1/models/inception_v4/classify", bytes).status } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        // Three forward passes one after the other take ≥ 0.4 s; the signal comes while they run.
+        try await Task.sleep(for: .milliseconds(150))
+        kill(process.processIdentifier, SIGTERM)
+        #expect(try await replies == [200, 200, 200])
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        await #expect(throws: (any Error).self) { try await server.get("/health") }
+    }
+}
+
+/// The multipart parser on its own: well-formed bodies, and every kind of damage gives an error, never a crash.
+@Suite struct MultipartTests {
+    @Test func findsTheFilePart() throws {
+        let file = Data((0..<300).map { UInt8($0 % 256) }) + Data("\r\n--XyZ".utf8)  // a near-boundary inside the file
+        let (body, type) = multipartBody(file)
+        let boundary = try #require(try Multipart.boundary(contentType: type))
+        let parts = try Multipart.parts(of: body, boundary: boundary)
+        #expect(parts.map(\.name) == ["note", "image"])
+        #expect(parts[0].body == Data("hello".utf8) && parts[1].filename == "photo.jpg" && parts[1].contentType == "image/jpeg")
+        #expect(Multipart.upload(in: parts)?.body == file)
+        #expect(try Multipart.boundary(contentType: "image/jpeg") == nil)
+        #expect(throws: Multipart.Error.noBoundary) { try Multipart.boundary(contentType: "multipart/form-data; boundary=") }
+        #expect(throws: Multipart.Error.noBoundary) { try Multipart.boundary(contentType: "multipart/form-data; boundary=\(String(repeating: "b", count: 71))") }
+    }
+
+    @Test func damagedBodiesThrow() throws {
+        let (body, _) = multipartBody(Data("JPEGDATA".utf8))
+        #expect(throws: Multipart.Error.malformed("no boundary line")) { try Multipart.parts(of: Data("no parts".utf8), boundary: "XyZ-boundary-42") }
+        #expect(throws: Multipart.Error.malformed("no boundary line")) { try Multipart.parts(of: Data("x--XyZ-boundary-42".utf8), boundary: "XyZ-boundary-42") }
+        #expect(throws: Multipart.Error.malformed("boundary line not followed by a line break")) {
+            try Multipart.parts(of: Data("--XyZ-boundary-42junk".utf8), boundary: "XyZ-boundary-42")
+        }
+        #expect(throws: Multipart.Error.malformed("part 1 has no blank line after its headers")) {
+            try Multipart.parts(of: Data("--b\r\nContent-Type: x\r\n--b--".utf8), boundary: "b")
+        }
+        #expect(throws: Multipart.Error.malformed("part 1 has a header line without a colon")) {
+            try Multipart.parts(of: Data("--b\r\nnonsense\r\n\r\nx\r\n--b--".utf8), boundary: "b")
+        }
+        // Every prefix of a valid body parses or throws a Multipart.Error.
+        for n in 0...body.count {
+            do { _ = try Multipart.parts(of: body.prefix(n), boundary: "XyZ-boundary-42") } catch is Multipart.Error {}
+        }
+    }
+}
+
+extension Data {
+    func replacingOccurrences(of target: String, with replacement: String) -> Data {
+        Data(String(decoding: self, as: UTF8.self).replacingOccurrences(of: target, with: replacement).utf8)
+    }
+}
