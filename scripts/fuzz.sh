@@ -2,12 +2,12 @@
 # Builds the libFuzzer targets of every parser with AddressSanitizer and runs each for at most RUNS executions or
 # SECONDS seconds, starting from the seed corpus in Fuzz/corpus/<target>. A crash or sanitizer report fails the
 # script (libFuzzer exits non-zero and writes the input to .build-fuzz/crash-*).
-# Usage: scripts/fuzz.sh [SECONDS=600] [RUNS=1000000] [targets: safetensors npy image hub]
+# Usage: scripts/fuzz.sh [SECONDS=600] [RUNS=1000000] [targets: safetensors npy image hub multipart]
 # SwiftPM cannot link an executable built with -sanitize=fuzzer, so the targets are compiled with swiftc directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"; runs="${2:-1000000}"; shift 2 || true
-targets=("${@:-safetensors npy image hub}")
+targets=("${@:-safetensors npy image hub multipart}")
 read -r -a targets <<< "${targets[*]}"
 out=.build-fuzz
 mkdir -p "$out"
@@ -25,6 +25,7 @@ build() {
       swiftc "${flags[@]}" -Xcc -I"$out/include" Fuzz/ImageTarget.swift Sources/InceptionIO/Image.swift "$out/image_decode.o" \
         $(pkg-config --libs libpng libjpeg | sed 's/-l/-Xlinker -l/g') -o "$out/image" ;;
     hub) swiftc "${flags[@]}" Fuzz/HubTarget.swift Sources/Inception/Hub.swift Sources/Inception/SHA256.swift -o "$out/hub" ;;
+    multipart) swiftc "${flags[@]}" Fuzz/MultipartTarget.swift Sources/InceptionServer/Multipart.swift -o "$out/multipart" ;;
     *) echo "unknown target $1" >&2; exit 2 ;;
   esac
 }

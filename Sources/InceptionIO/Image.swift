@@ -93,23 +93,34 @@ public struct RGBImage: Sendable, Equatable {
         let (outWidth, outHeight) = horizontal ? (outSize, height) : (width, outSize)
         var out = [UInt8](repeating: 0, count: outWidth * outHeight * 3)
         let half = 1 << (Self.precisionBits - 1), maximum = 255 << Self.precisionBits
+        let precision = Self.precisionBits
+        @inline(__always) func clamp(_ s: Int) -> UInt8 { s >= maximum ? 255 : s <= 0 ? 0 : UInt8(truncatingIfNeeded: s >> precision) }
+        // The same integer arithmetic as Pillow, per output pixel: Σ weight · input over the filter's taps.
         pixels.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                for y in 0..<outHeight {
-                    for x in 0..<outWidth {
-                        let o = horizontal ? x : y
-                        let (first, count) = bounds[o]
-                        var s0 = half, s1 = half, s2 = half
-                        for t in 0..<count {
-                            let w = weights[o * taps + t]
-                            let p = horizontal ? (y * width + first + t) * 3 : ((first + t) * width + x) * 3
-                            s0 += Int(src[p]) * w
-                            s1 += Int(src[p + 1]) * w
-                            s2 += Int(src[p + 2]) * w
-                        }
-                        let q = (y * outWidth + x) * 3
-                        for (c, s) in [s0, s1, s2].enumerated() {
-                            dst[q + c] = s >= maximum ? 255 : s <= 0 ? 0 : UInt8(s >> Self.precisionBits)
+                weights.withUnsafeBufferPointer { weights in
+                    bounds.withUnsafeBufferPointer { bounds in
+                        // Distance between consecutive taps in the source, in bytes.
+                        let step = horizontal ? 3 : width * 3
+                        for y in 0..<outHeight {
+                            for x in 0..<outWidth {
+                                let o = horizontal ? x : y
+                                let (first, count) = bounds[o]
+                                var s0 = half, s1 = half, s2 = half
+                                var p = horizontal ? (y * width + first) * 3 : (first * width + x) * 3
+                                let w = weights.baseAddress! + o * taps
+                                for t in 0..<count {
+                                    let wt = w[t]
+                                    s0 &+= Int(src[p]) &* wt
+                                    s1 &+= Int(src[p + 1]) &* wt
+                                    s2 &+= Int(src[p + 2]) &* wt
+                                    p += step
+                                }
+                                let q = (y * outWidth + x) * 3
+                                dst[q] = clamp(s0)
+                                dst[q + 1] = clamp(s1)
+                                dst[q + 2] = clamp(s2)
+                            }
                         }
                     }
                 }

@@ -2,8 +2,10 @@ import Foundation
 import Inception
 import InceptionEngine
 
-/// Dynamic batching for one model: requests that arrive within `maxDelay` of the oldest waiting one run as one
-/// forward pass of up to `maxBatch` images. The engine's batch rows are independent and computed in the same
+/// Dynamic batching for one model: up to `maxBatch` waiting requests run as one forward pass. A batch with room
+/// waits for requests that were announced (their bodies are being read and decoded), up to `maxDelay` after its
+/// oldest request arrived; with none announced it runs at once, so a lone request never waits. Under load,
+/// requests queue while a batch runs and the next batch takes them together. The engine's batch rows are independent and computed in the same
 /// order whatever the batch size, so every result is bitwise the one an unbatched call gives.
 ///
 /// The forward passes run on a thread of their own (they take the cores for up to seconds, which must not
@@ -57,6 +59,7 @@ public final class Batcher: @unchecked Sendable {
     private let condition = NSCondition()
     private var waiting: [Job] = []
     private var closed = false
+    private var announced = 0
     private var lastBatchDuration: Duration = .zero
     private let finished = DispatchSemaphore(value: 0)
 
@@ -69,11 +72,30 @@ public final class Batcher: @unchecked Sendable {
         thread.start()
     }
 
+    /// A request is on its way: call when its handling starts, then `run(…, announced: true)` or `withdraw()`.
+    public func announce() {
+        condition.lock()
+        announced += 1
+        condition.unlock()
+    }
+
+    /// An announced request will not come (its image did not decode, say).
+    public func withdraw() {
+        condition.lock()
+        announced -= 1
+        condition.signal()
+        condition.unlock()
+    }
+
     /// The network's `output` row for one preprocessed image (NHWC pixels of the model's input size).
-    public func run(pixels: [Float], output: String) async throws -> [Float] {
+    public func run(pixels: [Float], output: String, announced wasAnnounced: Bool = false) async throws -> [Float] {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             defer { condition.unlock() }
+            if wasAnnounced {
+                announced -= 1
+                condition.signal()
+            }
             if closed { return continuation.resume(throwing: Refusal.shuttingDown) }
             if waiting.count >= limits.maxQueue {
                 // Roughly how long until the queue has drained: the batches ahead of it, at the last batch's pace.
@@ -128,15 +150,15 @@ public final class Batcher: @unchecked Sendable {
         }
     }
 
-    /// Waits for a request, then up to `maxDelay` from its arrival for more of the same output, and takes up to
-    /// `maxBatch` of them in arrival order. Nil once closed and drained.
+    /// Waits for a request, then, while requests are announced, up to `maxDelay` from its arrival for more of the
+    /// same output; takes up to `maxBatch` of them in arrival order. Nil once closed and drained.
     private func nextBatch() -> [Job]? {
         condition.lock()
         defer { condition.unlock() }
         while waiting.isEmpty && !closed { condition.wait() }
         guard let first = waiting.first else { return nil }
         let deadline = first.arrived + limits.maxDelay
-        while !closed && waiting.lazy.filter({ $0.output == first.output }).count < limits.maxBatch {
+        while !closed && announced > 0 && waiting.lazy.filter({ $0.output == first.output }).count < limits.maxBatch {
             let left = deadline - .now
             guard left > .zero else { break }
             let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18

@@ -192,14 +192,20 @@ public final class InferenceServer: Sendable {
         guard model.graph.outputs[output] != nil else {
             throw APIError(.badRequest, InputError.unknownOutput(output, model: model.name.rawValue, available: model.outputNames).description)
         }
-        let image: RGBImage
+        // Announced before the body is read, so that a forming batch waits for this image.
+        batcher.announce()
+        let pixels: [Float]
         do {
-            image = try RGBImage(decoding: try await imageBytes(request))
+            pixels = model.name.preprocessing.apply(try RGBImage(decoding: try await imageBytes(request)))
         } catch let error as ImageError {
+            batcher.withdraw()
             throw APIError(.badRequest, error.description)
+        } catch {
+            batcher.withdraw()
+            throw error
         }
         do {
-            return (model, try await batcher.run(pixels: model.name.preprocessing.apply(image), output: output))
+            return (model, try await batcher.run(pixels: pixels, output: output, announced: true))
         } catch let refusal as Batcher.Refusal {
             if case let .overloaded(_, retryAfter) = refusal {
                 metrics.refused(model: model.name.rawValue)

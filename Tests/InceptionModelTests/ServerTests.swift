@@ -138,11 +138,12 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
                 let alone = try face.embed([try RGBImage(decoding: bytes)]).scalars
                 #expect((reply.json["embedding"] as! [Double]).map(Float.init) == alone)
             }
-            // Eight requests within 400 ms, at most four per batch: two or three batches, not eight.
+            // Eight requests at once, at most four per batch: two to four batches (a first request may run alone
+            // if it is decoded before the others are announced), not eight.
             let metrics = String(decoding: try await server.get("/metrics").body, as: UTF8.self)
             let count = metrics.split(separator: "\n").first { $0.hasPrefix("inception_batch_size_count{model=\"inception_resnet_v1_facenet\"}") }
             let batches = count.flatMap { Double($0.split(separator: " ").last!) } ?? 0
-            #expect((2...3).contains(batches), "\(metrics)")
+            #expect((2...4).contains(batches), "\(metrics)")
         }
     }
 
