@@ -189,6 +189,8 @@ public final class InferenceServer: Sendable {
     func infer(_ request: Request, _ context: BasicRequestContext, output: String) async throws -> (InceptionModel, [Float]) {
         let batcher = try batcher(context)
         let model = batcher.model
+        metrics.inProgress(model: model.name.rawValue, by: 1)
+        defer { metrics.inProgress(model: model.name.rawValue, by: -1) }
         guard model.graph.outputs[output] != nil else {
             throw APIError(.badRequest, InputError.unknownOutput(output, model: model.name.rawValue, available: model.outputNames).description)
         }

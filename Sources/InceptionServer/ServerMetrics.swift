@@ -40,6 +40,14 @@ public final class ServerMetrics: Sendable {
         ).set(to: Double(waiting))
     }
 
+    /// Requests for a model received and not yet answered (reading, decoding, waiting, running).
+    func inProgress(model: String, by delta: Double) {
+        registry.makeGauge(
+            descriptor: .init(namespace: "inception", metricName: "requests_in", unitName: "progress", helpText: "Requests received and not yet answered."),
+            labels: [("model", model)]
+        ).increment(by: delta)
+    }
+
     func refused(model: String) {
         registry.makeCounter(
             descriptor: .init(namespace: "inception", metricName: "refused_requests", unitName: "total", helpText: "Requests refused because the queue was full."),

@@ -270,8 +270,11 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             for _ in 0..<3 { group.addTask { try await server.post("/v1/models/inception_v4/classify", bytes).status } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        // Three forward passes one after the other take ≥ 0.4 s; the signal comes while they run.
-        try await Task.sleep(for: .milliseconds(150))
+        // The signal comes once the server has all three (one forward pass at a time: they are still running).
+        while !String(decoding: try await server.get("/metrics").body, as: UTF8.self)
+            .contains("inception_requests_in_progress{model=\"inception_v4\"} 3.0") {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         kill(process.processIdentifier, SIGTERM)
         #expect(try await replies == [200, 200, 200])
         process.waitUntilExit()
