@@ -3,9 +3,14 @@ import Dispatch
 import Synchronization
 
 /// Work sharing over the cores. Every parallel kernel goes through `parallelFor`, which runs `body` for each
-/// index in `0..<count` on at most `threads` workers pulling indices from a shared counter. Workers come from
-/// the process-wide Dispatch pool, so several models in one process share the cores instead of each
-/// starting its own threads.
+/// index in `0..<count` on at most `threads` workers pulling indices from a shared counter.
+///
+/// A network is a few hundred parallel regions of 20–500 µs each, so the cost of starting one matters (waking a
+/// sleeping Dispatch worker takes tens of µs). The workers are one process-wide pool of cores − 1 helper threads
+/// that spin briefly after each region before they sleep, so back-to-back regions start in well under a µs; the
+/// calling thread is the last worker. A region started while another is running (two models, or concurrent
+/// calls, in one process) runs on Dispatch's shared pool instead, so several callers never start more threads
+/// than Dispatch allows.
 public enum Parallel {
     /// The number of cores this process may use.
     public static var defaultThreads: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
@@ -16,6 +21,7 @@ public enum Parallel {
             for i in 0..<count { body(i) }
             return
         }
+        if WorkerPool.shared.run(count, workers: workers, body) { return }
         let next = Atomic<Int>(0)
         withoutActuallyEscaping(body) { body in
             let shared = UncheckedSendable(body)
@@ -30,15 +36,113 @@ public enum Parallel {
     }
 }
 
+/// Helper threads for `parallelFor`, one region at a time.
+///
+/// A region is published by `state` = generation << 32 | next index. Workers claim index i by a compare-exchange
+/// from (g, i) to (g, i + 1), so a worker that woke late for an old region can never claim an index of a newer
+/// one; the body and the count are read only after a successful claim, and the caller returns only when every
+/// claimed index has finished, so they stay valid while used.
+final class WorkerPool: @unchecked Sendable {
+    static let shared = WorkerPool(helpers: Parallel.defaultThreads - 1)
+
+    /// Spin iterations (atomic loads) a helper waits for the next region before it sleeps: tens of µs.
+    static let spinLimit = 1 << 15
+
+    private let helpers: Int
+    private let busy = Atomic<Bool>(false)
+    private let state = Atomic<UInt64>(0)
+    private let count = Atomic<Int>(0)
+    private let tickets = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)
+    private let body = Atomic<UInt>(0)  // address of the region's `(Int) -> Void`
+    private var generation: UInt64 = 0  // written by the caller that holds `busy`
+    private let sleep = NSCondition()
+    private var sleeping = 0  // guarded by `sleep`
+
+    init(helpers: Int) {
+        self.helpers = max(0, helpers)
+        for index in 0..<self.helpers {
+            let thread = Thread { [self] in self.serve() }
+            thread.name = "inception-worker-\(index)"
+            thread.start()
+        }
+    }
+
+    /// Runs the region on the pool; false when the pool is busy with another region (or has no helpers).
+    func run(_ count: Int, workers: Int, _ body: (Int) -> Void) -> Bool {
+        guard helpers > 0, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            return false
+        }
+        defer { busy.store(false, ordering: .releasing) }
+        return withoutActuallyEscaping(body) { body in
+            var region = body
+            return withUnsafeMutablePointer(to: &region) { pointer in
+                generation = (generation + 1) & 0xFFFF_FFFF
+                let g = generation
+                finished.store(0, ordering: .relaxed)
+                self.count.store(count, ordering: .relaxed)
+                self.body.store(UInt(bitPattern: pointer), ordering: .relaxed)
+                tickets.store(min(workers - 1, helpers), ordering: .relaxed)
+                state.store(g << 32, ordering: .releasing)
+                sleep.lock()
+                if sleeping > 0 { sleep.broadcast() }
+                sleep.unlock()
+                work(generation: g)
+                // Wait for the indices helpers claimed.
+                var waited = 0
+                while finished.load(ordering: .acquiring) < count {
+                    waited += 1
+                    if waited > Self.spinLimit { sched_yield() }
+                }
+                return true
+            }
+        }
+    }
+
+    /// Claims and runs indices of region `g` until none is left.
+    private func work(generation g: UInt64) {
+        while true {
+            let s = state.load(ordering: .acquiring)
+            guard s >> 32 == g else { return }
+            let i = Int(s & 0xFFFF_FFFF)
+            guard i < count.load(ordering: .relaxed) else { return }
+            guard state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing).exchanged else { continue }
+            let body = UnsafeMutablePointer<(Int) -> Void>(bitPattern: self.body.load(ordering: .relaxed))!
+            body.pointee(i)
+            finished.wrappingAdd(1, ordering: .releasing)
+        }
+    }
+
+    private func serve() {
+        var seen: UInt64 = 0
+        while true {
+            var spins = 0
+            while state.load(ordering: .acquiring) >> 32 == seen {
+                spins += 1
+                if spins > Self.spinLimit {
+                    sleep.lock()
+                    while state.load(ordering: .acquiring) >> 32 == seen {
+                        sleeping += 1
+                        sleep.wait()
+                        sleeping -= 1
+                    }
+                    sleep.unlock()
+                }
+            }
+            seen = state.load(ordering: .acquiring) >> 32
+            // Only as many helpers as the caller asked for join.
+            var t = tickets.load(ordering: .relaxed)
+            while t > 0 {
+                let (exchanged, original) = tickets.compareExchange(expected: t, desired: t - 1, ordering: .relaxed)
+                if exchanged { work(generation: state.load(ordering: .acquiring) >> 32); break }
+                t = original
+            }
+        }
+    }
+}
+
 /// Wraps a value the engine shares between its own workers under its own discipline (disjoint writes).
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
 }
-
-
-
-
-
-
-import Foundation
