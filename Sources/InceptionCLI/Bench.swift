@@ -134,7 +134,9 @@ extension Bench {
             return kind(i)
         }
         table("stage") { graph.nodes[$0].stage }
-        print(String(format: "profiled total %.1f ms (sum of per-layer medians)\n", total * 1000))
+        print(String(format: "profiled total %.1f ms (sum of per-layer medians)", total * 1000))
+        print("convolutions: \(net.compiled.winogradLayers) by Winograd, \(net.compiled.mergedConvolutions) merged into "
+              + "sibling GEMMs (timed under the first of each group), \(net.compiled.fusedResiduals) residuals fused\n")
     }
 }
 

@@ -25,6 +25,11 @@ public final class CompiledGraph: Sendable {
         /// Folded into another node.
         case dead
         case convolution(ConvolutionKernel, input: Int, residual: Int?)
+        /// Sibling 1×1 convolutions of one input merged into one GEMM, run at the first sibling's node; its output
+        /// channels go to `outputs` (node indices, the first is this node) in order.
+        case siblings(PackedConvolution, input: Int, outputs: [Int])
+        /// Written by the `.siblings` kernel at node `producer`.
+        case sibling(producer: Int)
         case maxPool(kernel: Int, stride: Int, input: Int)
         case averagePool(kernel: Int, stride: Int, padding: Int, input: Int)
         case concat([Int])
@@ -35,8 +40,9 @@ public final class CompiledGraph: Sendable {
 
         var inputs: [Int] {
             switch self {
-            case .input, .alias, .dead: return []
+            case .input, .alias, .dead, .sibling: return []
             case let .convolution(_, input, residual): return [input] + (residual.map { [$0] } ?? [])
+            case let .siblings(_, input, _): return [input]
             case let .maxPool(_, _, input), let .averagePool(_, _, _, input), let .globalAveragePool(input),
                  let .affine(_, _, input), let .l2Normalize(input):
                 return [input]
@@ -52,8 +58,9 @@ public final class CompiledGraph: Sendable {
     ///   - algorithms: which convolution algorithms may be chosen, layer by layer.
     ///   - usualInputSize: the square input size the model usually runs at; the automatic choice of algorithm judges
     ///     each layer at that size (any size still runs).
+    ///   - mergeSiblings: run 1×1 convolutions that read the same input as one GEMM (results are bitwise the same).
     public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic, usualInputSize: Int = 299,
-                parameter: (String) throws -> [Float]) throws {
+                mergeSiblings: Bool = true, parameter: (String) throws -> [Float]) throws {
         self.graph = graph
         let usualShapes = graph.inferShapes(n: 1, h: usualInputSize, w: usualInputSize)
         // Convolutions are packed after this pass, all at once on every core (loading time is mostly packing).
@@ -123,24 +130,73 @@ public final class CompiledGraph: Sendable {
                 kernels[i] = .l2Normalize(input: inputs[0])
             }
         }
+        // Sibling 1×1 convolutions (same input, same activation, no residual) become one GEMM: one pass over the
+        // input instead of several, wider panels of work to share between threads. Every member but the last
+        // must have a multiple of 16 channels (one panel writes to one member).
+        var units: [[Job]] = jobs.map { [$0] }
+        if mergeSiblings {
+            func mergeable(_ job: Job) -> Bool {
+                let g = job.g
+                return job.residual == nil && job.scale == 1 && g.kernelH == 1 && g.kernelW == 1 && g.strideH == 1
+                    && g.strideW == 1 && g.padH == 0 && g.padW == 0
+            }
+            var groups: [String: [Job]] = [:], order: [String] = []
+            units = []
+            for job in jobs {
+                guard mergeable(job) else { units.append([job]); continue }
+                let key = "\(job.input) \(job.a) \(job.g.inChannels)"
+                if groups[key] == nil { order.append(key) }
+                groups[key, default: []].append(job)
+            }
+            for key in order {
+                let members = groups[key]!
+                let aligned = members.filter { $0.g.outChannels % 16 == 0 }
+                let ragged = members.filter { $0.g.outChannels % 16 != 0 }
+                let group = aligned + ragged.prefix(1)
+                if group.count > 1 { units.append(group) } else { units += group.map { [$0] } }
+                units += ragged.dropFirst().map { [$0] }
+            }
+        }
         // Each worker fills its own slots; a lock around the two arrays costs nothing next to packing.
-        let packed = Locked((kernels: [ConvolutionKernel?](repeating: nil, count: jobs.count),
-                             errors: [Error?](repeating: nil, count: jobs.count)))
-        Parallel.parallelFor(jobs.count, threads: Parallel.defaultThreads) { j in
-            let job = jobs[j]
-            let side = usualShapes.map { max($0[job.node].h, $0[job.node].w) } ?? 0
+        let packed = Locked((kernels: [Kernel?](repeating: nil, count: units.count),
+                             errors: [Error?](repeating: nil, count: units.count)))
+        Parallel.parallelFor(units.count, threads: Parallel.defaultThreads) { u in
+            let unit = units[u]
             do {
-                let kernel = try Self.pack(job.g, job.p, job.a, scale: job.scale,
-                                           winograd: algorithms.winograd(job.g, side: side), parameter)
-                packed.withLock { $0.kernels[j] = kernel }
+                let kernel: Kernel
+                if unit.count == 1 {
+                    let job = unit[0]
+                    let side = usualShapes.map { max($0[job.node].h, $0[job.node].w) } ?? 0
+                    kernel = .convolution(try Self.pack(job.g, job.p, job.a, scale: job.scale,
+                                                        winograd: algorithms.winograd(job.g, side: side), parameter),
+                                          input: job.input, residual: job.residual)
+                } else {
+                    var weights: [Float] = [], bias: [Float] = []
+                    for job in unit {
+                        let (w, b) = try Self.folded(job.g, job.p, parameter)
+                        weights += w
+                        bias += b ?? [Float](repeating: 0, count: job.g.outChannels)
+                    }
+                    var g = unit[0].g
+                    g.outChannels = unit.reduce(0) { $0 + $1.g.outChannels }
+                    kernel = .siblings(PackedConvolution(geometry: g, weights: weights, bias: bias, activation: unit[0].a),
+                                       input: unit[0].input, outputs: unit.map(\.node))
+                }
+                packed.withLock { $0.kernels[u] = kernel }
             } catch {
-                packed.withLock { $0.errors[j] = error }
+                packed.withLock { $0.errors[u] = error }
             }
         }
         let results = packed.withLock { $0 }
         if let error = results.errors.compactMap({ $0 }).first { throw error }
-        for (job, kernel) in zip(jobs, results.kernels) {
-            kernels[job.node] = .convolution(kernel!, input: job.input, residual: job.residual)
+        for (unit, kernel) in zip(units, results.kernels) {
+            // Merged siblings run at the first of them, before anything reads any of them.
+            let producer = unit.map(\.node).min()!
+            kernels[producer] = kernel!
+            if case let .siblings(conv, input, outputs) = kernel!, producer != unit[0].node {
+                kernels[producer] = .siblings(conv, input: input, outputs: outputs)
+            }
+            for job in unit where job.node != producer { kernels[job.node] = .sibling(producer: producer) }
         }
         self.kernels = kernels
         let widest = nodes.reduce(16) { max($0, $1.channels) }
@@ -162,8 +218,10 @@ public final class CompiledGraph: Sendable {
         return (scale, shift)
     }
 
-    static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
-                     winograd: Bool, _ parameter: (String) throws -> [Float]) rethrows -> ConvolutionKernel {
+    /// A convolution's weights (OIHW) and bias with its BatchNorm folded in.
+    static func folded(_ g: ConvGeometry, _ p: ConvParameters, _ parameter: (String) throws -> [Float]) rethrows
+        -> (weights: [Float], bias: [Float]?)
+    {
         var weights = try parameter(p.weight)
         var bias = try p.bias.map(parameter)
         if let bn = p.batchNorm {
@@ -174,6 +232,12 @@ public final class CompiledGraph: Sendable {
             }
             bias = (0..<g.outChannels).map { o in shift[o] + (bias?[o] ?? 0) * s[o] }
         }
+        return (weights, bias)
+    }
+
+    static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
+                     winograd: Bool, _ parameter: (String) throws -> [Float]) rethrows -> ConvolutionKernel {
+        let (weights, bias) = try folded(g, p, parameter)
         if winograd, let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
                                                                 activation: activation) {
             return .winograd(w)
@@ -184,6 +248,11 @@ public final class CompiledGraph: Sendable {
     /// How many convolutions run by Winograd's algorithm.
     public var winogradLayers: Int {
         kernels.filter { if case .convolution(.winograd, _, _) = $0 { return true } else { return false } }.count
+    }
+
+    /// How many convolutions run inside a merged sibling GEMM.
+    public var mergedConvolutions: Int {
+        kernels.reduce(0) { if case let .siblings(_, _, outputs) = $1 { return $0 + outputs.count } else { return $0 } }
     }
 
     /// How many residual additions were folded into a convolution's epilogue.
@@ -228,8 +297,10 @@ public final class CompiledGraph: Sendable {
                                             w: m.w, c: m.c)
                     Pooling.copy(input: packed, output: m, threads: threads)
                 }
-            case .alias, .dead:
+            case .alias, .dead, .sibling:
                 break
+            case let .siblings(conv, input, outputs):
+                conv.run(input: map(input), outputs: outputs.map(map), zeros: zeros.pointer, threads: threads)
             case let .convolution(conv, input, residual):
                 conv.run(input: map(input), output: map(i), residual: residual.map(map),
                          scratch: base + plan.scratchOffset, zeros: zeros.pointer, threads: threads)
@@ -309,10 +380,18 @@ public final class CompiledGraph: Sendable {
 
     private func makePlan(n: Int, h: Int, w: Int, output: Int) throws -> Plan {
         let shapes = try graph.shapes(n: n, h: h, w: w)
-        let count = output + 1  // nodes after the requested output are not run
+        // Nodes after the requested output are not run, except siblings that a merged GEMM at or before it writes.
+        var count = output + 1
+        for i in 0...output { if case let .siblings(_, _, outputs) = kernels[i] { count = max(count, outputs.max()! + 1) } }
         func live(_ i: Int) -> Bool {
-            switch kernels[i] { case .alias, .dead: return false; default: return true }
+            switch kernels[i] {
+            case .alias, .dead: return false
+            case let .sibling(producer): return producer <= output
+            default: return i <= output
+            }
         }
+        /// Where node i's values are written.
+        func written(_ i: Int) -> Int { if case let .sibling(producer) = kernels[i] { return producer } else { return i } }
         var consumers = [[Int]](repeating: [], count: count)
         for i in 0..<count where live(i) { for j in kernels[i].inputs { consumers[j].append(i) } }
         var output = output
@@ -338,8 +417,8 @@ public final class CompiledGraph: Sendable {
         var first = [Int: Int](), last = [Int: Int]()
         for i in 0..<count where live(i) {
             let r = root(i).node
-            first[r] = min(first[r] ?? i, i)
-            let end = i == output ? Int.max : (consumers[i].max() ?? i)
+            first[r] = min(first[r] ?? written(i), written(i))
+            let end = i == output ? Int.max : (consumers[i].max() ?? written(i))
             last[r] = max(last[r] ?? end, end)
         }
         // Greedy best-fit assignment of arena blocks in order of first use.

@@ -93,10 +93,28 @@ public struct PackedConvolution: Sendable {
     /// output = activation(residual + conv(input) + bias). `zeros` must hold at least `inChannels` zeros.
     public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
                     zeros: UnsafePointer<Float>, threads: Int) {
+        run(input: input, outputs: [output], residual: residual, zeros: zeros, threads: threads)
+    }
+
+    /// The output channels split over several maps, in order (sibling convolutions merged into one GEMM): every
+    /// map but the last has a multiple of 16 channels, so each 16-channel panel belongs to one map.
+    public func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap? = nil,
+                    zeros: UnsafePointer<Float>, threads: Int) {
         let g = geometry
         let (outH, outW) = g.outputSize(h: input.h, w: input.w)
-        precondition(input.c == g.inChannels && output.c == g.outChannels && output.n == input.n
-                     && output.h == outH && output.w == outW, "convolution shapes disagree with \(g)")
+        precondition(input.c == g.inChannels && outputs.reduce(0, { $0 + $1.c }) == g.outChannels
+                     && outputs.allSatisfy { $0.n == input.n && $0.h == outH && $0.w == outW }
+                     && outputs.dropLast().allSatisfy { $0.c % 16 == 0 }, "convolution shapes disagree with \(g)")
+        precondition(residual == nil || outputs.count == 1, "a residual needs a single output")
+        // Per panel: the map it writes and its first channel there.
+        var panelBases: [UnsafeMutablePointer<Float>] = [], panelStrides: [Int] = []
+        for map in outputs {
+            for q in stride(from: 0, to: map.c, by: 16) {
+                panelBases.append(map.base + q)
+                panelStrides.append(map.pixelStride)
+            }
+        }
+        let output = outputs[0]
         let rows = output.pixels
         if rows == 0 { return }
         let mr = Self.rowsPerTile
@@ -115,16 +133,21 @@ public struct PackedConvolution: Sendable {
         let taps = g.taps
 
         panels.withUnsafeBufferPointer { panelBuffer in
-            bias.withUnsafeBufferPointer { biasBuffer in
+        bias.withUnsafeBufferPointer { biasBuffer in
+        panelBases.withUnsafeBufferPointer { panelBases in
+        panelStrides.withUnsafeBufferPointer { panelStrides in
                 let panelBase = UncheckedSendable(panelBuffer.baseAddress!)
                 let biasBase = UncheckedSendable(biasBuffer.baseAddress!)
+                let outBases = UncheckedSendable(panelBases.baseAddress!), outStrides = UncheckedSendable(panelStrides.baseAddress!)
                 Parallel.parallelFor(tileTasks * panelTasks, threads: threads) { task in
                     let (tileTask, panelTask) = (task / panelTasks, task % panelTasks)
                     let firstPanel = panelTask * panelsPerTask
                     let lastPanel = min(panelCount, firstPanel + panelsPerTask)
                     withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: taps * mr) { a in
                     withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: 2 * mr) { o in
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: mr) { pixelIndex in
                         let a = a.baseAddress!, outRows = o.baseAddress!, residualRows = outRows + mr
+                        let pixelIndex = pixelIndex.baseAddress!
                         for tile in (tileTask * tilesPerTask)..<min(tiles, (tileTask + 1) * tilesPerTask) {
                             let first = tile * mr
                             let valid = min(mr, rows - first)
@@ -133,7 +156,7 @@ public struct PackedConvolution: Sendable {
                                 let m = first + min(r, valid - 1)
                                 let b = m / (outH * outW), rem = m % (outH * outW)
                                 let oy = rem / outW, ox = rem % outW
-                                outRows[r] = output.pixel(b, oy, ox)
+                                pixelIndex[r] = m  // = (b · outH + oy) · outW + ox
                                 if let residual { residualRows[r] = residual.pixel(b, oy, ox) }
                                 for ky in 0..<g.kernelH {
                                     let iy = oy * g.strideH - g.padH + ky
@@ -147,8 +170,9 @@ public struct PackedConvolution: Sendable {
                             }
                             for p in firstPanel..<lastPanel {
                                 let columns = min(16, g.outChannels - p * 16)
+                                let (outBase, outStride) = (outBases.value[p], outStrides.value[p])
                                 for r in 0..<mr {
-                                    outRows[r] += p * 16
+                                    outRows[r] = outBase + pixelIndex[r] * outStride
                                     if residual != nil { residualRows[r] += p * 16 }
                                 }
                                 convolutionMicroKernel(
@@ -156,25 +180,44 @@ public struct PackedConvolution: Sendable {
                                     weights: panelBase.value + p * g.depth * 16, bias: biasBase.value + p * 16,
                                     output: outRows, residual: residual == nil ? nil : residualRows,
                                     rows: valid, columns: columns, relu: activation == .relu)
-                                for r in 0..<mr {
-                                    outRows[r] -= p * 16
-                                    if residual != nil { residualRows[r] -= p * 16 }
-                                }
+                                if residual != nil { for r in 0..<mr { residualRows[r] -= p * 16 } }
                             }
                         }
                     }
                     }
+                    }
                 }
-            }
+        }
+        }
+        }
         }
     }
 }
 
 /// The 6×16 micro-kernel: 12 SIMD8 accumulators, one broadcast of an input value and two weight vectors
-/// per step, then the fused epilogue. Needs FMA code generation (see Package.swift).
+/// per step, then the fused epilogue. Needs FMA code generation (see Package.swift). A tile of at most three
+/// valid rows (the last tile of a small map: 9 = 6 + 3 rows at 3×3) runs a 3×16 variant instead of computing
+/// rows it would throw away.
 @inline(__always)
 func convolutionMicroKernel(
     _ a: UnsafePointer<UnsafePointer<Float>>, taps: Int, channels: Int,
+    weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+    output: UnsafePointer<UnsafeMutablePointer<Float>>, residual: UnsafePointer<UnsafeMutablePointer<Float>>?,
+    rows: Int, columns: Int, relu: Bool
+) {
+    if rows <= 3 {
+        microKernel(tileRows: 3, a, taps: taps, channels: channels, weights: weights, bias: bias, output: output,
+                    residual: residual, rows: rows, columns: columns, relu: relu)
+    } else {
+        microKernel(tileRows: 6, a, taps: taps, channels: channels, weights: weights, bias: bias, output: output,
+                    residual: residual, rows: rows, columns: columns, relu: relu)
+    }
+}
+
+/// `tileRows` (3 or 6, a constant at each call) rows × 16 columns; the indirection table `a` has 6 entries per tap.
+@inline(__always)
+private func microKernel(
+    tileRows: Int, _ a: UnsafePointer<UnsafePointer<Float>>, taps: Int, channels: Int,
     weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
     output: UnsafePointer<UnsafeMutablePointer<Float>>, residual: UnsafePointer<UnsafeMutablePointer<Float>>?,
     rows: Int, columns: Int, relu: Bool
@@ -183,9 +226,10 @@ func convolutionMicroKernel(
     var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
     var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
     var w = UnsafeRawPointer(weights)
+    let full = tileRows == 6
     for t in 0..<taps {
         let a0 = a[t * 6], a1 = a[t * 6 + 1], a2 = a[t * 6 + 2]
-        let a3 = a[t * 6 + 3], a4 = a[t * 6 + 4], a5 = a[t * 6 + 5]
+        let a3 = full ? a[t * 6 + 3] : a0, a4 = full ? a[t * 6 + 4] : a0, a5 = full ? a[t * 6 + 5] : a0
         for k in 0..<channels {
             let w0 = w.loadUnaligned(as: V.self)
             let w1 = w.loadUnaligned(fromByteOffset: 32, as: V.self)
@@ -196,12 +240,14 @@ func convolutionMicroKernel(
             c10 = c10.addingProduct(x, w0); c11 = c11.addingProduct(x, w1)
             x = V(repeating: a2[k])
             c20 = c20.addingProduct(x, w0); c21 = c21.addingProduct(x, w1)
-            x = V(repeating: a3[k])
-            c30 = c30.addingProduct(x, w0); c31 = c31.addingProduct(x, w1)
-            x = V(repeating: a4[k])
-            c40 = c40.addingProduct(x, w0); c41 = c41.addingProduct(x, w1)
-            x = V(repeating: a5[k])
-            c50 = c50.addingProduct(x, w0); c51 = c51.addingProduct(x, w1)
+            if full {
+                x = V(repeating: a3[k])
+                c30 = c30.addingProduct(x, w0); c31 = c31.addingProduct(x, w1)
+                x = V(repeating: a4[k])
+                c40 = c40.addingProduct(x, w0); c41 = c41.addingProduct(x, w1)
+                x = V(repeating: a5[k])
+                c50 = c50.addingProduct(x, w0); c51 = c51.addingProduct(x, w1)
+            }
         }
     }
     let b0 = UnsafeRawPointer(bias).loadUnaligned(as: V.self)
@@ -209,9 +255,11 @@ func convolutionMicroKernel(
     storeTile(c00 + b0, c01 + b1, output[0], residual?[0], columns, relu)
     if rows > 1 { storeTile(c10 + b0, c11 + b1, output[1], residual?[1], columns, relu) }
     if rows > 2 { storeTile(c20 + b0, c21 + b1, output[2], residual?[2], columns, relu) }
-    if rows > 3 { storeTile(c30 + b0, c31 + b1, output[3], residual?[3], columns, relu) }
-    if rows > 4 { storeTile(c40 + b0, c41 + b1, output[4], residual?[4], columns, relu) }
-    if rows > 5 { storeTile(c50 + b0, c51 + b1, output[5], residual?[5], columns, relu) }
+    if full {
+        if rows > 3 { storeTile(c30 + b0, c31 + b1, output[3], residual?[3], columns, relu) }
+        if rows > 4 { storeTile(c40 + b0, c41 + b1, output[4], residual?[4], columns, relu) }
+        if rows > 5 { storeTile(c50 + b0, c51 + b1, output[5], residual?[5], columns, relu) }
+    }
 }
 
 @inline(__always)

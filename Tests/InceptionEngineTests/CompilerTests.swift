@@ -89,6 +89,35 @@ struct CompilerTests {
         #expect(compiled.fusedResiduals == 1)
     }
 
+    /// Sibling 1×1 convolutions of one input run as one GEMM whose panels write into each sibling's own place
+    /// (a concatenation slice, a plain buffer): bitwise what separate convolutions give, for every output node.
+    @Test func siblingConvolutionsMergeIntoOneGEMMWithTheSameBits() throws {
+        let g = GraphBuilder()
+        let x = g.input(channels: 12).convolution("stem", 20, kernel: (3, 3), padding: (1, 1), bias: true, batchNorm: nil,
+                                                  activation: .relu)
+        func one(_ name: String, _ c: Int, bias: Bool = false) -> Value {
+            x.convolution(name, c, kernel: (1, 1), bias: bias, batchNorm: bias ? nil : "\(name)_bn", activation: .relu)
+        }
+        let a = one("a", 16), b = one("b", 7, bias: true), c = one("c", 32), d = one("d", 5)  // b, d: not multiples of 16
+        let deep = c.convolution("deep", 9, kernel: (3, 3), padding: (1, 1), bias: true, batchNorm: nil, activation: .relu)
+        let graph = g.finish(output: concat(a, b, deep, d, x.averagePool(3, stride: 1, padding: 1)))
+        var rng = SeededRandom(7)
+        var weights: [String: [Float]] = [:]
+        for spec in graph.parameters {
+            weights[spec.name] = spec.name.hasSuffix("running_var") ? rng.array(spec.count, 0.5, 2) : rng.array(spec.count)
+        }
+        let merged = try CompiledGraph(graph: graph) { weights[$0]! }
+        let separate = try CompiledGraph(graph: graph, mergeSiblings: false) { weights[$0]! }
+        #expect(merged.mergedConvolutions == 3 && separate.mergedConvolutions == 0)  // a, c and one ragged sibling
+        for shape in [[1, 6, 5, 12], [2, 3, 7, 12]] {
+            let input = rng.tensor(shape)
+            for output in graph.nodes.indices.dropFirst() {
+                #expect(try merged.run(input, output: output, threads: 2) == separate.run(input, output: output, threads: 2),
+                        "output node \(output)")
+            }
+        }
+    }
+
     @Test func subgraphCutsOneStage() throws {
         let g = GraphBuilder()
         let x = g.input(channels: 3).scope("first") { $0.maxPool(3, stride: 2) }
