@@ -462,7 +462,7 @@ public final class CompiledGraph: Sendable {
 public enum ConvolutionAlgorithms: Sendable, Hashable {
     /// Winograd where `inception bench --kernels` measured it faster on this project's machine (2-core Zen 3; the
     /// table is in docs/performance.md), judged at the output size the layer has for the model's usual input:
-    /// - 3×3: at least 32 input and output channels, output side ≤ 80, and either ≥ 64 channels or side ≥ 24
+    /// - 3×3: at least 48 input and output channels, output side ≤ 80, and either ≥ 64 channels or side ≥ 24
     ///   (F(4×4, 3×3));
     /// - 1×7 and 7×1: ≥ 64 channels in and out, ≥ 160 together, side ≤ 40 (F(2, 7));
     /// - 1×3 and 3×1: ≥ 192 channels in and out, side ≥ 8 (F(4, 3)).
@@ -481,7 +481,7 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
         case .automatic:
             let (low, total) = (min(g.inChannels, g.outChannels), g.inChannels + g.outChannels)
             switch (g.kernelH, g.kernelW) {
-            case (3, 3): return low >= 32 && side <= 80 && (low >= 64 || side >= 24)
+            case (3, 3): return low >= 48 && side <= 80 && (low >= 64 || side >= 24)
             case (1, 7), (7, 1): return low >= 64 && total >= 160 && side <= 40
             case (1, 3), (3, 1): return low >= 192 && side >= 8
             default: return false

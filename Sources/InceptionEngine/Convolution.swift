@@ -131,6 +131,7 @@ public struct PackedConvolution: Sendable {
         }
         let tileTasks = (tiles + tilesPerTask - 1) / tilesPerTask
         let taps = g.taps
+        let rowsContiguous = g.kernelW > 1 && input.pixelStride == g.inChannels
 
         panels.withUnsafeBufferPointer { panelBuffer in
         bias.withUnsafeBufferPointer { biasBuffer in
@@ -151,15 +152,31 @@ public struct PackedConvolution: Sendable {
                         for tile in (tileTask * tilesPerTask)..<min(tiles, (tileTask + 1) * tilesPerTask) {
                             let first = tile * mr
                             let valid = min(mr, rows - first)
+                            // A tile whose every row reads only inside the input (no padding) reads each kernel
+                            // row as one run of kernelW · inChannels contiguous floats — the packed weights have the
+                            // same order — so it runs kernelH taps of that depth instead of kernelH · kernelW short
+                            // ones: the same products summed in the same order, with less loop overhead.
+                            var interior = rowsContiguous
                             for r in 0..<mr {
                                 // Rows past the end repeat the last valid row; their results are not stored.
                                 let m = first + min(r, valid - 1)
+                                pixelIndex[r] = m  // = (b · outH + oy) · outW + ox
+                                let rem = m % (outH * outW)
+                                let iy0 = (rem / outW) * g.strideH - g.padH, ix0 = (rem % outW) * g.strideW - g.padW
+                                interior = interior && iy0 >= 0 && iy0 + g.kernelH <= input.h && ix0 >= 0
+                                    && ix0 + g.kernelW <= input.w
+                            }
+                            for r in 0..<mr {
+                                let m = pixelIndex[r]
                                 let b = m / (outH * outW), rem = m % (outH * outW)
                                 let oy = rem / outW, ox = rem % outW
-                                pixelIndex[r] = m  // = (b · outH + oy) · outW + ox
                                 if let residual { residualRows[r] = residual.pixel(b, oy, ox) }
                                 for ky in 0..<g.kernelH {
                                     let iy = oy * g.strideH - g.padH + ky
+                                    if interior {
+                                        a[ky * mr + r] = UnsafePointer(input.pixel(b, iy, ox * g.strideW - g.padW))
+                                        continue
+                                    }
                                     for kx in 0..<g.kernelW {
                                         let ix = ox * g.strideW - g.padW + kx
                                         let t = ky * g.kernelW + kx
@@ -168,6 +185,7 @@ public struct PackedConvolution: Sendable {
                                     }
                                 }
                             }
+                            let (tileTaps, tileChannels) = interior ? (g.kernelH, g.kernelW * g.inChannels) : (taps, g.inChannels)
                             for p in firstPanel..<lastPanel {
                                 let columns = min(16, g.outChannels - p * 16)
                                 let (outBase, outStride) = (outBases.value[p], outStrides.value[p])
@@ -176,7 +194,7 @@ public struct PackedConvolution: Sendable {
                                     if residual != nil { residualRows[r] += p * 16 }
                                 }
                                 convolutionMicroKernel(
-                                    a, taps: taps, channels: g.inChannels,
+                                    a, taps: tileTaps, channels: tileChannels,
                                     weights: panelBase.value + p * g.depth * 16, bias: biasBase.value + p * 16,
                                     output: outRows, residual: residual == nil ? nil : residualRows,
                                     rows: valid, columns: columns, relu: activation == .relu)
