@@ -89,6 +89,8 @@ public final class InferenceServer: Sendable {
 
         func run() async throws {
             for source in server.sources {
+                // A shutdown during loading waits for the model being loaded (it cannot be interrupted), not the rest.
+                if Task.isShuttingDownGracefully { return }
                 let model = try await Self.offEventLoops(source.load)
                 let limits = server.configuration.limits
                 let batcher = Batcher(model: model, limits: limits, threads: server.configuration.threads,

@@ -235,6 +235,24 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
         }
     }
 
+    /// A shutdown while weights load waits for the model being loaded, and loads no other.
+    @Test func shutdownDuringLoadingSkipsTheRemainingModels() async throws {
+        let face = try References.model(.inceptionResNetV1FaceNet)
+        let gate = DispatchSemaphore(value: 0)
+        let secondLoaded = Locked(false)
+        let first = InferenceServer.ModelSource(.inceptionResNetV1FaceNet) { gate.wait(); return face }
+        let second = InferenceServer.ModelSource(.inceptionV4) { secondLoaded.withLock { $0 = true }; return try References.model(.inceptionV4) }
+        defer { gate.signal() }
+        try await TestServer.with([first, second], waitUntilReady: false) { server in
+            #expect(try await server.get("/ready").status == 503)
+            let stopping = Task { await server.server.shutdown() }
+            try await Task.sleep(for: .milliseconds(300))  // the HTTP server stops first, then the loader is told
+            gate.signal()
+            await stopping.value
+        }
+        #expect(secondLoaded.withLock { $0 } == false)
+    }
+
     /// Weights that cannot be loaded stop the server with the loader's one-line error (exit 1 from the CLI).
     @Test func unloadableWeightsStopTheServer() async throws {
         let cli = try runInception(["serve", "--model", "inception_v4", "--weights", "/nonexistent/w.safetensors", "--port", "0"])
