@@ -31,14 +31,14 @@ struct ThreadsOption: ParsableArguments {
 
 /// Runs a command body; any error becomes one line on standard error and exit status 1.
 func reportingErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as ExitCode {
-        throw error
-    } catch {
-        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-        throw ExitCode(1)
-    }
+    do { try body() } catch { throw reported(error) }
+}
+
+/// An error as the command line reports it: one line on standard error, exit status 1 (an exit code passes through).
+func reported(_ error: any Error) -> any Error {
+    if error is ExitCode { return error }
+    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    return ExitCode(1)
 }
 
 func printJSON(_ object: Any) throws {

@@ -77,8 +77,7 @@ struct Serve: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data("inception serve: listening on http://\(host):\(port) (\(models))\n".utf8))
             }
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
+            throw reported(error)
         }
     }
 }

@@ -193,9 +193,6 @@ public final class CompiledGraph: Sendable {
             // Merged siblings run at the first of them, before anything reads any of them.
             let producer = unit.map(\.node).min()!
             kernels[producer] = kernel!
-            if case let .siblings(conv, input, outputs) = kernel!, producer != unit[0].node {
-                kernels[producer] = .siblings(conv, input: input, outputs: outputs)
-            }
             for job in unit where job.node != producer { kernels[job.node] = .sibling(producer: producer) }
         }
         self.kernels = kernels

@@ -100,7 +100,7 @@ public final class Batcher: @unchecked Sendable {
             if waiting.count >= limits.maxQueue {
                 // Roughly how long until the queue has drained: the batches ahead of it, at the last batch's pace.
                 let batches = Double(waiting.count / limits.maxBatch + 1)
-                let seconds = batches * Double(lastBatchDuration.components.seconds) + batches * Double(lastBatchDuration.components.attoseconds) / 1e18
+                let seconds = batches * (lastBatchDuration / .seconds(1))
                 return continuation.resume(throwing: Refusal.overloaded(waiting: waiting.count, retryAfter: max(1, Int(seconds.rounded(.up)))))
             }
             waiting.append(Job(pixels: pixels, output: output, arrived: .now, continuation: continuation))
@@ -161,8 +161,7 @@ public final class Batcher: @unchecked Sendable {
         while !closed && announced > 0 && waiting.lazy.filter({ $0.output == first.output }).count < limits.maxBatch {
             let left = deadline - .now
             guard left > .zero else { break }
-            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
-            condition.wait(until: Date(timeIntervalSinceNow: seconds))
+            condition.wait(until: Date(timeIntervalSinceNow: left / .seconds(1)))
         }
         var batch: [Job] = [], rest: [Job] = []
         for job in waiting {
