@@ -9,7 +9,13 @@ included, as timm saves it), and record:
   * x_<size>.npy / logits_<size>.npy (float32) and logits64_<size>.npy (the same network in float64) for real
     photos passed through the model's eval transform at several sizes and batch sizes (for the face model also
     embedding_<size>.npy and embedding64_<size>.npy, the L2-normalised 512-d output);
-  * block_<name>_in.npy / block_<name>_out.npy: the input and output of one instance of every block type.
+  * block_<name>_in.npy / block_<name>_out.npy: the input and output of one instance of every block type;
+  * for inception_v4 and inception_resnet_v2, one training step (train mode, cross-entropy with label smoothing,
+    SGD with momentum and weight decay) from those weights: train_x.npy, train_step.json (labels, loss as float64,
+    hyper-parameters), train_gradients.safetensors (every parameter's gradient, timm's keys) and
+    train_after.safetensors (the state dict after the step: weights and BatchNorm running statistics), from
+    train_weights.safetensors (see training_step for why these differ from weights.safetensors);
+  * optimizers/rmsprop.safetensors: three steps of timm's RMSpropTF (the paper's RMSProp) on given gradients.
 Nothing it writes is committed: CI runs it with a fresh seed on every run.
 
 Usage: make_references.py --out DIR [--seed N] [--models inception_v4 inception_resnet_v2 …]
@@ -187,9 +193,114 @@ def make(name, out, seed):
     for ours, (i, o) in captured.items():
         save(os.path.join(folder, f"block_{ours}_in.npy"), i)
         save(os.path.join(folder, f"block_{ours}_out.npy"), o)
+    if not is_facenet(name):
+        report["training_step"] = training_step(name, model, folder, images, rng, generator)
     with open(os.path.join(folder, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps(report))
+
+
+TRAIN_STEP = {"size": 139, "batch": 4, "label_smoothing": 0.1, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}
+
+
+def decay_groups(model, weight_decay):
+    """timm's default: weight decay on weights of rank >= 2 only (no decay for biases and BatchNorm)."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def training_step(name, model, folder, images, rng, generator):
+    """One SGD step in train mode, everything the Swift step must reproduce.
+
+    Train-mode BatchNorm is far less forgiving of float32 rounding than inference: with the eval references'
+    gamma in [0.2, 0.4], timm's own float32 gradients differ from its float64 ones by up to 1e-2 (ReLUs near their
+    kink flip, and each BatchNorm backward subtracts two large projections). So the step starts from the reference
+    weights with gamma redrawn in [0.1, 0.2] and the classifier scaled by 0.05 (a softmax that is not saturated),
+    and the expected values come from timm in float64. timm's own float32 error against them is recorded per
+    tensor: some gradients are zero in exact arithmetic (the bias of a layer whose every ReLU is active, followed
+    only by linear maps into a BatchNorm), and there a float32 result is rounding noise."""
+    s = TRAIN_STEP
+    start = create(name)
+    start.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for m in start.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.1, 0.2, generator=generator)
+        start.get_classifier().weight.mul_(0.05)
+        start.get_classifier().bias.mul_(0.05)
+    save_file({k: v.contiguous() for k, v in start.state_dict().items()}, os.path.join(folder, "train_weights.safetensors"))
+    x = batch(name, start, rng.sample(images, s["batch"]), s["size"])
+    labels = [rng.randrange(start.num_classes) for _ in range(s["batch"])]
+    results = {}
+    routing = []
+    for dtype in (torch.float32, torch.float64):
+        trained = create(name)
+        trained.load_state_dict(start.state_dict())
+        trained = trained.to(dtype).train()
+        if dtype == torch.float64:
+            routing.clear()
+            hooks = [m.register_forward_hook(lambda m, i, o: routing.append(torch.nn.functional.max_pool2d(
+                i[0].detach(), m.kernel_size, m.stride, return_indices=True)[1]))
+                for m in trained.modules() if isinstance(m, torch.nn.MaxPool2d)]
+        optimizer = torch.optim.SGD(decay_groups(trained, s["weight_decay"]), lr=s["lr"], momentum=s["momentum"])
+        loss = torch.nn.functional.cross_entropy(trained(x.to(dtype)), torch.tensor(labels),
+                                                 label_smoothing=s["label_smoothing"])
+        optimizer.zero_grad()
+        loss.backward()
+        gradients = {k: p.grad.detach().clone() for k, p in trained.named_parameters()}
+        if dtype == torch.float64:
+            for h in hooks:
+                h.remove()
+        optimizer.step()
+        results[dtype] = (loss.item(), gradients, trained.state_dict())
+    loss64, gradients64, after64 = results[torch.float64]
+    loss32, gradients32, _ = results[torch.float32]
+    save(os.path.join(folder, "train_x.npy"), x)
+    # Which input of each max-pool window won, in forward order: near-ties (within float32 rounding) are common
+    # — hundreds of windows within 1e-6 of each other at this size — and a window decided the other way moves
+    # its gradient to a neighbouring pixel, which changes every gradient below it by up to 5e-3 (timm's own
+    # float32 included). The Swift test takes these choices, so that what it compares is the arithmetic.
+    save_file({f"maxpool{k}": r.to(torch.float32).contiguous() for k, r in enumerate(routing)},  # exact below 2**24
+              os.path.join(folder, "train_maxpool_routing.safetensors"))
+    save_file({k: g.float().contiguous() for k, g in gradients64.items()}, os.path.join(folder, "train_gradients.safetensors"))
+    save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in after64.items()},
+              os.path.join(folder, "train_after.safetensors"))
+    timm32 = {k: ((gradients32[k].double() - g).norm() / g.norm().clamp(min=1e-300)).item() for k, g in gradients64.items()}
+    step = dict(s, labels=labels, loss=loss64, timm_fp32_loss=loss32, timm_fp32_gradient_errors=timm32)
+    with open(os.path.join(folder, "train_step.json"), "w") as f:
+        json.dump(step, f)
+    worst = sorted(timm32.values())
+    return dict(s, labels=labels, loss=loss64, timm_fp32_gradient_error_median=worst[len(worst) // 2],
+                timm_fp32_gradient_error_max=worst[-1])
+
+
+def make_optimizer_references(out, seed):
+    """Three steps of timm's RMSpropTF configured as the paper (decay 0.9, momentum 0.9, eps 1.0) with weight decay,
+    on parameters of the shapes a network has (a convolution weight, a BatchNorm weight, a bias), with a learning
+    rate that changes between steps."""
+    from timm.optim import RMSpropTF
+    generator = torch.Generator().manual_seed(seed)
+    shapes = {"conv.weight": (32, 16, 3, 3), "bn.weight": (32,), "fc.bias": (10,)}
+    params = {k: torch.nn.Parameter(torch.randn(shape, generator=generator) * 0.1) for k, shape in shapes.items()}
+    tensors = {f"{k}.initial": p.detach().clone() for k, p in params.items()}
+    groups = [{"params": [params["conv.weight"]], "weight_decay": 4e-5},
+              {"params": [params["bn.weight"], params["fc.bias"]], "weight_decay": 0.0}]
+    optimizer = RMSpropTF(groups, lr=0.045, alpha=0.9, eps=1.0, momentum=0.9)
+    rates = [0.045, 0.045, 0.045 * 0.94]
+    for step, lr in enumerate(rates):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for k, p in params.items():
+            p.grad = torch.randn(p.shape, generator=generator) * (0.5 + step)
+            tensors[f"{k}.grad{step}"] = p.grad.clone()
+        optimizer.step()
+    for k, p in params.items():
+        tensors[f"{k}.final"] = p.detach().clone()
+    tensors["learning_rates"] = torch.tensor(rates)
+    folder = os.path.join(out, "optimizers")
+    os.makedirs(folder, exist_ok=True)
+    save_file(tensors, os.path.join(folder, "rmsprop.safetensors"))
 
 
 def write_png16(path, array):
@@ -267,6 +378,7 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     for name in args.models:
         make(name, args.out, seed)
+    make_optimizer_references(args.out, seed)
     make_images(args.out)
 
 

@@ -141,6 +141,14 @@ public struct Graph: Sendable {
         return Graph(nodes: sub, output: index[last]!, outputs: ["output": index[last]!])
     }
 
+    /// The same graph with the node named `node` also available as the output `name` (intermediate features).
+    public func addingOutput(_ name: String, node: String) -> Graph? {
+        guard let i = nodes.firstIndex(where: { $0.name == node }) else { return nil }
+        var copy = self
+        copy.outputs[name] = i
+        return copy
+    }
+
     /// Output shape of every node for an `n × h × w` input, or nil where some map would be empty.
     public func inferShapes(n: Int, h: Int, w: Int) -> [Shape]? {
         var shapes: [Shape] = []

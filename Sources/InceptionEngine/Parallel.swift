@@ -15,6 +15,14 @@ public enum Parallel {
     /// The number of cores this process may use.
     public static var defaultThreads: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
+    /// `body` for each index in `0..<count`, handed out in runs of `grain` consecutive indices.
+    public static func parallelFor(_ count: Int, threads: Int, grain: Int, _ body: (Int) -> Void) {
+        let runs = (count + grain - 1) / grain
+        parallelFor(runs, threads: threads) { run in
+            for i in (run * grain)..<min(count, (run + 1) * grain) { body(i) }
+        }
+    }
+
     public static func parallelFor(_ count: Int, threads: Int, _ body: (Int) -> Void) {
         let workers = min(threads, count)
         if workers <= 1 {

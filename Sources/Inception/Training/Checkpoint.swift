@@ -1,0 +1,57 @@
+import Foundation
+import InceptionIO
+
+/// Parameters for training: from a released-layout checkpoint (strictly verified, as `InceptionModel` loads), or a
+/// fresh initialisation; and back to a checkpoint in the released layout, which timm loads strictly.
+extension ModelName {
+    /// Every parameter and buffer of `graph` by graph name, read from `url` (the checkpoint's key names). With a
+    /// `graph` whose classifier differs from the file's, the classifier is left out of the check and newly
+    /// initialised (fine-tuning on new classes).
+    public func trainingValues(for graph: Graph, weights url: URL, seed: UInt64) throws -> [String: [Float]] {
+        let file = try SafeTensorsFile(contentsOf: url)
+        let classifier = String(classifierWeight.dropLast("weight".count))
+        let fileClasses = file.entries[checkpointKey(classifierWeight)]?.shape.first
+        let keepClassifier = fileClasses == graph.outputs["logits"].map { graph.nodes[$0].channels }
+        try InceptionModel.verify(self.graph(classes: fileClasses), self, file)
+        let fresh = Self.initialValues(graph, seed: seed)
+        var values: [String: [Float]] = [:]
+        for spec in graph.parameters {
+            if !keepClassifier && spec.name.hasPrefix(classifier) {
+                values[spec.name] = fresh[spec.name]
+                continue
+            }
+            let key = checkpointKey(spec.name)
+            let v = try file.floats(key)
+            if v.contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
+            values[spec.name] = v
+        }
+        return values
+    }
+
+    /// A fresh start: He-uniform convolution weights (bound √(6 / fan-in)), PyTorch's default for linear layers
+    /// (uniform ± 1/√fan-in), zero biases, BatchNorm γ = 1, β = 0, running mean 0, variance 1.
+    public static func initialValues(_ graph: Graph, seed: UInt64) -> [String: [Float]] {
+        var rng = SplitMix64(seed)
+        var values: [String: [Float]] = [:]
+        for spec in graph.parameters {
+            let n = spec.count
+            let last = spec.name.split(separator: ".").last!
+            let isNorm = spec.shape.count == 1 && graph.parameters.contains { $0.name == spec.name.replacingOccurrences(of: ".\(last)", with: ".running_mean") }
+            switch last {
+            case "running_var": values[spec.name] = [Float](repeating: 1, count: n)
+            case "running_mean", "bias": values[spec.name] = [Float](repeating: 0, count: n)
+            case "weight" where isNorm: values[spec.name] = [Float](repeating: 1, count: n)
+            default:
+                let fanIn = spec.shape.dropFirst().reduce(1, *)
+                let bound = spec.shape.count == 4 ? (6 / Float(fanIn)).squareRoot() : 1 / Float(fanIn).squareRoot()
+                values[spec.name] = (0..<n).map { _ in rng.uniform(-bound, bound) }
+            }
+        }
+        return values
+    }
+
+    /// The tensors of a checkpoint in the released layout (timm's or facenet-pytorch's key names and shapes).
+    public func checkpointTensors(_ graph: Graph, _ values: [String: [Float]]) -> [(name: String, shape: [Int], values: [Float])] {
+        graph.parameters.map { (checkpointKey($0.name), $0.shape, values[$0.name]!) }
+    }
+}

@@ -1,0 +1,380 @@
+import Foundation
+
+/// A graph in training mode: the forward pass on batch statistics, keeping what the backward pass needs, then
+/// reverse-mode differentiation node by node down to every parameter. The autograd "tape" is the graph itself:
+/// nodes are already in topological order, so the backward pass walks them in reverse, and each operation's
+/// backward kernel sits beside its forward one (`ConvolutionGradient`, `BatchNormTraining`, `PoolingGradient`, …).
+///
+/// Parameters are kept by graph name in PyTorch's layouts (OIHW convolution weights, `[out, in]` linear weights),
+/// so checkpoints need no conversion; BatchNorm running statistics are updated as in PyTorch's train mode
+/// (`running = (1 − momentum) · running + momentum · batch`, the variance unbiased).
+public final class TrainingGraph {
+    public let graph: Graph
+    /// Every parameter and buffer by graph name.
+    public var values: [String: [Float]]
+    /// ∂loss/∂parameter of the last `step`, for every trainable parameter.
+    public private(set) var gradients: [String: [Float]]
+    /// PyTorch's BatchNorm momentum (0.1); TF-slim's decay 0.9997 is momentum 0.0003.
+    public var batchNormMomentum: Float = 0.1
+    /// Replaces the graph's dropout rates when set (0 turns dropout off).
+    public var dropoutRate: Float?
+    /// For comparisons with another implementation: that implementation's max-pool choices (see
+    /// `PoolingGradient.maxPool`), the k-th array for the k-th max-pool node. Never set in training.
+    public var maxPoolRouting: [[Int32]]?
+
+    public init(graph: Graph, values: [String: [Float]]) {
+        for spec in graph.parameters {
+            precondition(values[spec.name]?.count == spec.count, "\(spec.name): expected \(spec.count) values")
+        }
+        self.graph = graph
+        self.values = values
+        gradients = [:]
+        for spec in graph.parameters where !spec.isBuffer { gradients[spec.name] = [Float](repeating: 0, count: spec.count) }
+    }
+
+    public struct StepResult: Sendable {
+        /// Mean softmax cross-entropy over the batch.
+        public var loss: Double
+        /// `n × classes`.
+        public var logits: Tensor
+    }
+
+    /// One forward pass in training mode on an NHWC batch, the loss against `labels`, and the backward pass:
+    /// `gradients` then holds this batch's gradients. Running statistics are updated. `seed` drives dropout.
+    public func step(_ input: Tensor, labels: [Int], labelSmoothing: Float = 0, output: String = "logits",
+                     seed: UInt64 = 0, threads: Int = Parallel.defaultThreads) throws -> StepResult {
+        precondition(input.shape.count == 4 && input.shape[3] == graph.inputChannels, "input must be NHWC")
+        guard let target = graph.outputs[output] else { preconditionFailure("the graph has no output \(output)") }
+        let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])
+        precondition(labels.count == input.shape[0] && labels.allSatisfy { $0 >= 0 && $0 < graph.nodes[target].channels },
+                     "one label in 0..<\(graph.nodes[target].channels) per image")
+        var result: StepResult? = nil
+        _ = differentiate(input, target: target, shapes: shapes, seed: seed, threads: threads, inputGradient: false) { logits in
+            let (loss, values, gradient) = Self.crossEntropy(logits, labels: labels, smoothing: labelSmoothing)
+            result = StepResult(loss: loss, logits: values)
+            return gradient
+        }
+        return result!
+    }
+
+    /// A forward pass in training mode, then the backward pass from ∂L/∂output = `outputGradient(output)`;
+    /// `gradients` then holds the parameters' gradients. Returns the output and ∂L/∂input.
+    public func backward(_ input: Tensor, output: String, seed: UInt64 = 0, threads: Int = Parallel.defaultThreads,
+                         outputGradient: (Tensor) -> [Float]) throws -> (output: Tensor, inputGradient: Tensor) {
+        guard let target = graph.outputs[output] else { preconditionFailure("the graph has no output \(output)") }
+        let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])
+        var out: Tensor? = nil
+        let dx = differentiate(input, target: target, shapes: shapes, seed: seed, threads: threads, inputGradient: true) { y in
+            let s = shapes[target]
+            let t = Tensor(shape: [s.n, s.h, s.w, s.c], scalars: Array(UnsafeBufferPointer(start: y.base, count: s.count)))
+            out = t
+            return outputGradient(t)
+        }
+        return (out!, Tensor(shape: input.shape, scalars: dx))
+    }
+
+    private func differentiate(_ input: Tensor, target: Int, shapes: [Shape], seed: UInt64, threads: Int,
+                               inputGradient: Bool, _ outputGradient: (FeatureMap) -> [Float]) -> [Float] {
+        var pass = Pass(graph: self, shapes: shapes, target: target, threads: threads, seed: seed)
+        input.scalars.withUnsafeBufferPointer { pass.outputs[0]!.pointer.update(from: $0.baseAddress!, count: input.count) }
+        pass.forward()
+        let gradient = outputGradient(pass.map(target))
+        for name in gradients.keys { gradients[name]!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
+        pass.keepInputGradient = inputGradient
+        pass.backward(logitsGradient: gradient)
+        return pass.inputGradient
+    }
+
+    /// Softmax cross-entropy with label smoothing (targets (1 − ε) · one-hot + ε / classes, as PyTorch's
+    /// `cross_entropy(label_smoothing: ε)`), averaged over the batch, with its gradient, in Double.
+    static func crossEntropy(_ logits: FeatureMap, labels: [Int], smoothing: Float) -> (Double, Tensor, [Float]) {
+        let (n, k) = (logits.n, logits.c)
+        var values = [Float](repeating: 0, count: n * k), gradient = [Float](repeating: 0, count: n * k)
+        var loss = 0.0
+        let eps = Double(smoothing)
+        for b in 0..<n {
+            let l = logits.pixel(b, 0, 0)
+            let top = (0..<k).map { Double(l[$0]) }.max()!
+            let lse = top + log((0..<k).reduce(0.0) { $0 + exp(Double(l[$1]) - top) })
+            for j in 0..<k {
+                let q = (j == labels[b] ? 1 - eps : 0) + eps / Double(k)
+                let logp = Double(l[j]) - lse
+                loss -= q * logp
+                gradient[b * k + j] = Float((exp(logp) - q) / Double(n))
+                values[b * k + j] = l[j]
+            }
+        }
+        return (loss / Double(n), Tensor(shape: [n, k], scalars: values), gradient)
+    }
+}
+
+/// The state of one forward and backward pass: every node's output, the pre-BatchNorm maps and batch statistics,
+/// dropout masks, then the gradients flowing back. Buffers are released as soon as the backward pass is past them.
+private struct Pass {
+    let model: TrainingGraph
+    let nodes: [Node]
+    let shapes: [Shape]
+    let target: Int
+    let threads: Int
+    let seed: UInt64
+    var needed: [Bool]
+    var outputs: [AlignedBuffer?]
+    var preNormalization: [AlignedBuffer?]
+    var statistics: [(mean: [Float], invStd: [Float])?]
+    var masks: [AlignedBuffer?]
+    var gradients: [AlignedBuffer?]
+    let zeros: AlignedBuffer
+    /// Whether to compute ∂L/∂input (tests; training never needs it), left in `inputGradient`.
+    var keepInputGradient = false
+    var inputGradient: [Float] = []
+
+    init(graph model: TrainingGraph, shapes: [Shape], target: Int, threads: Int, seed: UInt64) {
+        self.model = model
+        nodes = model.graph.nodes
+        (self.shapes, self.target, self.threads, self.seed) = (shapes, target, threads, seed)
+        needed = [Bool](repeating: false, count: nodes.count)
+        needed[target] = true
+        for i in stride(from: target, through: 0, by: -1) where needed[i] { for j in nodes[i].inputs { needed[j] = true } }
+        outputs = [AlignedBuffer?](repeating: nil, count: nodes.count)
+        outputs[0] = AlignedBuffer(count: shapes[0].count)
+        preNormalization = outputs.map { _ in nil }
+        statistics = [(mean: [Float], invStd: [Float])?](repeating: nil, count: nodes.count)
+        masks = outputs.map { _ in nil }
+        gradients = outputs.map { _ in nil }
+        zeros = AlignedBuffer(count: (nodes.map(\.channels).max() ?? 0) + 16, zeroed: true)
+    }
+
+    func map(_ i: Int) -> FeatureMap { view(outputs[i]!, shapes[i]) }
+
+    func view(_ buffer: AlignedBuffer, _ s: Shape) -> FeatureMap {
+        FeatureMap(base: buffer.pointer, n: s.n, h: s.h, w: s.w, c: s.c)
+    }
+
+    func value(_ name: String) -> [Float] { model.values[name]! }
+
+    // MARK: forward
+
+    mutating func forward() {
+        for i in 1...target where needed[i] {
+            let node = nodes[i], s = shapes[i]
+            let out = AlignedBuffer(count: s.count)
+            let y = view(out, s)
+            switch node.operation {
+            case .input:
+                preconditionFailure("only node 0 is an input")
+            case let .convolution(g, p, activation):
+                let conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
+                                             activation: p.batchNorm == nil ? activation : .identity)
+                if let bn = p.batchNorm {
+                    let z = AlignedBuffer(count: s.count)
+                    conv.run(input: map(node.inputs[0]), output: view(z, s), zeros: zeros.pointer, threads: threads)
+                    statistics[i] = batchNorm(z, into: out, rows: s.n * s.h * s.w, channels: s.c, prefix: bn,
+                                              epsilon: p.epsilon, relu: activation == .relu)
+                    preNormalization[i] = z
+                } else {
+                    conv.run(input: map(node.inputs[0]), output: y, zeros: zeros.pointer, threads: threads)
+                }
+            case let .maxPool(kernel, stride):
+                Pooling.maxPool(input: map(node.inputs[0]), output: y, kernel: kernel, stride: stride, threads: threads)
+            case let .averagePool(kernel, stride, padding):
+                Pooling.averagePool(input: map(node.inputs[0]), output: y, kernel: kernel, stride: stride,
+                                    padding: padding, threads: threads)
+            case .concat:
+                var offset = 0
+                for j in node.inputs {
+                    Pooling.copy(input: map(j), output: y.channels(offset, shapes[j].c), threads: threads)
+                    offset += shapes[j].c
+                }
+            case let .residual(scale, activation):
+                Elementwise.residual(shortcut: map(node.inputs[0]), branch: map(node.inputs[1]), output: y,
+                                     scale: scale, activation: activation, threads: threads)
+            case .globalAveragePool:
+                Pooling.globalAveragePool(input: map(node.inputs[0]), output: y, threads: threads)
+            case let .linear(inFeatures, outFeatures, weight, bias):
+                let w = value(weight)
+                w.withUnsafeBufferPointer { w in
+                    let x = MatrixView(rowMajor: outputs[node.inputs[0]]!.pointer, rows: s.n, columns: inFeatures)
+                    let wt = MatrixView(rowMajor: w.baseAddress!, rows: outFeatures, columns: inFeatures).transposed
+                    GEMM.multiply(x, wt, into: out.pointer, ldc: outFeatures, accumulate: false, threads: threads)
+                }
+                if let bias {
+                    let b = value(bias)
+                    for r in 0..<s.n { for o in 0..<outFeatures { out.pointer[r * outFeatures + o] += b[o] } }
+                }
+            case let .dropout(graphRate):
+                let rate = model.dropoutRate ?? graphRate
+                let x = outputs[node.inputs[0]]!.pointer
+                if rate > 0 {
+                    let mask = AlignedBuffer(count: s.count)
+                    var rng = SplitMix64(seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
+                    let keep = 1 / (1 - rate)
+                    for e in 0..<s.count {
+                        mask.pointer[e] = rng.uniform(0, 1) >= rate ? keep : 0
+                        out.pointer[e] = x[e] * mask.pointer[e]
+                    }
+                    masks[i] = mask
+                } else {
+                    out.pointer.update(from: x, count: s.count)
+                }
+            case let .batchNorm(prefix, epsilon):
+                statistics[i] = batchNorm(outputs[node.inputs[0]]!, into: out, rows: s.n * s.h * s.w, channels: s.c,
+                                          prefix: prefix, epsilon: epsilon, relu: false)
+            case .l2Normalize:
+                Elementwise.l2Normalize(input: map(node.inputs[0]), output: y, threads: threads)
+            }
+            outputs[i] = out
+        }
+    }
+
+    /// Normalises with the batch's statistics, updates the running ones, returns (mean, 1/σ).
+    func batchNorm(_ x: AlignedBuffer, into y: AlignedBuffer, rows: Int, channels: Int, prefix: String, epsilon: Float,
+                   relu: Bool) -> (mean: [Float], invStd: [Float]) {
+        let (mean, variance) = BatchNormTraining.statistics(x.pointer, rows: rows, channels: channels, threads: threads)
+        let invStd = variance.map { Float(1 / ($0 + Double(epsilon)).squareRoot()) }
+        let meanF = mean.map { Float($0) }
+        BatchNormTraining.normalize(x.pointer, into: y.pointer, rows: rows, channels: channels, mean: meanF,
+                                    invStd: invStd, gamma: value("\(prefix).weight"), beta: value("\(prefix).bias"),
+                                    relu: relu, threads: threads)
+        let m = Double(model.batchNormMomentum)
+        let unbiased = rows > 1 ? Double(rows) / Double(rows - 1) : 1
+        model.values["\(prefix).running_mean"]!.withUnsafeMutableBufferPointer { r in
+            for c in 0..<channels { r[c] = Float((1 - m) * Double(r[c]) + m * mean[c]) }
+        }
+        model.values["\(prefix).running_var"]!.withUnsafeMutableBufferPointer { r in
+            for c in 0..<channels { r[c] = Float((1 - m) * Double(r[c]) + m * variance[c] * unbiased) }
+        }
+        return (meanF, invStd)
+    }
+
+    // MARK: backward
+
+    /// The gradient buffer of node `j` (zeroed on first use), or nil for the network's input.
+    mutating func gradientMap(_ j: Int) -> FeatureMap? {
+        if j == 0 && !keepInputGradient { return nil }
+        if gradients[j] == nil { gradients[j] = AlignedBuffer(count: shapes[j].count, zeroed: true) }
+        return view(gradients[j]!, shapes[j])
+    }
+
+    mutating func backward(logitsGradient: [Float]) {
+        let top = gradientMap(target)!
+        logitsGradient.withUnsafeBufferPointer { top.base.update(from: $0.baseAddress!, count: $0.count) }
+        for i in stride(from: target, to: 0, by: -1) where needed[i] {
+            guard let gradient = gradients[i] else { continue }
+            let node = nodes[i], s = shapes[i]
+            let dy = view(gradient, s)
+            let rows = s.n * s.h * s.w
+            switch node.operation {
+            case .input:
+                break
+            case let .convolution(g, p, activation):
+                if let bn = p.batchNorm {
+                    let stats = statistics[i]!
+                    let (dGamma, dBeta) = BatchNormTraining.backward(
+                        dy.base, x: preNormalization[i]!.pointer, y: outputs[i]!.pointer, into: dy.base, rows: rows,
+                        channels: s.c, mean: stats.mean, invStd: stats.invStd, gamma: value("\(bn).weight"),
+                        relu: activation == .relu, threads: threads)
+                    model.setGradient("\(bn).weight", dGamma)
+                    model.setGradient("\(bn).bias", dBeta)
+                } else if activation == .relu {
+                    ReLU.mask(dy.base, output: outputs[i]!.pointer, count: s.count, threads: threads)
+                }
+                if let bias = p.bias { model.setGradient(bias, columnSums(dy.base, rows: rows, columns: s.c)) }
+                let input = map(node.inputs[0])
+                model.withGradient(p.weight) {
+                    ConvolutionGradient.weights(input: input, outputGradient: dy, geometry: g, into: $0, threads: threads)
+                }
+                if let dx = gradientMap(node.inputs[0]) {
+                    ConvolutionGradient.data(outputGradient: dy, weights: value(p.weight), geometry: g, inputGradient: dx,
+                                             threads: threads)
+                }
+            case let .maxPool(kernel, stride):
+                if let dx = gradientMap(node.inputs[0]) {
+                    let k = nodes[..<i].filter { if case .maxPool = $0.operation { return true } else { return false } }.count
+                    PoolingGradient.maxPool(input: map(node.inputs[0]), outputGradient: dy, inputGradient: dx,
+                                            kernel: kernel, stride: stride, routing: model.maxPoolRouting?[k],
+                                            threads: threads)
+                }
+            case let .averagePool(kernel, stride, padding):
+                if let dx = gradientMap(node.inputs[0]) {
+                    PoolingGradient.averagePool(outputGradient: dy, inputGradient: dx, kernel: kernel, stride: stride,
+                                                padding: padding, threads: threads)
+                }
+            case .concat:
+                var offset = 0
+                for j in node.inputs {
+                    if let dx = gradientMap(j) { add(dy.channels(offset, shapes[j].c), into: dx, scale: 1) }
+                    offset += shapes[j].c
+                }
+            case let .residual(scale, activation):
+                if activation == .relu { ReLU.mask(dy.base, output: outputs[i]!.pointer, count: s.count, threads: threads) }
+                if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
+                if let dx = gradientMap(node.inputs[1]) { add(dy, into: dx, scale: scale) }
+            case .globalAveragePool:
+                if let dx = gradientMap(node.inputs[0]) {
+                    PoolingGradient.globalAveragePool(outputGradient: dy, inputGradient: dx, threads: threads)
+                }
+            case let .linear(inFeatures, outFeatures, weight, bias):
+                let x = MatrixView(rowMajor: outputs[node.inputs[0]]!.pointer, rows: s.n, columns: inFeatures)
+                let d = MatrixView(rowMajor: dy.base, rows: s.n, columns: outFeatures)
+                model.withGradient(weight) {
+                    GEMM.multiply(d.transposed, x, into: $0, ldc: inFeatures, accumulate: true, threads: threads)
+                }
+                if let bias { model.setGradient(bias, columnSums(dy.base, rows: s.n, columns: outFeatures)) }
+                if let dx = gradientMap(node.inputs[0]) {
+                    value(weight).withUnsafeBufferPointer { w in
+                        GEMM.multiply(d, MatrixView(rowMajor: w.baseAddress!, rows: outFeatures, columns: inFeatures),
+                                      into: dx.base, ldc: inFeatures, accumulate: true, threads: threads)
+                    }
+                }
+            case .dropout:
+                if let mask = masks[i] { for e in 0..<s.count { dy.base[e] *= mask.pointer[e] } }
+                if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
+            case let .batchNorm(prefix, _):
+                let stats = statistics[i]!
+                let (dGamma, dBeta) = BatchNormTraining.backward(
+                    dy.base, x: outputs[node.inputs[0]]!.pointer, y: outputs[i]!.pointer, into: dy.base, rows: rows,
+                    channels: s.c, mean: stats.mean, invStd: stats.invStd, gamma: value("\(prefix).weight"), relu: false,
+                    threads: threads)
+                model.setGradient("\(prefix).weight", dGamma)
+                model.setGradient("\(prefix).bias", dBeta)
+                if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
+            case .l2Normalize:
+                if let dx = gradientMap(node.inputs[0]) {
+                    L2NormalizeGradient.backward(input: map(node.inputs[0]), output: map(i), outputGradient: dy, inputGradient: dx)
+                }
+            }
+            // Everything at or after node i is done with: its output, its gradient and what its backward needed.
+            (gradients[i], outputs[i], preNormalization[i], masks[i]) = (nil, nil, nil, nil)
+        }
+        if keepInputGradient {
+            inputGradient = gradients[0].map { Array(UnsafeBufferPointer(start: $0.pointer, count: shapes[0].count)) }
+                ?? [Float](repeating: 0, count: shapes[0].count)
+        }
+    }
+
+    /// dst += scale · src, pixel by pixel (either may be a channel slice).
+    func add(_ src: FeatureMap, into dst: FeatureMap, scale: Float) {
+        Parallel.parallelFor(src.pixels, threads: threads, grain: 256) { p in
+            let (a, b) = (src.base + p * src.pixelStride, dst.base + p * dst.pixelStride)
+            for c in 0..<src.c { b[c] += scale * a[c] }
+        }
+    }
+
+    func columnSums(_ x: UnsafeMutablePointer<Float>, rows: Int, columns: Int) -> [Float] {
+        let xs = UncheckedSendable(x)
+        return BatchNormTraining.channelSums(rows: rows, channels: columns, threads: threads) { row, sums in
+            let p = xs.value + row * columns
+            for c in 0..<columns { sums[c] += Double(p[c]) }
+        }.map(Float.init)
+    }
+}
+
+extension TrainingGraph {
+    func setGradient(_ name: String, _ values: [Float]) {
+        gradients[name]!.withUnsafeMutableBufferPointer { g in for i in values.indices { g[i] += values[i] } }
+    }
+
+    func withGradient(_ name: String, _ body: (UnsafeMutablePointer<Float>) -> Void) {
+        gradients[name]!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+}

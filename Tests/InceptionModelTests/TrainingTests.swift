@@ -1,0 +1,99 @@
+import Foundation
+import Inception
+import InceptionIO
+import Testing
+
+/// Training against timm: one step in train mode from random weights (written by `scripts/make_references.py`,
+/// fresh each run) — loss, every parameter's gradient, the SGD update and the BatchNorm running statistics. The
+/// expected values are timm's in float64; see `training_step` in the script for why.
+@Suite struct TrainingTests {
+    /// ‖a − b‖₂ / ‖b‖₂ in Double.
+    static func relative(_ a: [Float], _ b: [Float]) -> Double {
+        var num = 0.0, den = 0.0
+        for i in a.indices {
+            num += (Double(a[i]) - Double(b[i])) * (Double(a[i]) - Double(b[i]))
+            den += Double(b[i]) * Double(b[i])
+        }
+        return (num / max(den, 1e-300)).squareRoot()
+    }
+
+    @Test(arguments: [ModelName.inceptionV4, .inceptionResNetV2])
+    func oneSGDStepMatchesTimm(_ name: ModelName) throws {
+        let step = try JSONSerialization.jsonObject(with: Data(contentsOf: References.url(name, "train_step.json"))) as! [String: Any]
+        let labels = step["labels"] as! [Int], expectedLoss = step["loss"] as! Double
+        let graph = name.graph()
+        let trainer = TrainingGraph(graph: graph, values: try name.trainingValues(for: graph, weights: References.url(name, "train_weights.safetensors"), seed: 0))
+        trainer.dropoutRate = 0  // timm's default drop_rate for both
+        let routing = try SafeTensorsFile(contentsOf: References.url(name, "train_maxpool_routing.safetensors"))
+        trainer.maxPoolRouting = try (0..<routing.entries.count).map { try routing.floats("maxpool\($0)").map { Int32($0) } }
+        let x = try References.tensor(name, "train_x.npy").nchwToNHWC()
+        let result = try trainer.step(x, labels: labels, labelSmoothing: Float(step["label_smoothing"] as! Double))
+        #expect(abs(result.loss - expectedLoss) / abs(expectedLoss) < 1e-5, "loss \(result.loss) vs timm \(expectedLoss)")
+
+        // Every gradient within 1e-3 of timm's float64 one, except where timm's own float32 is not either: then
+        // within its error (these are gradients summed from terms that nearly cancel, where both float32
+        // implementations round alike), or, for gradients that are zero in exact arithmetic, zero to float32 noise.
+        let gradients = try SafeTensorsFile(contentsOf: References.url(name, "train_gradients.safetensors"))
+        let timm32 = step["timm_fp32_gradient_errors"] as! [String: Double]
+        var expected: [String: [Float]] = [:], squares = 0.0, count = 0
+        for spec in graph.parameters where !spec.isBuffer {
+            let g = try gradients.floats(name.checkpointKey(spec.name))
+            expected[spec.name] = g
+            squares += g.reduce(0.0) { $0 + Double($1) * Double($1) }
+            count += g.count
+        }
+        let typical = (squares / Double(count)).squareRoot()  // RMS of one gradient element over the network
+        var errors: [Double] = [], above = 0
+        for spec in graph.parameters where !spec.isBuffer {
+            let key = name.checkpointKey(spec.name), ours = trainer.gradients[spec.name]!, theirs = expected[spec.name]!
+            let error = Self.relative(ours, theirs)
+            let rms = Self.relative(theirs, [Float](repeating: 0, count: spec.count)) == 0 ? 0.0
+                : (theirs.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(spec.count)).squareRoot()
+            let errorRMS = error * rms
+            let exactZero = rms < 1e-6 * typical
+            errors.append(error)
+            if error >= 1e-3 { above += 1 }
+            let ok = error < 1e-3 || error <= 1.5 * timm32[key]! + 1e-4 || (exactZero && errorRMS < 1e-3 * typical)
+            #expect(ok, "gradient of \(key): relative error \(error), timm float32's \(timm32[key]!)")
+        }
+        errors.sort()
+        let timmAbove = timm32.values.filter { $0 >= 1e-3 }.count
+        print("\(name): loss \(result.loss) vs \(expectedLoss); gradient error median \(errors[errors.count / 2]), "
+              + "\(above) of \(errors.count) above 1e-3 (timm float32: \(timmAbove))")
+        #expect(above <= max(timmAbove, errors.count / 100), "\(above) gradients above 1e-3, timm float32 has \(timmAbove)")
+
+        let optimizer = Optimizer(OptimizerSettings(kind: .sgd, momentum: Float(step["momentum"] as! Double),
+                                                    weightDecay: Float(step["weight_decay"] as! Double)))
+        optimizer.step(&trainer.values, gradients: trainer.gradients, learningRate: Float(step["lr"] as! Double))
+        let after = try SafeTensorsFile(contentsOf: References.url(name, "train_after.safetensors"))
+        for spec in graph.parameters {
+            let key = name.checkpointKey(spec.name)
+            let error = Self.relative(trainer.values[spec.name]!, try after.floats(key))
+            #expect(error < 1e-5, "\(key) after the step: relative error \(error)")
+        }
+    }
+
+    @Test func threeRMSPropStepsMatchTimmRMSpropTF() throws {
+        let url = References.directory.appendingPathComponent("optimizers/rmsprop.safetensors")
+        guard FileManager.default.fileExists(atPath: url.path) else { throw References.Missing(path: url.path) }
+        let file = try SafeTensorsFile(contentsOf: url)
+        let names = ["conv.weight", "bn.weight", "fc.bias"]
+        // The optimiser tells a BatchNorm weight by its running statistics beside it.
+        var values: [String: [Float]] = ["bn.running_mean": [0]]
+        for n in names { values[n] = try file.floats("\(n).initial") }
+        let rates = try file.floats("learning_rates")
+        let optimizer = Optimizer(.paper)
+        for (step, lr) in rates.enumerated() {
+            var gradients: [String: [Float]] = [:]
+            for n in names { gradients[n] = try file.floats("\(n).grad\(step)") }
+            optimizer.step(&values, gradients: gradients, learningRate: lr)
+        }
+        for n in names {
+            let initial = try file.floats("\(n).initial"), expected = try file.floats("\(n).final")
+            // Compare the updates, not the weights, so the tolerance means something.
+            let ours = zip(values[n]!, initial).map { $0 - $1 }, theirs = zip(expected, initial).map { $0 - $1 }
+            let error = Self.relative(ours, theirs)
+            #expect(error < 1e-4, "\(n): update differs from RMSpropTF's by \(error)")
+        }
+    }
+}
