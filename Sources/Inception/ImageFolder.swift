@@ -12,6 +12,34 @@ public struct ImageFolder: Sendable {
 
     public let root: String
     public let samples: [Sample]
+    /// With `classFolders`, the class names in label order; nil for ImageNet labelling.
+    public let classNames: [String]?
+
+    /// A folder labelled by its own class folders, as torchvision's `ImageFolder`: label i is the i-th of
+    /// `classes` (default: the sub-folder names, sorted). Pass the training set's classes to a validation set.
+    public init(_ root: String, classes: [String]?) throws {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw DatasetError.notADirectory(root)
+        }
+        let folders = try fm.contentsOfDirectory(atPath: root).sorted().filter {
+            fm.fileExists(atPath: (root as NSString).appendingPathComponent($0), isDirectory: &isDirectory) && isDirectory.boolValue
+        }
+        let names = classes ?? folders
+        let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
+        var samples: [Sample] = []
+        for folder in folders {
+            guard let label = index[folder] else { throw DatasetError.classNotInTraining(folder) }
+            let path = (root as NSString).appendingPathComponent(folder)
+            for file in try fm.contentsOfDirectory(atPath: path).sorted()
+            where ["jpg", "jpeg", "png"].contains((file as NSString).pathExtension.lowercased()) {
+                samples.append(Sample(path: (path as NSString).appendingPathComponent(file), label: label))
+            }
+        }
+        guard !samples.isEmpty else { throw DatasetError.noImages(root) }
+        (self.root, self.samples, self.classNames) = (root, samples, names)
+    }
 
     public init(_ root: String) throws {
         let fm = FileManager.default
@@ -33,12 +61,14 @@ public struct ImageFolder: Sendable {
         guard !samples.isEmpty else { throw DatasetError.noImages(root) }
         self.root = root
         self.samples = samples
+        self.classNames = nil
     }
 }
 
 public enum DatasetError: Error, Equatable, CustomStringConvertible {
     case notADirectory(String)
     case unknownClassFolder(String)
+    case classNotInTraining(String)
     case noImages(String)
     case unreadableImage(String)
 
@@ -47,6 +77,7 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible {
         case let .notADirectory(path): return "\(path) is not a directory"
         case let .unknownClassFolder(name):
             return "class folder '\(name)' is neither an ImageNet WordNet id (like n01440764) nor a class index"
+        case let .classNotInTraining(name): return "class folder '\(name)' is not one of the training set's classes"
         case let .noImages(path): return "no JPEG or PNG images in the class folders of \(path)"
         case let .unreadableImage(reason): return reason
         }

@@ -1,0 +1,294 @@
+import Foundation
+import InceptionIO
+
+/// Everything that defines a training run; saved as `config.json` in the run folder so that `--resume` continues
+/// the same run.
+public struct TrainingConfiguration: Sendable, Codable, Equatable {
+    public var model: String
+    public var classes: [String]
+    public var inputSize: Int
+    public var epochs: Int
+    public var batchSize: Int
+    public var optimizer: OptimizerSettings
+    public var schedule: LearningRateSchedule
+    public var labelSmoothing: Float = 0.1
+    public var clipNorm: Float?
+    /// Decay of the exponential moving average of the weights used for validation; nil: no average.
+    public var averageDecay: Float?
+    /// PyTorch's BatchNorm momentum (0.1); TF-slim's decay 0.9997 is 0.0003.
+    public var batchNormMomentum: Float = 0.1
+    /// Replaces the graph's dropout rate.
+    public var dropout: Float?
+    public var seed: UInt64
+    /// A batch whose loss is NaN or infinite is skipped (and counted) instead of stopping the run.
+    public var skipNonFinite = false
+
+    public init(model: String, classes: [String], inputSize: Int, epochs: Int, batchSize: Int, optimizer: OptimizerSettings,
+                schedule: LearningRateSchedule, seed: UInt64) {
+        (self.model, self.classes, self.inputSize, self.epochs, self.batchSize) = (model, classes, inputSize, epochs, batchSize)
+        (self.optimizer, self.schedule, self.seed) = (optimizer, schedule, seed)
+    }
+}
+
+/// One line of `metrics.jsonl`, written at the end of every epoch.
+public struct EpochMetrics: Sendable, Codable, Equatable {
+    public var epoch: Int
+    public var steps: Int
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var validationAccuracy: Double?
+    public var learningRate: Float
+    public var imagesPerSecond: Double
+    public var skippedBatches: Int
+}
+
+public enum TrainingError: Error, Equatable, CustomStringConvertible {
+    case nonFiniteLoss(epoch: Int, step: Int)
+    case tooFewImages(count: Int, batch: Int)
+    case noRunToResume(String)
+    case configurationDiffers(String)
+
+    public var description: String {
+        switch self {
+        case let .nonFiniteLoss(epoch, step):
+            return "the loss is NaN or infinite at epoch \(epoch), step \(step); training stopped (--skip-nonfinite skips such batches)"
+        case let .tooFewImages(count, batch): return "the training set has \(count) images, fewer than one batch of \(batch)"
+        case let .noRunToResume(path): return "nothing to resume in \(path): no state.json from a completed epoch"
+        case let .configurationDiffers(what): return "cannot resume: \(what) differs from the run's config.json"
+        }
+    }
+}
+
+/// The training loop: epochs of augmented batches, the optimiser and schedule, validation, metrics, and
+/// checkpoints a killed run resumes from.
+///
+/// Run folder:
+///   config.json                       the configuration (written once)
+///   model.safetensors                 latest weights, the released key names (timm loads it strictly)
+///   average.safetensors               the moving average of the weights, when enabled
+///   optimizer.safetensors             optimiser state (momentum buffers, mean squares), step count in metadata
+///   state.json                        the last completed epoch; written last, so it always names complete files
+///   metrics.jsonl                     one `EpochMetrics` per line
+///   curves.svg                        loss and accuracy by epoch
+/// Every file is written to a temporary name and renamed, so a kill leaves the previous epoch's files intact.
+/// Everything random is drawn from (seed, epoch, position), so a resumed run repeats an uninterrupted one exactly.
+public final class Trainer {
+    public let configuration: TrainingConfiguration
+    public let name: ModelName
+    public let graph: Graph
+    public let training: TrainingGraph
+    let optimizer: Optimizer
+    var average: WeightAverage?
+    let trainSet: ImageFolder
+    let validationSet: ImageFolder?
+    let run: URL
+    public private(set) var completedEpochs = 0
+    public private(set) var history: [EpochMetrics] = []
+    public var threads = Parallel.defaultThreads
+
+    /// A new run (`initial`: values by graph name) or, with `resume`, the run saved in `run`.
+    public init(_ configuration: TrainingConfiguration, train: ImageFolder, validation: ImageFolder?, run: URL,
+                initial: [String: [Float]]?, resume: Bool) throws {
+        guard let name = ModelName(rawValue: configuration.model) else { preconditionFailure("unknown model") }
+        guard train.samples.count >= configuration.batchSize else {
+            throw TrainingError.tooFewImages(count: train.samples.count, batch: configuration.batchSize)
+        }
+        (self.configuration, self.name, self.trainSet, self.validationSet, self.run) = (configuration, name, train, validation, run)
+        graph = name.graph(classes: configuration.classes.count)
+        let fm = FileManager.default
+        try fm.createDirectory(at: run, withIntermediateDirectories: true)
+        var values = initial ?? ModelName.initialValues(graph, seed: configuration.seed)
+        var optimizerState: [String: [Float]] = [:], steps = 0
+        if resume {
+            let stateURL = run.appendingPathComponent("state.json")
+            guard let data = try? Data(contentsOf: stateURL),
+                  let state = try? JSONDecoder().decode(RunState.self, from: data) else {
+                throw TrainingError.noRunToResume(run.path)
+            }
+            let saved = try JSONDecoder().decode(TrainingConfiguration.self, from: Data(contentsOf: run.appendingPathComponent("config.json")))
+            var comparable = saved
+            comparable.epochs = configuration.epochs
+            guard comparable == configuration else { throw TrainingError.configurationDiffers("the configuration") }
+            values = try Self.read(run.appendingPathComponent("model.safetensors"), graph, name)
+            let file = try SafeTensorsFile(contentsOf: run.appendingPathComponent("optimizer.safetensors"))
+            for key in file.entries.keys { optimizerState[key] = try file.floats(key) }
+            steps = state.steps
+            completedEpochs = state.epoch
+            if configuration.averageDecay != nil {
+                average = WeightAverage(decay: configuration.averageDecay!,
+                                        values: try Self.read(run.appendingPathComponent("average.safetensors"), graph, name))
+            }
+            let lines = (try? String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
+            history = lines.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+                .filter { $0.epoch <= state.epoch }
+        } else {
+            try Self.writeAtomically(try JSONEncoder.pretty.encode(configuration), to: run.appendingPathComponent("config.json"))
+            if let decay = configuration.averageDecay { average = WeightAverage(decay: decay, values: values) }
+        }
+        training = TrainingGraph(graph: graph, values: values)
+        training.batchNormMomentum = configuration.batchNormMomentum
+        training.dropoutRate = configuration.dropout
+        optimizer = Optimizer(configuration.optimizer, state: optimizerState, steps: steps)
+    }
+
+    struct RunState: Codable { var epoch: Int; var steps: Int }
+
+    static func read(_ url: URL, _ graph: Graph, _ name: ModelName) throws -> [String: [Float]] {
+        let file = try SafeTensorsFile(contentsOf: url)
+        var values: [String: [Float]] = [:]
+        for spec in graph.parameters { values[spec.name] = try file.floats(name.checkpointKey(spec.name)) }
+        return values
+    }
+
+    public var stepsPerEpoch: Int { trainSet.samples.count / configuration.batchSize }
+
+    /// Trains the remaining epochs. `progress(epoch, step, steps, loss, accuracy, imagesPerSecond)` after every step.
+    /// `epochDone` after every epoch's checkpoint.
+    public func train(progress: (Int, Int, Int, Double, Double, Double) -> Void = { _, _, _, _, _, _ in },
+                      epochDone: (EpochMetrics) -> Void = { _ in }) throws {
+        let c = configuration
+        let preprocessing = name.preprocessing
+        for epoch in (completedEpochs + 1)...max(c.epochs, completedEpochs + 1) where epoch <= c.epochs {
+            var order = Array(trainSet.samples.indices)
+            var shuffle = SplitMix64(c.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            for i in stride(from: order.count - 1, to: 0, by: -1) {
+                order.swapAt(i, Int(shuffle.next() % UInt64(i + 1)))
+            }
+            let steps = stepsPerEpoch
+            var (lossSum, correct, seen, skipped) = (0.0, 0, 0, 0)
+            let started = Date()
+            var lr: Float = 0
+            // Decoding the next batch runs beside the current step.
+            var next = prefetch(order, epoch: epoch, step: 0, preprocessing: preprocessing)
+            for step in 0..<steps {
+                let (input, labels) = try next.wait()
+                if step + 1 < steps { next = prefetch(order, epoch: epoch, step: step + 1, preprocessing: preprocessing) }
+                let result = try training.step(input, labels: labels, labelSmoothing: c.labelSmoothing,
+                                               seed: c.seed ^ (UInt64(epoch) << 32 | UInt64(step)), threads: threads)
+                guard result.loss.isFinite else {
+                    if c.skipNonFinite { skipped += 1; continue }
+                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1)
+                }
+                var gradients = training.gradients
+                if let maxNorm = c.clipNorm { clipGradients(&gradients, maxNorm: maxNorm) }
+                lr = c.schedule.rate(epoch: Float(epoch - 1) + Float(step) / Float(steps))
+                optimizer.step(&training.values, gradients: gradients, learningRate: lr)
+                average?.update(training.values)
+                lossSum += result.loss * Double(labels.count)
+                let k = result.logits.shape[1]
+                for (b, label) in labels.enumerated() {
+                    let row = result.logits.scalars[(b * k)..<((b + 1) * k)]
+                    if row.firstIndex(of: row.max()!)! - b * k == label { correct += 1 }
+                }
+                seen += labels.count
+                progress(epoch, step + 1, steps, lossSum / Double(seen), Double(correct) / Double(seen),
+                         Double(seen) / Date().timeIntervalSince(started))
+            }
+            let imagesPerSecond = Double(seen) / Date().timeIntervalSince(started)
+            let validation = try validationSet.map { try validate($0) }
+            let metrics = EpochMetrics(epoch: epoch, steps: optimizer.steps, trainLoss: seen == 0 ? .nan : lossSum / Double(seen),
+                                       trainAccuracy: seen == 0 ? 0 : Double(correct) / Double(seen),
+                                       validationAccuracy: validation, learningRate: lr,
+                                       imagesPerSecond: imagesPerSecond, skippedBatches: skipped)
+            history.append(metrics)
+            try checkpoint(epoch: epoch)
+            completedEpochs = epoch
+            epochDone(metrics)
+        }
+    }
+
+    final class Pending: @unchecked Sendable {
+        let done = DispatchSemaphore(value: 0)
+        var result: Result<(Tensor, [Int]), Error>?
+        func wait() throws -> (Tensor, [Int]) { done.wait(); return try result!.get() }
+    }
+
+    /// Decodes and augments batch `step` of `epoch` on a background thread.
+    func prefetch(_ order: [Int], epoch: Int, step: Int, preprocessing: Preprocessing) -> Pending {
+        let pending = Pending()
+        let (c, samples, augmentation) = (configuration, trainSet.samples, Augmentation())
+        Thread.detachNewThread {
+            pending.result = Result {
+                var pixels: [Float] = [], labels: [Int] = []
+                for slot in 0..<c.batchSize {
+                    let sample = samples[order[step * c.batchSize + slot]]
+                    let image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))
+                    var rng = SplitMix64(c.seed &+ UInt64(epoch) &* 1_000_003 &+ UInt64(step * c.batchSize + slot) &* 7919)
+                    pixels += augmentation.apply(image, size: c.inputSize, preprocessing: preprocessing, rng: &rng)
+                    labels.append(sample.label)
+                }
+                return (Tensor(shape: [c.batchSize, c.inputSize, c.inputSize, 3], scalars: pixels), labels)
+            }
+            pending.done.signal()
+        }
+        return pending
+    }
+
+    /// Top-1 accuracy of the averaged weights (or the current ones) with the model's eval transform.
+    func validate(_ data: ImageFolder) throws -> Double {
+        let values = average?.values ?? training.values
+        let compiled = try CompiledGraph(graph: graph, usualInputSize: configuration.inputSize) { values[$0]! }
+        var correct = 0
+        let batch = 16
+        for first in stride(from: 0, to: data.samples.count, by: batch) {
+            let samples = data.samples[first..<min(data.samples.count, first + batch)]
+            let images = try samples.map { try RGBImage(contentsOf: URL(fileURLWithPath: $0.path)) }
+            let input = name.preprocessing.batch(images, inputSize: configuration.inputSize)
+            let logits = try compiled.run(input, threads: threads)
+            let k = logits.shape.last!
+            for (b, sample) in samples.enumerated() {
+                let row = Array(logits.scalars[(b * k)..<((b + 1) * k)])
+                if row.firstIndex(of: row.max()!)! == sample.label { correct += 1 }
+            }
+        }
+        return Double(correct) / Double(data.samples.count)
+    }
+
+    /// Weights, average and optimiser state, the metrics line and the picture, then `state.json` naming this epoch.
+    func checkpoint(epoch: Int) throws {
+        let metadata = ["format": "pt", "epoch": "\(epoch)", "model": name.rawValue]
+        try SafeTensorsFile.write(name.checkpointTensors(graph, training.values), metadata: metadata,
+                                  to: run.appendingPathComponent("model.safetensors"))
+        if let average {
+            try SafeTensorsFile.write(name.checkpointTensors(graph, average.values), metadata: metadata,
+                                      to: run.appendingPathComponent("average.safetensors"))
+        }
+        try SafeTensorsFile.write(optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count], optimizer.state[$0]!) },
+                                  metadata: ["steps": "\(optimizer.steps)"], to: run.appendingPathComponent("optimizer.safetensors"))
+        let lines = try history.map { String(decoding: try JSONEncoder.sorted.encode($0), as: UTF8.self) }.joined(separator: "\n") + "\n"
+        try Self.writeAtomically(Data(lines.utf8), to: run.appendingPathComponent("metrics.jsonl"))
+        try Self.writeAtomically(Data(curvesSVG(history).utf8), to: run.appendingPathComponent("curves.svg"))
+        try Self.writeAtomically(try JSONEncoder.sorted.encode(RunState(epoch: epoch, steps: optimizer.steps)),
+                                 to: run.appendingPathComponent("state.json"))
+    }
+
+    static func writeAtomically(_ data: Data, to url: URL) throws { try data.write(to: url, options: .atomic) }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }
+    static var pretty: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted]; return e }
+}
+
+/// Training loss (left axis) and accuracies (right axis, 0–1) by epoch, as a small SVG.
+public func curvesSVG(_ history: [EpochMetrics], title: String = "") -> String {
+    let (width, height, margin) = (640.0, 360.0, 50.0)
+    let epochs = Double(max(history.map(\.epoch).max() ?? 1, 1))
+    let maxLoss = max(history.map(\.trainLoss).filter(\.isFinite).max() ?? 1, 1e-9)
+    func x(_ e: Int) -> Double { margin + (width - 2 * margin) * Double(e) / epochs }
+    func y(_ v: Double, _ top: Double) -> Double { height - margin - (height - 2 * margin) * v / top }
+    func path(_ points: [(Int, Double)], _ top: Double, _ colour: String) -> String {
+        guard !points.isEmpty else { return "" }
+        let d = points.enumerated().map { "\($0.offset == 0 ? "M" : "L")\(x($0.element.0)),\(y($0.element.1, top))" }.joined(separator: " ")
+        return "<path d=\"\(d)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"/>"
+    }
+    var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">"
+    svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
+    svg += "<line x1=\"\(margin)\" y1=\"\(height - margin)\" x2=\"\(width - margin)\" y2=\"\(height - margin)\" stroke=\"black\"/>"
+    svg += "<text x=\"\(width / 2)\" y=\"\(height - 15)\" text-anchor=\"middle\">epoch (1–\(Int(epochs)))</text>"
+    svg += "<text x=\"\(margin)\" y=\"20\">\(title) training loss (blue, 0–\(String(format: "%.2f", maxLoss))), train accuracy (orange), validation accuracy (green), 0–1</text>"
+    svg += path(history.map { ($0.epoch, $0.trainLoss) }, maxLoss, "#1f77b4")
+    svg += path(history.map { ($0.epoch, $0.trainAccuracy) }, 1, "#ff7f0e")
+    svg += path(history.compactMap { m in m.validationAccuracy.map { (m.epoch, $0) } }, 1, "#2ca02c")
+    return svg + "</svg>\n"
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import Inception
+
+extension OptimizerSettings.Kind: ExpressibleByArgument {}
+extension LearningRateSchedule.Kind: ExpressibleByArgument {}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train or fine-tune on an image folder (one sub-folder per class); checkpoints timm loads.",
+        discussion: """
+        Defaults are the paper's recipe (§4): RMSProp (decay 0.9, momentum 0.9, ε 1.0), learning rate 0.045 × 0.94 \
+        every two epochs, weight decay 4e-5 on weights, label smoothing 0.1. The run folder holds model.safetensors \
+        (timm's key names), optimizer state, metrics.jsonl and curves.svg; --resume continues a killed run.
+        """)
+
+    @OptionGroup var model: ModelOption
+
+    @Option(help: "Training images: one sub-folder per class.")
+    var data: String
+
+    @Option(help: "Validation images, with the same class folders.")
+    var val: String?
+
+    @Option(help: "Start from these weights (safetensors, released key names); a different class count replaces the classifier.")
+    var weights: String?
+
+    @Option(help: "The run folder.")
+    var output: String
+
+    @Flag(help: "Continue the run in --output from its last completed epoch.")
+    var resume = false
+
+    @Option var epochs: Int = 10
+    @Option var batchSize: Int = 32
+    @Option(help: "Square input size (default: the model's own).")
+    var inputSize: Int?
+
+    @Option(help: "rmsprop (TensorFlow's, the paper's) or sgd.")
+    var optimizer: OptimizerSettings.Kind = .rmsprop
+    @Option var lr: Float = 0.045
+    @Option var momentum: Float = 0.9
+    @Flag(help: "Nesterov momentum (sgd).")
+    var nesterov = false
+    @Option var weightDecay: Float = 4e-5
+    @Option(help: "exponential (× --lr-factor every --lr-every epochs), cosine or constant.")
+    var schedule: LearningRateSchedule.Kind = .exponential
+    @Option var lrFactor: Float = 0.94
+    @Option var lrEvery: Float = 2
+    @Option var warmupEpochs: Float = 0
+    @Option var labelSmoothing: Float = 0.1
+    @Option(help: "Clip gradients to this global L2 norm.")
+    var clipNorm: Float?
+    @Option(help: "Validate a moving average of the weights with this decay (e.g. 0.999).")
+    var averageDecay: Float?
+    @Option(help: "BatchNorm momentum (PyTorch 0.1; TF-slim's decay 0.9997 is 0.0003).")
+    var batchNormMomentum: Float = 0.1
+    @Option(help: "Dropout before the classifier (default: the network's).")
+    var dropout: Float?
+    @Option var seed: UInt64 = 0
+    @Flag(help: "Skip batches whose loss is NaN or infinite instead of stopping.")
+    var skipNonfinite = false
+    @OptionGroup var threads: ThreadsOption
+
+    func validate() throws {
+        guard epochs >= 1, batchSize >= 2 else { throw ValidationError("--epochs must be ≥ 1 and --batch-size ≥ 2 (BatchNorm needs two images)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let name = model.model
+            let train = try ImageFolder(data, classes: nil)
+            let classes = train.classNames!
+            let validation = try val.map { try ImageFolder($0, classes: classes) }
+            var config = TrainingConfiguration(
+                model: name.rawValue, classes: classes, inputSize: inputSize ?? name.defaultInputSize, epochs: epochs,
+                batchSize: batchSize,
+                optimizer: OptimizerSettings(kind: optimizer, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay),
+                schedule: LearningRateSchedule(kind: schedule, base: lr, factor: lrFactor, every: lrEvery,
+                                               warmupEpochs: warmupEpochs, epochs: Float(epochs)),
+                seed: seed)
+            (config.labelSmoothing, config.clipNorm, config.averageDecay) = (labelSmoothing, clipNorm, averageDecay)
+            (config.batchNormMomentum, config.dropout, config.skipNonFinite) = (batchNormMomentum, dropout, skipNonfinite)
+            let graph = name.graph(classes: classes.count)
+            let initial = try weights.map { try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0), seed: seed) }
+            let trainer = try Trainer(config, train: train, validation: validation, run: URL(fileURLWithPath: output),
+                                      initial: initial, resume: resume)
+            trainer.threads = threads.threads
+            let terminal = isatty(2) == 1
+            try trainer.train(progress: { epoch, step, steps, loss, accuracy, rate in
+                guard terminal else { return }
+                let filled = 30 * step / steps
+                let line = String(format: "epoch %d/%d [%@%@] %d/%d loss %.4f acc %.3f %.1f img/s", epoch, config.epochs,
+                                  String(repeating: "#", count: filled), String(repeating: ".", count: 30 - filled),
+                                  step, steps, loss, accuracy, rate)
+                FileHandle.standardError.write(Data("\r\(line)\(step == steps ? "\n" : "")".utf8))
+            }, epochDone: { m in
+                print(String(format: "epoch %d: loss %.4f, train accuracy %.3f%@, %.1f images/s", m.epoch, m.trainLoss,
+                             m.trainAccuracy, m.validationAccuracy.map { String(format: ", validation accuracy %.3f", $0) } ?? "",
+                             m.imagesPerSecond))
+            })
+            print("checkpoint: \(URL(fileURLWithPath: output).appendingPathComponent("model.safetensors").path)")
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Inception
+import Testing
+
+/// `inception train` end to end on a tiny image folder: checkpoints timm loads strictly with the same logits, and
+/// a run killed mid-way resumes to exactly the uninterrupted run.
+@Suite(.serialized) struct TrainCommandTests {
+    /// The reference images split into two classes.
+    static func dataset() throws -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("train-\(UUID().uuidString)")
+        let images = References.directory.appendingPathComponent("images")
+        guard let files = try? FileManager.default.contentsOfDirectory(atPath: images.path).filter({ $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }).sorted(),
+              files.count >= 8 else { throw References.Missing(path: images.path) }
+        for (i, file) in files.enumerated() {
+            let folder = root.appendingPathComponent(i % 2 == 0 ? "cats" : "dogs")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: images.appendingPathComponent(file), to: folder.appendingPathComponent(file))
+        }
+        return root
+    }
+
+    static func arguments(_ data: URL, _ run: URL, epochs: Int) -> [String] {
+        ["train", "--model", "inception_v4", "--data", data.path, "--val", data.path, "--output", run.path,
+         "--epochs", "\(epochs)", "--batch-size", "4", "--input-size", "75", "--optimizer", "sgd", "--lr", "0.01",
+         "--average-decay", "0.9", "--seed", "3"]
+    }
+
+    /// metrics.jsonl without the timing field.
+    static func metrics(_ run: URL) throws -> [String] {
+        try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            var m = try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8))
+            m.imagesPerSecond = 0
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            return String(decoding: try encoder.encode(m), as: UTF8.self)
+        }.sorted()
+    }
+
+    @Test func resumeAfterAKillRepeatsTheUninterruptedRun() throws {
+        let data = try Self.dataset()
+        let whole = data.appendingPathComponent("../run-whole-\(UUID().uuidString)").standardized
+        let killed = data.appendingPathComponent("../run-killed-\(UUID().uuidString)").standardized
+        let result = try runInception(Self.arguments(data, whole, epochs: 3))
+        #expect(result.status == 0, "\(result.stderr)")
+
+        // Killed (SIGKILL, no chance to clean up) once the first epoch is saved, then resumed.
+        let process = Process()
+        process.executableURL = inceptionExecutable()
+        process.arguments = Self.arguments(data, killed, epochs: 3)
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let state = killed.appendingPathComponent("state.json")
+        while process.isRunning && !FileManager.default.fileExists(atPath: state.path) { usleep(20_000) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal, "the run finished before it could be killed")
+        let resumed = try runInception(Self.arguments(data, killed, epochs: 3) + ["--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+
+        #expect(try Self.metrics(killed) == Self.metrics(whole))
+        for file in ["model.safetensors", "average.safetensors", "optimizer.safetensors"] {
+            #expect(try Data(contentsOf: killed.appendingPathComponent(file)) == Data(contentsOf: whole.appendingPathComponent(file)),
+                    "\(file) differs after resuming")
+        }
+    }
+
+    @Test func checkpointLoadsStrictlyIntoTimmWithTheSameLogits() throws {
+        let data = try Self.dataset()
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        // Fine-tuning the reference weights (1000 classes) on two: the classifier is replaced, the rest kept, and
+        // the running statistics stay meaningful for inference.
+        let result = try runInception(Self.arguments(data, run, epochs: 1).map { $0 == "75" ? "139" : $0 }
+            + ["--weights", try References.weights(.inceptionV4).path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let checkpoint = run.appendingPathComponent("model.safetensors")
+        let x = try References.url(.inceptionV4, "x_139.npy")
+        let timm = try TrainCommandTests.run(["scripts/timm_logits.py", "inception_v4", checkpoint.path, x.path])
+        let theirs = try JSONSerialization.jsonObject(with: Data(timm.utf8)) as! [[Double]]
+        let model = try InceptionModel(.inceptionV4, weights: checkpoint)
+        let ours = try model(nchw: References.tensor(.inceptionV4, "x_139.npy"))
+        #expect(ours.shape == [theirs.count, 2])
+        let error = TrainingTests.relative(ours.scalars, theirs.flatMap { $0.map(Float.init) })
+        #expect(error < 1e-4, "logits differ from timm's by \(error)")
+    }
+
+    static func run(_ arguments: [String]) throws -> String {
+        let result = try InceptionModelTests.run(venvPython(), arguments.enumerated().map {
+            $0.offset == 0 ? repositoryRoot.appendingPathComponent($0.element).path : $0.element
+        })
+        guard result.status == 0 else { throw References.Missing(path: "python failed: \(result.stderr)") }
+        return result.stdout
+    }
+
+    @Test func aNonFiniteLossStopsTrainingNamingTheStep() throws {
+        let data = try Self.dataset()
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        // A learning rate that overflows the weights within the first epoch.
+        let result = try runInception(Self.arguments(data, run, epochs: 2).map { $0 == "0.01" ? "1e30" : $0 })
+        #expect(result.status == 1)
+        #expect(result.stderr.hasPrefix("error: the loss is NaN or infinite at epoch 1, step "), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+    }
+}
