@@ -101,4 +101,23 @@ import Testing
         #expect(result.stderr.hasPrefix("error: the loss is NaN or infinite at epoch 1, step "), "\(result.stderr)")
         #expect(result.stderr.split(separator: "\n").count == 1)
     }
+
+    @Test func badTrainingInputsAreOneLineErrors() throws {
+        let data = try Self.dataset()
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        let images = try FileManager.default.subpathsOfDirectory(atPath: data.path).filter { $0.contains(".") }.count
+        var result = try runInception(Self.arguments(data, run, epochs: 1) + ["--resume"])
+        #expect(result.status == 1)
+        #expect(result.stderr == "error: nothing to resume in \(run.path): no state.json from a completed epoch\n")
+        result = try runInception(Self.arguments(data, run, epochs: 1).map { $0 == "4" ? "64" : $0 })
+        #expect(result.status == 1)
+        #expect(result.stderr == "error: the training set has \(images) images, fewer than one batch of 64\n")
+        let validation = data.appendingPathComponent("../val-\(UUID().uuidString)").standardized
+        try FileManager.default.createDirectory(at: validation.appendingPathComponent("birds"), withIntermediateDirectories: true)
+        var arguments = Self.arguments(data, run, epochs: 1)
+        arguments[arguments.firstIndex(of: "--val")! + 1] = validation.path
+        result = try runInception(arguments)
+        #expect(result.status == 1)
+        #expect(result.stderr == "error: class folder 'birds' is not one of the training set's classes\n")
+    }
 }
