@@ -24,10 +24,7 @@ public final class InceptionModel: Sendable {
         try Self.verify(graph, name, file)
         // Each tensor is read once, here, and checked for NaN and infinities as it is read.
         let compiled = try CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) {
-            let key = name.checkpointKey($0)
-            let values = try file.floats(key)
-            if values.contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
-            return values
+            try Self.finiteFloats(file, name.checkpointKey($0))
         }
         self.init(name: name, compiled: compiled)
     }
@@ -55,6 +52,13 @@ public final class InceptionModel: Sendable {
         // Every name comes from the graph itself, so the lookup cannot fail.
         let compiled = try! CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) { weights[$0]! }
         self.init(name: name, compiled: compiled)
+    }
+
+    /// A tensor of a checkpoint, refused if it holds NaN or infinities.
+    static func finiteFloats(_ file: SafeTensorsFile, _ key: String) throws -> [Float] {
+        let values = try file.floats(key)
+        if values.contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
+        return values
     }
 
     static func verify(_ graph: Graph, _ name: ModelName, _ file: SafeTensorsFile) throws {

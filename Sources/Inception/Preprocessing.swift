@@ -47,11 +47,19 @@ public struct Preprocessing: Sendable, Equatable {
 
     /// The normalised `size × size × 3` pixels (NHWC, one image).
     public func apply(_ image: RGBImage, inputSize: Int? = nil) -> [Float] {
-        let cropped = crop(image, inputSize: inputSize)
-        var out = [Float](repeating: 0, count: cropped.pixels.count)
-        for i in out.indices {
-            let c = i % 3
-            out[i] = (Float(cropped.pixels[i]) / 255 - mean[c]) / std[c]
+        normalized(crop(image, inputSize: inputSize))
+    }
+
+    /// (pixel / 255 − mean) / std per channel, HWC; `mirrored` flips left–right (training augmentation).
+    public func normalized(_ image: RGBImage, mirrored: Bool = false) -> [Float] {
+        var out = [Float](repeating: 0, count: image.pixels.count)
+        for y in 0..<image.height {
+            for x in 0..<image.width {
+                let source = (y * image.width + (mirrored ? image.width - 1 - x : x)) * 3
+                for c in 0..<3 {
+                    out[(y * image.width + x) * 3 + c] = (Float(image.pixels[source + c]) / 255 - mean[c]) / std[c]
+                }
+            }
         }
         return out
     }

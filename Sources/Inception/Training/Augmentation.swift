@@ -31,19 +31,8 @@ public struct Augmentation: Sendable, Equatable {
             let side = min(image.width, image.height)
             crop = ((image.width - side) / 2, (image.height - side) / 2, side, side)
         }
-        var out = image.cropped(left: crop.left, top: crop.top, width: crop.width, height: crop.height)
+        let out = image.cropped(left: crop.left, top: crop.top, width: crop.width, height: crop.height)
             .resized(width: size, height: size, filter: .bilinear)
-        let mirrored = flip && rng.uniform(0, 1) < 0.5
-        var values = [Float](repeating: 0, count: size * size * 3)
-        for y in 0..<size {
-            for x in 0..<size {
-                let source = (y * size + (mirrored ? size - 1 - x : x)) * 3
-                for c in 0..<3 {
-                    values[(y * size + x) * 3 + c] = (Float(out.pixels[source + c]) / 255 - preprocessing.mean[c]) / preprocessing.std[c]
-                }
-            }
-        }
-        out.pixels = []
-        return values
+        return preprocessing.normalized(out, mirrored: flip && rng.uniform(0, 1) < 0.5)
     }
 }

@@ -13,17 +13,12 @@ extension ModelName {
         let fileClasses = file.entries[checkpointKey(classifierWeight)]?.shape.first
         let keepClassifier = fileClasses == graph.outputs["logits"].map { graph.nodes[$0].channels }
         try InceptionModel.verify(self.graph(classes: fileClasses), self, file)
-        let fresh = Self.initialValues(graph, seed: seed)
         var values: [String: [Float]] = [:]
-        for spec in graph.parameters {
-            if !keepClassifier && spec.name.hasPrefix(classifier) {
-                values[spec.name] = fresh[spec.name]
-                continue
-            }
-            let key = checkpointKey(spec.name)
-            let v = try file.floats(key)
-            if v.contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
-            values[spec.name] = v
+        for spec in graph.parameters where keepClassifier || !spec.name.hasPrefix(classifier) {
+            values[spec.name] = try InceptionModel.finiteFloats(file, checkpointKey(spec.name))
+        }
+        if !keepClassifier {
+            for (name, v) in Self.initialValues(graph, seed: seed) where name.hasPrefix(classifier) { values[name] = v }
         }
         return values
     }
@@ -33,14 +28,15 @@ extension ModelName {
     public static func initialValues(_ graph: Graph, seed: UInt64) -> [String: [Float]] {
         var rng = SplitMix64(seed)
         var values: [String: [Float]] = [:]
-        for spec in graph.parameters {
+        let specs = graph.parameters
+        let names = Set(specs.map(\.name))
+        for spec in specs {
             let n = spec.count
-            let last = spec.name.split(separator: ".").last!
-            let isNorm = spec.shape.count == 1 && graph.parameters.contains { $0.name == spec.name.replacingOccurrences(of: ".\(last)", with: ".running_mean") }
-            switch last {
+            switch spec.name.split(separator: ".").last! {
             case "running_var": values[spec.name] = [Float](repeating: 1, count: n)
             case "running_mean", "bias": values[spec.name] = [Float](repeating: 0, count: n)
-            case "weight" where isNorm: values[spec.name] = [Float](repeating: 1, count: n)
+            case "weight" where Optimizer.isBiasOrNorm(spec.name, contains: names.contains):
+                values[spec.name] = [Float](repeating: 1, count: n)
             default:
                 let fanIn = spec.shape.dropFirst().reduce(1, *)
                 let bound = spec.shape.count == 4 ? (6 / Float(fanIn)).squareRoot() : 1 / Float(fanIn).squareRoot()

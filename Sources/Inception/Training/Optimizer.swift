@@ -50,10 +50,12 @@ public final class Optimizer {
         let s = settings
         for name in gradients.keys.sorted() {
             let g = gradients[name]!
-            let decayed = s.weightDecay != 0 && (s.decayBiasAndNorm || !Self.isBiasOrNorm(name, values: values, count: g.count))
+            let decayed = s.weightDecay != 0 && (s.decayBiasAndNorm || !Self.isBiasOrNorm(name, contains: { values[$0] != nil }))
             let wd = decayed ? s.weightDecay : 0
-            let first = state["\(name).momentum_buffer"] == nil
-            var buffer = state["\(name).momentum_buffer"] ?? [Float](repeating: 0, count: g.count)
+            // Taken out of the dictionary while updated, so the update does not copy the buffer.
+            let stored = state.removeValue(forKey: "\(name).momentum_buffer")
+            let first = stored == nil
+            var buffer = stored ?? [Float](repeating: 0, count: g.count)
             values[name]!.withUnsafeMutableBufferPointer { p in
                 switch s.kind {
                 case .sgd:
@@ -64,7 +66,7 @@ public final class Optimizer {
                         p[i] -= lr * update
                     }
                 case .rmsprop:
-                    var square = state["\(name).square_avg"] ?? [Float](repeating: 1, count: g.count)
+                    var square = state.removeValue(forKey: "\(name).square_avg") ?? [Float](repeating: 1, count: g.count)
                     for i in 0..<g.count {
                         let d = g[i] + wd * p[i]
                         square[i] += (1 - s.decay) * (d * d - square[i])
@@ -84,9 +86,9 @@ public final class Optimizer {
         steps += 1
     }
 
-    /// Biases and BatchNorm parameters: the rank-1 trainable tensors.
-    static func isBiasOrNorm(_ name: String, values: [String: [Float]], count: Int) -> Bool {
-        name.hasSuffix(".bias") || values["\(name.dropLast("weight".count))running_mean"] != nil
+    /// Biases and BatchNorm parameters (a weight with running statistics beside it): the rank-1 trainable tensors.
+    static func isBiasOrNorm(_ name: String, contains: (String) -> Bool) -> Bool {
+        name.hasSuffix(".bias") || contains("\(name.dropLast("weight".count))running_mean")
     }
 }
 

@@ -97,7 +97,7 @@ public final class Trainer {
         graph = name.graph(classes: configuration.classes.count)
         let fm = FileManager.default
         try fm.createDirectory(at: run, withIntermediateDirectories: true)
-        var values = initial ?? ModelName.initialValues(graph, seed: configuration.seed)
+        let values: [String: [Float]]
         var optimizerState: [String: [Float]] = [:], steps = 0
         if resume {
             let stateURL = run.appendingPathComponent("state.json")
@@ -109,19 +109,20 @@ public final class Trainer {
             var comparable = saved
             comparable.epochs = configuration.epochs
             guard comparable == configuration else { throw TrainingError.configurationDiffers("the configuration") }
-            values = try Self.read(run.appendingPathComponent("model.safetensors"), graph, name)
+            values = try name.trainingValues(for: graph, weights: run.appendingPathComponent("model.safetensors"), seed: configuration.seed)
             let file = try SafeTensorsFile(contentsOf: run.appendingPathComponent("optimizer.safetensors"))
             for key in file.entries.keys { optimizerState[key] = try file.floats(key) }
             steps = state.steps
             completedEpochs = state.epoch
             if configuration.averageDecay != nil {
-                average = WeightAverage(decay: configuration.averageDecay!,
-                                        values: try Self.read(run.appendingPathComponent("average.safetensors"), graph, name))
+                average = WeightAverage(decay: configuration.averageDecay!, values: try name.trainingValues(
+                    for: graph, weights: run.appendingPathComponent("average.safetensors"), seed: configuration.seed))
             }
             let lines = (try? String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
             history = lines.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
                 .filter { $0.epoch <= state.epoch }
         } else {
+            values = initial ?? ModelName.initialValues(graph, seed: configuration.seed)
             try Self.writeAtomically(try JSONEncoder.pretty.encode(configuration), to: run.appendingPathComponent("config.json"))
             if let decay = configuration.averageDecay { average = WeightAverage(decay: decay, values: values) }
         }
@@ -133,13 +134,6 @@ public final class Trainer {
 
     struct RunState: Codable { var epoch: Int; var steps: Int }
 
-    static func read(_ url: URL, _ graph: Graph, _ name: ModelName) throws -> [String: [Float]] {
-        let file = try SafeTensorsFile(contentsOf: url)
-        var values: [String: [Float]] = [:]
-        for spec in graph.parameters { values[spec.name] = try file.floats(name.checkpointKey(spec.name)) }
-        return values
-    }
-
     public var stepsPerEpoch: Int { trainSet.samples.count / configuration.batchSize }
 
     /// Trains the remaining epochs. `progress(epoch, step, steps, loss, accuracy, imagesPerSecond)` after every step.
@@ -148,7 +142,7 @@ public final class Trainer {
                       epochDone: (EpochMetrics) -> Void = { _ in }) throws {
         let c = configuration
         let preprocessing = name.preprocessing
-        for epoch in (completedEpochs + 1)...max(c.epochs, completedEpochs + 1) where epoch <= c.epochs {
+        for epoch in stride(from: completedEpochs + 1, through: c.epochs, by: 1) {
             var order = Array(trainSet.samples.indices)
             var shuffle = SplitMix64(c.seed &+ UInt64(epoch) &* 0x9E37_79B9)
             for i in stride(from: order.count - 1, to: 0, by: -1) {
