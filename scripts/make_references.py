@@ -214,12 +214,16 @@ def training_step(name, model, folder, images, rng, generator):
     """One SGD step in train mode, everything the Swift step must reproduce.
 
     Train-mode BatchNorm is far less forgiving of float32 rounding than inference: with the eval references'
-    gamma in [0.2, 0.4], timm's own float32 gradients differ from its float64 ones by up to 1e-2 (ReLUs near their
-    kink flip, and each BatchNorm backward subtracts two large projections). So the step starts from the reference
-    weights with gamma redrawn in [0.1, 0.2] and the classifier scaled by 0.05 (a softmax that is not saturated),
-    and the expected values come from timm in float64. timm's own float32 error against them is recorded per
-    tensor: some gradients are zero in exact arithmetic (the bias of a layer whose every ReLU is active, followed
-    only by linear maps into a BatchNorm), and there a float32 result is rounding noise."""
+    gamma in [0.2, 0.4], timm's own float32 gradients differ from its float64 ones by up to 1e-2. So the step starts
+    from the reference weights with gamma redrawn in [0.1, 0.2] and the classifier scaled by 0.05 (a softmax that is
+    not saturated). Two kinds of decision still flip under float32 rounding and move every gradient below them: a
+    ReLU whose input is within rounding of zero (a few per pass at this size), and a max-pool window whose two
+    largest inputs are within rounding of each other (hundreds). The float64 pass's decisions are saved — which
+    ReLU inputs were positive, which max-pool input won — and the Swift test takes them, so that what it compares
+    is the arithmetic. The expected values come from timm in float64;
+    timm's own float32 error against them is recorded per tensor: some gradients are zero in exact arithmetic (the
+    bias of a layer whose every ReLU is active, followed only by linear maps into a BatchNorm), and there a float32
+    result is rounding noise."""
     s = TRAIN_STEP
     start = create(name)
     start.load_state_dict(model.state_dict())
@@ -233,7 +237,7 @@ def training_step(name, model, folder, images, rng, generator):
     x = batch(name, start, rng.sample(images, s["batch"]), s["size"])
     labels = [rng.randrange(start.num_classes) for _ in range(s["batch"])]
     results = {}
-    routing = []
+    routing, relus = [], []
     for dtype in (torch.float32, torch.float64):
         trained = create(name)
         trained.load_state_dict(start.state_dict())
@@ -243,6 +247,9 @@ def training_step(name, model, folder, images, rng, generator):
             hooks = [m.register_forward_hook(lambda m, i, o: routing.append(torch.nn.functional.max_pool2d(
                 i[0].detach(), m.kernel_size, m.stride, return_indices=True)[1]))
                 for m in trained.modules() if isinstance(m, torch.nn.MaxPool2d)]
+            # Pre-hooks: the ReLUs are in place, so only before the call is the input still there.
+            hooks += [m.register_forward_pre_hook(lambda m, i, path=path: relus.append((path, i[0].detach() > 0)))
+                      for path, m in trained.named_modules() if isinstance(m, torch.nn.ReLU)]
         optimizer = torch.optim.SGD(decay_groups(trained, s["weight_decay"]), lr=s["lr"], momentum=s["momentum"])
         loss = torch.nn.functional.cross_entropy(trained(x.to(dtype)), torch.tensor(labels),
                                                  label_smoothing=s["label_smoothing"])
@@ -257,12 +264,14 @@ def training_step(name, model, folder, images, rng, generator):
     loss64, gradients64, after64 = results[torch.float64]
     loss32, gradients32, _ = results[torch.float32]
     save(os.path.join(folder, "train_x.npy"), x)
-    # Which input of each max-pool window won, in forward order: near-ties (within float32 rounding) are common
+    # Which input of each max-pool window won, in forward order (the order of the max-pool nodes in our graphs): near-ties (within float32 rounding) are common
     # — hundreds of windows within 1e-6 of each other at this size — and a window decided the other way moves
     # its gradient to a neighbouring pixel, which changes every gradient below it by up to 5e-3 (timm's own
     # float32 included). The Swift test takes these choices, so that what it compares is the arithmetic.
     save_file({f"maxpool{k}": r.to(torch.float32).contiguous() for k, r in enumerate(routing)},  # exact below 2**24
               os.path.join(folder, "train_maxpool_routing.safetensors"))
+    save_file({path: r.to(torch.float32).contiguous() for path, r in relus},  # by module path, e.g. repeat.0.act
+              os.path.join(folder, "train_relu_masks.safetensors"))
     save_file({k: g.float().contiguous() for k, g in gradients64.items()}, os.path.join(folder, "train_gradients.safetensors"))
     save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in after64.items()},
               os.path.join(folder, "train_after.safetensors"))

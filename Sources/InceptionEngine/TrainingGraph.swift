@@ -21,6 +21,9 @@ public final class TrainingGraph {
     /// For comparisons with another implementation: that implementation's max-pool choices (see
     /// `PoolingGradient.maxPool`), the k-th array for the k-th max-pool node. Never set in training.
     public var maxPoolRouting: [[Int32]]?
+    /// For comparisons with another implementation: which ReLU inputs it found positive (1 or 0 per element, NCHW
+    /// as PyTorch), by the name of the node whose ReLU it is. Never set in training.
+    public var reluMasks: [String: [Float]]?
 
     public init(graph: Graph, values: [String: [Float]]) {
         for spec in graph.parameters {
@@ -267,18 +270,16 @@ private struct Pass {
             case .input:
                 break
             case let .convolution(g, p, activation):
+                if activation == .relu { reluBackward(dy, node: i) }
                 if let bn = p.batchNorm {
                     let stats = statistics[i]!
                     let (dGamma, dBeta) = BatchNormTraining.backward(
-                        dy.base, x: preNormalization[i]!.pointer, y: outputs[i]!.pointer, into: dy.base, rows: rows,
-                        channels: s.c, mean: stats.mean, invStd: stats.invStd, gamma: value("\(bn).weight"),
-                        relu: activation == .relu, threads: threads)
-                    model.setGradient("\(bn).weight", dGamma)
-                    model.setGradient("\(bn).bias", dBeta)
-                } else if activation == .relu {
-                    ReLU.mask(dy.base, output: outputs[i]!.pointer, count: s.count, threads: threads)
+                        dy.base, x: preNormalization[i]!.pointer, into: dy.base, rows: rows, channels: s.c,
+                        mean: stats.mean, invStd: stats.invStd, gamma: value("\(bn).weight"), threads: threads)
+                    model.addGradient("\(bn).weight", dGamma)
+                    model.addGradient("\(bn).bias", dBeta)
                 }
-                if let bias = p.bias { model.setGradient(bias, columnSums(dy.base, rows: rows, columns: s.c)) }
+                if let bias = p.bias { model.addGradient(bias, columnSums(dy.base, rows: rows, columns: s.c)) }
                 let input = map(node.inputs[0])
                 model.withGradient(p.weight) {
                     ConvolutionGradient.weights(input: input, outputGradient: dy, geometry: g, into: $0, threads: threads)
@@ -306,7 +307,7 @@ private struct Pass {
                     offset += shapes[j].c
                 }
             case let .residual(scale, activation):
-                if activation == .relu { ReLU.mask(dy.base, output: outputs[i]!.pointer, count: s.count, threads: threads) }
+                if activation == .relu { reluBackward(dy, node: i) }
                 if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
                 if let dx = gradientMap(node.inputs[1]) { add(dy, into: dx, scale: scale) }
             case .globalAveragePool:
@@ -319,7 +320,7 @@ private struct Pass {
                 model.withGradient(weight) {
                     GEMM.multiply(d.transposed, x, into: $0, ldc: inFeatures, accumulate: true, threads: threads)
                 }
-                if let bias { model.setGradient(bias, columnSums(dy.base, rows: s.n, columns: outFeatures)) }
+                if let bias { model.addGradient(bias, columnSums(dy.base, rows: s.n, columns: outFeatures)) }
                 if let dx = gradientMap(node.inputs[0]) {
                     value(weight).withUnsafeBufferPointer { w in
                         GEMM.multiply(d, MatrixView(rowMajor: w.baseAddress!, rows: outFeatures, columns: inFeatures),
@@ -332,11 +333,10 @@ private struct Pass {
             case let .batchNorm(prefix, _):
                 let stats = statistics[i]!
                 let (dGamma, dBeta) = BatchNormTraining.backward(
-                    dy.base, x: outputs[node.inputs[0]]!.pointer, y: outputs[i]!.pointer, into: dy.base, rows: rows,
-                    channels: s.c, mean: stats.mean, invStd: stats.invStd, gamma: value("\(prefix).weight"), relu: false,
-                    threads: threads)
-                model.setGradient("\(prefix).weight", dGamma)
-                model.setGradient("\(prefix).bias", dBeta)
+                    dy.base, x: outputs[node.inputs[0]]!.pointer, into: dy.base, rows: rows, channels: s.c,
+                    mean: stats.mean, invStd: stats.invStd, gamma: value("\(prefix).weight"), threads: threads)
+                model.addGradient("\(prefix).weight", dGamma)
+                model.addGradient("\(prefix).bias", dBeta)
                 if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
             case .l2Normalize:
                 if let dx = gradientMap(node.inputs[0]) {
@@ -350,6 +350,20 @@ private struct Pass {
             inputGradient = gradients[0].map { Array(UnsafeBufferPointer(start: $0.pointer, count: shapes[0].count)) }
                 ?? [Float](repeating: 0, count: shapes[0].count)
         }
+    }
+
+    /// The ReLU's backward at node i: dY = 0 where its output is 0, or where `reluMasks` says so.
+    func reluBackward(_ dy: FeatureMap, node i: Int) {
+        guard let masks = model.reluMasks else {
+            ReLU.mask(dy.base, output: outputs[i]!.pointer, count: dy.pixels * dy.c, threads: threads)
+            return
+        }
+        guard let mask = masks[nodes[i].name], mask.count == dy.pixels * dy.c else {
+            preconditionFailure("no ReLU mask of \(dy.pixels * dy.c) values for \(nodes[i].name)")
+        }
+        for b in 0..<dy.n { for c in 0..<dy.c { for y in 0..<dy.h { for x in 0..<dy.w {
+            dy.pixel(b, y, x)[c] *= mask[((b * dy.c + c) * dy.h + y) * dy.w + x]
+        } } } }
     }
 
     /// dst += scale · src, pixel by pixel (either may be a channel slice).
@@ -370,7 +384,7 @@ private struct Pass {
 }
 
 extension TrainingGraph {
-    func setGradient(_ name: String, _ values: [Float]) {
+    func addGradient(_ name: String, _ values: [Float]) {
         gradients[name]!.withUnsafeMutableBufferPointer { g in for i in values.indices { g[i] += values[i] } }
     }
 

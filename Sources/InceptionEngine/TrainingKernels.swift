@@ -54,14 +54,13 @@ public enum BatchNormTraining {
         }
     }
 
-    /// From ∂L/∂y (masked in place by the ReLU where `relu`): ∂L/∂x into `dx` (may be `dy`), and (∂L/∂γ, ∂L/∂β).
+    /// From ∂L/∂y (after the activation's backward): ∂L/∂x into `dx` (may be `dy`), and (∂L/∂γ, ∂L/∂β).
     ///   dx = γ · invStd · (dy − mean(dy) − x̂ · mean(dy · x̂)),  x̂ = (x − mean) · invStd
-    public static func backward(_ dy: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, y: UnsafePointer<Float>,
+    public static func backward(_ dy: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                 into dx: UnsafeMutablePointer<Float>, rows: Int, channels: Int,
-                                mean: [Float], invStd: [Float], gamma: [Float], relu: Bool, threads: Int)
+                                mean: [Float], invStd: [Float], gamma: [Float], threads: Int)
         -> (gamma: [Float], beta: [Float]) {
         let (dys, xs, dxs) = (UncheckedSendable(dy), UncheckedSendable(x), UncheckedSendable(dx))
-        if relu { ReLU.mask(dy, output: y, count: rows * channels, threads: threads) }
         let sumDy = channelSums(rows: rows, channels: channels, threads: threads) { row, sums in
             let d = dys.value + row * channels
             for c in 0..<channels { sums[c] += Double(d[c]) }
