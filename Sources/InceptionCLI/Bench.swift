@@ -43,6 +43,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print time per layer kind and per stage, the GFLOP/s each reached and its share of the total.")
     var profile = false
 
+    @Flag(help: "Time training steps instead (forward and backward in train mode, label-smoothed cross-entropy, the paper's RMSProp update), from He-initialised weights; with --profile, forward and backward time per layer kind.")
+    var train = false
+
     func validate() throws {
         guard batch >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--batch and --runs must be at least 1") }
     }
@@ -51,6 +54,7 @@ struct Bench: ParsableCommand {
         try reportingErrors {
             if cold { return try runCold() }
             if kernels { return try runKernels() }
+            if train { return try runTraining() }
             let name = model.model
             let net = InceptionModel(name, randomSeed: 1, algorithms: direct ? .direct : .automatic)
             let size = inputSize ?? name.defaultInputSize
@@ -253,5 +257,87 @@ extension Bench {
             }
         }
         if json { try printJSON(["model": name.rawValue, "batch": batch, "input_size": size, "kernels": rows]) }
+    }
+}
+
+extension Bench {
+    /// Median time of a whole training step: forward and backward on batch statistics, then the optimiser.
+    func runTraining() throws {
+        let name = model.model
+        let size = inputSize ?? name.defaultInputSize
+        let graph = name.graph(classes: name.defaultClasses ?? 1000)
+        let trainer = TrainingGraph(graph: graph, values: ModelName.initialValues(graph, seed: 1))
+        let optimizer = Optimizer(.paper)
+        let output = graph.outputs["logits"] != nil ? "logits" : graph.outputs.keys.sorted()[0]
+        let classes = graph.nodes[graph.outputs[output]!].channels
+        var rng = SplitMix64(7)
+        let input = Tensor(shape: [batch, size, size, 3], scalars: (0..<(batch * size * size * 3)).map { _ in rng.uniform(-1, 1) })
+        let labels = (0..<batch).map { _ in Int(rng.next() % UInt64(classes)) }
+        var times: [Double] = [], optimizerTimes: [Double] = []
+        var samples: [String: [Double]] = [:]
+        for run in 0..<(warmup + runs) {
+            let timed = run >= warmup
+            var nodeTimes: [String: Double] = [:]
+            if profile && timed {
+                trainer.timer = { node, backward, seconds in
+                    nodeTimes[Self.kind(graph, node) + (backward ? " backward" : " forward"), default: 0] += seconds
+                }
+            }
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try trainer.step(input, labels: labels, labelSmoothing: 0.1, output: output, threads: threads.threads)
+            let stepped = DispatchTime.now().uptimeNanoseconds
+            optimizer.step(&trainer.values, gradients: trainer.gradients, learningRate: 0.045)
+            let end = DispatchTime.now().uptimeNanoseconds
+            trainer.timer = nil
+            guard timed else { continue }
+            times.append(Double(end - start) / 1e6)
+            optimizerTimes.append(Double(end - stepped) / 1e6)
+            for (k, t) in nodeTimes { samples[k, default: []].append(t * 1000) }
+        }
+        let median = { (xs: [Double]) -> Double in
+            let s = xs.sorted()
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        let macs = graph.macs(shapes: try graph.shapes(n: batch, h: size, w: size)).reduce(0, +)
+        let step = median(times)
+        if json {
+            var report: [String: Any] = [
+                "model": name.rawValue, "mode": "train", "batch": batch, "input_size": size, "threads": threads.threads,
+                "runs": runs, "median_ms": step, "min_ms": times.min()!, "max_ms": times.max()!,
+                "optimizer_ms": median(optimizerTimes), "forward_macs": macs, "peak_rss_mb": peakResidentMegabytes(),
+            ]
+            if allTimes { report["times_ms"] = times }
+            try printJSON(report)
+            return
+        }
+        if profile {
+            let rows = samples.map { ($0.key, median($0.value)) }.sorted { $0.1 > $1.1 }
+            let total = rows.reduce(0) { $0 + $1.1 }
+            print("step part".padding(toLength: 30, withPad: " ", startingAt: 0) + "ms".leftPadded(9) + "share".leftPadded(8))
+            for (k, t) in rows + [("optimizer", median(optimizerTimes))] {
+                print(k.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.1f%7.1f%%", t, 100 * t / (total + median(optimizerTimes))))
+            }
+            print("")
+        }
+        // A training step does about three forward passes' arithmetic (forward, data and weight gradients).
+        print(String(format: "%@ training step, batch %d at %d×%d, %d threads: median %.0f ms (min %.0f, max %.0f; optimiser %.0f) over %d runs, %.1f GFLOP/s (3 × forward), peak RSS %.0f MB",
+                     name.rawValue, batch, size, size, threads.threads, step, times.min()!, times.max()!, median(optimizerTimes),
+                     runs, 6 * Double(macs) / (step / 1000) / 1e9, peakResidentMegabytes()))
+    }
+
+    static func kind(_ graph: Graph, _ i: Int) -> String {
+        switch graph.nodes[i].operation {
+        case let .convolution(g, p, _): return "conv \(g.kernelH)×\(g.kernelW)/\(g.strideH)" + (p.batchNorm == nil ? "" : "+BN")
+        case .maxPool: return "max pool"
+        case .averagePool: return "average pool"
+        case .linear: return "linear"
+        case .residual: return "residual"
+        case .concat: return "concat"
+        case .batchNorm: return "batch norm"
+        case .dropout: return "dropout"
+        case .globalAveragePool: return "global pool"
+        case .l2Normalize: return "L2 normalise"
+        case .input: return "input"
+        }
     }
 }

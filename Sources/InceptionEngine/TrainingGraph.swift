@@ -24,6 +24,8 @@ public final class TrainingGraph {
     /// For comparisons with another implementation: which ReLU inputs it found positive (1 or 0 per element, NCHW
     /// as PyTorch), by the name of the node whose ReLU it is. Never set in training.
     public var reluMasks: [String: [Float]]?
+    /// For profiling: called after each node's forward (`backward` false) and backward work with its seconds.
+    public var timer: ((_ node: Int, _ backward: Bool, _ seconds: Double) -> Void)?
 
     public init(graph: Graph, values: [String: [Float]]) {
         for spec in graph.parameters {
@@ -159,6 +161,8 @@ private struct Pass {
 
     mutating func forward() {
         for i in 1...target where needed[i] {
+            let started = model.timer == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            defer { if let timer = model.timer { timer(i, false, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) } }
             let node = nodes[i], s = shapes[i]
             let out = AlignedBuffer(count: s.count)
             let y = view(out, s)
@@ -263,6 +267,8 @@ private struct Pass {
         logitsGradient.withUnsafeBufferPointer { top.base.update(from: $0.baseAddress!, count: $0.count) }
         for i in stride(from: target, to: 0, by: -1) where needed[i] {
             guard let gradient = gradients[i] else { continue }
+            let started = model.timer == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            defer { if let timer = model.timer { timer(i, true, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) } }
             let node = nodes[i], s = shapes[i]
             let dy = view(gradient, s)
             let rows = s.n * s.h * s.w
