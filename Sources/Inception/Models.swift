@@ -25,23 +25,28 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
 
     public var defaultInputSize: Int { self == .inceptionResNetV1FaceNet ? 160 : 299 }
 
-    /// The network with `classes` outputs (nil: the default).
-    public func graph(classes: Int? = nil) -> Graph {
+    /// The network with `classes` outputs (nil: the default) and, for reduced-depth experiments, `repeats` blocks
+    /// in its A, B and C stages (nil: the network's own). A reduced-depth network keeps the key names of the full
+    /// one (inception_v4 numbers its stages as the full network does), so its checkpoints are for this library only.
+    public func graph(classes: Int? = nil, repeats: [Int]? = nil) -> Graph {
         let classes = classes ?? defaultClasses
-        func classifier(_ config: InceptionResNet.Configuration) -> InceptionResNet.Configuration {
+        precondition(repeats == nil || repeats!.count == 3 && repeats!.allSatisfy { $0 >= 1 }, "three block counts ≥ 1")
+        func adapted(_ config: InceptionResNet.Configuration) -> InceptionResNet.Configuration {
             var config = config
             if case let .classifier(_, dropout) = config.head { config.head = .classifier(classes: classes!, dropout: dropout) }
+            if let r = repeats { config.repeats = (r[0], r[1], r[2]) }
             return config
         }
         switch self {
         case .inceptionV4:
             var config = InceptionV4.Configuration()
             config.classes = classes!
+            if let r = repeats { config.repeats = (r[0], r[1], r[2]) }
             return InceptionV4.graph(config)
-        case .inceptionResNetV2: return InceptionResNet.graph(classifier(.v2))
-        case .inceptionResNetV2Paper: return InceptionResNet.graph(classifier(.v2Paper))
-        case .inceptionResNetV1: return InceptionResNet.graph(classifier(.v1Paper))
-        case .inceptionResNetV1FaceNet: return InceptionResNet.graph(.v1FaceNet(classes: classes))
+        case .inceptionResNetV2: return InceptionResNet.graph(adapted(.v2))
+        case .inceptionResNetV2Paper: return InceptionResNet.graph(adapted(.v2Paper))
+        case .inceptionResNetV1: return InceptionResNet.graph(adapted(.v1Paper))
+        case .inceptionResNetV1FaceNet: return InceptionResNet.graph(adapted(.v1FaceNet(classes: classes)))
         }
     }
 

@@ -7,7 +7,7 @@ struct InceptionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
-        subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self, Serve.self, Train.self])
+        subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self, Serve.self, Train.self, Curves.self])
 }
 
 extension ModelName: ExpressibleByArgument {
@@ -44,4 +44,10 @@ func reported(_ error: any Error) -> any Error {
 func printJSON(_ object: Any) throws {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))
+}
+
+/// A command-line problem, reported as its one line.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

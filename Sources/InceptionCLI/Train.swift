@@ -57,13 +57,29 @@ struct Train: ParsableCommand {
     var batchNormMomentum: Float = 0.1
     @Option(help: "Dropout before the classifier (default: the network's).")
     var dropout: Float?
+    @Option(help: "Smallest area of the random training crop, as a fraction of the image (Inception's 0.08).")
+    var cropArea: Double = 0.08
+    @Flag(help: "Do not flip training images left–right (for data where a mirror image is another class, like digits).")
+    var noFlip = false
     @Option var seed: UInt64 = 0
+    @Option(help: ArgumentHelp("Reduced depth for experiments: blocks in the A, B and C stages, e.g. 1,2,1 (checkpoints then load only into this library).", valueName: "a,b,c"))
+    var repeats: String?
     @Flag(help: "Skip batches whose loss is NaN or infinite instead of stopping.")
     var skipNonfinite = false
+    @Flag(help: "Leave training images that cannot be decoded out of their batch (reported) instead of stopping.")
+    var skipUnreadable = false
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
         guard epochs >= 1, batchSize >= 2 else { throw ValidationError("--epochs must be ≥ 1 and --batch-size ≥ 2 (BatchNorm needs two images)") }
+        guard cropArea > 0 && cropArea <= 1 else { throw ValidationError("--crop-area must be in (0, 1]") }
+        guard repeats == nil || blockRepeats != nil else { throw ValidationError("--repeats takes three block counts ≥ 1, e.g. 1,2,1") }
+        guard repeats == nil || weights == nil else { throw ValidationError("--repeats trains from scratch; it cannot start from --weights") }
+    }
+
+    var blockRepeats: [Int]? {
+        let counts = repeats?.split(separator: ",").compactMap { Int($0) }
+        return counts?.count == 3 && counts!.allSatisfy({ $0 >= 1 }) ? counts : nil
     }
 
     func run() throws {
@@ -81,6 +97,8 @@ struct Train: ParsableCommand {
                 seed: seed)
             (config.labelSmoothing, config.clipNorm, config.averageDecay) = (labelSmoothing, clipNorm, averageDecay)
             (config.batchNormMomentum, config.dropout, config.skipNonFinite) = (batchNormMomentum, dropout, skipNonfinite)
+            (config.skipUnreadable, config.repeats) = (skipUnreadable, blockRepeats)
+            (config.augmentation.scale, config.augmentation.flip) = (cropArea...1, !noFlip)
             let graph = name.graph(classes: classes.count)
             let initial = try weights.map { try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0), seed: seed) }
             let trainer = try Trainer(config, train: train, validation: validation, run: URL(fileURLWithPath: output),
@@ -94,6 +112,8 @@ struct Train: ParsableCommand {
                                   String(repeating: "#", count: filled), String(repeating: ".", count: 30 - filled),
                                   step, steps, loss, accuracy, rate)
                 FileHandle.standardError.write(Data("\r\(line)\(step == steps ? "\n" : "")".utf8))
+            }, unreadableImage: { _, reason in
+                FileHandle.standardError.write(Data("\(terminal ? "\r" : "")skipped \(reason)\n".utf8))
             }, epochDone: { m in
                 print(String(format: "epoch %d: loss %.4f, train accuracy %.3f%@, %.1f images/s", m.epoch, m.trainLoss,
                              m.trainAccuracy, m.validationAccuracy.map { String(format: ", validation accuracy %.3f", $0) } ?? "",

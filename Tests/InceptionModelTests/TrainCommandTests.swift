@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionIO
 import Testing
 
 /// `inception train` end to end on a tiny image folder: checkpoints timm loads strictly with the same logits, and
@@ -119,5 +120,77 @@ import Testing
         result = try runInception(arguments)
         #expect(result.status == 1)
         #expect(result.stderr == "error: class folder 'birds' is not one of the training set's classes\n")
+    }
+
+    @Test func resumingWithDifferentSettingsNamesThem() throws {
+        let data = try Self.dataset()
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        let first = try runInception(Self.arguments(data, run, epochs: 1))
+        #expect(first.status == 0, "\(first.stderr)")
+        let before = try Data(contentsOf: run.appendingPathComponent("model.safetensors"))
+        // A different learning rate and seed: refused, naming both, and nothing in the run is touched.
+        let changed = Self.arguments(data, run, epochs: 2).map { $0 == "0.01" ? "0.02" : $0 == "3" ? "4" : $0 } + ["--resume"]
+        let refused = try runInception(changed)
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "error: cannot resume: schedule, seed differ from the run's config.json (only the number of epochs may change)\n")
+        #expect(try Data(contentsOf: run.appendingPathComponent("model.safetensors")) == before)
+        #expect(try Self.metrics(run).count == 1)
+        // More epochs alone is a continuation.
+        let resumed = try runInception(Self.arguments(data, run, epochs: 2) + ["--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Self.metrics(run).count == 2)
+    }
+
+    @Test func anUndecodableImageStopsTrainingOrIsLeftOut() throws {
+        let data = try Self.dataset()
+        let broken = data.appendingPathComponent("cats/broken.jpg")
+        try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]).write(to: broken)
+        let images = try FileManager.default.subpathsOfDirectory(atPath: data.path).filter { $0.contains(".") }.count
+        // One batch of every image, so the broken one is in it.
+        let arguments = { (run: URL) in Self.arguments(data, run, epochs: 2).map { $0 == "4" ? "\(images)" : $0 } }
+        let stopped = try runInception(arguments(data.appendingPathComponent("../run-\(UUID().uuidString)").standardized))
+        #expect(stopped.status == 1)
+        #expect(stopped.stderr.hasPrefix("error: \(broken.path): corrupt JPEG"), "\(stopped.stderr)")
+        #expect(stopped.stderr.split(separator: "\n").count == 1)
+
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        let skipped = try runInception(arguments(run) + ["--skip-unreadable"])
+        #expect(skipped.status == 0, "\(skipped.stderr)")
+        // Reported once per epoch by training and once by validation (the same folder here).
+        #expect(skipped.stderr.components(separatedBy: "skipped \(broken.path): corrupt JPEG").count - 1 == 4, "\(skipped.stderr)")
+        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+        #expect(metrics.map(\.skippedImages) == [1, 1])
+        #expect(metrics.map(\.skippedBatches) == [0, 0])
+        #expect(metrics.allSatisfy { $0.trainLoss.isFinite })
+    }
+
+    @Test func reducedDepthRunsResumeAndCompareInOnePicture() throws {
+        let data = try Self.dataset()
+        var runs: [URL] = []
+        for model in ["inception_v4", "inception_resnet_v2"] {
+            let run = data.appendingPathComponent("../run-\(model)-\(UUID().uuidString)").standardized
+            let arguments = Self.arguments(data, run, epochs: 1).map { $0 == "inception_v4" ? model : $0 } + ["--repeats", "1,1,1"]
+            let first = try runInception(arguments)
+            #expect(first.status == 0, "\(first.stderr)")
+            // Resuming reads the reduced network's checkpoint back strictly.
+            let resumed = try runInception(arguments.map { $0 == "1" ? "2" : $0 } + ["--resume"])
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            let checkpoint = try SafeTensorsFile(contentsOf: run.appendingPathComponent("model.safetensors"))
+            let graph = ModelName(rawValue: model)!.graph(classes: 2, repeats: [1, 1, 1])
+            #expect(checkpoint.entries.count == graph.parameters.count)
+            #expect(graph.parameters.count < ModelName(rawValue: model)!.graph(classes: 2).parameters.count)
+            runs.append(run)
+        }
+        let svg = data.appendingPathComponent("../curves-\(UUID().uuidString).svg").standardized
+        let drawn = try runInception(["curves"] + runs.map(\.path) + ["--output", svg.path])
+        #expect(drawn.status == 0, "\(drawn.stderr)")
+        let picture = try String(contentsOf: svg, encoding: .utf8)
+        #expect(picture.contains("inception_v4 (blocks 1,1,1)") && picture.contains("inception_resnet_v2 (blocks 1,1,1)"))
+        // Three curves (loss, train and validation accuracy) of two epochs for each run.
+        #expect(picture.components(separatedBy: "<path d=\"M").count - 1 == 6)
+        let missing = try runInception(["curves", data.path, "--output", svg.path])
+        #expect(missing.status == 1)
+        #expect(missing.stderr == "error: no metrics.jsonl in \(data.path)\n")
     }
 }

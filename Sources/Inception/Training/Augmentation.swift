@@ -4,7 +4,7 @@ import InceptionIO
 /// Inception-style training augmentation (TF-slim's `distorted_bounding_box_crop`, torchvision's
 /// `RandomResizedCrop`): a random crop covering 8–100 % of the image's area with aspect ratio in [3/4, 4/3]
 /// (log-uniform), resized to the input size, flipped left–right half the time, then the model's normalisation.
-public struct Augmentation: Sendable, Equatable {
+public struct Augmentation: Sendable, Equatable, Codable {
     public var scale: ClosedRange<Double> = 0.08...1
     public var ratio: ClosedRange<Double> = (3.0 / 4)...(4.0 / 3)
     public var flip = true

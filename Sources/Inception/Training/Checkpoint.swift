@@ -6,13 +6,13 @@ import InceptionIO
 extension ModelName {
     /// Every parameter and buffer of `graph` by graph name, read from `url` (the checkpoint's key names). With a
     /// `graph` whose classifier differs from the file's, the classifier is left out of the check and newly
-    /// initialised (fine-tuning on new classes).
-    public func trainingValues(for graph: Graph, weights url: URL, seed: UInt64) throws -> [String: [Float]] {
+    /// initialised (fine-tuning on new classes). `repeats`: the reduced depth `graph` was built with, if any.
+    public func trainingValues(for graph: Graph, weights url: URL, seed: UInt64, repeats: [Int]? = nil) throws -> [String: [Float]] {
         let file = try SafeTensorsFile(contentsOf: url)
         let classifier = String(classifierWeight.dropLast("weight".count))
         let fileClasses = file.entries[checkpointKey(classifierWeight)]?.shape.first
         let keepClassifier = fileClasses == graph.outputs["logits"].map { graph.nodes[$0].channels }
-        try InceptionModel.verify(self.graph(classes: fileClasses), self, file)
+        try InceptionModel.verify(self.graph(classes: fileClasses, repeats: repeats), self, file)
         var values: [String: [Float]] = [:]
         for spec in graph.parameters where keepClassifier || !spec.name.hasPrefix(classifier) {
             values[spec.name] = try InceptionModel.finiteFloats(file, checkpointKey(spec.name))

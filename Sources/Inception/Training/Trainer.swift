@@ -22,6 +22,12 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var seed: UInt64
     /// A batch whose loss is NaN or infinite is skipped (and counted) instead of stopping the run.
     public var skipNonFinite = false
+    /// A training image that cannot be decoded is left out of its batch (and reported) instead of stopping the run.
+    public var skipUnreadable = false
+    /// The random crop and flip of training images.
+    public var augmentation = Augmentation()
+    /// Blocks in the A, B and C stages for a reduced-depth network (experiments); nil: the network's own.
+    public var repeats: [Int]?
 
     public init(model: String, classes: [String], inputSize: Int, epochs: Int, batchSize: Int, optimizer: OptimizerSettings,
                 schedule: LearningRateSchedule, seed: UInt64) {
@@ -40,13 +46,15 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var learningRate: Float
     public var imagesPerSecond: Double
     public var skippedBatches: Int
+    /// Training images left out because they could not be decoded (`skipUnreadable`).
+    public var skippedImages: Int
 }
 
 public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case nonFiniteLoss(epoch: Int, step: Int)
     case tooFewImages(count: Int, batch: Int)
     case noRunToResume(String)
-    case configurationDiffers(String)
+    case configurationDiffers([String])
 
     public var description: String {
         switch self {
@@ -54,7 +62,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
             return "the loss is NaN or infinite at epoch \(epoch), step \(step); training stopped (--skip-nonfinite skips such batches)"
         case let .tooFewImages(count, batch): return "the training set has \(count) images, fewer than one batch of \(batch)"
         case let .noRunToResume(path): return "nothing to resume in \(path): no state.json from a completed epoch"
-        case let .configurationDiffers(what): return "cannot resume: \(what) differs from the run's config.json"
+        case let .configurationDiffers(fields):
+            return "cannot resume: \(fields.joined(separator: ", ")) \(fields.count == 1 ? "differs" : "differ") from the run's "
+                + "config.json (only the number of epochs may change)"
         }
     }
 }
@@ -94,7 +104,7 @@ public final class Trainer {
             throw TrainingError.tooFewImages(count: train.samples.count, batch: configuration.batchSize)
         }
         (self.configuration, self.name, self.trainSet, self.validationSet, self.run) = (configuration, name, train, validation, run)
-        graph = name.graph(classes: configuration.classes.count)
+        graph = name.graph(classes: configuration.classes.count, repeats: configuration.repeats)
         let fm = FileManager.default
         try fm.createDirectory(at: run, withIntermediateDirectories: true)
         let values: [String: [Float]]
@@ -106,17 +116,18 @@ public final class Trainer {
                 throw TrainingError.noRunToResume(run.path)
             }
             let saved = try JSONDecoder().decode(TrainingConfiguration.self, from: Data(contentsOf: run.appendingPathComponent("config.json")))
-            var comparable = saved
-            comparable.epochs = configuration.epochs
-            guard comparable == configuration else { throw TrainingError.configurationDiffers("the configuration") }
-            values = try name.trainingValues(for: graph, weights: run.appendingPathComponent("model.safetensors"), seed: configuration.seed)
+            let differing = try Self.differingFields(saved, configuration)
+            guard differing.isEmpty else { throw TrainingError.configurationDiffers(differing) }
+            values = try name.trainingValues(for: graph, weights: run.appendingPathComponent("model.safetensors"), seed: configuration.seed,
+                                         repeats: configuration.repeats)
             let file = try SafeTensorsFile(contentsOf: run.appendingPathComponent("optimizer.safetensors"))
             for key in file.entries.keys { optimizerState[key] = try file.floats(key) }
             steps = state.steps
             completedEpochs = state.epoch
             if configuration.averageDecay != nil {
                 average = WeightAverage(decay: configuration.averageDecay!, values: try name.trainingValues(
-                    for: graph, weights: run.appendingPathComponent("average.safetensors"), seed: configuration.seed))
+                    for: graph, weights: run.appendingPathComponent("average.safetensors"), seed: configuration.seed,
+                    repeats: configuration.repeats))
             }
             let lines = (try? String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
             history = lines.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
@@ -134,11 +145,26 @@ public final class Trainer {
 
     struct RunState: Codable { var epoch: Int; var steps: Int }
 
+    /// The top-level fields of the two configurations' JSON that differ apart from the number of epochs, sorted.
+    static func differingFields(_ a: TrainingConfiguration, _ b: TrainingConfiguration) throws -> [String] {
+        func fields(_ c: TrainingConfiguration) throws -> [String: Data] {
+            let object = try JSONSerialization.jsonObject(with: JSONEncoder.sorted.encode(c)) as! [String: Any]
+            return try object.mapValues { try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .fragmentsAllowed]) }
+        }
+        // The schedule's length follows the number of epochs (a cosine schedule stretches to the new end).
+        var (a, b) = (a, b)
+        (a.epochs, a.schedule.epochs) = (b.epochs, b.schedule.epochs)
+        let (x, y) = (try fields(a), try fields(b))
+        return Set(x.keys).union(y.keys).filter { x[$0] != y[$0] }.sorted()
+    }
+
     public var stepsPerEpoch: Int { trainSet.samples.count / configuration.batchSize }
 
     /// Trains the remaining epochs. `progress(epoch, step, steps, loss, accuracy, imagesPerSecond)` after every step.
     /// `epochDone` after every epoch's checkpoint.
+    /// `unreadableImage(path, reason)` for every image left out under `skipUnreadable`.
     public func train(progress: (Int, Int, Int, Double, Double, Double) -> Void = { _, _, _, _, _, _ in },
+                      unreadableImage: (String, String) -> Void = { _, _ in },
                       epochDone: (EpochMetrics) -> Void = { _ in }) throws {
         let c = configuration
         let preprocessing = name.preprocessing
@@ -149,14 +175,17 @@ public final class Trainer {
                 order.swapAt(i, Int(shuffle.next() % UInt64(i + 1)))
             }
             let steps = stepsPerEpoch
-            var (lossSum, correct, seen, skipped) = (0.0, 0, 0, 0)
+            var (lossSum, correct, seen, skipped, unreadable) = (0.0, 0, 0, 0, 0)
             let started = Date()
             var lr: Float = 0
             // Decoding the next batch runs beside the current step.
             var next = prefetch(order, epoch: epoch, step: 0, preprocessing: preprocessing)
             for step in 0..<steps {
-                let (input, labels) = try next.wait()
+                let (input, labels, left) = try next.wait()
                 if step + 1 < steps { next = prefetch(order, epoch: epoch, step: step + 1, preprocessing: preprocessing) }
+                for (path, reason) in left { unreadableImage(path, reason) }
+                unreadable += left.count
+                guard labels.count >= 2 else { skipped += 1; continue }  // BatchNorm needs two images
                 let result = try training.step(input, labels: labels, labelSmoothing: c.labelSmoothing,
                                                seed: c.seed ^ (UInt64(epoch) << 32 | UInt64(step)), threads: threads)
                 guard result.loss.isFinite else {
@@ -179,11 +208,11 @@ public final class Trainer {
                          Double(seen) / Date().timeIntervalSince(started))
             }
             let imagesPerSecond = Double(seen) / Date().timeIntervalSince(started)
-            let validation = try validationSet.map { try validate($0) }
+            let validation = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
             let metrics = EpochMetrics(epoch: epoch, steps: optimizer.steps, trainLoss: seen == 0 ? .nan : lossSum / Double(seen),
                                        trainAccuracy: seen == 0 ? 0 : Double(correct) / Double(seen),
                                        validationAccuracy: validation, learningRate: lr,
-                                       imagesPerSecond: imagesPerSecond, skippedBatches: skipped)
+                                       imagesPerSecond: imagesPerSecond, skippedBatches: skipped, skippedImages: unreadable)
             history.append(metrics)
             try checkpoint(epoch: epoch)
             completedEpochs = epoch
@@ -191,27 +220,34 @@ public final class Trainer {
         }
     }
 
+    /// A batch being decoded: the input, its labels, and the images left out as (path, reason).
     final class Pending: @unchecked Sendable {
+        typealias Batch = (input: Tensor, labels: [Int], unreadable: [(String, String)])
         let done = DispatchSemaphore(value: 0)
-        var result: Result<(Tensor, [Int]), Error>?
-        func wait() throws -> (Tensor, [Int]) { done.wait(); return try result!.get() }
+        var result: Result<Batch, Error>?
+        func wait() throws -> Batch { done.wait(); return try result!.get() }
     }
 
-    /// Decodes and augments batch `step` of `epoch` on a background thread.
+    /// Decodes and augments batch `step` of `epoch` on a background thread. An undecodable image ends the run with
+    /// the decoder's error, or under `skipUnreadable` is left out of the batch.
     func prefetch(_ order: [Int], epoch: Int, step: Int, preprocessing: Preprocessing) -> Pending {
         let pending = Pending()
-        let (c, samples, augmentation) = (configuration, trainSet.samples, Augmentation())
+        let (c, samples) = (configuration, trainSet.samples)
         Thread.detachNewThread {
             pending.result = Result {
-                var pixels: [Float] = [], labels: [Int] = []
+                var pixels: [Float] = [], labels: [Int] = [], unreadable: [(String, String)] = []
                 for slot in 0..<c.batchSize {
                     let sample = samples[order[step * c.batchSize + slot]]
-                    let image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))
+                    let image: RGBImage
+                    do { image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path)) } catch where c.skipUnreadable {
+                        unreadable.append((sample.path, "\(error)"))
+                        continue
+                    }
                     var rng = SplitMix64(c.seed &+ UInt64(epoch) &* 1_000_003 &+ UInt64(step * c.batchSize + slot) &* 7919)
-                    pixels += augmentation.apply(image, size: c.inputSize, preprocessing: preprocessing, rng: &rng)
+                    pixels += c.augmentation.apply(image, size: c.inputSize, preprocessing: preprocessing, rng: &rng)
                     labels.append(sample.label)
                 }
-                return (Tensor(shape: [c.batchSize, c.inputSize, c.inputSize, 3], scalars: pixels), labels)
+                return (Tensor(shape: [labels.count, c.inputSize, c.inputSize, 3], scalars: pixels), labels, unreadable)
             }
             pending.done.signal()
         }
@@ -219,23 +255,32 @@ public final class Trainer {
     }
 
     /// Top-1 accuracy of the averaged weights (or the current ones) with the model's eval transform.
-    func validate(_ data: ImageFolder) throws -> Double {
+    /// Under `skipUnreadable`, images that cannot be decoded are reported and left out of the count.
+    func validate(_ data: ImageFolder, unreadableImage: (String, String) -> Void) throws -> Double {
         let values = average?.values ?? training.values
         let compiled = try CompiledGraph(graph: graph, usualInputSize: configuration.inputSize) { values[$0]! }
-        var correct = 0
+        var (correct, count) = (0, 0)
         let batch = 16
         for first in stride(from: 0, to: data.samples.count, by: batch) {
-            let samples = data.samples[first..<min(data.samples.count, first + batch)]
-            let images = try samples.map { try RGBImage(contentsOf: URL(fileURLWithPath: $0.path)) }
+            var images: [RGBImage] = [], labels: [Int] = []
+            for sample in data.samples[first..<min(data.samples.count, first + batch)] {
+                do { images.append(try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))) } catch where configuration.skipUnreadable {
+                    unreadableImage(sample.path, "\(error)")
+                    continue
+                }
+                labels.append(sample.label)
+            }
+            guard !images.isEmpty else { continue }
             let input = name.preprocessing.batch(images, inputSize: configuration.inputSize)
             let logits = try compiled.run(input, threads: threads)
             let k = logits.shape.last!
-            for (b, sample) in samples.enumerated() {
+            for (b, label) in labels.enumerated() {
                 let row = Array(logits.scalars[(b * k)..<((b + 1) * k)])
-                if row.firstIndex(of: row.max()!)! == sample.label { correct += 1 }
+                if row.firstIndex(of: row.max()!)! == label { correct += 1 }
             }
+            count += labels.count
         }
-        return Double(correct) / Double(data.samples.count)
+        return count == 0 ? 0 : Double(correct) / Double(count)
     }
 
     /// Weights, average and optimiser state, the metrics line and the picture, then `state.json` naming this epoch.
@@ -264,25 +309,38 @@ extension JSONEncoder {
     static var pretty: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted]; return e }
 }
 
-/// Training loss (left axis) and accuracies (right axis, 0–1) by epoch, as a small SVG.
-public func curvesSVG(_ history: [EpochMetrics], title: String = "") -> String {
-    let (width, height, margin) = (640.0, 360.0, 50.0)
-    let epochs = Double(max(history.map(\.epoch).max() ?? 1, 1))
-    let maxLoss = max(history.map(\.trainLoss).filter(\.isFinite).max() ?? 1, 1e-9)
+/// Training loss (left axis) and accuracies (right axis, 0–1) by epoch, as a small SVG: one run, or several
+/// (labelled, each in its own dash pattern) to compare them in one picture.
+public func curvesSVG(_ history: [EpochMetrics], title: String = "") -> String { curvesSVG([(title, history)]) }
+
+public func curvesSVG(_ runs: [(label: String, history: [EpochMetrics])]) -> String {
+    let (width, height, margin, legend) = (640.0, 360.0, 50.0, 16.0 * Double(runs.count))
+    let all = runs.flatMap(\.history)
+    let epochs = Double(max(all.map(\.epoch).max() ?? 1, 1))
+    let maxLoss = max(all.map(\.trainLoss).filter(\.isFinite).max() ?? 1, 1e-9)
+    let dashes = ["", "8,4", "2,3", "12,3,2,3"]
     func x(_ e: Int) -> Double { margin + (width - 2 * margin) * Double(e) / epochs }
-    func y(_ v: Double, _ top: Double) -> Double { height - margin - (height - 2 * margin) * v / top }
-    func path(_ points: [(Int, Double)], _ top: Double, _ colour: String) -> String {
+    func y(_ v: Double, _ top: Double) -> Double { height + legend - margin - (height - 2 * margin) * v / top }
+    func path(_ points: [(Int, Double)], _ top: Double, _ colour: String, _ dash: String) -> String {
         guard !points.isEmpty else { return "" }
         let d = points.enumerated().map { "\($0.offset == 0 ? "M" : "L")\(x($0.element.0)),\(y($0.element.1, top))" }.joined(separator: " ")
-        return "<path d=\"\(d)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"/>"
+        return "<path d=\"\(d)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"\(dash.isEmpty ? "" : " stroke-dasharray=\"\(dash)\"")/>"
     }
-    var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">"
+    var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + legend))\" font-family=\"sans-serif\" font-size=\"12\">"
     svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
-    svg += "<line x1=\"\(margin)\" y1=\"\(height - margin)\" x2=\"\(width - margin)\" y2=\"\(height - margin)\" stroke=\"black\"/>"
-    svg += "<text x=\"\(width / 2)\" y=\"\(height - 15)\" text-anchor=\"middle\">epoch (1–\(Int(epochs)))</text>"
-    svg += "<text x=\"\(margin)\" y=\"20\">\(title) training loss (blue, 0–\(String(format: "%.2f", maxLoss))), train accuracy (orange), validation accuracy (green), 0–1</text>"
-    svg += path(history.map { ($0.epoch, $0.trainLoss) }, maxLoss, "#1f77b4")
-    svg += path(history.map { ($0.epoch, $0.trainAccuracy) }, 1, "#ff7f0e")
-    svg += path(history.compactMap { m in m.validationAccuracy.map { (m.epoch, $0) } }, 1, "#2ca02c")
+    svg += "<line x1=\"\(margin)\" y1=\"\(height + legend - margin)\" x2=\"\(width - margin)\" y2=\"\(height + legend - margin)\" stroke=\"black\"/>"
+    svg += "<text x=\"\(width / 2)\" y=\"\(height + legend - 15)\" text-anchor=\"middle\">epoch (1–\(Int(epochs)))</text>"
+    svg += "<text x=\"\(margin)\" y=\"20\">training loss (blue, 0–\(String(format: "%.2f", maxLoss))), train accuracy (orange), validation accuracy (green), 0–1</text>"
+    for (r, run) in runs.enumerated() {
+        let dash = dashes[r % dashes.count]
+        if !run.label.isEmpty {
+            let top = 22 + 16 * Double(r + 1)
+            svg += "<line x1=\"\(margin)\" y1=\"\(top - 4)\" x2=\"\(margin + 40)\" y2=\"\(top - 4)\" stroke=\"black\" stroke-width=\"2\"\(dash.isEmpty ? "" : " stroke-dasharray=\"\(dash)\"")/>"
+            svg += "<text x=\"\(margin + 48)\" y=\"\(top)\">\(run.label)</text>"
+        }
+        svg += path(run.history.map { ($0.epoch, $0.trainLoss) }, maxLoss, "#1f77b4", dash)
+        svg += path(run.history.map { ($0.epoch, $0.trainAccuracy) }, 1, "#ff7f0e", dash)
+        svg += path(run.history.compactMap { m in m.validationAccuracy.map { (m.epoch, $0) } }, 1, "#2ca02c", dash)
+    }
     return svg + "</svg>\n"
 }

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import Inception
+
+struct Curves: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw the loss and accuracy curves of one or more training runs in one SVG, to compare them.")
+
+    @Argument(help: "Run folders written by `inception train`.")
+    var runs: [String]
+
+    @Option(help: "The SVG file to write.")
+    var output: String
+
+    func run() throws {
+        try reportingErrors {
+            let series = try runs.map { folder -> (String, [EpochMetrics]) in
+                let run = URL(fileURLWithPath: folder)
+                let metrics = run.appendingPathComponent("metrics.jsonl")
+                guard let text = try? String(contentsOf: metrics, encoding: .utf8) else {
+                    throw CLIError("no metrics.jsonl in \(folder)")
+                }
+                let history = try text.split(separator: "\n").enumerated().map { line, json in
+                    do { return try JSONDecoder().decode(EpochMetrics.self, from: Data(json.utf8)) } catch {
+                        throw CLIError("\(metrics.path) line \(line + 1) is not an epoch's metrics")
+                    }
+                }
+                var label = run.lastPathComponent
+                if let data = try? Data(contentsOf: run.appendingPathComponent("config.json")),
+                   let config = try? JSONDecoder().decode(TrainingConfiguration.self, from: data) {
+                    label = config.model + (config.repeats.map { " (blocks \($0.map(String.init).joined(separator: ",")))" } ?? "")
+                        + " — \(run.lastPathComponent)"
+                }
+                return (label, history)
+            }
+            try Data(curvesSVG(series).utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+        }
+    }
+}
