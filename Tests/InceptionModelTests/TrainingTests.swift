@@ -45,7 +45,9 @@ import Testing
         #expect(abs(result.loss - expectedLoss) / abs(expectedLoss) < 1e-5, "loss \(result.loss) vs timm \(expectedLoss)")
 
         // With float64's ReLU and max-pool decisions taken, every gradient within 1e-3 of timm's float64 one, except
-        // gradients that are zero in exact arithmetic: those must be zero to float32 noise.
+        // gradients that are zero in exact arithmetic: those must be zero to float32 noise. Where timm's own float32
+        // gradient misses 1e-3 (the stem's BatchNorm parameters sum cancelling terms through the whole depth: 1.2e-3
+        // in one run of ten), ours must be within twice timm's float32 error.
         let gradients = try SafeTensorsFile(contentsOf: References.url(name, "train_gradients.safetensors"))
         let timm32 = step["timm_fp32_gradient_errors"] as! [String: Double]
         var expected: [String: [Float]] = [:], squares = 0.0, count = 0
@@ -66,7 +68,8 @@ import Testing
             errors.append(error)
             if error >= 1e-3 { above += 1 }
             if !exactZero && error > worst.error { worst = (key, error) }
-            let ok = error < 1e-3 || (exactZero && errorRMS < 1e-3 * typical)
+            let allowed = exactZero ? 1e-3 : max(1e-3, 2 * timm32[key]!)
+            let ok = error < allowed || (exactZero && errorRMS < 1e-3 * typical)
             #expect(ok, "gradient of \(key): relative error \(error), timm float32's \(timm32[key]!)")
         }
         errors.sort()
