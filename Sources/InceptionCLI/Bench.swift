@@ -311,11 +311,19 @@ extension Bench {
             return
         }
         if profile {
+            // Forward multiply-adds by kind; a backward pass does twice as many (data and weight gradients).
+            var work: [String: Int] = [:]
+            for (i, m) in graph.macs(shapes: try graph.shapes(n: batch, h: size, w: size)).enumerated() where m > 0 {
+                work[Self.kind(graph, i) + " forward", default: 0] += m
+                work[Self.kind(graph, i) + " backward", default: 0] += 2 * m
+            }
             let rows = samples.map { ($0.key, median($0.value)) }.sorted { $0.1 > $1.1 }
-            let total = rows.reduce(0) { $0 + $1.1 }
-            print("step part".padding(toLength: 30, withPad: " ", startingAt: 0) + "ms".leftPadded(9) + "share".leftPadded(8))
+            let total = rows.reduce(0) { $0 + $1.1 } + median(optimizerTimes)
+            print("step part".padding(toLength: 30, withPad: " ", startingAt: 0) + "ms".leftPadded(9) + "share".leftPadded(8)
+                  + "GFLOP/s".leftPadded(10))
             for (k, t) in rows + [("optimizer", median(optimizerTimes))] {
-                print(k.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.1f%7.1f%%", t, 100 * t / (total + median(optimizerTimes))))
+                let rate = work[k].map { String(format: "%10.1f", 2 * Double($0) / (t / 1000) / 1e9) } ?? ""
+                print(k.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.1f%7.1f%%", t, 100 * t / total) + rate)
             }
             print("")
         }

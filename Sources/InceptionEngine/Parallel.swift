@@ -149,8 +149,8 @@ final class WorkerPool: @unchecked Sendable {
     }
 }
 
-/// Wraps a value the engine shares between its own workers under its own discipline (disjoint writes).
-struct UncheckedSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
+/// Wraps a value shared between `parallelFor` workers under the caller's own discipline (disjoint writes).
+public struct UncheckedSendable<T>: @unchecked Sendable {
+    public let value: T
+    public init(_ value: T) { self.value = value }
 }

@@ -89,7 +89,16 @@ public enum ReLU {
         let (dys, ys) = (UncheckedSendable(dy), UncheckedSendable(y))
         let block = 4096
         Parallel.parallelFor((count + block - 1) / block, threads: threads) { b in
-            for i in (b * block)..<min(count, (b + 1) * block) where ys.value[i] <= 0 { dys.value[i] = 0 }
+            var i = b * block
+            let end = min(count, (b + 1) * block)
+            while i + 8 <= end {  // branch-free: a select per 8 lanes
+                let out = UnsafeRawPointer(ys.value + i).loadUnaligned(as: SIMD8<Float>.self)
+                var d = UnsafeRawPointer(dys.value + i).loadUnaligned(as: SIMD8<Float>.self)
+                d.replace(with: 0, where: out .<= 0)
+                UnsafeMutableRawPointer(dys.value + i).storeBytes(of: d, as: SIMD8<Float>.self)
+                i += 8
+            }
+            for j in i..<end where ys.value[j] <= 0 { dys.value[j] = 0 }
         }
     }
 }
@@ -108,6 +117,24 @@ public enum PoolingGradient {
             let c0 = block * 16, cn = min(16, x.c - c0)
             for b in 0..<x.n { for oy in 0..<dy.h { for ox in 0..<dy.w {
                 let d = dy.pixel(b, oy, ox) + c0
+                if routing == nil && cn == 16 {
+                    // 16 channels at once: the first maximum per lane (a NaN wins, as in the scalar loop).
+                    for half in 0..<2 {
+                        let c = c0 + half * 8
+                        var best = SIMD8<Float>(repeating: -.infinity), at = SIMD8<Int32>(repeating: 0)
+                        for ky in 0..<kernel { for kx in 0..<kernel {
+                            let v = UnsafeRawPointer(x.pixel(b, oy * stride + ky, ox * stride + kx) + c).loadUnaligned(as: SIMD8<Float>.self)
+                            let better = (v .> best) .| (v .!= v)
+                            best.replace(with: v, where: better)
+                            at.replace(with: Int32(ky * kernel + kx), where: better)
+                        } }
+                        for j in 0..<8 {
+                            let (ky, kx) = (Int(at[j]) / kernel, Int(at[j]) % kernel)
+                            dx.pixel(b, oy * stride + ky, ox * stride + kx)[c + j] += d[half * 8 + j]
+                        }
+                    }
+                    continue
+                }
                 for j in 0..<cn {
                     if let routing {
                         let index = Int(routing[((b * x.c + c0 + j) * dy.h + oy) * dy.w + ox])
@@ -135,6 +162,16 @@ public enum PoolingGradient {
                 let x0 = max(0, ox * stride - padding), x1 = min(dx.w, ox * stride - padding + kernel)
                 let inv = 1 / Float((y1 - y0) * (x1 - x0))
                 let d = dy.pixel(b, oy, ox) + c0
+                if cn == 16 {
+                    let lo = UnsafeRawPointer(d).loadUnaligned(as: SIMD8<Float>.self) * inv
+                    let hi = UnsafeRawPointer(d + 8).loadUnaligned(as: SIMD8<Float>.self) * inv
+                    for iy in y0..<y1 { for ix in x0..<x1 {
+                        let p = UnsafeMutableRawPointer(dx.pixel(b, iy, ix) + c0)
+                        p.storeBytes(of: p.loadUnaligned(as: SIMD8<Float>.self) + lo, as: SIMD8<Float>.self)
+                        p.storeBytes(of: p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + hi, toByteOffset: 32, as: SIMD8<Float>.self)
+                    } }
+                    continue
+                }
                 for iy in y0..<y1 { for ix in x0..<x1 {
                     let p = dx.pixel(b, iy, ix) + c0
                     for j in 0..<cn { p[j] += d[j] * inv }

@@ -95,4 +95,63 @@ import Testing
             #expect(abs((loss(p, w) - loss(m, w)) - Double(dx[i])) < 1e-4)
         }
     }
+
+    /// The ReLU backward zeroes dY exactly where the output is ≤ 0 (NaN outputs keep it), for counts that are not
+    /// multiples of its vector width or block, on any thread count.
+    @Test(arguments: [1, 2, 3])
+    func reluMaskZeroesWhereTheOutputIsNotPositive(_ threads: Int) {
+        let count = 2 * 4096 + 13
+        var rng = SplitMix64(5)
+        var output = (0..<count).map { _ in rng.uniform(-1, 1) }
+        output[7] = .nan; output[8] = -0.0; output[9] = 0
+        let dy = (0..<count).map { _ in rng.uniform(-1, 1) }
+        let expected = (0..<count).map { output[$0] <= 0 ? 0 : dy[$0] }
+        var masked = dy
+        masked.withUnsafeMutableBufferPointer { d in
+            output.withUnsafeBufferPointer { ReLU.mask(d.baseAddress!, output: $0.baseAddress!, count: count, threads: threads) }
+        }
+        #expect(masked == expected)
+    }
+
+    /// Pooling backward against plain loops written here: max pooling sends each output's gradient to its window's
+    /// first maximum, average pooling spreads it over the window's pixels inside the image. 40 channels, so both the
+    /// 16-channel vector path and the scalar tail run; ties are planted to check "first".
+    @Test(arguments: [(3, 2, 0), (3, 1, 1)])
+    func poolingGradientsMatchPlainLoops(_ kernel: Int, _ step: Int, _ padding: Int) {
+        var rng = SeededRandom(UInt64(kernel * 10 + step))
+        let (n, h, w, c) = (2, 9, 8, 40)
+        var x = rng.tensor([n, h, w, c])
+        for i in stride(from: 0, to: x.count - 2 * c, by: 7) { x.scalars[i + c] = x.scalars[i] }  // equal neighbours
+        let (oh, ow) = ((h + 2 * padding - kernel) / step + 1, (w + 2 * padding - kernel) / step + 1)
+        var dy = rng.tensor([n, oh, ow, c])
+        let index = { (b: Int, y: Int, x: Int, ch: Int) in ((b * h + y) * w + x) * c + ch }
+        var maxExpected = [Float](repeating: 0.5, count: x.count), averageExpected = maxExpected
+        for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ch in 0..<c {
+            let d = dy.scalars[((b * oh + oy) * ow + ox) * c + ch]
+            if padding == 0 {
+                var best = -Float.infinity, at = 0
+                for ky in 0..<kernel { for kx in 0..<kernel {
+                    let i = index(b, oy * step + ky, ox * step + kx, ch)
+                    if x.scalars[i] > best { (best, at) = (x.scalars[i], i) }
+                } }
+                maxExpected[at] += d
+            }
+            let ys = max(0, oy * step - padding)..<min(h, oy * step - padding + kernel)
+            let xs = max(0, ox * step - padding)..<min(w, ox * step - padding + kernel)
+            for iy in ys { for ix in xs { averageExpected[index(b, iy, ix, ch)] += d * (1 / Float(ys.count * xs.count)) } }
+        } } } }
+        for threads in [1, 2] {
+            var maxGradient = Tensor(shape: x.shape, scalars: [Float](repeating: 0.5, count: x.count)), averageGradient = maxGradient
+            withMap(&x) { xm in withMap(&dy) { dym in
+                if padding == 0 {
+                    withMap(&maxGradient) { PoolingGradient.maxPool(input: xm, outputGradient: dym, inputGradient: $0, kernel: kernel,
+                                                                    stride: step, threads: threads) }
+                }
+                withMap(&averageGradient) { PoolingGradient.averagePool(outputGradient: dym, inputGradient: $0, kernel: kernel,
+                                                                        stride: step, padding: padding, threads: threads) }
+            } }
+            if padding == 0 { #expect(maxGradient.scalars == maxExpected) }
+            #expect(averageGradient.scalars == averageExpected)
+        }
+    }
 }

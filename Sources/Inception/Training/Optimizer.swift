@@ -35,6 +35,8 @@ public final class Optimizer {
     /// `"<parameter>.square_avg"` when saved.
     public private(set) var state: [String: [Float]] = [:]
     public private(set) var steps = 0
+    /// Threads for the element-wise updates (results are the same for any number).
+    public var threads = Parallel.defaultThreads
 
     public init(_ settings: OptimizerSettings) { self.settings = settings }
 
@@ -56,31 +58,43 @@ public final class Optimizer {
             let stored = state.removeValue(forKey: "\(name).momentum_buffer")
             let first = stored == nil
             var buffer = stored ?? [Float](repeating: 0, count: g.count)
+            var square = s.kind == .rmsprop
+                ? state.removeValue(forKey: "\(name).square_avg") ?? [Float](repeating: 1, count: g.count) : []
             values[name]!.withUnsafeMutableBufferPointer { p in
-                switch s.kind {
-                case .sgd:
-                    for i in 0..<g.count {
-                        let d = g[i] + wd * p[i]
-                        buffer[i] = s.momentum == 0 ? d : (first ? d : s.momentum * buffer[i] + d)
-                        let update = s.nesterov ? d + s.momentum * buffer[i] : buffer[i]
-                        p[i] -= lr * update
-                    }
-                case .rmsprop:
-                    var square = state.removeValue(forKey: "\(name).square_avg") ?? [Float](repeating: 1, count: g.count)
-                    for i in 0..<g.count {
-                        let d = g[i] + wd * p[i]
-                        square[i] += (1 - s.decay) * (d * d - square[i])
-                        let scaled = lr * (d / (square[i] + s.epsilon).squareRoot())
-                        if s.momentum > 0 {
-                            buffer[i] = s.momentum * buffer[i] + scaled
-                            p[i] -= buffer[i]
-                        } else {
-                            p[i] -= scaled
+                g.withUnsafeBufferPointer { g in buffer.withUnsafeMutableBufferPointer { m in square.withUnsafeMutableBufferPointer { v in
+                    let count = g.count
+                    let (p, g, m, v) = (UncheckedSendable(p.baseAddress!), UncheckedSendable(g.baseAddress!),
+                                        UncheckedSendable(m.baseAddress!), UncheckedSendable(v.baseAddress))
+                    // Element-wise, so any split gives the same result; large tensors are split over the threads.
+                    let block = 1 << 15
+                    Parallel.parallelFor((count + block - 1) / block, threads: threads) { chunk in
+                        let (p, g, m) = (p.value, g.value, m.value)
+                        let range = (chunk * block)..<min(count, (chunk + 1) * block)
+                        switch s.kind {
+                        case .sgd:
+                            for i in range {
+                                let d = g[i] + wd * p[i]
+                                m[i] = s.momentum == 0 ? d : (first ? d : s.momentum * m[i] + d)
+                                p[i] -= lr * (s.nesterov ? d + s.momentum * m[i] : m[i])
+                            }
+                        case .rmsprop:
+                            let v = v.value!
+                            for i in range {
+                                let d = g[i] + wd * p[i]
+                                v[i] += (1 - s.decay) * (d * d - v[i])
+                                let scaled = lr * (d / (v[i] + s.epsilon).squareRoot())
+                                if s.momentum > 0 {
+                                    m[i] = s.momentum * m[i] + scaled
+                                    p[i] -= m[i]
+                                } else {
+                                    p[i] -= scaled
+                                }
+                            }
                         }
                     }
-                    state["\(name).square_avg"] = square
-                }
+                } } }
             }
+            if s.kind == .rmsprop { state["\(name).square_avg"] = square }
             state["\(name).momentum_buffer"] = buffer
         }
         steps += 1
