@@ -142,7 +142,7 @@ public final class WinogradConvolution: Sendable {
     public func scratchFloats(n: Int, h: Int, w: Int) -> Int {
         let (oh, ow) = geometry.outputSize(h: h, w: w)
         let t = tiles(n: n, outH: oh, outW: ow).count
-        return points * t * (geometry.inChannels + geometry.outChannels) + 64
+        return points * t * (geometry.inChannels + geometry.outChannels)
     }
 
     /// output = activation(residual + conv(input) + bias); `scratch` holds `scratchFloats` floats.
