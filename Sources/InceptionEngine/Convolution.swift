@@ -65,29 +65,42 @@ public struct PackedConvolution: Sendable {
     ///   - scale: multiplies the convolution's output, bias included (the residual scale of Inception-ResNet,
     ///     folded into the weights so the epilogue is a plain add).
     public init(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1,
-                activation: Activation) {
+                activation: Activation, threads: Int = 1) {
         precondition(weights.count == g.outChannels * g.depth, "weights do not match \(g)")
         precondition(bias == nil || bias!.count == g.outChannels, "bias does not match \(g)")
-        self.geometry = g
-        self.activation = activation
-        let panelCount = (g.outChannels + 15) / 16
-        var panels = [Float](repeating: 0, count: panelCount * g.depth * 16)
-        for o in 0..<g.outChannels {
-            let (p, lane) = (o / 16, o % 16)
-            for i in 0..<g.inChannels {
-                for ky in 0..<g.kernelH {
-                    for kx in 0..<g.kernelW {
-                        let d = (ky * g.kernelW + kx) * g.inChannels + i
-                        let w = weights[((o * g.inChannels + i) * g.kernelH + ky) * g.kernelW + kx]
-                        panels[(p * g.depth + d) * 16 + lane] = w * scale
+        let panels = weights.withUnsafeBufferPointer { w in
+            let (taps, perOutput) = (g.taps, g.inChannels * g.taps)
+            return Self.pack(g, threads: threads) { o, i, tap in w[o &* perOutput &+ i &* taps &+ tap] * scale }
+        }
+        var paddedBias = [Float](repeating: 0, count: (g.outChannels + 15) / 16 * 16)
+        if let bias { for o in 0..<g.outChannels { paddedBias[o] = bias[o] * scale } }
+        self.init(geometry: g, activation: activation, panels: panels, bias: paddedBias)
+    }
+
+    init(geometry: ConvGeometry, activation: Activation, panels: [Float], bias: [Float]) {
+        (self.geometry, self.activation, self.panels, self.bias) = (geometry, activation, panels, bias)
+    }
+
+    /// Weights in panel layout, `weight(o, i, tap)` for output channel o, input channel i and tap `ky · kernelW + kx`,
+    /// the panels packed in parallel.
+    @inline(__always)
+    static func pack(_ g: ConvGeometry, threads: Int, _ weight: (_ o: Int, _ i: Int, _ tap: Int) -> Float) -> [Float] {
+        let panelCount = (g.outChannels + 15) / 16, depth = g.depth
+        return [Float](unsafeUninitializedCapacity: panelCount * depth * 16) { buffer, count in
+            let base = UncheckedSendable(buffer.baseAddress!)
+            Parallel.parallelFor(panelCount, threads: threads) { p in
+                var out = base.value + p &* depth &* 16
+                let lanes = min(16, g.outChannels - p * 16)
+                for tap in 0..<g.taps {
+                    for i in 0..<g.inChannels {
+                        for lane in 0..<lanes { out[lane] = weight(p &* 16 &+ lane, i, tap) }
+                        for lane in lanes..<16 { out[lane] = 0 }
+                        out += 16
                     }
                 }
             }
+            count = panelCount * depth * 16
         }
-        self.panels = panels
-        var paddedBias = [Float](repeating: 0, count: panelCount * 16)
-        if let bias { for o in 0..<g.outChannels { paddedBias[o] = bias[o] * scale } }
-        self.bias = paddedBias
     }
 
     /// output = activation(residual + conv(input) + bias). `zeros` must hold at least `inChannels` zeros.

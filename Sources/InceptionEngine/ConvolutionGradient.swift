@@ -8,29 +8,24 @@
 ///   data gradient, stride 2: dCols = dY · W as a GEMM, then col2im scatters each tap's column block back.
 ///   weight gradient: dW = dYᵀ · im2col(X) as a GEMM, over chunks of rows; a 1×1 stride-1 layer needs no im2col.
 public enum ConvolutionGradient {
-    /// Rows of im2col built at a time (bounds the scratch memory to `chunkRows × depth` floats).
-    static let chunkRows = 3072
-
     /// dX += ∂L/∂X for ∂L/∂Y = `outputGradient`.
     public static func data(outputGradient dy: FeatureMap, weights: [Float], geometry g: ConvGeometry,
                             inputGradient dx: FeatureMap, threads: Int) {
         precondition(dy.c == g.outChannels && dx.c == g.inChannels && dy.pixelStride == dy.c && dx.pixelStride == dx.c)
         if g.strideH == 1 && g.strideW == 1 {
-            var flipped = [Float](repeating: 0, count: weights.count)
             let (kh, kw) = (g.kernelH, g.kernelW)
-            for o in 0..<g.outChannels {
-                for i in 0..<g.inChannels {
-                    for ky in 0..<kh {
-                        for kx in 0..<kw {
-                            flipped[((i * g.outChannels + o) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx)] =
-                                weights[((o * g.inChannels + i) * kh + ky) * kw + kx]
-                        }
-                    }
-                }
-            }
             let transposed = ConvGeometry(inChannels: g.outChannels, outChannels: g.inChannels, kernel: (kh, kw),
                                           padding: (kh - 1 - g.padH, kw - 1 - g.padW))
-            let conv = PackedConvolution(geometry: transposed, weights: flipped, bias: nil, activation: .identity)
+            // Output channel o' of the transposed convolution is input channel o' of the layer, its input channel i'
+            // the layer's output channel i', its tap the layer's tap mirrored (taps − 1 − tap).
+            let panels = weights.withUnsafeBufferPointer { w in
+                let (taps, perOutput) = (g.taps, g.inChannels * g.taps)
+                return PackedConvolution.pack(transposed, threads: threads) { o, i, tap in
+                    w[i &* perOutput &+ o &* taps &+ (taps &- 1 &- tap)]
+                }
+            }
+            let conv = PackedConvolution(geometry: transposed, activation: .identity, panels: panels,
+                                         bias: [Float](repeating: 0, count: (g.inChannels + 15) / 16 * 16))
             let zeros = [Float](repeating: 0, count: g.outChannels + 16)
             zeros.withUnsafeBufferPointer {
                 conv.run(input: dy, output: dx, residual: dx, zeros: $0.baseAddress!, threads: threads)
@@ -94,34 +89,48 @@ public enum ConvolutionGradient {
                           into: dw, ldc: g.inChannels, accumulate: true, threads: threads)
             return
         }
-        let chunk = max(6, min(rows, chunkRows))
-        let columns = AlignedBuffer(count: chunk * depth)
+        // B = im2col(X), `rows × depth` in (tap, channel) order, packed panel by panel straight from X: each block
+        // of rows first finds where its rows' windows start, then a panel copies each row's channel runs (zeros
+        // where the window leaves the map).
         let gradient = AlignedBuffer(count: g.outChannels * depth, zeroed: true)
-        let cols = UncheckedSendable(columns.pointer)
-        for first in stride(from: 0, to: rows, by: chunk) {
-            let count = min(chunk, rows - first)
-            // im2col of rows first ..< first + count, zeros for padding.
-            Parallel.parallelFor(count, threads: threads) { r in
-                let m = first + r
-                let b = m / (dy.h * dy.w), rem = m % (dy.h * dy.w)
-                let (oy, ox) = (rem / dy.w, rem % dy.w)
-                let row = cols.value + r * depth
-                for ky in 0..<g.kernelH {
-                    let iy = oy * g.strideH - g.padH + ky
-                    for kx in 0..<g.kernelW {
-                        let ix = ox * g.strideW - g.padW + kx
-                        let dst = row + (ky * g.kernelW + kx) * g.inChannels
-                        if iy >= 0 && iy < x.h && ix >= 0 && ix < x.w {
-                            dst.update(from: x.pixel(b, iy, ix), count: g.inChannels)
-                        } else {
-                            dst.update(repeating: 0, count: g.inChannels)
-                        }
-                    }
-                }
+        var windows = [Int](repeating: 0, count: 3 * GEMM.depthBlock)  // per row of a block: image, top, left
+        let pixelsPerImage = dy.h * dy.w
+        windows.withUnsafeMutableBufferPointer { windows in
+        let starts = UncheckedSendable(windows.baseAddress!)
+        GEMM.multiply(MatrixView(rowMajor: dy.base, rows: rows, columns: g.outChannels).transposed, columns: depth,
+                      into: gradient.pointer, ldc: depth, accumulate: true, threads: threads,
+                      beginBlock: { k0, count in
+            for r in 0..<count {
+                let m = k0 + r
+                let b = m / pixelsPerImage, rem = m - b * pixelsPerImage
+                let oy = rem / dy.w, ox = rem - oy * dy.w
+                (starts.value[3 * r], starts.value[3 * r + 1], starts.value[3 * r + 2]) =
+                    (b, oy * g.strideH - g.padH, ox * g.strideW - g.padW)
             }
-            GEMM.multiply(MatrixView(rowMajor: dy.base + first * g.outChannels, rows: count, columns: g.outChannels).transposed,
-                          MatrixView(rowMajor: columns.pointer, rows: count, columns: depth),
-                          into: gradient.pointer, ldc: depth, accumulate: true, threads: threads)
+        }) { dst, _, count, p in
+            let first = p * 16, last = min(first + 16, depth)
+            var j = first
+            while j < last {
+                // The run of this panel's columns that belong to one tap.
+                let tap = j / g.inChannels, channel = j - tap * g.inChannels
+                let run = min(last - j, g.inChannels - channel)
+                let (ky, kx) = (tap / g.kernelW, tap % g.kernelW)
+                var row = dst + (j - first)
+                for r in 0..<count {
+                    let (b, iy, ix) = (starts.value[3 * r], starts.value[3 * r + 1] + ky, starts.value[3 * r + 2] + kx)
+                    if iy >= 0 && iy < x.h && ix >= 0 && ix < x.w {
+                        row.update(from: x.pixel(b, iy, ix) + channel, count: run)
+                    } else {
+                        row.update(repeating: 0, count: run)
+                    }
+                    row += 16
+                }
+                j += run
+            }
+            if last - first < 16 {
+                for r in 0..<count { (dst + r * 16 + (last - first)).update(repeating: 0, count: 16 - (last - first)) }
+            }
+        }
         }
         for o in 0..<g.outChannels {
             for i in 0..<g.inChannels {

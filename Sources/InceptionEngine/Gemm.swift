@@ -42,7 +42,30 @@ public enum GEMM {
     public static func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, ldc: Int,
                                 accumulate: Bool, threads: Int) {
         precondition(a.columns == b.rows, "GEMM: \(a.rows)×\(a.columns) · \(b.rows)×\(b.columns)")
-        let (m, n, k) = (a.rows, b.columns, a.columns)
+        multiply(a, columns: b.columns, into: c, ldc: ldc, accumulate: accumulate, threads: threads,
+                 beginBlock: { _, _ in }) { dst, k0, depth, p in
+            let columns = min(16, b.columns - p * 16)
+            for kk in 0..<depth {
+                let row = dst + kk * 16
+                let src = b.base + (k0 + kk) * b.rowStride + p * 16 * b.columnStride
+                if b.columnStride == 1 {
+                    row.update(from: src, count: columns)
+                } else {
+                    for j in 0..<columns { row[j] = src[j * b.columnStride] }
+                }
+                if columns < 16 { (row + columns).update(repeating: 0, count: 16 - columns) }
+            }
+        }
+    }
+
+    /// The same product with B given by what packs it: for each block of `depthBlock` rows of B, `beginBlock(k0,
+    /// depth)` runs once, then `packPanel(dst, k0, depth, p)` fills `dst[kk · 16 + j]` with b[k0 + kk, 16p + j]
+    /// (zeros past the last column) — concurrently for different panels. This is how the weight gradient reads
+    /// im2col(X) without ever building it.
+    static func multiply(_ a: MatrixView, columns n: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+                         accumulate: Bool, threads: Int, beginBlock: (_ k0: Int, _ depth: Int) -> Void,
+                         packPanel: (UnsafeMutablePointer<Float>, _ k0: Int, _ depth: Int, _ panel: Int) -> Void) {
+        let (m, k) = (a.rows, a.columns)
         if m == 0 || n == 0 { return }
         if k == 0 {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
@@ -63,20 +86,8 @@ public enum GEMM {
         for k0 in stride(from: 0, to: k, by: kc) {
             let depth = min(kc, k - k0)
             let bBase = UncheckedSendable(packedB.pointer)
-            Parallel.parallelFor(panels, threads: threads) { p in
-                let dst = bBase.value + p * kc * 16
-                let columns = min(16, n - p * 16)
-                for kk in 0..<depth {
-                    let row = dst + kk * 16
-                    let src = b.base + (k0 + kk) * b.rowStride + p * 16 * b.columnStride
-                    if b.columnStride == 1 {
-                        row.update(from: src, count: columns)
-                    } else {
-                        for j in 0..<columns { row[j] = src[j * b.columnStride] }
-                    }
-                    if columns < 16 { (row + columns).update(repeating: 0, count: 16 - columns) }
-                }
-            }
+            beginBlock(k0, depth)
+            Parallel.parallelFor(panels, threads: threads) { p in packPanel(bBase.value + p * kc * 16, k0, depth, p) }
             let add = accumulate || k0 > 0
             Parallel.parallelFor(rowTasks * panelTasks, threads: threads) { task in
                 let (rowTask, panelTask) = (task / panelTasks, task % panelTasks)
@@ -85,16 +96,8 @@ public enum GEMM {
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: strips * 6 * depth) { packedA in
                     let packedA = packedA.baseAddress!
                     for s in 0..<strips {
-                        let dst = packedA + s * 6 * depth
-                        let rows = min(6, rowCount - s * 6)
-                        for r in 0..<6 {
-                            if r >= rows {
-                                for kk in 0..<depth { dst[kk * 6 + r] = 0 }
-                                continue
-                            }
-                            let src = a.base + (firstRow + s * 6 + r) * a.rowStride + k0 * a.columnStride
-                            for kk in 0..<depth { dst[kk * 6 + r] = src[kk * a.columnStride] }
-                        }
+                        packStrip(a, firstRow: firstRow + s * 6, rows: min(6, rowCount - s * 6), k0: k0, depth: depth,
+                                  into: packedA + s * 6 * depth)
                     }
                     for p in (panelTask * panelsPerTask)..<min(panels, (panelTask + 1) * panelsPerTask) {
                         let columns = min(16, n - p * 16)
@@ -107,6 +110,33 @@ public enum GEMM {
                     }
                 }
             }
+        }
+    }
+
+    /// Packs rows `firstRow ..< firstRow + rows` (at most 6) of A, depth `k0 ..< k0 + depth`, as `dst[kk · 6 + r]`,
+    /// zeros for the missing rows. A transposed A (`rowStride == 1`, a weight gradient's dYᵀ) has its six values of
+    /// one depth index side by side, so it is copied depth index by depth index.
+    @inline(__always)
+    private static func packStrip(_ a: MatrixView, firstRow: Int, rows: Int, k0: Int, depth: Int,
+                                  into dst: UnsafeMutablePointer<Float>) {
+        if a.rowStride == 1 && rows == 6 {
+            var src = a.base + (firstRow &+ k0 &* a.columnStride), d = dst
+            for _ in 0..<depth {
+                UnsafeMutableRawPointer(d).storeBytes(of: UnsafeRawPointer(src).loadUnaligned(as: SIMD4<Float>.self),
+                                                      as: SIMD4<Float>.self)
+                (d[4], d[5]) = (src[4], src[5])
+                src += a.columnStride
+                d += 6
+            }
+            return
+        }
+        for r in 0..<6 {
+            if r >= rows {
+                for kk in 0..<depth { dst[kk &* 6 &+ r] = 0 }
+                continue
+            }
+            let src = a.base + ((firstRow &+ r) &* a.rowStride &+ k0 &* a.columnStride)
+            for kk in 0..<depth { dst[kk &* 6 &+ r] = src[kk &* a.columnStride] }
         }
     }
 

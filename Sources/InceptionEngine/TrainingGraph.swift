@@ -171,7 +171,7 @@ private struct Pass {
                 preconditionFailure("only node 0 is an input")
             case let .convolution(g, p, activation):
                 let conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
-                                             activation: p.batchNorm == nil ? activation : .identity)
+                                             activation: p.batchNorm == nil ? activation : .identity, threads: threads)
                 if let bn = p.batchNorm {
                     let z = AlignedBuffer(count: s.count)
                     conv.run(input: map(node.inputs[0]), output: view(z, s), zeros: zeros.pointer, threads: threads)

@@ -50,10 +50,23 @@ import Testing
 
     @Test(arguments: geometries)
     func convolutionGradientsMatchTheReference(_ g: ConvGeometry) {
+        checkConvolutionGradients(g, h: 11, w: 9)
+    }
+
+    /// More output pixels than one depth block of the GEMM (256), so the weight gradient's im2col is packed block
+    /// by block, the last one partial; 20 input channels put two taps into one 16-column panel.
+    @Test(arguments: [ConvGeometry(inChannels: 20, outChannels: 13, kernel: (3, 3), padding: (1, 1)),
+                      ConvGeometry(inChannels: 20, outChannels: 8, kernel: (3, 3), stride: (2, 2)),
+                      ConvGeometry(inChannels: 9, outChannels: 24, kernel: (1, 1))])
+    func weightGradientSpansSeveralBlocksOfRows(_ g: ConvGeometry) {
+        checkConvolutionGradients(g, h: 29, w: 23)
+    }
+
+    func checkConvolutionGradients(_ g: ConvGeometry, h: Int, w width: Int) {
         var rng = SeededRandom(UInt64(g.inChannels * 31 + g.outChannels * 7 + g.kernelH))
-        var x = rng.tensor([2, 11, 9, g.inChannels])
+        var x = rng.tensor([2, h, width, g.inChannels])
         let w = rng.array(g.outChannels * g.depth)
-        let (oh, ow) = g.outputSize(h: 11, w: 9)
+        let (oh, ow) = g.outputSize(h: h, w: width)
         var dy = rng.tensor([2, oh, ow, g.outChannels])
         let expected = Reference.convolutionGradients(x, weights: w, geometry: g, outputGradient: dy)
         for threads in [1, 2] {
