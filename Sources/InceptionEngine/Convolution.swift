@@ -159,9 +159,10 @@ public struct PackedConvolution: Sendable {
                     let lastPanel = min(panelCount, firstPanel + panelsPerTask)
                     withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: taps * mr) { a in
                     withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: 2 * mr) { o in
-                    withUnsafeTemporaryAllocation(of: Int.self, capacity: mr) { pixelIndex in
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: 4 * mr) { pixelIndex in
                         let a = a.baseAddress!, outRows = o.baseAddress!, residualRows = outRows + mr
-                        let pixelIndex = pixelIndex.baseAddress!
+                        // Per row of the tile: its output pixel index (b · outH + oy) · outW + ox, then b, oy, ox.
+                        let pixelIndex = pixelIndex.baseAddress!, coordinates = pixelIndex + mr
                         for tile in (tileTask * tilesPerTask)..<min(tiles, (tileTask + 1) * tilesPerTask) {
                             let first = tile * mr
                             let valid = min(mr, rows - first)
@@ -170,19 +171,25 @@ public struct PackedConvolution: Sendable {
                             // same order — so it runs kernelH taps of that depth instead of kernelH · kernelW short
                             // ones: the same products summed in the same order, with less loop overhead.
                             var interior = rowsContiguous
+                            // One division for the tile's first row, then step along the row of the map (a division
+                            // per row costs as much as the arithmetic of a short-depth 1×1 tile).
+                            var b = first / (outH * outW), oy = (first - b * outH * outW) / outW
+                            var ox = first - (b * outH + oy) * outW
                             for r in 0..<mr {
                                 // Rows past the end repeat the last valid row; their results are not stored.
-                                let m = first + min(r, valid - 1)
-                                pixelIndex[r] = m  // = (b · outH + oy) · outW + ox
-                                let rem = m % (outH * outW)
-                                let iy0 = (rem / outW) * g.strideH - g.padH, ix0 = (rem % outW) * g.strideW - g.padW
+                                if r > 0 && r < valid {
+                                    ox += 1
+                                    if ox == outW { (ox, oy) = (0, oy + 1) }
+                                    if oy == outH { (oy, b) = (0, b + 1) }
+                                }
+                                pixelIndex[r] = first + min(r, valid - 1)
+                                (coordinates[3 * r], coordinates[3 * r + 1], coordinates[3 * r + 2]) = (b, oy, ox)
+                                let iy0 = oy * g.strideH - g.padH, ix0 = ox * g.strideW - g.padW
                                 interior = interior && iy0 >= 0 && iy0 + g.kernelH <= input.h && ix0 >= 0
                                     && ix0 + g.kernelW <= input.w
                             }
                             for r in 0..<mr {
-                                let m = pixelIndex[r]
-                                let b = m / (outH * outW), rem = m % (outH * outW)
-                                let oy = rem / outW, ox = rem % outW
+                                let (b, oy, ox) = (coordinates[3 * r], coordinates[3 * r + 1], coordinates[3 * r + 2])
                                 if let residual { residualRows[r] = residual.pixel(b, oy, ox) }
                                 for ky in 0..<g.kernelH {
                                     let iy = oy * g.strideH - g.padH + ky

@@ -1,6 +1,7 @@
 /// Gradients of a convolution (the backward pass of `PackedConvolution`), for training. Maps are NHWC and
 /// contiguous (`pixelStride == c`), weights OIHW as PyTorch stores them. Both gradients are accumulated into
-/// their destinations, so a map read by several layers sums its gradients in place.
+/// their destinations, so a map read by several layers sums its gradients in place; the data gradient can
+/// instead overwrite its destination (the first layer to send a map its gradient).
 ///
 ///   data gradient, stride 1: a stride-1 convolution of dY with the weights flipped in space and transposed
 ///       (in ↔ out), padded by kernel − 1 − pad — so it runs on the same packed implicit-GEMM kernel as the
@@ -8,9 +9,9 @@
 ///   data gradient, stride 2: dCols = dY · W as a GEMM, then col2im scatters each tap's column block back.
 ///   weight gradient: dW = dYᵀ · im2col(X) as a GEMM, over chunks of rows; a 1×1 stride-1 layer needs no im2col.
 public enum ConvolutionGradient {
-    /// dX += ∂L/∂X for ∂L/∂Y = `outputGradient`.
+    /// dX += ∂L/∂X for ∂L/∂Y = `outputGradient` (dX = ∂L/∂X when not `accumulate`).
     public static func data(outputGradient dy: FeatureMap, weights: [Float], geometry g: ConvGeometry,
-                            inputGradient dx: FeatureMap, threads: Int) {
+                            inputGradient dx: FeatureMap, accumulate: Bool = true, threads: Int) {
         precondition(dy.c == g.outChannels && dx.c == g.inChannels && dy.pixelStride == dy.c && dx.pixelStride == dx.c)
         if g.strideH == 1 && g.strideW == 1 {
             let (kh, kw) = (g.kernelH, g.kernelW)
@@ -28,10 +29,11 @@ public enum ConvolutionGradient {
                                          bias: [Float](repeating: 0, count: (g.inChannels + 15) / 16 * 16))
             let zeros = [Float](repeating: 0, count: g.outChannels + 16)
             zeros.withUnsafeBufferPointer {
-                conv.run(input: dy, output: dx, residual: dx, zeros: $0.baseAddress!, threads: threads)
+                conv.run(input: dy, output: dx, residual: accumulate ? dx : nil, zeros: $0.baseAddress!, threads: threads)
             }
             return
         }
+        if !accumulate { dx.base.update(repeating: 0, count: dx.pixels * dx.c) }  // col2im adds overlapping windows
         // W as a `outChannels × depth` matrix in the (tap, channel) order of im2col.
         let depth = g.depth
         var w = [Float](repeating: 0, count: g.outChannels * depth)

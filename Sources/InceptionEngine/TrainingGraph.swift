@@ -255,11 +255,23 @@ private struct Pass {
 
     // MARK: backward
 
+    /// Whether node j's gradient is wanted (not for the network's input, unless asked).
+    func wantsGradient(_ j: Int) -> Bool { j != 0 || keepInputGradient }
+
     /// The gradient buffer of node `j` (zeroed on first use), or nil for the network's input.
     mutating func gradientMap(_ j: Int) -> FeatureMap? {
-        if j == 0 && !keepInputGradient { return nil }
+        guard wantsGradient(j) else { return nil }
         if gradients[j] == nil { gradients[j] = AlignedBuffer(count: shapes[j].count, zeroed: true) }
         return view(gradients[j]!, shapes[j])
+    }
+
+    /// Node j's gradient buffer for a caller that writes all of it: `fresh` when this is its first contribution, and
+    /// then the buffer is not zeroed — the caller stores instead of adding (saving the zeroing and a read).
+    mutating func gradientMapForWriting(_ j: Int) -> (map: FeatureMap, fresh: Bool)? {
+        guard wantsGradient(j) else { return nil }
+        let fresh = gradients[j] == nil
+        if fresh { gradients[j] = AlignedBuffer(count: shapes[j].count) }
+        return (view(gradients[j]!, shapes[j]), fresh)
     }
 
     mutating func backward(logitsGradient: [Float]) {
@@ -290,9 +302,9 @@ private struct Pass {
                 model.withGradient(p.weight) {
                     ConvolutionGradient.weights(input: input, outputGradient: dy, geometry: g, into: $0, threads: threads)
                 }
-                if let dx = gradientMap(node.inputs[0]) {
+                if let (dx, fresh) = gradientMapForWriting(node.inputs[0]) {
                     ConvolutionGradient.data(outputGradient: dy, weights: value(p.weight), geometry: g, inputGradient: dx,
-                                             threads: threads)
+                                             accumulate: !fresh, threads: threads)
                 }
             case let .maxPool(kernel, stride):
                 if let dx = gradientMap(node.inputs[0]) {
@@ -309,13 +321,21 @@ private struct Pass {
             case .concat:
                 var offset = 0
                 for j in node.inputs {
-                    if let dx = gradientMap(j) { add(dy.channels(offset, shapes[j].c), into: dx, scale: 1) }
+                    if let (dx, fresh) = gradientMapForWriting(j) {
+                        add(dy.channels(offset, shapes[j].c), into: dx, scale: 1, overwrite: fresh)
+                    }
                     offset += shapes[j].c
                 }
             case let .residual(scale, activation):
                 if activation == .relu { reluBackward(dy, node: i) }
-                if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
-                if let dx = gradientMap(node.inputs[1]) { add(dy, into: dx, scale: scale) }
+                let (shortcut, branch) = (node.inputs[0], node.inputs[1])
+                if let (dx, fresh) = gradientMapForWriting(branch) { add(dy, into: dx, scale: scale, overwrite: fresh) }
+                if shortcut != branch && wantsGradient(shortcut) && gradients[shortcut] == nil {
+                    // The shortcut's gradient is dY itself: hand the buffer over instead of copying it.
+                    (gradients[shortcut], gradients[i]) = (gradients[i], nil)
+                } else if let dx = gradientMap(shortcut) {
+                    add(dy, into: dx, scale: 1)
+                }
             case .globalAveragePool:
                 if let dx = gradientMap(node.inputs[0]) {
                     PoolingGradient.globalAveragePool(outputGradient: dy, inputGradient: dx, threads: threads)
@@ -372,11 +392,15 @@ private struct Pass {
         } } } }
     }
 
-    /// dst += scale · src, pixel by pixel (either may be a channel slice).
-    func add(_ src: FeatureMap, into dst: FeatureMap, scale: Float) {
+    /// dst += scale · src (dst = scale · src when `overwrite`), pixel by pixel (either may be a channel slice).
+    func add(_ src: FeatureMap, into dst: FeatureMap, scale: Float, overwrite: Bool = false) {
         Parallel.parallelFor(src.pixels, threads: threads, grain: 256) { p in
             let (a, b) = (src.base + p * src.pixelStride, dst.base + p * dst.pixelStride)
-            for c in 0..<src.c { b[c] += scale * a[c] }
+            if overwrite {
+                for c in 0..<src.c { b[c] = scale * a[c] }
+            } else {
+                for c in 0..<src.c { b[c] += scale * a[c] }
+            }
         }
     }
 

@@ -81,6 +81,13 @@ import Testing
             } } }
             #expect(relativeError(zip(dx.scalars, dx0.scalars).map { $0 - $1 }, expected.input) < 1e-5, "\(g) dX")
             #expect(relativeError(zip(dw, dw0).map { $0 - $1 }, expected.weights) < 1e-5, "\(g) dW")
+            // The first gradient a map receives overwrites whatever its buffer held.
+            var overwritten = Tensor(shape: x.shape, scalars: [Float](repeating: .nan, count: x.count))
+            withMap(&dy) { dym in withMap(&overwritten) { dxm in
+                ConvolutionGradient.data(outputGradient: dym, weights: w, geometry: g, inputGradient: dxm,
+                                         accumulate: false, threads: threads)
+            } }
+            #expect(relativeError(overwritten.scalars, expected.input) < 1e-5, "\(g) dX overwritten")
         }
     }
 
