@@ -123,6 +123,8 @@ private struct Pass {
     let threads: Int
     let seed: UInt64
     var needed: [Bool]
+    /// Convolutions computed by the residual node that reads them (see init).
+    var fusedIntoResidual: [Bool]
     var outputs: [AlignedBuffer?]
     var preNormalization: [AlignedBuffer?]
     var statistics: [(mean: [Float], invStd: [Float])?]
@@ -140,6 +142,17 @@ private struct Pass {
         needed = [Bool](repeating: false, count: nodes.count)
         needed[target] = true
         for i in stride(from: target, through: 0, by: -1) where needed[i] { for j in nodes[i].inputs { needed[j] = true } }
+        // A residual block's last convolution (no BatchNorm, no activation, read by nothing else) runs at the residual
+        // node with the shortcut added in its epilogue, as in inference: its own output is never stored.
+        var readers = [Int](repeating: 0, count: nodes.count)
+        for i in 0...target where needed[i] { for j in nodes[i].inputs { readers[j] += 1 } }
+        fusedIntoResidual = [Bool](repeating: false, count: nodes.count)
+        for i in 1...target where needed[i] {
+            guard case .residual = nodes[i].operation, case let branch = nodes[i].inputs[1], branch != nodes[i].inputs[0],
+                  readers[branch] == 1, case let .convolution(_, p, .identity) = nodes[branch].operation,
+                  p.batchNorm == nil else { continue }
+            fusedIntoResidual[branch] = true
+        }
         outputs = [AlignedBuffer?](repeating: nil, count: nodes.count)
         outputs[0] = AlignedBuffer(count: shapes[0].count)
         preNormalization = outputs.map { _ in nil }
@@ -160,7 +173,7 @@ private struct Pass {
     // MARK: forward
 
     mutating func forward() {
-        for i in 1...target where needed[i] {
+        for i in 1...target where needed[i] && !fusedIntoResidual[i] {
             let started = model.timer == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             defer { if let timer = model.timer { timer(i, false, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) } }
             let node = nodes[i], s = shapes[i]
@@ -193,8 +206,17 @@ private struct Pass {
                     offset += shapes[j].c
                 }
             case let .residual(scale, activation):
-                Elementwise.residual(shortcut: map(node.inputs[0]), branch: map(node.inputs[1]), output: y,
-                                     scale: scale, activation: activation, threads: threads)
+                let branch = node.inputs[1]
+                if fusedIntoResidual[branch], case let .convolution(g, p, _) = nodes[branch].operation {
+                    // y = activation(shortcut + scale · (conv(x) + bias)), the scale folded into the packed weights.
+                    let conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
+                                                 scale: scale, activation: activation, threads: threads)
+                    conv.run(input: map(nodes[branch].inputs[0]), output: y, residual: map(node.inputs[0]),
+                             zeros: zeros.pointer, threads: threads)
+                } else {
+                    Elementwise.residual(shortcut: map(node.inputs[0]), branch: map(branch), output: y,
+                                         scale: scale, activation: activation, threads: threads)
+                }
             case .globalAveragePool:
                 Pooling.globalAveragePool(input: map(node.inputs[0]), output: y, threads: threads)
             case let .linear(inFeatures, outFeatures, weight, bias):
