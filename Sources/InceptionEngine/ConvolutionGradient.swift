@@ -5,9 +5,11 @@
 ///
 ///   data gradient, stride 1: a stride-1 convolution of dY with the weights flipped in space and transposed
 ///       (in ↔ out), padded by kernel − 1 − pad — so it runs on the same packed implicit-GEMM kernel as the
-///       forward pass, adding into dX through the kernel's residual epilogue.
+///       forward pass, adding into dX through the kernel's residual epilogue. Its panels are packed straight
+///       from the OIHW weights, mirrored and transposed as they are read.
 ///   data gradient, stride 2: dCols = dY · W as a GEMM, then col2im scatters each tap's column block back.
-///   weight gradient: dW = dYᵀ · im2col(X) as a GEMM, over chunks of rows; a 1×1 stride-1 layer needs no im2col.
+///   weight gradient: dW = dYᵀ · im2col(X) as a GEMM whose B panels are packed straight from X, 256 rows at a
+///       time, so im2col is never stored; a 1×1 stride-1 layer reads X as B directly.
 public enum ConvolutionGradient {
     /// dX += ∂L/∂X for ∂L/∂Y = `outputGradient` (dX = ∂L/∂X when not `accumulate`).
     public static func data(outputGradient dy: FeatureMap, weights: [Float], geometry g: ConvGeometry,
