@@ -10,7 +10,7 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -W ignore -c "$check" 2>/dev/
 fi
 rm -rf "$venv"
 python3 -m venv "$venv"
-pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir)
 # PyPI's Linux torch wheels load CUDA libraries at import (several GB of them). This machine image carries the
 # CPU build in /opt/wheels; use it when present, else PyPI's torch with its CUDA dependencies.
 cpu_wheel=$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -n 1 || true)

@@ -16,14 +16,17 @@ scripts/setup_reference_venv.sh "$venv"
 seed_args=()
 [ -n "${INCEPTION_REFERENCE_SEED:-}" ] && seed_args=(--seed "$INCEPTION_REFERENCE_SEED")
 "$venv/bin/python" -W ignore scripts/make_references.py --out "$refs" "${seed_args[@]}"
-log=$(mktemp)
+# The tests' files (checkpoints of training runs, about 0.5 GB each) go to a scratch folder removed at the end,
+# whatever happens: a machine whose disk is nearly full must not fill up over repeated runs.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/inception-tests.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+log="$scratch/test.log"
 status=0
-INCEPTION_VENV="$(cd "$venv" && pwd)" INCEPTION_REFERENCE_DIR="$(cd "$refs" && pwd)" swift test -c release "$@" 2>&1 \
-  | tee "$log" || status=$?
+TMPDIR="$scratch" INCEPTION_VENV="$(cd "$venv" && pwd)" INCEPTION_REFERENCE_DIR="$(cd "$refs" && pwd)" \
+  swift test -c release "$@" 2>&1 | tee "$log" || status=$?
 # A long parallel run buries failures mid-log: repeat them (with their detail lines) at the end.
 if [ "$status" -ne 0 ]; then
   echo "---- failures (repeated from above); reproduce with INCEPTION_REFERENCE_SEED=$(grep -o '"seed": [0-9]*' "$refs/inception_v4/report.json" | head -n 1 | grep -o '[0-9]*$') ----"
   grep -A3 -E "recorded an issue|error:" "$log" | grep -v -E "^(◇|✔)" | head -200 || true
 fi
-rm -f "$log"
 exit "$status"

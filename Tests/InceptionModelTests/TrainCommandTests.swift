@@ -6,9 +6,10 @@ import Testing
 /// `inception train` end to end on a tiny image folder: checkpoints timm loads strictly with the same logits, and
 /// a run killed mid-way resumes to exactly the uninterrupted run.
 @Suite(.serialized) struct TrainCommandTests {
-    /// The reference images split into two classes.
+    /// The reference images split into two classes, in a scratch folder of its own: the test's runs go beside it
+    /// (`data/../run-…`), and `removeScratch` deletes them all (each run writes about 0.5 GB of checkpoints).
     static func dataset() throws -> URL {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("train-\(UUID().uuidString)")
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("train-\(UUID().uuidString)/data")
         let images = References.directory.appendingPathComponent("images")
         guard let files = try? FileManager.default.contentsOfDirectory(atPath: images.path).filter({ $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }).sorted(),
               files.count >= 8 else { throw References.Missing(path: images.path) }
@@ -19,6 +20,8 @@ import Testing
         }
         return root
     }
+
+    static func removeScratch(_ data: URL) { try? FileManager.default.removeItem(at: data.deletingLastPathComponent()) }
 
     static func arguments(_ data: URL, _ run: URL, epochs: Int) -> [String] {
         ["train", "--model", "inception_v4", "--data", data.path, "--val", data.path, "--output", run.path,
@@ -39,6 +42,7 @@ import Testing
 
     @Test func resumeAfterAKillRepeatsTheUninterruptedRun() throws {
         let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
         let whole = data.appendingPathComponent("../run-whole-\(UUID().uuidString)").standardized
         let killed = data.appendingPathComponent("../run-killed-\(UUID().uuidString)").standardized
         let result = try runInception(Self.arguments(data, whole, epochs: 3))
@@ -68,6 +72,7 @@ import Testing
 
     @Test func checkpointLoadsStrictlyIntoTimmWithTheSameLogits() throws {
         let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         // Fine-tuning the reference weights (1000 classes) on two: the classifier is replaced, the rest kept, and
         // the running statistics stay meaningful for inference.
@@ -95,6 +100,7 @@ import Testing
 
     @Test func aNonFiniteLossStopsTrainingNamingTheStep() throws {
         let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         // A learning rate that overflows the weights within the first epoch.
         let result = try runInception(Self.arguments(data, run, epochs: 2).map { $0 == "0.01" ? "1e30" : $0 })
@@ -105,6 +111,7 @@ import Testing
 
     @Test func badTrainingInputsAreOneLineErrors() throws {
         let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let images = try FileManager.default.subpathsOfDirectory(atPath: data.path).filter { $0.contains(".") }.count
         var result = try runInception(Self.arguments(data, run, epochs: 1) + ["--resume"])
@@ -124,6 +131,7 @@ import Testing
 
     @Test func resumingWithDifferentSettingsNamesThem() throws {
         let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let first = try runInception(Self.arguments(data, run, epochs: 1))
         #expect(first.status == 0, "\(first.stderr)")
@@ -143,6 +151,7 @@ import Testing
 
     @Test func anUndecodableImageStopsTrainingOrIsLeftOut() throws {
         let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
         let broken = data.appendingPathComponent("cats/broken.jpg")
         try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]).write(to: broken)
         let images = try FileManager.default.subpathsOfDirectory(atPath: data.path).filter { $0.contains(".") }.count
@@ -167,6 +176,7 @@ import Testing
 
     @Test func reducedDepthRunsResumeAndCompareInOnePicture() throws {
         let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
         var runs: [URL] = []
         for model in ["inception_v4", "inception_resnet_v2"] {
             let run = data.appendingPathComponent("../run-\(model)-\(UUID().uuidString)").standardized
