@@ -46,12 +46,23 @@ public enum Parallel {
 
 /// Helper threads for `parallelFor`, one region at a time.
 ///
-/// A region is published by `state` = generation << 32 | next index. Workers claim index i by a compare-exchange
-/// from (g, i) to (g, i + 1), so a worker that woke late for an old region can never claim an index of a newer
-/// one; the body and the count are read only after a successful claim, and the caller returns only when every
-/// claimed index has finished, so they stay valid while used.
+/// A region is published in one word, `state` = (generation, count, next index). Workers claim index i by a
+/// compare-exchange from (g, n, i) to (g, n, i + 1) when i < n, so a worker that woke late for an old region can
+/// never claim an index of a newer one, nor one past its own region's end; the body is read only after a successful
+/// claim, and the caller returns only when every claimed index has finished, so it stays valid while used.
+///
+/// The count lives in the word because a separate one was read in a window that let a late worker claim index n of
+/// an old region while the next region's count was already stored: it then ran the new region's body for an index
+/// that another worker also ran, and its extra `finished` let the caller return early — wrong sums, and, once in
+/// a few thousand training steps, "closure argument was escaped in withoutActuallyEscaping block".
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool(helpers: Parallel.defaultThreads - 1)
+
+    /// `state`'s layout: generation (20 bits) | count (22 bits) | next index (22 bits). Larger regions run on Dispatch.
+    static let fieldBits: UInt64 = 22
+    static let fieldMask: UInt64 = 1 << fieldBits - 1
+    static let generationShift: UInt64 = 2 * fieldBits
+    static let generationMask: UInt64 = 1 << (64 - generationShift) - 1
 
     /// Spin iterations (atomic loads) a helper waits for the next region before it sleeps: tens of µs.
     static let spinLimit = 1 << 15
@@ -59,7 +70,6 @@ final class WorkerPool: @unchecked Sendable {
     private let helpers: Int
     private let busy = Atomic<Bool>(false)
     private let state = Atomic<UInt64>(0)
-    private let count = Atomic<Int>(0)
     private let tickets = Atomic<Int>(0)
     private let finished = Atomic<Int>(0)
     private let body = Atomic<UInt>(0)  // address of the region's `(Int) -> Void`
@@ -78,20 +88,19 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Runs the region on the pool; false when the pool is busy with another region (or has no helpers).
     func run(_ count: Int, workers: Int, _ body: (Int) -> Void) -> Bool {
-        guard helpers > 0, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+        guard helpers > 0, UInt64(count) <= Self.fieldMask, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }
         defer { busy.store(false, ordering: .releasing) }
         return withoutActuallyEscaping(body) { body in
             var region = body
             return withUnsafeMutablePointer(to: &region) { pointer in
-                generation = (generation + 1) & 0xFFFF_FFFF
+                generation = (generation + 1) & Self.generationMask
                 let g = generation
                 finished.store(0, ordering: .relaxed)
-                self.count.store(count, ordering: .relaxed)
                 self.body.store(UInt(bitPattern: pointer), ordering: .relaxed)
                 tickets.store(min(workers - 1, helpers), ordering: .relaxed)
-                state.store(g << 32, ordering: .releasing)
+                state.store(g << Self.generationShift | UInt64(count) << Self.fieldBits, ordering: .releasing)
                 sleep.lock()
                 if sleeping > 0 { sleep.broadcast() }
                 sleep.unlock()
@@ -111,25 +120,30 @@ final class WorkerPool: @unchecked Sendable {
     private func work(generation g: UInt64) {
         while true {
             let s = state.load(ordering: .acquiring)
-            guard s >> 32 == g else { return }
-            let i = Int(s & 0xFFFF_FFFF)
-            guard i < count.load(ordering: .relaxed) else { return }
+            guard s >> Self.generationShift == g else { return }
+            let (i, count) = (Int(s & Self.fieldMask), Int(s >> Self.fieldBits & Self.fieldMask))
+            guard i < count else { return }
             guard state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing).exchanged else { continue }
-            let body = UnsafeMutablePointer<(Int) -> Void>(bitPattern: self.body.load(ordering: .relaxed))!
-            body.pointee(i)
+            Self.call(UnsafeMutablePointer(bitPattern: self.body.load(ordering: .relaxed))!, i)
             finished.wrappingAdd(1, ordering: .releasing)
         }
     }
+
+    /// Runs the region's body for index i. Calling the closure retains its context and releases it afterwards; out
+    /// of line, that release is over before `finished` says the index is done and the caller leaves
+    /// `withoutActuallyEscaping`.
+    @inline(never)
+    private static func call(_ body: UnsafeMutablePointer<(Int) -> Void>, _ i: Int) { body.pointee(i) }
 
     private func serve() {
         var seen: UInt64 = 0
         while true {
             var spins = 0
-            while state.load(ordering: .acquiring) >> 32 == seen {
+            while state.load(ordering: .acquiring) >> Self.generationShift == seen {
                 spins += 1
                 if spins > Self.spinLimit {
                     sleep.lock()
-                    while state.load(ordering: .acquiring) >> 32 == seen {
+                    while state.load(ordering: .acquiring) >> Self.generationShift == seen {
                         sleeping += 1
                         sleep.wait()
                         sleeping -= 1
@@ -137,12 +151,12 @@ final class WorkerPool: @unchecked Sendable {
                     sleep.unlock()
                 }
             }
-            seen = state.load(ordering: .acquiring) >> 32
+            seen = state.load(ordering: .acquiring) >> Self.generationShift
             // Only as many helpers as the caller asked for join.
             var t = tickets.load(ordering: .relaxed)
             while t > 0 {
                 let (exchanged, original) = tickets.compareExchange(expected: t, desired: t - 1, ordering: .relaxed)
-                if exchanged { work(generation: state.load(ordering: .acquiring) >> 32); break }
+                if exchanged { work(generation: state.load(ordering: .acquiring) >> Self.generationShift); break }
                 t = original
             }
         }
