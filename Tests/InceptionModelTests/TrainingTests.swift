@@ -41,6 +41,13 @@ import Testing
         #expect(masks.count == relus.entries.count)
         trainer.reluMasks = masks
         let x = try References.tensor(name, "train_x.npy").nchwToNHWC()
+        // A step on another batch first, then the parameters and running statistics put back: the compared step runs on
+        // the buffers the first one left behind (the step's maps are kept from one step to the next), as in training.
+        let initial = trainer.values
+        let mirrored = Tensor(shape: x.shape, scalars: x.scalars.reversed())
+        _ = try trainer.step(mirrored, labels: labels.reversed(), labelSmoothing: 0.1)
+        #expect(trainer.values != initial)
+        trainer.values = initial
         let result = try trainer.step(x, labels: labels, labelSmoothing: Float(step["label_smoothing"] as! Double))
         #expect(abs(result.loss - expectedLoss) / abs(expectedLoss) < 1e-5, "loss \(result.loss) vs timm \(expectedLoss)")
 

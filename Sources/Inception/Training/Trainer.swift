@@ -208,6 +208,7 @@ public final class Trainer {
                          Double(seen) / Date().timeIntervalSince(started))
             }
             let imagesPerSecond = Double(seen) / Date().timeIntervalSince(started)
+            training.releaseBuffers()  // the step's maps are not needed until the next epoch
             let validation = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
             let metrics = EpochMetrics(epoch: epoch, steps: optimizer.steps, trainLoss: seen == 0 ? .nan : lossSum / Double(seen),
                                        trainAccuracy: seen == 0 ? 0 : Double(correct) / Double(seen),
