@@ -14,13 +14,16 @@ included, as timm saves it), and record:
     SGD with momentum and weight decay) from those weights: train_x.npy, train_step.json (labels, loss as float64,
     hyper-parameters), train_gradients.safetensors (every parameter's gradient, timm's keys) and
     train_after.safetensors (the state dict after the step: weights and BatchNorm running statistics), from
-    train_weights.safetensors (see training_step for why these differ from weights.safetensors);
+    train_weights.safetensors (see training_step for why these differ from weights.safetensors); and the same
+    step with TF-slim's auxiliary classifier added at 299×299 (loss = main + 0.4 · auxiliary), files train_aux_*,
+    the head being torchvision's InceptionAux built from timm's ConvNormAct (see AUX_STEP);
   * optimizers/rmsprop.safetensors: three steps of timm's RMSpropTF (the paper's RMSProp) on given gradients.
 Nothing it writes is committed: CI runs it with a fresh seed on every run.
 
 Usage: make_references.py --out DIR [--seed N] [--models inception_v4 inception_resnet_v2 …]
 """
 import argparse
+import functools
 import json
 import os
 import random
@@ -31,6 +34,8 @@ import torch
 import timm
 from PIL import Image
 from safetensors.torch import save_file
+from timm.layers import ConvNormAct
+from torchvision.models.inception import InceptionAux
 
 # Our stage names (Sources/Inception/Models.swift) for the reference's module paths, one per block type.
 BLOCKS = {
@@ -195,12 +200,29 @@ def make(name, out, seed):
         save(os.path.join(folder, f"block_{ours}_out.npy"), o)
     if not is_facenet(name):
         report["training_step"] = training_step(name, model, folder, images, rng, generator)
+        report["training_step_auxiliary"] = training_step(name, model, folder, images, rng, generator, auxiliary=True)
     with open(os.path.join(folder, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps(report))
 
 
 TRAIN_STEP = {"size": 139, "batch": 4, "label_smoothing": 0.1, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}
+# With TF-slim's auxiliary classifier: it needs the 17×17 map of a 299×299 input. Four images, because its second
+# BatchNorm normalises a 1×1 map over the batch alone, and with two images its gradient is exactly zero.
+AUX_STEP = dict(TRAIN_STEP, size=299, aux_weight=0.4)
+# Where TF-slim attaches the head (Mixed_6h, Repeat_1) and that map's channels.
+AUX_STAGE = {"inception_v4": ("features.17", 1024), "inception_resnet_v2": ("repeat_1", 1088)}
+
+
+def add_auxiliary_head(name, model):
+    """Attaches TF-slim's auxiliary classifier as `model.aux_logits` — torchvision's InceptionAux (avg pool 5×5/3,
+    1×1 → 128, 5×5 → 768, fully connected, as TF-slim's AuxLogits) with timm's conv-BatchNorm-ReLU blocks (eps 1e-3),
+    so its keys are `aux_logits.conv0.conv.weight`, … — and returns the module whose output feeds it."""
+    path, channels = AUX_STAGE[name]
+    block = functools.partial(ConvNormAct, padding=0, norm_layer="batchnorm2d", act_layer="relu",
+                              norm_kwargs=dict(eps=1e-3), act_kwargs=dict(inplace=True))
+    model.aux_logits = InceptionAux(channels, model.num_classes, conv_block=block)
+    return dict(model.named_modules())[path]
 
 
 def decay_groups(model, weight_decay):
@@ -210,8 +232,9 @@ def decay_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def training_step(name, model, folder, images, rng, generator):
-    """One SGD step in train mode, everything the Swift step must reproduce.
+def training_step(name, model, folder, images, rng, generator, auxiliary=False):
+    """One SGD step in train mode, everything the Swift step must reproduce. With `auxiliary`, the model has TF-slim's
+    auxiliary classifier (its randomised weights in train_aux_head.safetensors) and the loss is main + 0.4 · aux.
 
     Train-mode BatchNorm is far less forgiving of float32 rounding than inference: with the eval references'
     gamma in [0.2, 0.4], timm's own float32 gradients differ from its float64 ones by up to 1e-2. So the step starts
@@ -224,60 +247,82 @@ def training_step(name, model, folder, images, rng, generator):
     timm's own float32 error against them is recorded per tensor: some gradients are zero in exact arithmetic (the
     bias of a layer whose every ReLU is active, followed only by linear maps into a BatchNorm), and there a float32
     result is rounding noise."""
-    s = TRAIN_STEP
+    s = AUX_STEP if auxiliary else TRAIN_STEP
+    prefix = "train_aux_" if auxiliary else "train_"
     start = create(name)
     start.load_state_dict(model.state_dict())
+    if auxiliary:
+        add_auxiliary_head(name, start)
     with torch.no_grad():
         for m in start.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.uniform_(0.1, 0.2, generator=generator)
         start.get_classifier().weight.mul_(0.05)
         start.get_classifier().bias.mul_(0.05)
-    save_file({k: v.contiguous() for k, v in start.state_dict().items()}, os.path.join(folder, "train_weights.safetensors"))
+        if auxiliary:  # the network's BatchNorm shifts and statistics came from randomise_and_calibrate
+            for m in start.aux_logits.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.bias.uniform_(0.3, 0.6, generator=generator)
+                    m.running_mean.uniform_(-0.1, 0.1, generator=generator)
+                    m.running_var.uniform_(0.5, 1.5, generator=generator)
+    state = start.state_dict()
+    network = {k: v.contiguous() for k, v in state.items() if not k.startswith("aux_logits.")}
+    save_file(network, os.path.join(folder, prefix + "weights.safetensors"))
+    if auxiliary:  # as a run folder keeps them: the head beside the checkpoint timm loads
+        save_file({k: v.contiguous() for k, v in state.items() if k.startswith("aux_logits.") and "num_batches" not in k},
+                  os.path.join(folder, prefix + "head.safetensors"))
     x = batch(name, start, rng.sample(images, s["batch"]), s["size"])
     labels = [rng.randrange(start.num_classes) for _ in range(s["batch"])]
     results = {}
     routing, relus = [], []
     for dtype in (torch.float32, torch.float64):
         trained = create(name)
-        trained.load_state_dict(start.state_dict())
+        stage = add_auxiliary_head(name, trained) if auxiliary else None
+        trained.load_state_dict(state)
         trained = trained.to(dtype).train()
+        hooks = []
         if dtype == torch.float64:
             routing.clear()
-            hooks = [m.register_forward_hook(lambda m, i, o: routing.append(torch.nn.functional.max_pool2d(
+            hooks += [m.register_forward_hook(lambda m, i, o: routing.append(torch.nn.functional.max_pool2d(
                 i[0].detach(), m.kernel_size, m.stride, return_indices=True)[1]))
                 for m in trained.modules() if isinstance(m, torch.nn.MaxPool2d)]
             # Pre-hooks: the ReLUs are in place, so only before the call is the input still there.
             hooks += [m.register_forward_pre_hook(lambda m, i, path=path: relus.append((path, i[0].detach() > 0)))
                       for path, m in trained.named_modules() if isinstance(m, torch.nn.ReLU)]
         optimizer = torch.optim.SGD(decay_groups(trained, s["weight_decay"]), lr=s["lr"], momentum=s["momentum"])
-        loss = torch.nn.functional.cross_entropy(trained(x.to(dtype)), torch.tensor(labels),
-                                                 label_smoothing=s["label_smoothing"])
+        captured = []
+        if auxiliary:
+            hooks.append(stage.register_forward_hook(lambda m, i, o: captured.append(o)))
+        target = torch.tensor(labels)
+        losses = [torch.nn.functional.cross_entropy(trained(x.to(dtype)), target, label_smoothing=s["label_smoothing"])]
+        if auxiliary:
+            losses.append(torch.nn.functional.cross_entropy(trained.aux_logits(captured[0]), target,
+                                                            label_smoothing=s["label_smoothing"]))
+        loss = losses[0] + s["aux_weight"] * losses[1] if auxiliary else losses[0]
         optimizer.zero_grad()
         loss.backward()
         gradients = {k: p.grad.detach().clone() for k, p in trained.named_parameters()}
-        if dtype == torch.float64:
-            for h in hooks:
-                h.remove()
+        for h in hooks:
+            h.remove()
         optimizer.step()
-        results[dtype] = (loss.item(), gradients, trained.state_dict())
-    loss64, gradients64, after64 = results[torch.float64]
-    loss32, gradients32, _ = results[torch.float32]
-    save(os.path.join(folder, "train_x.npy"), x)
+        results[dtype] = (loss.item(), gradients, trained.state_dict(), [l.item() for l in losses])
+    loss64, gradients64, after64, losses64 = results[torch.float64]
+    loss32, gradients32, _, _ = results[torch.float32]
+    save(os.path.join(folder, prefix + "x.npy"), x)
     # Which input of each max-pool window won, in forward order (the order of the max-pool nodes in our graphs): near-ties (within float32 rounding) are common
     # — hundreds of windows within 1e-6 of each other at this size — and a window decided the other way moves
     # its gradient to a neighbouring pixel, which changes every gradient below it by up to 5e-3 (timm's own
     # float32 included). The Swift test takes these choices, so that what it compares is the arithmetic.
     save_file({f"maxpool{k}": r.to(torch.float32).contiguous() for k, r in enumerate(routing)},  # exact below 2**24
-              os.path.join(folder, "train_maxpool_routing.safetensors"))
+              os.path.join(folder, prefix + "maxpool_routing.safetensors"))
     save_file({path: r.to(torch.float32).contiguous() for path, r in relus},  # by module path, e.g. repeat.0.act
-              os.path.join(folder, "train_relu_masks.safetensors"))
-    save_file({k: g.float().contiguous() for k, g in gradients64.items()}, os.path.join(folder, "train_gradients.safetensors"))
+              os.path.join(folder, prefix + "relu_masks.safetensors"))
+    save_file({k: g.float().contiguous() for k, g in gradients64.items()}, os.path.join(folder, prefix + "gradients.safetensors"))
     save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in after64.items()},
-              os.path.join(folder, "train_after.safetensors"))
+              os.path.join(folder, prefix + "after.safetensors"))
     timm32 = {k: ((gradients32[k].double() - g).norm() / g.norm().clamp(min=1e-300)).item() for k, g in gradients64.items()}
-    step = dict(s, labels=labels, loss=loss64, timm_fp32_loss=loss32, timm_fp32_gradient_errors=timm32)
-    with open(os.path.join(folder, "train_step.json"), "w") as f:
+    step = dict(s, labels=labels, loss=loss64, losses=losses64, timm_fp32_loss=loss32, timm_fp32_gradient_errors=timm32)
+    with open(os.path.join(folder, prefix + "step.json"), "w") as f:
         json.dump(step, f)
     worst = sorted(timm32.values())
     return dict(s, labels=labels, loss=loss64, timm_fp32_gradient_error_median=worst[len(worst) // 2],

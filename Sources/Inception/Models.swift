@@ -25,16 +25,22 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
 
     public var defaultInputSize: Int { self == .inceptionResNetV1FaceNet ? 160 : 299 }
 
+    /// Whether TF-slim released this network with an auxiliary classifier (`AuxLogits`), which training may add.
+    public var hasAuxiliaryHead: Bool { self == .inceptionV4 || self == .inceptionResNetV2 }
+
     /// The network with `classes` outputs (nil: the default) and, for reduced-depth experiments, `repeats` blocks
     /// in its A, B and C stages (nil: the network's own). A reduced-depth network keeps the key names of the full
     /// one (inception_v4 numbers its stages as the full network does), so its checkpoints are for this library only.
-    public func graph(classes: Int? = nil, repeats: [Int]? = nil) -> Graph {
+    /// `auxiliaryHead` adds TF-slim's auxiliary classifier (output `aux_logits`; see `hasAuxiliaryHead`).
+    public func graph(classes: Int? = nil, repeats: [Int]? = nil, auxiliaryHead: Bool = false) -> Graph {
         let classes = classes ?? defaultClasses
         precondition(repeats == nil || repeats!.count == 3 && repeats!.allSatisfy { $0 >= 1 }, "three block counts ≥ 1")
+        precondition(!auxiliaryHead || hasAuxiliaryHead, "\(self) has no auxiliary head")
         func adapted(_ config: InceptionResNet.Configuration) -> InceptionResNet.Configuration {
             var config = config
             if case let .classifier(_, dropout) = config.head { config.head = .classifier(classes: classes!, dropout: dropout) }
             if let r = repeats { config.repeats = (r[0], r[1], r[2]) }
+            config.auxiliaryHead = auxiliaryHead
             return config
         }
         switch self {
@@ -42,6 +48,7 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
             var config = InceptionV4.Configuration()
             config.classes = classes!
             if let r = repeats { config.repeats = (r[0], r[1], r[2]) }
+            config.auxiliaryHead = auxiliaryHead
             return InceptionV4.graph(config)
         case .inceptionResNetV2: return InceptionResNet.graph(adapted(.v2))
         case .inceptionResNetV2Paper: return InceptionResNet.graph(adapted(.v2Paper))

@@ -46,8 +46,13 @@ struct Bench: ParsableCommand {
     @Flag(help: "Time training steps instead (forward and backward in train mode, label-smoothed cross-entropy, the paper's RMSProp update), from He-initialised weights; with --profile, forward and backward time per layer kind.")
     var train = false
 
+    @Flag(help: "With --train: with TF-slim's auxiliary classifier, its loss weighted 0.4 (inception_v4, inception_resnet_v2).")
+    var auxHead = false
+
     func validate() throws {
         guard batch >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--batch and --runs must be at least 1") }
+        guard !auxHead || train else { throw ValidationError("--aux-head is for --train") }
+        guard !auxHead || model.model.hasAuxiliaryHead else { throw ValidationError("\(model.model) has no auxiliary head") }
     }
 
     func run() throws {
@@ -265,7 +270,7 @@ extension Bench {
     func runTraining() throws {
         let name = model.model
         let size = inputSize ?? name.defaultInputSize
-        let graph = name.graph(classes: name.defaultClasses ?? 1000)
+        let graph = name.graph(classes: name.defaultClasses ?? 1000, auxiliaryHead: auxHead)
         let trainer = TrainingGraph(graph: graph, values: ModelName.initialValues(graph, seed: 1))
         let optimizer = Optimizer(.paper)
         let output = graph.outputs["logits"] != nil ? "logits" : graph.outputs.keys.sorted()[0]
@@ -284,7 +289,8 @@ extension Bench {
                 }
             }
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = try trainer.step(input, labels: labels, labelSmoothing: 0.1, output: output, threads: threads.threads)
+            _ = try trainer.step(input, labels: labels, labelSmoothing: 0.1, output: output,
+                                 auxiliary: auxHead ? ("aux_logits", 0.4) : nil, threads: threads.threads)
             let stepped = DispatchTime.now().uptimeNanoseconds
             optimizer.step(&trainer.values, gradients: trainer.gradients, learningRate: 0.045)
             let end = DispatchTime.now().uptimeNanoseconds

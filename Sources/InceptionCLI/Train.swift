@@ -64,6 +64,10 @@ struct Train: ParsableCommand {
     @Option var seed: UInt64 = 0
     @Option(help: ArgumentHelp("Reduced depth for experiments: blocks in the A, B and C stages, e.g. 1,2,1 (checkpoints then load only into this library).", valueName: "a,b,c"))
     var repeats: String?
+    @Flag(help: "Train TF-slim's auxiliary classifier on the 17×17 map too (inception_v4, inception_resnet_v2; input 299–346). Its weights go to auxiliary.safetensors, not the checkpoint timm loads.")
+    var auxHead = false
+    @Option(help: "Weight of the auxiliary classifier's loss (TF-slim's 0.4).")
+    var auxWeight: Float = 0.4
     @Flag(help: "Skip batches whose loss is NaN or infinite instead of stopping.")
     var skipNonfinite = false
     @Flag(help: "Leave training images that cannot be decoded out of their batch (reported) instead of stopping.")
@@ -74,6 +78,7 @@ struct Train: ParsableCommand {
         guard epochs >= 1, batchSize >= 2 else { throw ValidationError("--epochs must be ≥ 1 and --batch-size ≥ 2 (BatchNorm needs two images)") }
         guard cropArea > 0 && cropArea <= 1 else { throw ValidationError("--crop-area must be in (0, 1]") }
         guard repeats == nil || blockRepeats != nil else { throw ValidationError("--repeats takes three block counts ≥ 1, e.g. 1,2,1") }
+        guard auxWeight > 0 && auxWeight.isFinite else { throw ValidationError("--aux-weight must be positive") }
         guard repeats == nil || weights == nil else { throw ValidationError("--repeats trains from scratch; it cannot start from --weights") }
     }
 
@@ -98,6 +103,7 @@ struct Train: ParsableCommand {
             (config.labelSmoothing, config.clipNorm, config.averageDecay) = (labelSmoothing, clipNorm, averageDecay)
             (config.batchNormMomentum, config.dropout, config.skipNonFinite) = (batchNormMomentum, dropout, skipNonfinite)
             (config.skipUnreadable, config.repeats) = (skipUnreadable, blockRepeats)
+            config.auxiliaryWeight = auxHead ? auxWeight : nil
             (config.augmentation.scale, config.augmentation.flip) = (cropArea...1, !noFlip)
             let graph = name.graph(classes: classes.count)
             let initial = try weights.map { try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0), seed: seed) }
@@ -115,9 +121,9 @@ struct Train: ParsableCommand {
             }, unreadableImage: { _, reason in
                 FileHandle.standardError.write(Data("\(terminal ? "\r" : "")skipped \(reason)\n".utf8))
             }, epochDone: { m in
-                print(String(format: "epoch %d: loss %.4f, train accuracy %.3f%@, %.1f images/s", m.epoch, m.trainLoss,
-                             m.trainAccuracy, m.validationAccuracy.map { String(format: ", validation accuracy %.3f", $0) } ?? "",
-                             m.imagesPerSecond))
+                print(String(format: "epoch %d: loss %.4f%@, train accuracy %.3f%@, %.1f images/s", m.epoch, m.trainLoss,
+                             m.trainAuxiliaryLoss.map { String(format: " (auxiliary %.4f)", $0) } ?? "", m.trainAccuracy,
+                             m.validationAccuracy.map { String(format: ", validation accuracy %.3f", $0) } ?? "", m.imagesPerSecond))
             })
             print("checkpoint: \(URL(fileURLWithPath: output).appendingPathComponent("model.safetensors").path)")
         }

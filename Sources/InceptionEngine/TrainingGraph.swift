@@ -40,26 +40,42 @@ public final class TrainingGraph {
     }
 
     public struct StepResult: Sendable {
-        /// Mean softmax cross-entropy over the batch.
+        /// Mean softmax cross-entropy of the output over the batch.
         public var loss: Double
         /// `n × classes`.
         public var logits: Tensor
+        /// The auxiliary output's cross-entropy, when the step had one.
+        public var auxiliaryLoss: Double?
+        /// What was differentiated: `loss` + weight · `auxiliaryLoss`.
+        public var total: Double
     }
 
     /// One forward pass in training mode on an NHWC batch, the loss against `labels`, and the backward pass:
     /// `gradients` then holds this batch's gradients. Running statistics are updated. `seed` drives dropout.
+    /// `auxiliary`: a second output whose cross-entropy against the same labels is added with `weight` (TF-slim's
+    /// auxiliary classifier, 0.4); the backward pass then starts at both outputs.
     public func step(_ input: Tensor, labels: [Int], labelSmoothing: Float = 0, output: String = "logits",
+                     auxiliary: (output: String, weight: Float)? = nil,
                      seed: UInt64 = 0, threads: Int = Parallel.defaultThreads) throws -> StepResult {
         precondition(input.shape.count == 4 && input.shape[3] == graph.inputChannels, "input must be NHWC")
-        guard let target = graph.outputs[output] else { preconditionFailure("the graph has no output \(output)") }
+        let names = [output] + (auxiliary.map { [$0.output] } ?? [])
+        let targets = names.map { name in
+            guard let target = graph.outputs[name] else { preconditionFailure("the graph has no output \(name)") }
+            precondition(labels.allSatisfy { $0 >= 0 && $0 < graph.nodes[target].channels },
+                         "labels in 0..<\(graph.nodes[target].channels)")
+            return target
+        }
         let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])
-        precondition(labels.count == input.shape[0] && labels.allSatisfy { $0 >= 0 && $0 < graph.nodes[target].channels },
-                     "one label in 0..<\(graph.nodes[target].channels) per image")
+        precondition(labels.count == input.shape[0], "one label per image")
         var result: StepResult? = nil
-        _ = differentiate(input, target: target, shapes: shapes, seed: seed, threads: threads, inputGradient: false) { logits in
-            let (loss, values, gradient) = Self.crossEntropy(logits, labels: labels, smoothing: labelSmoothing)
-            result = StepResult(loss: loss, logits: values)
-            return gradient
+        _ = differentiate(input, targets: targets, shapes: shapes, seed: seed, threads: threads, inputGradient: false) { maps in
+            let (loss, values, gradient) = Self.crossEntropy(maps[0], labels: labels, smoothing: labelSmoothing)
+            result = StepResult(loss: loss, logits: values, auxiliaryLoss: nil, total: loss)
+            guard let auxiliary else { return [gradient] }
+            let (auxLoss, _, auxGradient) = Self.crossEntropy(maps[1], labels: labels, smoothing: labelSmoothing)
+            result!.auxiliaryLoss = auxLoss
+            result!.total = loss + Double(auxiliary.weight) * auxLoss
+            return [gradient, auxGradient.map { $0 * auxiliary.weight }]
         }
         return result!
     }
@@ -71,24 +87,25 @@ public final class TrainingGraph {
         guard let target = graph.outputs[output] else { preconditionFailure("the graph has no output \(output)") }
         let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])
         var out: Tensor? = nil
-        let dx = differentiate(input, target: target, shapes: shapes, seed: seed, threads: threads, inputGradient: true) { y in
+        let dx = differentiate(input, targets: [target], shapes: shapes, seed: seed, threads: threads, inputGradient: true) { y in
             let s = shapes[target]
-            let t = Tensor(shape: [s.n, s.h, s.w, s.c], scalars: Array(UnsafeBufferPointer(start: y.base, count: s.count)))
+            let t = Tensor(shape: [s.n, s.h, s.w, s.c], scalars: Array(UnsafeBufferPointer(start: y[0].base, count: s.count)))
             out = t
-            return outputGradient(t)
+            return [outputGradient(t)]
         }
         return (out!, Tensor(shape: input.shape, scalars: dx))
     }
 
-    private func differentiate(_ input: Tensor, target: Int, shapes: [Shape], seed: UInt64, threads: Int,
-                               inputGradient: Bool, _ outputGradient: (FeatureMap) -> [Float]) -> [Float] {
-        var pass = Pass(graph: self, shapes: shapes, target: target, threads: threads, seed: seed)
+    /// The forward pass, then the backward pass from ∂L/∂(each target) = `outputGradients(targets' maps)`, in order.
+    private func differentiate(_ input: Tensor, targets: [Int], shapes: [Shape], seed: UInt64, threads: Int,
+                               inputGradient: Bool, _ outputGradients: ([FeatureMap]) -> [[Float]]) -> [Float] {
+        var pass = Pass(graph: self, shapes: shapes, targets: targets, threads: threads, seed: seed)
         input.scalars.withUnsafeBufferPointer { pass.outputs[0]!.pointer.update(from: $0.baseAddress!, count: input.count) }
         pass.forward()
-        let gradient = outputGradient(pass.map(target))
+        let seeds = outputGradients(targets.map(pass.map))
         for name in gradients.keys { gradients[name]!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
         pass.keepInputGradient = inputGradient
-        pass.backward(logitsGradient: gradient)
+        pass.backward(outputGradients: seeds)
         pass.releaseAll()
         pool.endStep()
         return pass.inputGradient
@@ -126,7 +143,9 @@ private struct Pass {
     let model: TrainingGraph
     let nodes: [Node]
     let shapes: [Shape]
-    let target: Int
+    /// The outputs the backward pass starts from; `last`, the latest of them in the graph's order.
+    let targets: [Int]
+    let last: Int
     let threads: Int
     let seed: UInt64
     var needed: [Bool]
@@ -142,19 +161,19 @@ private struct Pass {
     var keepInputGradient = false
     var inputGradient: [Float] = []
 
-    init(graph model: TrainingGraph, shapes: [Shape], target: Int, threads: Int, seed: UInt64) {
+    init(graph model: TrainingGraph, shapes: [Shape], targets: [Int], threads: Int, seed: UInt64) {
         self.model = model
         nodes = model.graph.nodes
-        (self.shapes, self.target, self.threads, self.seed) = (shapes, target, threads, seed)
+        (self.shapes, self.targets, self.last, self.threads, self.seed) = (shapes, targets, targets.max()!, threads, seed)
         needed = [Bool](repeating: false, count: nodes.count)
-        needed[target] = true
-        for i in stride(from: target, through: 0, by: -1) where needed[i] { for j in nodes[i].inputs { needed[j] = true } }
+        for t in targets { needed[t] = true }
+        for i in stride(from: last, through: 0, by: -1) where needed[i] { for j in nodes[i].inputs { needed[j] = true } }
         // A residual block's last convolution (no BatchNorm, no activation, read by nothing else) runs at the residual
         // node with the shortcut added in its epilogue, as in inference: its own output is never stored.
         var readers = [Int](repeating: 0, count: nodes.count)
-        for i in 0...target where needed[i] { for j in nodes[i].inputs { readers[j] += 1 } }
+        for i in 0...last where needed[i] { for j in nodes[i].inputs { readers[j] += 1 } }
         fusedIntoResidual = [Bool](repeating: false, count: nodes.count)
-        for i in 1...target where needed[i] {
+        for i in 1...last where needed[i] {
             guard case .residual = nodes[i].operation, case let branch = nodes[i].inputs[1], branch != nodes[i].inputs[0],
                   readers[branch] == 1, case let .convolution(_, p, .identity) = nodes[branch].operation,
                   p.batchNorm == nil else { continue }
@@ -180,7 +199,7 @@ private struct Pass {
     // MARK: forward
 
     mutating func forward() {
-        for i in 1...target where needed[i] && !fusedIntoResidual[i] {
+        for i in 1...last where needed[i] && !fusedIntoResidual[i] {
             let started = model.timer == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             defer { if let timer = model.timer { timer(i, false, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) } }
             let node = nodes[i], s = shapes[i]
@@ -306,10 +325,12 @@ private struct Pass {
         return (view(gradients[j]!, shapes[j]), fresh)
     }
 
-    mutating func backward(logitsGradient: [Float]) {
-        let top = gradientMap(target)!
-        logitsGradient.withUnsafeBufferPointer { top.base.update(from: $0.baseAddress!, count: $0.count) }
-        for i in stride(from: target, to: 0, by: -1) where needed[i] {
+    mutating func backward(outputGradients: [[Float]]) {
+        for (target, seed) in zip(targets, outputGradients) {
+            let top = gradientMap(target)!
+            seed.withUnsafeBufferPointer { top.base.update(from: $0.baseAddress!, count: $0.count) }
+        }
+        for i in stride(from: last, to: 0, by: -1) where needed[i] {
             guard let gradient = gradients[i] else { continue }
             let started = model.timer == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             defer { if let timer = model.timer { timer(i, true, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) } }

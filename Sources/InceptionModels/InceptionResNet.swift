@@ -52,6 +52,9 @@ public enum InceptionResNet {
         /// TF-slim's Conv2d_7b_1x1 before pooling.
         public var finalConvolution: Int?
         public var head: Head
+        /// TF-slim's auxiliary classifier on the 17×17 map after the B blocks (`InceptionV4.auxiliaryHead`), for
+        /// training with a classifier head; not in released checkpoints.
+        public var auxiliaryHead = false
 
         /// timm `inception_resnet_v2` (TF-slim release): 55,843,464 parameters.
         public static let v2 = Configuration(
@@ -93,7 +96,7 @@ public enum InceptionResNet {
         }
     }
 
-    /// Outputs: `features` (pooled), and `logits` and/or `embedding` by head.
+    /// Outputs: `features` (pooled), and `logits` and/or `embedding` by head; `aux_logits` with the auxiliary head.
     public static func graph(_ config: Configuration) -> Graph {
         let g = GraphBuilder()
         var x = stem(g.input(channels: 3), config.stem)
@@ -103,6 +106,10 @@ public enum InceptionResNet {
         x = x.scope("reduction_a") { reductionA($0, config.reductionA) }
         for i in 0..<config.repeats.b {
             x = x.scope("inception_resnet_b.\(i)") { inceptionResNetB($0, config.b, scale: config.scales.b) }
+        }
+        var aux: Value? = nil
+        if config.auxiliaryHead, case let .classifier(classes, _) = config.head {
+            aux = x.scope("aux_logits") { auxiliaryHead($0, classes: classes) }
         }
         x = x.scope("reduction_b") { reductionB($0, config.reductionB) }
         for i in 0..<config.repeats.c {
@@ -116,7 +123,9 @@ public enum InceptionResNet {
         switch config.head {
         case let .classifier(classes, dropout):
             let logits = features.dropout(dropout).linear("classifier", classes)
-            return g.finish(outputs: ["features": features, "logits": logits], primary: "logits")
+            var outputs = ["features": features, "logits": logits]
+            outputs["aux_logits"] = aux
+            return g.finish(outputs: outputs, primary: "logits")
         case let .faceEmbedding(dimension, dropout, classes):
             let bottleneck = features.dropout(dropout).linear("bottleneck", dimension, bias: false).batchNorm("bottleneck_bn")
             var outputs = ["features": features, "embedding": bottleneck.l2Normalize()]

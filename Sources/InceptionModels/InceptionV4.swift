@@ -15,22 +15,28 @@ public enum InceptionV4 {
         public var classes = 1000
         /// Figure 9: "Dropout (keep 0.8)" before the classifier; inactive at inference.
         public var dropout: Float = 0.2
+        /// TF-slim's auxiliary classifier on the 17×17 map (`auxiliaryHead`), for training; not in released checkpoints.
+        public var auxiliaryHead = false
 
         public init() {}
     }
 
-    /// Outputs: `logits`, and `features` (the pooled 1536-d vector before the classifier).
+    /// Outputs: `logits`, and `features` (the pooled 1536-d vector before the classifier); `aux_logits` with the
+    /// auxiliary head.
     public static func graph(_ config: Configuration = Configuration()) -> Graph {
         let g = GraphBuilder()
         var x = stem(g.input(channels: 3))
         for i in 0..<config.repeats.a { x = x.scope("inception_a.\(i)", inceptionA) }
         x = x.scope("reduction_a") { reductionA($0, config.reductionA) }
         for i in 0..<config.repeats.b { x = x.scope("inception_b.\(i)", inceptionB) }
+        let aux = config.auxiliaryHead ? x.scope("aux_logits") { auxiliaryHead($0, classes: config.classes) } : nil
         x = x.scope("reduction_b", reductionB)
         for i in 0..<config.repeats.c { x = x.scope("inception_c.\(i)", inceptionC) }
         let features = x.globalAveragePool()
         let logits = features.dropout(config.dropout).linear("classifier", config.classes)
-        return g.finish(outputs: ["features": features, "logits": logits], primary: "logits")
+        var outputs = ["features": features, "logits": logits]
+        outputs["aux_logits"] = aux
+        return g.finish(outputs: outputs, primary: "logits")
     }
 
     /// Figure 3 — the stem, 299×299×3 → 35×35×384. Each stage is a top-level scope, as TF-slim names them.
@@ -129,6 +135,17 @@ public enum InceptionV4 {
             x.averagePool(3, stride: 1, padding: 1, name: "branch3.0")
                 .basicConv("branch3.1", 256, 1))
     }
+}
+
+/// TF-slim's auxiliary classifier (not in the paper's figures; `AuxLogits` in `inception_v4.py` and
+/// `inception_resnet_v2.py`), on the 17×17 map after the B blocks: average pool 5×5 stride 3 (valid) → 5×5, a 1×1
+/// convolution to 128, a 5×5 valid convolution to 768 → 1×1, a fully connected layer. Its loss is added to the main
+/// one with weight 0.4 in training; inference never uses it. Module names are torchvision's `InceptionAux`.
+public func auxiliaryHead(_ x: Value, classes: Int) -> Value {
+    x.averagePool(5, stride: 3, padding: 0, name: "pool")  // 5×5
+        .basicConv("conv0", 128, 1)
+        .basicConv("conv1", 768, 5)  // 1×1×768
+        .linear("fc", classes)
 }
 
 /// Table 1 of the paper: the filter counts of Reduction-A (Figure 7) in each network.

@@ -40,6 +40,23 @@ import Testing
         }.sorted()
     }
 
+    /// Runs `inception` with `arguments`, SIGKILLs it (no chance to clean up) once the first epoch is saved in `run`,
+    /// then resumes it to the end.
+    static func killAfterTheFirstEpochAndResume(_ arguments: [String], run: URL) throws {
+        let process = Process()
+        process.executableURL = inceptionExecutable()
+        process.arguments = arguments
+        (process.standardOutput, process.standardError) = (FileHandle.nullDevice, FileHandle.nullDevice)
+        try process.run()
+        let state = run.appendingPathComponent("state.json")
+        while process.isRunning && !FileManager.default.fileExists(atPath: state.path) { usleep(20_000) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal, "the run finished before it could be killed")
+        let resumed = try runInception(arguments + ["--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+    }
+
     @Test func resumeAfterAKillRepeatsTheUninterruptedRun() throws {
         let data = try Self.dataset()
         defer { Self.removeScratch(data) }
@@ -48,20 +65,7 @@ import Testing
         let result = try runInception(Self.arguments(data, whole, epochs: 3))
         #expect(result.status == 0, "\(result.stderr)")
 
-        // Killed (SIGKILL, no chance to clean up) once the first epoch is saved, then resumed.
-        let process = Process()
-        process.executableURL = inceptionExecutable()
-        process.arguments = Self.arguments(data, killed, epochs: 3)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let state = killed.appendingPathComponent("state.json")
-        while process.isRunning && !FileManager.default.fileExists(atPath: state.path) { usleep(20_000) }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal, "the run finished before it could be killed")
-        let resumed = try runInception(Self.arguments(data, killed, epochs: 3) + ["--resume"])
-        #expect(resumed.status == 0, "\(resumed.stderr)")
+        try Self.killAfterTheFirstEpochAndResume(Self.arguments(data, killed, epochs: 3), run: killed)
 
         #expect(try Self.metrics(killed) == Self.metrics(whole))
         for file in ["model.safetensors", "average.safetensors", "optimizer.safetensors"] {
@@ -88,6 +92,67 @@ import Testing
         #expect(ours.shape == [theirs.count, 2])
         let error = TrainingTests.relative(ours.scalars, theirs.flatMap { $0.map(Float.init) })
         #expect(error < 1e-4, "logits differ from timm's by \(error)")
+    }
+
+    /// TF-slim's auxiliary head: its weights go to auxiliary.safetensors, never into the checkpoint, which timm still
+    /// loads strictly with the same logits.
+    @Test func auxiliaryHeadStaysOutOfTheCheckpointTimmLoads() throws {
+        let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        let result = try runInception(Self.arguments(data, run, epochs: 1).map { $0 == "75" ? "299" : $0 }
+            + ["--weights", try References.weights(.inceptionV4).path, "--aux-head"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("(auxiliary "), "\(result.stdout)")
+        let checkpoint = run.appendingPathComponent("model.safetensors")
+        let x = try References.url(.inceptionV4, "x_299.npy")
+        let timm = try TrainCommandTests.run(["scripts/timm_logits.py", "inception_v4", checkpoint.path, x.path])
+        let theirs = try JSONSerialization.jsonObject(with: Data(timm.utf8)) as! [[Double]]
+        let ours = try InceptionModel(.inceptionV4, weights: checkpoint)(nchw: References.tensor(.inceptionV4, "x_299.npy"))
+        #expect(ours.shape == [theirs.count, 2])
+        let error = TrainingTests.relative(ours.scalars, theirs.flatMap { $0.map(Float.init) })
+        #expect(error < 1e-4, "logits differ from timm's by \(error)")
+        let head = try SafeTensorsFile(contentsOf: run.appendingPathComponent("auxiliary.safetensors"))
+        let plain = Set(ModelName.inceptionV4.graph(classes: 2).parameters.map(\.name))
+        let auxiliary = ModelName.inceptionV4.graph(classes: 2, auxiliaryHead: true).parameters.filter { !plain.contains($0.name) }
+        #expect(Set(head.entries.keys) == Set(auxiliary.map(\.name)))
+        #expect(head.entries["aux_logits.fc.weight"]?.shape == [2, 768])
+    }
+
+    /// A run with the auxiliary head killed after its first epoch resumes (the head's weights and optimiser state
+    /// included) to exactly the uninterrupted run; the head is refused where it cannot be built.
+    @Test func auxiliaryHeadRunsResumeAndAreRefusedWhereTheyCannotBeBuilt() throws {
+        let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
+        func arguments(_ run: URL) -> [String] {
+            Self.arguments(data, run, epochs: 2).map { $0 == "75" ? "299" : $0 } + ["--repeats", "1,1,1", "--aux-head"]
+        }
+        let whole = data.appendingPathComponent("../run-whole-\(UUID().uuidString)").standardized
+        let killed = data.appendingPathComponent("../run-killed-\(UUID().uuidString)").standardized
+        let result = try runInception(arguments(whole))
+        #expect(result.status == 0, "\(result.stderr)")
+        try Self.killAfterTheFirstEpochAndResume(arguments(killed), run: killed)
+        #expect(try Self.metrics(killed) == Self.metrics(whole))
+        let metrics = try String(contentsOf: whole.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+        #expect(metrics.count == 2 && metrics.allSatisfy { $0.trainAuxiliaryLoss?.isFinite == true })
+        for file in ["model.safetensors", "auxiliary.safetensors", "average.safetensors", "optimizer.safetensors"] {
+            #expect(try Data(contentsOf: killed.appendingPathComponent(file)) == Data(contentsOf: whole.appendingPathComponent(file)),
+                    "\(file) differs after resuming")
+        }
+        // Resuming without the head's file is refused, naming what is missing.
+        try FileManager.default.removeItem(at: killed.appendingPathComponent("auxiliary.safetensors"))
+        let orphan = try runInception(arguments(killed).map { $0 == "2" ? "3" : $0 } + ["--resume"])
+        #expect(orphan.status == 1)
+        #expect(orphan.stderr.hasPrefix("error: ") && orphan.stderr.contains("auxiliary.safetensors"), "\(orphan.stderr)")
+
+        let other = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        var refused = try runInception(arguments(other).map { $0 == "inception_v4" ? "inception_resnet_v1" : $0 })
+        #expect(refused.stderr == "error: inception_resnet_v1 has no auxiliary head (TF-slim released one for inception_v4 and inception_resnet_v2)\n")
+        refused = try runInception(arguments(other).map { $0 == "299" ? "139" : $0 })
+        #expect(refused.status == 1)
+        #expect(refused.stderr.hasPrefix("error: the auxiliary head needs a 17×17 to 19×19 map after the B blocks (input 2"), "\(refused.stderr)")
+        #expect(refused.stderr.hasSuffix("and input 139 does not give one\n"), "\(refused.stderr)")
     }
 
     static func run(_ arguments: [String]) throws -> String {

@@ -51,3 +51,16 @@ extension ModelName {
         graph.parameters.map { (checkpointKey($0.name), $0.shape, values[$0.name]!) }
     }
 }
+
+extension ModelName {
+    /// The auxiliary head's parameters of `graph` (a network built with `auxiliaryHead`) from `url`, a file of its
+    /// own under our names (`auxiliary.safetensors` in a run folder): every tensor there with its shape, no other.
+    public func auxiliaryValues(for graph: Graph, weights url: URL) throws -> [String: [Float]] {
+        guard let head = graph.subgraph(stage: "aux_logits") else { preconditionFailure("\(self): no auxiliary head in the graph") }
+        let file = try SafeTensorsFile(contentsOf: url)
+        try InceptionModel.verify(head, self, file)
+        var values: [String: [Float]] = [:]
+        for spec in head.parameters { values[spec.name] = try InceptionModel.finiteFloats(file, checkpointKey(spec.name)) }
+        return values
+    }
+}

@@ -129,8 +129,10 @@ public struct WeightAverage: Sendable {
 
     public init(decay: Float, values: [String: [Float]]) { (self.decay, self.values) = (decay, values) }
 
+    /// Moves the average of each averaged parameter towards its value in `current` (which may hold more).
     public mutating func update(_ current: [String: [Float]]) {
-        for (name, v) in current {
+        for name in values.keys {
+            let v = current[name]!
             values[name]!.withUnsafeMutableBufferPointer { a in
                 for i in 0..<v.count { a[i] = decay * a[i] + (1 - decay) * v[i] }
             }

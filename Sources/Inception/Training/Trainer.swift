@@ -28,6 +28,9 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     public var augmentation = Augmentation()
     /// Blocks in the A, B and C stages for a reduced-depth network (experiments); nil: the network's own.
     public var repeats: [Int]?
+    /// Train with TF-slim's auxiliary classifier, its loss added with this weight (TF-slim's 0.4); nil: without.
+    /// Its weights are kept in `auxiliary.safetensors`, out of the checkpoint timm loads.
+    public var auxiliaryWeight: Float?
 
     public init(model: String, classes: [String], inputSize: Int, epochs: Int, batchSize: Int, optimizer: OptimizerSettings,
                 schedule: LearningRateSchedule, seed: UInt64) {
@@ -40,8 +43,11 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
 public struct EpochMetrics: Sendable, Codable, Equatable {
     public var epoch: Int
     public var steps: Int
+    /// The main classifier's loss (without the auxiliary one, so that runs with and without it compare).
     public var trainLoss: Double
     public var trainAccuracy: Double
+    /// The auxiliary classifier's loss, when it is trained.
+    public var trainAuxiliaryLoss: Double?
     public var validationAccuracy: Double?
     public var learningRate: Float
     public var imagesPerSecond: Double
@@ -55,6 +61,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case tooFewImages(count: Int, batch: Int)
     case noRunToResume(String)
     case configurationDiffers([String])
+    case noAuxiliaryHead(model: String)
+    case auxiliaryHeadInputSize(size: Int, sizes: ClosedRange<Int>?)
 
     public var description: String {
         switch self {
@@ -62,6 +70,11 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
             return "the loss is NaN or infinite at epoch \(epoch), step \(step); training stopped (--skip-nonfinite skips such batches)"
         case let .tooFewImages(count, batch): return "the training set has \(count) images, fewer than one batch of \(batch)"
         case let .noRunToResume(path): return "nothing to resume in \(path): no state.json from a completed epoch"
+        case let .noAuxiliaryHead(model):
+            return "\(model) has no auxiliary head (TF-slim released one for inception_v4 and inception_resnet_v2)"
+        case let .auxiliaryHeadInputSize(size, sizes):
+            return "the auxiliary head needs a 17×17 to 19×19 map after the B blocks (input \(sizes.map { "\($0.lowerBound)–\($0.upperBound)" } ?? "none")), "
+                + "and input \(size) does not give one"
         case let .configurationDiffers(fields):
             return "cannot resume: \(fields.joined(separator: ", ")) \(fields.count == 1 ? "differs" : "differ") from the run's "
                 + "config.json (only the number of epochs may change)"
@@ -75,6 +88,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
 /// Run folder:
 ///   config.json                       the configuration (written once)
 ///   model.safetensors                 latest weights, the released key names (timm loads it strictly)
+///   auxiliary.safetensors             the auxiliary classifier's weights, when it is trained (our names)
 ///   average.safetensors               the moving average of the weights, when enabled
 ///   optimizer.safetensors             optimiser state (momentum buffers, mean squares), step count in metadata
 ///   state.json                        the last completed epoch; written last, so it always names complete files
@@ -85,6 +99,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
 public final class Trainer {
     public let configuration: TrainingConfiguration
     public let name: ModelName
+    /// The network as checkpointed and validated; `training.graph` is the same with the auxiliary head, if any.
     public let graph: Graph
     public let training: TrainingGraph
     let optimizer: Optimizer
@@ -105,9 +120,10 @@ public final class Trainer {
         }
         (self.configuration, self.name, self.trainSet, self.validationSet, self.run) = (configuration, name, train, validation, run)
         graph = name.graph(classes: configuration.classes.count, repeats: configuration.repeats)
+        let trainingGraph = try Self.trainingGraph(configuration, name)
         let fm = FileManager.default
         try fm.createDirectory(at: run, withIntermediateDirectories: true)
-        let values: [String: [Float]]
+        var values: [String: [Float]]
         var optimizerState: [String: [Float]] = [:], steps = 0
         if resume {
             let stateURL = run.appendingPathComponent("state.json")
@@ -120,6 +136,9 @@ public final class Trainer {
             guard differing.isEmpty else { throw TrainingError.configurationDiffers(differing) }
             values = try name.trainingValues(for: graph, weights: run.appendingPathComponent("model.safetensors"), seed: configuration.seed,
                                          repeats: configuration.repeats)
+            if trainingGraph.parameters.count > graph.parameters.count {
+                values.merge(try name.auxiliaryValues(for: trainingGraph, weights: run.appendingPathComponent("auxiliary.safetensors"))) { a, _ in a }
+            }
             let file = try SafeTensorsFile(contentsOf: run.appendingPathComponent("optimizer.safetensors"))
             for key in file.entries.keys { optimizerState[key] = try file.floats(key) }
             steps = state.steps
@@ -133,17 +152,39 @@ public final class Trainer {
             history = lines.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
                 .filter { $0.epoch <= state.epoch }
         } else {
-            values = initial ?? ModelName.initialValues(graph, seed: configuration.seed)
+            // Parameters `initial` lacks (the auxiliary head's, when starting from released weights) start fresh.
+            values = initial ?? [:]
+            let names = Set(values.keys)
+            if trainingGraph.parameters.contains(where: { !names.contains($0.name) }) {
+                values.merge(ModelName.initialValues(trainingGraph, seed: configuration.seed)) { a, _ in a }
+            }
             try Self.writeAtomically(try JSONEncoder.pretty.encode(configuration), to: run.appendingPathComponent("config.json"))
-            if let decay = configuration.averageDecay { average = WeightAverage(decay: decay, values: values) }
+            if let decay = configuration.averageDecay {
+                // The average is for validation: the network's parameters, not the auxiliary head's.
+                let network = Set(graph.parameters.map(\.name))
+                average = WeightAverage(decay: decay, values: values.filter { network.contains($0.key) })
+            }
         }
-        training = TrainingGraph(graph: graph, values: values)
+        training = TrainingGraph(graph: trainingGraph, values: values)
         training.batchNormMomentum = configuration.batchNormMomentum
         training.dropoutRate = configuration.dropout
         optimizer = Optimizer(configuration.optimizer, state: optimizerState, steps: steps)
     }
 
     struct RunState: Codable { var epoch: Int; var steps: Int }
+
+    /// The graph that is trained: the network, with the auxiliary head when the configuration asks for it (refused
+    /// for networks without one, and for input sizes that do not give it its 1×1 output).
+    static func trainingGraph(_ c: TrainingConfiguration, _ name: ModelName) throws -> Graph {
+        guard c.auxiliaryWeight != nil else { return name.graph(classes: c.classes.count, repeats: c.repeats) }
+        guard name.hasAuxiliaryHead else { throw TrainingError.noAuxiliaryHead(model: name.rawValue) }
+        let graph = name.graph(classes: c.classes.count, repeats: c.repeats, auxiliaryHead: true)
+        guard graph.inferShapes(n: 1, h: c.inputSize, w: c.inputSize) != nil else {
+            let sizes = (1...1024).filter { graph.inferShapes(n: 1, h: $0, w: $0) != nil }
+            throw TrainingError.auxiliaryHeadInputSize(size: c.inputSize, sizes: sizes.first.map { $0...sizes.last! })
+        }
+        return graph
+    }
 
     /// The top-level fields of the two configurations' JSON that differ apart from the number of epochs, sorted.
     static func differingFields(_ a: TrainingConfiguration, _ b: TrainingConfiguration) throws -> [String] {
@@ -175,7 +216,7 @@ public final class Trainer {
                 order.swapAt(i, Int(shuffle.next() % UInt64(i + 1)))
             }
             let steps = stepsPerEpoch
-            var (lossSum, correct, seen, skipped, unreadable) = (0.0, 0, 0, 0, 0)
+            var (lossSum, auxiliaryLossSum, correct, seen, skipped, unreadable) = (0.0, 0.0, 0, 0, 0, 0)
             let started = Date()
             var lr: Float = 0
             // Decoding the next batch runs beside the current step.
@@ -187,8 +228,9 @@ public final class Trainer {
                 unreadable += left.count
                 guard labels.count >= 2 else { skipped += 1; continue }  // BatchNorm needs two images
                 let result = try training.step(input, labels: labels, labelSmoothing: c.labelSmoothing,
+                                               auxiliary: c.auxiliaryWeight.map { ("aux_logits", $0) },
                                                seed: c.seed ^ (UInt64(epoch) << 32 | UInt64(step)), threads: threads)
-                guard result.loss.isFinite else {
+                guard result.total.isFinite else {
                     if c.skipNonFinite { skipped += 1; continue }
                     throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1)
                 }
@@ -198,6 +240,7 @@ public final class Trainer {
                 optimizer.step(&training.values, gradients: gradients, learningRate: lr)
                 average?.update(training.values)
                 lossSum += result.loss * Double(labels.count)
+                auxiliaryLossSum += (result.auxiliaryLoss ?? 0) * Double(labels.count)
                 let k = result.logits.shape[1]
                 for (b, label) in labels.enumerated() {
                     let row = result.logits.scalars[(b * k)..<((b + 1) * k)]
@@ -210,8 +253,10 @@ public final class Trainer {
             let imagesPerSecond = Double(seen) / Date().timeIntervalSince(started)
             training.releaseBuffers()  // the step's maps are not needed until the next epoch
             let validation = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
+            let auxiliaryLoss: Double? = c.auxiliaryWeight == nil ? nil : seen == 0 ? .nan : auxiliaryLossSum / Double(seen)
             let metrics = EpochMetrics(epoch: epoch, steps: optimizer.steps, trainLoss: seen == 0 ? .nan : lossSum / Double(seen),
                                        trainAccuracy: seen == 0 ? 0 : Double(correct) / Double(seen),
+                                       trainAuxiliaryLoss: auxiliaryLoss,
                                        validationAccuracy: validation, learningRate: lr,
                                        imagesPerSecond: imagesPerSecond, skippedBatches: skipped, skippedImages: unreadable)
             history.append(metrics)
@@ -289,6 +334,12 @@ public final class Trainer {
         let metadata = ["format": "pt", "epoch": "\(epoch)", "model": name.rawValue]
         try SafeTensorsFile.write(name.checkpointTensors(graph, training.values), metadata: metadata,
                                   to: run.appendingPathComponent("model.safetensors"))
+        let network = Set(graph.parameters.map(\.name))
+        let auxiliary = training.graph.parameters.filter { !network.contains($0.name) }
+        if !auxiliary.isEmpty {
+            try SafeTensorsFile.write(auxiliary.map { ($0.name, $0.shape, training.values[$0.name]!) }, metadata: metadata,
+                                      to: run.appendingPathComponent("auxiliary.safetensors"))
+        }
         if let average {
             try SafeTensorsFile.write(name.checkpointTensors(graph, average.values), metadata: metadata,
                                       to: run.appendingPathComponent("average.safetensors"))
