@@ -125,12 +125,13 @@ extension Bench {
                 time[k, default: 0] += nodeTime[i]
                 work[k, default: 0] += macs[i]
             }
-            print(title.padding(toLength: 20, withPad: " ", startingAt: 0) + "ms".leftPadded(9) + "share".leftPadded(8)
+            let width = max(20, (order.map(\.count).max() ?? 0) + 2)  // stage names are up to 25 characters
+            print(title.padding(toLength: width, withPad: " ", startingAt: 0) + "ms".leftPadded(9) + "share".leftPadded(8)
                   + "GMAC".leftPadded(9) + "GFLOP/s".leftPadded(10))
             for k in order {
                 let t = time[k]!
                 let rate = t > 0 ? 2 * Double(work[k]!) / t / 1e9 : 0
-                print(k.padding(toLength: 20, withPad: " ", startingAt: 0) + String(format: "%9.2f%7.1f%%%9.3f%10.1f", t * 1000,
+                print(k.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "%9.2f%7.1f%%%9.3f%10.1f", t * 1000,
                       100 * t / total, Double(work[k]!) / 1e9, rate))
             }
             print("")
