@@ -15,8 +15,9 @@ included, as timm saves it), and record:
     hyper-parameters), train_gradients.safetensors (every parameter's gradient, timm's keys) and
     train_after.safetensors (the state dict after the step: weights and BatchNorm running statistics), from
     train_weights.safetensors (see training_step for why these differ from weights.safetensors); and the same
-    step with TF-slim's auxiliary classifier added at 299×299 (loss = main + 0.4 · auxiliary), files train_aux_*,
-    the head being torchvision's InceptionAux built from timm's ConvNormAct (see AUX_STEP);
+    step with TF-slim's auxiliary classifier added at 299×299 (loss = main + 0.4 · auxiliary) from train_weights plus
+    train_aux_head.safetensors, files train_aux_*, the head being torchvision's InceptionAux built from timm's
+    ConvNormAct (see AUX_STEP);
   * optimizers/rmsprop.safetensors: three steps of timm's RMSpropTF (the paper's RMSProp) on given gradients.
 Nothing it writes is committed: CI runs it with a fresh seed on every run.
 
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 import timm
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from timm.layers import ConvNormAct
 from torchvision.models.inception import InceptionAux
 
@@ -250,27 +251,31 @@ def training_step(name, model, folder, images, rng, generator, auxiliary=False):
     s = AUX_STEP if auxiliary else TRAIN_STEP
     prefix = "train_aux_" if auxiliary else "train_"
     start = create(name)
-    start.load_state_dict(model.state_dict())
     if auxiliary:
+        # The network starts from the plain step's weights (train_weights.safetensors, not written twice); the head is
+        # new, with BatchNorm as the network's: γ in [0.1, 0.2], β in [0.3, 0.6], random running statistics.
+        start.load_state_dict(load_file(os.path.join(folder, "train_weights.safetensors")))
         add_auxiliary_head(name, start)
-    with torch.no_grad():
-        for m in start.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.1, 0.2, generator=generator)
-        start.get_classifier().weight.mul_(0.05)
-        start.get_classifier().bias.mul_(0.05)
-        if auxiliary:  # the network's BatchNorm shifts and statistics came from randomise_and_calibrate
+        with torch.no_grad():
             for m in start.aux_logits.modules():
                 if isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.uniform_(0.1, 0.2, generator=generator)
                     m.bias.uniform_(0.3, 0.6, generator=generator)
                     m.running_mean.uniform_(-0.1, 0.1, generator=generator)
                     m.running_var.uniform_(0.5, 1.5, generator=generator)
+        # As a run folder keeps them: the head beside the checkpoint timm loads.
+        save_file({k: v.contiguous() for k, v in start.state_dict().items()
+                   if k.startswith("aux_logits.") and "num_batches" not in k}, os.path.join(folder, prefix + "head.safetensors"))
+    else:
+        start.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            for m in start.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.uniform_(0.1, 0.2, generator=generator)
+            start.get_classifier().weight.mul_(0.05)
+            start.get_classifier().bias.mul_(0.05)
+        save_file({k: v.contiguous() for k, v in start.state_dict().items()}, os.path.join(folder, "train_weights.safetensors"))
     state = start.state_dict()
-    network = {k: v.contiguous() for k, v in state.items() if not k.startswith("aux_logits.")}
-    save_file(network, os.path.join(folder, prefix + "weights.safetensors"))
-    if auxiliary:  # as a run folder keeps them: the head beside the checkpoint timm loads
-        save_file({k: v.contiguous() for k, v in state.items() if k.startswith("aux_logits.") and "num_batches" not in k},
-                  os.path.join(folder, prefix + "head.safetensors"))
     x = batch(name, start, rng.sample(images, s["batch"]), s["size"])
     labels = [rng.randrange(start.num_classes) for _ in range(s["batch"])]
     results = {}
@@ -315,7 +320,7 @@ def training_step(name, model, folder, images, rng, generator, auxiliary=False):
     # float32 included). The Swift test takes these choices, so that what it compares is the arithmetic.
     save_file({f"maxpool{k}": r.to(torch.float32).contiguous() for k, r in enumerate(routing)},  # exact below 2**24
               os.path.join(folder, prefix + "maxpool_routing.safetensors"))
-    save_file({path: r.to(torch.float32).contiguous() for path, r in relus},  # by module path, e.g. repeat.0.act
+    save_file({path: r.to(torch.float16).contiguous() for path, r in relus},  # by module path, e.g. repeat.0.act; 0 or 1
               os.path.join(folder, prefix + "relu_masks.safetensors"))
     save_file({k: g.float().contiguous() for k, g in gradients64.items()}, os.path.join(folder, prefix + "gradients.safetensors"))
     save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in after64.items()},

@@ -30,7 +30,8 @@ import Testing
         let step = try JSONSerialization.jsonObject(with: Data(contentsOf: References.url(name, prefix + "step.json"))) as! [String: Any]
         let labels = step["labels"] as! [Int], expectedLoss = step["loss"] as! Double, losses = step["losses"] as! [Double]
         let graph = name.graph(auxiliaryHead: auxiliaryHead)
-        var values = try name.trainingValues(for: name.graph(), weights: References.url(name, prefix + "weights.safetensors"), seed: 0)
+        // Both steps start from the same network weights; the auxiliary head's are in a file of their own, as in a run.
+        var values = try name.trainingValues(for: name.graph(), weights: References.url(name, "train_weights.safetensors"), seed: 0)
         if auxiliaryHead {
             values.merge(try name.auxiliaryValues(for: graph, weights: References.url(name, prefix + "head.safetensors"))) { a, _ in a }
         }
