@@ -461,7 +461,7 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
     /// table is in docs/performance.md), judged at the output size the layer has for the model's usual input:
     /// - 3×3: at least 48 input and output channels, output side ≤ 80, and either ≥ 64 channels or side ≥ 24
     ///   (F(4×4, 3×3));
-    /// - 1×7 and 7×1: ≥ 64 channels in and out, ≥ 160 together, side ≤ 40 (F(2, 7));
+    /// - 1×7 and 7×1: ≥ 64 channels in and out, ≥ 160 together, side ≤ 40 (F(4, 7));
     /// - 1×3 and 3×1: ≥ 192 channels in and out, side ≥ 8 (F(4, 3)).
     /// The implicit GEMM elsewhere: on wide few-channel maps the transforms cost more than they save.
     case automatic
