@@ -231,7 +231,7 @@ extension Bench {
                 let b = GraphBuilder()
                 let v = b.input(channels: g.inChannels).convolution("c", g.outChannels, kernel: (g.kernelH, g.kernelW),
                     stride: g.strideH, padding: (g.padH, g.padW), bias: true, batchNorm: nil, activation: .relu)
-                let compiled = try CompiledGraph(graph: b.finish(output: v), algorithms: algorithms) { $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights }
+                let compiled = try CompiledGraph(graph: b.finish(output: v), algorithms: algorithms, usualInputSize: x.h) { $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights }
                 if algorithms != .direct && compiled.winogradLayers == 0 { return nil }
                 _ = try compiled.run(input, threads: threads.threads)
                 var times: [Double] = []

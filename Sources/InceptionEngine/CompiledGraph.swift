@@ -167,8 +167,10 @@ public final class CompiledGraph: Sendable {
                 if unit.count == 1 {
                     let job = unit[0]
                     let side = usualShapes.map { max($0[job.node].h, $0[job.node].w) } ?? 0
+                    let outputSize = usualShapes.map { ($0[job.node].h, $0[job.node].w) } ?? (0, 0)
                     kernel = .convolution(try Self.pack(job.g, job.p, job.a, scale: job.scale,
-                                                        winograd: algorithms.winograd(job.g, side: side), parameter),
+                                                        winograd: algorithms.winograd(job.g, side: side),
+                                                        outputSize: outputSize, parameter),
                                           input: job.input, residual: job.residual)
                 } else {
                     var weights: [Float] = [], bias: [Float] = []
@@ -233,10 +235,11 @@ public final class CompiledGraph: Sendable {
     }
 
     static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
-                     winograd: Bool, _ parameter: (String) throws -> [Float]) rethrows -> ConvolutionKernel {
+                     winograd: Bool, outputSize: (h: Int, w: Int), _ parameter: (String) throws -> [Float]) rethrows
+        -> ConvolutionKernel {
         let (weights, bias) = try folded(g, p, parameter)
         if winograd, let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
-                                                                activation: activation) {
+                                                 activation: activation, outputSize: outputSize) {
             return .winograd(w)
         }
         return .direct(PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation))
@@ -459,8 +462,8 @@ public final class CompiledGraph: Sendable {
 public enum ConvolutionAlgorithms: Sendable, Hashable {
     /// Winograd where `inception bench --kernels` measured it faster on this project's machine (2-core Zen 3; the
     /// table is in docs/performance.md), judged at the output size the layer has for the model's usual input:
-    /// - 3×3: at least 48 input and output channels, output side ≤ 80, and either ≥ 64 channels or side ≥ 24
-    ///   (F(4×4, 3×3));
+    /// - 3×3: at least 32 input and output channels, output side ≤ 80 (F(6×6, 3×3), or F(4×4, 3×3) on small maps:
+    ///   `WinogradTransform.forTaps`); at 147–149 pixels and 32 channels the two algorithms tie;
     /// - 1×7 and 7×1: ≥ 64 channels in and out, ≥ 160 together, side ≤ 40 (F(4, 7));
     /// - 1×3 and 3×1: ≥ 192 channels in and out, side ≥ 8 (F(4, 3)).
     /// The implicit GEMM elsewhere: on wide few-channel maps the transforms cost more than they save.
@@ -478,7 +481,7 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
         case .automatic:
             let (low, total) = (min(g.inChannels, g.outChannels), g.inChannels + g.outChannels)
             switch (g.kernelH, g.kernelW) {
-            case (3, 3): return low >= 48 && side <= 80 && (low >= 64 || side >= 24)
+            case (3, 3): return low >= 32 && side <= 80
             case (1, 7), (7, 1): return low >= 64 && total >= 160 && side <= 40
             case (1, 3), (3, 1): return low >= 192 && side >= 8
             default: return false

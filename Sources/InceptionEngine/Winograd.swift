@@ -50,19 +50,27 @@ public struct WinogradTransform: Sendable, Hashable {
 
     /// The trivial transform of an axis the kernel does not extend along (k = 1).
     public static let identity = WinogradTransform(m: 1, r: 1, points: [])
-    /// F(2, 3) and F(4, 3) for 3-tap axes; F(4, 7) for 7-tap axes. F(4, 7)'s ten points: of the sets 0, ±a, ±b,
-    /// ±c, ±d drawn from {1/4, 1/3, 1/2, 2/3, 3/4, 4/5, 1, 5/4, 4/3, 3/2, 2, 3}, the one with the smallest float32
-    /// error in a simulation (about 2.3× F(2, 7)'s, which needs only 0, ±1, ±2, ±1/2; the usual 0, ±1, ±2, ±1/2, ±3
-    /// would be 3×). It does 28 multiplications in 10 and tiles 8- and 17-pixel sides with 2 and 5 tiles.
+    /// F(2, 3), F(4, 3) and F(6, 3) for 3-tap axes (F(6, 3) with the usual points 0, ±1, ±2, ±1/2, which also gave
+    /// the smallest float32 error among the sets tried below), F(4, 7) for 7-tap axes. F(4, 7)'s ten points: of the
+    /// sets 0, ±a, ±b, ±c, ±d drawn from {1/4, 1/3, 1/2, 2/3, 3/4, 4/5, 1, 5/4, 4/3, 3/2, 2, 3}, the one with the
+    /// smallest float32 error in a simulation (about 2.3× F(2, 7)'s, which needs only 0, ±1, ±2, ±1/2; the usual
+    /// 0, ±1, ±2, ±1/2, ±3 would be 3×). It does 28 multiplications in 10 and tiles 8- and 17-pixel sides with 2
+    /// and 5 tiles.
     public static let f2x3 = WinogradTransform(m: 2, r: 3, points: [0, 1, -1])
     public static let f4x3 = WinogradTransform(m: 4, r: 3, points: [0, 1, -1, 2, -2])
+    public static let f6x3 = WinogradTransform(m: 6, r: 3, points: [0, 1, -1, 2, -2, 0.5, -0.5])
     public static let f4x7 = WinogradTransform(m: 4, r: 7, points: [0, 0.5, -0.5, 2, -2, 1.25, -1.25, 0.8, -0.8])
 
-    /// The transform this engine uses for an axis with `taps` taps, or nil where Winograd does not pay.
-    public static func forTaps(_ taps: Int) -> WinogradTransform? {
+    /// The transform this engine uses for an axis with `taps` taps and `side` output pixels (0 when not known), or
+    /// nil where Winograd does not pay. For 3 taps, F(4, 3) or F(6, 3), whichever needs fewer points to cover the
+    /// side, ⌈side / m⌉ · α (F(6, 3) at 17, 35, 36, 71 and 73 pixels, F(4, 3) at 8), with ties and unknown sides
+    /// going to F(4, 3), which is about twice as accurate in float32.
+    public static func forTaps(_ taps: Int, side: Int = 0) -> WinogradTransform? {
         switch taps {
         case 1: return .identity
-        case 3: return .f4x3
+        case 3:
+            let points = { (t: WinogradTransform) in (side + t.m - 1) / t.m * t.alpha }
+            return side > 0 && points(.f6x3) < points(.f4x3) ? .f6x3 : .f4x3
         case 7: return .f4x7
         default: return nil
         }
@@ -103,10 +111,12 @@ public final class WinogradConvolution: Sendable {
     var panelCount: Int { (geometry.outChannels + 15) / 16 }
 
     /// nil when the layer is not stride 1 or an axis has no transform. Weights OIHW; `scale` as in
-    /// `PackedConvolution`.
-    public init?(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation) {
-        guard g.strideH == 1, g.strideW == 1, let v = WinogradTransform.forTaps(g.kernelH),
-              let h = WinogradTransform.forTaps(g.kernelW), v.alpha * h.alpha > 1 else { return nil }
+    /// `PackedConvolution`. `outputSize`: the output map the layer usually makes, which picks each axis's transform
+    /// (`WinogradTransform.forTaps`); it runs correctly at any size.
+    public init?(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation,
+                 outputSize: (h: Int, w: Int) = (0, 0)) {
+        guard g.strideH == 1, g.strideW == 1, let v = WinogradTransform.forTaps(g.kernelH, side: outputSize.h),
+              let h = WinogradTransform.forTaps(g.kernelW, side: outputSize.w), v.alpha * h.alpha > 1 else { return nil }
         (geometry, self.activation, vertical, horizontal) = (g, activation, v, h)
         let (cin, cout) = (g.inChannels, g.outChannels)
         let panelCount = (cout + 15) / 16, stride = panelCount * cin * 16
