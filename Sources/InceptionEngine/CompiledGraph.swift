@@ -166,8 +166,8 @@ public final class CompiledGraph: Sendable {
                 let kernel: Kernel
                 if unit.count == 1 {
                     let job = unit[0]
-                    let side = usualShapes.map { max($0[job.node].h, $0[job.node].w) } ?? 0
                     let outputSize = usualShapes.map { ($0[job.node].h, $0[job.node].w) } ?? (0, 0)
+                    let side = max(outputSize.0, outputSize.1)
                     kernel = .convolution(try Self.pack(job.g, job.p, job.a, scale: job.scale,
                                                         winograd: algorithms.winograd(job.g, side: side),
                                                         outputSize: outputSize, parameter),

@@ -102,6 +102,9 @@ public final class Trainer {
     /// The network as checkpointed and validated; `training.graph` is the same with the auxiliary head, if any.
     public let graph: Graph
     public let training: TrainingGraph
+    /// The auxiliary head's part of `training.graph`, when it is trained: its parameters are checkpointed apart
+    /// (`auxiliary.safetensors`) and never averaged.
+    let auxiliaryHead: Graph?
     let optimizer: Optimizer
     var average: WeightAverage?
     let trainSet: ImageFolder
@@ -120,7 +123,8 @@ public final class Trainer {
         }
         (self.configuration, self.name, self.trainSet, self.validationSet, self.run) = (configuration, name, train, validation, run)
         graph = name.graph(classes: configuration.classes.count, repeats: configuration.repeats)
-        let trainingGraph = try Self.trainingGraph(configuration, name)
+        let trainingGraph = try Self.graphWithAuxiliaryHead(configuration, name) ?? graph
+        auxiliaryHead = configuration.auxiliaryWeight == nil ? nil : trainingGraph.subgraph(stage: "aux_logits")!
         let fm = FileManager.default
         try fm.createDirectory(at: run, withIntermediateDirectories: true)
         var values: [String: [Float]]
@@ -136,7 +140,7 @@ public final class Trainer {
             guard differing.isEmpty else { throw TrainingError.configurationDiffers(differing) }
             values = try name.trainingValues(for: graph, weights: run.appendingPathComponent("model.safetensors"), seed: configuration.seed,
                                          repeats: configuration.repeats)
-            if trainingGraph.parameters.count > graph.parameters.count {
+            if auxiliaryHead != nil {
                 values.merge(try name.auxiliaryValues(for: trainingGraph, weights: run.appendingPathComponent("auxiliary.safetensors"))) { a, _ in a }
             }
             let file = try SafeTensorsFile(contentsOf: run.appendingPathComponent("optimizer.safetensors"))
@@ -152,11 +156,10 @@ public final class Trainer {
             history = lines.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
                 .filter { $0.epoch <= state.epoch }
         } else {
-            // Parameters `initial` lacks (the auxiliary head's, when starting from released weights) start fresh.
-            values = initial ?? [:]
-            let names = Set(values.keys)
-            if trainingGraph.parameters.contains(where: { !names.contains($0.name) }) {
-                values.merge(ModelName.initialValues(trainingGraph, seed: configuration.seed)) { a, _ in a }
+            values = initial ?? ModelName.initialValues(trainingGraph, seed: configuration.seed)
+            // Released weights have no auxiliary head: it starts fresh.
+            if initial != nil, let auxiliaryHead {
+                values.merge(ModelName.initialValues(auxiliaryHead, seed: configuration.seed)) { a, _ in a }
             }
             try Self.writeAtomically(try JSONEncoder.pretty.encode(configuration), to: run.appendingPathComponent("config.json"))
             if let decay = configuration.averageDecay {
@@ -173,10 +176,10 @@ public final class Trainer {
 
     struct RunState: Codable { var epoch: Int; var steps: Int }
 
-    /// The graph that is trained: the network, with the auxiliary head when the configuration asks for it (refused
-    /// for networks without one, and for input sizes that do not give it its 1×1 output).
-    static func trainingGraph(_ c: TrainingConfiguration, _ name: ModelName) throws -> Graph {
-        guard c.auxiliaryWeight != nil else { return name.graph(classes: c.classes.count, repeats: c.repeats) }
+    /// The network with the auxiliary head, when the configuration asks for it (refused for networks without one, and
+    /// for input sizes that do not give it its 1×1 output); nil when it does not.
+    static func graphWithAuxiliaryHead(_ c: TrainingConfiguration, _ name: ModelName) throws -> Graph? {
+        guard c.auxiliaryWeight != nil else { return nil }
         guard name.hasAuxiliaryHead else { throw TrainingError.noAuxiliaryHead(model: name.rawValue) }
         let graph = name.graph(classes: c.classes.count, repeats: c.repeats, auxiliaryHead: true)
         guard graph.inferShapes(n: 1, h: c.inputSize, w: c.inputSize) != nil else {
@@ -334,11 +337,9 @@ public final class Trainer {
         let metadata = ["format": "pt", "epoch": "\(epoch)", "model": name.rawValue]
         try SafeTensorsFile.write(name.checkpointTensors(graph, training.values), metadata: metadata,
                                   to: run.appendingPathComponent("model.safetensors"))
-        let network = Set(graph.parameters.map(\.name))
-        let auxiliary = training.graph.parameters.filter { !network.contains($0.name) }
-        if !auxiliary.isEmpty {
-            try SafeTensorsFile.write(auxiliary.map { ($0.name, $0.shape, training.values[$0.name]!) }, metadata: metadata,
-                                      to: run.appendingPathComponent("auxiliary.safetensors"))
+        if let auxiliaryHead {
+            try SafeTensorsFile.write(auxiliaryHead.parameters.map { ($0.name, $0.shape, training.values[$0.name]!) },
+                                      metadata: metadata, to: run.appendingPathComponent("auxiliary.safetensors"))
         }
         if let average {
             try SafeTensorsFile.write(name.checkpointTensors(graph, average.values), metadata: metadata,
