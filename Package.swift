@@ -35,6 +35,8 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
         // Keeps libjpeg's and libpng's longjmp error handling inside C.
         .target(name: "CImageDecode", dependencies: ["CJPEG", "CPNG"]),
+        // libc calls Swift's Glibc module does not export (malloc_trim).
+        .target(name: "CInceptionSystem"),
         // safetensors, npy and image readers/writers; Pillow-exact resizing.
         .target(name: "InceptionIO", dependencies: ["CImageDecode"]),
         // The three networks of arXiv 1602.07261 and their released variants, as graphs.
@@ -43,7 +45,7 @@ let package = Package(
         .target(name: "Inception", dependencies: ["InceptionEngine", "InceptionIO", "InceptionModels"]),
         // `inception serve`: HTTP endpoints, dynamic batching, back-pressure, metrics.
         .target(name: "InceptionServer", dependencies: [
-            "Inception", "InceptionIO",
+            "Inception", "InceptionIO", "CInceptionSystem",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

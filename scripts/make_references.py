@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import random
+import subprocess
 import sys
 
 import numpy as np
@@ -404,6 +405,10 @@ def make_images(out):
     rgba.putalpha(Image.linear_gradient("L").resize(motorcycle.size))
     rgba.save(os.path.join(folder, "motorcycle_rgba.png"))
     chelsea.quantize(colors=200).save(os.path.join(folder, "chelsea_palette.png"))
+    # Extreme aspect ratios (a photo squeezed to one or two pixels across): the resize to the short side makes a
+    # very long image, of which the crop keeps a square.
+    chelsea.resize((1, 600), Image.BICUBIC).save(os.path.join(folder, "chelsea_thin_tall.png"))
+    chelsea.resize((800, 2), Image.BICUBIC).save(os.path.join(folder, "chelsea_thin_wide.png"))
     coffee16 = (np.asarray(coffee, dtype=np.uint16) * 257 + np.random.default_rng(0).integers(0, 257, size=np.asarray(coffee).shape)).astype(np.uint16)
     write_png16(os.path.join(folder, "coffee_rgb16.png"), coffee16)
     gray16 = coffee16[..., 1]
@@ -439,6 +444,8 @@ def main():
         make(name, args.out, seed)
     make_optimizer_references(args.out, seed)
     make_images(args.out)
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "make_attacks.py"),
+                    os.path.join(args.out, "attacks")], check=True)
 
 
 if __name__ == "__main__":

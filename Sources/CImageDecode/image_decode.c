@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
@@ -16,6 +17,14 @@ static void set_message(char *message, size_t size, const char *text) {
     message[size - 1] = 0;
 }
 
+long long inception_monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static int past(long long deadline_ns) { return deadline_ns > 0 && inception_monotonic_ns() > deadline_ns; }
+
 // MARK: JPEG
 
 typedef struct {
@@ -23,6 +32,20 @@ typedef struct {
     jmp_buf jump;
     char message[JMSG_LENGTH_MAX];
 } jpeg_error_context;
+
+// libjpeg calls the progress monitor for every row of every pass (a progressive JPEG may hold thousands of scans).
+typedef struct {
+    struct jpeg_progress_mgr pub;
+    long long deadline_ns;
+} jpeg_deadline;
+
+static void jpeg_on_progress(j_common_ptr cinfo) {
+    jpeg_deadline *d = (jpeg_deadline *)cinfo->progress;
+    if (!past(d->deadline_ns)) return;
+    jpeg_error_context *e = (jpeg_error_context *)cinfo->err;
+    set_message(e->message, sizeof e->message, "decoding took longer than its time limit");
+    longjmp(e->jump, 2);
+}
 
 static void jpeg_on_error(j_common_ptr cinfo) {
     jpeg_error_context *e = (jpeg_error_context *)cinfo->err;
@@ -42,24 +65,27 @@ static unsigned char cmyk_channel(int c, int k) {
     return (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-int inception_decode_jpeg(const unsigned char *data, size_t size, long long max_pixels,
+int inception_decode_jpeg(const unsigned char *data, size_t size, long long max_pixels, long long deadline_ns,
                           inception_rgb_image *out, char *message, size_t message_size) {
     struct jpeg_decompress_struct cinfo;
     jpeg_error_context err;
+    jpeg_deadline deadline = {{jpeg_on_progress, 0, 0, 0, 0}, deadline_ns};
+    int jumped;
     unsigned char *volatile pixels = NULL;
     unsigned char *volatile row = NULL;
     memset(out, 0, sizeof *out);
     cinfo.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = jpeg_on_error;
     err.pub.emit_message = jpeg_on_message;
-    if (setjmp(err.jump)) {
+    if ((jumped = setjmp(err.jump))) {
         set_message(message, message_size, err.message);
         free(pixels);
         free(row);
         jpeg_destroy_decompress(&cinfo);
-        return INCEPTION_DECODE_CORRUPT;
+        return jumped == 2 ? INCEPTION_DECODE_TOO_SLOW : INCEPTION_DECODE_CORRUPT;
     }
     jpeg_create_decompress(&cinfo);
+    cinfo.progress = &deadline.pub;
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
     if ((long long)cinfo.image_width * (long long)cinfo.image_height > max_pixels) {
@@ -112,8 +138,19 @@ int inception_decode_jpeg(const unsigned char *data, size_t size, long long max_
 typedef struct {
     const unsigned char *data;
     size_t size, offset;
+    long long deadline_ns;
+    int too_slow;
     char message[256];
 } png_context;
+
+// Called after every row of every interlace pass.
+static void png_on_row(png_structp png, png_uint_32 row, int pass) {
+    (void)row; (void)pass;
+    png_context *ctx = (png_context *)png_get_io_ptr(png);
+    if (!past(ctx->deadline_ns)) return;
+    ctx->too_slow = 1;
+    png_error(png, "decoding took longer than its time limit");
+}
 
 static void png_on_error(png_structp png, png_const_charp text) {
     png_context *ctx = (png_context *)png_get_error_ptr(png);
@@ -130,9 +167,9 @@ static void png_read_memory(png_structp png, png_bytep out, png_size_t count) {
     ctx->offset += count;
 }
 
-int inception_decode_png(const unsigned char *data, size_t size, long long max_pixels,
+int inception_decode_png(const unsigned char *data, size_t size, long long max_pixels, long long deadline_ns,
                          inception_rgb_image *out, char *message, size_t message_size) {
-    png_context ctx = {data, size, 0, {0}};
+    png_context ctx = {data, size, 0, deadline_ns, 0, {0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     unsigned char *volatile pixels = NULL;
@@ -147,9 +184,10 @@ int inception_decode_png(const unsigned char *data, size_t size, long long max_p
         free(pixels);
         free(rows);
         png_destroy_read_struct(&png, &info, NULL);
-        return INCEPTION_DECODE_CORRUPT;
+        return ctx.too_slow ? INCEPTION_DECODE_TOO_SLOW : INCEPTION_DECODE_CORRUPT;
     }
     png_set_read_fn(png, &ctx, png_read_memory);
+    png_set_read_status_fn(png, png_on_row);
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
     png_read_info(png, info);
     png_uint_32 width = png_get_image_width(png, info), height = png_get_image_height(png, info);

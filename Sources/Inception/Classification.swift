@@ -25,7 +25,7 @@ extension InceptionModel {
     public func classify(_ images: [RGBImage], top: Int = 5, threads: Int = Parallel.defaultThreads) throws -> [[Prediction]] {
         guard graph.outputs["logits"] != nil else { throw InputError.unknownOutput("logits", model: name.rawValue, available: outputNames) }
         let logits = try compiled.run(name.preprocessing.batch(images), output: graph.outputs["logits"], threads: threads)
-        return predictions(logits: logits, top: top)
+        return predictions(logits: try finite(logits, output: "logits"), top: top)
     }
 
     /// Softmax and top-k of a `[n, classes]` logits tensor.
@@ -47,6 +47,7 @@ extension InceptionModel {
     /// classifier: `[n, dimension]`.
     public func embed(_ images: [RGBImage], threads: Int = Parallel.defaultThreads) throws -> Tensor {
         let output = graph.outputs["embedding"] ?? graph.outputs["features"]!
-        return try compiled.run(name.preprocessing.batch(images), output: output, threads: threads)
+        let result = try compiled.run(name.preprocessing.batch(images), output: output, threads: threads)
+        return try finite(result, output: graph.outputs["embedding"] != nil ? "embedding" : "features")
     }
 }

@@ -23,8 +23,13 @@ public final class InceptionModel: Sendable {
         let graph = name.graph(classes: classes)
         try Self.verify(graph, name, file)
         // Each tensor is read once, here, and checked for NaN and infinities as it is read.
-        let compiled = try CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) {
-            try Self.finiteFloats(file, name.checkpointKey($0))
+        let compiled: CompiledGraph
+        do {
+            compiled = try CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) {
+                try Self.finiteFloats(file, name.checkpointKey($0))
+            }
+        } catch let error as ParameterError {
+            throw WeightsError.unusable(key: name.checkpointKey(error.parameter), reason: error)
         }
         self.init(name: name, compiled: compiled)
     }
@@ -90,10 +95,14 @@ public final class InceptionModel: Sendable {
     public var outputNames: [String] { graph.outputs.keys.sorted() }
 
     /// The primary output — logits, or the L2-normalised embedding of the face model — or the named `output`,
-    /// for an NCHW batch `[n, 3, h, w]` (the layout of PyTorch and ONNX).
-    public func callAsFunction(nchw input: Tensor, output: String? = nil,
-                               threads: Int = Parallel.defaultThreads) throws -> Tensor {
+    /// for an NCHW batch `[n, 3, h, w]` (the layout of PyTorch and ONNX). An input holding NaN or infinities is
+    /// refused unless `allowNonFinite`, and so is an output that overflowed.
+    public func callAsFunction(nchw input: Tensor, output: String? = nil, threads: Int = Parallel.defaultThreads,
+                               allowNonFinite: Bool = false) throws -> Tensor {
         guard input.shape.count == 4 else { throw InputError.wrongRank(input.shape) }
+        if !allowNonFinite, let first = input.scalars.firstIndex(where: { !$0.isFinite }) {
+            throw InputError.nonFinite(count: input.scalars.lazy.filter { !$0.isFinite }.count, first: first)
+        }
         guard input.shape[1] == graph.inputChannels else {
             throw InputError.wrongChannels(expected: graph.inputChannels, shape: input.shape)
         }
@@ -104,7 +113,25 @@ public final class InceptionModel: Sendable {
             }
             node = index
         }
-        return try compiled.run(input.nchwToNHWC(), output: node, threads: threads)
+        let result = try compiled.run(input.nchwToNHWC(), output: node, threads: threads)
+        return allowNonFinite ? result : try finite(result, output: output ?? "logits")
+    }
+
+    /// `tensor`, or an error when the network's output overflowed (weights far out of range).
+    func finite(_ tensor: Tensor, output: String) throws -> Tensor {
+        guard tensor.scalars.allSatisfy(\.isFinite) else { throw OutputError.nonFinite(output: output) }
+        return tensor
+    }
+}
+
+public enum OutputError: Error, Equatable, CustomStringConvertible {
+    case nonFinite(output: String)
+
+    public var description: String {
+        switch self {
+        case let .nonFinite(output):
+            return "the network's \(output) hold NaN or infinite values: its weights are out of range for this input"
+        }
     }
 }
 
@@ -113,6 +140,8 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
     case missingTensors([String], model: String)
     case unexpectedTensors([String], model: String)
     case nonFinite(key: String)
+    /// A value the network cannot use: a negative BatchNorm variance, or weights that overflow once folded.
+    case unusable(key: String, reason: ParameterError)
     case otherModel(model: String, weightsFor: String)
 
     public var description: String {
@@ -127,6 +156,13 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
         case let .unexpectedTensors(keys, model):
             return "weights do not fit \(model): \(keys.count) tensor(s) the model does not use: \(list(keys))"
         case let .nonFinite(key): return "weights are corrupt: tensor '\(key)' contains NaN or infinite values"
+        case let .unusable(key, reason):
+            switch reason {
+            case let .negativeVariance(_, channel, value):
+                return "weights are corrupt: tensor '\(key)' is a BatchNorm variance but holds \(value) at channel \(channel)"
+            case .overflowAfterFolding:
+                return "weights are out of range: tensor '\(key)' overflows Float once its BatchNorm is folded in"
+            }
         case let .otherModel(model, other): return "these are \(other) weights, not \(model): use --model \(other)"
         }
     }
@@ -136,9 +172,12 @@ public enum InputError: Error, Equatable, CustomStringConvertible {
     case wrongRank([Int])
     case wrongChannels(expected: Int, shape: [Int])
     case unknownOutput(String, model: String, available: [String])
+    case nonFinite(count: Int, first: Int)
 
     public var description: String {
         switch self {
+        case let .nonFinite(count, first):
+            return "the input holds \(count) NaN or infinite values (the first at flat index \(first))"
         case let .wrongRank(shape): return "input must have shape (N, 3, H, W), got \(shape)"
         case let .wrongChannels(expected, shape): return "input must have \(expected) channels in (N, C, H, W), got shape \(shape)"
         case let .unknownOutput(output, model, available):

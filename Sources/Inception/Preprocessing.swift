@@ -32,17 +32,20 @@ public struct Preprocessing: Sendable, Equatable {
     public func resizeSize(inputSize: Int) -> Int { Int((Double(inputSize) / cropFraction).rounded(.down)) }
 
     /// The resized and centre-cropped image, before normalisation (what torchvision's Resize and CenterCrop give).
+    /// Only the pixels the crop keeps are computed, so an extreme aspect ratio (1 × 100 000) costs no more memory
+    /// than a photo: the resize's output would be 341 × 34 100 000, the crop is 299 × 299.
     public func crop(_ image: RGBImage, inputSize: Int? = nil) -> RGBImage {
         let size = inputSize ?? self.inputSize
         let short = resizeSize(inputSize: size)
         // torchvision: the short side becomes `short`, the long side int(short · long / short side).
         let (w, h) = (image.width, image.height)
         let (newW, newH) = w <= h ? (short, Int(Double(short * h) / Double(w))) : (Int(Double(short * w) / Double(h)), short)
-        let resized = (newW, newH) == (w, h) ? image : image.resized(width: newW, height: newH, filter: interpolation)
         // torchvision's centre crop rounds with Python's round(), half to even.
-        let top = (Double(resized.height - size) / 2).rounded(.toNearestOrEven)
-        let left = (Double(resized.width - size) / 2).rounded(.toNearestOrEven)
-        return resized.cropped(left: Int(left), top: Int(top), width: size, height: size)
+        let top = Int((Double(newH - size) / 2).rounded(.toNearestOrEven))
+        let left = Int((Double(newW - size) / 2).rounded(.toNearestOrEven))
+        if (newW, newH) == (w, h) { return image.cropped(left: left, top: top, width: size, height: size) }
+        return image.resized(width: newW, height: newH, filter: interpolation,
+                             keeping: .init(left: left, top: top, width: size, height: size))
     }
 
     /// The normalised `size × size × 3` pixels (NHWC, one image).

@@ -42,7 +42,7 @@ func reported(_ error: any Error) -> any Error {
 }
 
 func printJSON(_ object: Any) throws {
-    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    let data = try JSON.data(object, pretty: true)
     print(String(decoding: data, as: UTF8.self))
 }
 

@@ -21,13 +21,17 @@ struct Predict: ParsableCommand {
     @Option(help: "Which output to write: logits, features (pooled, before the classifier) or embedding (face model). Default: logits, or the embedding for the face model.")
     var result: String?
 
+    @Flag(help: "Run inputs that hold NaN or infinities (refused by default), and write outputs that do.")
+    var allowNonfinite = false
+
     @OptionGroup var threads: ThreadsOption
 
     func run() throws {
         try reportingErrors {
             let net = try InceptionModel(model.model, weights: URL(fileURLWithPath: weights))
             let (shape, values) = try NPY.read(contentsOf: URL(fileURLWithPath: input))
-            let logits = try net(nchw: Tensor(shape: shape, scalars: values), output: result, threads: threads.threads)
+            let logits = try net(nchw: Tensor(shape: shape, scalars: values), output: result, threads: threads.threads,
+                                 allowNonFinite: allowNonfinite)
             try NPY.write(shape: logits.shape, values: logits.scalars, to: URL(fileURLWithPath: output))
         }
     }

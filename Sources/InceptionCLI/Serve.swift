@@ -39,11 +39,44 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes; larger gets 413.")
     var maxBodyBytes = 16 << 20
 
+    @Option(help: "Request bytes held at once, all requests together (each counted from its Content-Length, else --max-body-bytes, before it is read); past it, 503.")
+    var maxBytesInFlight = 128 << 20
+
+    @Option(help: "Images of more pixels are refused from their header, before decoding (400).")
+    var maxImagePixels = 25_000_000
+
+    @Option(help: "Seconds an image may take to decode; a slower one is refused (400).")
+    var decodeTimeLimit = 5.0
+
+    @Option(help: "Threads that decode images, below the forward passes' priority.")
+    var decodeThreads = 4
+
+    @Option(help: "Seconds a connection may stay idle (before a request's first byte) before it is closed.")
+    var idleTimeout = 30.0
+
+    @Option(help: "Seconds from a request's first byte to the end of its headers before the connection is closed.")
+    var headerTimeout = 10.0
+
+    @Option(help: "Seconds from a request's headers to the end of its body before the connection is closed.")
+    var bodyTimeout = 60.0
+
+    @Option(help: "After SIGTERM, seconds the requests already received may take; then remaining connections are closed.")
+    var drainTimeout = 10.0
+
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
-        guard maxBatch >= 1, maxQueue >= 1, maxDelayMs >= 0, maxBodyBytes >= 1 else {
-            throw ValidationError("--max-batch, --max-queue and --max-body-bytes must be at least 1, --max-delay-ms at least 0")
+        guard maxBatch >= 1, maxQueue >= 1, maxDelayMs >= 0, maxBodyBytes >= 1, maxBytesInFlight >= 1, maxImagePixels >= 1,
+              decodeThreads >= 1 else {
+            throw ValidationError("""
+                --max-batch, --max-queue, --max-body-bytes, --max-bytes-in-flight, --max-image-pixels and --decode-threads \
+                must be at least 1, --max-delay-ms at least 0
+                """)
+        }
+        for (name, seconds) in [("--decode-time-limit", decodeTimeLimit), ("--idle-timeout", idleTimeout),
+                                ("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout),
+                                ("--drain-timeout", drainTimeout)] where !(seconds > 0 && seconds <= 86_400) {
+            throw ValidationError("\(name) must be a number of seconds above 0 and at most 86400")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
         guard weights.isEmpty || weights.count == models.count else {
@@ -61,6 +94,14 @@ struct Serve: AsyncParsableCommand {
         configuration.port = port
         configuration.limits = .init(maxBatch: maxBatch, maxDelay: .milliseconds(maxDelayMs), maxQueue: maxQueue)
         configuration.maxBodyBytes = maxBodyBytes
+        configuration.maxBytesInFlight = maxBytesInFlight
+        configuration.maxImagePixels = maxImagePixels
+        configuration.decodeTimeLimit = .seconds(decodeTimeLimit)
+        configuration.decodeThreads = decodeThreads
+        configuration.timeouts.idle = .seconds(idleTimeout)
+        configuration.timeouts.header = .seconds(headerTimeout)
+        configuration.timeouts.body = .seconds(bodyTimeout)
+        configuration.drainTimeout = .seconds(drainTimeout)
         configuration.threads = threads.threads
         let sources = models.enumerated().map { i, name in
             let file = weights.isEmpty ? nil : weights[i]

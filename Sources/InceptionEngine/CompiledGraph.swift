@@ -202,23 +202,28 @@ public final class CompiledGraph: Sendable {
         zeros = AlignedBuffer(count: widest, zeroed: true)
     }
 
-    /// Per-channel (scale, shift) of an inference BatchNorm, computed in Double.
+    /// Per-channel (scale, shift) of an inference BatchNorm, computed in Double. A negative running variance (which
+    /// no training produces) or a scale or shift beyond Float's range is refused, naming the parameter.
     static func batchNormAffine(_ prefix: String, _ epsilon: Float, _ parameter: (String) throws -> [Float])
-        rethrows -> (scale: [Float], shift: [Float])
+        throws -> (scale: [Float], shift: [Float])
     {
         let gamma = try parameter("\(prefix).weight"), beta = try parameter("\(prefix).bias")
         let mean = try parameter("\(prefix).running_mean"), variance = try parameter("\(prefix).running_var")
         var scale = [Float](), shift = [Float]()
         for c in gamma.indices {
+            guard variance[c] >= 0 else {
+                throw ParameterError.negativeVariance(parameter: "\(prefix).running_var", channel: c, value: variance[c])
+            }
             let s = Double(gamma[c]) / (Double(variance[c]) + Double(epsilon)).squareRoot()
             scale.append(Float(s))
             shift.append(Float(Double(beta[c]) - Double(mean[c]) * s))
+            guard scale[c].isFinite && shift[c].isFinite else { throw ParameterError.overflowAfterFolding(parameter: "\(prefix).weight") }
         }
         return (scale, shift)
     }
 
     /// A convolution's weights (OIHW) and bias with its BatchNorm folded in.
-    static func folded(_ g: ConvGeometry, _ p: ConvParameters, _ parameter: (String) throws -> [Float]) rethrows
+    static func folded(_ g: ConvGeometry, _ p: ConvParameters, _ parameter: (String) throws -> [Float]) throws
         -> (weights: [Float], bias: [Float]?)
     {
         var weights = try parameter(p.weight)
@@ -230,12 +235,15 @@ public final class CompiledGraph: Sendable {
                 for j in 0..<perOutput { weights[o * perOutput + j] *= s[o] }
             }
             bias = (0..<g.outChannels).map { o in shift[o] + (bias?[o] ?? 0) * s[o] }
+            guard weights.allSatisfy(\.isFinite) && bias!.allSatisfy(\.isFinite) else {
+                throw ParameterError.overflowAfterFolding(parameter: p.weight)
+            }
         }
         return (weights, bias)
     }
 
     static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
-                     winograd: Bool, outputSize: (h: Int, w: Int), _ parameter: (String) throws -> [Float]) rethrows
+                     winograd: Bool, outputSize: (h: Int, w: Int), _ parameter: (String) throws -> [Float]) throws
         -> ConvolutionKernel {
         let (weights, bias) = try folded(g, p, parameter)
         if winograd, let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale,

@@ -84,6 +84,28 @@ public enum GraphError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// Parameter values the engine cannot use, named by the graph's parameter name (a loader maps it to its file's key).
+public enum ParameterError: Error, Equatable, CustomStringConvertible {
+    case negativeVariance(parameter: String, channel: Int, value: Float)
+    /// Folding a BatchNorm into its convolution gave values beyond Float's range.
+    case overflowAfterFolding(parameter: String)
+
+    public var parameter: String {
+        switch self {
+        case let .negativeVariance(name, _, _), let .overflowAfterFolding(name): return name
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .negativeVariance(name, channel, value):
+            return "tensor '\(name)' is a BatchNorm variance but holds \(value) (channel \(channel)); a variance cannot be negative"
+        case let .overflowAfterFolding(name):
+            return "tensor '\(name)' overflows Float's range once its BatchNorm is folded in"
+        }
+    }
+}
+
 public struct Graph: Sendable {
     public internal(set) var nodes: [Node]
     /// The primary output (logits, or the embedding of a face model).

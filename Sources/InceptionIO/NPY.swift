@@ -6,8 +6,8 @@ import Foundation
 public enum NPY {
     public static func read(contentsOf url: URL) throws -> (shape: [Int], values: [Float]) {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw NPYError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
+        do { data = try FileInput.read(url, maximumBytes: .max, mapped: true) } catch {
+            throw NPYError.unreadable(path: url.path, reason: error.description)
         }
         return try read(data)
     }

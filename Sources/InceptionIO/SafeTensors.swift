@@ -47,9 +47,9 @@ public struct SafeTensorsFile: Sendable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
+            data = try FileInput.read(url, maximumBytes: .max, mapped: true)
         } catch {
-            throw SafeTensorsError.unreadable(path: url.path, reason: (error as NSError).localizedDescription)
+            throw SafeTensorsError.unreadable(path: url.path, reason: error.description)
         }
         try self.init(data: data)
         mapped = true
@@ -69,6 +69,7 @@ public struct SafeTensorsFile: Sendable {
         dataStart = 8 + Int(length)
         let dataSize = size - dataStart
         let header = data.subdata(in: data.startIndex + 8 ..< data.startIndex + dataStart)
+        if let duplicate = Self.duplicateTopLevelKey(header) { throw SafeTensorsError.duplicateKey(name: duplicate) }
         let raw: [String: HeaderValue]
         do {
             raw = try JSONDecoder().decode([String: HeaderValue].self, from: header)
@@ -111,6 +112,15 @@ public struct SafeTensorsFile: Sendable {
         for (a, b) in zip(ordered, ordered.dropFirst()) where b.byteRange.lowerBound < a.byteRange.upperBound {
             throw SafeTensorsError.overlappingTensors(first: a.name, second: b.name)
         }
+        // As Python's safetensors: the tensors cover the data exactly, one after another.
+        var end = 0
+        for entry in ordered {
+            guard entry.byteRange.lowerBound == end else {
+                throw SafeTensorsError.gapInData(name: entry.name, begin: entry.byteRange.lowerBound, previousEnd: end)
+            }
+            end = entry.byteRange.upperBound
+        }
+        guard end == dataSize else { throw SafeTensorsError.trailingBytes(count: dataSize - end) }
         self.entries = entries
         self.metadata = metadata
     }
@@ -159,6 +169,38 @@ public struct SafeTensorsFile: Sendable {
         out.append(json)
         for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }
         try out.write(to: url, options: .atomic)
+    }
+
+    /// The first key that the header's top-level object holds twice (JSONDecoder keeps one silently), if any.
+    static func duplicateTopLevelKey(_ header: Data) -> String? {
+        var seen = Set<String>(), depth = 0, i = header.startIndex
+        var lastString: Range<Int>? = nil
+        while i < header.endIndex {
+            let byte = header[i]
+            switch byte {
+            case UInt8(ascii: "\""):
+                let start = i
+                i += 1
+                while i < header.endIndex && header[i] != UInt8(ascii: "\"") { i += header[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                guard i < header.endIndex else { return nil }  // unterminated: the JSON decoder says so
+                lastString = start..<(i + 1)
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1; lastString = nil
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1; lastString = nil
+            case UInt8(ascii: ":"):
+                if depth == 1, let key = lastString {
+                    // Escapes spell one key several ways: compare decoded keys.
+                    let raw = header[key]
+                    let name = raw.contains(UInt8(ascii: "\\")) ? (try? JSONDecoder().decode(String.self, from: raw))
+                        : String(decoding: raw.dropFirst().dropLast(), as: UTF8.self)
+                    if let name, !seen.insert(name).inserted { return name }
+                }
+                lastString = nil
+            case UInt8(ascii: " "), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "\t"): break
+            default: lastString = nil
+            }
+            i += 1
+        }
+        return nil
     }
 
     private static func describe(_ error: Error) -> String {
@@ -220,6 +262,9 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
     case offsetsOutsideData(name: String, end: Int, dataSize: Int)
     case sizeMismatch(name: String, shape: [Int], dtype: String, byteLength: Int)
     case overlappingTensors(first: String, second: String)
+    case duplicateKey(name: String)
+    case gapInData(name: String, begin: Int, previousEnd: Int)
+    case trailingBytes(count: Int)
     case missingTensor(name: String)
     case notFloatingPoint(name: String, dtype: String)
 
@@ -238,6 +283,10 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
         case let .sizeMismatch(name, shape, dtype, length):
             return "safetensors tensor '\(name)' of shape \(shape) and dtype \(dtype) cannot occupy \(length) bytes"
         case let .overlappingTensors(a, b): return "safetensors tensors '\(a)' and '\(b)' overlap"
+        case let .duplicateKey(name): return "safetensors header names '\(name)' twice"
+        case let .gapInData(name, begin, end):
+            return "safetensors tensor '\(name)' starts at byte \(begin) of the data, not where the previous one ends (\(end))"
+        case let .trailingBytes(count): return "safetensors file has \(count) bytes after its last tensor"
         case let .missingTensor(name): return "safetensors file has no tensor '\(name)'"
         case let .notFloatingPoint(name, dtype):
             return "safetensors tensor '\(name)' has dtype \(dtype); only F32, F16 and BF16 can be loaded"

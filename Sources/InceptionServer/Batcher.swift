@@ -16,11 +16,14 @@ public final class Batcher: @unchecked Sendable {
         /// More than `maxQueue` requests are waiting; try again after about `retryAfter` seconds.
         case overloaded(waiting: Int, retryAfter: Int)
         case shuttingDown
+        /// The client closed its connection before the request's forward pass started; it was dropped.
+        case clientGone
 
         public var description: String {
             switch self {
             case let .overloaded(waiting, _): return "the server is busy: \(waiting) requests are already waiting for this model"
             case .shuttingDown: return "the server is shutting down"
+            case .clientGone: return "the client closed the connection before its request ran"
             }
         }
     }
@@ -28,7 +31,8 @@ public final class Batcher: @unchecked Sendable {
     public struct Limits: Sendable {
         public var maxBatch: Int
         public var maxDelay: Duration
-        /// Requests waiting for a batch (not counting the one running) before new ones are refused.
+        /// Requests admitted and not yet in a forward pass — being read, decoded or waiting for a batch — before
+        /// new ones are refused.
         public var maxQueue: Int
 
         public init(maxBatch: Int = 8, maxDelay: Duration = .milliseconds(5), maxQueue: Int = 64) {
@@ -47,6 +51,8 @@ public final class Batcher: @unchecked Sendable {
         let pixels: [Float]
         let output: String
         let arrived: ContinuousClock.Instant
+        /// True once the client has gone: the job is dropped instead of run.
+        let abandoned: @Sendable () -> Bool
         let continuation: CheckedContinuation<[Float], any Error>
     }
 
@@ -72,11 +78,23 @@ public final class Batcher: @unchecked Sendable {
         thread.start()
     }
 
-    /// A request is on its way: call when its handling starts, then `run(…, announced: true)` or `withdraw()`.
-    public func announce() {
+    /// A request is on its way: call when its handling starts, before its body is read, then
+    /// `run(…, announced: true)` or `withdraw()`. Refused when `maxQueue` requests are already admitted (being read,
+    /// decoded or waiting), so that an overloaded server says so before it reads another body.
+    public func admit() throws(Refusal) {
         condition.lock()
+        defer { condition.unlock() }
+        if closed { throw .shuttingDown }
+        let admitted = announced + waiting.count
+        guard admitted < limits.maxQueue else { throw overloaded(admitted) }
         announced += 1
-        condition.unlock()
+    }
+
+    /// Roughly how long until the queue has drained: the batches ahead, at the last batch's pace. Call locked.
+    private func overloaded(_ ahead: Int) -> Refusal {
+        let batches = Double(ahead / limits.maxBatch + 1)
+        let seconds = batches * (lastBatchDuration / .seconds(1))
+        return .overloaded(waiting: ahead, retryAfter: max(1, Int(seconds.rounded(.up))))
     }
 
     /// An announced request will not come (its image did not decode, say).
@@ -87,8 +105,10 @@ public final class Batcher: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The network's `output` row for one preprocessed image (NHWC pixels of the model's input size).
-    public func run(pixels: [Float], output: String, announced wasAnnounced: Bool = false) async throws -> [Float] {
+    /// The network's `output` row for one preprocessed image (NHWC pixels of the model's input size). A request
+    /// whose `abandoned` turns true before its batch starts is dropped with `Refusal.clientGone`.
+    public func run(pixels: [Float], output: String, announced wasAnnounced: Bool = false,
+                    abandoned: @escaping @Sendable () -> Bool = { false }) async throws -> [Float] {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             defer { condition.unlock() }
@@ -97,13 +117,12 @@ public final class Batcher: @unchecked Sendable {
                 condition.signal()
             }
             if closed { return continuation.resume(throwing: Refusal.shuttingDown) }
-            if waiting.count >= limits.maxQueue {
-                // Roughly how long until the queue has drained: the batches ahead of it, at the last batch's pace.
-                let batches = Double(waiting.count / limits.maxBatch + 1)
-                let seconds = batches * (lastBatchDuration / .seconds(1))
-                return continuation.resume(throwing: Refusal.overloaded(waiting: waiting.count, retryAfter: max(1, Int(seconds.rounded(.up)))))
+            // Admitted requests were counted by `admit`; others are refused here when the queue is full.
+            if !wasAnnounced && waiting.count >= limits.maxQueue {
+                return continuation.resume(throwing: overloaded(waiting.count))
             }
-            waiting.append(Job(pixels: pixels, output: output, arrived: .now, continuation: continuation))
+            if abandoned() { return continuation.resume(throwing: Refusal.clientGone) }
+            waiting.append(Job(pixels: pixels, output: output, arrived: .now, abandoned: abandoned, continuation: continuation))
             observer.queueDepth(waiting.count)
             condition.signal()
         }
@@ -129,6 +148,7 @@ public final class Batcher: @unchecked Sendable {
     private func serve() {
         defer { finished.signal() }
         while let batch = nextBatch() {
+            if batch.isEmpty { continue }  // every request of it was abandoned
             let started = ContinuousClock.now
             let size = model.name.preprocessing.inputSize
             let result = Result {
@@ -161,11 +181,16 @@ public final class Batcher: @unchecked Sendable {
         while !closed && announced > 0 && waiting.lazy.filter({ $0.output == first.output }).count < limits.maxBatch {
             let left = deadline - .now
             guard left > .zero else { break }
-            condition.wait(until: Date(timeIntervalSinceNow: left / .seconds(1)))
+            _ = condition.wait(until: Date(timeIntervalSinceNow: left / .seconds(1)))
         }
         var batch: [Job] = [], rest: [Job] = []
         for job in waiting {
-            if job.output == first.output && batch.count < limits.maxBatch { batch.append(job) } else { rest.append(job) }
+            if job.output == first.output && batch.count < limits.maxBatch {
+                // A request whose client has gone is answered now (nobody reads it) instead of being computed.
+                if job.abandoned() { job.continuation.resume(throwing: Refusal.clientGone) } else { batch.append(job) }
+            } else {
+                rest.append(job)
+            }
         }
         waiting = rest
         observer.queueDepth(waiting.count)

@@ -38,28 +38,73 @@ public enum Multipart {
         throw Error.noBoundary
     }
 
-    /// The parts of a body delimited by `boundary`.
+    /// More parts than an image upload needs are refused: the cap bounds the work a body can ask for.
+    public static let maximumParts = 64
+    /// More header bytes in one part than a browser or `curl -F` sends are refused.
+    public static let maximumHeaderBytes = 16_384
+
+    /// The parts of a body delimited by `boundary`. Linear in the body: each byte is looked at a bounded number of
+    /// times (the delimiter is found with Knuth–Morris–Pratt, never by re-scanning from every position).
     public static func parts(of body: Data, boundary: String) throws -> [Part] {
-        let delimiter = Data("--\(boundary)".utf8)
-        let crlf = Data("\r\n".utf8)
+        let bytes = [UInt8](body)
+        let delimiter = Array("--\(boundary)".utf8)
+        let search = Search(Array("\r\n".utf8) + delimiter)
         // The first delimiter starts the body or a line (anything before it is a preamble).
-        guard var at = body.range(of: delimiter).map(\.lowerBound) else { throw Error.malformed("no boundary line") }
-        if at != body.startIndex {
-            guard at - body.startIndex >= 2, body[(at - 2)..<at] == crlf else { throw Error.malformed("no boundary line") }
+        let at: Int
+        if bytes.starts(with: delimiter) {
+            at = 0
+        } else if let found = search.first(in: bytes, from: 0) {
+            at = found + 2
+        } else {
+            throw Error.malformed("no boundary line")
         }
-        var parts: [Part] = []
+        return try parts(bytes, from: at, delimiter: delimiter, search: search)
+    }
+
+    private static func parts(_ bytes: [UInt8], from start: Int, delimiter: [UInt8], search: Search) throws -> [Part] {
+        var parts: [Part] = [], at = start
+        let crlf = Array("\r\n".utf8)
         while true {
             var cursor = at + delimiter.count
-            if body[cursor...].starts(with: Data("--".utf8)) { return parts }  // the closing delimiter
+            if bytes[cursor...].starts(with: Array("--".utf8)) { return parts }  // the closing delimiter
             // Transport padding, then the line break that ends the delimiter line.
-            while cursor < body.endIndex, body[cursor] == UInt8(ascii: " ") || body[cursor] == UInt8(ascii: "\t") { cursor += 1 }
-            guard body[cursor...].starts(with: crlf) else { throw Error.malformed("boundary line not followed by a line break") }
+            while cursor < bytes.endIndex, bytes[cursor] == UInt8(ascii: " ") || bytes[cursor] == UInt8(ascii: "\t") { cursor += 1 }
+            guard bytes[cursor...].starts(with: crlf) else { throw Error.malformed("boundary line not followed by a line break") }
             cursor += 2
-            guard let next = body.range(of: crlf + delimiter, in: cursor..<body.endIndex) else {
+            guard parts.count < maximumParts else { throw Error.malformed("more than \(maximumParts) parts") }
+            guard let next = search.first(in: bytes, from: cursor) else {
                 throw Error.malformed("part \(parts.count + 1) is not closed by a boundary")
             }
-            parts.append(try part(body[cursor..<next.lowerBound], index: parts.count + 1))
-            at = next.lowerBound + 2
+            parts.append(try part(bytes[cursor..<next], index: parts.count + 1))
+            at = next + 2
+        }
+    }
+
+    /// Knuth–Morris–Pratt search for one pattern: O(text + pattern) whatever the text holds.
+    struct Search {
+        let pattern: [UInt8]
+        /// fallback[i]: the length of the longest proper prefix of pattern[0...i] that is also its suffix.
+        let fallback: [Int]
+
+        init(_ pattern: [UInt8]) {
+            var fallback = [Int](repeating: 0, count: pattern.count), k = 0
+            for i in pattern.indices.dropFirst() {
+                while k > 0 && pattern[i] != pattern[k] { k = fallback[k - 1] }
+                if pattern[i] == pattern[k] { k += 1 }
+                fallback[i] = k
+            }
+            (self.pattern, self.fallback) = (pattern, fallback)
+        }
+
+        /// Where the pattern first occurs at or after `start`.
+        func first(in text: [UInt8], from start: Int) -> Int? {
+            var k = 0
+            for i in start..<max(start, text.count) {
+                while k > 0 && text[i] != pattern[k] { k = fallback[k - 1] }
+                if text[i] == pattern[k] { k += 1 }
+                if k == pattern.count { return i + 1 - k }
+            }
+            return nil
         }
     }
 
@@ -70,17 +115,18 @@ public enum Multipart {
             ?? (parts.count == 1 ? parts[0] : nil)
     }
 
-    private static func part(_ bytes: Data, index: Int) throws -> Part {
-        let separator = Data("\r\n\r\n".utf8)
-        let headerEnd: Range<Data.Index>
-        if bytes.starts(with: Data("\r\n".utf8)) {
+    private static func part(_ bytes: ArraySlice<UInt8>, index: Int) throws -> Part {
+        let headerEnd: Range<Int>
+        if bytes.starts(with: Array("\r\n".utf8)) {
             headerEnd = bytes.startIndex..<(bytes.startIndex + 2)  // no headers
-        } else if let end = bytes.range(of: separator) {
-            headerEnd = end
+        } else if let end = Search(Array("\r\n\r\n".utf8)).first(in: Array(bytes.prefix(maximumHeaderBytes + 4)), from: 0) {
+            headerEnd = (bytes.startIndex + end)..<(bytes.startIndex + end + 4)
+        } else if bytes.count > maximumHeaderBytes {
+            throw Error.malformed("part \(index) has more than \(maximumHeaderBytes) bytes of headers")
         } else {
             throw Error.malformed("part \(index) has no blank line after its headers")
         }
-        guard let head = String(data: bytes[bytes.startIndex..<headerEnd.lowerBound], encoding: .utf8) else {
+        guard let head = String(validating: bytes[bytes.startIndex..<headerEnd.lowerBound], as: UTF8.self) else {
             throw Error.malformed("part \(index) has headers that are not UTF-8")
         }
         var part = Part(body: Data(bytes[headerEnd.upperBound...]))

@@ -21,8 +21,31 @@ public final class InferenceServer: Sendable {
         public var limits = Batcher.Limits()
         /// Larger request bodies get 413 before they are read.
         public var maxBodyBytes = 16 << 20
+        /// Request bytes held at once, all requests together; past it, 503 before the body is read.
+        public var maxBytesInFlight = 128 << 20
         /// Threads per forward pass (one forward pass runs at a time per model).
         public var threads = Parallel.defaultThreads
+        /// Images of more pixels are refused from their header (400), before their pixels are allocated.
+        public var maxImagePixels = 25_000_000
+        /// Decoding an image that takes longer is stopped (400).
+        public var decodeTimeLimit: Duration = .seconds(5)
+        /// Threads that decode and preprocess images (off the event loops, below the forward passes' priority).
+        public var decodeThreads = 4
+        public var timeouts = Timeouts()
+        /// After SIGTERM, how long requests already received may take; then the remaining connections are closed.
+        public var drainTimeout: Duration = .seconds(10)
+
+        public init() {}
+    }
+
+    /// How long a connection may wait in each phase before it is closed (see `ConnectionDeadlines`).
+    public struct Timeouts: Sendable {
+        /// From the connection's start or its last response to the first byte of the next request.
+        public var idle: Duration = .seconds(30)
+        /// From a request's first byte to the end of its head.
+        public var header: Duration = .seconds(10)
+        /// From a request's head to the end of its body.
+        public var body: Duration = .seconds(60)
 
         public init() {}
     }
@@ -49,11 +72,15 @@ public final class InferenceServer: Sendable {
     let sources: [ModelSource]
     let states: Locked<[ModelName: ModelState]>
     let serviceGroup = Locked<ServiceGroup?>(nil)
+    let budget: ByteBudget
+    /// Made when the server starts, closed when it stops.
+    let decoders = Locked<DecodePool?>(nil)
 
     public init(models: [ModelSource], configuration: Configuration = Configuration()) {
         precondition(Set(models.map(\.name)).count == models.count, "a model is listed twice")
         (self.sources, self.configuration) = (models, configuration)
         states = Locked(Dictionary(uniqueKeysWithValues: models.map { ($0.name, ModelState.loading) }))
+        budget = ByteBudget(limit: max(configuration.maxBytesInFlight, configuration.maxBodyBytes))
     }
 
     /// Serves until SIGTERM or SIGINT (or `shutdown` of a surrounding service group): the port opens at once,
@@ -62,8 +89,11 @@ public final class InferenceServer: Sendable {
     public func run(onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) async throws {
         var logger = Logger(label: "inception.serve")
         logger.logLevel = .notice
+        Self.raiseFileLimit()
+        let timeouts = configuration.timeouts
         let app = Application(
             router: router(),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionDeadlines(timeouts)])),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "inception"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
@@ -71,11 +101,32 @@ public final class InferenceServer: Sendable {
         let loader = ServiceGroupConfiguration.ServiceConfiguration(
             service: ModelLoader(server: self), successTerminationBehavior: .gracefullyShutdownGroup,
             failureTerminationBehavior: .gracefullyShutdownGroup)
-        let group = ServiceGroup(configuration: .init(
-            services: [loader, .init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [loader, .init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Past the drain deadline the services are cancelled: the HTTP server closes its remaining connections.
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
+        let group = ServiceGroup(configuration: groupConfiguration)
         serviceGroup.withLock { $0 = group }
-        defer { closeBatchers() }
+        decoders.withLock { $0 = DecodePool(threads: configuration.decodeThreads) }
+        defer {
+            closeBatchers()
+            decoders.withLock { $0?.close() }
+        }
         try await group.run()
+    }
+
+    /// Each connection is a file descriptor: the soft limit (often 1024) is raised to the hard one, so that idle
+    /// connections run into the idle timeout rather than starve the server of descriptors.
+    static func raiseFileLimit() {
+        #if canImport(Glibc)
+        let fileLimit = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let fileLimit = RLIMIT_NOFILE
+        #endif
+        var limit = rlimit()
+        guard getrlimit(fileLimit, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(fileLimit, &limit)
     }
 
     /// What SIGTERM does: stop accepting connections, answer the requests already received, make `run` return.
@@ -117,8 +168,8 @@ public final class InferenceServer: Sendable {
 
     // MARK: Routes
 
-    func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    func router() -> Router<ServerContext> {
+        let router = Router(context: ServerContext.self)
         let served = Set(sources.map(\.name))
         router.add(middleware: RequestMetrics(metrics: metrics) { served.contains($0) })
         router.get("/health") { _, _ in try Self.json(["status": "ok"]) }
@@ -133,8 +184,8 @@ public final class InferenceServer: Sendable {
         }
         router.get("/v1/models") { _, _ in try Self.json(["models": self.sources.map { self.describe($0.name) }]) }
         router.post("/v1/models/:model/classify") { request, context in
+            let top = try Self.top(request, classes: try self.model(context).classes)  // checked before any work
             let (model, row) = try await self.infer(request, context, output: "logits")
-            let top = try Self.top(request, classes: model.classes)
             let logits = Tensor(shape: [1, row.count], scalars: row)
             return try Self.json(["model": model.name.rawValue, "predictions": model.predictions(logits: logits, top: top)[0].map {
                 ["index": $0.index, "label": $0.label, "wordnet_id": $0.wordNetID ?? NSNull(), "probability": Double($0.probability)] as [String: Any]
@@ -174,9 +225,9 @@ public final class InferenceServer: Sendable {
         return entry
     }
 
-    func model(_ context: BasicRequestContext) throws -> InceptionModel { try batcher(context).model }
+    func model(_ context: ServerContext) throws -> InceptionModel { try batcher(context).model }
 
-    func batcher(_ context: BasicRequestContext) throws -> Batcher {
+    func batcher(_ context: ServerContext) throws -> Batcher {
         let requested = context.parameters.get("model") ?? ""
         guard let name = ModelName(rawValue: requested), let state = states.withLock({ $0[name] }) else {
             throw APIError(.notFound, "unknown model '\(requested)'; this server has \(sources.map(\.name.rawValue).joined(separator: ", "))")
@@ -187,8 +238,10 @@ public final class InferenceServer: Sendable {
         return batcher
     }
 
-    /// Reads the image of a request, preprocesses it for the model, and runs it in the next batch.
-    func infer(_ request: Request, _ context: BasicRequestContext, output: String) async throws -> (InceptionModel, [Float]) {
+    /// Reads the image of a request, preprocesses it for the model, and runs it in the next batch. Admission comes
+    /// first — a place in the model's queue and the request's bytes within the server's budget — so that an
+    /// overloaded server answers 503 before it reads a body. Decoding runs on the decode pool with a time limit.
+    func infer(_ request: Request, _ context: ServerContext, output: String) async throws -> (InceptionModel, [Float]) {
         let batcher = try batcher(context)
         let model = batcher.model
         metrics.inProgress(model: model.name.rawValue, by: 1)
@@ -196,39 +249,83 @@ public final class InferenceServer: Sendable {
         guard model.graph.outputs[output] != nil else {
             throw APIError(.badRequest, InputError.unknownOutput(output, model: model.name.rawValue, available: model.outputNames).description)
         }
-        // Announced before the body is read, so that a forming batch waits for this image.
-        batcher.announce()
-        let pixels: [Float]
         do {
-            pixels = model.name.preprocessing.apply(try RGBImage(decoding: try await imageBytes(request)))
-        } catch let error as ImageError {
-            batcher.withdraw()
-            throw APIError(.badRequest, error.description)
+            try batcher.admit()
         } catch {
-            batcher.withdraw()
-            throw error
+            throw refusal(error, model: model)
         }
+        var admitted = true
+        defer { if admitted { batcher.withdraw() } }
+        let bytes = try reserveBody(request)
+        defer { budget.release(bytes) }
+        let pixels = try await decode(try await imageBytes(request, context), for: model)
+        let channel = context.channel
+        admitted = false
+        let row: [Float]
         do {
-            return (model, try await batcher.run(pixels: pixels, output: output, announced: true))
-        } catch let refusal as Batcher.Refusal {
-            if case let .overloaded(_, retryAfter) = refusal {
-                metrics.refused(model: model.name.rawValue)
-                throw APIError(.serviceUnavailable, refusal.description, retryAfter: retryAfter)
+            row = try await batcher.run(pixels: pixels, output: output, announced: true) { !channel.isActive }
+        } catch let error as Batcher.Refusal {
+            throw refusal(error, model: model)
+        }
+        // The weights' fault, not the request's: 500 with the CLI's line.
+        guard row.allSatisfy(\.isFinite) else { throw APIError(.internalServerError, OutputError.nonFinite(output: output).description) }
+        return (model, row)
+    }
+
+    /// The bytes a request may bring (its Content-Length, or the body limit), reserved in the server's budget.
+    func reserveBody(_ request: Request) throws -> Int {
+        let limit = configuration.maxBodyBytes
+        let announced = request.headers[.contentLength].flatMap(Int.init)
+        if let announced, announced > limit {
+            throw APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
+        }
+        let bytes = announced ?? limit
+        guard budget.reserve(bytes) else {
+            throw APIError(.serviceUnavailable, "the server is busy: it is already receiving \(budget.limit) bytes of requests",
+                           retryAfter: 1)
+        }
+        return bytes
+    }
+
+    /// The image's normalised pixels, decoded and preprocessed on the decode pool within the time limit.
+    func decode(_ body: Data, for model: InceptionModel) async throws -> [Float] {
+        guard let pool = decoders.withLock({ $0 }) else { throw APIError(.serviceUnavailable, "the server is not running") }
+        let (pixels, limit) = (configuration.maxImagePixels, configuration.decodeTimeLimit)
+        do {
+            return try await pool.run {
+                model.name.preprocessing.apply(try RGBImage(decoding: body, maximumPixels: pixels, timeLimit: limit))
             }
-            throw APIError(.serviceUnavailable, refusal.description, retryAfter: 1)
+        } catch let error as ImageError {
+            throw APIError(.badRequest, error.description)
+        } catch let error as Batcher.Refusal {
+            throw APIError(.serviceUnavailable, error.description, retryAfter: 1)
         }
     }
 
-    /// The body, or its `image`/`file` part when it is multipart/form-data; at most `maxBodyBytes`.
-    func imageBytes(_ request: Request) async throws -> Data {
+    /// A batcher's refusal as the HTTP answer: 503 (counted) when overloaded or stopping; 499 when the client left.
+    func refusal(_ refusal: Batcher.Refusal, model: InceptionModel) -> APIError {
+        switch refusal {
+        case let .overloaded(_, retryAfter):
+            metrics.refused(model: model.name.rawValue)
+            return APIError(.serviceUnavailable, refusal.description, retryAfter: retryAfter)
+        case .shuttingDown:
+            return APIError(.serviceUnavailable, refusal.description, retryAfter: 1)
+        case .clientGone:
+            return APIError(.clientClosedRequest, refusal.description)
+        }
+    }
+
+    /// The body, or its `image`/`file` part when it is multipart/form-data; at most `maxBodyBytes`. A client that
+    /// disconnects while sending is answered 499 (nobody reads it; the metrics count it).
+    func imageBytes(_ request: Request, _ context: ServerContext) async throws -> Data {
         let limit = configuration.maxBodyBytes
-        let tooLarge = APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit { throw tooLarge }
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
-            throw tooLarge
+            throw APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
+        } catch {
+            throw APIError(.clientClosedRequest, "the connection closed before the request body was complete")
         }
         let body = Data(buffer.readableBytesView)
         do {
@@ -253,7 +350,7 @@ public final class InferenceServer: Sendable {
     static func json(_ object: Any, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
         var headers = headers
         headers[.contentType] = "application/json"
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        let data = try JSON.data(object)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
@@ -261,6 +358,22 @@ public final class InferenceServer: Sendable {
 extension InceptionModel {
     /// The face model's embedding, else the pooled features before the classifier (what `embed` returns).
     var embeddingOutput: String { graph.outputs["embedding"] != nil ? "embedding" : "features" }
+}
+
+extension HTTPResponse.Status {
+    /// nginx's status for a request whose client closed the connection before the answer (counted, never read).
+    static let clientClosedRequest = HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request")
+}
+
+/// The request context: Hummingbird's, plus the connection, whose state tells whether the client is still there.
+struct ServerContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
 }
 
 /// An error answered as `{"error": message}` with its status (and `Retry-After` for 503).
@@ -283,7 +396,7 @@ struct APIError: HTTPResponseError {
 /// Counts every request by endpoint and status and times it. An error that is not an HTTP error is a bug of
 /// ours: 500 with its one-line description.
 struct RequestMetrics: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = ServerContext
     let metrics: ServerMetrics
     let servable: @Sendable (ModelName) -> Bool
 

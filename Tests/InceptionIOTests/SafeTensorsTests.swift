@@ -57,6 +57,16 @@ struct SafeTensorsTests {
          .malformedEntry(name: "x", reason: "negative dimension in shape [-1]")),
         ("overflowing shape", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
          .sizeMismatch(name: "x", shape: [4611686018427387904, 4], dtype: "F32", byteLength: 4)),
+        // The rest as Python's safetensors, which says "incomplete metadata, file not fully covered" and "invalid
+        // offset for tensor `y`"; a key named twice it accepts (the last wins), which we refuse.
+        ("duplicate key", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+         .duplicateKey(name: "x")),
+        ("duplicate key spelt with an escape", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}, "\u0078" :{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+         .duplicateKey(name: "x")),
+        ("bytes after the last tensor", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: Array(repeating: 0, count: 8)),
+         .trailingBytes(count: 4)),
+        ("a gap between tensors", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"y":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#, data: Array(repeating: 0, count: 12)),
+         .gapInData(name: "y", begin: 8, previousEnd: 4)),
     ]
 
     @Test(arguments: corrupt.map(\.0))
@@ -85,6 +95,13 @@ struct SafeTensorsTests {
             #"{"n":{"dtype":"I64","shape":[],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)))
         #expect(throws: SafeTensorsError.notFloatingPoint(name: "n", dtype: "I64")) { try file.floats("n") }
         #expect(throws: SafeTensorsError.missingTensor(name: "m")) { try file.floats("m") }
+    }
+
+    /// Keys inside tensor entries and metadata may repeat names at other depths: only the top level counts.
+    @Test func nestedNamesAreNotDuplicates() throws {
+        let header = #"{"__metadata__":{"x":"1"},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
+        let file = try SafeTensorsFile(data: safetensorsBytes(header, data: Array(repeating: 0, count: 8)))
+        #expect(file.entries.count == 2 && file.metadata == ["x": "1"])
     }
 
     @Test func errorsReadAsOneSentence() {

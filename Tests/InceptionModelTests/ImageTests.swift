@@ -8,7 +8,8 @@ import Testing
 struct ImageConformance {
     static let images = ["rocket.jpg", "chelsea_baseline.jpg", "coffee_progressive.jpg", "astronaut_gray.jpg",
                          "motorcycle_cmyk.jpg", "chelsea_rgb.png", "coffee_gray.png", "astronaut_gray_alpha.png",
-                         "motorcycle_rgba.png", "chelsea_palette.png", "coffee_rgb16.png", "coffee_gray16.png"]
+                         "motorcycle_rgba.png", "chelsea_palette.png", "coffee_rgb16.png", "coffee_gray16.png",
+                         "chelsea_thin_tall.png", "chelsea_thin_wide.png"]
 
     static func imageURL(_ name: String) throws -> URL {
         let url = References.directory.appendingPathComponent("images").appendingPathComponent(name)

@@ -195,10 +195,11 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
         }
     }
 
-    /// Past `maxQueue` waiting requests, 503 with Retry-After; everything accepted is answered.
+    /// Past `maxQueue` admitted requests (being read, decoded or waiting), 503 with Retry-After; everything
+    /// accepted is answered.
     @Test func aFullQueueAnswers503WithRetryAfter() async throws {
         let v4 = try References.model(.inceptionV4)  // ≈ 0.2 s a forward pass: the requests pile up behind it
-        try await TestServer.with([.loaded(v4)], configure: { $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 1) }) { server in
+        try await TestServer.with([.loaded(v4)], configure: { $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 2) }) { server in
             let bytes = try Self.photo("rocket.jpg")
             let replies = try await withThrowingTaskGroup(of: TestServer.Reply.self) { group in
                 for _ in 0..<6 { group.addTask { try await server.post("/v1/models/inception_v4/classify", bytes) } }
@@ -209,7 +210,7 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             #expect(replies.count - refused.count >= 2 && refused.count >= 1, "\(replies.map(\.status))")
             for reply in refused {
                 #expect(Int(reply.headers["retry-after"] ?? "") ?? 0 >= 1)
-                #expect(reply.error == "the server is busy: 1 requests are already waiting for this model")
+                #expect(reply.error == "the server is busy: 2 requests are already waiting for this model")
             }
             let metrics = String(decoding: try await server.get("/metrics").body, as: UTF8.self)
             #expect(metrics.contains("inception_refused_requests_total{model=\"inception_v4\"} \(refused.count)"))

@@ -1,0 +1,232 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Inception
+import InceptionIO
+import InceptionServer
+import Testing
+
+/// The attacks of issue #16 against a running server, over real sockets: each gets a clean answer within a stated
+/// time while the server keeps answering others (docs/reliability.md, "Hostile input").
+@Suite(.serialized) struct HostileServerTests {
+    static func attack(_ name: String) throws -> Data {
+        let url = References.directory.appendingPathComponent("attacks").appendingPathComponent(name)
+        guard FileManager.default.fileExists(atPath: url.path) else { throw References.Missing(path: url.path) }
+        return try Data(contentsOf: url)
+    }
+
+    static let face = "/v1/models/inception_resnet_v1_facenet"
+
+    /// How long `body` takes.
+    static func timed<T>(_ body: () async throws -> T) async rethrows -> (T, Duration) {
+        let start = ContinuousClock.now
+        let result = try await body()
+        return (result, .now - start)
+    }
+
+    /// 1 × 100 000 and 100 000 × 1 PNGs (a few hundred bytes) once asked for 35 GB; now they are classified at once.
+    /// The image is one colour, so the model sees exactly that colour whatever the resize: the answer must equal
+    /// the answer for a photo-sized image of the same colour.
+    @Test func thinImagesAreClassifiedAtOnce() async throws {
+        let model = try References.model(.inceptionResNetV1FaceNet)
+        let plain = RGBImage(width: 200, height: 200, pixels: [UInt8]((0..<40_000).flatMap { _ in [10, 200, 30] as [UInt8] }))
+        let expected = try model.embed([plain]).scalars
+        try await TestServer.with([.loaded(model)]) { server in
+            for name in ["thin_1x100000.png", "thin_100000x1.png", "thin_1x3000.png"] {
+                let (reply, took) = try await Self.timed { try await server.post(Self.face + "/embed", try Self.attack(name)) }
+                #expect(reply.status == 200, "\(name): \(reply.error ?? "")")
+                #expect((reply.json["embedding"] as? [Double])?.map(Float.init) == expected, "\(name)")
+                #expect(took < .seconds(2), "\(name) took \(took)")
+            }
+        }
+    }
+
+    /// Images past the server's pixel limit are refused from their header; a decode past the time limit is stopped.
+    /// Meanwhile /health answers within 100 ms and a valid request within twice its unloaded time (+ 50 ms).
+    @Test func slowImagesDelayOnlyThemselves() async throws {
+        let model = try References.model(.inceptionResNetV1FaceNet)
+        let photo = try ServerTests.photo("chelsea_baseline.jpg")
+        try await TestServer.with([.loaded(model)], configure: { $0.decodeTimeLimit = .milliseconds(300) }) { server in
+            var unloaded: [Duration] = []
+            for _ in 0..<3 { unloaded.append(try await Self.timed { try await server.post(Self.face + "/embed", photo) }.1) }
+            let big = try await server.post(Self.face + "/embed", try Self.attack("zeros_13000.png"))
+            #expect(big.status == 400 && big.error == "image of 13000×13000 pixels exceeds the limit of 25000000 pixels (a possible decompression bomb)")
+            let slow = try Self.attack("scans_1000.jpg")
+            async let attacks = withThrowingTaskGroup(of: TestServer.Reply.self) { group in
+                for _ in 0..<2 { group.addTask { try await server.post(Self.face + "/embed", slow) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            let (health, healthTook) = try await Self.timed { try await server.get("/health") }
+            let (valid, validTook) = try await Self.timed { try await server.post(Self.face + "/embed", photo) }
+            #expect(health.status == 200 && healthTook < .milliseconds(100), "\(healthTook)")
+            #expect(valid.status == 200 && validTook < unloaded.min()! * 2 + .milliseconds(50), "\(validTook) vs \(unloaded)")
+            for reply in try await attacks {
+                #expect(reply.status == 400 && reply.error == "decoding the JPEG took longer than the limit of 0.3 s")
+            }
+        }
+    }
+
+    /// A 16 MB body of empty parts (once 28 minutes of parsing) is refused at once by the parts cap, and a body of
+    /// near-boundaries in one part parses in linear time.
+    @Test func multipartBombsAreCheap() async throws {
+        let model = try References.model(.inceptionResNetV1FaceNet)
+        try await TestServer.with([.loaded(model)]) { server in
+            let bomb = Data(String(repeating: "--B\r\n\r\n\r\n", count: 16_000_000 / 9).utf8)
+            let (reply, took) = try await Self.timed {
+                try await server.post(Self.face + "/embed", bomb, contentType: "multipart/form-data; boundary=B")
+            }
+            #expect(reply.status == 400 && reply.error == "malformed multipart body: more than 64 parts")
+            #expect(took < .seconds(2), "\(took)")
+        }
+        var near = Data("--XyZ\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\n".utf8)
+        near += Data(String(repeating: "\r\n--Xy", count: 2_000_000).utf8) + Data("\r\n--XyZ--\r\n".utf8)
+        let (parts, took) = try await Self.timed { try Multipart.parts(of: near, boundary: "XyZ") }
+        #expect(parts.count == 1 && parts[0].body.count == 12_000_000 && took < .seconds(2), "\(took)")
+    }
+
+    /// Past --max-queue requests admitted (being read, decoded or waiting), 503 before the body is read; past the
+    /// bytes-in-flight budget, 503 too. A stalled upload holds its place until the body timeout closes it.
+    @Test func admissionComesBeforeTheBody() async throws {
+        let model = try References.model(.inceptionResNetV1FaceNet)
+        try await TestServer.with([.loaded(model)], configure: {
+            $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 1)
+            $0.timeouts.body = .milliseconds(800)
+        }) { server in
+            let port = server.base.port!
+            let stalled = try RawConnection(port: port)
+            #expect(stalled.send("POST \(Self.face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\nabc"))
+            try await Task.sleep(for: .milliseconds(100))
+            let full = try await server.post(Self.face + "/embed", Data(count: 10))
+            #expect(full.status == 503 && full.headers["retry-after"] != nil
+                    && full.error == "the server is busy: 1 requests are already waiting for this model")
+            let (closed, took) = await Self.timed { stalled.receive(timeout: .seconds(3)) }
+            #expect(closed.closed && took < .milliseconds(1500), "stalled upload closed after \(took)")
+            let photo = try ServerTests.photo("rocket.jpg")
+            #expect(try await server.post(Self.face + "/embed", photo).status == 200)
+        }
+        try await TestServer.with([.loaded(model)], configure: { $0.maxBytesInFlight = 1 << 20; $0.maxBodyBytes = 1 << 20 }) { server in
+            let stalled = try RawConnection(port: server.base.port!)
+            #expect(stalled.send("POST \(Self.face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\nabc"))
+            try await Task.sleep(for: .milliseconds(100))
+            let over = try await server.post(Self.face + "/embed", Data(count: 200_000))
+            #expect(over.status == 503 && over.error == "the server is busy: it is already receiving 1048576 bytes of requests")
+        }
+    }
+
+    /// Idle, header and body deadlines each close their connection; hundreds of idle connections do not keep
+    /// /health from answering.
+    @Test func connectionDeadlines() async throws {
+        let model = try References.model(.inceptionResNetV1FaceNet)
+        try await TestServer.with([.loaded(model)], configure: {
+            $0.timeouts.idle = .milliseconds(500)
+            $0.timeouts.header = .milliseconds(500)
+            $0.timeouts.body = .milliseconds(500)
+        }) { server in
+            let port = server.base.port!
+            let idle = try RawConnection(port: port)
+            let header = try RawConnection(port: port)
+            #expect(header.send("POST \(Self.face)/embed HTTP/1.1\r\nHost: x\r\n"))
+            let body = try RawConnection(port: port)
+            #expect(body.send("POST \(Self.face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n12345"))
+            let crowd = try (0..<300).map { _ in try RawConnection(port: port) }
+            let (health, took) = try await Self.timed { try await server.get("/health") }
+            #expect(health.status == 200 && took < .milliseconds(100), "\(took)")
+            for (name, connection) in [("idle", idle), ("header", header), ("body", body)] {
+                let (answer, waited) = await Self.timed { connection.receive(timeout: .seconds(3)) }
+                #expect(answer.closed && waited < .milliseconds(1500), "\(name): closed \(answer.closed) after \(waited)")
+            }
+            #expect(crowd.allSatisfy { $0.receive(timeout: .milliseconds(500)).closed })
+        }
+    }
+
+    /// A client that disconnects before its forward pass is dropped from the queue and counted as 499, and `top`
+    /// out of range is refused before any work.
+    @Test func goneClientsAreDroppedAndCounted() async throws {
+        let v4 = try References.model(.inceptionV4)  // ≈ 0.2 s a forward pass: the others wait behind the first
+        let photo = try ServerTests.photo("rocket.jpg")
+        try await TestServer.with([.loaded(v4)], configure: { $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 16) }) { server in
+            let path = "/v1/models/inception_v4/classify"
+            let bad = try await server.post(path + "?top=0", photo)
+            #expect(bad.status == 400)
+            async let first = server.post(path, photo)
+            try await Task.sleep(for: .milliseconds(30))
+            var gone: [RawConnection] = []
+            for _ in 0..<3 {
+                let connection = try RawConnection(port: server.base.port!)
+                var request = Data("POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(photo.count)\r\n\r\n".utf8)
+                request += photo
+                #expect(connection.send(request))
+                connection.shutdownWrite()
+                gone.append(connection)
+            }
+            #expect(try await first.status == 200)
+            try await Task.sleep(for: .milliseconds(500))
+            let metrics = String(decoding: try await server.get("/metrics").body, as: UTF8.self)
+            #expect(metrics.contains("status=\"499\"} 3"), "\(metrics)")
+            // One forward pass for the first request (the test's own `top=0` ran none), at most one more for a
+            // request taken before its client's close was seen.
+            let line = metrics.split(separator: "\n").first { $0.hasPrefix("inception_batch_size_count{model=\"inception_v4\"}") }
+            let batches = line.flatMap { Double($0.split(separator: " ").last!) } ?? -1
+            #expect((1...2).contains(batches), "\(batches) forward passes")
+        }
+    }
+}
+
+/// The server as a separate process: resident memory under 100 concurrent 16 MB uploads, and SIGTERM's deadline.
+@Suite(.serialized) struct HostileServerProcessTests {
+    /// Bound on peak resident memory: idle + the bytes-in-flight budget (128 MiB) counted three times (the growing
+    /// body buffer, its copy, a multipart part) + 64 MiB. It returns to within 64 MiB of idle afterwards.
+    @Test func memoryIsBoundedUnderConcurrentUploads() async throws {
+        let server = try ServerProcess(["--model", "inception_resnet_v1_facenet", "--random-weights", "1"])
+        try await server.waitUntilReady()
+        _ = try await server.client.post(HostileServerTests.face + "/embed", try ServerTests.photo("rocket.jpg"))
+        let idle = residentMemory(pid: server.process.processIdentifier).now
+        let body = Data(repeating: 0x41, count: 16 << 20)
+        let port = server.port, path = HostileServerTests.face + "/embed"
+        // A thread per client (blocking sockets): all hundred send at once.
+        let statuses = Locked([Int?]())
+        let done = DispatchGroup()
+        for _ in 0..<100 {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                guard let connection = try? RawConnection(port: port) else { return statuses.withLock { $0.append(nil) } }
+                // Headers first: a refusal (503) comes before the body is read, as a client watching its socket sees.
+                connection.send("POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+                var answer = connection.receive(timeout: .milliseconds(300)).data
+                if answer.isEmpty {
+                    connection.send(body)
+                    answer = connection.receive(timeout: .seconds(60)).data
+                }
+                let status = RawConnection.status(answer)
+                statuses.withLock { $0.append(status) }
+            }.start()
+        }
+        await withCheckedContinuation { continuation in done.notify(queue: .global()) { continuation.resume() } }
+        let answered = statuses.withLock { $0 }
+        #expect(answered.count == 100 && answered.allSatisfy { $0 == 400 || $0 == 503 }, "\(answered)")
+        #expect(answered.contains(503) && answered.contains(400), "\(answered)")
+        let peak = residentMemory(pid: server.process.processIdentifier).peak
+        #expect(peak < idle + 3 * (128 << 20) + (64 << 20), "peak \(peak >> 20) MB, idle \(idle >> 20) MB")
+        try await Task.sleep(for: .seconds(2))
+        let after = residentMemory(pid: server.process.processIdentifier).now
+        #expect(after < idle + (64 << 20), "after \(after >> 20) MB, idle \(idle >> 20) MB")
+    }
+
+    /// SIGTERM with a client stalled mid-upload: the server exits 0 at the drain deadline, not when the client
+    /// gives up.
+    @Test func sigtermClosesStalledConnectionsAtTheDeadline() async throws {
+        let server = try ServerProcess(["--model", "inception_resnet_v1_facenet", "--random-weights", "1", "--drain-timeout", "1"])
+        try await server.waitUntilReady()
+        let stalled = try RawConnection(port: server.port)
+        #expect(stalled.send("POST \(HostileServerTests.face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc"))
+        try await Task.sleep(for: .milliseconds(100))
+        let start = ContinuousClock.now
+        kill(server.process.processIdentifier, SIGTERM)
+        while server.process.isRunning && ContinuousClock.now - start < .seconds(10) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(!server.process.isRunning && ContinuousClock.now - start < .seconds(3), "\(ContinuousClock.now - start)")
+        #expect(server.process.terminationStatus == 0)
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import InceptionServer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP connection to 127.0.0.1 driven byte by byte, for what URLSession cannot do: stall mid-request, send
+/// headers only, hold a connection idle, disconnect before the answer.
+final class RawConnection {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure("socket: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let status = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard status == 0 else {
+            close(fd)
+            throw Failure("connect: errno \(errno)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Sends all of `data`; false once the server has closed the connection.
+    @discardableResult
+    func send(_ data: Data) -> Bool {
+        data.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let n = Glibc.send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
+                if n <= 0 { return false }
+                sent += n
+            }
+            return true
+        }
+    }
+
+    func send(_ text: String) -> Bool { send(Data(text.utf8)) }
+
+    /// Everything the server sends until it closes the connection or `timeout` passes; `closed` says which.
+    func receive(timeout: Duration) -> (data: Data, closed: Bool) {
+        let deadline = ContinuousClock.now + timeout
+        var data = Data(), buffer = [UInt8](repeating: 0, count: 65536)
+        while ContinuousClock.now < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let left = Int32(max(1, (deadline - .now) / .milliseconds(1)))
+            guard poll(&poller, 1, left) > 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { return (data, true) }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        return (data, false)
+    }
+
+    /// The status code of the first HTTP response in `data`.
+    static func status(_ data: Data) -> Int? {
+        let line = String(decoding: data.prefix(64), as: UTF8.self).split(separator: "\r\n").first ?? ""
+        let parts = line.split(separator: " ")
+        return parts.count >= 2 ? Int(parts[1]) : nil
+    }
+
+    /// Closes the sending side only (the client is done) or both.
+    func shutdownWrite() { _ = shutdown(fd, Int32(SHUT_WR)) }
+}
+
+/// The server process's resident memory now and at its peak, in bytes (Linux /proc).
+func residentMemory(pid: Int32) -> (now: Int, peak: Int) {
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    func field(_ name: String) -> Int {
+        let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+    }
+    return (field("VmRSS"), field("VmHWM"))
+}
+
+/// `inception serve` as a child process on a free port; stopped (SIGKILL) by `stop` or when the test ends.
+final class ServerProcess {
+    let process = Process()
+    let port: Int
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = inceptionExecutable()
+        process.arguments = ["serve", "--port", "0"] + arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // "inception serve: listening on http://127.0.0.1:PORT (…)"
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { break }
+            line += chunk
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let port = text.split(separator: ":").last?.split(separator: " ").first.flatMap({ Int($0) }) else {
+            process.terminate()
+            throw RawConnection.Failure("no port in '\(text)'")
+        }
+        self.port = port
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+    var client: TestServer {
+        TestServer(base: URL(string: "http://127.0.0.1:\(port)")!, server: InferenceServer(models: []))
+    }
+
+    func waitUntilReady() async throws {
+        while try await client.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+    }
+}
