@@ -24,9 +24,15 @@ log="$scratch/test.log"
 status=0
 TMPDIR="$scratch" INCEPTION_VENV="$(cd "$venv" && pwd)" INCEPTION_REFERENCE_DIR="$(cd "$refs" && pwd)" \
   swift test -c release "$@" 2>&1 | tee "$log" || status=$?
+# The whole suite also runs the soak test of the server under attack (bounded, about 40 s) and every fuzz target
+# for a few seconds (so that a missing corpus or a broken fuzz build cannot come back unnoticed).
+if [ "$#" -eq 0 ]; then
+  "$venv/bin/python" scripts/soak.py --seconds 15 --references "$refs" 2>&1 | tee -a "$log" || status=1
+  scripts/fuzz.sh 4 50000 2>&1 | tee -a "$log" || status=1
+fi
 # A long parallel run buries failures mid-log: repeat them (with their detail lines) at the end.
 if [ "$status" -ne 0 ]; then
   echo "---- failures (repeated from above); reproduce with INCEPTION_REFERENCE_SEED=$(grep -o '"seed": [0-9]*' "$refs/inception_v4/report.json" | head -n 1 | grep -o '[0-9]*$') ----"
-  grep -A3 -E "recorded an issue|error:" "$log" | grep -v -E "^(◇|✔)" | head -200 || true
+  grep -A3 -E "recorded an issue|error:|FAIL:|ERROR: libFuzzer|==ERROR" "$log" | grep -v -E "^(◇|✔)" | head -200 || true
 fi
 exit "$status"

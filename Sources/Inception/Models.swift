@@ -104,3 +104,14 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
         return name
     }
 }
+
+extension ModelName {
+    /// The eval transform of the model's released weights (the paper networks use Inception-v4's).
+    public var preprocessing: Preprocessing {
+        switch self {
+        case .inceptionV4, .inceptionResNetV2Paper, .inceptionResNetV1: return .inceptionV4
+        case .inceptionResNetV2: return .inceptionResNetV2
+        case .inceptionResNetV1FaceNet: return .faceNet
+        }
+    }
+}

@@ -1,5 +1,8 @@
 import Foundation
+// The fuzzers compile this file together with InceptionIO's sources, as one module (scripts/fuzz.sh).
+#if canImport(InceptionIO)
 import InceptionIO
+#endif
 
 /// The transform a model's weights were trained with, carried with the model so that nobody has to guess it
 /// (the most common way other implementations fail their users). For timm's weights it is timm's eval
@@ -71,16 +74,5 @@ public struct Preprocessing: Sendable, Equatable {
     public func batch(_ images: [RGBImage], inputSize: Int? = nil) -> Tensor {
         let size = inputSize ?? self.inputSize
         return Tensor(shape: [images.count, size, size, 3], scalars: images.flatMap { apply($0, inputSize: size) })
-    }
-}
-
-extension ModelName {
-    /// The eval transform of the model's released weights (the paper networks use Inception-v4's).
-    public var preprocessing: Preprocessing {
-        switch self {
-        case .inceptionV4, .inceptionResNetV2Paper, .inceptionResNetV1: return .inceptionV4
-        case .inceptionResNetV2: return .inceptionResNetV2
-        case .inceptionResNetV1FaceNet: return .faceNet
-        }
     }
 }

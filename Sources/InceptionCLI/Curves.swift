@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inception
+import InceptionIO
 
 struct Curves: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,7 +34,7 @@ struct Curves: ParsableCommand {
                 }
                 return (label, history)
             }
-            try Data(curvesSVG(series).utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+            try FileOutput.write(Data(curvesSVG(series).utf8), to: URL(fileURLWithPath: output))
         }
     }
 }

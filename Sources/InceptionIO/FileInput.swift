@@ -53,4 +53,31 @@ public enum FileInput {
         guard access(url.path, R_OK) == 0 else { throw Problem("permission denied") }
         return Int(info.st_size)
     }
+
+    /// Why a file cannot be written at `url`, in words: the folder is missing, is not a folder, or refuses writing.
+    public static func writeProblem(_ url: URL) -> Problem {
+        let folder = url.deletingLastPathComponent()
+        var info = stat()
+        if stat(folder.path, &info) != 0 { return Problem("the folder \(folder.path) does not exist") }
+        if info.st_mode & S_IFMT != S_IFDIR { return Problem("\(folder.path) is not a folder") }
+        if stat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR { return Problem("is a directory") }
+        if access(folder.path, W_OK) != 0 { return Problem("permission denied") }
+        return Problem("the disk refused the write (full, or read-only)")
+    }
+}
+
+/// Writing a file the user named: atomically (a temporary file, renamed when complete), and when it fails, one line
+/// saying why in words (the folder is missing, permission denied) rather than Foundation's text.
+public enum FileOutput {
+    public struct Failure: Error, Equatable, CustomStringConvertible {
+        public let path: String
+        public let reason: String
+        public var description: String { "cannot write \(path): \(reason)" }
+    }
+
+    public static func write(_ data: Data, to url: URL) throws(Failure) {
+        do { try data.write(to: url, options: .atomic) } catch {
+            throw Failure(path: url.path, reason: FileInput.writeProblem(url).description)
+        }
+    }
 }

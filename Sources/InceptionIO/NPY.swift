@@ -63,7 +63,7 @@ public enum NPY {
         out.append(contentsOf: Array(header.utf8))
         values.withUnsafeBytes { out.append(contentsOf: $0) }
         do { try out.write(to: url, options: .atomic) } catch {
-            throw NPYError.unwritable(path: url.path, reason: (error as NSError).localizedDescription)
+            throw NPYError.unwritable(path: url.path, reason: FileInput.writeProblem(url).description)
         }
     }
 

@@ -168,7 +168,7 @@ public struct SafeTensorsFile: Sendable {
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
         for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }
-        try out.write(to: url, options: .atomic)
+        try FileOutput.write(out, to: url)
     }
 
     /// The first key that the header's top-level object holds twice (JSONDecoder keeps one silently), if any.

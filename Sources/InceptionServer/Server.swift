@@ -1,3 +1,4 @@
+import CInceptionSystem
 import Foundation
 import Hummingbird
 import Inception
@@ -90,6 +91,9 @@ public final class InferenceServer: Sendable {
         var logger = Logger(label: "inception.serve")
         logger.logLevel = .notice
         Self.raiseFileLimit()
+        // Request bodies and decoded images (megabytes each) get pages of their own, returned to the system when
+        // freed, instead of staying in the heap after a burst.
+        _ = inception_map_allocations_from(1 << 20)
         let timeouts = configuration.timeouts
         let app = Application(
             router: router(),

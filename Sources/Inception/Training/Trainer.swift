@@ -354,7 +354,7 @@ public final class Trainer {
                                  to: run.appendingPathComponent("state.json"))
     }
 
-    static func writeAtomically(_ data: Data, to url: URL) throws { try data.write(to: url, options: .atomic) }
+    static func writeAtomically(_ data: Data, to url: URL) throws { try FileOutput.write(data, to: url) }
 }
 
 extension JSONEncoder {
