@@ -1,13 +1,15 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
-// The GEMM micro-kernels need AVX2 + FMA code generation: without a target CPU every
-// `SIMD8<Float>.addingProduct` becomes a scalar `fmaf` call (0.7 vs 101 GFLOP/s measured here).
-// The manifest is compiled for the host, so this checks the architecture we build on.
+// The hot loops (InceptionKernels, generic) are compiled once per x86-64 level, each in a module of its own with
+// that level's code generation; the engine picks one at start from CPUID. Nothing else carries a CPU flag, so the
+// binary runs on every x86-64. The manifest is compiled for the host, so this checks the architecture we build on.
 #if arch(x86_64)
-let kernelFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let avx2Flags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let avx512Flags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
 #else
-let kernelFlags: [SwiftSetting] = []
+let avx2Flags: [SwiftSetting] = []
+let avx512Flags: [SwiftSetting] = []
 #endif
 
 let package = Package(
@@ -27,16 +29,23 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // Tensors, GEMM micro-kernels, convolution, pooling, the graph and its executor. Knows no network.
-        .target(name: "InceptionEngine", swiftSettings: kernelFlags),
+        // The hot loops, generic over an instruction-set level, and one module per level that compiles them.
+        .target(name: "InceptionKernels"),
+        .target(name: "InceptionKernelsBaseline", dependencies: ["InceptionKernels"]),
+        .target(name: "InceptionKernelsAVX2", dependencies: ["InceptionKernels"], swiftSettings: avx2Flags),
+        .target(name: "InceptionKernelsAVX512", dependencies: ["InceptionKernels"], swiftSettings: avx512Flags),
+        // libc calls Swift's Glibc module does not export (malloc_trim, mallopt), and CPUID.
+        .target(name: "CInceptionSystem"),
+        // Tensors, convolution, pooling, the graph and its executor; picks the kernels' level. Knows no network.
+        .target(name: "InceptionEngine", dependencies: [
+            "InceptionKernels", "InceptionKernelsBaseline", "InceptionKernelsAVX2", "InceptionKernelsAVX512", "CInceptionSystem",
+        ]),
         // libjpeg-turbo and libpng from the system (Debian: libjpeg62-turbo-dev, libpng-dev).
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
                        providers: [.apt(["libjpeg62-turbo-dev"]), .brew(["jpeg-turbo"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
         // Keeps libjpeg's and libpng's longjmp error handling inside C.
         .target(name: "CImageDecode", dependencies: ["CJPEG", "CPNG"]),
-        // libc calls Swift's Glibc module does not export (malloc_trim).
-        .target(name: "CInceptionSystem"),
         // safetensors, npy and image readers/writers; Pillow-exact resizing.
         .target(name: "InceptionIO", dependencies: ["CImageDecode"]),
         // The three networks of arXiv 1602.07261 and their released variants, as graphs.

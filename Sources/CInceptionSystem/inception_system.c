@@ -1,6 +1,9 @@
 // libc calls that Swift's Glibc module does not export.
 #include "inception_system.h"
 #include <stdlib.h>  // defines __GLIBC__ on glibc systems
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -18,6 +21,32 @@ int inception_map_allocations_from(int bytes) {
     return mallopt(M_MMAP_THRESHOLD, bytes);
 #else
     (void)bytes;
+    return 0;
+#endif
+}
+
+int inception_cpu_levels(void) {
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, movbe = (c >> 22) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0x6) != 0x6) return 0;  // the OS saves xmm and ymm
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    int bmi1 = (b >> 3) & 1, avx2 = (b >> 5) & 1, bmi2 = (b >> 8) & 1;
+    int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512cd = (b >> 28) & 1;
+    int avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
+    unsigned ea, eb, ec, ed;
+    int lzcnt = __get_cpuid(0x80000001, &ea, &eb, &ec, &ed) ? (ec >> 5) & 1 : 0;
+    int levels = 0;
+    if (avx2 && fma && bmi1 && bmi2 && f16c && lzcnt && movbe) levels |= 1;
+    // opmask, upper zmm and zmm16–31 state saved by the OS
+    if ((levels & 1) && avx512f && avx512dq && avx512cd && avx512bw && avx512vl && (xcr0_lo & 0xE0) == 0xE0) levels |= 2;
+    return levels;
+#else
     return 0;
 #endif
 }

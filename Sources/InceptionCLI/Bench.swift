@@ -83,14 +83,14 @@ struct Bench: ParsableCommand {
                 var report: [String: Any] = [
                     "model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads, "runs": runs,
                     "median_ms": median, "min_ms": times[0], "max_ms": times[times.count - 1], "gflops": gflops,
-                    "macs": macs, "peak_rss_mb": peakResidentMegabytes(),
+                    "macs": macs, "peak_rss_mb": peakResidentMegabytes(), "isa": Kernels.current.name,
                 ]
                 if allTimes { report["times_ms"] = unsorted }
                 try printJSON(report)
             } else {
-                print(String(format: "%@ batch %d at %d×%d, %d threads: median %.1f ms (min %.1f, max %.1f) over %d runs, %.1f GFLOP/s, peak RSS %.0f MB",
-                             name.rawValue, batch, size, size, threads.threads, median, times[0], times[times.count - 1],
-                             runs, gflops, peakResidentMegabytes()))
+                print(String(format: "%@ batch %d at %d×%d, %d threads, %@ kernels: median %.1f ms (min %.1f, max %.1f) over %d runs, %.1f GFLOP/s, peak RSS %.0f MB",
+                             name.rawValue, batch, size, size, threads.threads, Kernels.current.name, median, times[0],
+                             times[times.count - 1], runs, gflops, peakResidentMegabytes()))
             }
         }
     }
@@ -181,7 +181,7 @@ extension Bench {
         let load = Double(loaded - loadStart) / 1e6, forward = Double(done - loaded) / 1e6
         if json {
             try printJSON(["model": name.rawValue, "cold_start_ms": total, "load_ms": load, "first_forward_ms": forward,
-                           "peak_rss_mb": peakResidentMegabytes(), "weights": weights ?? "random"])
+                           "peak_rss_mb": peakResidentMegabytes(), "weights": weights ?? "random", "isa": Kernels.current.name])
         } else {
             print(String(format: "%@: %.0f ms from process start to the first result (loading %@ %.0f ms, first forward pass %.0f ms), peak RSS %.0f MB",
                          name.rawValue, total, weights == nil ? "random weights" : "weights", load, forward, peakResidentMegabytes()))
@@ -215,6 +215,7 @@ extension Bench {
         let shapes = try graph.shapes(n: batch, h: size, w: size)
         var seen = Set<String>(), rows: [[String: Any]] = []
         if !json {
+            print("\(Kernels.current.name) kernels")
             print("geometry (in → out, kernel, stride)".padding(toLength: 40, withPad: " ", startingAt: 0)
                   + "input".leftPadded(12) + "GMAC".leftPadded(8) + "direct".leftPadded(10) + "winograd".leftPadded(10) + "  chosen")
         }
@@ -262,7 +263,9 @@ extension Bench {
                       + (winograd.map { String(format: "%10.1f", rate($0)) } ?? "         -") + "  " + chosen)
             }
         }
-        if json { try printJSON(["model": name.rawValue, "batch": batch, "input_size": size, "kernels": rows]) }
+        if json {
+            try printJSON(["model": name.rawValue, "batch": batch, "input_size": size, "kernels": rows, "isa": Kernels.current.name])
+        }
     }
 }
 
@@ -312,6 +315,7 @@ extension Bench {
                 "model": name.rawValue, "mode": "train", "batch": batch, "input_size": size, "threads": threads.threads,
                 "runs": runs, "median_ms": step, "min_ms": times.min()!, "max_ms": times.max()!,
                 "optimizer_ms": median(optimizerTimes), "forward_macs": macs, "peak_rss_mb": peakResidentMegabytes(),
+                "isa": Kernels.current.name,
             ]
             if allTimes { report["times_ms"] = times }
             try printJSON(report)

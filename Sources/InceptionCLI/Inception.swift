@@ -8,6 +8,15 @@ struct InceptionCommand: AsyncParsableCommand {
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
         subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self, Serve.self, Train.self, Curves.self])
+
+    /// A level forced with INCEPTION_ISA that this CPU cannot run is refused before anything else (one line).
+    static func main() async {
+        if let problem = Kernels.environmentProblem {
+            FileHandle.standardError.write(Data("error: \(problem)\n".utf8))
+            Foundation.exit(1)
+        }
+        await main(nil)
+    }
 }
 
 extension ModelName: ExpressibleByArgument {

@@ -40,7 +40,7 @@ struct Summary: ParsableCommand {
             if json {
                 try printJSON([
                     "model": name.rawValue, "input_size": size, "parameters": graph.parameterCount, "macs": totalMACs,
-                    "minimum_input_size": graph.minimumInputSize,
+                    "minimum_input_size": graph.minimumInputSize, "isa": Kernels.current.name,
                     "stages": stages.map { ["name": $0.name, "output_shape": [$0.shape.h, $0.shape.w, $0.shape.c],
                                             "parameters": $0.parameters, "macs": $0.macs] as [String: Any] },
                 ])
@@ -57,6 +57,7 @@ struct Summary: ParsableCommand {
             }
             print("total".padding(toLength: 44, withPad: " ", startingAt: 0)
                   + graph.parameterCount.grouped.leftPadded(14) + totalMACs.grouped.leftPadded(17))
+            print("kernels: \(Kernels.current.name) (of \(Kernels.supported.map(\.name).joined(separator: ", ")) on this CPU)")
         }
     }
 }

@@ -1,3 +1,5 @@
+import InceptionKernels
+
 /// Convolution as an implicit GEMM over NHWC feature maps: no im2col buffer is ever built.
 ///
 ///   rows    M = n·outH·outW output pixels
@@ -5,14 +7,14 @@
 ///   depth   K = kernelH·kernelW·inChannels, ordered (tap, channel), so for one tap the K-slice of a row is
 ///           the contiguous channel vector of one input pixel.
 ///
-/// For each micro-tile of MR = 6 rows the driver builds a table of row pointers, one per (tap, row) — an
+/// For each micro-tile of MR rows (the kernel level's: 6 at AVX2, 12 at AVX-512) the driver builds a table of row pointers, one per (tap, row) — an
 /// indirection table in the manner of XNNPACK — pointing into the input or, for padding, at a row of zeros.
 /// The micro-kernel walks those pointers against weights packed once at load into panels of NR = 16 output
 /// channels, so every layer shape (1×1, 3×3, 1×7, 7×1, 1×3, 3×1, 5×5; stride 1 or 2; any padding) runs on
 /// the same kernel. Bias (folded BatchNorm), a residual add and ReLU are applied as the tile is stored.
 ///
 /// Kernel-loop legend: `t` tap, `k` input channel, `r` row of the micro-tile, `p` panel of 16 output
-/// channels, `cRJ` the accumulator of row R, columns 8J ..< 8J+8 of the panel.
+/// channels. The micro-kernel itself is in InceptionKernels (`convolutionRows`), compiled per instruction-set level.
 
 public enum Activation: Sendable, Hashable {
     case identity
@@ -46,7 +48,6 @@ public struct ConvGeometry: Sendable, Hashable {
 
 /// A convolution ready to run: weights packed into 16-channel panels, bias and activation fixed.
 public struct PackedConvolution: Sendable {
-    public static let rowsPerTile = 6
     public static let columnsPerPanel = 16
 
     public let geometry: ConvGeometry
@@ -105,14 +106,15 @@ public struct PackedConvolution: Sendable {
 
     /// output = activation(residual + conv(input) + bias). `zeros` must hold at least `inChannels` zeros.
     public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
-                    zeros: UnsafePointer<Float>, threads: Int) {
-        run(input: input, outputs: [output], residual: residual, zeros: zeros, threads: threads)
+                    zeros: UnsafePointer<Float>, threads: Int, kernels: KernelTable = Kernels.current) {
+        run(input: input, outputs: [output], residual: residual, zeros: zeros, threads: threads, kernels: kernels)
     }
 
     /// The output channels split over several maps, in order (sibling convolutions merged into one GEMM): every
     /// map but the last has a multiple of 16 channels, so each 16-channel panel belongs to one map.
+    /// `kernels`: the instruction-set level to run at (tests run every level the CPU supports).
     public func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap? = nil,
-                    zeros: UnsafePointer<Float>, threads: Int) {
+                    zeros: UnsafePointer<Float>, threads: Int, kernels: KernelTable = Kernels.current) {
         let g = geometry
         let (outH, outW) = g.outputSize(h: input.h, w: input.w)
         precondition(input.c == g.inChannels && outputs.reduce(0, { $0 + $1.c }) == g.outChannels
@@ -130,7 +132,7 @@ public struct PackedConvolution: Sendable {
         let output = outputs[0]
         let rows = output.pixels
         if rows == 0 { return }
-        let mr = Self.rowsPerTile
+        let mr = kernels.tileRows
         let tiles = (rows + mr - 1) / mr
         let panelCount = self.panelCount
         // A task covers some tiles × some panels. Its panels (depth × 16 floats each) should stay in L2 while
@@ -145,6 +147,7 @@ public struct PackedConvolution: Sendable {
         let tileTasks = (tiles + tilesPerTask - 1) / tilesPerTask
         let taps = g.taps
         let rowsContiguous = g.kernelW > 1 && input.pixelStride == g.inChannels
+        let kernel = kernels.convolution
 
         panels.withUnsafeBufferPointer { panelBuffer in
         bias.withUnsafeBufferPointer { biasBuffer in
@@ -213,11 +216,11 @@ public struct PackedConvolution: Sendable {
                                     outRows[r] = outBase + pixelIndex[r] * outStride
                                     if residual != nil { residualRows[r] += p * 16 }
                                 }
-                                convolutionMicroKernel(
-                                    a, taps: tileTaps, channels: tileChannels,
+                                kernel(ConvolutionTile(
+                                    a: a, taps: tileTaps, channels: tileChannels,
                                     weights: panelBase.value + p * g.depth * 16, bias: biasBase.value + p * 16,
                                     output: outRows, residual: residual == nil ? nil : residualRows,
-                                    rows: valid, columns: columns, relu: activation == .relu)
+                                    rows: valid, columns: columns, relu: activation == .relu))
                                 if residual != nil { for r in 0..<mr { residualRows[r] -= p * 16 } }
                             }
                         }
@@ -229,98 +232,5 @@ public struct PackedConvolution: Sendable {
         }
         }
         }
-    }
-}
-
-/// The 6×16 micro-kernel: 12 SIMD8 accumulators, one broadcast of an input value and two weight vectors
-/// per step, then the fused epilogue. Needs FMA code generation (see Package.swift). A tile of at most three
-/// valid rows (the last tile of a small map: 9 = 6 + 3 rows at 3×3) runs a 3×16 variant instead of computing
-/// rows it would throw away.
-@inline(__always)
-func convolutionMicroKernel(
-    _ a: UnsafePointer<UnsafePointer<Float>>, taps: Int, channels: Int,
-    weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-    output: UnsafePointer<UnsafeMutablePointer<Float>>, residual: UnsafePointer<UnsafeMutablePointer<Float>>?,
-    rows: Int, columns: Int, relu: Bool
-) {
-    if rows <= 3 {
-        microKernel(tileRows: 3, a, taps: taps, channels: channels, weights: weights, bias: bias, output: output,
-                    residual: residual, rows: rows, columns: columns, relu: relu)
-    } else {
-        microKernel(tileRows: 6, a, taps: taps, channels: channels, weights: weights, bias: bias, output: output,
-                    residual: residual, rows: rows, columns: columns, relu: relu)
-    }
-}
-
-/// `tileRows` (3 or 6, a constant at each call) rows × 16 columns; the indirection table `a` has 6 entries per tap.
-@inline(__always)
-private func microKernel(
-    tileRows: Int, _ a: UnsafePointer<UnsafePointer<Float>>, taps: Int, channels: Int,
-    weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-    output: UnsafePointer<UnsafeMutablePointer<Float>>, residual: UnsafePointer<UnsafeMutablePointer<Float>>?,
-    rows: Int, columns: Int, relu: Bool
-) {
-    typealias V = SIMD8<Float>
-    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
-    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
-    var w = UnsafeRawPointer(weights)
-    let full = tileRows == 6
-    for t in 0..<taps {
-        let a0 = a[t * 6], a1 = a[t * 6 + 1], a2 = a[t * 6 + 2]
-        let a3 = full ? a[t * 6 + 3] : a0, a4 = full ? a[t * 6 + 4] : a0, a5 = full ? a[t * 6 + 5] : a0
-        for k in 0..<channels {
-            let w0 = w.loadUnaligned(as: V.self)
-            let w1 = w.loadUnaligned(fromByteOffset: 32, as: V.self)
-            w += 64
-            var x = V(repeating: a0[k])
-            c00 = c00.addingProduct(x, w0); c01 = c01.addingProduct(x, w1)
-            x = V(repeating: a1[k])
-            c10 = c10.addingProduct(x, w0); c11 = c11.addingProduct(x, w1)
-            x = V(repeating: a2[k])
-            c20 = c20.addingProduct(x, w0); c21 = c21.addingProduct(x, w1)
-            if full {
-                x = V(repeating: a3[k])
-                c30 = c30.addingProduct(x, w0); c31 = c31.addingProduct(x, w1)
-                x = V(repeating: a4[k])
-                c40 = c40.addingProduct(x, w0); c41 = c41.addingProduct(x, w1)
-                x = V(repeating: a5[k])
-                c50 = c50.addingProduct(x, w0); c51 = c51.addingProduct(x, w1)
-            }
-        }
-    }
-    let b0 = UnsafeRawPointer(bias).loadUnaligned(as: V.self)
-    let b1 = UnsafeRawPointer(bias).loadUnaligned(fromByteOffset: 32, as: V.self)
-    storeTile(c00 + b0, c01 + b1, output[0], residual?[0], columns, relu)
-    if rows > 1 { storeTile(c10 + b0, c11 + b1, output[1], residual?[1], columns, relu) }
-    if rows > 2 { storeTile(c20 + b0, c21 + b1, output[2], residual?[2], columns, relu) }
-    if full {
-        if rows > 3 { storeTile(c30 + b0, c31 + b1, output[3], residual?[3], columns, relu) }
-        if rows > 4 { storeTile(c40 + b0, c41 + b1, output[4], residual?[4], columns, relu) }
-        if rows > 5 { storeTile(c50 + b0, c51 + b1, output[5], residual?[5], columns, relu) }
-    }
-}
-
-@inline(__always)
-func storeTile(_ lo: SIMD8<Float>, _ hi: SIMD8<Float>, _ out: UnsafeMutablePointer<Float>,
-               _ residual: UnsafeMutablePointer<Float>?, _ columns: Int, _ relu: Bool) {
-    typealias V = SIMD8<Float>
-    var (lo, hi) = (lo, hi)
-    if let residual {
-        if columns == 16 {
-            lo += UnsafeRawPointer(residual).loadUnaligned(as: V.self)
-            hi += UnsafeRawPointer(residual).loadUnaligned(fromByteOffset: 32, as: V.self)
-        } else {
-            for j in 0..<columns { if j < 8 { lo[j] += residual[j] } else { hi[j - 8] += residual[j] } }
-        }
-    }
-    if relu {
-        lo = lo.replacing(with: 0, where: lo .< 0)
-        hi = hi.replacing(with: 0, where: hi .< 0)
-    }
-    if columns == 16 {
-        UnsafeMutableRawPointer(out).storeBytes(of: lo, as: V.self)
-        UnsafeMutableRawPointer(out).storeBytes(of: hi, toByteOffset: 32, as: V.self)
-    } else {
-        for j in 0..<columns { out[j] = j < 8 ? lo[j] : hi[j - 8] }
     }
 }

@@ -1,3 +1,5 @@
+import InceptionKernels
+
 /// General matrix multiply, C = A·B (+ C), for the training kernels: weight gradients (dY^T · im2col(X)), data
 /// gradients of strided convolutions (dY · W, then col2im) and linear layers. Inference never needs it — its
 /// convolutions are implicit GEMMs over packed weights (`PackedConvolution`).
@@ -40,9 +42,9 @@ public enum GEMM {
 
     /// `c[i · ldc + j] = (accumulate ? c[i · ldc + j] : 0) + Σₖ a[i, k] · b[k, j]`.
     public static func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, ldc: Int,
-                                accumulate: Bool, threads: Int) {
+                                accumulate: Bool, threads: Int, kernels: KernelTable = Kernels.current) {
         precondition(a.columns == b.rows, "GEMM: \(a.rows)×\(a.columns) · \(b.rows)×\(b.columns)")
-        multiply(a, columns: b.columns, into: c, ldc: ldc, accumulate: accumulate, threads: threads,
+        multiply(a, columns: b.columns, into: c, ldc: ldc, accumulate: accumulate, threads: threads, kernels: kernels,
                  beginBlock: { _, _ in }) { dst, k0, depth, p in
             let columns = min(16, b.columns - p * 16)
             for kk in 0..<depth {
@@ -63,7 +65,8 @@ public enum GEMM {
     /// (zeros past the last column) — concurrently for different panels. This is how the weight gradient reads
     /// im2col(X) without ever building it.
     static func multiply(_ a: MatrixView, columns n: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
-                         accumulate: Bool, threads: Int, beginBlock: (_ k0: Int, _ depth: Int) -> Void,
+                         accumulate: Bool, threads: Int, kernels: KernelTable = Kernels.current,
+                         beginBlock: (_ k0: Int, _ depth: Int) -> Void,
                          packPanel: (UnsafeMutablePointer<Float>, _ k0: Int, _ depth: Int, _ panel: Int) -> Void) {
         let (m, k) = (a.rows, a.columns)
         if m == 0 || n == 0 { return }
@@ -82,6 +85,7 @@ public enum GEMM {
         let panelsPerTask = (panels + panelTasks - 1) / panelTasks
         panelTasks = (panels + panelsPerTask - 1) / panelsPerTask
         let out = UncheckedSendable(c)
+        let kernel = kernels.gemm  // 6 × 16 tiles, at the kernels' instruction-set level
 
         for k0 in stride(from: 0, to: k, by: kc) {
             let depth = min(kc, k - k0)
@@ -103,9 +107,9 @@ public enum GEMM {
                         let columns = min(16, n - p * 16)
                         for s in 0..<strips {
                             let rows = min(6, rowCount - s * 6)
-                            gemmMicroKernel(depth: depth, a: packedA + s * 6 * depth, b: bBase.value + p * kc * 16,
+                            kernel(GEMMTile(depth: depth, a: packedA + s * 6 * depth, b: bBase.value + p * kc * 16,
                                             c: out.value + (firstRow + s * 6) * ldc + p * 16, ldc: ldc,
-                                            rows: rows, columns: columns, accumulate: add)
+                                            rows: rows, columns: columns, accumulate: add))
                         }
                     }
                 }
@@ -152,55 +156,4 @@ public enum GEMM {
         }
         return c
     }
-}
-
-/// 6×16 tile of C from a 6-row strip of packed A (`a[k · 6 + r]`) and a 16-column panel of packed B (`b[k · 16 + j]`).
-@inline(__always)
-private func gemmMicroKernel(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                             c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, accumulate: Bool) {
-    typealias V = SIMD8<Float>
-    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
-    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
-    var pa = a, pb = UnsafeRawPointer(b)
-    for _ in 0..<depth {
-        let w0 = pb.load(as: V.self)
-        let w1 = pb.load(fromByteOffset: 32, as: V.self)
-        pb += 64
-        var x = V(repeating: pa[0])
-        c00 = c00.addingProduct(x, w0); c01 = c01.addingProduct(x, w1)
-        x = V(repeating: pa[1])
-        c10 = c10.addingProduct(x, w0); c11 = c11.addingProduct(x, w1)
-        x = V(repeating: pa[2])
-        c20 = c20.addingProduct(x, w0); c21 = c21.addingProduct(x, w1)
-        x = V(repeating: pa[3])
-        c30 = c30.addingProduct(x, w0); c31 = c31.addingProduct(x, w1)
-        x = V(repeating: pa[4])
-        c40 = c40.addingProduct(x, w0); c41 = c41.addingProduct(x, w1)
-        x = V(repeating: pa[5])
-        c50 = c50.addingProduct(x, w0); c51 = c51.addingProduct(x, w1)
-        pa += 6
-    }
-    @inline(__always) func store(_ lo: V, _ hi: V, _ row: Int) {
-        let out = c + row * ldc
-        if columns == 16 {
-            var (lo, hi) = (lo, hi)
-            if accumulate {
-                lo += UnsafeRawPointer(out).loadUnaligned(as: V.self)
-                hi += UnsafeRawPointer(out).loadUnaligned(fromByteOffset: 32, as: V.self)
-            }
-            UnsafeMutableRawPointer(out).storeBytes(of: lo, as: V.self)
-            UnsafeMutableRawPointer(out).storeBytes(of: hi, toByteOffset: 32, as: V.self)
-        } else {
-            for j in 0..<columns {
-                let v = j < 8 ? lo[j] : hi[j - 8]
-                out[j] = accumulate ? out[j] + v : v
-            }
-        }
-    }
-    store(c00, c01, 0)
-    if rows > 1 { store(c10, c11, 1) }
-    if rows > 2 { store(c20, c21, 2) }
-    if rows > 3 { store(c30, c31, 3) }
-    if rows > 4 { store(c40, c41, 4) }
-    if rows > 5 { store(c50, c51, 5) }
 }

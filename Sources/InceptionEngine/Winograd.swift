@@ -1,3 +1,5 @@
+import Foundation
+import InceptionKernels
 /// Winograd minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) for
 /// stride-1 convolutions: an output tile of mH × mW pixels costs αH·αW multiplications per channel pair instead
 /// of mH·mW·kH·kW (α = m + k − 1). Each axis has its own transform F(m, k), so one code path runs 3×3 layers as
@@ -160,7 +162,8 @@ public final class WinogradConvolution: Sendable {
 
     /// output = activation(residual + conv(input) + bias); `scratch` holds `scratchFloats` floats.
     public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
-                    scratch: UnsafeMutablePointer<Float>, zeros: UnsafePointer<Float>, threads: Int) {
+                    scratch: UnsafeMutablePointer<Float>, zeros: UnsafePointer<Float>, threads: Int,
+                    kernels: KernelTable = Kernels.current) {
         let g = geometry
         let (outH, outW) = g.outputSize(h: input.h, w: input.w)
         precondition(input.c == g.inChannels && output.c == g.outChannels && output.n == input.n
@@ -178,55 +181,30 @@ public final class WinogradConvolution: Sendable {
                                     UnsafePointer(coefficients.value + aH * aH + aW * aW),
                                     UnsafePointer(coefficients.value + aH * aH + aW * aW + mH * aH))
 
-        // 1. Input transform: V[ξh, ξw] = Σ Bᵀ[ξh, jh] Bᵀ[ξw, jw] d[jh, jw], 8 channels at a time in registers.
+        // 1. Input transform, a tile at a time (InceptionKernels' `winogradInputTile`, at the kernels' level).
+        let inputTile = kernels.winogradInput
         Parallel.parallelFor(input.n * tilesH, threads: threads) { row in
             let (b, ty) = (row / tilesH, row % tilesH)
-            withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 2 * aH * aW) { buffer in
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: aH * aW) { pixelBuffer in
-                let d = buffer.baseAddress!, t = d + aH * aW, pixels = pixelBuffer.baseAddress!
+                let pixels = pixelBuffer.baseAddress!
                 for tx in 0..<tilesW {
                     let tile = (b * tilesH + ty) * tilesW + tx
-                    for j in 0..<(aH * aW) { pixels[j] = nil }
                     for jh in 0..<aH {
                         let iy = ty * mH - g.padH + jh
                         for jw in 0..<aW {
                             let ix = tx * mW - g.padW + jw
-                            if iy >= 0 && iy < input.h && ix >= 0 && ix < input.w { pixels[jh * aW + jw] = UnsafePointer(input.pixel(b, iy, ix)) }
+                            let inside = iy >= 0 && iy < input.h && ix >= 0 && ix < input.w
+                            pixels[jh * aW + jw] = inside ? UnsafePointer(input.pixel(b, iy, ix)) : nil
                         }
                     }
-                    var c0 = 0
-                    let pointStride = tileCount &* cin
-                    while c0 < cin {
-                        let lanes = min(8, cin &- c0)
-                        for j in 0..<(aH &* aW) { d[j] = load(pixels[j].map { $0 + c0 }, lanes) }
-                        // Along H (skipped for a 1-tap axis), then along W.
-                        let source: UnsafeMutablePointer<SIMD8<Float>>
-                        if aH == 1 { source = d } else {
-                            transform(bth, rows: aH, inner: aH, stride: aW, d, into: t)
-                            source = t
-                        }
-                        var destination = transformed.value + (tile &* cin &+ c0)
-                        var sourceRow = source
-                        for _ in 0..<aH {
-                            var coefficients = btw
-                            for _ in 0..<aW {
-                                var v = SIMD8<Float>()
-                                for jw in 0..<aW { v = v.addingProduct(SIMD8(repeating: coefficients[jw]), sourceRow[jw]) }
-                                store(v, destination, lanes)
-                                destination += pointStride
-                                coefficients += aW
-                            }
-                            sourceRow += aW
-                        }
-                        c0 += 8
-                    }
+                    inputTile(WinogradInputTile(pixels: pixels, channels: cin, alphaH: aH, alphaW: aW, bth: bth, btw: btw,
+                                                destination: transformed.value + tile &* cin, pointStride: tileCount &* cin))
                 }
-            }
             }
         }
 
         // 2. One GEMM per transform point: M[ξ] (tiles × Cout) = V[ξ] (tiles × Cin) · U[ξ] (Cin × Cout).
-        let mr = PackedConvolution.rowsPerTile
+        let mr = kernels.tileRows
         let microTiles = (tileCount + mr - 1) / mr
         let panelCount = self.panelCount
         let panelsPerTask = max(1, min(panelCount, (192 * 1024) / (cin * 64)))
@@ -237,6 +215,7 @@ public final class WinogradConvolution: Sendable {
         }
         let tileTasks = (microTiles + tilesPerTask - 1) / tilesPerTask
         let weightStride = panelCount * cin * 16
+        let kernel = kernels.convolution
         panels.withUnsafeBufferPointer { panelBuffer in
             let panelBase = UncheckedSendable(panelBuffer.baseAddress!)
             Parallel.parallelFor(points * tileTasks * panelTasks, threads: threads) { task in
@@ -254,9 +233,10 @@ public final class WinogradConvolution: Sendable {
                         }
                         for p in (panelTask * panelsPerTask)..<min(panelCount, (panelTask + 1) * panelsPerTask) {
                             for r in 0..<mr { o[r] += p * 16 }
-                            convolutionMicroKernel(a, taps: 1, channels: cin, weights: panelBase.value + xi * weightStride + p * cin * 16,
+                            kernel(ConvolutionTile(a: a, taps: 1, channels: cin,
+                                                   weights: panelBase.value + xi * weightStride + p * cin * 16,
                                                    bias: zeros, output: o, residual: nil, rows: valid,
-                                                   columns: min(16, cout - p * 16), relu: false)
+                                                   columns: min(16, cout - p * 16), relu: false))
                             for r in 0..<mr { o[r] -= p * 16 }
                         }
                     }
@@ -265,61 +245,29 @@ public final class WinogradConvolution: Sendable {
             }
         }
 
-        // 3. Output transform: y[ih, iw] = Σ Aᵀ[ih, ξh] Aᵀ[iw, ξw] M[ξh, ξw], then bias, residual, activation,
-        // 8 channels at a time in registers.
+        // 3. Output transform with bias, residual and activation, a tile at a time (`winogradOutputTile`).
+        let outputTile = kernels.winogradOutput
         bias.withUnsafeBufferPointer { biasBuffer in
             let biasBase = UncheckedSendable(biasBuffer.baseAddress!)
             let relu = activation == .relu
             Parallel.parallelFor(input.n * tilesH, threads: threads) { row in
                 let (b, ty) = (row / tilesH, row % tilesH)
-                withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: aH * aW + aH * mW) { buffer in
-                    let m = buffer.baseAddress!, partial = m + aH * aW  // [ξh][ξw], then [ξh][iw]
+                withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>?.self, capacity: 2 * mH * mW) { buffer in
+                    let outputs = buffer.baseAddress!, residuals = outputs + mH * mW
                     for tx in 0..<tilesW {
                         let tile = (b * tilesH + ty) * tilesW + tx
-                        var c0 = 0
-                        let pointStride = tileCount &* cout
-                        while c0 < cout {
-                            let lanes = min(8, cout &- c0)
-                            var source = products.value + (tile &* cout &+ c0)
-                            for x in 0..<(aH &* aW) {
-                                m[x] = load(UnsafePointer(source), lanes)
-                                source += pointStride
+                        for ih in 0..<mH {
+                            for iw in 0..<mW {
+                                let (oy, ox) = (ty &* mH &+ ih, tx &* mW &+ iw)
+                                let inside = oy < outH && ox < outW
+                                outputs[ih * mW + iw] = inside ? output.pixel(b, oy, ox) : nil
+                                residuals[ih * mW + iw] = inside ? residual?.pixel(b, oy, ox) : nil
                             }
-                            var out = partial
-                            var row = m
-                            for _ in 0..<aH {
-                                var coefficients = atw
-                                for _ in 0..<mW {
-                                    var v = SIMD8<Float>()
-                                    for xw in 0..<aW { v = v.addingProduct(SIMD8(repeating: coefficients[xw]), row[xw]) }
-                                    out.pointee = v
-                                    out += 1
-                                    coefficients += aW
-                                }
-                                row += aW
-                            }
-                            let bias = load(UnsafePointer(biasBase.value + c0), lanes)
-                            var coefficients = ath
-                            for ih in 0..<mH {
-                                let oy = ty &* mH &+ ih
-                                if oy >= outH { break }
-                                for iw in 0..<mW {
-                                    let ox = tx &* mW &+ iw
-                                    if ox >= outW { break }
-                                    var v = bias
-                                    var p = partial + iw
-                                    for xh in 0..<aH {
-                                        v = v.addingProduct(SIMD8(repeating: coefficients[xh]), p.pointee)
-                                        p += mW
-                                    }
-                                    if let residual { v += load(UnsafePointer(residual.pixel(b, oy, ox) + c0), lanes) }
-                                    if relu { v = v.replacing(with: 0, where: v .< 0) }
-                                    store(v, output.pixel(b, oy, ox) + c0, lanes)
-                                }
-                                coefficients += aH
-                            }
-                            c0 += 8
                         }
+                        outputTile(WinogradOutputTile(
+                            source: UnsafePointer(products.value + tile &* cout), pointStride: tileCount &* cout,
+                            channels: cout, alphaH: aH, alphaW: aW, mH: mH, mW: mW, ath: ath, atw: atw, bias: biasBase.value,
+                            outputs: outputs, residuals: residual == nil ? nil : UnsafePointer(residuals), relu: relu))
                     }
                 }
             }
@@ -327,46 +275,3 @@ public final class WinogradConvolution: Sendable {
         }
     }
 }
-
-/// Eight floats, or the first `lanes` of them and zeros (a channel tail); zeros for a nil pointer (padding).
-@inline(__always)
-func load(_ p: UnsafePointer<Float>?, _ lanes: Int) -> SIMD8<Float> {
-    guard let p else { return SIMD8() }
-    if lanes == 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-    var v = SIMD8<Float>()
-    for i in 0..<lanes { v[i] = p[i] }
-    return v
-}
-
-@inline(__always)
-func load(_ p: UnsafeMutablePointer<Float>, _ lanes: Int) -> SIMD8<Float> { load(UnsafePointer(p), lanes) }
-
-@inline(__always)
-func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ lanes: Int) {
-    if lanes == 8 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self); return }
-    for i in 0..<lanes { p[i] = v[i] }
-}
-
-/// out[x][j] = Σ_k matrix[x][k] · in[k][j] for x < rows, k < inner, j < stride (SIMD8 elements). Dense: a
-/// multiply by zero is cheaper than a branch here.
-@inline(__always)
-func transform(_ matrix: UnsafePointer<Float>, rows: Int, inner: Int, stride: Int, _ input: UnsafeMutablePointer<SIMD8<Float>>,
-               into out: UnsafeMutablePointer<SIMD8<Float>>) {
-    var coefficients = matrix
-    var destination = out
-    for _ in 0..<rows {
-        for j in 0..<stride {
-            var v = SIMD8<Float>()
-            var source = input + j
-            for k in 0..<inner {
-                v = v.addingProduct(SIMD8(repeating: coefficients[k]), source.pointee)
-                source += stride
-            }
-            destination.pointee = v
-            destination += 1
-        }
-        coefficients += inner
-    }
-}
-
-import Foundation

@@ -18,18 +18,21 @@ import Testing
             for av in aViews {
                 for bv in bViews {
                     let expected = GEMM.reference(av, bv)
-                    for threads in [1, 2, 3] {
+                    // At every instruction-set level this CPU supports.
+                    for threads in [1, 2, 3] { for kernels in Kernels.supported {
                         var c = c0
                         c.withUnsafeMutableBufferPointer {
-                            GEMM.multiply(av, bv, into: $0.baseAddress!, ldc: n, accumulate: true, threads: threads)
+                            GEMM.multiply(av, bv, into: $0.baseAddress!, ldc: n, accumulate: true, threads: threads,
+                                          kernels: kernels)
                         }
                         #expect(relativeError(c, zip(expected, c0).map { $0 + $1 }) < 1e-5)
                         var fresh = c0
                         fresh.withUnsafeMutableBufferPointer {
-                            GEMM.multiply(av, bv, into: $0.baseAddress!, ldc: n, accumulate: false, threads: threads)
+                            GEMM.multiply(av, bv, into: $0.baseAddress!, ldc: n, accumulate: false, threads: threads,
+                                          kernels: kernels)
                         }
-                        #expect(relativeError(fresh, expected) < 1e-5)
-                    }
+                        #expect(relativeError(fresh, expected) < 1e-5, "\(kernels.name)")
+                    } }
                 }
             }
         }

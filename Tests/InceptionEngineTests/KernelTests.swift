@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import InceptionEngine
 
@@ -22,8 +23,13 @@ struct ConvolutionKernelTests {
         Case(n: 1, h: 1, w: 1, cin: 70, cout: 1001, kh: 1, kw: 1, stride: 1, ph: 0, pw: 0),
     ]
 
+    /// At every instruction-set level this CPU supports (baseline, and AVX2 and AVX-512 where present).
     @Test(arguments: cases, [1, 2])
     func matchesReference(_ c: Case, threads: Int) {
+        for kernels in Kernels.supported { matchesReference(c, threads: threads, kernels: kernels) }
+    }
+
+    func matchesReference(_ c: Case, threads: Int, kernels: KernelTable) {
         var rng = SeededRandom(UInt64(c.h * 131 + c.cin * 7 + c.cout))
         let g = ConvGeometry(inChannels: c.cin, outChannels: c.cout, kernel: (c.kh, c.kw), stride: (c.stride, c.stride),
                              padding: (c.ph, c.pw))
@@ -43,12 +49,31 @@ struct ConvolutionKernelTests {
             zeros.withUnsafeBufferPointer { z in
                 withMap(&input) { i in withMap(&output) { o in withMap(&residual) { r in
                     packed.run(input: i, output: o.channels(5, c.cout), residual: withResidual ? r : nil,
-                               zeros: z.baseAddress!, threads: threads)
+                               zeros: z.baseAddress!, threads: threads, kernels: kernels)
                 } } }
             }
             let (slice, guards) = channelSlice(output, offset: 5, count: c.cout)
-            #expect(relativeError(slice, expected.scalars) < 1e-6, "\(activation) residual: \(withResidual)")
+            #expect(relativeError(slice, expected.scalars) < 1e-6, "\(kernels.name) \(activation) residual: \(withResidual)")
             #expect(guards.allSatisfy { $0 == 42 }, "wrote outside its channel slice")
+        }
+    }
+}
+
+/// The instruction-set levels: what the CPU reports, and `INCEPTION_ISA`'s answers.
+struct KernelLevelTests {
+    @Test func levelsAreDetectedAndForceable() {
+        let names = Kernels.supported.map(\.name)
+        #expect(names.last == "baseline" && Kernels.current.name == names[0] || ProcessInfo.processInfo.environment["INCEPTION_ISA"] != nil)
+        #expect(Kernels.all.map(\.name) == ["avx512", "avx2", "baseline"])
+        #expect(Kernels.select("baseline").table.name == "baseline" && Kernels.select("baseline").problem == nil)
+        #expect(Kernels.select("sse9").problem == "INCEPTION_ISA=sse9 is not a level; use avx512, avx2, baseline")
+        if !names.contains("avx512") {
+            #expect(Kernels.select("avx512").problem?.hasPrefix("INCEPTION_ISA=avx512: this CPU cannot run avx512") == true)
+        }
+        // Where the CPU has AVX-512 (this project's machines may be AMD EPYC Zen 3 without it), it is used.
+        if let flags = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8), flags.contains(" avx512bw "),
+           flags.contains(" avx512vl "), flags.contains(" avx512dq "), flags.contains(" avx512cd ") {
+            #expect(names.contains("avx512"))
         }
     }
 }

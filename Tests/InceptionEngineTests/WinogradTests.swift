@@ -31,8 +31,13 @@ struct WinogradTests {
         Case(n: 1, h: 73, w: 73, cin: 64, cout: 64, kh: 7, kw: 1, ph: 3, pw: 0),
     ]
 
+    /// At every instruction-set level this CPU supports.
     @Test(arguments: cases, [1, 2])
     func matchesReference(_ c: Case, threads: Int) throws {
+        for kernels in Kernels.supported { try matchesReference(c, threads: threads, kernels: kernels) }
+    }
+
+    func matchesReference(_ c: Case, threads: Int, kernels: KernelTable) throws {
         var rng = SeededRandom(UInt64(c.h * 31 + c.cin * 5 + c.kh))
         let g = ConvGeometry(inChannels: c.cin, outChannels: c.cout, kernel: (c.kh, c.kw), padding: (c.ph, c.pw))
         var input = rng.tensor([c.n, c.h, c.w, c.cin])
@@ -53,13 +58,13 @@ struct WinogradTests {
             zeros.withUnsafeBufferPointer { z in scratch.withUnsafeMutableBufferPointer { s in
                 withMap(&input) { i in withMap(&output) { o in withMap(&residual) { r in
                     conv.run(input: i, output: o.channels(2, c.cout), residual: withResidual ? r : nil,
-                             scratch: s.baseAddress!, zeros: z.baseAddress!, threads: threads)
+                             scratch: s.baseAddress!, zeros: z.baseAddress!, threads: threads, kernels: kernels)
                 } } }
             } }
             let (slice, guards) = channelSlice(output, offset: 2, count: c.cout)
             // F(6×6, 3×3) rounds about twice as much as the smaller transforms: 2.8e-6 measured at 256 channels.
             let tolerance = conv.vertical.m * conv.horizontal.m == 36 ? 4e-6 : 2e-6
-            #expect(relativeError(slice, expected.scalars) < tolerance, "\(activation) residual \(withResidual)")
+            #expect(relativeError(slice, expected.scalars) < tolerance, "\(kernels.name) \(activation) residual \(withResidual)")
             #expect(guards.allSatisfy { $0 == 42 }, "wrote outside its channel slice")
         }
     }

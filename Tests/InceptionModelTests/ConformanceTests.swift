@@ -82,6 +82,21 @@ import Testing
     @Test(arguments: [(ModelName.inceptionV4, "logits", 299), (.inceptionResNetV2, "logits", 320),
                       (.inceptionResNetV1FaceNet, "embedding", 160)])
     func predictCommandMatchesReference(_ name: ModelName, _ output: String, _ size: Int) throws {
+        try predictCommandMatchesReference(name, output, size, isa: nil)
+    }
+
+    /// The same at every instruction-set level this CPU supports, forced with INCEPTION_ISA (the best level is the
+    /// default, tested above); the command reports the level it ran at.
+    @Test(arguments: Kernels.supported.dropFirst().map(\.name))
+    func predictCommandMatchesReferenceAtLowerLevels(_ isa: String) throws {
+        for (name, output, size) in [(ModelName.inceptionV4, "logits", 299), (.inceptionResNetV1FaceNet, "embedding", 160)] {
+            try predictCommandMatchesReference(name, output, size, isa: isa)
+        }
+        let summary = try runInception(["summary", "--model", "inception_resnet_v1_facenet"], environment: ["INCEPTION_ISA": isa])
+        #expect(summary.stdout.contains("kernels: \(isa) (of \(Kernels.supported.map(\.name).joined(separator: ", ")) on this CPU)"))
+    }
+
+    func predictCommandMatchesReference(_ name: ModelName, _ output: String, _ size: Int, isa: String?) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inception-predict-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -89,13 +104,13 @@ import Testing
         let result = try runInception([
             "predict", "--model", name.rawValue, "--weights", try References.weights(name).path,
             "--input", try References.url(name, "x_\(size).npy").path, "--output", y.path, "--threads", "2",
-        ])
+        ], environment: isa.map { ["INCEPTION_ISA": $0] } ?? [:])
         #expect(result.status == 0, "stderr: \(result.stderr)")
         let (shape, values) = try NPY.read(contentsOf: y)
         let expected = try References.tensor(name, "\(output)_\(size).npy")
         #expect(shape == expected.shape)
         let errors = perSampleRelativeError(Tensor(shape: shape, scalars: values), expected)
-        #expect(errors.allSatisfy { $0 < 1e-4 }, "relative errors \(errors)")
+        #expect(errors.allSatisfy { $0 < 1e-4 }, "\(isa ?? "best level"): relative errors \(errors)")
     }
 
     @Test func inputBelowTheMinimumNamesIt() throws {

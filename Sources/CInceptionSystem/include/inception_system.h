@@ -8,4 +8,9 @@ int inception_release_free_memory(void);
 /// M_MMAP_THRESHOLD, which otherwise rises to 32 MB after the first large free); 0 where there is no such setting.
 int inception_map_allocations_from(int bytes);
 
+/// The x86-64 instruction-set levels this CPU and its operating system support, as bits: 1 = x86-64-v3 (AVX2,
+/// FMA, BMI1/2, F16C, LZCNT, MOVBE, and the OS saves the ymm state), 2 = x86-64-v4 (AVX-512 F/BW/CD/DQ/VL, and the
+/// OS saves the zmm state). 0 elsewhere (arm64 and older x86-64).
+int inception_cpu_levels(void);
+
 #endif

@@ -1,0 +1,46 @@
+import CInceptionSystem
+import Foundation
+@_exported import struct InceptionKernels.KernelTable
+import InceptionKernels
+import InceptionKernelsAVX2
+import InceptionKernelsAVX512
+import InceptionKernelsBaseline
+
+/// The instruction-set level the engine's kernels run at, chosen once at start: the best the CPU and its operating
+/// system support, or a lower one forced with `INCEPTION_ISA=baseline|avx2|avx512`.
+public enum Kernels {
+    /// Every level this build has, best first.
+    public static let all: [KernelTable] = [avx512Kernels, avx2Kernels, baselineKernels]
+
+    /// The levels this CPU can run, best first.
+    public static let supported: [KernelTable] = {
+        let levels = inception_cpu_levels()
+        return all.filter { table in
+            switch table.name {
+            case "avx512": return levels & 2 != 0
+            case "avx2": return levels & 1 != 0
+            default: return true
+            }
+        }
+    }()
+
+    /// What is wrong with `INCEPTION_ISA`, if anything (the command line reports it as its one-line error; a
+    /// library caller gets the best level).
+    public static let environmentProblem: String? = select(ProcessInfo.processInfo.environment["INCEPTION_ISA"]).problem
+
+    /// The kernels every layer runs.
+    public static let current: KernelTable = select(ProcessInfo.processInfo.environment["INCEPTION_ISA"]).table
+
+    /// The table `forced` names (if the CPU can run it), else the best supported one.
+    public static func select(_ forced: String?) -> (table: KernelTable, problem: String?) {
+        guard let forced, !forced.isEmpty else { return (supported[0], nil) }
+        guard let table = all.first(where: { $0.name == forced }) else {
+            return (supported[0], "INCEPTION_ISA=\(forced) is not a level; use \(all.map(\.name).joined(separator: ", "))")
+        }
+        guard supported.contains(where: { $0.name == forced }) else {
+            return (supported[0], "INCEPTION_ISA=\(forced): this CPU cannot run \(forced) "
+                        + "(it supports \(supported.map(\.name).joined(separator: ", ")))")
+        }
+        return (table, nil)
+    }
+}

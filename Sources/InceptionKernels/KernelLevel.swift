@@ -1,0 +1,51 @@
+/// The engine's hot loops, written once and compiled per instruction-set level.
+///
+/// Everything here is `@inlinable` and generic over a `KernelLevel`; it is compiled to machine code only where a
+/// level module specialises it — `InceptionKernelsBaseline` (no CPU flag: SSE2 on x86-64, NEON on arm64),
+/// `InceptionKernelsAVX2` (`-target-cpu haswell`: AVX2 + FMA) and `InceptionKernelsAVX512` (`skylake-avx512`:
+/// AVX-512 F/BW/CD/DQ/VL) — each of which exports one `KernelTable`. The engine picks a table once, from CPUID
+/// (`Kernels.current` in InceptionEngine), so one binary runs at its best level on every x86-64 CPU. This module
+/// knows no engine type: kernels take raw pointers and counts.
+///
+/// A panel is 16 output channels (one `SIMD16<Float>` per row of a tile); the tile's row count is the level's:
+/// 6 at AVX2 (12 ymm accumulators), 12 at AVX-512 (12 of 32 zmm), 6 on NEON (24 of 32 q registers), 3 on SSE2
+/// (12 of 16 xmm).
+public protocol KernelLevel: SendableMetatype {
+    /// The vector the element-wise parts (Winograd's transforms) work in.
+    associatedtype Chunk: SIMD where Chunk.Scalar == Float
+    /// Whether the CPU multiplies and adds in one rounding (FMA). Without it `a + b · c` is two instructions; with
+    /// `addingProduct` there would be a call to `fmaf` per lane.
+    static var fused: Bool { get }
+    /// Rows of a convolution tile: the indirection table has this many entries per tap.
+    static var tileRows: Int { get }
+    static var name: String { get }
+}
+
+/// c + a · b, fused where the level has FMA.
+@inlinable @inline(__always)
+func multiplyAdd<L: KernelLevel, V: SIMD>(_ level: L.Type, _ c: V, _ a: V, _ b: V) -> V where V.Scalar == Float {
+    L.fused ? c.addingProduct(a, b) : c + a * b
+}
+
+/// One level's kernels, as the engine calls them.
+public struct KernelTable: Sendable {
+    public let name: String
+    public let tileRows: Int
+    /// Lanes of `Chunk`.
+    public let chunkLanes: Int
+    public let convolution: @Sendable (ConvolutionTile) -> Void
+    public let gemm: @Sendable (GEMMTile) -> Void
+    public let winogradInput: @Sendable (WinogradInputTile) -> Void
+    public let winogradOutput: @Sendable (WinogradOutputTile) -> Void
+
+    @inlinable
+    public init<L: KernelLevel>(_ level: L.Type) {
+        name = L.name
+        tileRows = L.tileRows
+        chunkLanes = L.Chunk.scalarCount
+        convolution = { convolutionTile(L.self, $0) }
+        gemm = { gemmTile(L.self, $0) }
+        winogradInput = { winogradInputTile(L.self, $0) }
+        winogradOutput = { winogradOutputTile(L.self, $0) }
+    }
+}

@@ -1,0 +1,150 @@
+/// One tile of a convolution as an implicit GEMM: `rows` output pixels (at most the level's `tileRows`) × one
+/// panel of 16 output channels, over `taps` indirection entries of `channels` contiguous input values each.
+/// `a[t · tileRows + r]` points at row r's input for tap t (or at zeros, for padding); the weights are the panel,
+/// `taps · channels × 16` floats. The epilogue adds the bias (and the residual row), applies ReLU and stores
+/// `columns` (≤ 16) values per row.
+public struct ConvolutionTile {
+    public var a: UnsafePointer<UnsafePointer<Float>>
+    public var taps: Int, channels: Int
+    public var weights: UnsafePointer<Float>
+    public var bias: UnsafePointer<Float>
+    public var output: UnsafePointer<UnsafeMutablePointer<Float>>
+    public var residual: UnsafePointer<UnsafeMutablePointer<Float>>?
+    public var rows: Int, columns: Int
+    public var relu: Bool
+
+    @inlinable
+    public init(a: UnsafePointer<UnsafePointer<Float>>, taps: Int, channels: Int, weights: UnsafePointer<Float>,
+                bias: UnsafePointer<Float>, output: UnsafePointer<UnsafeMutablePointer<Float>>,
+                residual: UnsafePointer<UnsafeMutablePointer<Float>>?, rows: Int, columns: Int, relu: Bool) {
+        (self.a, self.taps, self.channels, self.weights, self.bias) = (a, taps, channels, weights, bias)
+        (self.output, self.residual, self.rows, self.columns, self.relu) = (output, residual, rows, columns, relu)
+    }
+}
+
+/// Runs the tile at the level's row count, or at a quarter / half of it when few rows are valid (the last tile of a
+/// small map), so that rows which would be thrown away are not computed.
+@inlinable
+func convolutionTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
+    switch L.tileRows {
+    case 12:
+        if t.rows <= 3 { convolutionRows(L.self, stride: 12, rows: 3, t) }
+        else if t.rows <= 6 { convolutionRows(L.self, stride: 12, rows: 6, t) }
+        else { convolutionRows(L.self, stride: 12, rows: 12, t) }
+    case 6:
+        if t.rows <= 3 { convolutionRows(L.self, stride: 6, rows: 3, t) } else { convolutionRows(L.self, stride: 6, rows: 6, t) }
+    default:
+        convolutionRows(L.self, stride: 3, rows: 3, t)
+    }
+}
+
+/// `rows` (3, 6 or 12: a constant at each call, so unused accumulators vanish) × 16 columns; the indirection
+/// table has `stride` entries per tap. Accumulator `cR` is row R of the panel.
+@inlinable @inline(__always)
+func convolutionRows<L: KernelLevel>(_ level: L.Type, stride: Int, rows: Int, _ t: ConvolutionTile) {
+    typealias V = SIMD16<Float>
+    var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
+    var c6 = V(), c7 = V(), c8 = V(), c9 = V(), c10 = V(), c11 = V()
+    var w = UnsafeRawPointer(t.weights)
+    for tap in 0..<t.taps {
+        let row = t.a + tap &* stride
+        let a0 = row[0], a1 = row[1], a2 = row[2]
+        let a3 = rows > 3 ? row[3] : a0, a4 = rows > 3 ? row[4] : a0, a5 = rows > 3 ? row[5] : a0
+        let a6 = rows > 6 ? row[6] : a0, a7 = rows > 6 ? row[7] : a0, a8 = rows > 6 ? row[8] : a0
+        let a9 = rows > 6 ? row[9] : a0, a10 = rows > 6 ? row[10] : a0, a11 = rows > 6 ? row[11] : a0
+        for k in 0..<t.channels {
+            let wk = w.loadUnaligned(as: V.self)
+            w += 64
+            c0 = multiplyAdd(L.self, c0, V(repeating: a0[k]), wk)
+            c1 = multiplyAdd(L.self, c1, V(repeating: a1[k]), wk)
+            c2 = multiplyAdd(L.self, c2, V(repeating: a2[k]), wk)
+            if rows > 3 {
+                c3 = multiplyAdd(L.self, c3, V(repeating: a3[k]), wk)
+                c4 = multiplyAdd(L.self, c4, V(repeating: a4[k]), wk)
+                c5 = multiplyAdd(L.self, c5, V(repeating: a5[k]), wk)
+            }
+            if rows > 6 {
+                c6 = multiplyAdd(L.self, c6, V(repeating: a6[k]), wk)
+                c7 = multiplyAdd(L.self, c7, V(repeating: a7[k]), wk)
+                c8 = multiplyAdd(L.self, c8, V(repeating: a8[k]), wk)
+                c9 = multiplyAdd(L.self, c9, V(repeating: a9[k]), wk)
+                c10 = multiplyAdd(L.self, c10, V(repeating: a10[k]), wk)
+                c11 = multiplyAdd(L.self, c11, V(repeating: a11[k]), wk)
+            }
+        }
+    }
+    let bias = UnsafeRawPointer(t.bias).loadUnaligned(as: V.self)
+    @inline(__always) func store(_ c: V, _ r: Int) {
+        if r < t.rows { storeRow(c + bias, t.output[r], t.residual?[r], t.columns, t.relu) }
+    }
+    store(c0, 0); store(c1, 1); store(c2, 2)
+    if rows > 3 { store(c3, 3); store(c4, 4); store(c5, 5) }
+    if rows > 6 { store(c6, 6); store(c7, 7); store(c8, 8); store(c9, 9); store(c10, 10); store(c11, 11) }
+}
+
+/// Stores one row of a tile: + residual, ReLU, the first `columns` lanes.
+@inlinable @inline(__always)
+func storeRow(_ value: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>, _ residual: UnsafeMutablePointer<Float>?,
+              _ columns: Int, _ relu: Bool) {
+    var v = value
+    if let residual {
+        if columns == 16 {
+            v += UnsafeRawPointer(residual).loadUnaligned(as: SIMD16<Float>.self)
+        } else {
+            for j in 0..<columns { v[j] += residual[j] }
+        }
+    }
+    if relu { v = v.replacing(with: 0, where: v .< 0) }
+    if columns == 16 {
+        UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
+    } else {
+        for j in 0..<columns { out[j] = v[j] }
+    }
+}
+
+/// One 6 × 16 tile of C += A·B over `depth`: A packed as 6-row strips (`a[k · 6 + r]`), B as a 16-column panel
+/// (`b[k · 16 + j]`); `rows` and `columns` of the tile are stored (added to C when `accumulate`).
+public struct GEMMTile {
+    public var depth: Int
+    public var a: UnsafePointer<Float>, b: UnsafePointer<Float>
+    public var c: UnsafeMutablePointer<Float>, ldc: Int
+    public var rows: Int, columns: Int
+    public var accumulate: Bool
+
+    @inlinable
+    public init(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
+                rows: Int, columns: Int, accumulate: Bool) {
+        (self.depth, self.a, self.b, self.c, self.ldc) = (depth, a, b, c, ldc)
+        (self.rows, self.columns, self.accumulate) = (rows, columns, accumulate)
+    }
+}
+
+@inlinable
+func gemmTile<L: KernelLevel>(_ level: L.Type, _ t: GEMMTile) {
+    typealias V = SIMD16<Float>
+    var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
+    var pa = t.a, pb = UnsafeRawPointer(t.b)
+    for _ in 0..<t.depth {
+        let w = pb.load(as: V.self)
+        pb += 64
+        c0 = multiplyAdd(L.self, c0, V(repeating: pa[0]), w)
+        c1 = multiplyAdd(L.self, c1, V(repeating: pa[1]), w)
+        c2 = multiplyAdd(L.self, c2, V(repeating: pa[2]), w)
+        c3 = multiplyAdd(L.self, c3, V(repeating: pa[3]), w)
+        c4 = multiplyAdd(L.self, c4, V(repeating: pa[4]), w)
+        c5 = multiplyAdd(L.self, c5, V(repeating: pa[5]), w)
+        pa += 6
+    }
+    @inline(__always) func store(_ c: V, _ r: Int) {
+        guard r < t.rows else { return }
+        let out = t.c + r * t.ldc
+        var v = c
+        if t.columns == 16 {
+            if t.accumulate { v += UnsafeRawPointer(out).loadUnaligned(as: V.self) }
+            UnsafeMutableRawPointer(out).storeBytes(of: v, as: V.self)
+        } else {
+            for j in 0..<t.columns { out[j] = t.accumulate ? out[j] + v[j] : v[j] }
+        }
+    }
+    store(c0, 0); store(c1, 1); store(c2, 2); store(c3, 3); store(c4, 4); store(c5, 5)
+}

@@ -1,0 +1,11 @@
+import InceptionKernels
+
+/// x86-64-v3: AVX2 and FMA (Haswell, Zen 1 and later). Compiled with `-target-cpu haswell` (x86-64-v3 plus tuning).
+enum AVX2: KernelLevel {
+    typealias Chunk = SIMD8<Float>
+    static var fused: Bool { true }
+    static var tileRows: Int { 6 }
+    static var name: String { "avx2" }
+}
+
+public let avx2Kernels = KernelTable(AVX2.self)

@@ -1,0 +1,17 @@
+import InceptionKernels
+
+/// Any x86-64 (SSE2, no FMA: a multiply and an add) or arm64 (NEON, with FMA). Compiled with no CPU flag.
+enum Baseline: KernelLevel {
+    #if arch(arm64)
+    typealias Chunk = SIMD4<Float>
+    static var fused: Bool { true }
+    static var tileRows: Int { 6 }
+    #else
+    typealias Chunk = SIMD4<Float>
+    static var fused: Bool { false }
+    static var tileRows: Int { 3 }
+    #endif
+    static var name: String { "baseline" }
+}
+
+public let baselineKernels = KernelTable(Baseline.self)
