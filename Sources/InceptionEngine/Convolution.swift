@@ -161,9 +161,9 @@ public struct PackedConvolution: Sendable {
                     let firstPanel = panelTask * panelsPerTask
                     let lastPanel = min(panelCount, firstPanel + panelsPerTask)
                     withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: taps * mr) { a in
-                    withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: 2 * mr) { o in
+                    withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: mr) { o in
                     withUnsafeTemporaryAllocation(of: Int.self, capacity: 4 * mr) { pixelIndex in
-                        let a = a.baseAddress!, outRows = o.baseAddress!, residualRows = outRows + mr
+                        let a = a.baseAddress!, residualRows = o.baseAddress!
                         // Per row of the tile: its output pixel index (b · outH + oy) · outW + ox, then b, oy, ox.
                         let pixelIndex = pixelIndex.baseAddress!, coordinates = pixelIndex + mr
                         for tile in (tileTask * tilesPerTask)..<min(tiles, (tileTask + 1) * tilesPerTask) {
@@ -209,20 +209,13 @@ public struct PackedConvolution: Sendable {
                                 }
                             }
                             let (tileTaps, tileChannels) = interior ? (g.kernelH, g.kernelW * g.inChannels) : (taps, g.inChannels)
-                            for p in firstPanel..<lastPanel {
-                                let columns = min(16, g.outChannels - p * 16)
-                                let (outBase, outStride) = (outBases.value[p], outStrides.value[p])
-                                for r in 0..<mr {
-                                    outRows[r] = outBase + pixelIndex[r] * outStride
-                                    if residual != nil { residualRows[r] += p * 16 }
-                                }
-                                kernel(ConvolutionTile(
-                                    a: a, taps: tileTaps, channels: tileChannels,
-                                    weights: panelBase.value + p * g.depth * 16, bias: biasBase.value + p * 16,
-                                    output: outRows, residual: residual == nil ? nil : residualRows,
-                                    rows: valid, columns: columns, relu: activation == .relu))
-                                if residual != nil { for r in 0..<mr { residualRows[r] -= p * 16 } }
-                            }
+                            kernel(ConvolutionTile(
+                                a: a, taps: tileTaps, channels: tileChannels,
+                                weights: panelBase.value + firstPanel * g.depth * 16, panelFloats: g.depth * 16,
+                                firstPanel: firstPanel, panels: lastPanel - firstPanel, outChannels: g.outChannels,
+                                bias: biasBase.value, outputBases: outBases.value, outputStrides: outStrides.value,
+                                pixels: pixelIndex, residual: residual == nil ? nil : residualRows, rows: valid,
+                                relu: activation == .relu))
                         }
                     }
                     }

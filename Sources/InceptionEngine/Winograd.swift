@@ -185,6 +185,8 @@ public final class WinogradConvolution: Sendable {
         let inputTile = kernels.winogradInput
         Parallel.parallelFor(input.n * tilesH, threads: threads) { row in
             let (b, ty) = (row / tilesH, row % tilesH)
+            let scratchBytes = WinogradInputTile.scratchBytes(alphaH: aH, alphaW: aW)
+            withUnsafeTemporaryAllocation(byteCount: scratchBytes, alignment: 64) { tileScratch in
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: aH * aW) { pixelBuffer in
                 let pixels = pixelBuffer.baseAddress!
                 for tx in 0..<tilesW {
@@ -198,8 +200,10 @@ public final class WinogradConvolution: Sendable {
                         }
                     }
                     inputTile(WinogradInputTile(pixels: pixels, channels: cin, alphaH: aH, alphaW: aW, bth: bth, btw: btw,
-                                                destination: transformed.value + tile &* cin, pointStride: tileCount &* cin))
+                                                destination: transformed.value + tile &* cin, pointStride: tileCount &* cin,
+                                                scratch: tileScratch.baseAddress!))
                 }
+            }
             }
         }
 
@@ -216,33 +220,41 @@ public final class WinogradConvolution: Sendable {
         let tileTasks = (microTiles + tilesPerTask - 1) / tilesPerTask
         let weightStride = panelCount * cin * 16
         let kernel = kernels.convolution
+        let noBias = [Float](repeating: 0, count: panelCount * 16), strides = [Int](repeating: cout, count: panelCount)
         panels.withUnsafeBufferPointer { panelBuffer in
+        noBias.withUnsafeBufferPointer { noBias in
+        strides.withUnsafeBufferPointer { strides in
             let panelBase = UncheckedSendable(panelBuffer.baseAddress!)
+            let (noBias, strides) = (UncheckedSendable(noBias.baseAddress!), UncheckedSendable(strides.baseAddress!))
             Parallel.parallelFor(points * tileTasks * panelTasks, threads: threads) { task in
                 let xi = task / (tileTasks * panelTasks), rest = task % (tileTasks * panelTasks)
                 let (tileTask, panelTask) = (rest / panelTasks, rest % panelTasks)
+                let firstPanel = panelTask * panelsPerTask, lastPanel = min(panelCount, firstPanel + panelsPerTask)
                 withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: mr) { a in
-                withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: mr) { o in
-                    let a = a.baseAddress!, o = o.baseAddress!
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: mr) { pixels in
+                withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: panelCount) { bases in
+                    let (a, pixels, bases) = (a.baseAddress!, pixels.baseAddress!, bases.baseAddress!)
+                    // Row t of M[ξ], panel p: products[(ξ · tiles + t) · Cout + 16p ...].
+                    for p in 0..<panelCount { bases[p] = products.value + xi * tileCount * cout + p * 16 }
                     for micro in (tileTask * tilesPerTask)..<min(microTiles, (tileTask + 1) * tilesPerTask) {
                         let first = micro * mr, valid = min(mr, tileCount - first)
                         for r in 0..<mr {
-                            let t = first + min(r, valid - 1)
-                            a[r] = UnsafePointer(transformed.value + (xi * tileCount + t) * cin)
-                            o[r] = products.value + (xi * tileCount + t) * cout
+                            pixels[r] = first + min(r, valid - 1)
+                            a[r] = UnsafePointer(transformed.value + (xi * tileCount + pixels[r]) * cin)
                         }
-                        for p in (panelTask * panelsPerTask)..<min(panelCount, (panelTask + 1) * panelsPerTask) {
-                            for r in 0..<mr { o[r] += p * 16 }
-                            kernel(ConvolutionTile(a: a, taps: 1, channels: cin,
-                                                   weights: panelBase.value + xi * weightStride + p * cin * 16,
-                                                   bias: zeros, output: o, residual: nil, rows: valid,
-                                                   columns: min(16, cout - p * 16), relu: false))
-                            for r in 0..<mr { o[r] -= p * 16 }
-                        }
+                        kernel(ConvolutionTile(a: a, taps: 1, channels: cin,
+                                               weights: panelBase.value + xi * weightStride + firstPanel * cin * 16,
+                                               panelFloats: cin * 16, firstPanel: firstPanel, panels: lastPanel - firstPanel,
+                                               outChannels: cout, bias: noBias.value, outputBases: bases,
+                                               outputStrides: strides.value, pixels: pixels, residual: nil, rows: valid,
+                                               relu: false))
                     }
                 }
                 }
+                }
             }
+        }
+        }
         }
 
         // 3. Output transform with bias, residual and activation, a tile at a time (`winogradOutputTile`).
@@ -252,6 +264,8 @@ public final class WinogradConvolution: Sendable {
             let relu = activation == .relu
             Parallel.parallelFor(input.n * tilesH, threads: threads) { row in
                 let (b, ty) = (row / tilesH, row % tilesH)
+                let scratchBytes = WinogradOutputTile.scratchBytes(alphaH: aH, alphaW: aW, mW: mW)
+                withUnsafeTemporaryAllocation(byteCount: scratchBytes, alignment: 64) { tileScratch in
                 withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>?.self, capacity: 2 * mH * mW) { buffer in
                     let outputs = buffer.baseAddress!, residuals = outputs + mH * mW
                     for tx in 0..<tilesW {
@@ -267,8 +281,10 @@ public final class WinogradConvolution: Sendable {
                         outputTile(WinogradOutputTile(
                             source: UnsafePointer(products.value + tile &* cout), pointStride: tileCount &* cout,
                             channels: cout, alphaH: aH, alphaW: aW, mH: mH, mW: mW, ath: ath, atw: atw, bias: biasBase.value,
-                            outputs: outputs, residuals: residual == nil ? nil : UnsafePointer(residuals), relu: relu))
+                            outputs: outputs, residuals: residual == nil ? nil : UnsafePointer(residuals), relu: relu,
+                            scratch: tileScratch.baseAddress!))
                     }
+                }
                 }
             }
         }

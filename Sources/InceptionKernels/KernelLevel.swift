@@ -19,6 +19,9 @@ public protocol KernelLevel: SendableMetatype {
     /// Rows of a convolution tile: the indirection table has this many entries per tap.
     static var tileRows: Int { get }
     static var name: String { get }
+    /// max(v, 0) per lane. Written by each level on its concrete vector type: on a generic `SIMD` the comparison
+    /// and select were compiled lane by lane (40% of the Winograd output transform's time).
+    static func relu(_ v: Chunk) -> Chunk
 }
 
 /// c + a · b, fused where the level has FMA.

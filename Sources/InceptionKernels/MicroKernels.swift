@@ -1,24 +1,31 @@
-/// One tile of a convolution as an implicit GEMM: `rows` output pixels (at most the level's `tileRows`) × one
-/// panel of 16 output channels, over `taps` indirection entries of `channels` contiguous input values each.
-/// `a[t · tileRows + r]` points at row r's input for tap t (or at zeros, for padding); the weights are the panel,
-/// `taps · channels × 16` floats. The epilogue adds the bias (and the residual row), applies ReLU and stores
-/// `columns` (≤ 16) values per row.
+/// One tile of a convolution as an implicit GEMM: `rows` output pixels (at most the level's `tileRows`) × the
+/// panels `firstPanel ..< firstPanel + panels` of 16 output channels, over `taps` indirection entries of `channels`
+/// contiguous input values each. `a[t · tileRows + r]` points at row r's input for tap t (or at zeros, for padding);
+/// panel p's weights are `taps · channels × 16` floats at `weights + (p − firstPanel) · panelFloats`. Row r is output
+/// pixel `pixels[r]`; panel p of it is stored at `outputBases[p] + pixels[r] · outputStrides[p]` (sibling
+/// convolutions merged into one GEMM write to different maps). The epilogue adds the bias (`bias[16p ...]`) and the
+/// residual (`residual[r] + 16p`), applies ReLU and stores the panel's channels that exist (≤ 16).
 public struct ConvolutionTile {
     public var a: UnsafePointer<UnsafePointer<Float>>
     public var taps: Int, channels: Int
-    public var weights: UnsafePointer<Float>
+    public var weights: UnsafePointer<Float>, panelFloats: Int
+    public var firstPanel: Int, panels: Int, outChannels: Int
     public var bias: UnsafePointer<Float>
-    public var output: UnsafePointer<UnsafeMutablePointer<Float>>
+    public var outputBases: UnsafePointer<UnsafeMutablePointer<Float>>, outputStrides: UnsafePointer<Int>
+    public var pixels: UnsafePointer<Int>
     public var residual: UnsafePointer<UnsafeMutablePointer<Float>>?
-    public var rows: Int, columns: Int
+    public var rows: Int
     public var relu: Bool
 
     @inlinable
     public init(a: UnsafePointer<UnsafePointer<Float>>, taps: Int, channels: Int, weights: UnsafePointer<Float>,
-                bias: UnsafePointer<Float>, output: UnsafePointer<UnsafeMutablePointer<Float>>,
-                residual: UnsafePointer<UnsafeMutablePointer<Float>>?, rows: Int, columns: Int, relu: Bool) {
-        (self.a, self.taps, self.channels, self.weights, self.bias) = (a, taps, channels, weights, bias)
-        (self.output, self.residual, self.rows, self.columns, self.relu) = (output, residual, rows, columns, relu)
+                panelFloats: Int, firstPanel: Int, panels: Int, outChannels: Int, bias: UnsafePointer<Float>,
+                outputBases: UnsafePointer<UnsafeMutablePointer<Float>>, outputStrides: UnsafePointer<Int>,
+                pixels: UnsafePointer<Int>, residual: UnsafePointer<UnsafeMutablePointer<Float>>?, rows: Int, relu: Bool) {
+        (self.a, self.taps, self.channels, self.weights, self.panelFloats) = (a, taps, channels, weights, panelFloats)
+        (self.firstPanel, self.panels, self.outChannels, self.bias) = (firstPanel, panels, outChannels, bias)
+        (self.outputBases, self.outputStrides, self.pixels) = (outputBases, outputStrides, pixels)
+        (self.residual, self.rows, self.relu) = (residual, rows, relu)
     }
 }
 
@@ -28,58 +35,87 @@ public struct ConvolutionTile {
 func convolutionTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
     switch L.tileRows {
     case 12:
-        if t.rows <= 3 { convolutionRows(L.self, stride: 12, rows: 3, t) }
-        else if t.rows <= 6 { convolutionRows(L.self, stride: 12, rows: 6, t) }
-        else { convolutionRows(L.self, stride: 12, rows: 12, t) }
+        if t.rows <= 3 { convolutionRows(L.self, Rows3.self, stride: 12, t) }
+        else if t.rows <= 6 { convolutionRows(L.self, Rows6.self, stride: 12, t) }
+        else { convolutionRows(L.self, Rows12.self, stride: 12, t) }
     case 6:
-        if t.rows <= 3 { convolutionRows(L.self, stride: 6, rows: 3, t) } else { convolutionRows(L.self, stride: 6, rows: 6, t) }
+        if t.rows <= 3 { convolutionRows(L.self, Rows3.self, stride: 6, t) } else { convolutionRows(L.self, Rows6.self, stride: 6, t) }
     default:
-        convolutionRows(L.self, stride: 3, rows: 3, t)
+        convolutionRows(L.self, Rows3.self, stride: 3, t)
     }
 }
 
-/// `rows` (3, 6 or 12: a constant at each call, so unused accumulators vanish) × 16 columns; the indirection
-/// table has `stride` entries per tap. Accumulator `cR` is row R of the panel.
-@inlinable @inline(__always)
-func convolutionRows<L: KernelLevel>(_ level: L.Type, stride: Int, rows: Int, _ t: ConvolutionTile) {
+/// A tile's row count as a type, so that each specialisation of `convolutionRows` has it as a constant and keeps
+/// only the accumulators it uses in registers (a count passed as a value kept all twelve, spilling at AVX2).
+public protocol TileRows { static var count: Int { get } }
+public enum Rows3: TileRows { @inlinable public static var count: Int { 3 } }
+public enum Rows6: TileRows { @inlinable public static var count: Int { 6 } }
+public enum Rows12: TileRows { @inlinable public static var count: Int { 12 } }
+
+/// `R.count` (3, 6 or 12) rows × 16 columns for each panel; the indirection table has `stride` entries per tap.
+/// Accumulator `cR` is row R of the panel.
+@inlinable
+func convolutionRows<L: KernelLevel, R: TileRows>(_ level: L.Type, _ tileRows: R.Type, stride: Int, _ t: ConvolutionTile) {
     typealias V = SIMD16<Float>
-    var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
-    var c6 = V(), c7 = V(), c8 = V(), c9 = V(), c10 = V(), c11 = V()
-    var w = UnsafeRawPointer(t.weights)
-    for tap in 0..<t.taps {
-        let row = t.a + tap &* stride
-        let a0 = row[0], a1 = row[1], a2 = row[2]
-        let a3 = rows > 3 ? row[3] : a0, a4 = rows > 3 ? row[4] : a0, a5 = rows > 3 ? row[5] : a0
-        let a6 = rows > 6 ? row[6] : a0, a7 = rows > 6 ? row[7] : a0, a8 = rows > 6 ? row[8] : a0
-        let a9 = rows > 6 ? row[9] : a0, a10 = rows > 6 ? row[10] : a0, a11 = rows > 6 ? row[11] : a0
-        for k in 0..<t.channels {
-            let wk = w.loadUnaligned(as: V.self)
-            w += 64
-            c0 = multiplyAdd(L.self, c0, V(repeating: a0[k]), wk)
-            c1 = multiplyAdd(L.self, c1, V(repeating: a1[k]), wk)
-            c2 = multiplyAdd(L.self, c2, V(repeating: a2[k]), wk)
-            if rows > 3 {
-                c3 = multiplyAdd(L.self, c3, V(repeating: a3[k]), wk)
-                c4 = multiplyAdd(L.self, c4, V(repeating: a4[k]), wk)
-                c5 = multiplyAdd(L.self, c5, V(repeating: a5[k]), wk)
-            }
-            if rows > 6 {
-                c6 = multiplyAdd(L.self, c6, V(repeating: a6[k]), wk)
-                c7 = multiplyAdd(L.self, c7, V(repeating: a7[k]), wk)
-                c8 = multiplyAdd(L.self, c8, V(repeating: a8[k]), wk)
-                c9 = multiplyAdd(L.self, c9, V(repeating: a9[k]), wk)
-                c10 = multiplyAdd(L.self, c10, V(repeating: a10[k]), wk)
-                c11 = multiplyAdd(L.self, c11, V(repeating: a11[k]), wk)
+    let rows = R.count
+    for q in 0..<t.panels {
+        let p = t.firstPanel &+ q
+        var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
+        var c6 = V(), c7 = V(), c8 = V(), c9 = V(), c10 = V(), c11 = V()
+        var w = UnsafeRawPointer(t.weights + q &* t.panelFloats)
+        for tap in 0..<t.taps {
+            let row = t.a + tap &* stride
+            let a0 = row[0], a1 = row[1], a2 = row[2]
+            let a3 = rows > 3 ? row[3] : a0, a4 = rows > 3 ? row[4] : a0, a5 = rows > 3 ? row[5] : a0
+            let a6 = rows > 6 ? row[6] : a0, a7 = rows > 6 ? row[7] : a0, a8 = rows > 6 ? row[8] : a0
+            let a9 = rows > 6 ? row[9] : a0, a10 = rows > 6 ? row[10] : a0, a11 = rows > 6 ? row[11] : a0
+            for k in 0..<t.channels {
+                let wk = w.loadUnaligned(as: V.self)
+                w += 64
+                c0 = multiplyAdd(L.self, c0, V(repeating: a0[k]), wk)
+                c1 = multiplyAdd(L.self, c1, V(repeating: a1[k]), wk)
+                c2 = multiplyAdd(L.self, c2, V(repeating: a2[k]), wk)
+                if rows > 3 {
+                    c3 = multiplyAdd(L.self, c3, V(repeating: a3[k]), wk)
+                    c4 = multiplyAdd(L.self, c4, V(repeating: a4[k]), wk)
+                    c5 = multiplyAdd(L.self, c5, V(repeating: a5[k]), wk)
+                }
+                if rows > 6 {
+                    c6 = multiplyAdd(L.self, c6, V(repeating: a6[k]), wk)
+                    c7 = multiplyAdd(L.self, c7, V(repeating: a7[k]), wk)
+                    c8 = multiplyAdd(L.self, c8, V(repeating: a8[k]), wk)
+                    c9 = multiplyAdd(L.self, c9, V(repeating: a9[k]), wk)
+                    c10 = multiplyAdd(L.self, c10, V(repeating: a10[k]), wk)
+                    c11 = multiplyAdd(L.self, c11, V(repeating: a11[k]), wk)
+                }
             }
         }
+        let bias = UnsafeRawPointer(t.bias + p &* 16).loadUnaligned(as: V.self)
+        let (base, pixelStride, columns) = (t.outputBases[p], t.outputStrides[p], min(16, t.outChannels &- p &* 16))
+        storeRow(c0 + bias, 0, t, base, pixelStride, p, columns)
+        if t.rows > 1 { storeRow(c1 + bias, 1, t, base, pixelStride, p, columns) }
+        if t.rows > 2 { storeRow(c2 + bias, 2, t, base, pixelStride, p, columns) }
+        if rows > 3 {
+            if t.rows > 3 { storeRow(c3 + bias, 3, t, base, pixelStride, p, columns) }
+            if t.rows > 4 { storeRow(c4 + bias, 4, t, base, pixelStride, p, columns) }
+            if t.rows > 5 { storeRow(c5 + bias, 5, t, base, pixelStride, p, columns) }
+        }
+        if rows > 6 {
+            if t.rows > 6 { storeRow(c6 + bias, 6, t, base, pixelStride, p, columns) }
+            if t.rows > 7 { storeRow(c7 + bias, 7, t, base, pixelStride, p, columns) }
+            if t.rows > 8 { storeRow(c8 + bias, 8, t, base, pixelStride, p, columns) }
+            if t.rows > 9 { storeRow(c9 + bias, 9, t, base, pixelStride, p, columns) }
+            if t.rows > 10 { storeRow(c10 + bias, 10, t, base, pixelStride, p, columns) }
+            if t.rows > 11 { storeRow(c11 + bias, 11, t, base, pixelStride, p, columns) }
+        }
     }
-    let bias = UnsafeRawPointer(t.bias).loadUnaligned(as: V.self)
-    @inline(__always) func store(_ c: V, _ r: Int) {
-        if r < t.rows { storeRow(c + bias, t.output[r], t.residual?[r], t.columns, t.relu) }
-    }
-    store(c0, 0); store(c1, 1); store(c2, 2)
-    if rows > 3 { store(c3, 3); store(c4, 4); store(c5, 5) }
-    if rows > 6 { store(c6, 6); store(c7, 7); store(c8, 8); store(c9, 9); store(c10, 10); store(c11, 11) }
+}
+
+/// Row `r` of panel `p`'s tile to its output pixel.
+@inlinable @inline(__always)
+func storeRow(_ value: SIMD16<Float>, _ r: Int, _ t: ConvolutionTile, _ base: UnsafeMutablePointer<Float>,
+              _ pixelStride: Int, _ p: Int, _ columns: Int) {
+    storeRow(value, base + t.pixels[r] &* pixelStride, t.residual.map { $0[r] + p &* 16 }, columns, t.relu)
 }
 
 /// Stores one row of a tile: + residual, ReLU, the first `columns` lanes.

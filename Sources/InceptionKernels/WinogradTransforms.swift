@@ -9,22 +9,29 @@ public struct WinogradInputTile {
     public var bth: UnsafePointer<Float>, btw: UnsafePointer<Float>
     public var destination: UnsafeMutablePointer<Float>
     public var pointStride: Int
+    /// `scratchBytes(alphaH:alphaW:)` bytes, 64-byte aligned, for the kernel's registers that do not fit.
+    public var scratch: UnsafeMutableRawPointer
 
     @inlinable
     public init(pixels: UnsafePointer<UnsafePointer<Float>?>, channels: Int, alphaH: Int, alphaW: Int,
                 bth: UnsafePointer<Float>, btw: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>,
-                pointStride: Int) {
+                pointStride: Int, scratch: UnsafeMutableRawPointer) {
         (self.pixels, self.channels, self.alphaH, self.alphaW) = (pixels, channels, alphaH, alphaW)
         (self.bth, self.btw, self.destination, self.pointStride) = (bth, btw, destination, pointStride)
+        self.scratch = scratch
     }
+
+    /// Scratch for one tile at any level: 2·αH·αW vectors of up to 64 bytes.
+    @inlinable
+    public static func scratchBytes(alphaH: Int, alphaW: Int) -> Int { 2 * alphaH * alphaW * 64 }
 }
 
 @inlinable
 func winogradInputTile<L: KernelLevel>(_ level: L.Type, _ t: WinogradInputTile) {
     typealias V = L.Chunk
     let (aH, aW) = (t.alphaH, t.alphaW)
-    withUnsafeTemporaryAllocation(of: V.self, capacity: 2 * aH * aW) { buffer in
-        let d = buffer.baseAddress!, transformedH = d + aH * aW
+    do {
+        let d = t.scratch.bindMemory(to: V.self, capacity: 2 * aH * aW), transformedH = d + aH * aW
         var c0 = 0
         while c0 < t.channels {
             let lanes = min(V.scalarCount, t.channels &- c0)
@@ -67,24 +74,30 @@ public struct WinogradOutputTile {
     public var outputs: UnsafePointer<UnsafeMutablePointer<Float>?>
     public var residuals: UnsafePointer<UnsafeMutablePointer<Float>?>?
     public var relu: Bool
+    /// `scratchBytes(alphaH:alphaW:mW:)` bytes, 64-byte aligned.
+    public var scratch: UnsafeMutableRawPointer
 
     @inlinable
     public init(source: UnsafePointer<Float>, pointStride: Int, channels: Int, alphaH: Int, alphaW: Int, mH: Int,
                 mW: Int, ath: UnsafePointer<Float>, atw: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                 outputs: UnsafePointer<UnsafeMutablePointer<Float>?>,
-                residuals: UnsafePointer<UnsafeMutablePointer<Float>?>?, relu: Bool) {
+                residuals: UnsafePointer<UnsafeMutablePointer<Float>?>?, relu: Bool, scratch: UnsafeMutableRawPointer) {
         (self.source, self.pointStride, self.channels) = (source, pointStride, channels)
         (self.alphaH, self.alphaW, self.mH, self.mW, self.ath, self.atw) = (alphaH, alphaW, mH, mW, ath, atw)
-        (self.bias, self.outputs, self.residuals, self.relu) = (bias, outputs, residuals, relu)
+        (self.bias, self.outputs, self.residuals, self.relu, self.scratch) = (bias, outputs, residuals, relu, scratch)
     }
+
+    /// Scratch for one tile at any level: αH·αW + αH·mW vectors of up to 64 bytes.
+    @inlinable
+    public static func scratchBytes(alphaH: Int, alphaW: Int, mW: Int) -> Int { (alphaH * alphaW + alphaH * mW) * 64 }
 }
 
 @inlinable
 func winogradOutputTile<L: KernelLevel>(_ level: L.Type, _ t: WinogradOutputTile) {
     typealias V = L.Chunk
     let (aH, aW, mH, mW) = (t.alphaH, t.alphaW, t.mH, t.mW)
-    withUnsafeTemporaryAllocation(of: V.self, capacity: aH * aW + aH * mW) { buffer in
-        let m = buffer.baseAddress!, partial = m + aH * aW  // [ξh][ξw], then [ξh][iw]
+    do {
+        let m = t.scratch.bindMemory(to: V.self, capacity: aH * aW + aH * mW), partial = m + aH * aW  // [ξh][ξw], [ξh][iw]
         var c0 = 0
         while c0 < t.channels {
             let lanes = min(V.scalarCount, t.channels &- c0)
@@ -117,7 +130,7 @@ func winogradOutputTile<L: KernelLevel>(_ level: L.Type, _ t: WinogradOutputTile
                         p += mW
                     }
                     if let residual = t.residuals?[ih &* mW &+ iw] { v += load(V.self, residual + c0, lanes) }
-                    if t.relu { v = v.replacing(with: 0, where: v .< 0) }
+                    if t.relu { v = L.relu(v) }
                     store(v, output + c0, lanes)
                 }
                 coefficients += aH

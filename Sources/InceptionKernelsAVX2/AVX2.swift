@@ -5,6 +5,7 @@ enum AVX2: KernelLevel {
     typealias Chunk = SIMD8<Float>
     static var fused: Bool { true }
     static var tileRows: Int { 6 }
+    @inline(__always) static func relu(_ v: SIMD8<Float>) -> SIMD8<Float> { v.replacing(with: 0, where: v .< 0) }
     static var name: String { "avx2" }
 }
 

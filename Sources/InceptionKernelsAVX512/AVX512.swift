@@ -6,6 +6,7 @@ enum AVX512: KernelLevel {
     typealias Chunk = SIMD16<Float>
     static var fused: Bool { true }
     static var tileRows: Int { 12 }
+    @inline(__always) static func relu(_ v: SIMD16<Float>) -> SIMD16<Float> { v.replacing(with: 0, where: v .< 0) }
     static var name: String { "avx512" }
 }
 

@@ -11,6 +11,7 @@ enum Baseline: KernelLevel {
     static var fused: Bool { false }
     static var tileRows: Int { 3 }
     #endif
+    @inline(__always) static func relu(_ v: SIMD4<Float>) -> SIMD4<Float> { v.replacing(with: 0, where: v .< 0) }
     static var name: String { "baseline" }
 }
 
