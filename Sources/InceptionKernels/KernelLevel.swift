@@ -8,8 +8,8 @@
 /// knows no engine type: kernels take raw pointers and counts.
 ///
 /// A panel is 16 output channels (one `SIMD16<Float>` per row of a tile); the tile's row count is the level's:
-/// 6 at AVX2 (12 ymm accumulators), 12 at AVX-512 (12 of 32 zmm), 6 on NEON (24 of 32 q registers), 3 on SSE2
-/// (12 of 16 xmm).
+/// 6 at AVX2 (12 ymm accumulators) and at AVX-512 (6 zmm; 12-row tiles ran slower on Zen 4), 6 on NEON (24 of 32 q
+/// registers), 3 on SSE2 (12 of 16 xmm).
 public protocol KernelLevel: SendableMetatype {
     /// The vector the element-wise parts (Winograd's transforms) work in.
     associatedtype Chunk: SIMD where Chunk.Scalar == Float
