@@ -38,7 +38,8 @@ let package = Package(
         .target(name: "CInceptionSystem"),
         // Tensors, convolution, pooling, the graph and its executor; picks the kernels' level. Knows no network.
         .target(name: "InceptionEngine", dependencies: [
-            "InceptionKernels", "InceptionKernelsBaseline", "InceptionKernelsAVX2", "InceptionKernelsAVX512", "CInceptionSystem",
+            "InceptionKernels", "InceptionKernelsBaseline", "InceptionKernelsAVX2", "InceptionKernelsAVX512",
+            "CInceptionSystem",
         ]),
         // libjpeg-turbo and libpng from the system (Debian: libjpeg62-turbo-dev, libpng-dev).
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",

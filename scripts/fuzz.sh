@@ -27,10 +27,13 @@ decoders() {
 }
 build() {
   case "$1" in
-    safetensors) swiftc "${flags[@]}" Fuzz/SafeTensorsTarget.swift "$io/SafeTensors.swift" "$io/FileInput.swift" -o "$out/safetensors" ;;
+    safetensors)
+      swiftc "${flags[@]}" Fuzz/SafeTensorsTarget.swift "$io/SafeTensors.swift" "$io/FileInput.swift" -o "$out/safetensors" ;;
     npy) swiftc "${flags[@]}" Fuzz/NPYTarget.swift "$io/NPY.swift" "$io/FileInput.swift" -o "$out/npy" ;;
     image) decoders; swiftc "${flags[@]}" Fuzz/ImageTarget.swift "${image_sources[@]}" "${image_libs[@]}" -o "$out/image" ;;
-    preprocess) decoders; swiftc "${flags[@]}" Fuzz/PreprocessTarget.swift "${image_sources[@]}" "${image_libs[@]}" -o "$out/preprocess" ;;
+    preprocess)
+      decoders
+      swiftc "${flags[@]}" Fuzz/PreprocessTarget.swift "${image_sources[@]}" "${image_libs[@]}" -o "$out/preprocess" ;;
     hub) swiftc "${flags[@]}" Fuzz/HubTarget.swift Sources/Inception/Hub.swift Sources/Inception/SHA256.swift -o "$out/hub" ;;
     multipart) swiftc "${flags[@]}" Fuzz/MultipartTarget.swift Sources/InceptionServer/Multipart.swift -o "$out/multipart" ;;
     *) echo "unknown target $1" >&2; exit 2 ;;

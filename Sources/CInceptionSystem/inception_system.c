@@ -44,7 +44,8 @@ int inception_cpu_levels(void) {
     int levels = 0;
     if (avx2 && fma && bmi1 && bmi2 && f16c && lzcnt && movbe) levels |= 1;
     // opmask, upper zmm and zmm16–31 state saved by the OS
-    if ((levels & 1) && avx512f && avx512dq && avx512cd && avx512bw && avx512vl && (xcr0_lo & 0xE0) == 0xE0) levels |= 2;
+    int avx512 = avx512f && avx512dq && avx512cd && avx512bw && avx512vl;
+    if ((levels & 1) && avx512 && (xcr0_lo & 0xE0) == 0xE0) levels |= 2;
     return levels;
 #else
     return 0;

@@ -5,7 +5,8 @@ import Foundation
 /// `null`, so encoding never fails on a value.
 public enum JSON {
     public static func data(_ object: Any, pretty: Bool = false) throws -> Data {
-        try JSONSerialization.data(withJSONObject: finite(object), options: pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys])
+        let options: JSONSerialization.WritingOptions = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+        return try JSONSerialization.data(withJSONObject: finite(object), options: options)
     }
 
     /// `object` with every non-finite Float or Double replaced by null.

@@ -159,7 +159,8 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
         case let .unusable(key, reason):
             switch reason {
             case let .negativeVariance(_, channel, value):
-                return "weights are corrupt: tensor '\(key)' is a BatchNorm variance but holds \(value) at channel \(channel)"
+                return "weights are corrupt: tensor '\(key)' is a BatchNorm variance but holds \(value) "
+                    + "at channel \(channel)"
             case .overflowAfterFolding:
                 return "weights are out of range: tensor '\(key)' overflows Float once its BatchNorm is folded in"
             }

@@ -88,7 +88,9 @@ struct Bench: ParsableCommand {
                 if allTimes { report["times_ms"] = unsorted }
                 try printJSON(report)
             } else {
-                print(String(format: "%@ batch %d at %d×%d, %d threads, %@ kernels: median %.1f ms (min %.1f, max %.1f) over %d runs, %.1f GFLOP/s, peak RSS %.0f MB",
+                let line = "%@ batch %d at %d×%d, %d threads, %@ kernels: median %.1f ms (min %.1f, max %.1f) "
+                    + "over %d runs, %.1f GFLOP/s, peak RSS %.0f MB"
+                print(String(format: line,
                              name.rawValue, batch, size, size, threads.threads, Kernels.current.name, median, times[0],
                              times[times.count - 1], runs, gflops, peakResidentMegabytes()))
             }
@@ -181,7 +183,8 @@ extension Bench {
         let load = Double(loaded - loadStart) / 1e6, forward = Double(done - loaded) / 1e6
         if json {
             try printJSON(["model": name.rawValue, "cold_start_ms": total, "load_ms": load, "first_forward_ms": forward,
-                           "peak_rss_mb": peakResidentMegabytes(), "weights": weights ?? "random", "isa": Kernels.current.name])
+                           "peak_rss_mb": peakResidentMegabytes(), "weights": weights ?? "random",
+                           "isa": Kernels.current.name])
         } else {
             print(String(format: "%@: %.0f ms from process start to the first result (loading %@ %.0f ms, first forward pass %.0f ms), peak RSS %.0f MB",
                          name.rawValue, total, weights == nil ? "random weights" : "weights", load, forward, peakResidentMegabytes()))
@@ -264,7 +267,8 @@ extension Bench {
             }
         }
         if json {
-            try printJSON(["model": name.rawValue, "batch": batch, "input_size": size, "kernels": rows, "isa": Kernels.current.name])
+            try printJSON(["model": name.rawValue, "batch": batch, "input_size": size, "kernels": rows,
+                           "isa": Kernels.current.name])
         }
     }
 }

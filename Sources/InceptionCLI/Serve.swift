@@ -39,7 +39,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes; larger gets 413.")
     var maxBodyBytes = 16 << 20
 
-    @Option(help: "Request bytes held at once, all requests together (each counted from its Content-Length, else --max-body-bytes, before it is read); past it, 503.")
+    @Option(help: """
+        Request bytes held at once, all requests together (each counted from its Content-Length, else \
+        --max-body-bytes, before it is read); past it, 503.
+        """)
     var maxBytesInFlight = 128 << 20
 
     @Option(help: "Images of more pixels are refused from their header, before decoding (400).")
@@ -60,17 +63,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds from a request's headers to the end of its body before the connection is closed.")
     var bodyTimeout = 60.0
 
-    @Option(help: "After SIGTERM, seconds the requests already received may take; then remaining connections are closed.")
+    @Option(help: "After SIGTERM, seconds the requests already received may take; then remaining connections close.")
     var drainTimeout = 10.0
 
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
-        guard maxBatch >= 1, maxQueue >= 1, maxDelayMs >= 0, maxBodyBytes >= 1, maxBytesInFlight >= 1, maxImagePixels >= 1,
-              decodeThreads >= 1 else {
+        guard maxBatch >= 1, maxQueue >= 1, maxDelayMs >= 0, maxBodyBytes >= 1, maxBytesInFlight >= 1,
+              maxImagePixels >= 1, decodeThreads >= 1 else {
             throw ValidationError("""
-                --max-batch, --max-queue, --max-body-bytes, --max-bytes-in-flight, --max-image-pixels and --decode-threads \
-                must be at least 1, --max-delay-ms at least 0
+                --max-batch, --max-queue, --max-body-bytes, --max-bytes-in-flight, --max-image-pixels and \
+                --decode-threads must be at least 1, --max-delay-ms at least 0
                 """)
         }
         for (name, seconds) in [("--decode-time-limit", decodeTimeLimit), ("--idle-timeout", idleTimeout),

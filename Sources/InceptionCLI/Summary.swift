@@ -57,7 +57,8 @@ struct Summary: ParsableCommand {
             }
             print("total".padding(toLength: 44, withPad: " ", startingAt: 0)
                   + graph.parameterCount.grouped.leftPadded(14) + totalMACs.grouped.leftPadded(17))
-            print("kernels: \(Kernels.current.name) (of \(Kernels.supported.map(\.name).joined(separator: ", ")) on this CPU), \(Kernels.current.tileRows)-row tiles")
+            let levels = Kernels.supported.map(\.name).joined(separator: ", ")
+            print("kernels: \(Kernels.current.name) (of \(levels) on this CPU), \(Kernels.current.tileRows)-row tiles")
         }
     }
 }

@@ -212,12 +212,15 @@ public final class CompiledGraph: Sendable {
         var scale = [Float](), shift = [Float]()
         for c in gamma.indices {
             guard variance[c] >= 0 else {
-                throw ParameterError.negativeVariance(parameter: "\(prefix).running_var", channel: c, value: variance[c])
+                throw ParameterError.negativeVariance(parameter: "\(prefix).running_var", channel: c,
+                                                      value: variance[c])
             }
             let s = Double(gamma[c]) / (Double(variance[c]) + Double(epsilon)).squareRoot()
             scale.append(Float(s))
             shift.append(Float(Double(beta[c]) - Double(mean[c]) * s))
-            guard scale[c].isFinite && shift[c].isFinite else { throw ParameterError.overflowAfterFolding(parameter: "\(prefix).weight") }
+            guard scale[c].isFinite && shift[c].isFinite else {
+                throw ParameterError.overflowAfterFolding(parameter: "\(prefix).weight")
+            }
         }
         return (scale, shift)
     }

@@ -7,8 +7,9 @@ import InceptionKernels
 ///   depth   K = kernelH·kernelW·inChannels, ordered (tap, channel), so for one tap the K-slice of a row is
 ///           the contiguous channel vector of one input pixel.
 ///
-/// For each micro-tile of MR rows (the kernel level's: 6 at AVX2, 12 at AVX-512) the driver builds a table of row pointers, one per (tap, row) — an
-/// indirection table in the manner of XNNPACK — pointing into the input or, for padding, at a row of zeros.
+/// For each micro-tile of MR rows (the kernel level's: 6 at AVX2 and AVX-512, 3 at baseline x86-64) the driver
+/// builds a table of row pointers, one per (tap, row) — an indirection table in the manner of XNNPACK — pointing into
+/// the input or, for padding, at a row of zeros.
 /// The micro-kernel walks those pointers against weights packed once at load into panels of NR = 16 output
 /// channels, so every layer shape (1×1, 3×3, 1×7, 7×1, 1×3, 3×1, 5×5; stride 1 or 2; any padding) runs on
 /// the same kernel. Bias (folded BatchNorm), a residual add and ReLU are applied as the tile is stored.

@@ -99,7 +99,8 @@ public enum ParameterError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .negativeVariance(name, channel, value):
-            return "tensor '\(name)' is a BatchNorm variance but holds \(value) (channel \(channel)); a variance cannot be negative"
+            return "tensor '\(name)' is a BatchNorm variance but holds \(value) (channel \(channel)); "
+                + "a variance cannot be negative"
         case let .overflowAfterFolding(name):
             return "tensor '\(name)' overflows Float's range once its BatchNorm is folded in"
         }

@@ -35,7 +35,8 @@ public enum Kernels {
     public static func select(_ forced: String?) -> (table: KernelTable, problem: String?) {
         guard let forced, !forced.isEmpty else { return (supported[0], nil) }
         guard let table = all.first(where: { $0.name == forced }) else {
-            return (supported[0], "INCEPTION_ISA=\(forced) is not a level; use \(all.map(\.name).joined(separator: ", "))")
+            let levels = all.map(\.name).joined(separator: ", ")
+            return (supported[0], "INCEPTION_ISA=\(forced) is not a level; use \(levels)")
         }
         guard supported.contains(where: { $0.name == forced }) else {
             return (supported[0], "INCEPTION_ISA=\(forced): this CPU cannot run \(forced) "

@@ -199,9 +199,10 @@ public final class WinogradConvolution: Sendable {
                             pixels[jh * aW + jw] = inside ? UnsafePointer(input.pixel(b, iy, ix)) : nil
                         }
                     }
-                    inputTile(WinogradInputTile(pixels: pixels, channels: cin, alphaH: aH, alphaW: aW, bth: bth, btw: btw,
-                                                destination: transformed.value + tile &* cin, pointStride: tileCount &* cin,
-                                                scratch: tileScratch.baseAddress!))
+                    inputTile(WinogradInputTile(
+                        pixels: pixels, channels: cin, alphaH: aH, alphaW: aW, bth: bth, btw: btw,
+                        destination: transformed.value + tile &* cin, pointStride: tileCount &* cin,
+                        scratch: tileScratch.baseAddress!))
                 }
             }
             }
@@ -244,7 +245,8 @@ public final class WinogradConvolution: Sendable {
                         }
                         kernel(ConvolutionTile(a: a, taps: 1, channels: cin,
                                                weights: panelBase.value + xi * weightStride + firstPanel * cin * 16,
-                                               panelFloats: cin * 16, firstPanel: firstPanel, panels: lastPanel - firstPanel,
+                                               panelFloats: cin * 16, firstPanel: firstPanel,
+                                               panels: lastPanel - firstPanel,
                                                outChannels: cout, bias: noBias.value, outputBases: bases,
                                                outputStrides: strides.value, pixels: pixels, residual: nil, rows: valid,
                                                relu: false))
@@ -280,7 +282,8 @@ public final class WinogradConvolution: Sendable {
                         }
                         outputTile(WinogradOutputTile(
                             source: UnsafePointer(products.value + tile &* cout), pointStride: tileCount &* cout,
-                            channels: cout, alphaH: aH, alphaW: aW, mH: mH, mW: mW, ath: ath, atw: atw, bias: biasBase.value,
+                            channels: cout, alphaH: aH, alphaW: aW, mH: mH, mW: mW, ath: ath, atw: atw,
+                            bias: biasBase.value,
                             outputs: outputs, residuals: residual == nil ? nil : UnsafePointer(residuals), relu: relu,
                             scratch: tileScratch.baseAddress!))
                     }

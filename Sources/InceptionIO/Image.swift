@@ -21,7 +21,8 @@ public struct RGBImage: Sendable, Equatable {
     /// Decodes a JPEG or PNG (recognised by content, not name) to RGB as Pillow's `convert("RGB")` does, refusing
     /// images of more than `maximumPixels` before allocating them, and stopping with `ImageError.tooSlow` once
     /// `timeLimit` has passed (a progressive JPEG of a thousand scans, say).
-    public init(decoding data: Data, maximumPixels: Int = RGBImage.defaultMaximumPixels, timeLimit: Duration? = nil) throws {
+    public init(decoding data: Data, maximumPixels: Int = RGBImage.defaultMaximumPixels,
+                timeLimit: Duration? = nil) throws {
         guard !data.isEmpty else { throw ImageError.empty }
         let bytes = [UInt8](data.prefix(8))
         let isJPEG = bytes.starts(with: [0xFF, 0xD8, 0xFF])
@@ -36,8 +37,10 @@ public struct RGBImage: Sendable, Equatable {
         let status = data.withUnsafeBytes { raw in
             let base = raw.bindMemory(to: UInt8.self).baseAddress!
             return isJPEG
-                ? inception_decode_jpeg(base, raw.count, Int64(maximumPixels), deadline, &image, &message, message.count)
-                : inception_decode_png(base, raw.count, Int64(maximumPixels), deadline, &image, &message, message.count)
+                ? inception_decode_jpeg(base, raw.count, Int64(maximumPixels), deadline, &image, &message,
+                                        message.count)
+                : inception_decode_png(base, raw.count, Int64(maximumPixels), deadline, &image, &message,
+                                       message.count)
         }
         let format = isJPEG ? "JPEG" : "PNG"
         switch Int(status) {
@@ -75,7 +78,8 @@ public struct RGBImage: Sendable, Equatable {
     /// the filter stretched by the scale when shrinking (antialiasing), 22-bit fixed-point weights, and rounding
     /// to 8 bits between and after the passes — so results equal Pillow's, not just approximate them.
     public func resized(width: Int, height: Int, filter: ResampleFilter = .bicubic) -> RGBImage {
-        resized(width: width, height: height, filter: filter, keeping: Region(left: 0, top: 0, width: width, height: height))
+        resized(width: width, height: height, filter: filter,
+                keeping: Region(left: 0, top: 0, width: width, height: height))
     }
 
     /// A rectangle of pixels: its top-left corner and size.
@@ -90,12 +94,15 @@ public struct RGBImage: Sendable, Equatable {
     /// outside the region: the horizontal pass runs only over the input rows the region's output rows read, and
     /// only for the region's columns. Memory and time depend on the region and the scale, not on the size of the
     /// full resized image (a 1 × 100 000 photo resized to a short side of 341 would be 34 million rows).
-    public func resized(width: Int, height: Int, filter: ResampleFilter = .bicubic, keeping region: Region) -> RGBImage {
+    public func resized(width: Int, height: Int, filter: ResampleFilter = .bicubic,
+                        keeping region: Region) -> RGBImage {
         precondition(width > 0 && height > 0)
         precondition(region.left >= 0 && region.top >= 0 && region.width > 0 && region.height > 0
-                     && region.left + region.width <= width && region.top + region.height <= height, "region outside the image")
+                     && region.left + region.width <= width && region.top + region.height <= height,
+                     "region outside the image")
         let columns = region.left..<(region.left + region.width), rows = region.top..<(region.top + region.height)
-        let vertical = height == self.height ? nil : Self.coefficients(inSize: self.height, outSize: height, filter, outputs: rows)
+        let vertical = height == self.height
+            ? nil : Self.coefficients(inSize: self.height, outSize: height, filter, outputs: rows)
         // The input rows the vertical pass reads (or the region's rows when there is no vertical pass).
         let needed = vertical.map { v in
             v.bounds.map(\.first).min()!..<v.bounds.map { $0.first + $0.count }.max()!
@@ -182,7 +189,8 @@ public struct RGBImage: Sendable, Equatable {
     }
 
     /// The coefficients of the output indices `outputs` of a resize from `inSize` to `outSize`.
-    static func coefficients(inSize: Int, outSize: Int, _ filter: ResampleFilter, outputs: Range<Int>? = nil) -> Coefficients {
+    static func coefficients(inSize: Int, outSize: Int, _ filter: ResampleFilter,
+                             outputs: Range<Int>? = nil) -> Coefficients {
         let outputs = outputs ?? 0..<outSize
         let scale = Double(inSize) / Double(outSize)
         let filterScale = max(scale, 1)

@@ -181,7 +181,9 @@ public struct SafeTensorsFile: Sendable {
             case UInt8(ascii: "\""):
                 let start = i
                 i += 1
-                while i < header.endIndex && header[i] != UInt8(ascii: "\"") { i += header[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                while i < header.endIndex && header[i] != UInt8(ascii: "\"") {
+                    i += header[i] == UInt8(ascii: "\\") ? 2 : 1  // an escape takes the next byte with it
+                }
                 guard i < header.endIndex else { return nil }  // unterminated: the JSON decoder says so
                 lastString = start..<(i + 1)
             case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1; lastString = nil
@@ -285,7 +287,8 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
         case let .overlappingTensors(a, b): return "safetensors tensors '\(a)' and '\(b)' overlap"
         case let .duplicateKey(name): return "safetensors header names '\(name)' twice"
         case let .gapInData(name, begin, end):
-            return "safetensors tensor '\(name)' starts at byte \(begin) of the data, not where the previous one ends (\(end))"
+            return "safetensors tensor '\(name)' starts at byte \(begin) of the data, "
+                + "not where the previous one ends (\(end))"
         case let .trailingBytes(count): return "safetensors file has \(count) bytes after its last tensor"
         case let .missingTensor(name): return "safetensors file has no tensor '\(name)'"
         case let .notFloatingPoint(name, dtype):

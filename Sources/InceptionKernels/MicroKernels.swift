@@ -21,7 +21,8 @@ public struct ConvolutionTile {
     public init(a: UnsafePointer<UnsafePointer<Float>>, taps: Int, channels: Int, weights: UnsafePointer<Float>,
                 panelFloats: Int, firstPanel: Int, panels: Int, outChannels: Int, bias: UnsafePointer<Float>,
                 outputBases: UnsafePointer<UnsafeMutablePointer<Float>>, outputStrides: UnsafePointer<Int>,
-                pixels: UnsafePointer<Int>, residual: UnsafePointer<UnsafeMutablePointer<Float>>?, rows: Int, relu: Bool) {
+                pixels: UnsafePointer<Int>, residual: UnsafePointer<UnsafeMutablePointer<Float>>?, rows: Int,
+                relu: Bool) {
         (self.a, self.taps, self.channels, self.weights, self.panelFloats) = (a, taps, channels, weights, panelFloats)
         (self.firstPanel, self.panels, self.outChannels, self.bias) = (firstPanel, panels, outChannels, bias)
         (self.outputBases, self.outputStrides, self.pixels) = (outputBases, outputStrides, pixels)
@@ -34,7 +35,11 @@ public struct ConvolutionTile {
 @inlinable
 func convolutionTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
     if L.tileRows == 6 {
-        if t.rows <= 3 { convolutionRows(L.self, Rows3.self, stride: 6, t) } else { convolutionRows(L.self, Rows6.self, stride: 6, t) }
+        if t.rows <= 3 {
+            convolutionRows(L.self, Rows3.self, stride: 6, t)
+        } else {
+            convolutionRows(L.self, Rows6.self, stride: 6, t)
+        }
     } else {
         precondition(L.tileRows == 3, "tiles of 3 or 6 rows")
         convolutionRows(L.self, Rows3.self, stride: 3, t)
@@ -51,7 +56,8 @@ public enum Rows6: TileRows { @inlinable public static var count: Int { 6 } }
 /// `R.count` (3 or 6) rows × 16 columns for each panel; the indirection table has `stride` entries per tap.
 /// Accumulator `cR` is row R of the panel.
 @inlinable
-func convolutionRows<L: KernelLevel, R: TileRows>(_ level: L.Type, _ tileRows: R.Type, stride: Int, _ t: ConvolutionTile) {
+func convolutionRows<L: KernelLevel, R: TileRows>(_ level: L.Type, _ tileRows: R.Type, stride: Int,
+                                                  _ t: ConvolutionTile) {
     typealias V = SIMD16<Float>
     let rows = R.count
     for q in 0..<t.panels {

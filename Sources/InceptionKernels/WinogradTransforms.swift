@@ -97,7 +97,8 @@ func winogradOutputTile<L: KernelLevel>(_ level: L.Type, _ t: WinogradOutputTile
     typealias V = L.Chunk
     let (aH, aW, mH, mW) = (t.alphaH, t.alphaW, t.mH, t.mW)
     do {
-        let m = t.scratch.bindMemory(to: V.self, capacity: aH * aW + aH * mW), partial = m + aH * aW  // [ξh][ξw], [ξh][iw]
+        // M as [ξh][ξw], then the partial transform as [ξh][iw].
+        let m = t.scratch.bindMemory(to: V.self, capacity: aH * aW + aH * mW), partial = m + aH * aW
         var c0 = 0
         while c0 < t.channels {
             let lanes = min(V.scalarCount, t.channels &- c0)

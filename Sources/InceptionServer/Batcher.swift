@@ -122,7 +122,8 @@ public final class Batcher: @unchecked Sendable {
                 return continuation.resume(throwing: overloaded(waiting.count))
             }
             if abandoned() { return continuation.resume(throwing: Refusal.clientGone) }
-            waiting.append(Job(pixels: pixels, output: output, arrived: .now, abandoned: abandoned, continuation: continuation))
+            waiting.append(Job(pixels: pixels, output: output, arrived: .now, abandoned: abandoned,
+                               continuation: continuation))
             observer.queueDepth(waiting.count)
             condition.signal()
         }

@@ -8,8 +8,9 @@ import NIOHTTPTypes
 /// - header: from that first byte to the end of the request's head (slowloris);
 /// - body: from the head to the end of the body (a client that stalls mid-upload).
 /// While the server works on a request no deadline runs. When the server answers before the body has arrived (a 503
-/// or 413 that refuses it unread), the connection is closed a second later instead of waiting for the whole body. A client that closes its side of the connection while its
-/// request waits has gone: the connection is closed, and the request is dropped if its forward pass has not started.
+/// or 413 that refuses it unread), the connection is closed a second later instead of waiting for the whole body.
+/// A client that closes its side of the connection while its request waits has gone: the connection is closed, and
+/// the request is dropped if its forward pass has not started.
 final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -49,7 +50,8 @@ final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapInboundIn(data) {
         case .head: enter(.body, context)
         case .body: break
-        case .end: if phase == .body { enter(.handling, context) } else if phase == .answeredEarly { enter(.idle, context) }
+        case .end:
+            if phase == .body { enter(.handling, context) } else if phase == .answeredEarly { enter(.idle, context) }
         }
         context.fireChannelRead(data)
     }
@@ -103,7 +105,9 @@ final class ConnectionDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         private let owner: ConnectionDeadlines
         private let ownerContext: ChannelHandlerContext
 
-        init(owner: ConnectionDeadlines, context: ChannelHandlerContext) { (self.owner, self.ownerContext) = (owner, context) }
+        init(owner: ConnectionDeadlines, context: ChannelHandlerContext) {
+            (self.owner, self.ownerContext) = (owner, context)
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             owner.bytesArrived(ownerContext)

@@ -68,8 +68,12 @@ public enum Multipart {
             var cursor = at + delimiter.count
             if bytes[cursor...].starts(with: Array("--".utf8)) { return parts }  // the closing delimiter
             // Transport padding, then the line break that ends the delimiter line.
-            while cursor < bytes.endIndex, bytes[cursor] == UInt8(ascii: " ") || bytes[cursor] == UInt8(ascii: "\t") { cursor += 1 }
-            guard bytes[cursor...].starts(with: crlf) else { throw Error.malformed("boundary line not followed by a line break") }
+            while cursor < bytes.endIndex, bytes[cursor] == UInt8(ascii: " ") || bytes[cursor] == UInt8(ascii: "\t") {
+                cursor += 1
+            }
+            guard bytes[cursor...].starts(with: crlf) else {
+                throw Error.malformed("boundary line not followed by a line break")
+            }
             cursor += 2
             guard parts.count < maximumParts else { throw Error.malformed("more than \(maximumParts) parts") }
             guard let next = search.first(in: bytes, from: cursor) else {
@@ -119,7 +123,8 @@ public enum Multipart {
         let headerEnd: Range<Int>
         if bytes.starts(with: Array("\r\n".utf8)) {
             headerEnd = bytes.startIndex..<(bytes.startIndex + 2)  // no headers
-        } else if let end = Search(Array("\r\n\r\n".utf8)).first(in: Array(bytes.prefix(maximumHeaderBytes + 4)), from: 0) {
+        } else if let end = Search(Array("\r\n\r\n".utf8)).first(in: Array(bytes.prefix(maximumHeaderBytes + 4)),
+                                                               from: 0) {
             headerEnd = (bytes.startIndex + end)..<(bytes.startIndex + end + 4)
         } else if bytes.count > maximumHeaderBytes {
             throw Error.malformed("part \(index) has more than \(maximumHeaderBytes) bytes of headers")

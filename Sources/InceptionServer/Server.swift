@@ -272,7 +272,9 @@ public final class InferenceServer: Sendable {
             throw refusal(error, model: model)
         }
         // The weights' fault, not the request's: 500 with the CLI's line.
-        guard row.allSatisfy(\.isFinite) else { throw APIError(.internalServerError, OutputError.nonFinite(output: output).description) }
+        guard row.allSatisfy(\.isFinite) else {
+            throw APIError(.internalServerError, OutputError.nonFinite(output: output).description)
+        }
         return (model, row)
     }
 
@@ -285,15 +287,17 @@ public final class InferenceServer: Sendable {
         }
         let bytes = announced ?? limit
         guard budget.reserve(bytes) else {
-            throw APIError(.serviceUnavailable, "the server is busy: it is already receiving \(budget.limit) bytes of requests",
-                           retryAfter: 1)
+            let message = "the server is busy: it is already receiving \(budget.limit) bytes of requests"
+            throw APIError(.serviceUnavailable, message, retryAfter: 1)
         }
         return bytes
     }
 
     /// The image's normalised pixels, decoded and preprocessed on the decode pool within the time limit.
     func decode(_ body: Data, for model: InceptionModel) async throws -> [Float] {
-        guard let pool = decoders.withLock({ $0 }) else { throw APIError(.serviceUnavailable, "the server is not running") }
+        guard let pool = decoders.withLock({ $0 }) else {
+            throw APIError(.serviceUnavailable, "the server is not running")
+        }
         let (pixels, limit) = (configuration.maxImagePixels, configuration.decodeTimeLimit)
         do {
             return try await pool.run {
