@@ -100,13 +100,20 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("inception-predict-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let y = dir.appendingPathComponent("y.npy")
-        let result = try runInception([
-            "predict", "--model", name.rawValue, "--weights", try References.weights(name).path,
-            "--input", try References.url(name, "x_\(size).npy").path, "--output", y.path, "--threads", "2",
-        ], environment: isa.map { ["INCEPTION_ISA": $0] } ?? [:])
-        #expect(result.status == 0, "stderr: \(result.stderr)")
-        let (shape, values) = try NPY.read(contentsOf: y)
+        func predict(threads: Int) throws -> [Float] {
+            let y = dir.appendingPathComponent("y\(threads).npy")
+            let result = try runInception([
+                "predict", "--model", name.rawValue, "--weights", try References.weights(name).path,
+                "--input", try References.url(name, "x_\(size).npy").path, "--output", y.path, "--threads", "\(threads)",
+            ], environment: isa.map { ["INCEPTION_ISA": $0] } ?? [:])
+            #expect(result.status == 0, "stderr: \(result.stderr)")
+            return try NPY.read(contentsOf: y).values
+        }
+        // At a forced level, bitwise the same whatever the thread count (the best level is checked in
+        // ConcurrencyAndDeterminism).
+        let twoThreads = try predict(threads: 2)
+        if let isa { #expect(try predict(threads: 1) == twoThreads, "\(isa): 1 and 2 threads differ") }
+        let (shape, values) = try NPY.read(contentsOf: dir.appendingPathComponent("y2.npy"))
         let expected = try References.tensor(name, "\(output)_\(size).npy")
         #expect(shape == expected.shape)
         let errors = perSampleRelativeError(Tensor(shape: shape, scalars: values), expected)
