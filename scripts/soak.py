@@ -12,7 +12,7 @@ Then checks: every attack got a clean answer (a status, or the connection closed
 /health's 99th percentile under 100 ms; the valid request's median under 2x its unloaded median; peak resident
 memory under idle + 3 x --max-bytes-in-flight + decode threads x 6 bytes x --max-image-pixels + 64 MiB, and back
 within 64 MiB of idle afterwards; SIGTERM ends the server within the drain timeout. Exits 1 on any violation.
-Usage: scripts/soak.py [--seconds 20] [--inception .build/release/inception] [--references .reference]
+Usage: scripts/soak.py [--seconds 20] [--references .reference]   (after `swift build -c release`)
 """
 import argparse
 import http.client
@@ -20,10 +20,12 @@ import os
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from load_test import Server  # noqa: E402  (starts `inception serve` on a free port and waits for /ready)
 
 MODEL = "inception_resnet_v1_facenet"
 PATH = f"/v1/models/{MODEL}/embed"
@@ -98,34 +100,21 @@ def attacks(port, files):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--inception", default=".build/release/inception")
     parser.add_argument("--references", default=os.environ.get("INCEPTION_REFERENCE_DIR", ".reference"))
     args = parser.parse_args()
     files = {name: open(os.path.join(args.references, "attacks", name), "rb").read()
              for name in ("thin_1x100000.png", "thin_100000x1.png", "zeros_13000.png", "scans_1000.jpg")}
     files["photo"] = open(os.path.join(args.references, "images", "rocket.jpg"), "rb").read()
-    server = subprocess.Popen([args.inception, "serve", "--model", MODEL, "--random-weights", "1", "--port", "0",
-                               "--decode-time-limit", "1", "--idle-timeout", "2", "--header-timeout", "2",
-                               "--body-timeout", "5", "--drain-timeout", "3"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server = Server(MODEL, ["--decode-time-limit", "1", "--idle-timeout", "2", "--header-timeout", "2",
+                            "--body-timeout", "5", "--drain-timeout", "3"])
     try:
-        return soak(server, args, files)
+        return soak(server.process, server.port, args, files)
     finally:
-        if server.poll() is None:
-            server.kill()
+        if server.process.poll() is None:
+            server.process.kill()
 
 
-def soak(server, args, files):
-    port = int(server.stdout.readline().rsplit(":", 1)[1].split()[0])
-    while True:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/ready")
-            if connection.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
+def soak(server, port, args, files):
     unloaded = statistics.median(post(port, files["photo"])[1] for _ in range(7))
     # Warm up with concurrent valid traffic first: the engine keeps one activation arena per batch size it has run
     # (1 to --max-batch), a cache that is part of the idle footprint, not of the attacks.
