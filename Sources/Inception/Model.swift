@@ -17,7 +17,8 @@ public final class InceptionModel: Sendable {
     /// Loads a checkpoint in the released layout (timm's key names, PyTorch shapes). Strict both ways: every
     /// parameter must be present with the right shape, and every tensor in the file must be used (only
     /// BatchNorm's `num_batches_tracked` counters are ignored). The classifier's size comes from the file.
-    public convenience init(_ name: ModelName, weights url: URL, algorithms: ConvolutionAlgorithms = .automatic) throws {
+    public convenience init(_ name: ModelName, weights url: URL,
+                            algorithms: ConvolutionAlgorithms = .forThisCPU) throws {
         let file = try SafeTensorsFile(contentsOf: url)
         let classes = file.entries[name.checkpointKey(name.classifierWeight)]?.shape.first
         let graph = name.graph(classes: classes)
@@ -36,7 +37,7 @@ public final class InceptionModel: Sendable {
 
     /// Random weights with realistic statistics, for benchmarks and tests of everything but the values.
     public convenience init(_ name: ModelName, randomSeed seed: UInt64, classes: Int? = nil,
-                            algorithms: ConvolutionAlgorithms = .automatic) {
+                            algorithms: ConvolutionAlgorithms = .forThisCPU) {
         let graph = name.graph(classes: classes)
         var weights: [String: [Float]] = [:]
         var rng = SplitMix64(seed)

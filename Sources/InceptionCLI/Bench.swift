@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inception
+import InceptionIO
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,6 +38,12 @@ struct Bench: ParsableCommand {
     @Flag(help: "Time each distinct convolution shape of the model alone, by each algorithm, and print GFLOP/s (kernel micro-benchmarks).")
     var kernels = false
 
+    @Flag(help: """
+        With --kernels: keep each layer's faster algorithm for this CPU and kernel level, in the file every later \
+        run reads (INCEPTION_KERNEL_TABLE, else ~/.cache/inception/kernel-choices-LEVEL-CPU.json).
+        """)
+    var save = false
+
     @Flag(help: "Use the implicit GEMM for every convolution (no Winograd), for comparison.")
     var direct = false
 
@@ -61,7 +68,7 @@ struct Bench: ParsableCommand {
             if kernels { return try runKernels() }
             if train { return try runTraining() }
             let name = model.model
-            let net = InceptionModel(name, randomSeed: 1, algorithms: direct ? .direct : .automatic)
+            let net = InceptionModel(name, randomSeed: 1, algorithms: direct ? .direct : .forThisCPU)
             let size = inputSize ?? name.defaultInputSize
             let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size)).reduce(0, +)
             var rng = SystemRandomNumberGenerator()
@@ -217,6 +224,7 @@ extension Bench {
         let size = inputSize ?? name.defaultInputSize
         let shapes = try graph.shapes(n: batch, h: size, w: size)
         var seen = Set<String>(), rows: [[String: Any]] = []
+        var table = AlgorithmTable.saved ?? AlgorithmTable(cpu: AlgorithmTable.thisCPU, isa: Kernels.current.name)
         if !json {
             print("\(Kernels.current.name) kernels")
             print("geometry (in → out, kernel, stride)".padding(toLength: 40, withPad: " ", startingAt: 0)
@@ -249,7 +257,9 @@ extension Bench {
             let direct = try time(.direct)!
             let winograd = try time(.winogradWherePossible)
             let side = max(shapes[i].h, shapes[i].w)
-            let chosen = ConvolutionAlgorithms.automatic.winograd(g, side: side) && winograd != nil ? "winograd" : "direct"
+            let byWinograd = ConvolutionAlgorithms.forThisCPU.winograd(g, side: side) && winograd != nil
+            let chosen = byWinograd ? "winograd" : "direct"
+            if let winograd { table.winograd[AlgorithmTable.key(g, side: side)] = winograd < direct }
             let rate = { (t: Double) in 2 * Double(macs) / t / 1e9 }
             if json {
                 var row: [String: Any] = ["kernel": [g.kernelH, g.kernelW], "stride": g.strideH, "macs": macs, "chosen": chosen]
@@ -270,6 +280,19 @@ extension Bench {
             try printJSON(["model": name.rawValue, "batch": batch, "input_size": size, "kernels": rows,
                            "isa": Kernels.current.name])
         }
+        if save { try Self.save(table) }
+    }
+
+    /// Writes the measured choices where every later run reads them (merged with those already kept).
+    static func save(_ table: AlgorithmTable) throws {
+        let url = AlgorithmTable.url
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try FileOutput.write(try encoder.encode(table), to: url)
+        let faster = table.winograd.values.filter { $0 }.count
+        FileHandle.standardError.write(Data(
+            "saved \(table.winograd.count) layer choices (\(faster) by Winograd) to \(url.path)\n".utf8))
     }
 }
 

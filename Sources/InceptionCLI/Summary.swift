@@ -59,6 +59,12 @@ struct Summary: ParsableCommand {
                   + graph.parameterCount.grouped.leftPadded(14) + totalMACs.grouped.leftPadded(17))
             let levels = Kernels.supported.map(\.name).joined(separator: ", ")
             print("kernels: \(Kernels.current.name) (of \(levels) on this CPU), \(Kernels.current.tileRows)-row tiles")
+            if case let .measured(table) = ConvolutionAlgorithms.forThisCPU {
+                let layers = table.winograd.count
+                print("algorithm choices: measured on this CPU for \(layers) layers (\(AlgorithmTable.url.path))")
+            } else {
+                print("algorithm choices: the built-in rule (no table measured on this CPU: bench --kernels --save)")
+            }
         }
     }
 }

@@ -483,12 +483,18 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
     case winogradWherePossible
     /// The implicit GEMM everywhere.
     case direct
+    /// Per layer as measured on this CPU class and instruction-set level (`inception bench --kernels --save`);
+    /// layers the table does not list follow `.automatic`. A table, not a timing at every start: the two
+    /// algorithms round differently, and results must not change from one run to the next.
+    case measured(AlgorithmTable)
 
     /// Whether a layer of geometry `g`, with output side `side` at the usual input size, runs by Winograd.
     public func winograd(_ g: ConvGeometry, side: Int) -> Bool {
         switch self {
         case .direct: return false
         case .winogradWherePossible: return true
+        case let .measured(table):
+            return table.winograd[AlgorithmTable.key(g, side: side)] ?? Self.automatic.winograd(g, side: side)
         case .automatic:
             let (low, total) = (min(g.inChannels, g.outChannels), g.inChannels + g.outChannels)
             switch (g.kernelH, g.kernelW) {
@@ -498,6 +504,23 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
             default: return false
             }
         }
+    }
+}
+
+/// Which convolution layers run by Winograd, measured on one CPU class at one instruction-set level.
+public struct AlgorithmTable: Sendable, Hashable, Codable {
+    /// The CPU's model name and the kernels' level the times were measured with.
+    public var cpu: String, isa: String
+    /// Per layer (`key(_:side:)`): whether Winograd ran faster than the implicit GEMM.
+    public var winograd: [String: Bool]
+
+    public init(cpu: String, isa: String, winograd: [String: Bool] = [:]) {
+        (self.cpu, self.isa, self.winograd) = (cpu, isa, winograd)
+    }
+
+    /// A layer: its geometry and its usual output side.
+    public static func key(_ g: ConvGeometry, side: Int) -> String {
+        "\(g.inChannels)->\(g.outChannels) k\(g.kernelH)x\(g.kernelW) s\(g.strideH) p\(g.padH),\(g.padW) side \(side)"
     }
 }
 

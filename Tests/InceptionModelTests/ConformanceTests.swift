@@ -149,3 +149,59 @@ func perSampleCosine(_ a: Tensor, _ b: Tensor) -> [Double] {
         return dot / (na * nb).squareRoot()
     }
 }
+
+/// Winograd or not per layer from a table measured on this CPU (`bench --kernels --save`), else the built-in rule.
+struct AlgorithmChoiceTests {
+    /// The layers of facenet that can run by Winograd, keyed as the table keys them, with the built-in rule's choice.
+    static func candidates() throws -> [(key: String, automatic: Bool)] {
+        let graph = ModelName.inceptionResNetV1FaceNet.graph()
+        let shapes = try graph.shapes(n: 1, h: 160, w: 160)
+        var seen = Set<String>(), result: [(String, Bool)] = []
+        for (i, node) in graph.nodes.enumerated() {
+            guard case let .convolution(g, _, _) = node.operation, g.strideH == 1, g.kernelH * g.kernelW > 1 else {
+                continue
+            }
+            let side = max(shapes[i].h, shapes[i].w)
+            let key = AlgorithmTable.key(g, side: side)
+            if seen.insert(key).inserted {
+                result.append((key, ConvolutionAlgorithms.automatic.winograd(g, side: side)))
+            }
+        }
+        return result
+    }
+
+    @Test func aMeasuredTableDecidesEachLayer() throws {
+        let layers = try Self.candidates()
+        let automatic = InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 3, algorithms: .automatic).compiled
+        #expect(automatic.winogradLayers > 0 && layers.contains { !$0.automatic })
+        // Everything the rule runs by Winograd, measured slower: no Winograd layer at all.
+        func table(_ winograd: Bool) -> AlgorithmTable {
+            AlgorithmTable(cpu: "test", isa: "test", winograd: Dictionary(uniqueKeysWithValues: layers.map { ($0.key, winograd) }))
+        }
+        func model(_ algorithms: ConvolutionAlgorithms) -> CompiledGraph {
+            InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 3, algorithms: algorithms).compiled
+        }
+        #expect(model(.measured(table(false))).winogradLayers == 0)
+        // Everything measured faster by Winograd: every candidate runs by it, more than the rule picks.
+        #expect(model(.measured(table(true))).winogradLayers > automatic.winogradLayers)
+        // A table that lists nothing is the rule.
+        #expect(model(.measured(AlgorithmTable(cpu: "test", isa: "test"))).winogradLayers == automatic.winogradLayers)
+    }
+
+    /// `bench --kernels --save` writes the table every later run reads; `summary` says which choices are in force.
+    @Test func benchKernelsSavesTheTableLaterRunsUse() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("kernel-choices-\(UUID()).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let environment = ["INCEPTION_KERNEL_TABLE": file.path]
+        let before = try runInception(["summary", "--model", "inception_resnet_v1_facenet"], environment: environment)
+        #expect(before.stdout.contains("algorithm choices: the built-in rule"))
+        let bench = try runInception(
+            ["bench", "--kernels", "--model", "inception_resnet_v1_facenet", "--runs", "1", "--save"], environment: environment)
+        #expect(bench.status == 0 && bench.stderr.hasPrefix("saved "), "\(bench.stderr)")
+        let table = try JSONDecoder().decode(AlgorithmTable.self, from: Data(contentsOf: file))
+        let keys = Set(try Self.candidates().map(\.key))
+        #expect(table.isa == Kernels.current.name && Set(table.winograd.keys) == keys)
+        let after = try runInception(["summary", "--model", "inception_resnet_v1_facenet"], environment: environment)
+        #expect(after.stdout.contains("algorithm choices: measured on this CPU for \(table.winograd.count) layers"))
+    }
+}
