@@ -30,8 +30,11 @@ struct ModelOption: ParsableArguments {
 }
 
 struct ThreadsOption: ParsableArguments {
-    @Option(help: "Worker threads (default: all cores).")
-    var threads: Int = Parallel.defaultThreads
+    @Option(name: .customLong("threads"), help: "Worker threads (default: all cores).")
+    var requested: Int?
+
+    /// The threads to use: `--threads`, else all cores.
+    var threads: Int { requested ?? Parallel.defaultThreads }
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }

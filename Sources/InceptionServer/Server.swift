@@ -116,7 +116,17 @@ public final class InferenceServer: Sendable {
             closeBatchers()
             decoders.withLock { $0?.close() }
         }
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw PortInUse(host: configuration.host, port: configuration.port)
+        }
+    }
+
+    /// The address the server was to listen on is taken (NIO's own text names only the system call).
+    public struct PortInUse: Error, CustomStringConvertible {
+        public let host: String, port: Int
+        public var description: String { "port \(port) on \(host) is already in use" }
     }
 
     /// Each connection is a file descriptor: the soft limit (often 1024) is raised to the hard one, so that idle
@@ -347,12 +357,13 @@ public final class InferenceServer: Sendable {
         }
     }
 
+    /// `?top=k`: at least 1; more than the model's classes gives them all (as the command line's `--top`).
     static func top(_ request: Request, classes: Int) throws -> Int {
         guard let value = request.uri.queryParameters["top"] else { return min(5, classes) }
-        guard let top = Int(String(value)), (1...classes).contains(top) else {
-            throw APIError(.badRequest, "top must be an integer from 1 to \(classes), not '\(value)'")
+        guard let top = Int(String(value)), top >= 1 else {
+            throw APIError(.badRequest, "top must be a whole number of at least 1, not '\(value)'")
         }
-        return top
+        return min(top, classes)
     }
 
     static func json(_ object: Any, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
