@@ -7,7 +7,8 @@ struct InceptionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
-        subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self, Serve.self, Train.self, Curves.self])
+        subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self,
+                      Serve.self, Train.self, Curves.self, Models.self])
 
     /// A level forced with INCEPTION_ISA that this CPU cannot run is refused before anything else (one line).
     static func main() async {

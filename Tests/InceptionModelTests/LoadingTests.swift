@@ -90,6 +90,22 @@ import Testing
 }
 
 struct CommandLineTests {
+    /// `inception models` lists every network with its parameter count (timm's and facenet-pytorch's for the released
+    /// ones, architecture.md's for the paper ones), input size and weights source.
+    @Test func modelsListsEveryNetwork() throws {
+        let result = try runInception(["models", "--json"])
+        #expect(result.status == 0)
+        let rows = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [[String: Any]]
+        let counts = Dictionary(uniqueKeysWithValues: rows.map { ($0["name"] as! String, $0["parameters"] as! Int) })
+        #expect(counts == ["inception_v4": 42_679_816, "inception_resnet_v2": 55_843_464,
+                           "inception_resnet_v2_paper": 32_433_928, "inception_resnet_v1": 22_756_328,
+                           "inception_resnet_v1_facenet": 23_482_624])
+        #expect(rows.first { $0["name"] as? String == "inception_v4" }?["weights"] as? String
+                == "Hub: timm/inception_v4.tf_in1k")
+        let table = try runInception(["models"])
+        #expect(table.stdout.contains("inception_resnet_v1_facenet   23,482,624  160"))
+    }
+
     /// `--threads` says its default once ("all cores"), not also the core count of the machine that printed it.
     @Test func threadsHelpStatesItsDefaultOnce() throws {
         let help = try runInception(["classify", "--help"])
