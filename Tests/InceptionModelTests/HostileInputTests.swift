@@ -132,6 +132,6 @@ import Testing
             let expected: [Float] = [10, 200, 30].map { (Float($0) / 255 - 0.5) / 0.5 }
             #expect((0..<3).allSatisfy { c in values[(c * 299 * 299)..<((c + 1) * 299 * 299)].allSatisfy { $0 == expected[c] } })
         }
-        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(ContinuousClock.now - start < .seconds(60))
     }
 }

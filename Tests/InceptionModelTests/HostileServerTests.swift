@@ -38,14 +38,16 @@ import Testing
                 #expect(reply.status == 200, "\(name): \(reply.error ?? "")")
                 #expect((reply.json["embedding"] as? [Double])?.map(Float.init) == expected, "\(name)")
                 // Before: SIGABRT asking for 35 GB. The bound is loose: the whole suite runs in parallel around it
-                // (the soak test measures the answer alone: 0.2 s).
-                #expect(took < .seconds(30), "\(name) took \(took)")
+                // (the soak test measures the answer alone: 0.2 s; 8 s was seen here in CI).
+                #expect(took < .seconds(120), "\(name) took \(took)")
             }
         }
     }
 
-    /// A 16 MB body of empty parts (once 28 minutes of parsing) is refused at once by the parts cap, and a body of
-    /// near-boundaries in one part parses in linear time.
+    /// A 16 MB body of empty parts (once 28 minutes of parsing) is refused by the parts cap, and a body of
+    /// near-boundaries in one part parses in linear time. The parser is timed alone (10 s bounds; 0.1 s measured);
+    /// the server's round trip of 16 MB has a bound of 2 minutes only, as the whole suite runs beside it in this
+    /// process (26 s seen in CI).
     @Test func multipartBombsAreCheap() async throws {
         let model = try References.model(.inceptionResNetV1FaceNet)
         try await TestServer.with([.loaded(model)]) { server in
@@ -54,7 +56,9 @@ import Testing
                 try await server.post(Self.face + "/embed", bomb, contentType: "multipart/form-data; boundary=B")
             }
             #expect(reply.status == 400 && reply.error == "malformed multipart body: more than 64 parts")
-            #expect(took < .seconds(10), "\(took)")
+            #expect(took < .seconds(120), "\(took)")
+            let (_, parsing) = await Self.timed { (try? Multipart.parts(of: bomb, boundary: "B")) == nil }
+            #expect(parsing < .seconds(10), "\(parsing)")
         }
         var near = Data("--XyZ\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\n".utf8)
         near += Data(String(repeating: "\r\n--Xy", count: 2_000_000).utf8) + Data("\r\n--XyZ--\r\n".utf8)
@@ -77,8 +81,8 @@ import Testing
             let full = try await server.post(Self.face + "/embed", Data(count: 10))
             #expect(full.status == 503 && full.headers["retry-after"] != nil
                     && full.error == "the server is busy: 1 requests are already waiting for this model")
-            let (closed, took) = await Self.timed { stalled.receive(timeout: .seconds(6)) }
-            #expect(closed.closed && took < .seconds(5), "stalled upload closed after \(took)")
+            let (closed, took) = await Self.timed { stalled.receive(timeout: .seconds(12)) }
+            #expect(closed.closed && took < .seconds(10), "stalled upload closed after \(took)")
             // Its place is given back once the server has seen the close (a moment later under load).
             let photo = try ServerTests.photo("rocket.jpg")
             var status = 0
