@@ -22,12 +22,18 @@ import Testing
         let photo = try ImageConformance.imageURL("rocket.jpg").path
         let face = ["--model", "inception_resnet_v1_facenet"]
         let cases: [([String], String)] = [
-            (["classify"] + face + ["--weights", weights, dir.path], "cannot read image \(dir.path): is a directory, not a file"),
-            (["classify"] + face + ["--weights", weights, fifo.path], "cannot read image \(fifo.path): is a FIFO (named pipe), not a regular file"),
-            (["classify"] + face + ["--weights", weights, "/dev/zero"], "cannot read image /dev/zero: is a character device, not a regular file"),
-            (["classify"] + face + ["--weights", dir.path, photo], "cannot read safetensors file \(dir.path): is a directory, not a file"),
-            (["classify"] + face + ["--weights", "/dev/zero", photo], "cannot read safetensors file /dev/zero: is a character device, not a regular file"),
-            (["predict"] + face + ["--weights", weights, "--input", fifo.path, "--output", dir.appendingPathComponent("o.npy").path],
+            (["classify"] + face + ["--weights", weights, dir.path],
+             "cannot read image \(dir.path): is a directory, not a file"),
+            (["classify"] + face + ["--weights", weights, fifo.path],
+             "cannot read image \(fifo.path): is a FIFO (named pipe), not a regular file"),
+            (["classify"] + face + ["--weights", weights, "/dev/zero"],
+             "cannot read image /dev/zero: is a character device, not a regular file"),
+            (["classify"] + face + ["--weights", dir.path, photo],
+             "cannot read safetensors file \(dir.path): is a directory, not a file"),
+            (["classify"] + face + ["--weights", "/dev/zero", photo],
+             "cannot read safetensors file /dev/zero: is a character device, not a regular file"),
+            (["predict"] + face + ["--weights", weights, "--input", fifo.path,
+                                   "--output", dir.appendingPathComponent("o.npy").path],
              "cannot read npy file \(fifo.path): is a FIFO (named pipe), not a regular file"),
         ]
         for (arguments, message) in cases {
@@ -54,12 +60,15 @@ import Testing
         }
         let negative = try variant(["conv2d_1a.bn.running_var": { $0[3] = -0.5 }])
         #expect { try InceptionModel(.inceptionResNetV1FaceNet, weights: negative) } throws: { error in
-            "\(error)" == "weights are corrupt: tensor 'conv2d_1a.bn.running_var' is a BatchNorm variance but holds -0.5 at channel 3"
+            "\(error)" == "weights are corrupt: tensor 'conv2d_1a.bn.running_var' is a BatchNorm variance "
+                + "but holds -0.5 at channel 3"
         }
         // 3e38 times the BatchNorm scale γ / √(1e-6 + ε) ≈ 0.3 / 0.03 passes Float's largest value.
-        let huge = try variant(["conv2d_1a.conv.weight": { $0[0] = 3e38 }, "conv2d_1a.bn.running_var": { $0[0] = 1e-6 }])
+        let huge = try variant(["conv2d_1a.conv.weight": { $0[0] = 3e38 },
+                                "conv2d_1a.bn.running_var": { $0[0] = 1e-6 }])
         #expect { try InceptionModel(.inceptionResNetV1FaceNet, weights: huge) } throws: { error in
-            "\(error)" == "weights are out of range: tensor 'conv2d_1a.conv.weight' overflows Float once its BatchNorm is folded in"
+            "\(error)" == "weights are out of range: tensor 'conv2d_1a.conv.weight' overflows Float "
+                + "once its BatchNorm is folded in"
         }
     }
 
@@ -73,9 +82,11 @@ import Testing
         let input = dir.appendingPathComponent("x.npy"), output = dir.appendingPathComponent("y.npy")
         try NPY.write(shape: [1, 3, 160, 160], values: values, to: input)
         let arguments = ["predict", "--model", "inception_resnet_v1_facenet", "--weights",
-                         try References.weights(.inceptionResNetV1FaceNet).path, "--input", input.path, "--output", output.path]
+                         try References.weights(.inceptionResNetV1FaceNet).path, "--input", input.path,
+                         "--output", output.path]
         let refused = try runInception(arguments)
-        #expect(refused.status == 1 && refused.stderr == "error: the input holds 2 NaN or infinite values (the first at flat index 7)\n")
+        #expect(refused.status == 1
+                && refused.stderr == "error: the input holds 2 NaN or infinite values (the first at flat index 7)\n")
         let allowed = try runInception(arguments + ["--allow-nonfinite"])
         #expect(allowed.status == 0, "\(allowed.stderr)")
         #expect(try NPY.read(contentsOf: output).values.allSatisfy(\.isNaN))
@@ -102,7 +113,8 @@ import Testing
     }
 
     /// Resizing only the kept region equals resizing everything, then cropping — for every kind of scale and filter.
-    @Test(arguments: [(451, 300, 341, 226), (300, 451, 220, 331), (40, 900, 341, 7672), (300, 2, 51150, 341), (5, 5, 17, 3)])
+    @Test(arguments: [(451, 300, 341, 226), (300, 451, 220, 331), (40, 900, 341, 7672), (300, 2, 51150, 341),
+                      (5, 5, 17, 3)])
     func regionResizeIsTheCropOfTheFullResize(_ w: Int, _ h: Int, _ newW: Int, _ newH: Int) throws {
         let photo = try RGBImage(contentsOf: try ImageConformance.imageURL("chelsea_rgb.png"))
         let source = photo.resized(width: w, height: h, filter: .bicubic)  // real content at the size under test
@@ -111,8 +123,10 @@ import Testing
             for region in [RGBImage.Region(left: 0, top: 0, width: newW, height: newH),
                            .init(left: newW / 3, top: newH / 3, width: max(1, newW / 3), height: max(1, newH / 3)),
                            .init(left: newW - 1, top: newH - 1, width: 1, height: 1)] {
-                let expected = full.cropped(left: region.left, top: region.top, width: region.width, height: region.height)
-                #expect(source.resized(width: newW, height: newH, filter: filter, keeping: region) == expected, "\(region)")
+                let expected = full.cropped(left: region.left, top: region.top, width: region.width,
+                                            height: region.height)
+                #expect(source.resized(width: newW, height: newH, filter: filter, keeping: region) == expected,
+                        "\(region)")
             }
         }
     }
@@ -125,12 +139,16 @@ import Testing
         for name in ["thin_1x100000.png", "thin_100000x1.png"] {
             let url = dir.appendingPathComponent(name)
             try HostileServerTests.attack(name).write(to: url)
-            let result = try runInception(["preprocess", "--model", "inception_v4", url.path, "--output", dir.appendingPathComponent("x.npy").path])
+            let result = try runInception(["preprocess", "--model", "inception_v4", url.path,
+                                           "--output", dir.appendingPathComponent("x.npy").path])
             #expect(result.status == 0, "\(result.stderr)")
             // One colour in, that colour's normalised value out, everywhere: (c / 255 − 0.5) / 0.5.
             let values = try NPY.read(contentsOf: dir.appendingPathComponent("x.npy")).values
             let expected: [Float] = [10, 200, 30].map { (Float($0) / 255 - 0.5) / 0.5 }
-            #expect((0..<3).allSatisfy { c in values[(c * 299 * 299)..<((c + 1) * 299 * 299)].allSatisfy { $0 == expected[c] } })
+            let plane = 299 * 299
+            #expect((0..<3).allSatisfy { c in
+                values[(c * plane)..<((c + 1) * plane)].allSatisfy { $0 == expected[c] }
+            })
         }
         #expect(ContinuousClock.now - start < .seconds(60))
     }

@@ -30,11 +30,13 @@ import Testing
     /// the answer for a photo-sized image of the same colour.
     @Test func thinImagesAreClassifiedAtOnce() async throws {
         let model = try References.model(.inceptionResNetV1FaceNet)
-        let plain = RGBImage(width: 200, height: 200, pixels: [UInt8]((0..<40_000).flatMap { _ in [10, 200, 30] as [UInt8] }))
+        let colour: [UInt8] = [10, 200, 30]
+        let plain = RGBImage(width: 200, height: 200, pixels: [UInt8]((0..<40_000).flatMap { _ in colour }))
         let expected = try model.embed([plain]).scalars
         try await TestServer.with([.loaded(model)]) { server in
             for name in ["thin_1x100000.png", "thin_100000x1.png", "thin_1x3000.png"] {
-                let (reply, took) = try await Self.timed { try await server.post(Self.face + "/embed", try Self.attack(name)) }
+                let image = try Self.attack(name)
+                let (reply, took) = try await Self.timed { try await server.post(Self.face + "/embed", image) }
                 #expect(reply.status == 200, "\(name): \(reply.error ?? "")")
                 #expect((reply.json["embedding"] as? [Double])?.map(Float.init) == expected, "\(name)")
                 // Before: SIGABRT asking for 35 GB. The bound is loose: the whole suite runs in parallel around it
@@ -92,12 +94,14 @@ import Testing
             }
             #expect(status == 200)
         }
-        try await TestServer.with([.loaded(model)], configure: { $0.maxBytesInFlight = 1 << 20; $0.maxBodyBytes = 1 << 20 }) { server in
+        try await TestServer.with([.loaded(model)],
+                                  configure: { $0.maxBytesInFlight = 1 << 20; $0.maxBodyBytes = 1 << 20 }) { server in
             let stalled = try RawConnection(port: server.base.port!)
             #expect(stalled.send("POST \(Self.face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\nabc"))
             try await Task.sleep(for: .milliseconds(100))
             let over = try await server.post(Self.face + "/embed", Data(count: 200_000))
-            #expect(over.status == 503 && over.error == "the server is busy: it is already receiving 1048576 bytes of requests")
+            #expect(over.status == 503
+                    && over.error == "the server is busy: it is already receiving 1048576 bytes of requests")
         }
     }
 
@@ -106,8 +110,8 @@ import Testing
     @Test func goneClientsAreDroppedAndCounted() async throws {
         let v4 = try References.model(.inceptionV4)  // ≈ 0.2 s a forward pass: the others wait behind the first
         let photo = try ServerTests.photo("rocket.jpg")
-        try await TestServer.with([.loaded(v4)],
-                                  configure: { $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 16) }) { server in
+        let limits = Batcher.Limits(maxBatch: 1, maxDelay: .zero, maxQueue: 16)
+        try await TestServer.with([.loaded(v4)], configure: { $0.limits = limits }) { server in
             let path = "/v1/models/inception_v4/classify"
             let bad = try await server.post(path + "?top=0", photo)
             #expect(bad.status == 400)
@@ -132,7 +136,8 @@ import Testing
             #expect(metrics.contains("status=\"499\"} 3"), "\(metrics)")
             // One forward pass for the first request (the test's own `top=0` ran none), at most one more for a
             // request taken before its client's close was seen.
-            let line = metrics.split(separator: "\n").first { $0.hasPrefix("inception_batch_size_count{model=\"inception_v4\"}") }
+            let line = metrics.split(separator: "\n")
+                .first { $0.hasPrefix("inception_batch_size_count{model=\"inception_v4\"}") }
             let batches = line.flatMap { Double($0.split(separator: " ").last!) } ?? -1
             #expect((1...2).contains(batches), "\(batches) forward passes")
         }
@@ -157,9 +162,12 @@ import Testing
             done.enter()
             Thread {
                 defer { done.leave() }
-                guard let connection = try? RawConnection(port: port) else { return statuses.withLock { $0.append(nil) } }
+                guard let connection = try? RawConnection(port: port) else {
+                    return statuses.withLock { $0.append(nil) }
+                }
                 // Headers first: a refusal (503) comes before the body is read, as a client watching its socket sees.
-                connection.send("POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+                connection.send("POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.count)\r\n"
+                                + "Connection: close\r\n\r\n")
                 var answer = connection.receive(timeout: .milliseconds(300)).data
                 if answer.isEmpty {
                     connection.send(body)
@@ -248,16 +256,21 @@ import Testing
     /// SIGTERM with a client stalled mid-upload: the server exits 0 at the drain deadline, not when the client
     /// gives up.
     @Test func sigtermClosesStalledConnectionsAtTheDeadline() async throws {
-        let server = try ServerProcess(["--model", "inception_resnet_v1_facenet", "--random-weights", "1", "--drain-timeout", "1"])
+        let server = try ServerProcess(["--model", "inception_resnet_v1_facenet", "--random-weights", "1",
+                                        "--drain-timeout", "1"])
         try await server.waitUntilReady()
         let stalled = try RawConnection(port: server.port)
-        #expect(stalled.send("POST \(HostileServerTests.face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc"))
+        #expect(stalled.send(
+            "POST \(HostileServerTests.face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc"))
         try await Task.sleep(for: .milliseconds(100))
         let start = ContinuousClock.now
         kill(server.process.processIdentifier, SIGTERM)
-        while server.process.isRunning && ContinuousClock.now - start < .seconds(15) { try await Task.sleep(for: .milliseconds(20)) }
+        while server.process.isRunning && ContinuousClock.now - start < .seconds(15) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         // 1 s of drain, then the exit (the soak test measures it alone: 0.03 s).
-        #expect(!server.process.isRunning && ContinuousClock.now - start < .seconds(8), "\(ContinuousClock.now - start)")
+        let stopped = ContinuousClock.now - start
+        #expect(!server.process.isRunning && stopped < .seconds(8), "\(stopped)")
         #expect(server.process.terminationStatus == 0)
     }
 }
