@@ -115,7 +115,8 @@ public final class InceptionModel: Sendable {
             node = index
         }
         let result = try compiled.run(input.nchwToNHWC(), output: node, threads: threads)
-        return allowNonFinite ? result : try finite(result, output: output ?? "logits")
+        let primary = graph.outputs.first { $0.value == graph.output }?.key ?? "output"
+        return allowNonFinite ? result : try finite(result, output: output ?? primary)
     }
 
     /// `tensor`, or an error when the network's output overflowed (weights far out of range).

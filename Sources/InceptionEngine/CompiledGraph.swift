@@ -539,7 +539,7 @@ public enum ConvolutionKernel: Sendable {
         switch self {
         case let .direct(conv): conv.run(input: input, output: output, residual: residual, zeros: zeros, threads: threads)
         case let .winograd(conv):
-            conv.run(input: input, output: output, residual: residual, scratch: scratch, zeros: zeros, threads: threads)
+            conv.run(input: input, output: output, residual: residual, scratch: scratch, threads: threads)
         }
     }
 }

@@ -24,12 +24,15 @@ public enum Kernels {
         }
     }()
 
+    /// `INCEPTION_ISA` read once: the level it asks for, or what is wrong with it.
+    static let selection = select(ProcessInfo.processInfo.environment["INCEPTION_ISA"])
+
     /// What is wrong with `INCEPTION_ISA`, if anything (the command line reports it as its one-line error; a
     /// library caller gets the best level).
-    public static let environmentProblem: String? = select(ProcessInfo.processInfo.environment["INCEPTION_ISA"]).problem
+    public static let environmentProblem: String? = selection.problem
 
     /// The kernels every layer runs.
-    public static let current: KernelTable = select(ProcessInfo.processInfo.environment["INCEPTION_ISA"]).table
+    public static let current: KernelTable = selection.table
 
     /// The table `forced` names (if the CPU can run it), else the best supported one.
     public static func select(_ forced: String?) -> (table: KernelTable, problem: String?) {

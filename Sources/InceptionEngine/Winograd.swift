@@ -108,6 +108,9 @@ public final class WinogradConvolution: Sendable {
     let bias: [Float]
     /// Bᵀ of each axis, then Aᵀ of each axis, in Float: BᵀH (αH × αH), BᵀW (αW × αW), AᵀH (mH × αH), AᵀW (mW × αW).
     let coefficients: [Float]
+    /// For the batched multiplies, which add no bias and write rows of Cout floats: zeros for every panel, and
+    /// each panel's row stride.
+    let zeroBias: [Float], productStrides: [Int]
 
     var points: Int { vertical.alpha * horizontal.alpha }
     var panelCount: Int { (geometry.outChannels + 15) / 16 }
@@ -146,6 +149,8 @@ public final class WinogradConvolution: Sendable {
         if let bias { for o in 0..<cout { padded[o] = bias[o] * scale } }
         self.bias = padded
         coefficients = (v.inputTransform + h.inputTransform + v.outputTransform + h.outputTransform).map(Float.init)
+        zeroBias = [Float](repeating: 0, count: panelCount * 16)
+        productStrides = [Int](repeating: cout, count: panelCount)
     }
 
     func tiles(n: Int, outH: Int, outW: Int) -> (count: Int, h: Int, w: Int) {
@@ -162,7 +167,7 @@ public final class WinogradConvolution: Sendable {
 
     /// output = activation(residual + conv(input) + bias); `scratch` holds `scratchFloats` floats.
     public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
-                    scratch: UnsafeMutablePointer<Float>, zeros: UnsafePointer<Float>, threads: Int,
+                    scratch: UnsafeMutablePointer<Float>, threads: Int,
                     kernels: KernelTable = Kernels.current) {
         let g = geometry
         let (outH, outW) = g.outputSize(h: input.h, w: input.w)
@@ -221,10 +226,9 @@ public final class WinogradConvolution: Sendable {
         let tileTasks = (microTiles + tilesPerTask - 1) / tilesPerTask
         let weightStride = panelCount * cin * 16
         let kernel = kernels.convolution
-        let noBias = [Float](repeating: 0, count: panelCount * 16), strides = [Int](repeating: cout, count: panelCount)
         panels.withUnsafeBufferPointer { panelBuffer in
-        noBias.withUnsafeBufferPointer { noBias in
-        strides.withUnsafeBufferPointer { strides in
+        zeroBias.withUnsafeBufferPointer { noBias in
+        productStrides.withUnsafeBufferPointer { strides in
             let panelBase = UncheckedSendable(panelBuffer.baseAddress!)
             let (noBias, strides) = (UncheckedSendable(noBias.baseAddress!), UncheckedSendable(strides.baseAddress!))
             Parallel.parallelFor(points * tileTasks * panelTasks, threads: threads) { task in

@@ -62,8 +62,8 @@ public enum NPY {
         out.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
         out.append(contentsOf: Array(header.utf8))
         values.withUnsafeBytes { out.append(contentsOf: $0) }
-        do { try out.write(to: url, options: .atomic) } catch {
-            throw NPYError.unwritable(path: url.path, reason: FileInput.writeProblem(url).description)
+        do { try FileOutput.write(out, to: url) } catch {
+            throw NPYError.unwritable(path: url.path, reason: error.reason)
         }
     }
 

@@ -17,7 +17,9 @@ final class RawConnection {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard status == 0 else {
             close(fd)
@@ -46,6 +48,7 @@ final class RawConnection {
         }
     }
 
+    @discardableResult
     func send(_ text: String) -> Bool { send(Data(text.utf8)) }
 
     /// Everything the server sends until it closes the connection or `timeout` passes; `closed` says which.
