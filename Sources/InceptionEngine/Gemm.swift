@@ -5,9 +5,11 @@ import InceptionKernels
 /// convolutions are implicit GEMMs over packed weights (`PackedConvolution`).
 ///
 /// The blocking of Goto and van de Geijn ("Anatomy of high-performance matrix multiplication", 2008): for each
-/// block of `depthBlock` depth, B is packed once into panels of 16 columns (the same panel layout and the same
-/// 6×16 register tile as the convolution kernel), then tasks of `rowsPerTask` rows × some panels each pack their
-/// rows of A into 6-row strips and run the micro-kernel over them. Any strides, so transposes cost nothing extra.
+/// block of `depthBlock` depth, B is packed once into panels of 16 columns (the convolution weights' panel layout),
+/// then tasks of `rowsPerTask` rows × some panels each pack their rows of A into 6-row strips and run the
+/// convolution's micro-kernel over each strip and the task's panels (one tap of `depth` values read every 6th float;
+/// C's rows as its output pixels, C itself as the residual when accumulating). Any strides, so transposes cost
+/// nothing extra.
 ///
 /// Each element of C is summed over the depth in one fixed order whatever the thread count, so results are
 /// bitwise the same for every `threads`.
@@ -84,8 +86,16 @@ public enum GEMM {
         panelTasks = min(panelTasks, panels)
         let panelsPerTask = (panels + panelTasks - 1) / panelTasks
         panelTasks = (panels + panelsPerTask - 1) / panelsPerTask
+        let kernel = kernels.gemm  // the convolution micro-kernel over packed strips, at the kernels' level
+        // What every tile's epilogue reads: panel p's output at c + 16p (row i at + i · ldc), no bias.
+        let epilogue = UnsafeMutableRawPointer.allocate(byteCount: panels * (8 + 8 + 64), alignment: 64)
+        defer { epilogue.deallocate() }
+        let zeros = epilogue.initializeMemory(as: Float.self, repeating: 0, count: panels * 16)
+        let bases = (epilogue + panels * 64).bindMemory(to: UnsafeMutablePointer<Float>.self, capacity: panels)
+        let strides = (epilogue + panels * 72).initializeMemory(as: Int.self, repeating: ldc, count: panels)
+        for p in 0..<panels { (bases + p).initialize(to: c + p * 16) }
+        let tables = UncheckedSendable((zeros, bases, strides))
         let out = UncheckedSendable(c)
-        let kernel = kernels.gemm  // 6 × 16 tiles, at the kernels' instruction-set level
 
         for k0 in stride(from: 0, to: k, by: kc) {
             let depth = min(kc, k - k0)
@@ -96,6 +106,7 @@ public enum GEMM {
             Parallel.parallelFor(rowTasks * panelTasks, threads: threads) { task in
                 let (rowTask, panelTask) = (task / panelTasks, task % panelTasks)
                 let firstRow = rowTask * rowsPerTask, rowCount = min(rowsPerTask, m - firstRow)
+                let firstPanel = panelTask * panelsPerTask, taskPanels = min(panels - firstPanel, panelsPerTask)
                 let strips = (rowCount + 5) / 6
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: strips * 6 * depth) { packedA in
                     let packedA = packedA.baseAddress!
@@ -103,13 +114,25 @@ public enum GEMM {
                         packStrip(a, firstRow: firstRow + s * 6, rows: min(6, rowCount - s * 6), k0: k0, depth: depth,
                                   into: packedA + s * 6 * depth)
                     }
-                    for p in (panelTask * panelsPerTask)..<min(panels, (panelTask + 1) * panelsPerTask) {
-                        let columns = min(16, n - p * 16)
+                    let (zeros, bases, strides) = tables.value
+                    // Per strip: its six row pointers, pixels (C's rows) and, when accumulating, C's row pointers.
+                    withUnsafeTemporaryAllocation(byteCount: 6 * 24, alignment: 8) { table in
+                        let rowPointers = table.baseAddress!.bindMemory(to: UnsafePointer<Float>.self, capacity: 6)
+                        let pixels = (table.baseAddress! + 48).bindMemory(to: Int.self, capacity: 6)
+                        let residual = (table.baseAddress! + 96).bindMemory(to: UnsafeMutablePointer<Float>.self,
+                                                                            capacity: 6)
                         for s in 0..<strips {
-                            let rows = min(6, rowCount - s * 6)
-                            kernel(GEMMTile(depth: depth, a: packedA + s * 6 * depth, b: bBase.value + p * kc * 16,
-                                            c: out.value + (firstRow + s * 6) * ldc + p * 16, ldc: ldc,
-                                            rows: rows, columns: columns, accumulate: add))
+                            for r in 0..<6 {
+                                rowPointers[r] = UnsafePointer(packedA + s * 6 * depth + r)
+                                pixels[r] = firstRow + s * 6 + r
+                                residual[r] = out.value + pixels[r] * ldc
+                            }
+                            kernel(ConvolutionTile(
+                                a: rowPointers, taps: 1, channels: depth, weights: bBase.value + firstPanel * kc * 16,
+                                panelFloats: kc * 16, firstPanel: firstPanel, panels: taskPanels, outChannels: n,
+                                bias: zeros, outputBases: bases, outputStrides: strides, pixels: pixels,
+                                residual: add ? UnsafePointer(residual) : nil, rows: min(6, rowCount - s * 6),
+                                relu: false))
                         }
                     }
                 }

@@ -37,7 +37,7 @@ public struct KernelTable: Sendable {
     /// Lanes of `Chunk`.
     public let chunkLanes: Int
     public let convolution: @Sendable (ConvolutionTile) -> Void
-    public let gemm: @Sendable (GEMMTile) -> Void
+    public let gemm: @Sendable (ConvolutionTile) -> Void
     public let winogradInput: @Sendable (WinogradInputTile) -> Void
     public let winogradOutput: @Sendable (WinogradOutputTile) -> Void
 

@@ -1,6 +1,7 @@
 /// One tile of a convolution as an implicit GEMM: `rows` output pixels (at most the level's `tileRows`) × the
 /// panels `firstPanel ..< firstPanel + panels` of 16 output channels, over `taps` indirection entries of `channels`
-/// contiguous input values each. `a[t · tileRows + r]` points at row r's input for tap t (or at zeros, for padding);
+/// input values each, contiguous.
+/// `a[t · tileRows + r]` points at row r's input for tap t (or at zeros, for padding);
 /// panel p's weights are `taps · channels × 16` floats at `weights + (p − firstPanel) · panelFloats`. Row r is output
 /// pixel `pixels[r]`; panel p of it is stored at `outputBases[p] + pixels[r] · outputStrides[p]` (sibling
 /// convolutions merged into one GEMM write to different maps). The epilogue adds the bias (`bias[16p ...]`) and the
@@ -36,13 +37,13 @@ public struct ConvolutionTile {
 func convolutionTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
     if L.tileRows == 6 {
         if t.rows <= 3 {
-            convolutionRows(L.self, Rows3.self, stride: 6, t)
+            convolutionRows(L.self, Rows3.self, Contiguous.self, stride: 6, t)
         } else {
-            convolutionRows(L.self, Rows6.self, stride: 6, t)
+            convolutionRows(L.self, Rows6.self, Contiguous.self, stride: 6, t)
         }
     } else {
         precondition(L.tileRows == 3, "tiles of 3 or 6 rows")
-        convolutionRows(L.self, Rows3.self, stride: 3, t)
+        convolutionRows(L.self, Rows3.self, Contiguous.self, stride: 3, t)
     }
 }
 
@@ -53,11 +54,19 @@ public protocol TileRows { static var count: Int { get } }
 public enum Rows3: TileRows { @inlinable public static var count: Int { 3 } }
 public enum Rows6: TileRows { @inlinable public static var count: Int { 6 } }
 
+/// How far apart a row's successive input values lie, as a type for the same reason: a step passed as a value
+/// needed a register per row for the unrolled loop's second value and spilled. 1 in a convolution's rows; 6 in
+/// GEMM's packed strips, where the six rows' values of one depth index sit side by side.
+public protocol RowStep { static var floats: Int { get } }
+public enum Contiguous: RowStep { @inlinable public static var floats: Int { 1 } }
+public enum Strip6: RowStep { @inlinable public static var floats: Int { 6 } }
+
+/// The one micro-kernel of the engine — convolution, Winograd's batched multiplies and GEMM all run it:
 /// `R.count` (3 or 6) rows × 16 columns for each panel; the indirection table has `stride` entries per tap.
 /// Accumulator `cR` is row R of the panel.
 @inlinable
-func convolutionRows<L: KernelLevel, R: TileRows>(_ level: L.Type, _ tileRows: R.Type, stride: Int,
-                                                  _ t: ConvolutionTile) {
+func convolutionRows<L: KernelLevel, R: TileRows, S: RowStep>(_ level: L.Type, _ tileRows: R.Type, _ step: S.Type,
+                                                               stride: Int, _ t: ConvolutionTile) {
     typealias V = SIMD16<Float>
     let rows = R.count
     for q in 0..<t.panels {
@@ -68,17 +77,19 @@ func convolutionRows<L: KernelLevel, R: TileRows>(_ level: L.Type, _ tileRows: R
             let row = t.a + tap &* stride
             let a0 = row[0], a1 = row[1], a2 = row[2]
             let a3 = rows > 3 ? row[3] : a0, a4 = rows > 3 ? row[4] : a0, a5 = rows > 3 ? row[5] : a0
-            for k in 0..<t.channels {
+            var i = 0
+            for _ in 0..<t.channels {
                 let wk = w.loadUnaligned(as: V.self)
                 w += 64
-                c0 = multiplyAdd(L.self, c0, V(repeating: a0[k]), wk)
-                c1 = multiplyAdd(L.self, c1, V(repeating: a1[k]), wk)
-                c2 = multiplyAdd(L.self, c2, V(repeating: a2[k]), wk)
+                c0 = multiplyAdd(L.self, c0, V(repeating: a0[i]), wk)
+                c1 = multiplyAdd(L.self, c1, V(repeating: a1[i]), wk)
+                c2 = multiplyAdd(L.self, c2, V(repeating: a2[i]), wk)
                 if rows > 3 {
-                    c3 = multiplyAdd(L.self, c3, V(repeating: a3[k]), wk)
-                    c4 = multiplyAdd(L.self, c4, V(repeating: a4[k]), wk)
-                    c5 = multiplyAdd(L.self, c5, V(repeating: a5[k]), wk)
+                    c3 = multiplyAdd(L.self, c3, V(repeating: a3[i]), wk)
+                    c4 = multiplyAdd(L.self, c4, V(repeating: a4[i]), wk)
+                    c5 = multiplyAdd(L.self, c5, V(repeating: a5[i]), wk)
                 }
+                i &+= S.floats
             }
         }
         let bias = UnsafeRawPointer(t.bias + p &* 16).loadUnaligned(as: V.self)
@@ -121,49 +132,19 @@ func storeRow(_ value: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>, _ resi
     }
 }
 
-/// One 6 × 16 tile of C += A·B over `depth`: A packed as 6-row strips (`a[k · 6 + r]`), B as a 16-column panel
-/// (`b[k · 16 + j]`); `rows` and `columns` of the tile are stored (added to C when `accumulate`).
-public struct GEMMTile {
-    public var depth: Int
-    public var a: UnsafePointer<Float>, b: UnsafePointer<Float>
-    public var c: UnsafeMutablePointer<Float>, ldc: Int
-    public var rows: Int, columns: Int
-    public var accumulate: Bool
-
-    @inlinable
-    public init(depth: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int,
-                rows: Int, columns: Int, accumulate: Bool) {
-        (self.depth, self.a, self.b, self.c, self.ldc) = (depth, a, b, c, ldc)
-        (self.rows, self.columns, self.accumulate) = (rows, columns, accumulate)
-    }
-}
-
+/// GEMM's tile: the convolution micro-kernel over one packed strip of A — one tap of `channels` (the depth) values
+/// per row, read every 6th float (`a[k · 6 + r]`, the six rows' values of one depth index side by side). `t.a` holds
+/// the six row pointers `strip + r`; at a 3-row level the tile runs as two halves.
 @inlinable
-func gemmTile<L: KernelLevel>(_ level: L.Type, _ t: GEMMTile) {
-    typealias V = SIMD16<Float>
-    var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
-    var pa = t.a, pb = UnsafeRawPointer(t.b)
-    for _ in 0..<t.depth {
-        let w = pb.load(as: V.self)
-        pb += 64
-        c0 = multiplyAdd(L.self, c0, V(repeating: pa[0]), w)
-        c1 = multiplyAdd(L.self, c1, V(repeating: pa[1]), w)
-        c2 = multiplyAdd(L.self, c2, V(repeating: pa[2]), w)
-        c3 = multiplyAdd(L.self, c3, V(repeating: pa[3]), w)
-        c4 = multiplyAdd(L.self, c4, V(repeating: pa[4]), w)
-        c5 = multiplyAdd(L.self, c5, V(repeating: pa[5]), w)
-        pa += 6
+func gemmTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
+    if L.tileRows == 6 && t.rows > 3 {
+        convolutionRows(L.self, Rows6.self, Strip6.self, stride: 6, t)
+        return
     }
-    @inline(__always) func store(_ c: V, _ r: Int) {
-        guard r < t.rows else { return }
-        let out = t.c + r * t.ldc
-        var v = c
-        if t.columns == 16 {
-            if t.accumulate { v += UnsafeRawPointer(out).loadUnaligned(as: V.self) }
-            UnsafeMutableRawPointer(out).storeBytes(of: v, as: V.self)
-        } else {
-            for j in 0..<t.columns { out[j] = t.accumulate ? out[j] + v[j] : v[j] }
-        }
-    }
-    store(c0, 0); store(c1, 1); store(c2, 2); store(c3, 3); store(c4, 4); store(c5, 5)
+    var half = t
+    half.rows = min(3, t.rows)
+    convolutionRows(L.self, Rows3.self, Strip6.self, stride: 3, half)
+    guard t.rows > 3 else { return }
+    (half.a, half.pixels, half.rows, half.residual) = (t.a + 3, t.pixels + 3, t.rows - 3, t.residual.map { $0 + 3 })
+    convolutionRows(L.self, Rows3.self, Strip6.self, stride: 3, half)
 }
