@@ -1,9 +1,10 @@
 import Foundation
 import InceptionEngine
 
-/// The per-layer choice between Winograd and the implicit GEMM measured on this machine's CPU class, kept in a file
-/// that `inception bench --kernels --save` writes: `$INCEPTION_KERNEL_TABLE`, else `kernel-choices-<level>-<cpu>.json`
-/// in `$XDG_CACHE_HOME/inception` (or `~/.cache/inception`). Without one, the built-in rule (`.automatic`).
+/// How each layer runs — the implicit GEMM, or Winograd at its fastest tile — measured on this machine's CPU class
+/// and kept in a file that `inception bench --kernels --save` writes: `$INCEPTION_KERNEL_TABLE`, else
+/// `kernel-choices-<level>-<cpu>.json` in `$XDG_CACHE_HOME/inception` (or `~/.cache/inception`). Without one, the
+/// built-in rule (`.automatic`).
 extension ConvolutionAlgorithms {
     /// The measured table for this CPU and kernel level if one is saved, else `.automatic`.
     public static let forThisCPU: ConvolutionAlgorithms = AlgorithmTable.saved.map { .measured($0) } ?? .automatic

@@ -216,8 +216,8 @@ func peakResidentMegabytes() -> Double {
 
 extension Bench {
     /// Every distinct (geometry, input size) of the model's convolutions, each run alone `runs` times (median) by
-    /// the implicit GEMM and, where the layer allows it, by Winograd; GFLOP/s counts the direct algorithm's
-    /// multiply-adds, so a faster algorithm shows as more GFLOP/s.
+    /// the implicit GEMM and, where the layer allows it, by Winograd at each tile its 3-tap axes allow; GFLOP/s
+    /// counts the direct algorithm's multiply-adds, so a faster algorithm shows as more GFLOP/s.
     func runKernels() throws {
         let name = model.model
         let graph = name.graph()
@@ -228,52 +228,41 @@ extension Bench {
         if !json {
             print("\(Kernels.current.name) kernels")
             print("geometry (in → out, kernel, stride)".padding(toLength: 40, withPad: " ", startingAt: 0)
-                  + "input".leftPadded(12) + "GMAC".leftPadded(8) + "direct".leftPadded(10) + "winograd".leftPadded(10) + "  chosen")
+                  + "input".leftPadded(12) + "GMAC".leftPadded(8) + "direct".leftPadded(10)
+                  + "winograd".leftPadded(10) + "  chosen (fastest)")
         }
         for (i, node) in graph.nodes.enumerated() {
             guard case let .convolution(g, _, _) = node.operation else { continue }
-            let x = shapes[node.inputs[0]]
-            let key = "\(g) \(x)"
-            guard seen.insert(key).inserted else { continue }
-            let macs = shapes[i].count * g.depth
-            var rng = SystemRandomNumberGenerator()
-            let weights = (0..<(g.outChannels * g.depth)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
-            let input = Tensor(shape: [x.n, x.h, x.w, x.c], scalars: (0..<x.count).map { _ in Float.random(in: -1...1, using: &rng) })
-            func time(_ algorithms: ConvolutionAlgorithms) throws -> Double? {
-                let b = GraphBuilder()
-                let v = b.input(channels: g.inChannels).convolution("c", g.outChannels, kernel: (g.kernelH, g.kernelW),
-                    stride: g.strideH, padding: (g.padH, g.padW), bias: true, batchNorm: nil, activation: .relu)
-                let compiled = try CompiledGraph(graph: b.finish(output: v), algorithms: algorithms, usualInputSize: x.h) { $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights }
-                if algorithms != .direct && compiled.winogradLayers == 0 { return nil }
-                _ = try compiled.run(input, threads: threads.threads)
-                var times: [Double] = []
-                for _ in 0..<runs {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    _ = try compiled.run(input, threads: threads.threads)
-                    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-                }
-                return times.sorted()[times.count / 2]
+            let x = shapes[node.inputs[0]], side = max(shapes[i].h, shapes[i].w)
+            guard seen.insert("\(g) \(x)").inserted else { continue }
+            let times = try timeChoices(g, input: x, side: side)
+            let fastest = times.min { $0.value < $1.value }!.key
+            if times.count > 1 { table.choices[AlgorithmTable.key(g, side: side)] = fastest }
+            // What the layer runs now, its tile resolved as `WinogradTransform.forTaps` resolves it.
+            var chosen = ConvolutionAlgorithms.forThisCPU.choice(g, side: side)
+            if chosen == .winograd(tile: nil) && (g.kernelH == 3 || g.kernelW == 3) {
+                chosen = .winograd(tile: WinogradTransform.forTaps(3, side: side)!.m)
             }
-            let direct = try time(.direct)!
-            let winograd = try time(.winogradWherePossible)
-            let side = max(shapes[i].h, shapes[i].w)
-            let byWinograd = ConvolutionAlgorithms.forThisCPU.winograd(g, side: side) && winograd != nil
-            let chosen = byWinograd ? "winograd" : "direct"
-            if let winograd { table.winograd[AlgorithmTable.key(g, side: side)] = winograd < direct }
+            let macs = shapes[i].count * g.depth
             let rate = { (t: Double) in 2 * Double(macs) / t / 1e9 }
+            let direct = times[ConvolutionChoice.direct]!
+            let winograd = times.filter { $0.key != ConvolutionChoice.direct }.values.min()
             if json {
-                var row: [String: Any] = ["kernel": [g.kernelH, g.kernelW], "stride": g.strideH, "macs": macs, "chosen": chosen]
-                row["in_channels"] = g.inChannels
-                row["out_channels"] = g.outChannels
-                row["input"] = [x.n, x.h, x.w]
+                var row: [String: Any] = ["kernel": [g.kernelH, g.kernelW], "stride": g.strideH, "macs": macs]
+                (row["in_channels"], row["out_channels"], row["input"]) = (g.inChannels, g.outChannels, [x.n, x.h, x.w])
+                (row["chosen"], row["fastest"]) = (times[chosen] == nil ? "direct" : "\(chosen)", "\(fastest)")
                 row["direct_gflops"] = rate(direct)
                 row["winograd_gflops"] = winograd.map(rate) ?? NSNull()
+                var byChoice: [String: Double] = [:]
+                for (choice, time) in times { byChoice["\(choice)"] = rate(time) }
+                row["gflops"] = byChoice
                 rows.append(row)
             } else {
                 let label = "\(g.inChannels) → \(g.outChannels), \(g.kernelH)×\(g.kernelW), /\(g.strideH)"
                 print(label.padding(toLength: 40, withPad: " ", startingAt: 0) + "\(x.h)×\(x.w)".leftPadded(12)
                       + String(format: "%8.3f%10.1f", Double(macs) / 1e9, rate(direct))
-                      + (winograd.map { String(format: "%10.1f", rate($0)) } ?? "         -") + "  " + chosen)
+                      + (winograd.map { String(format: "%10.1f", rate($0)) } ?? "         -")
+                      + "  \(times[chosen] == nil ? "direct" : "\(chosen)") (\(fastest))")
             }
         }
         if json {
@@ -283,6 +272,41 @@ extension Bench {
         if save { try Self.save(table) }
     }
 
+    /// One layer alone, median of `runs` runs, by the implicit GEMM and by each Winograd tile it allows (F(4, 3) and
+    /// F(6, 3) where an axis has 3 taps; the one transform otherwise).
+    func timeChoices(_ g: ConvGeometry, input x: Shape, side: Int) throws -> [ConvolutionChoice: Double] {
+        var rng = SystemRandomNumberGenerator()
+        let weights = (0..<(g.outChannels * g.depth)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
+        let input = Tensor(shape: [x.n, x.h, x.w, x.c],
+                           scalars: (0..<x.count).map { _ in Float.random(in: -1...1, using: &rng) })
+        let key = AlgorithmTable.key(g, side: side)
+        func time(_ choice: ConvolutionChoice) throws -> Double? {
+            let b = GraphBuilder()
+            let v = b.input(channels: g.inChannels).convolution(
+                "c", g.outChannels, kernel: (g.kernelH, g.kernelW), stride: g.strideH, padding: (g.padH, g.padW),
+                bias: true, batchNorm: nil, activation: .relu)
+            let algorithms = ConvolutionAlgorithms.measured(AlgorithmTable(cpu: "", isa: "", choices: [key: choice]))
+            let compiled = try CompiledGraph(graph: b.finish(output: v), algorithms: algorithms, usualInputSize: x.h) {
+                $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights
+            }
+            if choice != .direct && compiled.winogradLayers == 0 { return nil }
+            _ = try compiled.run(input, threads: threads.threads)
+            var times: [Double] = []
+            for _ in 0..<runs {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try compiled.run(input, threads: threads.threads)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            return times.sorted()[times.count / 2]
+        }
+        let hasThreeTaps = g.kernelH == 3 || g.kernelW == 3
+        let candidates: [ConvolutionChoice] = [.direct] + (hasThreeTaps ? [.winograd(tile: 4), .winograd(tile: 6)]
+                                                                          : [.winograd(tile: nil)])
+        var times: [ConvolutionChoice: Double] = [:]
+        for choice in candidates { times[choice] = try time(choice) }
+        return times
+    }
+
     /// Writes the measured choices where every later run reads them (merged with those already kept).
     static func save(_ table: AlgorithmTable) throws {
         let url = AlgorithmTable.url
@@ -290,9 +314,9 @@ extension Bench {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try FileOutput.write(try encoder.encode(table), to: url)
-        let faster = table.winograd.values.filter { $0 }.count
+        let faster = table.choices.values.filter { $0 != .direct }.count
         FileHandle.standardError.write(Data(
-            "saved \(table.winograd.count) layer choices (\(faster) by Winograd) to \(url.path)\n".utf8))
+            "saved \(table.choices.count) layer choices (\(faster) by Winograd) to \(url.path)\n".utf8))
     }
 }
 

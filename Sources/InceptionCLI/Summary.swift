@@ -60,7 +60,7 @@ struct Summary: ParsableCommand {
             let levels = Kernels.supported.map(\.name).joined(separator: ", ")
             print("kernels: \(Kernels.current.name) (of \(levels) on this CPU), \(Kernels.current.tileRows)-row tiles")
             if case let .measured(table) = ConvolutionAlgorithms.forThisCPU {
-                let layers = table.winograd.count
+                let layers = table.choices.count
                 print("algorithm choices: measured on this CPU for \(layers) layers (\(AlgorithmTable.url.path))")
             } else {
                 print("algorithm choices: the built-in rule (no table measured on this CPU: bench --kernels --save)")

@@ -169,7 +169,7 @@ public final class CompiledGraph: Sendable {
                     let outputSize = usualShapes.map { ($0[job.node].h, $0[job.node].w) } ?? (0, 0)
                     let side = max(outputSize.0, outputSize.1)
                     kernel = .convolution(try Self.pack(job.g, job.p, job.a, scale: job.scale,
-                                                        winograd: algorithms.winograd(job.g, side: side),
+                                                        choice: algorithms.choice(job.g, side: side),
                                                         outputSize: outputSize, parameter),
                                           input: job.input, residual: job.residual)
                 } else {
@@ -246,11 +246,12 @@ public final class CompiledGraph: Sendable {
     }
 
     static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
-                     winograd: Bool, outputSize: (h: Int, w: Int), _ parameter: (String) throws -> [Float]) throws
-        -> ConvolutionKernel {
+                     choice: ConvolutionChoice, outputSize: (h: Int, w: Int),
+                     _ parameter: (String) throws -> [Float]) throws -> ConvolutionKernel {
         let (weights, bias) = try folded(g, p, parameter)
-        if winograd, let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
-                                                 activation: activation, outputSize: outputSize) {
+        if case let .winograd(tile) = choice,
+           let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation,
+                                       outputSize: outputSize, tile: tile) {
             return .winograd(w)
         }
         return .direct(PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation))
@@ -259,6 +260,11 @@ public final class CompiledGraph: Sendable {
     /// How many convolutions run by Winograd's algorithm.
     public var winogradLayers: Int {
         kernels.filter { if case .convolution(.winograd, _, _) = $0 { return true } else { return false } }.count
+    }
+
+    /// The output tile (mH × mW pixels) of each convolution that runs by Winograd, in graph order.
+    public var winogradTiles: [(h: Int, w: Int)] {
+        kernels.compactMap { if case let .convolution(.winograd(w), _, _) = $0 { (w.vertical.m, w.horizontal.m) } else { nil } }
     }
 
     /// How many convolutions run inside a merged sibling GEMM.
@@ -483,39 +489,82 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
     case winogradWherePossible
     /// The implicit GEMM everywhere.
     case direct
-    /// Per layer as measured on this CPU class and instruction-set level (`inception bench --kernels --save`);
-    /// layers the table does not list follow `.automatic`. A table, not a timing at every start: the two
-    /// algorithms round differently, and results must not change from one run to the next.
+    /// Per layer as measured on this CPU class and instruction-set level (`inception bench --kernels --save`),
+    /// Winograd's tile included; layers the table does not list follow `.automatic`. A table, not a timing at every
+    /// start: the algorithms round differently, and results must not change from one run to the next.
     case measured(AlgorithmTable)
 
-    /// Whether a layer of geometry `g`, with output side `side` at the usual input size, runs by Winograd.
-    public func winograd(_ g: ConvGeometry, side: Int) -> Bool {
+    /// How a layer of geometry `g`, with output side `side` at the usual input size, runs.
+    public func choice(_ g: ConvGeometry, side: Int) -> ConvolutionChoice {
         switch self {
-        case .direct: return false
-        case .winogradWherePossible: return true
+        case .direct: return .direct
+        case .winogradWherePossible: return .winograd(tile: nil)
         case let .measured(table):
-            return table.winograd[AlgorithmTable.key(g, side: side)] ?? Self.automatic.winograd(g, side: side)
+            return table.choices[AlgorithmTable.key(g, side: side)] ?? Self.automatic.choice(g, side: side)
         case .automatic:
             let (low, total) = (min(g.inChannels, g.outChannels), g.inChannels + g.outChannels)
+            let winograd: Bool
             switch (g.kernelH, g.kernelW) {
-            case (3, 3): return low >= 32 && side <= 80
-            case (1, 7), (7, 1): return low >= 64 && total >= 160 && side <= 40
-            case (1, 3), (3, 1): return low >= 192 && side >= 8
-            default: return false
+            case (3, 3): winograd = low >= 32 && side <= 80
+            case (1, 7), (7, 1): winograd = low >= 64 && total >= 160 && side <= 40
+            case (1, 3), (3, 1): winograd = low >= 192 && side >= 8
+            default: winograd = false
             }
+            return winograd ? .winograd(tile: nil) : .direct
         }
     }
 }
 
-/// Which convolution layers run by Winograd, measured on one CPU class at one instruction-set level.
+/// How one convolution layer runs: the implicit GEMM, or Winograd with output tiles of `tile` pixels along each
+/// 3-tap axis (4: F(4, 3), 6: F(6, 3); nil: `WinogradTransform.forTaps`'s choice from the layer's size). 7-tap axes
+/// always take F(4, 7). Kept in a table as "direct", "winograd" or "winograd F(m,3)".
+public enum ConvolutionChoice: Sendable, Hashable, Codable, CustomStringConvertible {
+    case direct
+    case winograd(tile: Int?)
+
+    public var description: String {
+        switch self {
+        case .direct: return "direct"
+        case .winograd(nil): return "winograd"
+        case let .winograd(m?): return "winograd F(\(m),3)"
+        }
+    }
+
+    public init?(_ text: String) {
+        switch text {
+        case "direct": self = .direct
+        case "winograd": self = .winograd(tile: nil)
+        case "winograd F(2,3)": self = .winograd(tile: 2)
+        case "winograd F(4,3)": self = .winograd(tile: 4)
+        case "winograd F(6,3)": self = .winograd(tile: 6)
+        default: return nil
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let choice = Self(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "'\(text)' is not a convolution choice"))
+        }
+        self = choice
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// How each convolution layer runs, measured on one CPU class at one instruction-set level.
 public struct AlgorithmTable: Sendable, Hashable, Codable {
     /// The CPU's model name and the kernels' level the times were measured with.
     public var cpu: String, isa: String
-    /// Per layer (`key(_:side:)`): whether Winograd ran faster than the implicit GEMM.
-    public var winograd: [String: Bool]
+    /// Per layer (`key(_:side:)`): the fastest of the implicit GEMM and Winograd at each tile the layer allows.
+    public var choices: [String: ConvolutionChoice]
 
-    public init(cpu: String, isa: String, winograd: [String: Bool] = [:]) {
-        (self.cpu, self.isa, self.winograd) = (cpu, isa, winograd)
+    public init(cpu: String, isa: String, choices: [String: ConvolutionChoice] = [:]) {
+        (self.cpu, self.isa, self.choices) = (cpu, isa, choices)
     }
 
     /// A layer: its geometry and its usual output side.

@@ -67,10 +67,12 @@ public struct WinogradTransform: Sendable, Hashable {
     /// nil where Winograd does not pay. For 3 taps, F(4, 3) or F(6, 3), whichever needs fewer points to cover the
     /// side, ⌈side / m⌉ · α (F(6, 3) at 17, 35, 36, 71 and 73 pixels, F(4, 3) at 8), with ties and unknown sides
     /// going to F(4, 3), which is about twice as accurate in float32.
-    public static func forTaps(_ taps: Int, side: Int = 0) -> WinogradTransform? {
+    /// `tile` (2, 4 or 6) fixes the 3-tap transform instead, as a table measured on the running CPU does.
+    public static func forTaps(_ taps: Int, side: Int = 0, tile: Int? = nil) -> WinogradTransform? {
         switch taps {
         case 1: return .identity
         case 3:
+            if let tile { return [2: .f2x3, 4: .f4x3, 6: .f6x3][tile] }
             let points = { (t: WinogradTransform) in (side + t.m - 1) / t.m * t.alpha }
             return side > 0 && points(.f6x3) < points(.f4x3) ? .f6x3 : .f4x3
         case 7: return .f4x7
@@ -117,11 +119,14 @@ public final class WinogradConvolution: Sendable {
 
     /// nil when the layer is not stride 1 or an axis has no transform. Weights OIHW; `scale` as in
     /// `PackedConvolution`. `outputSize`: the output map the layer usually makes, which picks each axis's transform
-    /// (`WinogradTransform.forTaps`); it runs correctly at any size.
+    /// (`WinogradTransform.forTaps`) unless `tile` fixes the 3-tap one; it runs correctly at any size.
     public init?(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation,
-                 outputSize: (h: Int, w: Int) = (0, 0)) {
-        guard g.strideH == 1, g.strideW == 1, let v = WinogradTransform.forTaps(g.kernelH, side: outputSize.h),
-              let h = WinogradTransform.forTaps(g.kernelW, side: outputSize.w), v.alpha * h.alpha > 1 else { return nil }
+                 outputSize: (h: Int, w: Int) = (0, 0), tile: Int? = nil) {
+        guard g.strideH == 1, g.strideW == 1,
+              let v = WinogradTransform.forTaps(g.kernelH, side: outputSize.h, tile: tile),
+              let h = WinogradTransform.forTaps(g.kernelW, side: outputSize.w, tile: tile), v.alpha * h.alpha > 1 else {
+            return nil
+        }
         (geometry, self.activation, vertical, horizontal) = (g, activation, v, h)
         let (cin, cout) = (g.inChannels, g.outChannels)
         let panelCount = (cout + 15) / 16, stride = panelCount * cin * 16

@@ -56,6 +56,22 @@ import Testing
         #expect(errors.allSatisfy { $0 < 1e-4 }, "relative errors \(errors)")
     }
 
+    /// A measured table may put any 3×3, 1×3 or 3×1 layer on F(6, 3) or F(4, 3), whatever its size: with every such
+    /// layer at each tile, the bar holds.
+    @Test(arguments: [(ModelName.inceptionV4, 320, "logits"), (.inceptionResNetV2, 299, "logits"),
+                      (.inceptionResNetV1FaceNet, 160, "embedding")], [4, 6])
+    func everyWinogradTileMatchesReference(_ c: (ModelName, Int, String), _ tile: Int) throws {
+        let graph = c.0.graph(), size = c.0.defaultInputSize
+        let shapes = try graph.shapes(n: 1, h: size, w: size)
+        var choices: [String: ConvolutionChoice] = [:]
+        for (i, node) in graph.nodes.enumerated() {
+            guard case let .convolution(g, _, _) = node.operation else { continue }
+            choices[AlgorithmTable.key(g, side: max(shapes[i].h, shapes[i].w))] = .winograd(tile: tile)
+        }
+        let table = AlgorithmTable(cpu: "test", isa: "test", choices: choices)
+        try everyAlgorithmMatchesReference(c, .measured(table))
+    }
+
     static let blocks: [(ModelName, String)] =
         ["mixed_3a", "mixed_4a", "mixed_5a", "inception_a.0", "reduction_a", "inception_b.0", "reduction_b", "inception_c.2"]
             .map { (.inceptionV4, $0) }
@@ -164,7 +180,8 @@ struct AlgorithmChoiceTests {
             let side = max(shapes[i].h, shapes[i].w)
             let key = AlgorithmTable.key(g, side: side)
             if seen.insert(key).inserted {
-                result.append((key, ConvolutionAlgorithms.automatic.winograd(g, side: side)))
+                let automatic = ConvolutionAlgorithms.automatic.choice(g, side: side) != .direct
+                result.append((key, automatic))
             }
         }
         return result
@@ -175,15 +192,25 @@ struct AlgorithmChoiceTests {
         let automatic = InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 3, algorithms: .automatic).compiled
         #expect(automatic.winogradLayers > 0 && layers.contains { !$0.automatic })
         // Everything the rule runs by Winograd, measured slower: no Winograd layer at all.
-        func table(_ winograd: Bool) -> AlgorithmTable {
-            AlgorithmTable(cpu: "test", isa: "test", winograd: Dictionary(uniqueKeysWithValues: layers.map { ($0.key, winograd) }))
+        func table(_ choice: ConvolutionChoice) -> AlgorithmTable {
+            AlgorithmTable(cpu: "test", isa: "test",
+                           choices: Dictionary(uniqueKeysWithValues: layers.map { ($0.key, choice) }))
         }
         func model(_ algorithms: ConvolutionAlgorithms) -> CompiledGraph {
             InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 3, algorithms: algorithms).compiled
         }
-        #expect(model(.measured(table(false))).winogradLayers == 0)
+        #expect(model(.measured(table(.direct))).winogradLayers == 0)
         // Everything measured faster by Winograd: every candidate runs by it, more than the rule picks.
-        #expect(model(.measured(table(true))).winogradLayers > automatic.winogradLayers)
+        #expect(model(.measured(table(.winograd(tile: nil)))).winogradLayers > automatic.winogradLayers)
+        // The tile a table names is the tile each 3-tap axis runs (7-tap axes keep F(4, 7)); the rule mixes them.
+        let four = model(.measured(table(.winograd(tile: 4)))).winogradTiles
+        let six = model(.measured(table(.winograd(tile: 6)))).winogradTiles
+        let all = model(.measured(table(.winograd(tile: nil)))).winogradLayers
+        #expect(four.count == all && six.count == all && four.allSatisfy { $0.h != 6 && $0.w != 6 })
+        // Layer by layer, a 3-tap axis at 4 in one is at 6 in the other; 1- and 7-tap axes are the same in both.
+        let axes = zip(four, six).flatMap { [($0.h, $1.h), ($0.w, $1.w)] }
+        #expect(axes.allSatisfy { $0 == $1 || ($0 == 4 && $1 == 6) } && axes.contains { $0 != $1 })
+        #expect(Set(automatic.winogradTiles.map(\.h)).isSuperset(of: [4, 6]))
         // A table that lists nothing is the rule.
         #expect(model(.measured(AlgorithmTable(cpu: "test", isa: "test"))).winogradLayers == automatic.winogradLayers)
     }
@@ -200,8 +227,8 @@ struct AlgorithmChoiceTests {
         #expect(bench.status == 0 && bench.stderr.hasPrefix("saved "), "\(bench.stderr)")
         let table = try JSONDecoder().decode(AlgorithmTable.self, from: Data(contentsOf: file))
         let keys = Set(try Self.candidates().map(\.key))
-        #expect(table.isa == Kernels.current.name && Set(table.winograd.keys) == keys)
+        #expect(table.isa == Kernels.current.name && Set(table.choices.keys) == keys)
         let after = try runInception(["summary", "--model", "inception_resnet_v1_facenet"], environment: environment)
-        #expect(after.stdout.contains("algorithm choices: measured on this CPU for \(table.winograd.count) layers"))
+        #expect(after.stdout.contains("algorithm choices: measured on this CPU for \(table.choices.count) layers"))
     }
 }
