@@ -86,12 +86,13 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible {
 
 /// What `evaluate` measured.
 public struct Evaluation: Sendable {
-    public var images = 0, top1 = 0, top5 = 0
+    /// Images scored, and how many of them had their label first (`top1Correct`) or among the first five.
+    public var images = 0, top1Correct = 0, top5Correct = 0
     /// Files that could not be decoded and were skipped, with the reason.
     public var skipped: [(path: String, reason: String)] = []
     public var seconds = 0.0
-    public var top1Accuracy: Double { images == 0 ? 0 : Double(top1) / Double(images) }
-    public var top5Accuracy: Double { images == 0 ? 0 : Double(top5) / Double(images) }
+    public var top1Accuracy: Double { images == 0 ? 0 : Double(top1Correct) / Double(images) }
+    public var top5Accuracy: Double { images == 0 ? 0 : Double(top5Correct) / Double(images) }
     public var imagesPerSecond: Double { seconds == 0 ? 0 : Double(images) / seconds }
 }
 
@@ -148,8 +149,8 @@ extension InceptionModel {
                 let logits = try compiled.run(Tensor(shape: [n, size, size, 3], scalars: current.pixels), output: logitsNode,
                                               threads: threads)
                 for (i, top) in predictions(logits: logits, top: 5).enumerated() {
-                    if top.first?.index == current.labels[i] { result.top1 += 1 }
-                    if top.contains(where: { $0.index == current.labels[i] }) { result.top5 += 1 }
+                    if top.first?.index == current.labels[i] { result.top1Correct += 1 }
+                    if top.contains(where: { $0.index == current.labels[i] }) { result.top5Correct += 1 }
                 }
                 result.images += n
             }

@@ -7,7 +7,9 @@ public final class InceptionModel: Sendable {
     public let name: ModelName
     public let compiled: CompiledGraph
     public var graph: Graph { compiled.graph }
-    public var classes: Int { graph.outputChannels }
+    /// How many classes the logits score; nil for a model without a classifier (the face model loaded from a
+    /// checkpoint without its `logits` layer).
+    public var classes: Int? { width(of: "logits") }
 
     init(name: ModelName, compiled: CompiledGraph) {
         self.name = name
@@ -92,8 +94,17 @@ public final class InceptionModel: Sendable {
     }
 
     /// Names of the outputs this model can give: `logits`, `features` (pooled, before the classifier),
-    /// `embedding` (face model).
+    /// `embedding` (face model), `aux_logits` (a training graph's auxiliary head).
     public var outputNames: [String] { graph.outputs.keys.sorted() }
+
+    /// The output a call without a name returns: `logits`, or the face model's `embedding`.
+    public var primaryOutput: String { graph.outputs.first { $0.value == graph.output }?.key ?? "output" }
+
+    /// Values per image of the named output (nil: the model has no such output).
+    public func width(of output: String) -> Int? { graph.outputs[output].map { graph.nodes[$0].channels } }
+
+    /// The output `embed` returns: the face model's embedding, else the pooled features before the classifier.
+    public var embeddingOutput: String { graph.outputs["embedding"] != nil ? "embedding" : "features" }
 
     /// The primary output — logits, or the L2-normalised embedding of the face model — or the named `output`,
     /// for an NCHW batch `[n, 3, h, w]` (the layout of PyTorch and ONNX). An input holding NaN or infinities is
@@ -115,8 +126,7 @@ public final class InceptionModel: Sendable {
             node = index
         }
         let result = try compiled.run(input.nchwToNHWC(), output: node, threads: threads)
-        let primary = graph.outputs.first { $0.value == graph.output }?.key ?? "output"
-        return allowNonFinite ? result : try finite(result, output: output ?? primary)
+        return allowNonFinite ? result : try finite(result, output: output ?? primaryOutput)
     }
 
     /// `tensor`, or an error when the network's output overflowed (weights far out of range).

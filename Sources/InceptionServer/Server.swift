@@ -198,7 +198,8 @@ public final class InferenceServer: Sendable {
         }
         router.get("/v1/models") { _, _ in try Self.json(["models": self.sources.map { self.describe($0.name) }]) }
         router.post("/v1/models/:model/classify") { request, context in
-            let top = try Self.top(request, classes: try self.model(context).classes)  // checked before any work
+            // Checked before any work; a model without logits is refused by `infer` below.
+            let top = try Self.top(request, classes: try self.model(context).classes ?? 1)
             let (model, row) = try await self.infer(request, context, output: "logits")
             let logits = Tensor(shape: [1, row.count], scalars: row)
             return try Self.json(["model": model.name.rawValue, "predictions": model.predictions(logits: logits, top: top)[0].map {
@@ -226,9 +227,9 @@ public final class InferenceServer: Sendable {
             let model = batcher.model
             entry["ready"] = true
             entry["outputs"] = model.outputNames
-            entry["classes"] = model.graph.outputs["logits"] == nil ? NSNull() : model.classes
+            entry["classes"] = model.classes ?? NSNull()
             entry["labels"] = switch model.classes {
-            case _ where model.graph.outputs["logits"] == nil: "none"
+            case nil: "none"
             case 1000: "imagenet-1k"
             case 1001: "imagenet-1k with background at 0"
             default: "class index"
@@ -372,11 +373,6 @@ public final class InferenceServer: Sendable {
         let data = try JSON.data(object)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
-}
-
-extension InceptionModel {
-    /// The face model's embedding, else the pooled features before the classifier (what `embed` returns).
-    var embeddingOutput: String { graph.outputs["embedding"] != nil ? "embedding" : "features" }
 }
 
 extension HTTPResponse.Status {

@@ -154,4 +154,17 @@ struct CommandLineTests {
         #expect(result.status == 1)
         #expect(result.stderr == "error: input must have 3 channels in (N, C, H, W), got shape [1, 80, 80, 3]\n")
     }
+
+    /// `classes` means the logits' width: none for the face model without its classifier, the checkpoint's count
+    /// with it — never the 512-wide embedding, its primary output.
+    @Test func outputsAreNamedWithTheirWidths() {
+        let bare = InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 1)
+        #expect(bare.classes == nil && bare.primaryOutput == "embedding" && bare.outputNames == ["embedding", "features"])
+        #expect(bare.width(of: "embedding") == 512 && bare.width(of: "features") == 1792 && bare.width(of: "logits") == nil)
+        let face = InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 1, classes: 7)
+        #expect(face.classes == 7 && face.primaryOutput == "embedding" && face.embeddingOutput == "embedding")
+        let v4 = InceptionModel(.inceptionV4, randomSeed: 1)
+        #expect(v4.classes == 1000 && v4.primaryOutput == "logits" && v4.width(of: "features") == 1536)
+        #expect(v4.embeddingOutput == "features")
+    }
 }

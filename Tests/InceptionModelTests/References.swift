@@ -7,6 +7,9 @@ import Testing
 /// They are never committed; `scripts/test.sh` generates them before running the tests. A missing reference
 /// fails the test: these comparisons are the point of the suite, never skipped.
 enum References {
+    /// The face model's classes in the reference checkpoint (scripts/make_references.py, FACENET_CLASSES: VGGFace2's).
+    static let faceNetClasses = 8631
+
     static let directory: URL = {
         if let dir = ProcessInfo.processInfo.environment["INCEPTION_REFERENCE_DIR"] {
             return URL(fileURLWithPath: dir)

@@ -95,7 +95,10 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             let models = try await server.get("/v1/models").json["models"] as! [[String: Any]]
             #expect(models.map { $0["name"] as! String } == ["inception_v4", "inception_resnet_v1_facenet"])
             #expect(models[0]["input_size"] as? Int == 299 && models[0]["labels"] as? String == "imagenet-1k")
-            #expect(models[1]["input_size"] as? Int == 160 && models[1]["classes"] as? Int == face.classes)
+            // The face model's classes are its logits' (the checkpoint's classifier), not its 512-wide embedding.
+            #expect(face.primaryOutput == "embedding" && face.width(of: "embedding") == 512)
+            #expect(models[1]["input_size"] as? Int == 160 && models[1]["classes"] as? Int == References.faceNetClasses)
+            #expect(models[1]["labels"] as? String == "class index" && face.classes == References.faceNetClasses)
             let preprocessing = models[0]["preprocessing"] as! [String: Any]
             #expect(preprocessing["resize_short_side"] as? Int == 341 && preprocessing["interpolation"] as? String == "bicubic")
 
@@ -179,8 +182,8 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
                 #expect(reply.status == 400 && reply.error == "top must be a whole number of at least 1, not '\(top)'")
             }
             // More than the model has: all of them, as the command line's --top.
-            let all = try await server.post(path + "?top=\(face.classes + 1)", jpeg)
-            #expect(all.status == 200 && (all.json["predictions"] as? [Any])?.count == face.classes)
+            let all = try await server.post(path + "?top=\(References.faceNetClasses + 1)", jpeg)
+            #expect(all.status == 200 && (all.json["predictions"] as? [Any])?.count == References.faceNetClasses)
             let big = try await server.post(path, Data(count: 100_001))
             #expect(big.status == 413 && big.error == "the request body is larger than the limit of 100000 bytes")
             let (multipart, type) = multipartBody(Data("bytes".utf8), name: "other")

@@ -94,6 +94,33 @@ import Testing
         #expect(error < 1e-4, "logits differ from timm's by \(error)")
     }
 
+    /// The face model trains like the others, and its validation scores its logits — not its primary output, the
+    /// 512-wide normalised embedding: the accuracy in metrics.jsonl is the checkpoint's, computed here from its logits.
+    @Test func faceModelValidationScoresItsLogits() throws {
+        let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        let arguments = Self.arguments(data, run, epochs: 1).map { $0 == "inception_v4" ? "inception_resnet_v1_facenet" : $0 }
+        let result = try runInception(arguments.filter { $0 != "--average-decay" && $0 != "0.9" })
+        #expect(result.status == 0, "\(result.stderr)")
+        let line = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        let reported = try JSONDecoder().decode(EpochMetrics.self, from: Data(line.utf8)).validationAccuracy
+        let model = try InceptionModel(.inceptionResNetV1FaceNet, weights: run.appendingPathComponent("model.safetensors"))
+        #expect(model.classes == 2 && model.primaryOutput == "embedding")
+        var correct = 0, count = 0
+        for (label, folder) in ["cats", "dogs"].enumerated() {
+            let dir = data.appendingPathComponent(folder)
+            for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) {
+                let image = try RGBImage(contentsOf: dir.appendingPathComponent(file))
+                let x = model.name.preprocessing.batch([image], inputSize: 75)
+                let logits = try model.compiled.run(x, output: model.graph.outputs["logits"]).scalars
+                if logits.firstIndex(of: logits.max()!) == label { correct += 1 }
+                count += 1
+            }
+        }
+        #expect(count >= 8 && reported == Double(correct) / Double(count), "reported \(String(describing: reported))")
+    }
+
     /// TF-slim's auxiliary head: its weights go to auxiliary.safetensors, never into the checkpoint, which timm still
     /// loads strictly with the same logits.
     @Test func auxiliaryHeadStaysOutOfTheCheckpointTimmLoads() throws {

@@ -321,7 +321,8 @@ public final class Trainer {
             }
             guard !images.isEmpty else { continue }
             let input = name.preprocessing.batch(images, inputSize: configuration.inputSize)
-            let logits = try compiled.run(input, threads: threads)
+            // The logits, whatever the primary output (the face model's is the normalised embedding).
+            let logits = try compiled.run(input, output: graph.outputs["logits"], threads: threads)
             let k = logits.shape.last!
             for (b, label) in labels.enumerated() {
                 let row = Array(logits.scalars[(b * k)..<((b + 1) * k)])
