@@ -47,11 +47,11 @@ public final class InceptionModel: Sendable {
             let n = spec.count
             let fanIn = spec.shape.count > 1 ? spec.shape.dropFirst().reduce(1, *) : 1
             let values: [Float]
-            switch spec.name.split(separator: ".").last! {
-            case "running_var": values = (0..<n).map { _ in rng.uniform(0.5, 1.5) }
-            case "weight" where spec.shape.count == 1: values = (0..<n).map { _ in rng.uniform(0.2, 0.4) }
-            case "bias", "running_mean": values = (0..<n).map { _ in rng.uniform(-0.1, 0.1) }
-            default:
+            switch spec.role {
+            case .runningVariance: values = (0..<n).map { _ in rng.uniform(0.5, 1.5) }
+            case .normScale: values = (0..<n).map { _ in rng.uniform(0.2, 0.4) }
+            case .bias, .normShift, .runningMean: values = (0..<n).map { _ in rng.uniform(-0.1, 0.1) }
+            case .weight:
                 let bound = (3 / Float(fanIn)).squareRoot()
                 values = (0..<n).map { _ in rng.uniform(-bound, bound) }
             }

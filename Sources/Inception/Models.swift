@@ -62,15 +62,7 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
     /// no released checkpoint and use our names.
     public var checkpointPrefixes: [(ours: String, theirs: String)] {
         switch self {
-        case .inceptionV4:
-            // timm `inception_v4` numbers its stages `features.N` in order, pools included.
-            let config = InceptionV4.Configuration()
-            var stages = ["conv2d_1a", "conv2d_2a", "conv2d_2b", "mixed_3a", "mixed_4a", "mixed_5a"]
-            stages += (0..<config.repeats.a).map { "inception_a.\($0)" } + ["reduction_a"]
-            stages += (0..<config.repeats.b).map { "inception_b.\($0)" } + ["reduction_b"]
-            stages += (0..<config.repeats.c).map { "inception_c.\($0)" }
-            return stages.enumerated().map { ("\($0.element).", "features.\($0.offset).") }
-                + [("classifier.", "last_linear.")]
+        case .inceptionV4: return Self.inceptionV4Prefixes
         case .inceptionResNetV2:
             return [("inception_resnet_a.", "repeat."), ("reduction_a.", "mixed_6a."),
                     ("inception_resnet_b.", "repeat_1."), ("reduction_b.", "mixed_7a."),
@@ -86,6 +78,12 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
             return []
         }
     }
+
+    /// timm `inception_v4` numbers its stages `features.N` in build order — every stem layer and block of the full
+    /// network, as InceptionV4.graph builds them — and calls the classifier `last_linear`.
+    static let inceptionV4Prefixes: [(ours: String, theirs: String)] =
+        InceptionV4.graph().stagesWithParameters.filter { $0 != "classifier" }.enumerated()
+            .map { ("\($0.element).", "features.\($0.offset).") } + [("classifier.", "last_linear.")]
 
     /// Whether a checkpoint holds every parameter of this network with its shape (any classifier size). Only
     /// networks with released checkpoints are considered.

@@ -327,7 +327,7 @@ extension Bench {
         let size = inputSize ?? name.defaultInputSize
         let graph = name.graph(classes: name.defaultClasses ?? 1000, auxiliaryHead: auxHead)
         let trainer = TrainingGraph(graph: graph, values: ModelName.initialValues(graph, seed: 1))
-        let optimizer = Optimizer(.paper)
+        let optimizer = Optimizer(.paper, parameters: graph.parameters)
         let output = graph.outputs["logits"] != nil ? "logits" : graph.outputs.keys.sorted()[0]
         let classes = graph.nodes[graph.outputs[output]!].channels
         var rng = SplitMix64(7)

@@ -58,9 +58,27 @@ public struct Node: Sendable {
 public struct ParameterSpec: Sendable, Hashable {
     public let name: String
     public let shape: [Int]
-    /// BatchNorm running statistics: loaded from checkpoints, but not trainable parameters.
-    public let isBuffer: Bool
+    public let role: ParameterRole
     public var count: Int { shape.reduce(1, *) }
+    /// BatchNorm running statistics: loaded from checkpoints, but not trainable parameters.
+    public var isBuffer: Bool { role == .runningMean || role == .runningVariance }
+
+    public init(name: String, shape: [Int], role: ParameterRole) { (self.name, self.shape, self.role) = (name, shape, role) }
+}
+
+/// What a parameter is to its layer — read by loading, initialisation and the optimiser, never guessed from its name.
+public enum ParameterRole: Sendable, Hashable {
+    /// A convolution's or linear layer's weight (rank 4 or 2).
+    case weight
+    /// A convolution's or linear layer's bias.
+    case bias
+    /// BatchNorm's γ and β (PyTorch's `weight` and `bias`).
+    case normScale, normShift
+    /// BatchNorm's running statistics (buffers).
+    case runningMean, runningVariance
+
+    /// Whether weight decay applies by default: to weights, not to biases and BatchNorm parameters (timm's rule).
+    public var decaysByDefault: Bool { self == .weight }
 }
 
 public struct Shape: Sendable, Hashable, CustomStringConvertible {
@@ -123,24 +141,32 @@ public struct Graph: Sendable {
     /// The parameters and buffers node `i` owns.
     public func parameters(of i: Int) -> [ParameterSpec] {
         func batchNorm(_ prefix: String, _ c: Int) -> [ParameterSpec] {
-            [ParameterSpec(name: "\(prefix).weight", shape: [c], isBuffer: false),
-             ParameterSpec(name: "\(prefix).bias", shape: [c], isBuffer: false),
-             ParameterSpec(name: "\(prefix).running_mean", shape: [c], isBuffer: true),
-             ParameterSpec(name: "\(prefix).running_var", shape: [c], isBuffer: true)]
+            [ParameterSpec(name: "\(prefix).weight", shape: [c], role: .normScale),
+             ParameterSpec(name: "\(prefix).bias", shape: [c], role: .normShift),
+             ParameterSpec(name: "\(prefix).running_mean", shape: [c], role: .runningMean),
+             ParameterSpec(name: "\(prefix).running_var", shape: [c], role: .runningVariance)]
         }
         switch nodes[i].operation {
         case let .convolution(g, p, _):
-            return [ParameterSpec(name: p.weight, shape: [g.outChannels, g.inChannels, g.kernelH, g.kernelW], isBuffer: false)]
-                + (p.bias.map { [ParameterSpec(name: $0, shape: [g.outChannels], isBuffer: false)] } ?? [])
+            let shape = [g.outChannels, g.inChannels, g.kernelH, g.kernelW]
+            return [ParameterSpec(name: p.weight, shape: shape, role: .weight)]
+                + (p.bias.map { [ParameterSpec(name: $0, shape: [g.outChannels], role: .bias)] } ?? [])
                 + (p.batchNorm.map { batchNorm($0, g.outChannels) } ?? [])
         case let .linear(inFeatures, outFeatures, weight, bias):
-            return [ParameterSpec(name: weight, shape: [outFeatures, inFeatures], isBuffer: false)]
-                + (bias.map { [ParameterSpec(name: $0, shape: [outFeatures], isBuffer: false)] } ?? [])
+            return [ParameterSpec(name: weight, shape: [outFeatures, inFeatures], role: .weight)]
+                + (bias.map { [ParameterSpec(name: $0, shape: [outFeatures], role: .bias)] } ?? [])
         case let .batchNorm(prefix, _):
             return batchNorm(prefix, nodes[i].channels)
         default:
             return []
         }
+    }
+
+    /// The top-level stages that own parameters (stem layers, blocks, the classifier), in build order.
+    public var stagesWithParameters: [String] {
+        var seen = Set<String>()
+        return nodes.indices.filter { !parameters(of: $0).isEmpty }.map { nodes[$0].stage }
+            .filter { seen.insert($0).inserted }
     }
 
     /// Trainable parameter count (BatchNorm running statistics excluded, as `sum(p.numel())` in PyTorch).

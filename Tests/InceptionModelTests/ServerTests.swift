@@ -253,7 +253,12 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
         try await TestServer.with([first, second], waitUntilReady: false) { server in
             #expect(try await server.get("/ready").status == 503)
             let stopping = Task { await server.server.shutdown() }
-            try await Task.sleep(for: .milliseconds(300))  // the HTTP server stops first, then the loader is told
+            // The HTTP server stops first, then the loader is told: wait for the first (up to 20 s, under the
+            // parallel suite's load), then give the second a moment.
+            for _ in 0..<1000 where (try? await server.get("/ready")) != nil {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await Task.sleep(for: .milliseconds(300))
             gate.signal()
             await stopping.value
         }

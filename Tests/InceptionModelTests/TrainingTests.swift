@@ -106,7 +106,8 @@ import Testing
         #expect(above <= max(timmAbove, errors.count / 100), "\(above) gradients above 1e-3, timm float32 has \(timmAbove)")
 
         let optimizer = Optimizer(OptimizerSettings(kind: .sgd, momentum: Float(step["momentum"] as! Double),
-                                                    weightDecay: Float(step["weight_decay"] as! Double)))
+                                                    weightDecay: Float(step["weight_decay"] as! Double)),
+                                  parameters: graph.parameters)
         optimizer.step(&trainer.values, gradients: trainer.gradients, learningRate: Float(step["lr"] as! Double))
         let after = try SafeTensorsFile(contentsOf: References.url(name, prefix + "after.safetensors"))
         for spec in graph.parameters {
@@ -138,11 +139,13 @@ import Testing
         guard FileManager.default.fileExists(atPath: url.path) else { throw References.Missing(path: url.path) }
         let file = try SafeTensorsFile(contentsOf: url)
         let names = ["conv.weight", "bn.weight", "fc.bias"]
-        // The optimiser tells a BatchNorm weight by its running statistics beside it.
-        var values: [String: [Float]] = ["bn.running_mean": [0]]
+        // The optimiser decays by role: the convolution's weight, not the BatchNorm weight or the bias.
+        var values: [String: [Float]] = [:]
         for n in names { values[n] = try file.floats("\(n).initial") }
+        let roles: [ParameterRole] = [.weight, .normScale, .bias]
+        let parameters = zip(names, roles).map { ParameterSpec(name: $0, shape: [values[$0]!.count], role: $1) }
         let rates = try file.floats("learning_rates")
-        let optimizer = Optimizer(.paper)
+        let optimizer = Optimizer(.paper, parameters: parameters)
         for (step, lr) in rates.enumerated() {
             var gradients: [String: [Float]] = [:]
             for n in names { gradients[n] = try file.floats("\(n).grad\(step)") }

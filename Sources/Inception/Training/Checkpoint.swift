@@ -28,16 +28,12 @@ extension ModelName {
     public static func initialValues(_ graph: Graph, seed: UInt64) -> [String: [Float]] {
         var rng = SplitMix64(seed)
         var values: [String: [Float]] = [:]
-        let specs = graph.parameters
-        let names = Set(specs.map(\.name))
-        for spec in specs {
+        for spec in graph.parameters {
             let n = spec.count
-            switch spec.name.split(separator: ".").last! {
-            case "running_var": values[spec.name] = [Float](repeating: 1, count: n)
-            case "running_mean", "bias": values[spec.name] = [Float](repeating: 0, count: n)
-            case "weight" where Optimizer.isBiasOrNorm(spec.name, contains: names.contains):
-                values[spec.name] = [Float](repeating: 1, count: n)
-            default:
+            switch spec.role {
+            case .runningVariance, .normScale: values[spec.name] = [Float](repeating: 1, count: n)
+            case .runningMean, .bias, .normShift: values[spec.name] = [Float](repeating: 0, count: n)
+            case .weight:
                 let fanIn = spec.shape.dropFirst().reduce(1, *)
                 let bound = spec.shape.count == 4 ? (6 / Float(fanIn)).squareRoot() : 1 / Float(fanIn).squareRoot()
                 values[spec.name] = (0..<n).map { _ in rng.uniform(-bound, bound) }

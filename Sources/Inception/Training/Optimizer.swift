@@ -38,11 +38,15 @@ public final class Optimizer {
     /// Threads for the element-wise updates (results are the same for any number).
     public var threads = Parallel.defaultThreads
 
-    public init(_ settings: OptimizerSettings) { self.settings = settings }
+    /// The parameters weight decay applies to (all with `decayBiasAndNorm`, else those whose role decays).
+    let decayed: Set<String>
 
-    /// Restores state saved by `state` (after `steps` steps).
-    public init(_ settings: OptimizerSettings, state: [String: [Float]], steps: Int) {
+    /// For `parameters` (a graph's): their roles decide which are decayed. `state` and `steps`: what `state` held
+    /// after `steps` steps, to resume.
+    public init(_ settings: OptimizerSettings, parameters: [ParameterSpec], state: [String: [Float]] = [:],
+                steps: Int = 0) {
         self.settings = settings
+        decayed = Set(parameters.filter { settings.decayBiasAndNorm || $0.role.decaysByDefault }.map(\.name))
         self.state = state
         self.steps = steps
     }
@@ -52,8 +56,7 @@ public final class Optimizer {
         let s = settings
         for name in gradients.keys.sorted() {
             let g = gradients[name]!
-            let decayed = s.weightDecay != 0 && (s.decayBiasAndNorm || !Self.isBiasOrNorm(name, contains: { values[$0] != nil }))
-            let wd = decayed ? s.weightDecay : 0
+            let wd = decayed.contains(name) ? s.weightDecay : 0
             // Taken out of the dictionary while updated, so the update does not copy the buffer.
             let stored = state.removeValue(forKey: "\(name).momentum_buffer")
             let first = stored == nil
@@ -98,11 +101,6 @@ public final class Optimizer {
             state["\(name).momentum_buffer"] = buffer
         }
         steps += 1
-    }
-
-    /// Biases and BatchNorm parameters (a weight with running statistics beside it): the rank-1 trainable tensors.
-    static func isBiasOrNorm(_ name: String, contains: (String) -> Bool) -> Bool {
-        name.hasSuffix(".bias") || contains("\(name.dropLast("weight".count))running_mean")
     }
 }
 

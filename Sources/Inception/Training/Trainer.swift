@@ -171,7 +171,8 @@ public final class Trainer {
         training = TrainingGraph(graph: trainingGraph, values: values)
         training.batchNormMomentum = configuration.batchNormMomentum
         training.dropoutRate = configuration.dropout
-        optimizer = Optimizer(configuration.optimizer, state: optimizerState, steps: steps)
+        optimizer = Optimizer(configuration.optimizer, parameters: trainingGraph.parameters, state: optimizerState,
+                              steps: steps)
     }
 
     struct RunState: Codable { var epoch: Int; var steps: Int }
