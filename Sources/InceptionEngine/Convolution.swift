@@ -156,7 +156,8 @@ public struct PackedConvolution: Sendable {
         panelStrides.withUnsafeBufferPointer { panelStrides in
                 let panelBase = UncheckedSendable(panelBuffer.baseAddress!)
                 let biasBase = UncheckedSendable(biasBuffer.baseAddress!)
-                let outBases = UncheckedSendable(panelBases.baseAddress!), outStrides = UncheckedSendable(panelStrides.baseAddress!)
+                let outBases = UncheckedSendable(panelBases.baseAddress!)
+                let outStrides = UncheckedSendable(panelStrides.baseAddress!)
                 Parallel.parallelFor(tileTasks * panelTasks, threads: threads) { task in
                     let (tileTask, panelTask) = (task / panelTasks, task % panelTasks)
                     let firstPanel = panelTask * panelsPerTask
@@ -170,46 +171,12 @@ public struct PackedConvolution: Sendable {
                         for tile in (tileTask * tilesPerTask)..<min(tiles, (tileTask + 1) * tilesPerTask) {
                             let first = tile * mr
                             let valid = min(mr, rows - first)
-                            // A tile whose every row reads only inside the input (no padding) reads each kernel
-                            // row as one run of kernelW · inChannels contiguous floats — the packed weights have the
-                            // same order — so it runs kernelH taps of that depth instead of kernelH · kernelW short
-                            // ones: the same products summed in the same order, with less loop overhead.
-                            var interior = rowsContiguous
-                            // One division for the tile's first row, then step along the row of the map (a division
-                            // per row costs as much as the arithmetic of a short-depth 1×1 tile).
-                            var b = first / (outH * outW), oy = (first - b * outH * outW) / outW
-                            var ox = first - (b * outH + oy) * outW
-                            for r in 0..<mr {
-                                // Rows past the end repeat the last valid row; their results are not stored.
-                                if r > 0 && r < valid {
-                                    ox += 1
-                                    if ox == outW { (ox, oy) = (0, oy + 1) }
-                                    if oy == outH { (oy, b) = (0, b + 1) }
-                                }
-                                pixelIndex[r] = first + min(r, valid - 1)
-                                (coordinates[3 * r], coordinates[3 * r + 1], coordinates[3 * r + 2]) = (b, oy, ox)
-                                let iy0 = oy * g.strideH - g.padH, ix0 = ox * g.strideW - g.padW
-                                interior = interior && iy0 >= 0 && iy0 + g.kernelH <= input.h && ix0 >= 0
-                                    && ix0 + g.kernelW <= input.w
-                            }
-                            for r in 0..<mr {
-                                let (b, oy, ox) = (coordinates[3 * r], coordinates[3 * r + 1], coordinates[3 * r + 2])
-                                if let residual { residualRows[r] = residual.pixel(b, oy, ox) }
-                                for ky in 0..<g.kernelH {
-                                    let iy = oy * g.strideH - g.padH + ky
-                                    if interior {
-                                        a[ky * mr + r] = UnsafePointer(input.pixel(b, iy, ox * g.strideW - g.padW))
-                                        continue
-                                    }
-                                    for kx in 0..<g.kernelW {
-                                        let ix = ox * g.strideW - g.padW + kx
-                                        let t = ky * g.kernelW + kx
-                                        a[t * mr + r] = (iy >= 0 && iy < input.h && ix >= 0 && ix < input.w)
-                                            ? UnsafePointer(input.pixel(b, iy, ix)) : zeros
-                                    }
-                                }
-                            }
-                            let (tileTaps, tileChannels) = interior ? (g.kernelH, g.kernelW * g.inChannels) : (taps, g.inChannels)
+                            let interior = indirection(
+                                first: first, valid: valid, rows: mr, input: input, outH: outH, outW: outW,
+                                residual: residual, zeros: zeros, contiguous: rowsContiguous, a: a,
+                                residualRows: residualRows, pixels: pixelIndex, coordinates: coordinates)
+                            let (tileTaps, tileChannels) = interior
+                                ? (g.kernelH, g.kernelW * g.inChannels) : (taps, g.inChannels)
                             kernel(ConvolutionTile(
                                 a: a, taps: tileTaps, channels: tileChannels,
                                 weights: panelBase.value + firstPanel * g.depth * 16, panelFloats: g.depth * 16,
@@ -226,5 +193,54 @@ public struct PackedConvolution: Sendable {
         }
         }
         }
+    }
+
+    /// Fills one tile's indirection table `a` — per tap and row, a pointer into the input, or at `zeros` where the
+    /// tap reads padding — its rows' output pixels (`pixels`, with b, oy, ox in `coordinates`) and, with a residual,
+    /// the rows of it to add. Rows past `valid` repeat the last valid row; their results are not stored. Returns
+    /// whether every row reads only inside the input: then (when `contiguous`) `a` has one entry per kernel row,
+    /// kernelW · inChannels contiguous floats — the packed weights have the same order — so the tile runs kernelH
+    /// taps of that depth instead of kernelH · kernelW short ones: the same products summed in the same order, with
+    /// less loop overhead.
+    @inline(__always)
+    func indirection(first: Int, valid: Int, rows mr: Int, input: FeatureMap, outH: Int, outW: Int,
+                     residual: FeatureMap?, zeros: UnsafePointer<Float>, contiguous: Bool,
+                     a: UnsafeMutablePointer<UnsafePointer<Float>>,
+                     residualRows: UnsafeMutablePointer<UnsafeMutablePointer<Float>>,
+                     pixels: UnsafeMutablePointer<Int>, coordinates: UnsafeMutablePointer<Int>) -> Bool {
+        let g = geometry
+        var interior = contiguous
+        // One division for the tile's first row, then step along the row of the map (a division per row costs as
+        // much as the arithmetic of a short-depth 1×1 tile).
+        var b = first / (outH * outW), oy = (first - b * outH * outW) / outW
+        var ox = first - (b * outH + oy) * outW
+        for r in 0..<mr {
+            if r > 0 && r < valid {
+                ox += 1
+                if ox == outW { (ox, oy) = (0, oy + 1) }
+                if oy == outH { (oy, b) = (0, b + 1) }
+            }
+            pixels[r] = first + min(r, valid - 1)
+            (coordinates[3 * r], coordinates[3 * r + 1], coordinates[3 * r + 2]) = (b, oy, ox)
+            let iy0 = oy * g.strideH - g.padH, ix0 = ox * g.strideW - g.padW
+            interior = interior && iy0 >= 0 && iy0 + g.kernelH <= input.h && ix0 >= 0 && ix0 + g.kernelW <= input.w
+        }
+        for r in 0..<mr {
+            let (b, oy, ox) = (coordinates[3 * r], coordinates[3 * r + 1], coordinates[3 * r + 2])
+            if let residual { residualRows[r] = residual.pixel(b, oy, ox) }
+            for ky in 0..<g.kernelH {
+                let iy = oy * g.strideH - g.padH + ky
+                if interior {
+                    a[ky * mr + r] = UnsafePointer(input.pixel(b, iy, ox * g.strideW - g.padW))
+                    continue
+                }
+                for kx in 0..<g.kernelW {
+                    let ix = ox * g.strideW - g.padW + kx
+                    a[(ky * g.kernelW + kx) * mr + r] = (iy >= 0 && iy < input.h && ix >= 0 && ix < input.w)
+                        ? UnsafePointer(input.pixel(b, iy, ix)) : zeros
+                }
+            }
+        }
+        return interior
     }
 }

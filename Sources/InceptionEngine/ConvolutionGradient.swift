@@ -31,7 +31,8 @@ public enum ConvolutionGradient {
                                          bias: [Float](repeating: 0, count: (g.inChannels + 15) / 16 * 16))
             let zeros = [Float](repeating: 0, count: g.outChannels + 16)
             zeros.withUnsafeBufferPointer {
-                conv.run(input: dy, output: dx, residual: accumulate ? dx : nil, zeros: $0.baseAddress!, threads: threads)
+                conv.run(input: dy, output: dx, residual: accumulate ? dx : nil, zeros: $0.baseAddress!,
+                         threads: threads)
             }
             return
         }
@@ -138,7 +139,9 @@ public enum ConvolutionGradient {
         }
         for o in 0..<g.outChannels {
             for i in 0..<g.inChannels {
-                for t in 0..<g.taps { dw[(o * g.inChannels + i) * g.taps + t] += gradient.pointer[o * depth + t * g.inChannels + i] }
+                for t in 0..<g.taps {
+                    dw[(o * g.inChannels + i) * g.taps + t] += gradient.pointer[o * depth + t * g.inChannels + i]
+                }
             }
         }
     }

@@ -63,7 +63,9 @@ public struct ParameterSpec: Sendable, Hashable {
     /// BatchNorm running statistics: loaded from checkpoints, but not trainable parameters.
     public var isBuffer: Bool { role == .runningMean || role == .runningVariance }
 
-    public init(name: String, shape: [Int], role: ParameterRole) { (self.name, self.shape, self.role) = (name, shape, role) }
+    public init(name: String, shape: [Int], role: ParameterRole) {
+        (self.name, self.shape, self.role) = (name, shape, role)
+    }
 }
 
 /// What a parameter is to its layer — read by loading, initialisation and the optimiser, never guessed from its name.
@@ -220,7 +222,8 @@ public struct Graph: Sendable {
                 if x.h != 1 || x.w != 1 { return nil }
             }
             if s.h <= 0 || s.w <= 0 { return nil }
-            if case .concat = node.operation, node.inputs.contains(where: { shapes[$0].h != s.h || shapes[$0].w != s.w }) {
+            if case .concat = node.operation,
+               node.inputs.contains(where: { shapes[$0].h != s.h || shapes[$0].w != s.w }) {
                 return nil
             }
             shapes.append(s)
@@ -278,7 +281,9 @@ public final class GraphBuilder {
     public func qualified(_ name: String) -> String { (scopes + [name]).joined(separator: ".") }
 
     /// A graph whose only output is `output`, named `output`.
-    public func finish(output: Value) -> Graph { Graph(nodes: nodes, output: output.id, outputs: ["output": output.id]) }
+    public func finish(output: Value) -> Graph {
+        Graph(nodes: nodes, output: output.id, outputs: ["output": output.id])
+    }
 
     /// A graph with named outputs, `primary` among them.
     public func finish(outputs: [String: Value], primary: String) -> Graph {
@@ -348,7 +353,8 @@ public struct Value {
     }
 
     public func batchNorm(_ name: String, epsilon: Float = 1e-3) -> Value {
-        builder.add(.batchNorm(prefix: builder.qualified(name), epsilon: epsilon), [self], channels: channels, name: name)
+        builder.add(.batchNorm(prefix: builder.qualified(name), epsilon: epsilon), [self], channels: channels,
+                    name: name)
     }
 
     public func l2Normalize() -> Value { builder.add(.l2Normalize, [self], channels: channels, name: "l2_normalize") }

@@ -88,7 +88,8 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Runs the region on the pool; false when the pool is busy with another region (or has no helpers).
     func run(_ count: Int, workers: Int, _ body: (Int) -> Void) -> Bool {
-        guard helpers > 0, UInt64(count) <= Self.fieldMask, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+        guard helpers > 0, UInt64(count) <= Self.fieldMask,
+              busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             return false
         }
         defer { busy.store(false, ordering: .releasing) }
@@ -123,7 +124,9 @@ final class WorkerPool: @unchecked Sendable {
             guard s >> Self.generationShift == g else { return }
             let (i, count) = (Int(s & Self.fieldMask), Int(s >> Self.fieldBits & Self.fieldMask))
             guard i < count else { return }
-            guard state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing).exchanged else { continue }
+            guard state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing).exchanged else {
+                continue
+            }
             Self.call(UnsafeMutablePointer(bitPattern: self.body.load(ordering: .relaxed))!, i)
             finished.wrappingAdd(1, ordering: .releasing)
         }

@@ -55,7 +55,9 @@ public enum Pooling {
                 while ch + 8 <= c {
                     var s = SIMD8<Float>()
                     for y in y0..<y1 {
-                        for x in x0..<x1 { s += UnsafeRawPointer(input.pixel(b, y, x) + ch).loadUnaligned(as: SIMD8<Float>.self) }
+                        for x in x0..<x1 {
+                            s += UnsafeRawPointer(input.pixel(b, y, x) + ch).loadUnaligned(as: SIMD8<Float>.self)
+                        }
                     }
                     UnsafeMutableRawPointer(out + ch).storeBytes(of: s * inverse, as: SIMD8<Float>.self)
                     ch += 8

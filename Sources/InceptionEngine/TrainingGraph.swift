@@ -36,7 +36,9 @@ public final class TrainingGraph {
         self.graph = graph
         self.values = values
         gradients = [:]
-        for spec in graph.parameters where !spec.isBuffer { gradients[spec.name] = [Float](repeating: 0, count: spec.count) }
+        for spec in graph.parameters where !spec.isBuffer {
+            gradients[spec.name] = [Float](repeating: 0, count: spec.count)
+        }
     }
 
     public struct StepResult: Sendable {
@@ -68,7 +70,8 @@ public final class TrainingGraph {
         let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])
         precondition(labels.count == input.shape[0], "one label per image")
         var result: StepResult? = nil
-        _ = differentiate(input, targets: targets, shapes: shapes, seed: seed, threads: threads, inputGradient: false) { maps in
+        _ = differentiate(input, targets: targets, shapes: shapes, seed: seed, threads: threads,
+                          inputGradient: false) { maps in
             let (loss, values, gradient) = Self.crossEntropy(maps[0], labels: labels, smoothing: labelSmoothing)
             result = StepResult(loss: loss, logits: values, auxiliaryLoss: nil, total: loss)
             guard let auxiliary else { return [gradient] }
@@ -87,9 +90,11 @@ public final class TrainingGraph {
         guard let target = graph.outputs[output] else { preconditionFailure("the graph has no output \(output)") }
         let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])
         var out: Tensor? = nil
-        let dx = differentiate(input, targets: [target], shapes: shapes, seed: seed, threads: threads, inputGradient: true) { y in
+        let dx = differentiate(input, targets: [target], shapes: shapes, seed: seed, threads: threads,
+                               inputGradient: true) { y in
             let s = shapes[target]
-            let t = Tensor(shape: [s.n, s.h, s.w, s.c], scalars: Array(UnsafeBufferPointer(start: y[0].base, count: s.count)))
+            let scalars = Array(UnsafeBufferPointer(start: y[0].base, count: s.count))
+            let t = Tensor(shape: [s.n, s.h, s.w, s.c], scalars: scalars)
             out = t
             return [outputGradient(t)]
         }
@@ -100,7 +105,9 @@ public final class TrainingGraph {
     private func differentiate(_ input: Tensor, targets: [Int], shapes: [Shape], seed: UInt64, threads: Int,
                                inputGradient: Bool, _ outputGradients: ([FeatureMap]) -> [[Float]]) -> [Float] {
         var pass = Pass(graph: self, shapes: shapes, targets: targets, threads: threads, seed: seed)
-        input.scalars.withUnsafeBufferPointer { pass.outputs[0]!.pointer.update(from: $0.baseAddress!, count: input.count) }
+        input.scalars.withUnsafeBufferPointer {
+            pass.outputs[0]!.pointer.update(from: $0.baseAddress!, count: input.count)
+        }
         pass.forward()
         let seeds = outputGradients(targets.map(pass.map))
         for name in gradients.keys { gradients[name]!.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
@@ -164,19 +171,18 @@ private struct Pass {
     init(graph model: TrainingGraph, shapes: [Shape], targets: [Int], threads: Int, seed: UInt64) {
         self.model = model
         nodes = model.graph.nodes
-        (self.shapes, self.targets, self.last, self.threads, self.seed) = (shapes, targets, targets.max()!, threads, seed)
+        (self.shapes, self.targets, self.last) = (shapes, targets, targets.max()!)
+        (self.threads, self.seed) = (threads, seed)
         needed = [Bool](repeating: false, count: nodes.count)
         for t in targets { needed[t] = true }
-        for i in stride(from: last, through: 0, by: -1) where needed[i] { for j in nodes[i].inputs { needed[j] = true } }
-        // A residual block's last convolution (no BatchNorm, no activation, read by nothing else) runs at the residual
-        // node with the shortcut added in its epilogue, as in inference: its own output is never stored.
-        var readers = [Int](repeating: 0, count: nodes.count)
-        for i in 0...last where needed[i] { for j in nodes[i].inputs { readers[j] += 1 } }
+        for i in stride(from: last, through: 0, by: -1) where needed[i] {
+            for j in nodes[i].inputs { needed[j] = true }
+        }
+        // A residual block's last convolution runs at the residual node with the shortcut added in its epilogue, by
+        // the rule inference follows (Fusion.swift; here only without BatchNorm): its own output is never stored.
         fusedIntoResidual = [Bool](repeating: false, count: nodes.count)
-        for i in 1...last where needed[i] {
-            guard case .residual = nodes[i].operation, case let branch = nodes[i].inputs[1], branch != nodes[i].inputs[0],
-                  readers[branch] == 1, case let .convolution(_, p, .identity) = nodes[branch].operation,
-                  p.batchNorm == nil else { continue }
+        let needed = needed
+        for branch in model.graph.residualFusions(batchNormFolded: false, included: { needed[$0] }).keys {
             fusedIntoResidual[branch] = true
         }
         outputs = [AlignedBuffer?](repeating: nil, count: nodes.count)
@@ -201,7 +207,7 @@ private struct Pass {
     mutating func forward() {
         for i in 1...last where needed[i] && !fusedIntoResidual[i] {
             let started = model.timer == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-            defer { if let timer = model.timer { timer(i, false, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) } }
+            defer { model.timer?(i, false, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) }
             let node = nodes[i], s = shapes[i]
             let out = model.pool.take(s.count)
             let y = view(out, s)
@@ -209,42 +215,15 @@ private struct Pass {
             case .input:
                 preconditionFailure("only node 0 is an input")
             case let .convolution(g, p, activation):
+                forwardConvolution(i, g, p, activation, into: out)
+            case let .residual(scale, activation) where fusedIntoResidual[node.inputs[1]]:
+                // y = activation(shortcut + scale · (conv(x) + bias)), the scale folded into the packed weights.
+                let branch = nodes[node.inputs[1]]
+                guard case let .convolution(g, p, _) = branch.operation else { preconditionFailure("fused branch") }
                 let conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
-                                             activation: p.batchNorm == nil ? activation : .identity, threads: threads)
-                if let bn = p.batchNorm {
-                    let z = model.pool.take(s.count)
-                    conv.run(input: map(node.inputs[0]), output: view(z, s), zeros: zeros.pointer, threads: threads)
-                    statistics[i] = batchNorm(z, into: out, rows: s.n * s.h * s.w, channels: s.c, prefix: bn,
-                                              epsilon: p.epsilon, relu: activation == .relu)
-                    preNormalization[i] = z
-                } else {
-                    conv.run(input: map(node.inputs[0]), output: y, zeros: zeros.pointer, threads: threads)
-                }
-            case let .maxPool(kernel, stride):
-                Pooling.maxPool(input: map(node.inputs[0]), output: y, kernel: kernel, stride: stride, threads: threads)
-            case let .averagePool(kernel, stride, padding):
-                Pooling.averagePool(input: map(node.inputs[0]), output: y, kernel: kernel, stride: stride,
-                                    padding: padding, threads: threads)
-            case .concat:
-                var offset = 0
-                for j in node.inputs {
-                    Pooling.copy(input: map(j), output: y.channels(offset, shapes[j].c), threads: threads)
-                    offset += shapes[j].c
-                }
-            case let .residual(scale, activation):
-                let branch = node.inputs[1]
-                if fusedIntoResidual[branch], case let .convolution(g, p, _) = nodes[branch].operation {
-                    // y = activation(shortcut + scale · (conv(x) + bias)), the scale folded into the packed weights.
-                    let conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
-                                                 scale: scale, activation: activation, threads: threads)
-                    conv.run(input: map(nodes[branch].inputs[0]), output: y, residual: map(node.inputs[0]),
-                             zeros: zeros.pointer, threads: threads)
-                } else {
-                    Elementwise.residual(shortcut: map(node.inputs[0]), branch: map(branch), output: y,
-                                         scale: scale, activation: activation, threads: threads)
-                }
-            case .globalAveragePool:
-                Pooling.globalAveragePool(input: map(node.inputs[0]), output: y, threads: threads)
+                                             scale: scale, activation: activation, threads: threads)
+                conv.run(input: map(branch.inputs[0]), output: y, residual: map(node.inputs[0]),
+                         zeros: zeros.pointer, threads: threads)
             case let .linear(inFeatures, outFeatures, weight, bias):
                 let w = value(weight)
                 w.withUnsafeBufferPointer { w in
@@ -257,28 +236,51 @@ private struct Pass {
                     for r in 0..<s.n { for o in 0..<outFeatures { out.pointer[r * outFeatures + o] += b[o] } }
                 }
             case let .dropout(graphRate):
-                let rate = model.dropoutRate ?? graphRate
-                let x = outputs[node.inputs[0]]!.pointer
-                if rate > 0 {
-                    let mask = model.pool.take(s.count)
-                    var rng = SplitMix64(seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
-                    let keep = 1 / (1 - rate)
-                    for e in 0..<s.count {
-                        mask.pointer[e] = rng.uniform(0, 1) >= rate ? keep : 0
-                        out.pointer[e] = x[e] * mask.pointer[e]
-                    }
-                    masks[i] = mask
-                } else {
-                    out.pointer.update(from: x, count: s.count)
-                }
+                forwardDropout(i, rate: model.dropoutRate ?? graphRate, into: out)
             case let .batchNorm(prefix, epsilon):
                 statistics[i] = batchNorm(outputs[node.inputs[0]]!, into: out, rows: s.n * s.h * s.w, channels: s.c,
                                           prefix: prefix, epsilon: epsilon, relu: false)
-            case .l2Normalize:
-                Elementwise.l2Normalize(input: map(node.inputs[0]), output: y, threads: threads)
+            case .maxPool, .averagePool, .concat, .residual, .globalAveragePool, .l2Normalize:
+                SharedOperation(node.operation)!.run(node.inputs.map(map), output: y, threads: threads)
             }
             outputs[i] = out
         }
+    }
+
+    /// Convolution, then BatchNorm on the batch's statistics (keeping the convolution's output for the backward
+    /// pass), then the activation.
+    mutating func forwardConvolution(_ i: Int, _ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation,
+                                     into out: AlignedBuffer) {
+        let s = shapes[i], input = map(nodes[i].inputs[0])
+        let conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
+                                     activation: p.batchNorm == nil ? activation : .identity, threads: threads)
+        guard let bn = p.batchNorm else {
+            conv.run(input: input, output: view(out, s), zeros: zeros.pointer, threads: threads)
+            return
+        }
+        let z = model.pool.take(s.count)
+        conv.run(input: input, output: view(z, s), zeros: zeros.pointer, threads: threads)
+        statistics[i] = batchNorm(z, into: out, rows: s.n * s.h * s.w, channels: s.c, prefix: bn,
+                                  epsilon: p.epsilon, relu: activation == .relu)
+        preNormalization[i] = z
+    }
+
+    /// Inverted dropout: each value kept with probability 1 − rate and scaled by 1 / (1 − rate), the mask drawn
+    /// from the step's seed and the node, and kept for the backward pass.
+    mutating func forwardDropout(_ i: Int, rate: Float, into out: AlignedBuffer) {
+        let count = shapes[i].count, x = outputs[nodes[i].inputs[0]]!.pointer
+        guard rate > 0 else {
+            out.pointer.update(from: x, count: count)
+            return
+        }
+        let mask = model.pool.take(count)
+        var rng = SplitMix64(seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
+        let keep = 1 / (1 - rate)
+        for e in 0..<count {
+            mask.pointer[e] = rng.uniform(0, 1) >= rate ? keep : 0
+            out.pointer[e] = x[e] * mask.pointer[e]
+        }
+        masks[i] = mask
     }
 
     /// Normalises with the batch's statistics, updates the running ones, returns (mean, 1/σ).
@@ -333,35 +335,17 @@ private struct Pass {
         for i in stride(from: last, to: 0, by: -1) where needed[i] {
             guard let gradient = gradients[i] else { continue }
             let started = model.timer == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-            defer { if let timer = model.timer { timer(i, true, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) } }
+            defer { model.timer?(i, true, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9) }
             let node = nodes[i], s = shapes[i]
             let dy = view(gradient, s)
-            let rows = s.n * s.h * s.w
             switch node.operation {
             case .input:
                 break
             case let .convolution(g, p, activation):
-                if activation == .relu { reluBackward(dy, node: i) }
-                if let bn = p.batchNorm {
-                    let stats = statistics[i]!
-                    let (dGamma, dBeta) = BatchNormTraining.backward(
-                        dy.base, x: preNormalization[i]!.pointer, into: dy.base, rows: rows, channels: s.c,
-                        mean: stats.mean, invStd: stats.invStd, gamma: value("\(bn).weight"), threads: threads)
-                    model.addGradient("\(bn).weight", dGamma)
-                    model.addGradient("\(bn).bias", dBeta)
-                }
-                if let bias = p.bias { model.addGradient(bias, columnSums(dy.base, rows: rows, columns: s.c)) }
-                let input = map(node.inputs[0])
-                model.withGradient(p.weight) {
-                    ConvolutionGradient.weights(input: input, outputGradient: dy, geometry: g, into: $0, threads: threads)
-                }
-                if let (dx, fresh) = gradientMapForWriting(node.inputs[0]) {
-                    ConvolutionGradient.data(outputGradient: dy, weights: value(p.weight), geometry: g, inputGradient: dx,
-                                             accumulate: !fresh, threads: threads)
-                }
+                backwardConvolution(i, g, p, activation, dy)
             case let .maxPool(kernel, stride):
                 if let dx = gradientMap(node.inputs[0]) {
-                    let k = nodes[..<i].filter { if case .maxPool = $0.operation { return true } else { return false } }.count
+                    let k = nodes[..<i].filter { if case .maxPool = $0.operation { true } else { false } }.count
                     PoolingGradient.maxPool(input: map(node.inputs[0]), outputGradient: dy, inputGradient: dx,
                                             kernel: kernel, stride: stride, routing: model.maxPoolRouting?[k],
                                             threads: threads)
@@ -394,32 +378,17 @@ private struct Pass {
                     PoolingGradient.globalAveragePool(outputGradient: dy, inputGradient: dx, threads: threads)
                 }
             case let .linear(inFeatures, outFeatures, weight, bias):
-                let x = MatrixView(rowMajor: outputs[node.inputs[0]]!.pointer, rows: s.n, columns: inFeatures)
-                let d = MatrixView(rowMajor: dy.base, rows: s.n, columns: outFeatures)
-                model.withGradient(weight) {
-                    GEMM.multiply(d.transposed, x, into: $0, ldc: inFeatures, accumulate: true, threads: threads)
-                }
-                if let bias { model.addGradient(bias, columnSums(dy.base, rows: s.n, columns: outFeatures)) }
-                if let dx = gradientMap(node.inputs[0]) {
-                    value(weight).withUnsafeBufferPointer { w in
-                        GEMM.multiply(d, MatrixView(rowMajor: w.baseAddress!, rows: outFeatures, columns: inFeatures),
-                                      into: dx.base, ldc: inFeatures, accumulate: true, threads: threads)
-                    }
-                }
+                backwardLinear(i, inFeatures, outFeatures, weight, bias, dy)
             case .dropout:
                 if let mask = masks[i] { for e in 0..<s.count { dy.base[e] *= mask.pointer[e] } }
                 if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
             case let .batchNorm(prefix, _):
-                let stats = statistics[i]!
-                let (dGamma, dBeta) = BatchNormTraining.backward(
-                    dy.base, x: outputs[node.inputs[0]]!.pointer, into: dy.base, rows: rows, channels: s.c,
-                    mean: stats.mean, invStd: stats.invStd, gamma: value("\(prefix).weight"), threads: threads)
-                model.addGradient("\(prefix).weight", dGamma)
-                model.addGradient("\(prefix).bias", dBeta)
+                batchNormBackward(i, prefix: prefix, x: outputs[node.inputs[0]]!.pointer, dy)
                 if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
             case .l2Normalize:
                 if let dx = gradientMap(node.inputs[0]) {
-                    L2NormalizeGradient.backward(input: map(node.inputs[0]), output: map(i), outputGradient: dy, inputGradient: dx)
+                    L2NormalizeGradient.backward(input: map(node.inputs[0]), output: map(i), outputGradient: dy,
+                                                 inputGradient: dx)
                 }
             }
             // Everything at or after node i is done with: its output, its gradient and what its backward needed.
@@ -431,9 +400,57 @@ private struct Pass {
         }
     }
 
+    /// A convolution's backward: through its ReLU and BatchNorm (batch statistics), then the bias, weight and data
+    /// gradients.
+    mutating func backwardConvolution(_ i: Int, _ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation,
+                                      _ dy: FeatureMap) {
+        let node = nodes[i], rows = dy.n * dy.h * dy.w
+        if activation == .relu { reluBackward(dy, node: i) }
+        if let bn = p.batchNorm { batchNormBackward(i, prefix: bn, x: preNormalization[i]!.pointer, dy) }
+        if let bias = p.bias { model.addGradient(bias, columnSums(dy.base, rows: rows, columns: dy.c)) }
+        let input = map(node.inputs[0]), threads = threads
+        model.withGradient(p.weight) {
+            ConvolutionGradient.weights(input: input, outputGradient: dy, geometry: g, into: $0, threads: threads)
+        }
+        if let (dx, fresh) = gradientMapForWriting(node.inputs[0]) {
+            ConvolutionGradient.data(outputGradient: dy, weights: value(p.weight), geometry: g, inputGradient: dx,
+                                     accumulate: !fresh, threads: threads)
+        }
+    }
+
+    /// BatchNorm's backward in place on `dy` (its input `x`, the batch statistics of node i), γ's and β's gradients.
+    func batchNormBackward(_ i: Int, prefix: String, x: UnsafeMutablePointer<Float>, _ dy: FeatureMap) {
+        let stats = statistics[i]!
+        let (dGamma, dBeta) = BatchNormTraining.backward(
+            dy.base, x: x, into: dy.base, rows: dy.n * dy.h * dy.w, channels: dy.c, mean: stats.mean,
+            invStd: stats.invStd, gamma: value("\(prefix).weight"), threads: threads)
+        model.addGradient("\(prefix).weight", dGamma)
+        model.addGradient("\(prefix).bias", dBeta)
+    }
+
+    /// A linear layer's backward: weight and bias gradients, then the data gradient.
+    mutating func backwardLinear(_ i: Int, _ inFeatures: Int, _ outFeatures: Int, _ weight: String, _ bias: String?,
+                                 _ dy: FeatureMap) {
+        let n = shapes[i].n, threads = threads
+        let x = MatrixView(rowMajor: outputs[nodes[i].inputs[0]]!.pointer, rows: n, columns: inFeatures)
+        let d = MatrixView(rowMajor: dy.base, rows: n, columns: outFeatures)
+        model.withGradient(weight) {
+            GEMM.multiply(d.transposed, x, into: $0, ldc: inFeatures, accumulate: true, threads: threads)
+        }
+        if let bias { model.addGradient(bias, columnSums(dy.base, rows: n, columns: outFeatures)) }
+        if let dx = gradientMap(nodes[i].inputs[0]) {
+            value(weight).withUnsafeBufferPointer { w in
+                GEMM.multiply(d, MatrixView(rowMajor: w.baseAddress!, rows: outFeatures, columns: inFeatures),
+                              into: dx.base, ldc: inFeatures, accumulate: true, threads: threads)
+            }
+        }
+    }
+
     /// Gives node i's buffers back to the pool.
     mutating func release(_ i: Int) {
-        for buffer in [gradients[i], outputs[i], preNormalization[i], masks[i]] { if let buffer { model.pool.give(buffer) } }
+        for buffer in [gradients[i], outputs[i], preNormalization[i], masks[i]] {
+            if let buffer { model.pool.give(buffer) }
+        }
         (gradients[i], outputs[i], preNormalization[i], masks[i]) = (nil, nil, nil, nil)
     }
 

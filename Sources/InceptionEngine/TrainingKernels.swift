@@ -40,8 +40,9 @@ public enum BatchNormTraining {
     }
 
     /// y = activation(γ · (x − mean) · invStd + β).
-    public static func normalize(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, channels: Int,
-                                 mean: [Float], invStd: [Float], gamma: [Float], beta: [Float], relu: Bool, threads: Int) {
+    public static func normalize(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int,
+                                 channels: Int, mean: [Float], invStd: [Float], gamma: [Float], beta: [Float],
+                                 relu: Bool, threads: Int) {
         let scale = (0..<channels).map { gamma[$0] * invStd[$0] }
         let shift = (0..<channels).map { beta[$0] - mean[$0] * scale[$0] }
         let (xs, ys) = (UncheckedSendable(x), UncheckedSendable(y))
@@ -85,7 +86,8 @@ public enum BatchNormTraining {
 
 public enum ReLU {
     /// dy = 0 where the ReLU's output is 0.
-    public static func mask(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, threads: Int) {
+    public static func mask(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int,
+                            threads: Int) {
         let (dys, ys) = (UncheckedSendable(dy), UncheckedSendable(y))
         let block = 4096
         Parallel.parallelFor((count + block - 1) / block, threads: threads) { b in
@@ -123,7 +125,8 @@ public enum PoolingGradient {
                         let c = c0 + half * 8
                         var best = SIMD8<Float>(repeating: -.infinity), at = SIMD8<Int32>(repeating: 0)
                         for ky in 0..<kernel { for kx in 0..<kernel {
-                            let v = UnsafeRawPointer(x.pixel(b, oy * stride + ky, ox * stride + kx) + c).loadUnaligned(as: SIMD8<Float>.self)
+                            let v = UnsafeRawPointer(x.pixel(b, oy * stride + ky, ox * stride + kx) + c)
+                                .loadUnaligned(as: SIMD8<Float>.self)
                             let better = (v .> best) .| (v .!= v)
                             best.replace(with: v, where: better)
                             at.replace(with: Int32(ky * kernel + kx), where: better)
@@ -168,7 +171,8 @@ public enum PoolingGradient {
                     for iy in y0..<y1 { for ix in x0..<x1 {
                         let p = UnsafeMutableRawPointer(dx.pixel(b, iy, ix) + c0)
                         p.storeBytes(of: p.loadUnaligned(as: SIMD8<Float>.self) + lo, as: SIMD8<Float>.self)
-                        p.storeBytes(of: p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + hi, toByteOffset: 32, as: SIMD8<Float>.self)
+                        p.storeBytes(of: p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + hi,
+                                     toByteOffset: 32, as: SIMD8<Float>.self)
                     } }
                     continue
                 }

@@ -37,7 +37,9 @@ public struct WinogradTransform: Sendable, Hashable {
         }
         let eM = evaluation(m), eR = evaluation(r)
         let interpolation = invert(evaluation(alpha))  // C = V⁻¹
-        let scale = points.indices.map { i in points.indices.filter { $0 != i }.reduce(1.0) { $0 * (points[i] - points[$1]) } } + [1]
+        let scale = points.indices.map { i in
+            points.indices.filter { $0 != i }.reduce(1.0) { $0 * (points[i] - points[$1]) }
+        } + [1]
         outputTransform = (0..<m).flatMap { i in (0..<alpha).map { eM[$0][i] } }
         kernelTransform = (0..<alpha).flatMap { xi in (0..<r).map { eR[xi][$0] / scale[xi] } }
         inputTransform = (0..<alpha).flatMap { xi in (0..<alpha).map { interpolation[$0][xi] * scale[xi] } }
@@ -170,6 +172,16 @@ public final class WinogradConvolution: Sendable {
         return points * t * (geometry.inChannels + geometry.outChannels)
     }
 
+    /// What the three steps of one call share: the tiling, and where the transformed tiles and products live.
+    struct Call {
+        let input: FeatureMap, output: FeatureMap, residual: FeatureMap?
+        let tileCount: Int, tilesH: Int, tilesW: Int
+        /// [ξ][tile][Cin], then [ξ][tile][Cout], in the caller's scratch.
+        let transformed: UncheckedSendable<UnsafeMutablePointer<Float>>
+        let products: UncheckedSendable<UnsafeMutablePointer<Float>>
+        let threads: Int, kernels: KernelTable
+    }
+
     /// output = activation(residual + conv(input) + bias); `scratch` holds `scratchFloats` floats.
     public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
                     scratch: UnsafeMutablePointer<Float>, threads: Int,
@@ -180,20 +192,26 @@ public final class WinogradConvolution: Sendable {
                      && output.h == outH && output.w == outW, "convolution shapes disagree with \(g)")
         let (tileCount, tilesH, tilesW) = tiles(n: input.n, outH: outH, outW: outW)
         if tileCount == 0 { return }
-        let (cin, cout) = (g.inChannels, g.outChannels)
-        let (aH, aW, mH, mW) = (vertical.alpha, horizontal.alpha, vertical.m, horizontal.m)
-        let points = self.points
-        let transformed = UncheckedSendable(scratch)  // [ξ][tile][Cin]
-        let products = UncheckedSendable(scratch + points * tileCount * cin)  // [ξ][tile][Cout]
-        coefficients.withUnsafeBufferPointer { coefficientBuffer in
-        let coefficients = UncheckedSendable(coefficientBuffer.baseAddress!)
-        let (bth, btw, ath, atw) = (UnsafePointer(coefficients.value), UnsafePointer(coefficients.value + aH * aH),
-                                    UnsafePointer(coefficients.value + aH * aH + aW * aW),
-                                    UnsafePointer(coefficients.value + aH * aH + aW * aW + mH * aH))
+        let call = Call(input: input, output: output, residual: residual, tileCount: tileCount, tilesH: tilesH,
+                        tilesW: tilesW, transformed: UncheckedSendable(scratch),
+                        products: UncheckedSendable(scratch + points * tileCount * g.inChannels),
+                        threads: threads, kernels: kernels)
+        let (aH, aW, mH) = (vertical.alpha, horizontal.alpha, vertical.m)
+        coefficients.withUnsafeBufferPointer { c in
+            let c = c.baseAddress!
+            transformInput(call, bth: c, btw: c + aH * aH)
+            multiplyPoints(call)
+            transformOutput(call, ath: c + aH * aH + aW * aW, atw: c + aH * aH + aW * aW + mH * aH)
+        }
+    }
 
-        // 1. Input transform, a tile at a time (InceptionKernels' `winogradInputTile`, at the kernels' level).
-        let inputTile = kernels.winogradInput
-        Parallel.parallelFor(input.n * tilesH, threads: threads) { row in
+    /// 1. The input transform, a tile at a time (InceptionKernels' `winogradInputTile`, at the kernels' level).
+    func transformInput(_ call: Call, bth: UnsafePointer<Float>, btw: UnsafePointer<Float>) {
+        let g = geometry, input = call.input, (tilesH, tilesW, tileCount) = (call.tilesH, call.tilesW, call.tileCount)
+        let (aH, aW, mH, mW, cin) = (vertical.alpha, horizontal.alpha, vertical.m, horizontal.m, g.inChannels)
+        let (inputTile, transformed) = (call.kernels.winogradInput, call.transformed)
+        let (bth, btw) = (UncheckedSendable(bth), UncheckedSendable(btw))
+        Parallel.parallelFor(input.n * tilesH, threads: call.threads) { row in
             let (b, ty) = (row / tilesH, row % tilesH)
             let scratchBytes = WinogradInputTile.scratchBytes(alphaH: aH, alphaW: aW)
             withUnsafeTemporaryAllocation(byteCount: scratchBytes, alignment: 64) { tileScratch in
@@ -210,33 +228,38 @@ public final class WinogradConvolution: Sendable {
                         }
                     }
                     inputTile(WinogradInputTile(
-                        pixels: pixels, channels: cin, alphaH: aH, alphaW: aW, bth: bth, btw: btw,
+                        pixels: pixels, channels: cin, alphaH: aH, alphaW: aW, bth: bth.value, btw: btw.value,
                         destination: transformed.value + tile &* cin, pointStride: tileCount &* cin,
                         scratch: tileScratch.baseAddress!))
                 }
             }
             }
         }
+    }
 
-        // 2. One GEMM per transform point: M[ξ] (tiles × Cout) = V[ξ] (tiles × Cin) · U[ξ] (Cin × Cout).
-        let mr = kernels.tileRows
+    /// 2. One GEMM per transform point on the convolution micro-kernel: M[ξ] (tiles × Cout) = V[ξ] (tiles × Cin) ·
+    /// U[ξ] (Cin × Cout).
+    func multiplyPoints(_ call: Call) {
+        let (cin, cout, points, tileCount) = (geometry.inChannels, geometry.outChannels, self.points, call.tileCount)
+        let mr = call.kernels.tileRows
         let microTiles = (tileCount + mr - 1) / mr
         let panelCount = self.panelCount
         let panelsPerTask = max(1, min(panelCount, (192 * 1024) / (cin * 64)))
         let panelTasks = (panelCount + panelsPerTask - 1) / panelsPerTask
         var tilesPerTask = min(microTiles, 24)
-        while tilesPerTask > 1 && points * ((microTiles + tilesPerTask - 1) / tilesPerTask) * panelTasks < 4 * threads {
+        while tilesPerTask > 1
+                && points * ((microTiles + tilesPerTask - 1) / tilesPerTask) * panelTasks < 4 * call.threads {
             tilesPerTask = (tilesPerTask + 1) / 2
         }
         let tileTasks = (microTiles + tilesPerTask - 1) / tilesPerTask
         let weightStride = panelCount * cin * 16
-        let kernel = kernels.convolution
+        let (kernel, transformed, products) = (call.kernels.convolution, call.transformed, call.products)
         panels.withUnsafeBufferPointer { panelBuffer in
         zeroBias.withUnsafeBufferPointer { noBias in
         productStrides.withUnsafeBufferPointer { strides in
             let panelBase = UncheckedSendable(panelBuffer.baseAddress!)
             let (noBias, strides) = (UncheckedSendable(noBias.baseAddress!), UncheckedSendable(strides.baseAddress!))
-            Parallel.parallelFor(points * tileTasks * panelTasks, threads: threads) { task in
+            Parallel.parallelFor(points * tileTasks * panelTasks, threads: call.threads) { task in
                 let xi = task / (tileTasks * panelTasks), rest = task % (tileTasks * panelTasks)
                 let (tileTask, panelTask) = (rest / panelTasks, rest % panelTasks)
                 let firstPanel = panelTask * panelsPerTask, lastPanel = min(panelCount, firstPanel + panelsPerTask)
@@ -267,13 +290,18 @@ public final class WinogradConvolution: Sendable {
         }
         }
         }
+    }
 
-        // 3. Output transform with bias, residual and activation, a tile at a time (`winogradOutputTile`).
-        let outputTile = kernels.winogradOutput
+    /// 3. The output transform with bias, residual and activation, a tile at a time (`winogradOutputTile`).
+    func transformOutput(_ call: Call, ath: UnsafePointer<Float>, atw: UnsafePointer<Float>) {
+        let (output, residual, cout) = (call.output, call.residual, geometry.outChannels)
+        let (tilesH, tilesW, tileCount) = (call.tilesH, call.tilesW, call.tileCount)
+        let (aH, aW, mH, mW) = (vertical.alpha, horizontal.alpha, vertical.m, horizontal.m)
+        let (outputTile, products, relu) = (call.kernels.winogradOutput, call.products, activation == .relu)
+        let (ath, atw) = (UncheckedSendable(ath), UncheckedSendable(atw))
         bias.withUnsafeBufferPointer { biasBuffer in
             let biasBase = UncheckedSendable(biasBuffer.baseAddress!)
-            let relu = activation == .relu
-            Parallel.parallelFor(input.n * tilesH, threads: threads) { row in
+            Parallel.parallelFor(call.input.n * tilesH, threads: call.threads) { row in
                 let (b, ty) = (row / tilesH, row % tilesH)
                 let scratchBytes = WinogradOutputTile.scratchBytes(alphaH: aH, alphaW: aW, mW: mW)
                 withUnsafeTemporaryAllocation(byteCount: scratchBytes, alignment: 64) { tileScratch in
@@ -284,14 +312,14 @@ public final class WinogradConvolution: Sendable {
                         for ih in 0..<mH {
                             for iw in 0..<mW {
                                 let (oy, ox) = (ty &* mH &+ ih, tx &* mW &+ iw)
-                                let inside = oy < outH && ox < outW
+                                let inside = oy < output.h && ox < output.w
                                 outputs[ih * mW + iw] = inside ? output.pixel(b, oy, ox) : nil
                                 residuals[ih * mW + iw] = inside ? residual?.pixel(b, oy, ox) : nil
                             }
                         }
                         outputTile(WinogradOutputTile(
                             source: UnsafePointer(products.value + tile &* cout), pointStride: tileCount &* cout,
-                            channels: cout, alphaH: aH, alphaW: aW, mH: mH, mW: mW, ath: ath, atw: atw,
+                            channels: cout, alphaH: aH, alphaW: aW, mH: mH, mW: mW, ath: ath.value, atw: atw.value,
                             bias: biasBase.value,
                             outputs: outputs, residuals: residual == nil ? nil : UnsafePointer(residuals), relu: relu,
                             scratch: tileScratch.baseAddress!))
@@ -299,7 +327,6 @@ public final class WinogradConvolution: Sendable {
                 }
                 }
             }
-        }
         }
     }
 }
