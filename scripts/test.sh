@@ -26,9 +26,13 @@ TMPDIR="$scratch" INCEPTION_VENV="$(cd "$venv" && pwd)" INCEPTION_REFERENCE_DIR=
   swift test -c release "$@" 2>&1 | tee "$log" || status=$?
 # The whole suite also runs the soak test of the server under attack (bounded, about 40 s) and every fuzz target
 # for a few seconds (so that a missing corpus or a broken fuzz build cannot come back unnoticed).
+# So do the line-length check and the documentation catalog's build, warnings as errors.
 if [ "$#" -eq 0 ]; then
   "$venv/bin/python" scripts/soak.py --seconds 15 --references "$refs" 2>&1 | tee -a "$log" || status=1
   scripts/fuzz.sh 4 50000 2>&1 | tee -a "$log" || status=1
+  scripts/check_lines.sh 2>&1 | tee -a "$log" || status=1
+  swift package generate-documentation --target Inception --warnings-as-errors 2>&1 | tail -n 3 | tee -a "$log" \
+    || status=1
 fi
 # A long parallel run buries failures mid-log: repeat them (with their detail lines) at the end.
 if [ "$status" -ne 0 ]; then

@@ -8,7 +8,8 @@ public struct RGBImage: Sendable, Equatable {
     public var pixels: [UInt8]
 
     public init(width: Int, height: Int, pixels: [UInt8]) {
-        precondition(width >= 0 && height >= 0 && pixels.count == width * height * 3, "pixels do not fill \(width)×\(height)")
+        precondition(width >= 0 && height >= 0 && pixels.count == width * height * 3,
+                     "pixels do not fill \(width)×\(height)")
         (self.width, self.height, self.pixels) = (width, height, pixels)
     }
 
@@ -144,7 +145,9 @@ public struct RGBImage: Sendable, Equatable {
         var out = [UInt8](repeating: 0, count: outWidth * outHeight * 3)
         let half = 1 << (Self.precisionBits - 1), maximum = 255 << Self.precisionBits
         let precision = Self.precisionBits, width = self.width, taps = c.taps
-        @inline(__always) func clamp(_ s: Int) -> UInt8 { s >= maximum ? 255 : s <= 0 ? 0 : UInt8(truncatingIfNeeded: s >> precision) }
+        @inline(__always) func clamp(_ s: Int) -> UInt8 {
+            s >= maximum ? 255 : s <= 0 ? 0 : UInt8(truncatingIfNeeded: s >> precision)
+        }
         // The same integer arithmetic as Pillow, per output pixel: Σ weight · input over the filter's taps.
         pixels.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in

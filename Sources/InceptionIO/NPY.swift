@@ -32,8 +32,10 @@ public enum NPY {
             throw NPYError.truncated(expected: headerStart + headerLength, actual: data.count)
         }
         let start = data.startIndex + headerStart
-        guard let header = String(data: data.subdata(in: start ..< start + headerLength), encoding: major == 3 ? .utf8 : .isoLatin1)
-        else { throw NPYError.badHeader("not text") }
+        let encoding: String.Encoding = major == 3 ? .utf8 : .isoLatin1
+        guard let header = String(data: data.subdata(in: start ..< start + headerLength), encoding: encoding) else {
+            throw NPYError.badHeader("not text")
+        }
         let fields = try parseHeader(header)
         guard fields.descr == "<f4" || (fields.descr == "=f4" && Int(littleEndian: 1) == 1) else {
             throw NPYError.unsupportedDType(fields.descr)
@@ -43,10 +45,14 @@ public enum NPY {
         for d in fields.shape where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: d) }
         let payload = data.count - headerStart - headerLength
         guard !overflow, count <= Int.max / 4, payload == 4 * count else {
-            throw NPYError.lengthMismatch(shape: fields.shape, expectedBytes: overflow ? -1 : 4 * count, actualBytes: payload)
+            throw NPYError.lengthMismatch(shape: fields.shape, expectedBytes: overflow ? -1 : 4 * count,
+                                          actualBytes: payload)
         }
         let values = data.withUnsafeBytes { raw in
-            (0..<count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: headerStart + headerLength + 4 * $0, as: UInt32.self))) }
+            (0..<count).map {
+                let bits = raw.loadUnaligned(fromByteOffset: headerStart + headerLength + 4 * $0, as: UInt32.self)
+                return Float(bitPattern: UInt32(littleEndian: bits))
+            }
         }
         return (fields.shape, values)
     }
@@ -75,7 +81,9 @@ public enum NPY {
             return text[text.index(after: colon)...].drop { $0 == " " }
         }
         let d = try value(of: "descr")
-        guard d.first == "'", let close = d.dropFirst().firstIndex(of: "'") else { throw NPYError.badHeader("descr is not a string") }
+        guard d.first == "'", let close = d.dropFirst().firstIndex(of: "'") else {
+            throw NPYError.badHeader("descr is not a string")
+        }
         let descr = String(d[d.index(after: d.startIndex)..<close])
         let f = try value(of: "fortran_order")
         let fortran: Bool
@@ -114,12 +122,14 @@ public enum NPYError: Error, Equatable, CustomStringConvertible {
         case let .unwritable(path, reason): return "cannot write npy file \(path): \(reason)"
         case .badMagic: return "not an npy file: the magic string \\x93NUMPY is missing"
         case let .unsupportedVersion(v): return "npy format version \(v) is not supported (1, 2 and 3 are)"
-        case let .truncated(expected, actual): return "npy file is truncated: its header needs \(expected) bytes, the file has \(actual)"
+        case let .truncated(expected, actual):
+            return "npy file is truncated: its header needs \(expected) bytes, the file has \(actual)"
         case let .badHeader(reason): return "npy header is malformed: \(reason)"
         case let .unsupportedDType(d): return "npy dtype '\(d)' is not supported: only little-endian float32 ('<f4') is"
         case .fortranOrder: return "npy array is in Fortran order; only C order is supported"
         case let .lengthMismatch(shape, expected, actual):
-            return "npy data is \(actual) bytes but shape \(shape) of float32 needs \(expected < 0 ? "more than Int.max" : String(expected))"
+            let needed = expected < 0 ? "more than Int.max" : String(expected)
+            return "npy data is \(actual) bytes but shape \(shape) of float32 needs \(needed)"
         }
     }
 }

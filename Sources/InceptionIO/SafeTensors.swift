@@ -59,7 +59,9 @@ public struct SafeTensorsFile: Sendable {
         self.data = data
         let size = data.count
         guard size >= 8 else { throw SafeTensorsError.truncatedHeader(fileSize: size) }
-        let length = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        let length = data.prefix(8).enumerated().reduce(UInt64(0)) {
+            $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+        }
         guard length <= UInt64(Self.maximumHeaderLength) else {
             throw SafeTensorsError.headerTooLarge(length: length, limit: Self.maximumHeaderLength)
         }
@@ -94,7 +96,8 @@ public struct SafeTensorsFile: Sendable {
                     throw SafeTensorsError.malformedEntry(name: name, reason: "negative dimension in shape \(shape)")
                 }
                 guard offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1] else {
-                    throw SafeTensorsError.malformedEntry(name: name, reason: "data_offsets \(offsets) are not [begin, end]")
+                    throw SafeTensorsError.malformedEntry(name: name,
+                                                          reason: "data_offsets \(offsets) are not [begin, end]")
                 }
                 guard offsets[1] <= dataSize else {
                     throw SafeTensorsError.offsetsOutsideData(name: name, end: offsets[1], dataSize: dataSize)
@@ -108,7 +111,9 @@ public struct SafeTensorsFile: Sendable {
                 entries[name] = Entry(name: name, dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
             }
         }
-        let ordered = entries.values.sorted { ($0.byteRange.lowerBound, $0.byteRange.upperBound) < ($1.byteRange.lowerBound, $1.byteRange.upperBound) }
+        let ordered = entries.values.sorted {
+            ($0.byteRange.lowerBound, $0.byteRange.upperBound) < ($1.byteRange.lowerBound, $1.byteRange.upperBound)
+        }
         for (a, b) in zip(ordered, ordered.dropFirst()) where b.byteRange.lowerBound < a.byteRange.upperBound {
             throw SafeTensorsError.overlappingTensors(first: a.name, second: b.name)
         }
@@ -137,14 +142,17 @@ public struct SafeTensorsFile: Sendable {
             defer { if mapped { releasePages(base, entry.byteRange.count) } }
             switch entry.dtype {
             case .F16:
-                return (0..<entry.count).map { halfToFloat(base.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
+                return (0..<entry.count).map {
+                    halfToFloat(base.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))
+                }
             case .BF16:
                 return (0..<entry.count).map {
                     Float(bitPattern: UInt32(base.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) << 16)
                 }
             default:
                 return [Float](unsafeUninitializedCapacity: entry.count) { buffer, initialized in
-                    UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(start: base, count: 4 * entry.count))
+                    let source = UnsafeRawBufferPointer(start: base, count: 4 * entry.count)
+                    UnsafeMutableRawBufferPointer(buffer).copyMemory(from: source)
                     initialized = entry.count
                 }
             }
@@ -152,13 +160,14 @@ public struct SafeTensorsFile: Sendable {
     }
 
     /// Writes F32 tensors, atomically (a temporary file in the same folder, renamed when complete).
-    public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])], metadata: [String: String] = [:],
-                             to url: URL) throws {
+    public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])],
+                             metadata: [String: String] = [:], to url: URL) throws {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for t in tensors {
-            precondition(t.shape.reduce(1, *) == t.values.count, "\(t.name): shape \(t.shape) vs \(t.values.count) values")
+            precondition(t.shape.reduce(1, *) == t.values.count,
+                         "\(t.name): shape \(t.shape) vs \(t.values.count) values")
             header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.values.count]]
             offset += 4 * t.values.count
         }
@@ -228,7 +237,8 @@ public struct SafeTensorsFile: Sendable {
                 return
             }
             let c = try decoder.container(keyedBy: Keys.self)
-            self = .tensor(dtype: try c.decode(String.self, forKey: .dtype), shape: try c.decode([Int].self, forKey: .shape),
+            self = .tensor(dtype: try c.decode(String.self, forKey: .dtype),
+                           shape: try c.decode([Int].self, forKey: .shape),
                            offsets: try c.decode([Int].self, forKey: .data_offsets))
         }
     }
@@ -273,8 +283,10 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .unreadable(path, reason): return "cannot read safetensors file \(path): \(reason)"
-        case let .truncatedHeader(size): return "safetensors file is \(size) bytes, too short for the 8-byte header length"
-        case let .headerTooLarge(length, limit): return "safetensors header length \(length) exceeds the limit of \(limit) bytes"
+        case let .truncatedHeader(size):
+            return "safetensors file is \(size) bytes, too short for the 8-byte header length"
+        case let .headerTooLarge(length, limit):
+            return "safetensors header length \(length) exceeds the limit of \(limit) bytes"
         case let .headerLengthBeyondFile(length, size):
             return "safetensors header length \(length) runs past the end of the \(size)-byte file"
         case let .invalidJSON(reason): return "safetensors header is not valid JSON: \(reason)"

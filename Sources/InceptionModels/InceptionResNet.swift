@@ -127,7 +127,8 @@ public enum InceptionResNet {
             outputs["aux_logits"] = aux
             return g.finish(outputs: outputs, primary: "logits")
         case let .faceEmbedding(dimension, dropout, classes):
-            let bottleneck = features.dropout(dropout).linear("bottleneck", dimension, bias: false).batchNorm("bottleneck_bn")
+            let bottleneck = features.dropout(dropout).linear("bottleneck", dimension, bias: false)
+                .batchNorm("bottleneck_bn")
             var outputs = ["features": features, "embedding": bottleneck.l2Normalize()]
             if let classes { outputs["logits"] = bottleneck.linear("logits", classes) }
             return g.finish(outputs: outputs, primary: "embedding")
@@ -174,7 +175,8 @@ public enum InceptionResNet {
     }
 
     /// Figures 10 (v1) and 16 (v2) — Inception-ResNet-A, 35×35.
-    public static func inceptionResNetA(_ x: Value, _ w: WidthsA, scale: Float, activation: Activation = .relu) -> Value {
+    public static func inceptionResNetA(_ x: Value, _ w: WidthsA, scale: Float,
+                                        activation: Activation = .relu) -> Value {
         let branches = concat(
             x.basicConv("branch0", w.b0, 1),
             x.basicConv("branch1.0", w.b1.0, 1)
@@ -186,7 +188,8 @@ public enum InceptionResNet {
     }
 
     /// Figures 11 (v1) and 17 (v2) — Inception-ResNet-B, 17×17.
-    public static func inceptionResNetB(_ x: Value, _ w: WidthsBC, scale: Float, activation: Activation = .relu) -> Value {
+    public static func inceptionResNetB(_ x: Value, _ w: WidthsBC, scale: Float,
+                                        activation: Activation = .relu) -> Value {
         let branches = concat(
             x.basicConv("branch0", w.b0, 1),
             x.basicConv("branch1.0", w.b1.0, 1)
@@ -196,7 +199,8 @@ public enum InceptionResNet {
     }
 
     /// Figures 13 (v1) and 19 (v2) — Inception-ResNet-C, 8×8.
-    public static func inceptionResNetC(_ x: Value, _ w: WidthsBC, scale: Float, activation: Activation = .relu) -> Value {
+    public static func inceptionResNetC(_ x: Value, _ w: WidthsBC, scale: Float,
+                                        activation: Activation = .relu) -> Value {
         let branches = concat(
             x.basicConv("branch0", w.b0, 1),
             x.basicConv("branch1.0", w.b1.0, 1)

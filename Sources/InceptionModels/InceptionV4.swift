@@ -15,7 +15,8 @@ public enum InceptionV4 {
         public var classes = 1000
         /// Figure 9: "Dropout (keep 0.8)" before the classifier; inactive at inference.
         public var dropout: Float = 0.2
-        /// TF-slim's auxiliary classifier on the 17×17 map (`auxiliaryHead`), for training; not in released checkpoints.
+        /// TF-slim's auxiliary classifier on the 17×17 map (`auxiliaryHead`), for training; not in released
+        /// checkpoints.
         public var auxiliaryHead = false
 
         public init() {}
