@@ -67,8 +67,11 @@ let package = Package(
         .executableTarget(
             name: "InceptionCLI",
             dependencies: ["Inception", "InceptionServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .testTarget(name: "InceptionEngineTests", dependencies: ["InceptionEngine"]),
+        // What the test targets share: the one relative-error measure.
+        .target(name: "InceptionTestSupport", dependencies: ["InceptionEngine"], path: "Tests/InceptionTestSupport"),
+        .testTarget(name: "InceptionEngineTests", dependencies: ["InceptionEngine", "InceptionTestSupport"]),
         .testTarget(name: "InceptionIOTests", dependencies: ["InceptionIO"]),
-        .testTarget(name: "InceptionModelTests", dependencies: ["Inception", "InceptionCLI", "InceptionServer"]),
+        .testTarget(name: "InceptionModelTests",
+                    dependencies: ["Inception", "InceptionCLI", "InceptionServer", "InceptionTestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import InceptionEngine
+@_exported import InceptionTestSupport
 
 /// Test data from the engine's platform-independent generator.
 typealias SeededRandom = SplitMix64
@@ -8,17 +9,6 @@ extension SplitMix64 {
         (0..<count).map { _ in uniform(low, high) }
     }
     mutating func tensor(_ shape: [Int]) -> Tensor { Tensor(shape: shape, scalars: array(shape.reduce(1, *))) }
-}
-
-/// ‖a − b‖₂ / ‖b‖₂.
-func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-    precondition(a.count == b.count, "\(a.count) vs \(b.count) values")
-    var num = 0.0, den = 0.0
-    for i in a.indices {
-        num += Double(a[i] - b[i]) * Double(a[i] - b[i])
-        den += Double(b[i]) * Double(b[i])
-    }
-    return (num / max(den, 1e-30)).squareRoot()
 }
 
 /// Runs `body` with the tensor's storage as a packed feature map.

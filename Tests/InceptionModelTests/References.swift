@@ -1,6 +1,7 @@
 import Foundation
 import Inception
 import InceptionIO
+@_exported import InceptionTestSupport
 import Testing
 
 /// Reference tensors written by `scripts/make_references.py` (timm, fresh random weights each CI run).
@@ -52,21 +53,6 @@ enum References {
 }
 
 
-
-/// Relative L2 error of each row (sample) of `a` against `b`, both `[n, …]`.
-func perSampleRelativeError(_ a: Tensor, _ b: Tensor) -> [Double] {
-    precondition(a.shape == b.shape, "shapes \(a.shape) and \(b.shape) differ")
-    let n = a.shape[0], per = a.count / n
-    return (0..<n).map { s in
-        var num = 0.0, den = 0.0
-        for i in (s * per)..<((s + 1) * per) {
-            let d = Double(a.scalars[i]) - Double(b.scalars[i])
-            num += d * d
-            den += Double(b.scalars[i]) * Double(b.scalars[i])
-        }
-        return (num / max(den, 1e-300)).squareRoot()
-    }
-}
 
 /// The `inception` executable built beside the test bundle.
 func inceptionExecutable() -> URL {

@@ -90,7 +90,7 @@ import Testing
         let model = try InceptionModel(.inceptionV4, weights: checkpoint)
         let ours = try model(nchw: References.tensor(.inceptionV4, "x_139.npy"))
         #expect(ours.shape == [theirs.count, 2])
-        let error = TrainingTests.relative(ours.scalars, theirs.flatMap { $0.map(Float.init) })
+        let error = relativeError(ours.scalars, theirs.flatMap { $0.map(Float.init) })
         #expect(error < 1e-4, "logits differ from timm's by \(error)")
     }
 
@@ -137,7 +137,7 @@ import Testing
         let theirs = try JSONSerialization.jsonObject(with: Data(timm.utf8)) as! [[Double]]
         let ours = try InceptionModel(.inceptionV4, weights: checkpoint)(nchw: References.tensor(.inceptionV4, "x_299.npy"))
         #expect(ours.shape == [theirs.count, 2])
-        let error = TrainingTests.relative(ours.scalars, theirs.flatMap { $0.map(Float.init) })
+        let error = relativeError(ours.scalars, theirs.flatMap { $0.map(Float.init) })
         #expect(error < 1e-4, "logits differ from timm's by \(error)")
         let head = try SafeTensorsFile(contentsOf: run.appendingPathComponent("auxiliary.safetensors"))
         let plain = Set(ModelName.inceptionV4.graph(classes: 2).parameters.map(\.name))

@@ -7,16 +7,6 @@ import Testing
 /// fresh each run) — loss, every parameter's gradient, the SGD update and the BatchNorm running statistics. The
 /// expected values are timm's in float64; see `training_step` in the script for why.
 @Suite struct TrainingTests {
-    /// ‖a − b‖₂ / ‖b‖₂ in Double.
-    static func relative(_ a: [Float], _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for i in a.indices {
-            num += (Double(a[i]) - Double(b[i])) * (Double(a[i]) - Double(b[i]))
-            den += Double(b[i]) * Double(b[i])
-        }
-        return (num / max(den, 1e-300)).squareRoot()
-    }
-
     @Test(arguments: [ModelName.inceptionV4, .inceptionResNetV2])
     func oneSGDStepMatchesTimm(_ name: ModelName) throws { try compareStep(name, auxiliaryHead: false) }
 
@@ -87,7 +77,7 @@ import Testing
         var errors: [Double] = [], above = 0, worst = (key: "", error: 0.0)
         for spec in graph.parameters where !spec.isBuffer {
             let key = name.checkpointKey(spec.name), ours = trainer.gradients[spec.name]!, theirs = expected[spec.name]!
-            let error = Self.relative(ours, theirs)
+            let error = relativeError(ours, theirs)
             let rms = (theirs.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(spec.count)).squareRoot()
             let errorRMS = error * rms
             let exactZero = rms < 1e-6 * typical
@@ -112,7 +102,7 @@ import Testing
         let after = try SafeTensorsFile(contentsOf: References.url(name, prefix + "after.safetensors"))
         for spec in graph.parameters {
             let key = name.checkpointKey(spec.name)
-            let error = Self.relative(trainer.values[spec.name]!, try after.floats(key))
+            let error = relativeError(trainer.values[spec.name]!, try after.floats(key))
             #expect(error < 1e-5, "\(key) after the step: relative error \(error)")
         }
     }
@@ -155,7 +145,7 @@ import Testing
             let initial = try file.floats("\(n).initial"), expected = try file.floats("\(n).final")
             // Compare the updates, not the weights, so the tolerance means something.
             let ours = zip(values[n]!, initial).map { $0 - $1 }, theirs = zip(expected, initial).map { $0 - $1 }
-            let error = Self.relative(ours, theirs)
+            let error = relativeError(ours, theirs)
             #expect(error < 1e-4, "\(n): update differs from RMSpropTF's by \(error)")
         }
     }
