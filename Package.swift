@@ -16,7 +16,7 @@ let package = Package(
     name: "swift-inception",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "Inception", targets: ["Inception"]),
+        .library(name: "Inception", targets: ["Inception", "InceptionTraining"]),
         .executable(name: "inception", targets: ["InceptionCLI"]),
     ],
     dependencies: [
@@ -53,8 +53,12 @@ let package = Package(
         .target(name: "InceptionIO", dependencies: ["CImageDecode"]),
         // The three networks of arXiv 1602.07261 and their released variants, as graphs.
         .target(name: "InceptionModels", dependencies: ["InceptionEngine"]),
-        // The public API: models by name, weights loading with checkpoint key maps, inference.
-        .target(name: "Inception", dependencies: ["InceptionEngine", "InceptionIO", "InceptionModels"]),
+        // The Hugging Face Hub client: huggingface_hub's cache layout, checked downloads. Knows no network.
+        .target(name: "InceptionHub"),
+        // The public API: models by name, weights loading with checkpoint key maps, inference, evaluation.
+        .target(name: "Inception", dependencies: ["InceptionEngine", "InceptionIO", "InceptionModels", "InceptionHub"]),
+        // Training: the paper's recipe, optimisers, augmentation, checkpoints timm loads, metrics and curves.
+        .target(name: "InceptionTraining", dependencies: ["Inception", "InceptionIO"]),
         // `inception serve`: HTTP endpoints, dynamic batching, back-pressure, metrics.
         .target(name: "InceptionServer", dependencies: [
             "Inception", "InceptionIO", "CInceptionSystem",
@@ -64,14 +68,18 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(
-            name: "InceptionCLI",
-            dependencies: ["Inception", "InceptionServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The `inception` commands, as a library the tests call; the executable is only their entry point.
+        .target(name: "InceptionCommands", dependencies: [
+            "Inception", "InceptionTraining", "InceptionServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "InceptionCLI", dependencies: ["InceptionCommands"]),
         // What the test targets share: the one relative-error measure.
         .target(name: "InceptionTestSupport", dependencies: ["InceptionEngine"], path: "Tests/InceptionTestSupport"),
         .testTarget(name: "InceptionEngineTests", dependencies: ["InceptionEngine", "InceptionTestSupport"]),
         .testTarget(name: "InceptionIOTests", dependencies: ["InceptionIO"]),
         .testTarget(name: "InceptionModelTests",
-                    dependencies: ["Inception", "InceptionCLI", "InceptionServer", "InceptionTestSupport"]),
+                    dependencies: ["Inception", "InceptionTraining", "InceptionCommands", "InceptionServer",
+                                   "InceptionTestSupport"]),
     ]
 )

@@ -63,13 +63,15 @@ public final class InceptionModel: Sendable {
     }
 
     /// A tensor of a checkpoint, refused if it holds NaN or infinities.
-    static func finiteFloats(_ file: SafeTensorsFile, _ key: String) throws -> [Float] {
+    public static func finiteFloats(_ file: SafeTensorsFile, _ key: String) throws -> [Float] {
         let values = try file.floats(key)
         if values.contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
         return values
     }
 
-    static func verify(_ graph: Graph, _ name: ModelName, _ file: SafeTensorsFile) throws {
+    /// Checks that `file` holds exactly `graph`'s parameters under `name`'s checkpoint keys, each with its shape (a
+    /// file of another of the networks is named as such); throws ``WeightsError`` otherwise.
+    public static func verify(_ graph: Graph, _ name: ModelName, _ file: SafeTensorsFile) throws {
         var unused = Set(file.entries.keys.filter { !$0.hasSuffix("num_batches_tracked") })
         var missing: [String] = [], mismatch: WeightsError? = nil
         for spec in graph.parameters {
@@ -176,7 +178,7 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
             case .overflowAfterFolding:
                 return "weights are out of range: tensor '\(key)' overflows Float once its BatchNorm is folded in"
             }
-        case let .otherModel(model, other): return "these are \(other) weights, not \(model): use --model \(other)"
+        case let .otherModel(model, other): return "these are \(other) weights, not \(model)"
         }
     }
 }

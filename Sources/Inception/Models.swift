@@ -18,7 +18,7 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
     public var description: String { rawValue }
 
     /// Our name of the classifier's weight (its rows are the classes).
-    var classifierWeight: String { self == .inceptionResNetV1FaceNet ? "logits.weight" : "classifier.weight" }
+    public var classifierWeight: String { self == .inceptionResNetV1FaceNet ? "logits.weight" : "classifier.weight" }
 
     /// Classes of the default graph; nil for the face model, which by default has no classifier.
     public var defaultClasses: Int? { self == .inceptionResNetV1FaceNet ? nil : 1000 }

@@ -34,11 +34,7 @@ final class LocalHub {
     }
 
     var environment: [String: String] { ["HF_ENDPOINT": "http://127.0.0.1:\(port)", "HF_HUB_CACHE": cache.path] }
-    var client: HubClient {
-        var client = HubClient(environment: environment)
-        client.showProgress = false
-        return client
-    }
+    var client: HubClient { HubClient(environment: environment) }
     var gets: Int {
         let log = (try? String(contentsOf: root.appendingPathComponent("files/requests.log"), encoding: .utf8)) ?? ""
         return log.split(separator: "\n").filter { $0.hasPrefix("GET /timm/") }.count
@@ -56,8 +52,16 @@ final class LocalHub {
 
     @Test func fillsTheCacheInHuggingFaceHubsLayoutThenReusesIt() throws {
         let hub = try LocalHub()
-        let path = try hub.client.file(repo: repo, filename: "model.safetensors")
-        #expect(try Data(contentsOf: path) == Data(contentsOf: try References.weights(.inceptionV4)))
+        var client = hub.client
+        let reports = Locked<[DownloadProgress]>([])
+        client.progress = { report in reports.withLock { $0.append(report) } }
+        let path = try client.file(repo: repo, filename: "model.safetensors")
+        let expected = try Data(contentsOf: try References.weights(.inceptionV4))
+        #expect(try Data(contentsOf: path) == expected)
+        // Progress goes to the caller: counts that only grow, one last report of the whole file.
+        let received = reports.withLock { $0.map(\.received) }
+        #expect(received == received.sorted() && received.last == expected.count)
+        #expect(reports.withLock { $0.filter(\.finished).count == 1 && $0.last!.finished && $0.last!.total == expected.count })
         let storage = hub.cache.appendingPathComponent("models--timm--inception_v4.tf_in1k")
         let commit = "0123456789abcdef0123456789abcdef01234567"
         #expect(try String(contentsOf: storage.appendingPathComponent("refs/main"), encoding: .utf8) == commit)

@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionTraining
 import InceptionIO
 import Testing
 

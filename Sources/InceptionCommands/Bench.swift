@@ -1,4 +1,5 @@
 import ArgumentParser
+import InceptionTraining
 import Foundation
 import Inception
 import InceptionIO
@@ -70,62 +71,40 @@ struct Bench: ParsableCommand {
             let name = model.model
             let net = InceptionModel(name, randomSeed: 1, algorithms: direct ? .direct : .forThisCPU)
             let size = inputSize ?? name.defaultInputSize
-            let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size)).reduce(0, +)
-            var rng = SystemRandomNumberGenerator()
-            let input = Tensor(shape: [batch, size, size, 3],
-                               scalars: (0..<(batch * size * size * 3)).map { _ in Float.random(in: -1...1, using: &rng) })
-            for _ in 0..<warmup { _ = try net.compiled.run(input, threads: threads.threads) }
-            var times: [Double] = []
-            for _ in 0..<runs {
-                let start = DispatchTime.now().uptimeNanoseconds
-                _ = try net.compiled.run(input, threads: threads.threads)
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size))
+            let input = Benchmark.randomInput(batch: batch, size: size)
+            let times = try Benchmark.forward(net, input, warmup: warmup, runs: runs, threads: threads.threads)
+                .map { $0 * 1000 }
+            if profile {
+                printProfile(net, try Benchmark.profile(net, input, runs: runs, threads: threads.threads), macs: macs)
             }
-            if profile { try printProfile(net, input, macs: net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size))) }
-            let unsorted = times
-            times.sort()
-            let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
-            let gflops = 2 * Double(macs) / (median / 1000) / 1e9
+            let median = Benchmark.median(times)
+            let gflops = 2 * Double(macs.reduce(0, +)) / (median / 1000) / 1e9
             if json {
                 var report: [String: Any] = [
                     "model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads, "runs": runs,
-                    "median_ms": median, "min_ms": times[0], "max_ms": times[times.count - 1], "gflops": gflops,
-                    "macs": macs, "peak_rss_mb": peakResidentMegabytes(), "isa": Kernels.current.name,
+                    "median_ms": median, "min_ms": times.min()!, "max_ms": times.max()!, "gflops": gflops,
+                    "macs": macs.reduce(0, +), "peak_rss_mb": Benchmark.peakResidentMegabytes(),
+                    "isa": Kernels.current.name,
                 ]
-                if allTimes { report["times_ms"] = unsorted }
+                if allTimes { report["times_ms"] = times }
                 try printJSON(report)
             } else {
                 let line = "%@ batch %d at %d×%d, %d threads, %@ kernels: median %.1f ms (min %.1f, max %.1f) "
                     + "over %d runs, %.1f GFLOP/s, peak RSS %.0f MB"
                 print(String(format: line,
-                             name.rawValue, batch, size, size, threads.threads, Kernels.current.name, median, times[0],
-                             times[times.count - 1], runs, gflops, peakResidentMegabytes()))
+                             name.rawValue, batch, size, size, threads.threads, Kernels.current.name, median,
+                             times.min()!, times.max()!, runs, gflops, Benchmark.peakResidentMegabytes()))
             }
         }
     }
 }
 
 extension Bench {
-    /// Runs the network `runs` more times with a per-node timer and prints the median time of each layer kind
-    /// and of each stage.
-    func printProfile(_ net: InceptionModel, _ input: Tensor, macs: [Int]) throws {
+    /// Prints the median time of each layer kind and of each stage, from each node's median seconds.
+    func printProfile(_ net: InceptionModel, _ nodeTime: [Double], macs: [Int]) {
         let graph = net.graph
-        var samples = [[Double]](repeating: [], count: graph.nodes.count)
-        for _ in 0..<runs {
-            _ = try net.compiled.run(input, threads: threads.threads) { samples[$0].append($1) }
-        }
-        let nodeTime = samples.map { $0.isEmpty ? 0 : $0.sorted()[$0.count / 2] }
         let total = nodeTime.reduce(0, +)
-        func kind(_ i: Int) -> String {
-            switch graph.nodes[i].operation {
-            case let .convolution(g, _, _): return "conv \(g.kernelH)×\(g.kernelW)/\(g.strideH)"
-            case .maxPool: return "max pool"
-            case .averagePool: return "average pool"
-            case .linear: return "linear"
-            case .residual: return "residual (fused)"
-            default: return "other"
-            }
-        }
         func table(_ title: String, _ key: (Int) -> String) {
             var order: [String] = [], time: [String: Double] = [:], work: [String: Int] = [:]
             for i in graph.nodes.indices where nodeTime[i] > 0 || macs[i] > 0 {
@@ -150,7 +129,7 @@ extension Bench {
             if case .residual = graph.nodes[i].operation, case .convolution = graph.nodes[graph.nodes[i].inputs[1]].operation {
                 return "conv 1×1/1"
             }
-            return kind(i)
+            return graph.kind(of: i)
         }
         table("stage") { graph.nodes[$0].stage }
         print(String(format: "profiled total %.1f ms (sum of per-layer medians)", total * 1000))
@@ -190,28 +169,13 @@ extension Bench {
         let load = Double(loaded - loadStart) / 1e6, forward = Double(done - loaded) / 1e6
         if json {
             try printJSON(["model": name.rawValue, "cold_start_ms": total, "load_ms": load, "first_forward_ms": forward,
-                           "peak_rss_mb": peakResidentMegabytes(), "weights": weights ?? "random",
+                           "peak_rss_mb": Benchmark.peakResidentMegabytes(), "weights": weights ?? "random",
                            "isa": Kernels.current.name])
         } else {
             print(String(format: "%@: %.0f ms from process start to the first result (loading %@ %.0f ms, first forward pass %.0f ms), peak RSS %.0f MB",
-                         name.rawValue, total, weights == nil ? "random weights" : "weights", load, forward, peakResidentMegabytes()))
+                         name.rawValue, total, weights == nil ? "random weights" : "weights", load, forward, Benchmark.peakResidentMegabytes()))
         }
     }
-}
-
-/// The process's peak resident memory so far, in MB.
-func peakResidentMegabytes() -> Double {
-    var usage = rusage()
-    #if os(Linux)
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    #else
-    getrusage(RUSAGE_SELF, &usage)
-    #endif
-    #if os(Linux)
-    return Double(usage.ru_maxrss) / 1024  // kilobytes on Linux
-    #else
-    return Double(usage.ru_maxrss) / 1_048_576  // bytes on macOS
-    #endif
 }
 
 extension Bench {
@@ -235,7 +199,7 @@ extension Bench {
             guard case let .convolution(g, _, _) = node.operation else { continue }
             let x = shapes[node.inputs[0]], side = max(shapes[i].h, shapes[i].w)
             guard seen.insert("\(g) \(x)").inserted else { continue }
-            let times = try timeChoices(g, input: x, side: side)
+            let times = try Benchmark.convolutionChoices(g, input: x, side: side, runs: runs, threads: threads.threads)
             let fastest = times.min { $0.value < $1.value }!.key
             if times.count > 1 { table.choices[AlgorithmTable.key(g, side: side)] = fastest }
             // What the layer runs now, its tile resolved as `WinogradTransform.forTaps` resolves it.
@@ -272,51 +236,12 @@ extension Bench {
         if save { try Self.save(table) }
     }
 
-    /// One layer alone, median of `runs` runs, by the implicit GEMM and by each Winograd tile it allows (F(4, 3) and
-    /// F(6, 3) where an axis has 3 taps; the one transform otherwise).
-    func timeChoices(_ g: ConvGeometry, input x: Shape, side: Int) throws -> [ConvolutionChoice: Double] {
-        var rng = SystemRandomNumberGenerator()
-        let weights = (0..<(g.outChannels * g.depth)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
-        let input = Tensor(shape: [x.n, x.h, x.w, x.c],
-                           scalars: (0..<x.count).map { _ in Float.random(in: -1...1, using: &rng) })
-        let key = AlgorithmTable.key(g, side: side)
-        func time(_ choice: ConvolutionChoice) throws -> Double? {
-            let b = GraphBuilder()
-            let v = b.input(channels: g.inChannels).convolution(
-                "c", g.outChannels, kernel: (g.kernelH, g.kernelW), stride: g.strideH, padding: (g.padH, g.padW),
-                bias: true, batchNorm: nil, activation: .relu)
-            let algorithms = ConvolutionAlgorithms.measured(AlgorithmTable(cpu: "", isa: "", choices: [key: choice]))
-            let compiled = try CompiledGraph(graph: b.finish(output: v), algorithms: algorithms, usualInputSize: x.h) {
-                $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights
-            }
-            if choice != .direct && compiled.winogradLayers == 0 { return nil }
-            _ = try compiled.run(input, threads: threads.threads)
-            var times: [Double] = []
-            for _ in 0..<runs {
-                let start = DispatchTime.now().uptimeNanoseconds
-                _ = try compiled.run(input, threads: threads.threads)
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            }
-            return times.sorted()[times.count / 2]
-        }
-        let hasThreeTaps = g.kernelH == 3 || g.kernelW == 3
-        let candidates: [ConvolutionChoice] = [.direct] + (hasThreeTaps ? [.winograd(tile: 4), .winograd(tile: 6)]
-                                                                          : [.winograd(tile: nil)])
-        var times: [ConvolutionChoice: Double] = [:]
-        for choice in candidates { times[choice] = try time(choice) }
-        return times
-    }
-
     /// Writes the measured choices where every later run reads them (merged with those already kept).
     static func save(_ table: AlgorithmTable) throws {
-        let url = AlgorithmTable.url
-        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try FileOutput.write(try encoder.encode(table), to: url)
+        try table.save()
         let faster = table.choices.values.filter { $0 != .direct }.count
         FileHandle.standardError.write(Data(
-            "saved \(table.choices.count) layer choices (\(faster) by Winograd) to \(url.path)\n".utf8))
+            "saved \(table.choices.count) layer choices (\(faster) by Winograd) to \(AlgorithmTable.url.path)\n".utf8))
     }
 }
 
@@ -326,88 +251,47 @@ extension Bench {
         let name = model.model
         let size = inputSize ?? name.defaultInputSize
         let graph = name.graph(classes: name.defaultClasses ?? 1000, auxiliaryHead: auxHead)
-        let trainer = TrainingGraph(graph: graph, values: ModelName.initialValues(graph, seed: 1))
-        let optimizer = Optimizer(.paper, parameters: graph.parameters)
-        let output = graph.outputs["logits"] != nil ? "logits" : graph.outputs.keys.sorted()[0]
-        let classes = graph.nodes[graph.outputs[output]!].channels
-        var rng = SplitMix64(7)
-        let input = Tensor(shape: [batch, size, size, 3], scalars: (0..<(batch * size * size * 3)).map { _ in rng.uniform(-1, 1) })
-        let labels = (0..<batch).map { _ in Int(rng.next() % UInt64(classes)) }
-        var times: [Double] = [], optimizerTimes: [Double] = []
-        var samples: [String: [Double]] = [:]
-        for run in 0..<(warmup + runs) {
-            let timed = run >= warmup
-            var nodeTimes: [String: Double] = [:]
-            if profile && timed {
-                trainer.timer = { node, backward, seconds in
-                    nodeTimes[Self.kind(graph, node) + (backward ? " backward" : " forward"), default: 0] += seconds
-                }
-            }
-            let start = DispatchTime.now().uptimeNanoseconds
-            _ = try trainer.step(input, labels: labels, labelSmoothing: 0.1, output: output,
-                                 auxiliary: auxHead ? ("aux_logits", 0.4) : nil, threads: threads.threads)
-            let stepped = DispatchTime.now().uptimeNanoseconds
-            optimizer.step(&trainer.values, gradients: trainer.gradients, learningRate: 0.045)
-            let end = DispatchTime.now().uptimeNanoseconds
-            trainer.timer = nil
-            guard timed else { continue }
-            times.append(Double(end - start) / 1e6)
-            optimizerTimes.append(Double(end - stepped) / 1e6)
-            for (k, t) in nodeTimes { samples[k, default: []].append(t * 1000) }
-        }
-        let median = { (xs: [Double]) -> Double in
-            let s = xs.sorted()
-            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        }
-        let macs = graph.macs(shapes: try graph.shapes(n: batch, h: size, w: size)).reduce(0, +)
-        let step = median(times)
+        let measured = try Benchmark.trainingSteps(graph, batch: batch, size: size, warmup: warmup, runs: runs,
+                                                   threads: threads.threads, profile: profile)
+        let times = measured.steps.map { $0 * 1000 }, optimizer = Benchmark.median(measured.optimizer) * 1000
+        let macs = graph.macs(shapes: try graph.shapes(n: batch, h: size, w: size))
+        let step = Benchmark.median(times), rss = Benchmark.peakResidentMegabytes()
         if json {
             var report: [String: Any] = [
                 "model": name.rawValue, "mode": "train", "batch": batch, "input_size": size, "threads": threads.threads,
                 "runs": runs, "median_ms": step, "min_ms": times.min()!, "max_ms": times.max()!,
-                "optimizer_ms": median(optimizerTimes), "forward_macs": macs, "peak_rss_mb": peakResidentMegabytes(),
+                "optimizer_ms": optimizer, "forward_macs": macs.reduce(0, +), "peak_rss_mb": rss,
                 "isa": Kernels.current.name,
             ]
             if allTimes { report["times_ms"] = times }
-            try printJSON(report)
-            return
+            return try printJSON(report)
         }
-        if profile {
-            // Forward multiply-adds by kind; a backward pass does twice as many (data and weight gradients).
-            var work: [String: Int] = [:]
-            for (i, m) in graph.macs(shapes: try graph.shapes(n: batch, h: size, w: size)).enumerated() where m > 0 {
-                work[Self.kind(graph, i) + " forward", default: 0] += m
-                work[Self.kind(graph, i) + " backward", default: 0] += 2 * m
-            }
-            let rows = samples.map { ($0.key, median($0.value)) }.sorted { $0.1 > $1.1 }
-            let total = rows.reduce(0) { $0 + $1.1 } + median(optimizerTimes)
-            print("step part".padding(toLength: 30, withPad: " ", startingAt: 0) + "ms".leftPadded(9) + "share".leftPadded(8)
-                  + "GFLOP/s".leftPadded(10))
-            for (k, t) in rows + [("optimizer", median(optimizerTimes))] {
-                let rate = work[k].map { String(format: "%10.1f", 2 * Double($0) / (t / 1000) / 1e9) } ?? ""
-                print(k.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.1f%7.1f%%", t, 100 * t / total) + rate)
-            }
-            print("")
-        }
+        if profile { printTrainingProfile(graph, measured, macs: macs) }
         // A training step does about three forward passes' arithmetic (forward, data and weight gradients).
-        print(String(format: "%@ training step, batch %d at %d×%d, %d threads: median %.0f ms (min %.0f, max %.0f; optimiser %.0f) over %d runs, %.1f GFLOP/s (3 × forward), peak RSS %.0f MB",
-                     name.rawValue, batch, size, size, threads.threads, step, times.min()!, times.max()!, median(optimizerTimes),
-                     runs, 6 * Double(macs) / (step / 1000) / 1e9, peakResidentMegabytes()))
+        let line = "%@ training step, batch %d at %d×%d, %d threads: median %.0f ms (min %.0f, max %.0f; "
+            + "optimiser %.0f) over %d runs, %.1f GFLOP/s (3 × forward), peak RSS %.0f MB"
+        print(String(format: line, name.rawValue, batch, size, size, threads.threads, step, times.min()!, times.max()!,
+                     optimizer, runs, 6 * Double(macs.reduce(0, +)) / (step / 1000) / 1e9, rss))
     }
 
-    static func kind(_ graph: Graph, _ i: Int) -> String {
-        switch graph.nodes[i].operation {
-        case let .convolution(g, p, _): return "conv \(g.kernelH)×\(g.kernelW)/\(g.strideH)" + (p.batchNorm == nil ? "" : "+BN")
-        case .maxPool: return "max pool"
-        case .averagePool: return "average pool"
-        case .linear: return "linear"
-        case .residual: return "residual"
-        case .concat: return "concat"
-        case .batchNorm: return "batch norm"
-        case .dropout: return "dropout"
-        case .globalAveragePool: return "global pool"
-        case .l2Normalize: return "L2 normalise"
-        case .input: return "input"
+    /// Time per layer kind and direction, with the GFLOP/s each reached; a backward pass does twice the forward
+    /// multiply-adds (data and weight gradients).
+    func printTrainingProfile(_ graph: Graph, _ measured: TrainingStepTimes, macs: [Int]) {
+        var work: [String: Int] = [:]
+        for (i, m) in macs.enumerated() where m > 0 {
+            work[graph.kind(of: i, batchNorm: true) + " forward", default: 0] += m
+            work[graph.kind(of: i, batchNorm: true) + " backward", default: 0] += 2 * m
         }
+        let optimizer = Benchmark.median(measured.optimizer) * 1000
+        let rows = measured.byKind.map { ($0.key, Benchmark.median($0.value) * 1000) }.sorted { $0.1 > $1.1 }
+        let total = rows.reduce(0) { $0 + $1.1 } + optimizer
+        print("step part".padding(toLength: 30, withPad: " ", startingAt: 0) + "ms".leftPadded(9)
+              + "share".leftPadded(8) + "GFLOP/s".leftPadded(10))
+        for (k, t) in rows + [("optimizer", optimizer)] {
+            let rate = work[k].map { String(format: "%10.1f", 2 * Double($0) / (t / 1000) / 1e9) } ?? ""
+            print(k.padding(toLength: 30, withPad: " ", startingAt: 0)
+                  + String(format: "%9.1f%7.1f%%", t, 100 * t / total) + rate)
+        }
+        print("")
     }
 }

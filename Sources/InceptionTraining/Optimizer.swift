@@ -1,4 +1,5 @@
 import Foundation
+import Inception
 
 /// The update rules, with the semantics of the implementations people compare against:
 ///   sgd      PyTorch `SGD(momentum, nesterov, weight_decay)`: buffer = m · buffer + g (g itself on the first step),

@@ -19,8 +19,8 @@ public struct HubClient: Sendable {
     public var cacheDirectory: URL
     public var offline: Bool
     public var token: String?
-    /// Show a progress bar on standard error (default: when it is a terminal).
-    public var showProgress: Bool
+    /// Told of a download's progress as its bytes arrive (nil: silent). The command line draws a bar with it.
+    public var progress: (@Sendable (DownloadProgress) -> Void)?
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         endpoint = URL(string: environment["HF_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://huggingface.co")!
@@ -35,7 +35,6 @@ public struct HubClient: Sendable {
         }
         offline = ["1", "ON", "YES", "TRUE"].contains((environment["HF_HUB_OFFLINE"] ?? "").uppercased())
         token = environment["HF_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        showProgress = isatty(2) == 1
     }
 
     func storage(_ repo: String) -> URL {
@@ -158,13 +157,14 @@ public struct HubClient: Sendable {
         var success = false
         defer { if !success { try? fm.removeItem(at: partial) } }
         let handle = try FileHandle(forWritingTo: partial)
-        let progress = showProgress ? ProgressBar(label: label, total: metadata.size) : nil
-        let sink = Sink(handle: handle, progress: progress)
+        let sink = Sink(handle: handle) { [progress] received, finished in
+            progress?(DownloadProgress(label: label, received: received, total: metadata.size, finished: finished))
+        }
+        defer { sink.report(sink.written, true) }
         var request = URLRequest(url: url)
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         let (response, transferError) = try Transfer.run(request, followRedirects: true, sink: sink)
         try handle.close()
-        progress?.finish()
         if let transferError { throw HubError.network(url: url.absoluteString, reason: transferError) }
         guard (200..<300).contains(response.statusCode) else { throw HubError.httpStatus(url: url.absoluteString, status: response.statusCode) }
         if let error = sink.error { throw error }
@@ -186,19 +186,21 @@ public struct HubClient: Sendable {
 /// Receives a download's bytes on URLSession's delegate queue: writes them, hashes them, reports progress.
 final class Sink: @unchecked Sendable {
     let handle: FileHandle
-    let progress: ProgressBar?
+    let report: (_ received: Int, _ finished: Bool) -> Void
     private(set) var written = 0
     private(set) var error: Error?
     private var hash = SHA256()
 
-    init(handle: FileHandle, progress: ProgressBar?) { (self.handle, self.progress) = (handle, progress) }
+    init(handle: FileHandle, report: @escaping (_ received: Int, _ finished: Bool) -> Void) {
+        (self.handle, self.report) = (handle, report)
+    }
 
     func receive(_ data: Data) {
         guard error == nil else { return }
         do { try handle.write(contentsOf: data) } catch { self.error = HubError.cannotWrite(path: "\(error)"); return }
         hash.update(data)
         written += data.count
-        progress?.update(written)
+        report(written, false)
     }
 
     func finalizeHash() -> String { hash.finalize() }
@@ -251,31 +253,15 @@ final class Transfer: NSObject, URLSessionDataDelegate, @unchecked Sendable {
     }
 }
 
-/// A one-line progress bar on standard error.
-final class ProgressBar: @unchecked Sendable {
-    let label: String, total: Int?
-    private let start = DispatchTime.now().uptimeNanoseconds
-    private var last: UInt64 = 0
-
-    init(label: String, total: Int?) { (self.label, self.total) = (label, total) }
-
-    func update(_ done: Int) {
-        let now = DispatchTime.now().uptimeNanoseconds
-        if now - last < 100_000_000 && done != total { return }
-        last = now
-        let seconds = Double(now - start) / 1e9
-        let rate = seconds > 0 ? Double(done) / seconds / 1e6 : 0
-        var line = "\r\(label) \(String(format: "%.1f", Double(done) / 1e6)) MB"
-        if let total, total > 0 {
-            let fraction = min(1, Double(done) / Double(total))
-            let filled = Int(fraction * 30)
-            line += " / \(String(format: "%.1f", Double(total) / 1e6)) MB [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: 30 - filled))] \(Int(fraction * 100))%"
-        }
-        line += String(format: " %.1f MB/s", rate)
-        FileHandle.standardError.write(Data(line.utf8))
-    }
-
-    func finish() { FileHandle.standardError.write(Data("\n".utf8)) }
+/// How far one download has come.
+public struct DownloadProgress: Sendable {
+    /// What is being downloaded (the file's name).
+    public let label: String
+    public let received: Int
+    /// The file's size, when the Hub said it.
+    public let total: Int?
+    /// The last report of this download (whether or not it succeeded).
+    public let finished: Bool
 }
 
 public enum HubError: Error, Equatable, CustomStringConvertible {
@@ -302,7 +288,7 @@ public enum HubError: Error, Equatable, CustomStringConvertible {
         case let .hashMismatch(url, expected, actual):
             return "download of \(url) is corrupt: SHA-256 \(actual), expected \(expected); nothing was kept"
         case let .cannotWrite(path): return "cannot write \(path)"
-        case let .noReleasedWeights(model): return "\(model) has no released safetensors weights on the Hub: pass --weights FILE"
+        case let .noReleasedWeights(model): return "\(model) has no released safetensors weights on the Hub"
         }
     }
 }

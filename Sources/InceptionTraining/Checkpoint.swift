@@ -1,4 +1,5 @@
 import Foundation
+import Inception
 import InceptionIO
 
 /// Parameters for training: from a released-layout checkpoint (strictly verified, as `InceptionModel` loads), or a

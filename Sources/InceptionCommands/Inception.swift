@@ -1,22 +1,33 @@
 import ArgumentParser
 import Foundation
+import InceptionTraining
 import Inception
 
-@main
-struct InceptionCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The `inception` command and its subcommands; the executable calls `launch()`.
+public struct InceptionCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
         subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self,
                       Serve.self, Train.self, Curves.self, Models.self])
 
-    /// A level forced with INCEPTION_ISA that this CPU cannot run is refused before anything else (one line).
-    static func main() async {
+    public init() {}
+
+    /// Parses the process's arguments and runs the command. A level forced with INCEPTION_ISA that this CPU cannot
+    /// run is refused before anything else (one line).
+    public static func launch() async {
         if let problem = Kernels.environmentProblem {
             FileHandle.standardError.write(Data("error: \(problem)\n".utf8))
             Foundation.exit(1)
         }
         await main(nil)
+    }
+
+    /// The help text of `inception` (nil) or of one of its subcommands, as `--help` prints it at that width.
+    public static func help(_ subcommand: String? = nil, columns: Int = 100) -> String? {
+        guard let subcommand else { return helpMessage(columns: columns) }
+        let type = configuration.subcommands.first { $0._commandName == subcommand }
+        return type.map { helpMessage(for: $0, columns: columns) }
     }
 }
 
@@ -26,7 +37,7 @@ extension ModelName: ExpressibleByArgument {
 }
 
 struct ModelOption: ParsableArguments {
-    @Option(help: "The network: \(ModelName.allValueStrings.joined(separator: ", ")).")
+    @Option(help: "The network (`inception models` lists them).")
     var model: ModelName = .inceptionV4
 }
 
@@ -47,11 +58,24 @@ func reportingErrors(_ body: () throws -> Void) throws {
     do { try body() } catch { throw reported(error) }
 }
 
-/// An error as the command line reports it: one line on standard error, exit status 1 (an exit code passes through).
+/// An error as the command line reports it: one line on standard error, with the option that answers it where
+/// there is one, and exit status 1 (an exit code passes through).
 func reported(_ error: any Error) -> any Error {
     if error is ExitCode { return error }
-    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    let hint = commandLineHint(for: error).map { " (\($0))" } ?? ""
+    FileHandle.standardError.write(Data("error: \(error)\(hint)\n".utf8))
     return ExitCode(1)
+}
+
+/// What the command line adds to a library error: the option that answers it. The library's messages name no
+/// option, since a library user has none.
+func commandLineHint(for error: any Error) -> String? {
+    switch error {
+    case let WeightsError.otherModel(_, other): return "use --model \(other)"
+    case HubError.noReleasedWeights: return "pass --weights FILE"
+    case TrainingError.nonFiniteLoss: return "--skip-nonfinite skips such batches"
+    default: return nil
+    }
 }
 
 func printJSON(_ object: Any) throws {

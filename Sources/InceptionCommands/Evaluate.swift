@@ -30,14 +30,10 @@ struct Evaluate: ParsableCommand {
         try reportingErrors {
             let net = try weights.load()
             let data = try ImageFolder(directory)
-            let terminal = isatty(2) == 1
-            let result = try net.evaluate(data, batch: batch, threads: threads.threads, stopOnError: stopOnError, limit: limit) { done, total in
-                if terminal {
-                    let filled = total == 0 ? 0 : 30 * done / total
-                    FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: 30 - filled))] \(done)/\(total)".utf8))
-                }
-            }
-            if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+            let bar = ProgressBar()
+            let result = try net.evaluate(data, batch: batch, threads: threads.threads, stopOnError: stopOnError,
+                                          limit: limit) { done, total in bar.show("eval", done, of: total, detail: "\(done)/\(total)") }
+            bar.finish()
             for skipped in result.skipped { FileHandle.standardError.write(Data("skipped \(skipped.reason)\n".utf8)) }
             if json {
                 try printJSON(["model": net.name.rawValue, "images": result.images, "skipped": result.skipped.count,

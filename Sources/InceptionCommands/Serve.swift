@@ -12,7 +12,7 @@ struct Serve: AsyncParsableCommand {
             connections, answer the requests already received, exit.
             """)
 
-    @Option(help: "A network to serve; repeat for several: \(ModelName.allValueStrings.joined(separator: ", ")). Default: inception_v4.")
+    @Option(help: "A network to serve; repeat for several. Default: inception_v4.")
     var model: [ModelName] = []
 
     @Option(help: "Weights in safetensors for each --model, in the same order. Default: the released weights from the Hugging Face Hub.")
@@ -107,12 +107,10 @@ struct Serve: AsyncParsableCommand {
         configuration.drainTimeout = .seconds(drainTimeout)
         configuration.threads = threads.threads
         let sources = models.enumerated().map { i, name in
-            let file = weights.isEmpty ? nil : weights[i]
-            return InferenceServer.ModelSource(name) { [randomWeights] in
-                if let file { return try InceptionModel(name, weights: URL(fileURLWithPath: file)) }
-                if let randomWeights { return InceptionModel(name, randomSeed: randomWeights) }
-                return try InceptionModel(pretrained: name)
-            }
+            let source: WeightsSource = weights.isEmpty
+                ? randomWeights.map { .random(seed: $0) } ?? .released(.withProgressBar())
+                : .file(URL(fileURLWithPath: weights[i]))
+            return InferenceServer.ModelSource(name) { try InceptionModel(name, from: source) }
         }
         let server = InferenceServer(models: sources, configuration: configuration)
         do {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import InceptionTraining
 import Foundation
 import Inception
 import InceptionIO

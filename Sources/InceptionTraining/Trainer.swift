@@ -1,4 +1,5 @@
 import Foundation
+import Inception
 import InceptionIO
 
 /// Everything that defines a training run; saved as `config.json` in the run folder so that `--resume` continues
@@ -67,7 +68,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .nonFiniteLoss(epoch, step):
-            return "the loss is NaN or infinite at epoch \(epoch), step \(step); training stopped (--skip-nonfinite skips such batches)"
+            return "the loss is NaN or infinite at epoch \(epoch), step \(step); training stopped"
         case let .tooFewImages(count, batch): return "the training set has \(count) images, fewer than one batch of \(batch)"
         case let .noRunToResume(path): return "nothing to resume in \(path): no state.json from a completed epoch"
         case let .noAuxiliaryHead(model):

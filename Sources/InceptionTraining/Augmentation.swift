@@ -1,4 +1,5 @@
 import Foundation
+import Inception
 import InceptionIO
 
 /// Inception-style training augmentation (TF-slim's `distorted_bounding_box_crop`, torchvision's

@@ -1,4 +1,5 @@
 import ArgumentParser
+import InceptionTraining
 import Foundation
 import Inception
 
@@ -110,16 +111,13 @@ struct Train: ParsableCommand {
             let trainer = try Trainer(config, train: train, validation: validation, run: URL(fileURLWithPath: output),
                                       initial: initial, resume: resume)
             trainer.threads = threads.threads
-            let terminal = isatty(2) == 1
+            let bar = ProgressBar()
             try trainer.train(progress: { epoch, step, steps, loss, accuracy, rate in
-                guard terminal else { return }
-                let filled = 30 * step / steps
-                let line = String(format: "epoch %d/%d [%@%@] %d/%d loss %.4f acc %.3f %.1f img/s", epoch, config.epochs,
-                                  String(repeating: "#", count: filled), String(repeating: ".", count: 30 - filled),
-                                  step, steps, loss, accuracy, rate)
-                FileHandle.standardError.write(Data("\r\(line)\(step == steps ? "\n" : "")".utf8))
+                bar.show("epoch \(epoch)/\(config.epochs)", step, of: steps,
+                         detail: String(format: "%d/%d loss %.4f acc %.3f %.1f img/s", step, steps, loss, accuracy, rate))
             }, unreadableImage: { _, reason in
-                FileHandle.standardError.write(Data("\(terminal ? "\r" : "")skipped \(reason)\n".utf8))
+                bar.finish()
+                FileHandle.standardError.write(Data("skipped \(reason)\n".utf8))
             }, epochDone: { m in
                 print(String(format: "epoch %d: loss %.4f%@, train accuracy %.3f%@, %.1f images/s", m.epoch, m.trainLoss,
                              m.trainAuxiliaryLoss.map { String(format: " (auxiliary %.4f)", $0) } ?? "", m.trainAccuracy,

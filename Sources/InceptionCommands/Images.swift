@@ -5,16 +5,33 @@ import InceptionIO
 
 /// `--model` and `--weights`; without `--weights`, the released weights from the Hub (cached).
 struct WeightsOption: ParsableArguments {
-    @Option(help: "The network: \(ModelName.allValueStrings.joined(separator: ", ")).")
-    var model: ModelName = .inceptionV4
+    @OptionGroup var network: ModelOption
 
-    @Option(help: "Weights in safetensors (timm's or facenet-pytorch's key names). Default: the released weights from the Hugging Face Hub (HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE honoured).")
+    @Option(help: """
+        Weights in safetensors (timm's or facenet-pytorch's key names). Default: the released weights from the \
+        Hugging Face Hub (HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE honoured).
+        """)
     var weights: String?
 
+    var model: ModelName { network.model }
+
     func load() throws -> InceptionModel {
-        if let weights { return try InceptionModel(model, weights: URL(fileURLWithPath: weights)) }
-        return try InceptionModel(pretrained: model)
+        try InceptionModel(model, from: weights.map { .file(URL(fileURLWithPath: $0)) } ?? .released(.withProgressBar()))
     }
+}
+
+/// The images a command runs on, how many per forward pass, and on how many threads.
+struct ImageBatches: ParsableArguments {
+    @Option(help: "Images per forward pass.")
+    var batch: Int = 8
+
+    @OptionGroup var threads: ThreadsOption
+
+    @Argument(help: "JPEG or PNG images.")
+    var images: [String]
+
+    /// The images in forward-pass-sized runs, in order.
+    var batches: [[String]] { images.chunked(max(1, batch)) }
 }
 
 extension Array {
@@ -30,8 +47,7 @@ struct Preprocess: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the tensor the model sees for each image: (N, 3, H, W) float32 .npy, after the model's own preprocessing.")
 
-    @Option(help: "The network whose preprocessing to apply: \(ModelName.allValueStrings.joined(separator: ", ")).")
-    var model: ModelName = .inceptionV4
+    @OptionGroup var network: ModelOption
 
     @Option(help: "Square input size (default: the model's own).")
     var inputSize: Int?
@@ -44,7 +60,7 @@ struct Preprocess: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let batch = model.preprocessing.batch(try images.map(decode), inputSize: inputSize)
+            let batch = network.model.preprocessing.batch(try images.map(decode), inputSize: inputSize)
             let nchw = batch.nhwcToNCHW()
             try NPY.write(shape: nchw.shape, values: nchw.scalars, to: URL(fileURLWithPath: output))
         }
@@ -59,23 +75,17 @@ struct Classify: ParsableCommand {
     @Option(help: "How many classes to show per image.")
     var top: Int = 5
 
-    @Option(help: "Images per forward pass.")
-    var batch: Int = 8
-
     @Flag(help: "Print JSON.")
     var json = false
 
-    @OptionGroup var threads: ThreadsOption
-
-    @Argument(help: "JPEG or PNG images.")
-    var images: [String]
+    @OptionGroup var input: ImageBatches
 
     func run() throws {
         try reportingErrors {
             let net = try weights.load()
             var results: [[String: Any]] = []
-            for paths in images.chunked(max(1, batch)) {
-                let predictions = try net.classify(try paths.map(decode), top: top, threads: threads.threads)
+            for paths in input.batches {
+                let predictions = try net.classify(try paths.map(decode), top: top, threads: input.threads.threads)
                 for (path, top) in zip(paths, predictions) {
                     if json {
                         results.append(["image": path, "predictions": top.map {
@@ -104,24 +114,18 @@ struct Embed: ParsableCommand {
     @Option(help: "Output .npy.")
     var output: String
 
-    @Option(help: "Images per forward pass.")
-    var batch: Int = 8
-
-    @OptionGroup var threads: ThreadsOption
-
-    @Argument(help: "JPEG or PNG images.")
-    var images: [String]
+    @OptionGroup var input: ImageBatches
 
     func run() throws {
         try reportingErrors {
             let net = try weights.load()
             var rows: [Float] = [], dimension = 0
-            for paths in images.chunked(max(1, batch)) {
-                let e = try net.embed(try paths.map(decode), threads: threads.threads)
+            for paths in input.batches {
+                let e = try net.embed(try paths.map(decode), threads: input.threads.threads)
                 dimension = e.shape[1]
                 rows += e.scalars
             }
-            try NPY.write(shape: [images.count, dimension], values: rows, to: URL(fileURLWithPath: output))
+            try NPY.write(shape: [input.images.count, dimension], values: rows, to: URL(fileURLWithPath: output))
         }
     }
 }

@@ -1,0 +1,116 @@
+import Foundation
+import InceptionEngine
+import InceptionIO
+
+/// The measurements behind `inception bench`, as a library user can run them: forward passes, per-layer profiles
+/// and single-layer algorithm timings. Each returns times; what to print is the caller's.
+public enum Benchmark {
+    /// The median of `xs` (the mean of the middle two for an even count).
+    public static func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// A random input in [-1, 1], NHWC.
+    public static func randomInput(batch: Int, size: Int) -> Tensor {
+        var rng = SystemRandomNumberGenerator()
+        return Tensor(shape: [batch, size, size, 3],
+                      scalars: (0..<(batch * size * size * 3)).map { _ in Float.random(in: -1...1, using: &rng) })
+    }
+
+    /// Seconds `body` took.
+    public static func seconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    /// `warmup` untimed then `runs` timed forward passes of `input`: each timed run's seconds, in order.
+    public static func forward(_ net: InceptionModel, _ input: Tensor, warmup: Int, runs: Int,
+                               threads: Int) throws -> [Double] {
+        for _ in 0..<warmup { _ = try net.compiled.run(input, threads: threads) }
+        return try (0..<runs).map { _ in try seconds { _ = try net.compiled.run(input, threads: threads) } }
+    }
+
+    /// `runs` forward passes with a per-node timer: each node's median seconds (0 for nodes that run inside
+    /// another, such as a merged or fused one).
+    public static func profile(_ net: InceptionModel, _ input: Tensor, runs: Int, threads: Int) throws -> [Double] {
+        var samples = [[Double]](repeating: [], count: net.graph.nodes.count)
+        for _ in 0..<runs { _ = try net.compiled.run(input, threads: threads) { samples[$0].append($1) } }
+        return samples.map { $0.isEmpty ? 0 : median($0) }
+    }
+
+    /// One convolution alone, median of `runs` runs, by the implicit GEMM and by each Winograd tile it allows
+    /// (F(4, 3) and F(6, 3) where an axis has 3 taps; the one transform otherwise), in seconds.
+    public static func convolutionChoices(_ g: ConvGeometry, input x: Shape, side: Int, runs: Int,
+                                          threads: Int) throws -> [ConvolutionChoice: Double] {
+        var rng = SystemRandomNumberGenerator()
+        let weights = (0..<(g.outChannels * g.depth)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
+        let input = Tensor(shape: [x.n, x.h, x.w, x.c],
+                           scalars: (0..<x.count).map { _ in Float.random(in: -1...1, using: &rng) })
+        let key = AlgorithmTable.key(g, side: side)
+        func time(_ choice: ConvolutionChoice) throws -> Double? {
+            let b = GraphBuilder()
+            let v = b.input(channels: g.inChannels).convolution(
+                "c", g.outChannels, kernel: (g.kernelH, g.kernelW), stride: g.strideH, padding: (g.padH, g.padW),
+                bias: true, batchNorm: nil, activation: .relu)
+            let algorithms = ConvolutionAlgorithms.measured(AlgorithmTable(cpu: "", isa: "", choices: [key: choice]))
+            let compiled = try CompiledGraph(graph: b.finish(output: v), algorithms: algorithms, usualInputSize: x.h) {
+                $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights
+            }
+            if choice != .direct && compiled.winogradLayers == 0 { return nil }
+            _ = try compiled.run(input, threads: threads)
+            return median(try (0..<runs).map { _ in try seconds { _ = try compiled.run(input, threads: threads) } })
+        }
+        let hasThreeTaps = g.kernelH == 3 || g.kernelW == 3
+        let candidates: [ConvolutionChoice] = [.direct] + (hasThreeTaps ? [.winograd(tile: 4), .winograd(tile: 6)]
+                                                                          : [.winograd(tile: nil)])
+        var times: [ConvolutionChoice: Double] = [:]
+        for choice in candidates { times[choice] = try time(choice) }
+        return times
+    }
+
+    /// The process's peak resident memory so far, in MB.
+    public static func peakResidentMegabytes() -> Double {
+        var usage = rusage()
+        #if os(Linux)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024  // kilobytes on Linux
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        return Double(usage.ru_maxrss) / 1_048_576  // bytes on macOS
+        #endif
+    }
+}
+
+extension Graph {
+    /// A node's kind as the profiles group it: "conv 3×3/2" (with "+BN" for a convolution that carries a
+    /// BatchNorm, when `batchNorm` is set), "max pool", "linear", …
+    public func kind(of node: Int, batchNorm: Bool = false) -> String {
+        switch nodes[node].operation {
+        case let .convolution(g, p, _):
+            return "conv \(g.kernelH)×\(g.kernelW)/\(g.strideH)" + (batchNorm && p.batchNorm != nil ? "+BN" : "")
+        case .maxPool: return "max pool"
+        case .averagePool: return "average pool"
+        case .linear: return "linear"
+        case .residual: return "residual"
+        case .concat: return "concat"
+        case .batchNorm: return "batch norm"
+        case .dropout: return "dropout"
+        case .globalAveragePool: return "global pool"
+        case .l2Normalize: return "L2 normalise"
+        case .input: return "input"
+        }
+    }
+}
+
+extension AlgorithmTable {
+    /// Writes `self` where every later run on this CPU and kernel level reads it (``url``).
+    public func save() throws {
+        let url = Self.url
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try FileOutput.write(try encoder.encode(self), to: url)
+    }
+}

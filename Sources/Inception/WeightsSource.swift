@@ -1,0 +1,42 @@
+@_exported import InceptionHub
+import Foundation
+
+extension ModelName {
+    /// The Hub repository of the released weights (`model.safetensors`), where one exists.
+    public var hubRepository: String? {
+        switch self {
+        case .inceptionV4: return "timm/inception_v4.tf_in1k"
+        case .inceptionResNetV2: return "timm/inception_resnet_v2.tf_in1k"
+        case .inceptionResNetV2Paper, .inceptionResNetV1, .inceptionResNetV1FaceNet: return nil
+        }
+    }
+}
+
+extension InceptionModel {
+    /// Loads the released weights from the Hub (through the cache).
+    public convenience init(pretrained name: ModelName, hub: HubClient = HubClient()) throws {
+        guard let repo = name.hubRepository else { throw HubError.noReleasedWeights(model: name.rawValue) }
+        try self.init(name, weights: try hub.file(repo: repo, filename: "model.safetensors"))
+    }
+}
+
+/// Where a model's weights come from: the one way the command line and the server load a model.
+public enum WeightsSource: Sendable {
+    /// A checkpoint in the released layout (timm's or facenet-pytorch's key names), loaded strictly.
+    case file(URL)
+    /// The released weights from the Hub, through its cache.
+    case released(HubClient)
+    /// Random weights with realistic statistics, from a seed (benchmarks, load tests, trying the API).
+    case random(seed: UInt64)
+}
+
+extension InceptionModel {
+    /// Loads `name` with the weights `source` names.
+    public convenience init(_ name: ModelName, from source: WeightsSource) throws {
+        switch source {
+        case let .file(url): try self.init(name, weights: url)
+        case let .released(hub): try self.init(pretrained: name, hub: hub)
+        case let .random(seed): self.init(name, randomSeed: seed)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import InceptionCommands
+
+await InceptionCommand.launch()
