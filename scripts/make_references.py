@@ -429,6 +429,14 @@ def make_images(out):
             config = timm.data.resolve_data_config({}, model=model)
             x = timm.data.create_transform(**config)(Image.fromarray(rgb))
             np.save(os.path.join(folder, f"{stem}_{model_name}.npy"), x.unsqueeze(0).numpy().astype(np.float32))
+        # The face model as facenet-pytorch's users feed it a face crop: short side to 160 (Pillow's bicubic, through
+        # torchvision), the centre 160×160, then facenet-pytorch's own fixed_image_standardization.
+        from facenet_pytorch import fixed_image_standardization
+        from torchvision import transforms
+        crop = transforms.Compose([transforms.Resize(160, interpolation=transforms.InterpolationMode.BICUBIC),
+                                   transforms.CenterCrop(160)])(Image.fromarray(rgb))
+        x = fixed_image_standardization(torch.from_numpy(np.asarray(crop, dtype=np.float32)).permute(2, 0, 1))
+        np.save(os.path.join(folder, f"{stem}_inception_resnet_v1_facenet.npy"), x.unsqueeze(0).numpy())
     print(json.dumps({"images": sorted(f for f in os.listdir(folder) if f.endswith((".jpg", ".png")))}))
 
 

@@ -107,12 +107,6 @@ struct CommandLineTests {
     }
 
     /// `--threads` says its default once ("all cores"), not also the core count of the machine that printed it.
-    @Test func threadsHelpStatesItsDefaultOnce() throws {
-        let help = try runInception(["classify", "--help"])
-        #expect(help.stdout.contains("Worker threads (default: all cores).") && !help.stdout.contains("all cores). (default:"),
-                "\(help.stdout)")
-    }
-
     @Test func summaryReportsTheParameterCountAsJSON() throws {
         let result = try runInception(["summary", "--model", "inception_v4", "--json"])
         #expect(result.status == 0)
