@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# No Swift line over 120 columns (characters, not bytes) in the modules that have been brought within the limit;
-# the others join the list as they are (the CLI, the server, the library and the tests still have long lines).
+# No Swift line over 120 columns (characters, not bytes) in the package's sources and tests, generated data
+# (the ImageNet class list) aside.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 - Sources/InceptionKernels* Sources/InceptionEngine Sources/InceptionModels Sources/InceptionIO <<'PY'
+python3 - Sources Tests <<'PY'
 import pathlib, sys
+generated = {"ImageNetClasses.swift"}
 long = [f"{path}:{number}: {len(line)} columns"
-        for folder in sys.argv[1:] for path in sorted(pathlib.Path(folder).rglob("*.swift"))
+        for folder in sys.argv[1:] for path in sorted(pathlib.Path(folder).rglob("*.swift")) if path.name not in generated
         for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1) if len(line) > 120]
 print("\n".join(long) if long else f"lines: none over 120 columns in {', '.join(sys.argv[1:])}")
 sys.exit(1 if long else 0)

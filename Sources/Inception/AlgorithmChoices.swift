@@ -33,7 +33,8 @@ extension AlgorithmTable {
 
     /// The saved table, if there is one for this CPU and kernel level (a file for another is ignored).
     public static let saved: AlgorithmTable? = {
-        guard let data = try? Data(contentsOf: url), let table = try? JSONDecoder().decode(AlgorithmTable.self, from: data),
+        guard let data = try? Data(contentsOf: url), let table = try? JSONDecoder().decode(AlgorithmTable.self,
+            from: data),
               table.cpu == thisCPU, table.isa == Kernels.current.name else { return nil }
         return table
     }()

@@ -16,15 +16,19 @@ extension InceptionModel {
     public func label(_ index: Int) -> (name: String, wordNetID: String?) {
         switch classes {
         case 1000: return (imageNetClasses[index].name, imageNetClasses[index].wordNetID)
-        case 1001: return index == 0 ? ("background", nil) : (imageNetClasses[index - 1].name, imageNetClasses[index - 1].wordNetID)
+        case 1001: return index == 0 ? ("background", nil) : (imageNetClasses[index - 1].name,
+                                                              imageNetClasses[index - 1].wordNetID)
         default: return ("class \(index)", nil)
         }
     }
 
     /// Top-`top` classes with softmax probabilities for each image, through the model's own preprocessing.
-    public func classify(_ images: [RGBImage], top: Int = 5, threads: Int = Parallel.defaultThreads) throws -> [[Prediction]] {
-        guard graph.outputs["logits"] != nil else { throw InputError.unknownOutput("logits", model: name.rawValue, available: outputNames) }
-        let logits = try compiled.run(name.preprocessing.batch(images), output: graph.outputs["logits"], threads: threads)
+    public func classify(_ images: [RGBImage], top: Int = 5,
+                         threads: Int = Parallel.defaultThreads) throws -> [[Prediction]] {
+        guard graph.outputs["logits"] != nil else { throw InputError.unknownOutput("logits", model: name.rawValue,
+            available: outputNames) }
+        let logits = try compiled.run(name.preprocessing.batch(images), output: graph.outputs["logits"],
+                                      threads: threads)
         return predictions(logits: try finite(logits, output: "logits"), top: top)
     }
 

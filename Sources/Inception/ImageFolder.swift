@@ -24,7 +24,8 @@ public struct ImageFolder: Sendable {
             throw DatasetError.notADirectory(root)
         }
         let folders = try fm.contentsOfDirectory(atPath: root).sorted().filter {
-            fm.fileExists(atPath: (root as NSString).appendingPathComponent($0), isDirectory: &isDirectory) && isDirectory.boolValue
+            fm.fileExists(atPath: (root as NSString).appendingPathComponent($0), isDirectory: &isDirectory)
+                && isDirectory.boolValue
         }
         let names = classes ?? folders
         let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
@@ -109,7 +110,9 @@ extension InceptionModel {
         let samples = Array(data.samples.prefix(limit ?? data.samples.count))
         let shift = classes == 1001 ? 1 : 0
         let preprocessing = name.preprocessing
-        let batches = stride(from: 0, to: samples.count, by: max(1, batch)).map { Array(samples[$0..<min(samples.count, $0 + max(1, batch))]) }
+        let batches = stride(from: 0, to: samples.count, by: max(1,
+                                                                 batch)).map { Array(samples[$0..<min(samples.count, $0
+                                                                     + max(1, batch))]) }
 
         final class Prepared: @unchecked Sendable {
             var pixels: [Float] = [], labels: [Int] = [], skipped: [(String, String)] = [], error: Error?
@@ -146,7 +149,8 @@ extension InceptionModel {
             let n = current.labels.count
             if n > 0 {
                 let size = preprocessing.inputSize
-                let logits = try compiled.run(Tensor(shape: [n, size, size, 3], scalars: current.pixels), output: logitsNode,
+                let logits = try compiled.run(Tensor(shape: [n, size, size, 3], scalars: current.pixels),
+                                              output: logitsNode,
                                               threads: threads)
                 for (i, top) in predictions(logits: logits, top: 5).enumerated() {
                     if top.first?.index == current.labels[i] { result.top1Correct += 1 }

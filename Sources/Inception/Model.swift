@@ -58,7 +58,8 @@ public final class InceptionModel: Sendable {
             weights[spec.name] = values
         }
         // Every name comes from the graph itself, so the lookup cannot fail.
-        let compiled = try! CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) { weights[$0]! }
+        let compiled = try! CompiledGraph(graph: graph, algorithms: algorithms,
+                                          usualInputSize: name.defaultInputSize) { weights[$0]! }
         self.init(name: name, compiled: compiled)
     }
 
@@ -194,7 +195,8 @@ public enum InputError: Error, Equatable, CustomStringConvertible {
         case let .nonFinite(count, first):
             return "the input holds \(count) NaN or infinite values (the first at flat index \(first))"
         case let .wrongRank(shape): return "input must have shape (N, 3, H, W), got \(shape)"
-        case let .wrongChannels(expected, shape): return "input must have \(expected) channels in (N, C, H, W), got shape \(shape)"
+        case let .wrongChannels(expected, shape):
+            return "input must have \(expected) channels in (N, C, H, W), got shape \(shape)"
         case let .unknownOutput(output, model, available):
             return "\(model) has no output '\(output)' with these weights; it has \(available.joined(separator: ", "))"
         }

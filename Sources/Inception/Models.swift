@@ -38,7 +38,8 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
         precondition(!auxiliaryHead || hasAuxiliaryHead, "\(self) has no auxiliary head")
         func adapted(_ config: InceptionResNet.Configuration) -> InceptionResNet.Configuration {
             var config = config
-            if case let .classifier(_, dropout) = config.head { config.head = .classifier(classes: classes!, dropout: dropout) }
+            if case let .classifier(_, dropout) = config.head { config.head = .classifier(classes: classes!,
+                dropout: dropout) }
             if let r = repeats { config.repeats = (r[0], r[1], r[2]) }
             config.auxiliaryHead = auxiliaryHead
             return config

@@ -17,18 +17,22 @@ public struct Preprocessing: Sendable, Equatable {
     public var mean: [Float]
     public var std: [Float]
 
-    public init(inputSize: Int, cropFraction: Double, interpolation: ResampleFilter = .bicubic, mean: [Float], std: [Float]) {
+    public init(inputSize: Int, cropFraction: Double, interpolation: ResampleFilter = .bicubic, mean: [Float],
+                std: [Float]) {
         (self.inputSize, self.cropFraction, self.interpolation, self.mean, self.std) =
             (inputSize, cropFraction, interpolation, mean, std)
     }
 
     /// timm `inception_v4.tf_in1k`: 299, crop_pct 0.875 (resize to 341), mean = std = 0.5.
-    public static let inceptionV4 = Preprocessing(inputSize: 299, cropFraction: 0.875, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+    public static let inceptionV4 = Preprocessing(inputSize: 299, cropFraction: 0.875, mean: [0.5, 0.5, 0.5],
+                                                  std: [0.5, 0.5, 0.5])
     /// timm `inception_resnet_v2.tf_in1k`: 299, crop_pct 0.8975 (resize to 333), mean = std = 0.5.
-    public static let inceptionResNetV2 = Preprocessing(inputSize: 299, cropFraction: 0.8975, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+    public static let inceptionResNetV2 = Preprocessing(inputSize: 299, cropFraction: 0.8975, mean: [0.5, 0.5, 0.5],
+                                                        std: [0.5, 0.5, 0.5])
     /// facenet's "fixed image standardization" (x − 127.5) / 128 on a 160×160 aligned face crop; the image is
     /// resized (short side to 160) and centre-cropped to square first.
-    public static let faceNet = Preprocessing(inputSize: 160, cropFraction: 1, mean: [127.5 / 255, 127.5 / 255, 127.5 / 255],
+    public static let faceNet = Preprocessing(inputSize: 160, cropFraction: 1,
+                                              mean: [127.5 / 255, 127.5 / 255, 127.5 / 255],
                                               std: [128 / 255, 128 / 255, 128 / 255])
 
     /// The size the short side is resized to: ⌊inputSize / cropFraction⌋, as timm.
@@ -42,7 +46,8 @@ public struct Preprocessing: Sendable, Equatable {
         let short = resizeSize(inputSize: size)
         // torchvision: the short side becomes `short`, the long side int(short · long / short side).
         let (w, h) = (image.width, image.height)
-        let (newW, newH) = w <= h ? (short, Int(Double(short * h) / Double(w))) : (Int(Double(short * w) / Double(h)), short)
+        let (newW, newH) = w <= h ? (short, Int(Double(short * h) / Double(w))) : (Int(Double(short * w) / Double(h)),
+            short)
         // torchvision's centre crop rounds with Python's round(), half to even.
         let top = Int((Double(newH - size) / 2).rounded(.toNearestOrEven))
         let left = Int((Double(newW - size) / 2).rounded(.toNearestOrEven))

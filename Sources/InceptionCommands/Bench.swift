@@ -30,13 +30,19 @@ struct Bench: ParsableCommand {
     @Flag(help: "With --json, include every timed run's milliseconds as `times_ms`.")
     var allTimes = false
 
-    @Flag(help: "Report the time from process start to the first result for one image instead: loading the weights (--weights, else random ones), planning, one forward pass.")
+    @Flag(help: """
+        Report the time from process start to the first result for one image instead: loading the weights (--weights, \
+        else random ones), planning, one forward pass.
+        """)
     var cold = false
 
     @Option(help: "With --cold: the weights file to load.")
     var weights: String?
 
-    @Flag(help: "Time each distinct convolution shape of the model alone, by each algorithm, and print GFLOP/s (kernel micro-benchmarks).")
+    @Flag(help: """
+        Time each distinct convolution shape of the model alone, by each algorithm, and print GFLOP/s (kernel \
+        micro-benchmarks).
+        """)
     var kernels = false
 
     @Flag(help: """
@@ -51,16 +57,22 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print time per layer kind and per stage, the GFLOP/s each reached and its share of the total.")
     var profile = false
 
-    @Flag(help: "Time training steps instead (forward and backward in train mode, label-smoothed cross-entropy, the paper's RMSProp update), from He-initialised weights; with --profile, forward and backward time per layer kind.")
+    @Flag(help: """
+        Time training steps instead (forward and backward in train mode, label-smoothed cross-entropy, the paper's \
+        RMSProp update), from He-initialised weights; with --profile, forward and backward time per layer kind.
+        """)
     var train = false
 
-    @Flag(help: "With --train: with TF-slim's auxiliary classifier, its loss weighted 0.4 (inception_v4, inception_resnet_v2).")
+    @Flag(help: """
+        With --train: with TF-slim's auxiliary classifier, its loss weighted 0.4 (inception_v4, inception_resnet_v2).
+        """)
     var auxHead = false
 
     func validate() throws {
         guard batch >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--batch and --runs must be at least 1") }
         guard !auxHead || train else { throw ValidationError("--aux-head is for --train") }
-        guard !auxHead || model.model.hasAuxiliaryHead else { throw ValidationError("\(model.model) has no auxiliary head") }
+        guard !auxHead
+            || model.model.hasAuxiliaryHead else { throw ValidationError("\(model.model) has no auxiliary head") }
     }
 
     func run() throws {
@@ -82,7 +94,8 @@ struct Bench: ParsableCommand {
             let gflops = 2 * Double(macs.reduce(0, +)) / (median / 1000) / 1e9
             if json {
                 var report: [String: Any] = [
-                    "model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads, "runs": runs,
+                    "model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads,
+                        "runs": runs,
                     "median_ms": median, "min_ms": times.min()!, "max_ms": times.max()!, "gflops": gflops,
                     "macs": macs.reduce(0, +), "peak_rss_mb": Benchmark.peakResidentMegabytes(),
                     "isa": Kernels.current.name,
@@ -114,27 +127,31 @@ extension Bench {
                 work[k, default: 0] += macs[i]
             }
             let width = max(20, (order.map(\.count).max() ?? 0) + 2)  // stage names are up to 25 characters
-            print(title.padding(toLength: width, withPad: " ", startingAt: 0) + "ms".leftPadded(9) + "share".leftPadded(8)
+            print(title.padding(toLength: width, withPad: " ", startingAt: 0) + "ms".leftPadded(9)
+                  + "share".leftPadded(8)
                   + "GMAC".leftPadded(9) + "GFLOP/s".leftPadded(10))
             for k in order {
                 let t = time[k]!
                 let rate = t > 0 ? 2 * Double(work[k]!) / t / 1e9 : 0
-                print(k.padding(toLength: width, withPad: " ", startingAt: 0) + String(format: "%9.2f%7.1f%%%9.3f%10.1f", t * 1000,
+                print(k.padding(toLength: width, withPad: " ", startingAt: 0)
+                      + String(format: "%9.2f%7.1f%%%9.3f%10.1f", t * 1000,
                       100 * t / total, Double(work[k]!) / 1e9, rate))
             }
             print("")
         }
         // A residual fused into its convolution reports under the residual node: attribute it to the conv.
         table("layer kind") { i in
-            if case .residual = graph.nodes[i].operation, case .convolution = graph.nodes[graph.nodes[i].inputs[1]].operation {
+            if case .residual = graph.nodes[i].operation,
+                case .convolution = graph.nodes[graph.nodes[i].inputs[1]].operation {
                 return "conv 1×1/1"
             }
             return graph.kind(of: i)
         }
         table("stage") { graph.nodes[$0].stage }
         print(String(format: "profiled total %.1f ms (sum of per-layer medians)", total * 1000))
-        print("convolutions: \(net.compiled.winogradLayers) by Winograd, \(net.compiled.mergedConvolutions) merged into "
-              + "sibling GEMMs (timed under the first of each group), \(net.compiled.fusedResiduals) residuals fused\n")
+        let compiled = net.compiled
+        print("convolutions: \(compiled.winogradLayers) by Winograd, \(compiled.mergedConvolutions) merged into "
+              + "sibling GEMMs (timed under the first of each group), \(compiled.fusedResiduals) residuals fused\n")
     }
 }
 
@@ -172,8 +189,12 @@ extension Bench {
                            "peak_rss_mb": Benchmark.peakResidentMegabytes(), "weights": weights ?? "random",
                            "isa": Kernels.current.name])
         } else {
-            print(String(format: "%@: %.0f ms from process start to the first result (loading %@ %.0f ms, first forward pass %.0f ms), peak RSS %.0f MB",
-                         name.rawValue, total, weights == nil ? "random weights" : "weights", load, forward, Benchmark.peakResidentMegabytes()))
+            print(String(format: """
+                %@: %.0f ms from process start to the first result (loading %@ %.0f ms, first forward pass %.0f ms), \
+                peak RSS %.0f MB
+                """,
+                         name.rawValue, total, weights == nil ? "random weights" : "weights", load, forward,
+                         Benchmark.peakResidentMegabytes()))
         }
     }
 }

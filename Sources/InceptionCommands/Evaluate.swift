@@ -5,7 +5,9 @@ import Inception
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Top-1 and top-5 accuracy on an image folder (one sub-folder per class, named by WordNet id or class index).")
+        abstract: """
+            Top-1 and top-5 accuracy on an image folder (one sub-folder per class, named by WordNet id or class index).
+            """)
 
     @OptionGroup var weights: WeightsOption
 
@@ -32,7 +34,8 @@ struct Evaluate: ParsableCommand {
             let data = try ImageFolder(directory)
             let bar = ProgressBar()
             let result = try net.evaluate(data, batch: batch, threads: threads.threads, stopOnError: stopOnError,
-                                          limit: limit) { done, total in bar.show("eval", done, of: total, detail: "\(done)/\(total)") }
+                                          limit: limit) { done, total in bar.show("eval", done, of: total,
+                                              detail: "\(done)/\(total)") }
             bar.finish()
             for skipped in result.skipped { FileHandle.standardError.write(Data("skipped \(skipped.reason)\n".utf8)) }
             if json {
@@ -41,7 +44,8 @@ struct Evaluate: ParsableCommand {
                                "images_per_second": result.imagesPerSecond, "seconds": result.seconds, "batch": batch])
             } else {
                 print(String(format: "%@ on %d images: top-1 %.2f%%, top-5 %.2f%%, %.2f images/s%@", net.name.rawValue,
-                             result.images, 100 * result.top1Accuracy, 100 * result.top5Accuracy, result.imagesPerSecond,
+                             result.images, 100 * result.top1Accuracy, 100 * result.top5Accuracy,
+                                 result.imagesPerSecond,
                              result.skipped.isEmpty ? "" : " (\(result.skipped.count) skipped)"))
             }
         }

@@ -16,7 +16,8 @@ struct WeightsOption: ParsableArguments {
     var model: ModelName { network.model }
 
     func load() throws -> InceptionModel {
-        try InceptionModel(model, from: weights.map { .file(URL(fileURLWithPath: $0)) } ?? .released(.withProgressBar()))
+        try InceptionModel(model, from: weights.map { .file(URL(fileURLWithPath: $0)) }
+                           ?? .released(.withProgressBar()))
     }
 }
 
@@ -45,7 +46,10 @@ func decode(_ path: String) throws -> RGBImage { try RGBImage(contentsOf: URL(fi
 
 struct Preprocess: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the tensor the model sees for each image: (N, 3, H, W) float32 .npy, after the model's own preprocessing.")
+        abstract: """
+            Write the tensor the model sees for each image: (N, 3, H, W) float32 .npy, after the model's own \
+            preprocessing.
+            """)
 
     @OptionGroup var network: ModelOption
 
@@ -95,7 +99,8 @@ struct Classify: ParsableCommand {
                     } else {
                         print(path)
                         for (rank, p) in top.enumerated() {
-                            print(String(format: "  %d. %6.2f%%  %@  %@", rank + 1, 100 * p.probability, p.wordNetID ?? "-", p.label))
+                            print(String(format: "  %d. %6.2f%%  %@  %@", rank + 1, 100 * p.probability, p.wordNetID
+                                         ?? "-", p.label))
                         }
                     }
                 }
@@ -107,7 +112,10 @@ struct Classify: ParsableCommand {
 
 struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write image embeddings as (N, D) float32 .npy: the face model's L2-normalised embedding, or the pooled features before the classifier.")
+        abstract: """
+            Write image embeddings as (N, D) float32 .npy: the face model's L2-normalised embedding, or the pooled \
+            features before the classifier.
+            """)
 
     @OptionGroup var weights: WeightsOption
 

@@ -5,7 +5,10 @@ import InceptionIO
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the network on an (N, 3, H, W) float32 .npy and write its (N, classes) logits — or another output — as .npy.")
+        abstract: """
+            Run the network on an (N, 3, H, W) float32 .npy and write its (N, classes) logits — or another output — as \
+            .npy.
+            """)
 
     @OptionGroup var model: ModelOption
 
@@ -18,7 +21,10 @@ struct Predict: ParsableCommand {
     @Option(help: "Output .npy, float32 (N, classes).")
     var output: String
 
-    @Option(help: "Which output to write: logits, features (pooled, before the classifier) or embedding (face model). Default: logits, or the embedding for the face model.")
+    @Option(help: """
+        Which output to write: logits, features (pooled, before the classifier) or embedding (face model). Default: \
+        logits, or the embedding for the face model.
+        """)
     var result: String?
 
     @Flag(help: "Run inputs that hold NaN or infinities (refused by default), and write outputs that do.")

@@ -7,15 +7,18 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve models over HTTP with dynamic batching (see docs/serving.md).",
         discussion: """
-            POST /v1/models/{model}/classify?top=5 and /v1/models/{model}/embed take image bytes or multipart/form-data \
-            (part 'image' or 'file'); GET /v1/models, /health, /ready, /metrics. SIGTERM or SIGINT: stop accepting \
-            connections, answer the requests already received, exit.
+            POST /v1/models/{model}/classify?top=5 and /v1/models/{model}/embed take image bytes or \
+            multipart/form-data (part 'image' or 'file'); GET /v1/models, /health, /ready, /metrics. SIGTERM or \
+            SIGINT: stop accepting connections, answer the requests already received, exit.
             """)
 
     @Option(help: "A network to serve; repeat for several. Default: inception_v4.")
     var model: [ModelName] = []
 
-    @Option(help: "Weights in safetensors for each --model, in the same order. Default: the released weights from the Hugging Face Hub.")
+    @Option(help: """
+        Weights in safetensors for each --model, in the same order. Default: the released weights from the Hugging \
+        Face Hub.
+        """)
     var weights: [String] = []
 
     @Option(help: "Serve random weights made from this seed instead (for load tests and trying the API).")
@@ -85,7 +88,8 @@ struct Serve: AsyncParsableCommand {
         guard weights.isEmpty || weights.count == models.count else {
             throw ValidationError("give one --weights per --model (\(models.count) models, \(weights.count) weights)")
         }
-        guard weights.isEmpty || randomWeights == nil else { throw ValidationError("--weights and --random-weights exclude each other") }
+        guard weights.isEmpty
+            || randomWeights == nil else { throw ValidationError("--weights and --random-weights exclude each other") }
         guard Set(models).count == models.count else { throw ValidationError("a --model is given twice") }
     }
 
@@ -116,7 +120,8 @@ struct Serve: AsyncParsableCommand {
         do {
             try await server.run { port in
                 let models = models.map(\.rawValue).joined(separator: ", ")
-                FileHandle.standardOutput.write(Data("inception serve: listening on http://\(host):\(port) (\(models))\n".utf8))
+                let address = "http://\(host):\(port)"
+                FileHandle.standardOutput.write(Data("inception serve: listening on \(address) (\(models))\n".utf8))
             }
         } catch {
             throw reported(error)

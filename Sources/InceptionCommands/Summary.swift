@@ -46,7 +46,8 @@ struct Summary: ParsableCommand {
                 ])
                 return
             }
-            print("\(name.rawValue) at \(size)×\(size)×3 (minimum input \(graph.minimumInputSize)×\(graph.minimumInputSize))")
+            let minimum = graph.minimumInputSize
+            print("\(name.rawValue) at \(size)×\(size)×3 (minimum input \(minimum)×\(minimum))")
             let header = "stage".padding(toLength: 26, withPad: " ", startingAt: 0)
                 + "output (H×W×C)".leftPadded(18) + "parameters".leftPadded(14) + "MACs".leftPadded(17)
             print(header)

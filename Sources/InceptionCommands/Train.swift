@@ -23,7 +23,9 @@ struct Train: ParsableCommand {
     @Option(help: "Validation images, with the same class folders.")
     var val: String?
 
-    @Option(help: "Start from these weights (safetensors, released key names); a different class count replaces the classifier.")
+    @Option(help: """
+        Start from these weights (safetensors, released key names); a different class count replaces the classifier.
+        """)
     var weights: String?
 
     @Option(help: "The run folder.")
@@ -63,9 +65,15 @@ struct Train: ParsableCommand {
     @Flag(help: "Do not flip training images left–right (for data where a mirror image is another class, like digits).")
     var noFlip = false
     @Option var seed: UInt64 = 0
-    @Option(help: ArgumentHelp("Reduced depth for experiments: blocks in the A, B and C stages, e.g. 1,2,1 (checkpoints then load only into this library).", valueName: "a,b,c"))
+    @Option(help: ArgumentHelp("""
+        Reduced depth for experiments: blocks in the A, B and C stages, e.g. 1,2,1 (checkpoints then load only into \
+        this library).
+        """, valueName: "a,b,c"))
     var repeats: String?
-    @Flag(help: "Train TF-slim's auxiliary classifier on the 17×17 map too (inception_v4, inception_resnet_v2; input 299–346). Its weights go to auxiliary.safetensors, not the checkpoint timm loads.")
+    @Flag(help: """
+        Train TF-slim's auxiliary classifier on the 17×17 map too (inception_v4, inception_resnet_v2; input 299–346). \
+        Its weights go to auxiliary.safetensors, not the checkpoint timm loads.
+        """)
     var auxHead = false
     @Option(help: "Weight of the auxiliary classifier's loss (TF-slim's 0.4).")
     var auxWeight: Float = 0.4
@@ -76,11 +84,18 @@ struct Train: ParsableCommand {
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
-        guard epochs >= 1, batchSize >= 2 else { throw ValidationError("--epochs must be ≥ 1 and --batch-size ≥ 2 (BatchNorm needs two images)") }
+        guard epochs >= 1,
+            batchSize >= 2 else { throw ValidationError("""
+                --epochs must be ≥ 1 and --batch-size ≥ 2 (BatchNorm needs two images)
+                """) }
         guard cropArea > 0 && cropArea <= 1 else { throw ValidationError("--crop-area must be in (0, 1]") }
-        guard repeats == nil || blockRepeats != nil else { throw ValidationError("--repeats takes three block counts ≥ 1, e.g. 1,2,1") }
+        guard repeats == nil
+            || blockRepeats != nil else { throw ValidationError("--repeats takes three block counts ≥ 1, e.g. 1,2,1") }
         guard auxWeight > 0 && auxWeight.isFinite else { throw ValidationError("--aux-weight must be positive") }
-        guard repeats == nil || weights == nil else { throw ValidationError("--repeats trains from scratch; it cannot start from --weights") }
+        guard repeats == nil
+            || weights == nil else { throw ValidationError("""
+                --repeats trains from scratch; it cannot start from --weights
+                """) }
     }
 
     var blockRepeats: [Int]? {
@@ -97,31 +112,38 @@ struct Train: ParsableCommand {
             var config = TrainingConfiguration(
                 model: name.rawValue, classes: classes, inputSize: inputSize ?? name.defaultInputSize, epochs: epochs,
                 batchSize: batchSize,
-                optimizer: OptimizerSettings(kind: optimizer, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay),
+                optimizer: OptimizerSettings(kind: optimizer, momentum: momentum, nesterov: nesterov,
+                                             weightDecay: weightDecay),
                 schedule: LearningRateSchedule(kind: schedule, base: lr, factor: lrFactor, every: lrEvery,
                                                warmupEpochs: warmupEpochs, epochs: Float(epochs)),
                 seed: seed)
             (config.labelSmoothing, config.clipNorm, config.averageDecay) = (labelSmoothing, clipNorm, averageDecay)
-            (config.batchNormMomentum, config.dropout, config.skipNonFinite) = (batchNormMomentum, dropout, skipNonfinite)
+            (config.batchNormMomentum, config.dropout, config.skipNonFinite) = (batchNormMomentum, dropout,
+                skipNonfinite)
             (config.skipUnreadable, config.repeats) = (skipUnreadable, blockRepeats)
             config.auxiliaryWeight = auxHead ? auxWeight : nil
             (config.augmentation.scale, config.augmentation.flip) = (cropArea...1, !noFlip)
             let graph = name.graph(classes: classes.count)
-            let initial = try weights.map { try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0), seed: seed) }
+            let initial = try weights.map { try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0),
+                                                                    seed: seed) }
             let trainer = try Trainer(config, train: train, validation: validation, run: URL(fileURLWithPath: output),
                                       initial: initial, resume: resume)
             trainer.threads = threads.threads
             let bar = ProgressBar()
             try trainer.train(progress: { epoch, step, steps, loss, accuracy, rate in
                 bar.show("epoch \(epoch)/\(config.epochs)", step, of: steps,
-                         detail: String(format: "%d/%d loss %.4f acc %.3f %.1f img/s", step, steps, loss, accuracy, rate))
+                         detail: String(format: "%d/%d loss %.4f acc %.3f %.1f img/s", step, steps, loss, accuracy,
+                                        rate))
             }, unreadableImage: { _, reason in
                 bar.finish()
                 FileHandle.standardError.write(Data("skipped \(reason)\n".utf8))
             }, epochDone: { m in
-                print(String(format: "epoch %d: loss %.4f%@, train accuracy %.3f%@, %.1f images/s", m.epoch, m.trainLoss,
-                             m.trainAuxiliaryLoss.map { String(format: " (auxiliary %.4f)", $0) } ?? "", m.trainAccuracy,
-                             m.validationAccuracy.map { String(format: ", validation accuracy %.3f", $0) } ?? "", m.imagesPerSecond))
+                print(String(format: "epoch %d: loss %.4f%@, train accuracy %.3f%@, %.1f images/s", m.epoch,
+                             m.trainLoss,
+                             m.trainAuxiliaryLoss.map { String(format: " (auxiliary %.4f)", $0) } ?? "",
+                                 m.trainAccuracy,
+                             m.validationAccuracy.map { String(format: ", validation accuracy %.3f", $0) } ?? "",
+                             m.imagesPerSecond))
             })
             print("checkpoint: \(URL(fileURLWithPath: output).appendingPathComponent("model.safetensors").path)")
         }

@@ -3,7 +3,8 @@ import InceptionKernels
 /// Winograd minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) for
 /// stride-1 convolutions: an output tile of mH × mW pixels costs αH·αW multiplications per channel pair instead
 /// of mH·mW·kH·kW (α = m + k − 1). Each axis has its own transform F(m, k), so one code path runs 3×3 layers as
-/// F(4×4, 3×3) (4× fewer multiplications), 1×7 and 7×1 layers as F(1×1)·F(4, 7) (2.8× fewer), and so on.
+/// F(4×4, 3×3) or F(6×6, 3×3) (4× and 5.1× fewer multiplications; the tile per layer from `forTaps` or the measured
+/// table), 1×7 and 7×1 layers as F(1×1)·F(4, 7) (2.8× fewer), 1×3 and 3×1 as F(1×1)·F(4, 3), and so on.
 ///
 /// Per layer: transform the input tiles (Bᵀ d B) into αH·αW matrices of `tiles × Cin`; multiply each by its
 /// transformed weight matrix (G g Gᵀ, computed in Double and packed once at load) with the GEMM micro-kernel;

@@ -23,7 +23,8 @@ public struct HubClient: Sendable {
     public var progress: (@Sendable (DownloadProgress) -> Void)?
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
-        endpoint = URL(string: environment["HF_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://huggingface.co")!
+        endpoint = URL(string: environment["HF_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
+                       ?? "https://huggingface.co")!
         if let cache = environment["HF_HUB_CACHE"], !cache.isEmpty {
             cacheDirectory = URL(fileURLWithPath: cache)
         } else if let home = environment["HF_HOME"], !home.isEmpty {
@@ -55,7 +56,8 @@ public struct HubClient: Sendable {
             metadata = try head(url)
         } catch let error as HubError {
             // Unreachable Hub: fall back to the cache, as huggingface_hub does.
-            if case .network = error, let cached = cached(repo: repo, filename: filename, revision: revision) { return cached }
+            if case .network = error, let cached = cached(repo: repo, filename: filename,
+                                                          revision: revision) { return cached }
             throw error
         }
         let fm = FileManager.default
@@ -88,7 +90,8 @@ public struct HubClient: Sendable {
                                  encoding: .utf8) {
             commit = ref.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        let pointer = storage.appendingPathComponent("snapshots").appendingPathComponent(commit).appendingPathComponent(filename)
+        let pointer = storage.appendingPathComponent("snapshots").appendingPathComponent(commit)
+            .appendingPathComponent(filename)
         return FileManager.default.fileExists(atPath: pointer.path) ? pointer : nil
     }
 
@@ -126,7 +129,8 @@ public struct HubClient: Sendable {
         }
         let lowered = Dictionary(headers.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { a, _ in a })
         func header(_ name: String) -> String? { lowered[name.lowercased()] }
-        guard let commit = header("X-Repo-Commit") else { throw HubError.malformedResponse(url: url.absoluteString, missing: "X-Repo-Commit") }
+        guard let commit = header("X-Repo-Commit") else { throw HubError.malformedResponse(url: url.absoluteString,
+            missing: "X-Repo-Commit") }
         guard var etag = header("X-Linked-Etag") ?? header("ETag") else {
             throw HubError.malformedResponse(url: url.absoluteString, missing: "ETag")
         }
@@ -145,7 +149,8 @@ public struct HubClient: Sendable {
             }
             size = value
         }
-        let location = (300..<400).contains(status) ? header("Location").flatMap { URL(string: $0, relativeTo: url) } : nil
+        let location = (300..<400).contains(status) ? header("Location").flatMap { URL(string: $0,
+            relativeTo: url) } : nil
         return Metadata(commit: commit, etag: etag, size: size, downloadURL: location?.absoluteURL)
     }
 
@@ -166,7 +171,8 @@ public struct HubClient: Sendable {
         let (response, transferError) = try Transfer.run(request, followRedirects: true, sink: sink)
         try handle.close()
         if let transferError { throw HubError.network(url: url.absoluteString, reason: transferError) }
-        guard (200..<300).contains(response.statusCode) else { throw HubError.httpStatus(url: url.absoluteString, status: response.statusCode) }
+        guard (200..<300).contains(response.statusCode) else { throw HubError.httpStatus(url: url.absoluteString,
+            status: response.statusCode) }
         if let error = sink.error { throw error }
         let written = sink.written
         if let expected = metadata.size, expected != written {

@@ -1,7 +1,8 @@
 /// SHA-256 (FIPS 180-4), to check downloads against the Hub's LFS etag (the file's SHA-256). Streaming: feed
 /// chunks with `update`, then `finalize`.
 struct SHA256 {
-    private var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+    private var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+                                   0x5be0cd19]
     private var pending: [UInt8] = []
     private var length: UInt64 = 0
 
@@ -43,14 +44,16 @@ struct SHA256 {
                 offset += 64
             }
         }
-        return state.map { word in (0..<4).map { String(format: "%02x", (word >> (24 - 8 * UInt32($0))) & 0xff) }.joined() }.joined()
+        return state.map { word in (0..<4).map { String(format: "%02x",
+                                                        (word >> (24 - 8 * UInt32($0))) & 0xff) }.joined() }.joined()
     }
 
     private mutating func compress(_ block: UnsafeBufferPointer<UInt8>) {
         @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
         var w = [UInt32](repeating: 0, count: 64)
         for t in 0..<16 {
-            w[t] = UInt32(block[4 * t]) << 24 | UInt32(block[4 * t + 1]) << 16 | UInt32(block[4 * t + 2]) << 8 | UInt32(block[4 * t + 3])
+            w[t] = UInt32(block[4 * t]) << 24 | UInt32(block[4 * t + 1]) << 16 | UInt32(block[4 * t
+                + 2]) << 8 | UInt32(block[4 * t + 3])
         }
         for t in 16..<64 {
             let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)

@@ -52,7 +52,7 @@ public enum InceptionResNet {
         /// TF-slim's Conv2d_7b_1x1 before pooling.
         public var finalConvolution: Int?
         public var head: Head
-        /// TF-slim's auxiliary classifier on the 17×17 map after the B blocks (`InceptionV4.auxiliaryHead`), for
+        /// TF-slim's auxiliary classifier on the 17×17 map after the B blocks (`auxiliaryHead(_:classes:)`), for
         /// training with a classifier head; not in released checkpoints.
         public var auxiliaryHead = false
 

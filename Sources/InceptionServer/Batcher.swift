@@ -5,8 +5,9 @@ import InceptionEngine
 /// Dynamic batching for one model: up to `maxBatch` waiting requests run as one forward pass. A batch with room
 /// waits for requests that were announced (their bodies are being read and decoded), up to `maxDelay` after its
 /// oldest request arrived; with none announced it runs at once, so a lone request never waits. Under load,
-/// requests queue while a batch runs and the next batch takes them together. The engine's batch rows are independent and computed in the same
-/// order whatever the batch size, so every result is bitwise the one an unbatched call gives.
+/// requests queue while a batch runs and the next batch takes them together. The engine's batch rows are
+/// independent and computed in the same order whatever the batch size, so every result is bitwise the one an
+/// unbatched call gives.
 ///
 /// The forward passes run on a thread of their own (they take the cores for up to seconds, which must not
 /// stall the server's event loops or Swift's cooperative pool); requests wait on continuations.
@@ -21,7 +22,8 @@ public final class Batcher: @unchecked Sendable {
 
         public var description: String {
             switch self {
-            case let .overloaded(waiting, _): return "the server is busy: \(waiting) requests are already waiting for this model"
+            case let .overloaded(waiting,
+                                 _): return "the server is busy: \(waiting) requests are already waiting for this model"
             case .shuttingDown: return "the server is shutting down"
             case .clientGone: return "the client closed the connection before its request ran"
             }
@@ -69,7 +71,8 @@ public final class Batcher: @unchecked Sendable {
     private var lastBatchDuration: Duration = .zero
     private let finished = DispatchSemaphore(value: 0)
 
-    public init(model: InceptionModel, limits: Limits = Limits(), threads: Int = Parallel.defaultThreads, observer: Observer = Observer()) {
+    public init(model: InceptionModel, limits: Limits = Limits(), threads: Int = Parallel.defaultThreads,
+                observer: Observer = Observer()) {
         precondition(limits.maxBatch >= 1 && limits.maxQueue >= 1)
         (self.model, self.limits, self.threads, self.observer) = (model, limits, threads, observer)
         // The thread holds the batcher until `close()` ends it.
@@ -164,7 +167,8 @@ public final class Batcher: @unchecked Sendable {
             switch result {
             case let .success(out):
                 let per = out.count / batch.count
-                for (i, job) in batch.enumerated() { job.continuation.resume(returning: Array(out.scalars[(i * per)..<((i + 1) * per)])) }
+                for (i, job) in batch.enumerated() { job.continuation.resume(returning: Array(out.scalars[(i
+                    * per)..<((i + 1) * per)])) }
             case let .failure(error):
                 for job in batch { job.continuation.resume(throwing: error) }
             }

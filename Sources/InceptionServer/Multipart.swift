@@ -31,7 +31,8 @@ public enum Multipart {
             guard let equals = field.firstIndex(of: "=") else { continue }
             guard field[..<equals].trimmingCharacters(in: .whitespaces).lowercased() == "boundary" else { continue }
             var value = field[field.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            if value.count >= 2, value.hasPrefix("\""),
+                value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
             guard (1...70).contains(value.utf8.count) else { throw Error.noBoundary }
             return value
         }
@@ -136,7 +137,9 @@ public enum Multipart {
         }
         var part = Part(body: Data(bytes[headerEnd.upperBound...]))
         for line in head.components(separatedBy: "\r\n") where !line.isEmpty {
-            guard let colon = line.firstIndex(of: ":") else { throw Error.malformed("part \(index) has a header line without a colon") }
+            guard let colon = line.firstIndex(of: ":") else { throw Error.malformed("""
+                part \(index) has a header line without a colon
+                """) }
             let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             switch name {

@@ -98,7 +98,8 @@ public final class InferenceServer: Sendable {
         let app = Application(
             router: router(),
             server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionDeadlines(timeouts)])),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "inception"),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port),
+                                 serverName: "inception"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
         // A loader that fails shuts the HTTP server down gracefully, then `run` throws the loader's error.
@@ -159,7 +160,8 @@ public final class InferenceServer: Sendable {
                 let model = try await Self.offEventLoops(source.load)
                 let limits = server.configuration.limits
                 let batcher = Batcher(model: model, limits: limits, threads: server.configuration.threads,
-                                      observer: server.metrics.observer(model: source.name.rawValue, maxBatch: limits.maxBatch))
+                                      observer: server.metrics.observer(model: source.name.rawValue,
+                                                                        maxBatch: limits.maxBatch))
                 server.states.withLock { $0[source.name] = .ready(batcher) }
                 server.metrics.queueDepth(model: source.name.rawValue, waiting: 0)
             }
@@ -188,7 +190,9 @@ public final class InferenceServer: Sendable {
         router.add(middleware: RequestMetrics(metrics: metrics) { served.contains($0) })
         router.get("/health") { _, _ in try Self.json(["status": "ok"]) }
         router.get("/ready") { _, _ in
-            let loading = self.states.withLock { $0.filter { if case .loading = $0.value { true } else { false } }.keys }
+            let loading = self.states.withLock {
+                $0.filter { if case .loading = $0.value { true } else { false } }.keys
+            }
             return try Self.json(["ready": loading.isEmpty, "loading": loading.map(\.rawValue).sorted()],
                                  status: loading.isEmpty ? .ok : .serviceUnavailable)
         }
@@ -202,14 +206,17 @@ public final class InferenceServer: Sendable {
             let top = try Self.top(request, classes: try self.model(context).classes ?? 1)
             let (model, row) = try await self.infer(request, context, output: "logits")
             let logits = Tensor(shape: [1, row.count], scalars: row)
-            return try Self.json(["model": model.name.rawValue, "predictions": model.predictions(logits: logits, top: top)[0].map {
-                ["index": $0.index, "label": $0.label, "wordnet_id": $0.wordNetID ?? NSNull(), "probability": Double($0.probability)] as [String: Any]
+            return try Self.json(["model": model.name.rawValue,
+                                  "predictions": model.predictions(logits: logits, top: top)[0].map {
+                ["index": $0.index, "label": $0.label, "wordnet_id": $0.wordNetID ?? NSNull(),
+                 "probability": Double($0.probability)] as [String: Any]
             }])
         }
         router.post("/v1/models/:model/embed") { request, context in
             let output = try self.model(context).embeddingOutput
             let (model, row) = try await self.infer(request, context, output: output)
-            return try Self.json(["model": model.name.rawValue, "output": output, "dimension": row.count, "embedding": row.map(Double.init)])
+            return try Self.json(["model": model.name.rawValue, "output": output, "dimension": row.count,
+                                  "embedding": row.map(Double.init)])
         }
         return router
     }
@@ -219,8 +226,10 @@ public final class InferenceServer: Sendable {
         let p = name.preprocessing
         var entry: [String: Any] = [
             "name": name.rawValue, "input_size": p.inputSize,
-            "preprocessing": ["resize_short_side": p.resizeSize(inputSize: p.inputSize), "crop_fraction": p.cropFraction,
-                              "interpolation": "\(p.interpolation)", "mean": p.mean.map(Double.init), "std": p.std.map(Double.init)] as [String: Any],
+            "preprocessing": ["resize_short_side": p.resizeSize(inputSize: p.inputSize),
+                              "crop_fraction": p.cropFraction,
+                              "interpolation": "\(p.interpolation)", "mean": p.mean.map(Double.init),
+                              "std": p.std.map(Double.init)] as [String: Any],
         ]
         switch states.withLock({ $0[name] }) {
         case let .ready(batcher)?:
@@ -245,7 +254,11 @@ public final class InferenceServer: Sendable {
     func batcher(_ context: ServerContext) throws -> Batcher {
         let requested = context.parameters.get("model") ?? ""
         guard let name = ModelName(rawValue: requested), let state = states.withLock({ $0[name] }) else {
-            throw APIError(.notFound, "unknown model '\(requested)'; this server has \(sources.map(\.name.rawValue).joined(separator: ", "))")
+            throw APIError(.notFound,
+                           """
+                               unknown model '\(requested)'; this server has \
+                               \(sources.map(\.name.rawValue).joined(separator: ", "))
+                               """)
         }
         guard case let .ready(batcher) = state else {
             throw APIError(.serviceUnavailable, "model \(name) is still loading", retryAfter: 1)
@@ -262,7 +275,8 @@ public final class InferenceServer: Sendable {
         metrics.inProgress(model: model.name.rawValue, by: 1)
         defer { metrics.inProgress(model: model.name.rawValue, by: -1) }
         guard model.graph.outputs[output] != nil else {
-            throw APIError(.badRequest, InputError.unknownOutput(output, model: model.name.rawValue, available: model.outputNames).description)
+            throw APIError(.badRequest, InputError.unknownOutput(output, model: model.name.rawValue,
+                                                                 available: model.outputNames).description)
         }
         do {
             try batcher.admit()
@@ -348,7 +362,8 @@ public final class InferenceServer: Sendable {
         }
         let body = Data(buffer.readableBytesView)
         do {
-            guard let boundary = try Multipart.boundary(contentType: request.headers[.contentType] ?? "") else { return body }
+            guard let boundary = try Multipart.boundary(contentType: request.headers[.contentType]
+                                                        ?? "") else { return body }
             guard let part = Multipart.upload(in: try Multipart.parts(of: body, boundary: boundary)) else {
                 throw APIError(.badRequest, "the multipart body has no part named 'image' or 'file' and no file part")
             }
@@ -415,14 +430,16 @@ struct RequestMetrics: RouterMiddleware {
     let metrics: ServerMetrics
     let servable: @Sendable (ModelName) -> Bool
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context,
+                next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
         let response: Response
         do {
             response = try await next(request, context)
         } catch let error as HTTPError {
             // Hummingbird's own (an unknown path, say): JSON like ours.
-            response = try APIError(error.status, error.body ?? "no such endpoint: \(request.method) \(request.uri.path)")
+            response = try APIError(error.status, error.body
+                                    ?? "no such endpoint: \(request.method) \(request.uri.path)")
                 .response(from: request, context: context)
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
@@ -430,7 +447,8 @@ struct RequestMetrics: RouterMiddleware {
             response = try APIError(.internalServerError, "\(error)").response(from: request, context: context)
         }
         // The model label only for models this server has, so that clients cannot grow the label set.
-        let model = context.parameters.get("model").flatMap { ModelName(rawValue: $0) }.map { servable($0) ? $0.rawValue : "" } ?? ""
+        let model = context.parameters.get("model").flatMap { ModelName(rawValue: $0) }
+            .map { servable($0) ? $0.rawValue : "" } ?? ""
         metrics.request(endpoint: context.endpointPath ?? "unmatched", model: model, method: request.method.rawValue,
                         status: response.status.code, duration: .now - started)
         return response

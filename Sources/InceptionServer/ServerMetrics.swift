@@ -6,36 +6,42 @@ import Prometheus
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
 
-    static let latencyBuckets: [Duration] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000].map { .milliseconds($0) }
+    static let latencyBuckets: [Duration] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+                                             30000].map { .milliseconds($0) }
 
     public init() {}
 
     /// `model` is empty for endpoints that are not about one model.
     func request(endpoint: String, model: String, method: String, status: Int, duration: Duration) {
         registry.makeCounter(
-            descriptor: .init(namespace: "inception", metricName: "http_requests", unitName: "total", helpText: "HTTP requests by endpoint, method and status."),
+            descriptor: .init(namespace: "inception", metricName: "http_requests", unitName: "total",
+                              helpText: "HTTP requests by endpoint, method and status."),
             labels: [("endpoint", endpoint), ("model", model), ("method", method), ("status", String(status))]
         ).increment()
         registry.makeDurationHistogram(
-            descriptor: .init(namespace: "inception", metricName: "http_request_duration", unitName: "seconds", helpText: "Time from request to response, by endpoint and model."),
+            descriptor: .init(namespace: "inception", metricName: "http_request_duration", unitName: "seconds",
+                              helpText: "Time from request to response, by endpoint and model."),
             labels: [("endpoint", endpoint), ("model", model)], buckets: Self.latencyBuckets
         ).record(duration)
     }
 
     func batch(model: String, size: Int, maxBatch: Int, duration: Duration) {
         registry.makeValueHistogram(
-            descriptor: .init(namespace: "inception", metricName: "batch", unitName: "size", helpText: "Images per forward pass."),
+            descriptor: .init(namespace: "inception", metricName: "batch", unitName: "size",
+                              helpText: "Images per forward pass."),
             labels: [("model", model)], buckets: (1...max(1, maxBatch)).map(Double.init)
         ).record(Double(size))
         registry.makeDurationHistogram(
-            descriptor: .init(namespace: "inception", metricName: "batch_duration", unitName: "seconds", helpText: "Time per forward pass."),
+            descriptor: .init(namespace: "inception", metricName: "batch_duration", unitName: "seconds",
+                              helpText: "Time per forward pass."),
             labels: [("model", model)], buckets: Self.latencyBuckets
         ).record(duration)
     }
 
     func queueDepth(model: String, waiting: Int) {
         registry.makeGauge(
-            descriptor: .init(namespace: "inception", metricName: "queue", unitName: "depth", helpText: "Requests waiting for a batch."),
+            descriptor: .init(namespace: "inception", metricName: "queue", unitName: "depth",
+                              helpText: "Requests waiting for a batch."),
             labels: [("model", model)]
         ).set(to: Double(waiting))
     }
@@ -43,14 +49,16 @@ public final class ServerMetrics: Sendable {
     /// Requests for a model received and not yet answered (reading, decoding, waiting, running).
     func inProgress(model: String, by delta: Double) {
         registry.makeGauge(
-            descriptor: .init(namespace: "inception", metricName: "requests_in", unitName: "progress", helpText: "Requests received and not yet answered."),
+            descriptor: .init(namespace: "inception", metricName: "requests_in", unitName: "progress",
+                              helpText: "Requests received and not yet answered."),
             labels: [("model", model)]
         ).increment(by: delta)
     }
 
     func refused(model: String) {
         registry.makeCounter(
-            descriptor: .init(namespace: "inception", metricName: "refused_requests", unitName: "total", helpText: "Requests refused because the queue was full."),
+            descriptor: .init(namespace: "inception", metricName: "refused_requests", unitName: "total",
+                              helpText: "Requests refused because the queue was full."),
             labels: [("model", model)]
         ).increment()
     }
@@ -61,7 +69,8 @@ public final class ServerMetrics: Sendable {
     /// Batcher callbacks that record into these metrics.
     func observer(model: String, maxBatch: Int) -> Batcher.Observer {
         var observer = Batcher.Observer()
-        observer.batch = { [self] size, duration in batch(model: model, size: size, maxBatch: maxBatch, duration: duration) }
+        observer.batch = { [self] size, duration in batch(model: model, size: size, maxBatch: maxBatch,
+                                                          duration: duration) }
         observer.queueDepth = { [self] waiting in queueDepth(model: model, waiting: waiting) }
         return observer
     }

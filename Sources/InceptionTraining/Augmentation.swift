@@ -22,7 +22,8 @@ public struct Augmentation: Sendable, Equatable, Codable {
             let aspect = exp(Double(rng.uniform(Float(log(ratio.lowerBound)), Float(log(ratio.upperBound)))))
             let cw = Int((area * aspect).squareRoot().rounded()), ch = Int((area / aspect).squareRoot().rounded())
             if cw > 0 && ch > 0 && cw <= image.width && ch <= image.height {
-                let left = Int(rng.uniform(0, 1) * Float(image.width - cw + 1)) , top = Int(rng.uniform(0, 1) * Float(image.height - ch + 1))
+                let left = Int(rng.uniform(0, 1) * Float(image.width - cw + 1)) ,
+                    top = Int(rng.uniform(0, 1) * Float(image.height - ch + 1))
                 crop = (min(left, image.width - cw), min(top, image.height - ch), cw, ch)
                 found = true
                 break

@@ -8,7 +8,8 @@ extension ModelName {
     /// Every parameter and buffer of `graph` by graph name, read from `url` (the checkpoint's key names). With a
     /// `graph` whose classifier differs from the file's, the classifier is left out of the check and newly
     /// initialised (fine-tuning on new classes). `repeats`: the reduced depth `graph` was built with, if any.
-    public func trainingValues(for graph: Graph, weights url: URL, seed: UInt64, repeats: [Int]? = nil) throws -> [String: [Float]] {
+    public func trainingValues(for graph: Graph, weights url: URL, seed: UInt64,
+                               repeats: [Int]? = nil) throws -> [String: [Float]] {
         let file = try SafeTensorsFile(contentsOf: url)
         let classifier = String(classifierWeight.dropLast("weight".count))
         let fileClasses = file.entries[checkpointKey(classifierWeight)]?.shape.first
@@ -44,7 +45,8 @@ extension ModelName {
     }
 
     /// The tensors of a checkpoint in the released layout (timm's or facenet-pytorch's key names and shapes).
-    public func checkpointTensors(_ graph: Graph, _ values: [String: [Float]]) -> [(name: String, shape: [Int], values: [Float])] {
+    public func checkpointTensors(_ graph: Graph, _ values: [String: [Float]]) -> [(name: String, shape: [Int],
+        values: [Float])] {
         graph.parameters.map { (checkpointKey($0.name), $0.shape, values[$0.name]!) }
     }
 }
@@ -53,11 +55,14 @@ extension ModelName {
     /// The auxiliary head's parameters of `graph` (a network built with `auxiliaryHead`) from `url`, a file of its
     /// own under our names (`auxiliary.safetensors` in a run folder): every tensor there with its shape, no other.
     public func auxiliaryValues(for graph: Graph, weights url: URL) throws -> [String: [Float]] {
-        guard let head = graph.subgraph(stage: "aux_logits") else { preconditionFailure("\(self): no auxiliary head in the graph") }
+        guard let head = graph.subgraph(stage: "aux_logits") else { preconditionFailure("""
+            \(self): no auxiliary head in the graph
+            """) }
         let file = try SafeTensorsFile(contentsOf: url)
         try InceptionModel.verify(head, self, file)
         var values: [String: [Float]] = [:]
-        for spec in head.parameters { values[spec.name] = try InceptionModel.finiteFloats(file, checkpointKey(spec.name)) }
+        for spec in head.parameters { values[spec.name] = try InceptionModel.finiteFloats(file,
+            checkpointKey(spec.name)) }
         return values
     }
 }

@@ -65,7 +65,8 @@ public final class Optimizer {
             var square = s.kind == .rmsprop
                 ? state.removeValue(forKey: "\(name).square_avg") ?? [Float](repeating: 1, count: g.count) : []
             values[name]!.withUnsafeMutableBufferPointer { p in
-                g.withUnsafeBufferPointer { g in buffer.withUnsafeMutableBufferPointer { m in square.withUnsafeMutableBufferPointer { v in
+                g.withUnsafeBufferPointer { g in buffer.withUnsafeMutableBufferPointer { m in
+                    square.withUnsafeMutableBufferPointer { v in
                     let count = g.count
                     let (p, g, m, v) = (UncheckedSendable(p.baseAddress!), UncheckedSendable(g.baseAddress!),
                                         UncheckedSendable(m.baseAddress!), UncheckedSendable(v.baseAddress))

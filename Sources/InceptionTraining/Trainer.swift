@@ -33,9 +33,11 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     /// Its weights are kept in `auxiliary.safetensors`, out of the checkpoint timm loads.
     public var auxiliaryWeight: Float?
 
-    public init(model: String, classes: [String], inputSize: Int, epochs: Int, batchSize: Int, optimizer: OptimizerSettings,
+    public init(model: String, classes: [String], inputSize: Int, epochs: Int, batchSize: Int,
+                optimizer: OptimizerSettings,
                 schedule: LearningRateSchedule, seed: UInt64) {
-        (self.model, self.classes, self.inputSize, self.epochs, self.batchSize) = (model, classes, inputSize, epochs, batchSize)
+        (self.model, self.classes, self.inputSize, self.epochs, self.batchSize) = (model, classes, inputSize, epochs,
+            batchSize)
         (self.optimizer, self.schedule, self.seed) = (optimizer, schedule, seed)
     }
 }
@@ -69,15 +71,22 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .nonFiniteLoss(epoch, step):
             return "the loss is NaN or infinite at epoch \(epoch), step \(step); training stopped"
-        case let .tooFewImages(count, batch): return "the training set has \(count) images, fewer than one batch of \(batch)"
+        case let .tooFewImages(count,
+                               batch): return "the training set has \(count) images, fewer than one batch of \(batch)"
         case let .noRunToResume(path): return "nothing to resume in \(path): no state.json from a completed epoch"
         case let .noAuxiliaryHead(model):
             return "\(model) has no auxiliary head (TF-slim released one for inception_v4 and inception_resnet_v2)"
         case let .auxiliaryHeadInputSize(size, sizes):
-            return "the auxiliary head needs a 17×17 to 19×19 map after the B blocks (input \(sizes.map { "\($0.lowerBound)–\($0.upperBound)" } ?? "none")), "
+            return """
+                the auxiliary head needs a 17×17 to 19×19 map after the B blocks (input \
+                \(sizes.map { "\($0.lowerBound)–\($0.upperBound)" } ?? "none")), 
+                """
                 + "and input \(size) does not give one"
         case let .configurationDiffers(fields):
-            return "cannot resume: \(fields.joined(separator: ", ")) \(fields.count == 1 ? "differs" : "differ") from the run's "
+            return """
+                cannot resume: \(fields.joined(separator: ", ")) \(fields.count == 1 ? "differs" : "differ") from the \
+                run's 
+                """
                 + "config.json (only the number of epochs may change)"
         }
     }
@@ -122,7 +131,8 @@ public final class Trainer {
         guard train.samples.count >= configuration.batchSize else {
             throw TrainingError.tooFewImages(count: train.samples.count, batch: configuration.batchSize)
         }
-        (self.configuration, self.name, self.trainSet, self.validationSet, self.run) = (configuration, name, train, validation, run)
+        (self.configuration, self.name, self.trainSet, self.validationSet, self.run) = (configuration, name, train,
+            validation, run)
         graph = name.graph(classes: configuration.classes.count, repeats: configuration.repeats)
         let trainingGraph = try Self.graphWithAuxiliaryHead(configuration, name) ?? graph
         auxiliaryHead = configuration.auxiliaryWeight == nil ? nil : trainingGraph.subgraph(stage: "aux_logits")!
@@ -136,13 +146,16 @@ public final class Trainer {
                   let state = try? JSONDecoder().decode(RunState.self, from: data) else {
                 throw TrainingError.noRunToResume(run.path)
             }
-            let saved = try JSONDecoder().decode(TrainingConfiguration.self, from: Data(contentsOf: run.appendingPathComponent("config.json")))
+            let saved = try JSONDecoder().decode(TrainingConfiguration.self,
+                                                 from: Data(contentsOf: run.appendingPathComponent("config.json")))
             let differing = try Self.differingFields(saved, configuration)
             guard differing.isEmpty else { throw TrainingError.configurationDiffers(differing) }
-            values = try name.trainingValues(for: graph, weights: run.appendingPathComponent("model.safetensors"), seed: configuration.seed,
+            values = try name.trainingValues(for: graph, weights: run.appendingPathComponent("model.safetensors"),
+                                             seed: configuration.seed,
                                          repeats: configuration.repeats)
             if auxiliaryHead != nil {
-                values.merge(try name.auxiliaryValues(for: trainingGraph, weights: run.appendingPathComponent("auxiliary.safetensors"))) { a, _ in a }
+                let file = run.appendingPathComponent("auxiliary.safetensors")
+                values.merge(try name.auxiliaryValues(for: trainingGraph, weights: file)) { a, _ in a }
             }
             let file = try SafeTensorsFile(contentsOf: run.appendingPathComponent("optimizer.safetensors"))
             for key in file.entries.keys { optimizerState[key] = try file.floats(key) }
@@ -154,7 +167,8 @@ public final class Trainer {
                     repeats: configuration.repeats))
             }
             let lines = (try? String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
-            history = lines.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+            history = lines.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self,
+                from: Data($0.utf8)) }
                 .filter { $0.epoch <= state.epoch }
         } else {
             values = initial ?? ModelName.initialValues(trainingGraph, seed: configuration.seed)
@@ -162,7 +176,8 @@ public final class Trainer {
             if initial != nil, let auxiliaryHead {
                 values.merge(ModelName.initialValues(auxiliaryHead, seed: configuration.seed)) { a, _ in a }
             }
-            try Self.writeAtomically(try JSONEncoder.pretty.encode(configuration), to: run.appendingPathComponent("config.json"))
+            try Self.writeAtomically(try JSONEncoder.pretty.encode(configuration),
+                                     to: run.appendingPathComponent("config.json"))
             if let decay = configuration.averageDecay {
                 // The average is for validation: the network's parameters, not the auxiliary head's.
                 let network = Set(graph.parameters.map(\.name))
@@ -195,7 +210,8 @@ public final class Trainer {
     static func differingFields(_ a: TrainingConfiguration, _ b: TrainingConfiguration) throws -> [String] {
         func fields(_ c: TrainingConfiguration) throws -> [String: Data] {
             let object = try JSONSerialization.jsonObject(with: JSONEncoder.sorted.encode(c)) as! [String: Any]
-            return try object.mapValues { try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys, .fragmentsAllowed]) }
+            return try object.mapValues { try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys,
+                .fragmentsAllowed]) }
         }
         // The schedule's length follows the number of epochs (a cosine schedule stretches to the new end).
         var (a, b) = (a, b)
@@ -228,7 +244,8 @@ public final class Trainer {
             var next = prefetch(order, epoch: epoch, step: 0, preprocessing: preprocessing)
             for step in 0..<steps {
                 let (input, labels, left) = try next.wait()
-                if step + 1 < steps { next = prefetch(order, epoch: epoch, step: step + 1, preprocessing: preprocessing) }
+                if step + 1 < steps { next = prefetch(order, epoch: epoch, step: step + 1,
+                                                      preprocessing: preprocessing) }
                 for (path, reason) in left { unreadableImage(path, reason) }
                 unreadable += left.count
                 guard labels.count >= 2 else { skipped += 1; continue }  // BatchNorm needs two images
@@ -258,12 +275,15 @@ public final class Trainer {
             let imagesPerSecond = Double(seen) / Date().timeIntervalSince(started)
             training.releaseBuffers()  // the step's maps are not needed until the next epoch
             let validation = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
-            let auxiliaryLoss: Double? = c.auxiliaryWeight == nil ? nil : seen == 0 ? .nan : auxiliaryLossSum / Double(seen)
-            let metrics = EpochMetrics(epoch: epoch, steps: optimizer.steps, trainLoss: seen == 0 ? .nan : lossSum / Double(seen),
+            let auxiliaryLoss: Double? = c.auxiliaryWeight == nil ? nil
+                : seen == 0 ? .nan : auxiliaryLossSum / Double(seen)
+            let metrics = EpochMetrics(epoch: epoch, steps: optimizer.steps,
+                                       trainLoss: seen == 0 ? .nan : lossSum / Double(seen),
                                        trainAccuracy: seen == 0 ? 0 : Double(correct) / Double(seen),
                                        trainAuxiliaryLoss: auxiliaryLoss,
                                        validationAccuracy: validation, learningRate: lr,
-                                       imagesPerSecond: imagesPerSecond, skippedBatches: skipped, skippedImages: unreadable)
+                                       imagesPerSecond: imagesPerSecond, skippedBatches: skipped,
+                                           skippedImages: unreadable)
             history.append(metrics)
             try checkpoint(epoch: epoch)
             completedEpochs = epoch
@@ -290,11 +310,14 @@ public final class Trainer {
                 for slot in 0..<c.batchSize {
                     let sample = samples[order[step * c.batchSize + slot]]
                     let image: RGBImage
-                    do { image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path)) } catch where c.skipUnreadable {
+                    do {
+                        image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))
+                    } catch where c.skipUnreadable {
                         unreadable.append((sample.path, "\(error)"))
                         continue
                     }
-                    var rng = SplitMix64(c.seed &+ UInt64(epoch) &* 1_000_003 &+ UInt64(step * c.batchSize + slot) &* 7919)
+                    var rng = SplitMix64(c.seed &+ UInt64(epoch) &* 1_000_003 &+ UInt64(step * c.batchSize
+                        + slot) &* 7919)
                     pixels += c.augmentation.apply(image, size: c.inputSize, preprocessing: preprocessing, rng: &rng)
                     labels.append(sample.label)
                 }
@@ -315,7 +338,9 @@ public final class Trainer {
         for first in stride(from: 0, to: data.samples.count, by: batch) {
             var images: [RGBImage] = [], labels: [Int] = []
             for sample in data.samples[first..<min(data.samples.count, first + batch)] {
-                do { images.append(try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))) } catch where configuration.skipUnreadable {
+                do {
+                    images.append(try RGBImage(contentsOf: URL(fileURLWithPath: sample.path)))
+                } catch where configuration.skipUnreadable {
                     unreadableImage(sample.path, "\(error)")
                     continue
                 }
@@ -348,9 +373,12 @@ public final class Trainer {
             try SafeTensorsFile.write(name.checkpointTensors(graph, average.values), metadata: metadata,
                                       to: run.appendingPathComponent("average.safetensors"))
         }
-        try SafeTensorsFile.write(optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count], optimizer.state[$0]!) },
-                                  metadata: ["steps": "\(optimizer.steps)"], to: run.appendingPathComponent("optimizer.safetensors"))
-        let lines = try history.map { String(decoding: try JSONEncoder.sorted.encode($0), as: UTF8.self) }.joined(separator: "\n") + "\n"
+        try SafeTensorsFile.write(optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count],
+                                                                       optimizer.state[$0]!) },
+                                  metadata: ["steps": "\(optimizer.steps)"],
+                                      to: run.appendingPathComponent("optimizer.safetensors"))
+        let lines = try history.map { String(decoding: try JSONEncoder.sorted.encode($0),
+                                             as: UTF8.self) }.joined(separator: "\n") + "\n"
         try Self.writeAtomically(Data(lines.utf8), to: run.appendingPathComponent("metrics.jsonl"))
         try Self.writeAtomically(Data(curvesSVG(history).utf8), to: run.appendingPathComponent("curves.svg"))
         try Self.writeAtomically(try JSONEncoder.sorted.encode(RunState(epoch: epoch, steps: optimizer.steps)),
@@ -362,41 +390,6 @@ public final class Trainer {
 
 extension JSONEncoder {
     static var sorted: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }
-    static var pretty: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted]; return e }
-}
-
-/// Training loss (left axis) and accuracies (right axis, 0–1) by epoch, as a small SVG: one run, or several
-/// (labelled, each in its own dash pattern) to compare them in one picture.
-public func curvesSVG(_ history: [EpochMetrics], title: String = "") -> String { curvesSVG([(title, history)]) }
-
-public func curvesSVG(_ runs: [(label: String, history: [EpochMetrics])]) -> String {
-    let (width, height, margin, legend) = (640.0, 360.0, 50.0, 16.0 * Double(runs.count))
-    let all = runs.flatMap(\.history)
-    let epochs = Double(max(all.map(\.epoch).max() ?? 1, 1))
-    let maxLoss = max(all.map(\.trainLoss).filter(\.isFinite).max() ?? 1, 1e-9)
-    let dashes = ["", "8,4", "2,3", "12,3,2,3"]
-    func x(_ e: Int) -> Double { margin + (width - 2 * margin) * Double(e) / epochs }
-    func y(_ v: Double, _ top: Double) -> Double { height + legend - margin - (height - 2 * margin) * v / top }
-    func path(_ points: [(Int, Double)], _ top: Double, _ colour: String, _ dash: String) -> String {
-        guard !points.isEmpty else { return "" }
-        let d = points.enumerated().map { "\($0.offset == 0 ? "M" : "L")\(x($0.element.0)),\(y($0.element.1, top))" }.joined(separator: " ")
-        return "<path d=\"\(d)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"\(dash.isEmpty ? "" : " stroke-dasharray=\"\(dash)\"")/>"
-    }
-    var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + legend))\" font-family=\"sans-serif\" font-size=\"12\">"
-    svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>"
-    svg += "<line x1=\"\(margin)\" y1=\"\(height + legend - margin)\" x2=\"\(width - margin)\" y2=\"\(height + legend - margin)\" stroke=\"black\"/>"
-    svg += "<text x=\"\(width / 2)\" y=\"\(height + legend - 15)\" text-anchor=\"middle\">epoch (1–\(Int(epochs)))</text>"
-    svg += "<text x=\"\(margin)\" y=\"20\">training loss (blue, 0–\(String(format: "%.2f", maxLoss))), train accuracy (orange), validation accuracy (green), 0–1</text>"
-    for (r, run) in runs.enumerated() {
-        let dash = dashes[r % dashes.count]
-        if !run.label.isEmpty {
-            let top = 22 + 16 * Double(r + 1)
-            svg += "<line x1=\"\(margin)\" y1=\"\(top - 4)\" x2=\"\(margin + 40)\" y2=\"\(top - 4)\" stroke=\"black\" stroke-width=\"2\"\(dash.isEmpty ? "" : " stroke-dasharray=\"\(dash)\"")/>"
-            svg += "<text x=\"\(margin + 48)\" y=\"\(top)\">\(run.label)</text>"
-        }
-        svg += path(run.history.map { ($0.epoch, $0.trainLoss) }, maxLoss, "#1f77b4", dash)
-        svg += path(run.history.map { ($0.epoch, $0.trainAccuracy) }, 1, "#ff7f0e", dash)
-        svg += path(run.history.compactMap { m in m.validationAccuracy.map { (m.epoch, $0) } }, 1, "#2ca02c", dash)
-    }
-    return svg + "</svg>\n"
+    static var pretty: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys,
+        .prettyPrinted]; return e }
 }

@@ -14,10 +14,13 @@ struct CompilerTests {
                                  activation: .relu)
         let c = stem.convolution("c", 7, kernel: (1, 1), bias: false, batchNorm: "c_bn", activation: .relu)
         let same = concat(
-            stem.convolution("a2", 5, kernel: (3, 3), padding: (1, 1), bias: false, batchNorm: "a2_bn", activation: .relu),
+            stem.convolution("a2", 5, kernel: (3, 3), padding: (1, 1), bias: false, batchNorm: "a2_bn",
+                             activation: .relu),
             stem.averagePool(3, stride: 1, padding: 1),
-            concat(c.convolution("c13b", 4, kernel: (1, 3), padding: (0, 1), bias: false, batchNorm: nil, activation: .relu),
-                   c.convolution("c31b", 3, kernel: (3, 1), padding: (1, 0), bias: true, batchNorm: nil, activation: .relu)))
+            concat(c.convolution("c13b", 4, kernel: (1, 3), padding: (0, 1), bias: false, batchNorm: nil,
+                                 activation: .relu),
+                   c.convolution("c31b", 3, kernel: (3, 1), padding: (1, 0), bias: true, batchNorm: nil,
+                                 activation: .relu)))
         let up = same.convolution("up", 10, kernel: (1, 1), bias: true, batchNorm: nil, activation: .identity)
         let residual = stem.residual(up, scale: 0.3, activation: .relu)
         let head = residual.batchNorm("head_bn").globalAveragePool().linear("fc", 9)
@@ -53,8 +56,10 @@ struct CompilerTests {
         func conv(_ t: Tensor, _ name: String, _ cout: Int, _ k: (Int, Int), _ pad: (Int, Int), bias: Bool,
                   scale: Float = 1, residual: Tensor? = nil, relu: Bool) -> Tensor {
             let g = ConvGeometry(inChannels: t.shape[3], outChannels: cout, kernel: k, padding: pad)
-            return Reference.convolution(t, weights: weights["\(name).weight"]!, bias: bias ? weights["\(name).bias"] : nil,
-                                         geometry: g, scale: scale, residual: residual, activation: relu ? .relu : .identity)
+            return Reference.convolution(t, weights: weights["\(name).weight"]!,
+                                         bias: bias ? weights["\(name).bias"] : nil,
+                                         geometry: g, scale: scale, residual: residual,
+                                         activation: relu ? .relu : .identity)
         }
         func cat(_ ts: [Tensor]) -> Tensor {
             let pixels = ts[0].count / ts[0].shape[3]
@@ -67,7 +72,8 @@ struct CompilerTests {
         let same = cat([
             bn(conv(stem, "a2", 5, (3, 3), (1, 1), bias: false, relu: false), "a2_bn", relu: true),
             Reference.averagePool(stem, kernel: 3, stride: 1, padding: 1),
-            cat([conv(c, "c13b", 4, (1, 3), (0, 1), bias: false, relu: true), conv(c, "c31b", 3, (3, 1), (1, 0), bias: true, relu: true)]),
+            cat([conv(c, "c13b", 4, (1, 3), (0, 1), bias: false, relu: true),
+                 conv(c, "c31b", 3, (3, 1), (1, 0), bias: true, relu: true)]),
         ])
         let residual = conv(same, "up", 10, (1, 1), (0, 0), bias: true, scale: 0.3, residual: stem, relu: true)
         let pooled = Reference.globalAveragePool(bn(residual, "head_bn", relu: false))
@@ -85,7 +91,8 @@ struct CompilerTests {
         let x = g.input(channels: 4)
         let up = x.convolution("up", 4, kernel: (1, 1), bias: true, batchNorm: nil, activation: .identity)
         let graph = g.finish(output: x.residual(up, scale: 0.5, activation: .relu))
-        let compiled = try CompiledGraph(graph: graph) { name in name.hasSuffix("bias") ? [0, 0, 0, 0] : [Float](repeating: 0.25, count: 16) }
+        let compiled = try CompiledGraph(graph: graph) { name in name.hasSuffix("bias") ? [0, 0, 0,
+            0] : [Float](repeating: 0.25, count: 16) }
         #expect(compiled.fusedResiduals == 1)
     }
 
@@ -93,18 +100,22 @@ struct CompilerTests {
     /// (a concatenation slice, a plain buffer): bitwise what separate convolutions give, for every output node.
     @Test func siblingConvolutionsMergeIntoOneGEMMWithTheSameBits() throws {
         let g = GraphBuilder()
-        let x = g.input(channels: 12).convolution("stem", 20, kernel: (3, 3), padding: (1, 1), bias: true, batchNorm: nil,
+        let x = g.input(channels: 12).convolution("stem", 20, kernel: (3, 3), padding: (1, 1), bias: true,
+                                                  batchNorm: nil,
                                                   activation: .relu)
         func one(_ name: String, _ c: Int, bias: Bool = false) -> Value {
             x.convolution(name, c, kernel: (1, 1), bias: bias, batchNorm: bias ? nil : "\(name)_bn", activation: .relu)
         }
-        let a = one("a", 16), b = one("b", 7, bias: true), c = one("c", 32), d = one("d", 5)  // b, d: not multiples of 16
-        let deep = c.convolution("deep", 9, kernel: (3, 3), padding: (1, 1), bias: true, batchNorm: nil, activation: .relu)
+        let a = one("a", 16), b = one("b", 7, bias: true), c = one("c", 32),
+            d = one("d", 5)  // b, d: not multiples of 16
+        let deep = c.convolution("deep", 9, kernel: (3, 3), padding: (1, 1), bias: true, batchNorm: nil,
+                                 activation: .relu)
         let graph = g.finish(output: concat(a, b, deep, d, x.averagePool(3, stride: 1, padding: 1)))
         var rng = SeededRandom(7)
         var weights: [String: [Float]] = [:]
         for spec in graph.parameters {
-            weights[spec.name] = spec.name.hasSuffix("running_var") ? rng.array(spec.count, 0.5, 2) : rng.array(spec.count)
+            weights[spec.name] = spec.name.hasSuffix("running_var") ? rng.array(spec.count, 0.5,
+                2) : rng.array(spec.count)
         }
         let merged = try CompiledGraph(graph: graph) { weights[$0]! }
         let separate = try CompiledGraph(graph: graph, mergeSiblings: false) { weights[$0]! }
@@ -112,7 +123,8 @@ struct CompilerTests {
         for shape in [[1, 6, 5, 12], [2, 3, 7, 12]] {
             let input = rng.tensor(shape)
             for output in graph.nodes.indices.dropFirst() {
-                #expect(try merged.run(input, output: output, threads: 2) == separate.run(input, output: output, threads: 2),
+                #expect(try merged.run(input, output: output, threads: 2) == separate.run(input, output: output,
+                    threads: 2),
                         "output node \(output)")
             }
         }

@@ -77,9 +77,11 @@ import Testing
             let dx0 = rng.tensor(x.shape), dw0 = rng.array(w.count)
             var dx = dx0, dw = dw0
             withMap(&x) { xm in withMap(&dy) { dym in withMap(&dx) { dxm in
-                ConvolutionGradient.data(outputGradient: dym, weights: w, geometry: g, inputGradient: dxm, threads: threads)
+                ConvolutionGradient.data(outputGradient: dym, weights: w, geometry: g, inputGradient: dxm,
+                                         threads: threads)
                 dw.withUnsafeMutableBufferPointer {
-                    ConvolutionGradient.weights(input: xm, outputGradient: dym, geometry: g, into: $0.baseAddress!, threads: threads)
+                    ConvolutionGradient.weights(input: xm, outputGradient: dym, geometry: g, into: $0.baseAddress!,
+                                                threads: threads)
                 }
             } } }
             #expect(relativeError(zip(dx.scalars, dx0.scalars).map { $0 - $1 }, expected.input) < 1e-5, "\(g) dX")
@@ -131,7 +133,8 @@ import Testing
         let expected = (0..<count).map { output[$0] <= 0 ? 0 : dy[$0] }
         var masked = dy
         masked.withUnsafeMutableBufferPointer { d in
-            output.withUnsafeBufferPointer { ReLU.mask(d.baseAddress!, output: $0.baseAddress!, count: count, threads: threads) }
+            output.withUnsafeBufferPointer { ReLU.mask(d.baseAddress!, output: $0.baseAddress!, count: count,
+                                                       threads: threads) }
         }
         #expect(masked == expected)
     }
@@ -161,17 +164,22 @@ import Testing
             }
             let ys = max(0, oy * step - padding)..<min(h, oy * step - padding + kernel)
             let xs = max(0, ox * step - padding)..<min(w, ox * step - padding + kernel)
-            for iy in ys { for ix in xs { averageExpected[index(b, iy, ix, ch)] += d * (1 / Float(ys.count * xs.count)) } }
+            for iy in ys { for ix in xs { averageExpected[index(b, iy, ix, ch)] += d
+                                         * (1 / Float(ys.count * xs.count)) } }
         } } } }
         for threads in [1, 2] {
-            var maxGradient = Tensor(shape: x.shape, scalars: [Float](repeating: 0.5, count: x.count)), averageGradient = maxGradient
+            var maxGradient = Tensor(shape: x.shape, scalars: [Float](repeating: 0.5, count: x.count)),
+                averageGradient = maxGradient
             withMap(&x) { xm in withMap(&dy) { dym in
                 if padding == 0 {
-                    withMap(&maxGradient) { PoolingGradient.maxPool(input: xm, outputGradient: dym, inputGradient: $0, kernel: kernel,
+                    withMap(&maxGradient) { PoolingGradient.maxPool(input: xm, outputGradient: dym, inputGradient: $0,
+                                                                    kernel: kernel,
                                                                     stride: step, threads: threads) }
                 }
-                withMap(&averageGradient) { PoolingGradient.averagePool(outputGradient: dym, inputGradient: $0, kernel: kernel,
-                                                                        stride: step, padding: padding, threads: threads) }
+                withMap(&averageGradient) { PoolingGradient.averagePool(outputGradient: dym, inputGradient: $0,
+                                                                        kernel: kernel,
+                                                                        stride: step, padding: padding,
+                                                                        threads: threads) }
             } }
             if padding == 0 { #expect(maxGradient.scalars == maxExpected) }
             #expect(averageGradient.scalars == averageExpected)

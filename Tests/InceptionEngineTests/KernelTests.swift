@@ -43,8 +43,10 @@ struct ConvolutionKernelTests {
                                                  residual: withResidual ? residual : nil, activation: activation)
             // Write into a channel slice of a wider map, as concatenation does, with guards on both sides.
             let wide = c.cout + 13
-            var output = Tensor(shape: [c.n, oh, ow, wide], scalars: [Float](repeating: 42, count: c.n * oh * ow * wide))
-            let packed = PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation)
+            var output = Tensor(shape: [c.n, oh, ow, wide],
+                                scalars: [Float](repeating: 42, count: c.n * oh * ow * wide))
+            let packed = PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
+                                           activation: activation)
             let zeros = [Float](repeating: 0, count: c.cin)
             zeros.withUnsafeBufferPointer { z in
                 withMap(&input) { i in withMap(&output) { o in withMap(&residual) { r in
@@ -53,7 +55,8 @@ struct ConvolutionKernelTests {
                 } } }
             }
             let (slice, guards) = channelSlice(output, offset: 5, count: c.cout)
-            #expect(relativeError(slice, expected.scalars) < 1e-6, "\(kernels.name) \(activation) residual: \(withResidual)")
+            #expect(relativeError(slice, expected.scalars) < 1e-6,
+                    "\(kernels.name) \(activation) residual: \(withResidual)")
             #expect(guards.allSatisfy { $0 == 42 }, "wrote outside its channel slice")
         }
     }
@@ -63,12 +66,14 @@ struct ConvolutionKernelTests {
 struct KernelLevelTests {
     @Test func levelsAreDetectedAndForceable() {
         let names = Kernels.supported.map(\.name)
-        #expect(names.last == "baseline" && Kernels.current.name == names[0] || ProcessInfo.processInfo.environment["INCEPTION_ISA"] != nil)
+        #expect(names.last == "baseline" && Kernels.current.name == names[0]
+                || ProcessInfo.processInfo.environment["INCEPTION_ISA"] != nil)
         #expect(Kernels.all.map(\.name) == ["avx512", "avx2", "baseline"])
         #expect(Kernels.select("baseline").table.name == "baseline" && Kernels.select("baseline").problem == nil)
         #expect(Kernels.select("sse9").problem == "INCEPTION_ISA=sse9 is not a level; use avx512, avx2, baseline")
         if !names.contains("avx512") {
-            #expect(Kernels.select("avx512").problem?.hasPrefix("INCEPTION_ISA=avx512: this CPU cannot run avx512") == true)
+            let problem = Kernels.select("avx512").problem
+            #expect(problem?.hasPrefix("INCEPTION_ISA=avx512: this CPU cannot run avx512") == true)
         }
         // Where the CPU has AVX-512 (this project's machines may be AMD EPYC Zen 3 without it), it is used.
         if let flags = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8), flags.contains(" avx512bw "),
@@ -85,7 +90,8 @@ struct PoolingKernelTests {
         var input = rng.tensor([shape.0, shape.1, shape.2, shape.3])
         let expected = Reference.maxPool(input, kernel: 3, stride: 2)
         var output = Tensor(zeros: expected.shape)
-        withMap(&input) { i in withMap(&output) { o in Pooling.maxPool(input: i, output: o, kernel: 3, stride: 2, threads: 2) } }
+        withMap(&input) { i in withMap(&output) { o in Pooling.maxPool(input: i, output: o, kernel: 3, stride: 2,
+                                                                       threads: 2) } }
         #expect(output == expected)
     }
 
@@ -96,13 +102,15 @@ struct PoolingKernelTests {
         let expected = Reference.averagePool(input, kernel: 3, stride: 1, padding: 1)
         var output = Tensor(zeros: expected.shape)
         withMap(&input) { i in
-            withMap(&output) { o in Pooling.averagePool(input: i, output: o, kernel: 3, stride: 1, padding: 1, threads: 2) }
+            withMap(&output) { o in Pooling.averagePool(input: i, output: o, kernel: 3, stride: 1, padding: 1,
+                                                        threads: 2) }
         }
         #expect(relativeError(output.scalars, expected.scalars) < 1e-6)
         // A corner pixel averages only the 4 pixels inside the image (count_include_pad=False).
         let c = shape.3
         if shape.1 > 1 && shape.2 > 1 {
-            let corner = (input.scalars[0] + input.scalars[c] + input.scalars[shape.2 * c] + input.scalars[(shape.2 + 1) * c]) / 4
+            let corner = (input.scalars[0] + input.scalars[c] + input.scalars[shape.2 * c]
+                          + input.scalars[(shape.2 + 1) * c]) / 4
             #expect(abs(output.scalars[0] - corner) < 1e-5)
         }
     }

@@ -52,7 +52,8 @@ struct WinogradTests {
             let conv = try #require(WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
                                                         activation: activation, outputSize: (oh, ow)))
             let wide = c.cout + 5
-            var output = Tensor(shape: [c.n, oh, ow, wide], scalars: [Float](repeating: 42, count: c.n * oh * ow * wide))
+            var output = Tensor(shape: [c.n, oh, ow, wide],
+                                scalars: [Float](repeating: 42, count: c.n * oh * ow * wide))
             var scratch = [Float](repeating: .nan, count: conv.scratchFloats(n: c.n, h: c.h, w: c.w))
             scratch.withUnsafeMutableBufferPointer { s in
                 withMap(&input) { i in withMap(&output) { o in withMap(&residual) { r in
@@ -63,7 +64,8 @@ struct WinogradTests {
             let (slice, guards) = channelSlice(output, offset: 2, count: c.cout)
             // F(6×6, 3×3) rounds about twice as much as the smaller transforms: 2.8e-6 measured at 256 channels.
             let tolerance = conv.vertical.m * conv.horizontal.m == 36 ? 4e-6 : 2e-6
-            #expect(relativeError(slice, expected.scalars) < tolerance, "\(kernels.name) \(activation) residual \(withResidual)")
+            #expect(relativeError(slice, expected.scalars) < tolerance,
+                    "\(kernels.name) \(activation) residual \(withResidual)")
             #expect(guards.allSatisfy { $0 == 42 }, "wrote outside its channel slice")
         }
     }
@@ -80,9 +82,11 @@ struct WinogradTests {
 
     @Test func stridedAndUnsupportedKernelsAreDeclined() {
         let strided = ConvGeometry(inChannels: 4, outChannels: 4, kernel: (3, 3), stride: (2, 2))
-        #expect(WinogradConvolution(geometry: strided, weights: [Float](repeating: 0, count: 144), bias: nil, activation: .relu) == nil)
+        #expect(WinogradConvolution(geometry: strided, weights: [Float](repeating: 0, count: 144), bias: nil,
+                                    activation: .relu) == nil)
         let fiveByFive = ConvGeometry(inChannels: 1, outChannels: 1, kernel: (5, 5))
-        #expect(WinogradConvolution(geometry: fiveByFive, weights: [Float](repeating: 0, count: 25), bias: nil, activation: .relu) == nil)
+        #expect(WinogradConvolution(geometry: fiveByFive, weights: [Float](repeating: 0, count: 25), bias: nil,
+                                    activation: .relu) == nil)
         let pointwise = ConvGeometry(inChannels: 1, outChannels: 1, kernel: (1, 1))
         #expect(WinogradConvolution(geometry: pointwise, weights: [0], bias: nil, activation: .relu) == nil)
     }

@@ -31,41 +31,65 @@ struct SafeTensorsTests {
         let half: [UInt16] = [0x3C00, 0xC000, 0x3800, 0x7BFF], brain: [UInt16] = [0x3F80, 0xC000]
         var data: [UInt8] = []
         for v in half + brain { data += [UInt8(v & 0xFF), UInt8(v >> 8)] }
-        let header = #"{"h":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]}}"#
+        let header = Self.header(Self.entry("h", "F16", shape: "[4]", offsets: "[0,8]"),
+                                 Self.entry("b", "BF16", shape: "[2]", offsets: "[8,12]"))
         let file = try SafeTensorsFile(data: safetensorsBytes(header, data: data))
         #expect(try file.floats("h") == [1, -2, 0.5, 65504])
         #expect(try file.floats("b") == [1, -2])
     }
 
+    /// One tensor's entry of a safetensors header, as JSON text.
+    static func entry(_ name: String, _ dtype: String = "F32", shape: String, offsets: String) -> String {
+        #""\#(name)":{"dtype":"\#(dtype)","shape":\#(shape),"data_offsets":\#(offsets)}"#
+    }
+
+    /// A header of these entries.
+    static func header(_ entries: String...) -> String { "{" + entries.joined(separator: ",") + "}" }
+
+    static let zeros4: [UInt8] = [0, 0, 0, 0], zeros8 = [UInt8](repeating: 0, count: 8)
     static let corrupt: [(String, Data, SafeTensorsError)] = [
         ("truncated header", Data([1, 2, 3]), .truncatedHeader(fileSize: 3)),
         ("header length beyond the file", safetensorsBytes("{}", declaredLength: 1000),
          .headerLengthBeyondFile(length: 1000, fileSize: 10)),
         ("absurd header length", safetensorsBytes("{}", declaredLength: UInt64.max),
          .headerTooLarge(length: UInt64.max, limit: SafeTensorsFile.maximumHeaderLength)),
-        ("unknown dtype", safetensorsBytes(#"{"x":{"dtype":"F12","shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+        ("unknown dtype", safetensorsBytes(header(entry("x", "F12", shape: "[1]", offsets: "[0,4]")), data: zeros4),
          .unknownDType(name: "x", dtype: "F12")),
-        ("offsets outside the data", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: [0, 0, 0, 0]),
+        ("offsets outside the data", safetensorsBytes(header(entry("x", shape: "[2]", offsets: "[0,8]")), data: zeros4),
          .offsetsOutsideData(name: "x", end: 8, dataSize: 4)),
-        ("shape disagrees with byte length", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8)),
+        ("shape disagrees with byte length",
+         safetensorsBytes(header(entry("x", shape: "[3]", offsets: "[0,8]")), data: zeros8),
          .sizeMismatch(name: "x", shape: [3], dtype: "F32", byteLength: 8)),
-        ("overlapping tensors", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: Array(repeating: 0, count: 8)),
+        ("overlapping tensors",
+         safetensorsBytes(header(entry("x", shape: "[2]", offsets: "[0,8]"),
+                                 entry("y", shape: "[1]", offsets: "[4,8]")),
+                          data: zeros8),
          .overlappingTensors(first: "x", second: "y")),
-        ("reversed offsets", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}"#, data: Array(repeating: 0, count: 8)),
+        ("reversed offsets", safetensorsBytes(header(entry("x", shape: "[0]", offsets: "[4,0]")), data: zeros8),
          .malformedEntry(name: "x", reason: "data_offsets [4, 0] are not [begin, end]")),
-        ("negative dimension", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+        ("negative dimension", safetensorsBytes(header(entry("x", shape: "[-1]", offsets: "[0,4]")), data: zeros4),
          .malformedEntry(name: "x", reason: "negative dimension in shape [-1]")),
-        ("overflowing shape", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+        ("overflowing shape",
+         safetensorsBytes(header(entry("x", shape: "[4611686018427387904,4]", offsets: "[0,4]")), data: zeros4),
          .sizeMismatch(name: "x", shape: [4611686018427387904, 4], dtype: "F32", byteLength: 4)),
         // The rest as Python's safetensors, which says "incomplete metadata, file not fully covered" and "invalid
         // offset for tensor `y`"; a key named twice it accepts (the last wins), which we refuse.
-        ("duplicate key", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+        ("duplicate key",
+         safetensorsBytes(header(entry("x", shape: "[1]", offsets: "[0,4]"),
+                                 entry("x", shape: "[1]", offsets: "[0,4]")),
+                          data: zeros4),
          .duplicateKey(name: "x")),
-        ("duplicate key spelt with an escape", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}, "\u0078" :{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]),
+        ("duplicate key spelt with an escape",
+         safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}, "\u0078" :"#
+                          + #"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: zeros4),
          .duplicateKey(name: "x")),
-        ("bytes after the last tensor", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: Array(repeating: 0, count: 8)),
+        ("bytes after the last tensor",
+         safetensorsBytes(header(entry("x", shape: "[1]", offsets: "[0,4]")), data: zeros8),
          .trailingBytes(count: 4)),
-        ("a gap between tensors", safetensorsBytes(#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"y":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#, data: Array(repeating: 0, count: 12)),
+        ("a gap between tensors",
+         safetensorsBytes(header(entry("x", shape: "[1]", offsets: "[0,4]"),
+                                 entry("y", shape: "[1]", offsets: "[8,12]")),
+                          data: Array(repeating: 0, count: 12)),
          .gapInData(name: "y", begin: 8, previousEnd: 4)),
     ]
 
@@ -83,7 +107,8 @@ struct SafeTensorsTests {
             return "\(error)".hasPrefix("safetensors header is not valid JSON")
         }
         #expect {
-            try SafeTensorsFile(data: safetensorsBytes(#"{"x":{"dtype":"F32","shape":"big","data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]))
+            try SafeTensorsFile(data: safetensorsBytes(Self.header(Self.entry("x", shape: #""big""#, offsets: "[0,4]")),
+                                                       data: Self.zeros4))
         } throws: { error in
             guard case .invalidJSON = error as? SafeTensorsError else { return false }
             return true
@@ -99,7 +124,8 @@ struct SafeTensorsTests {
 
     /// Keys inside tensor entries and metadata may repeat names at other depths: only the top level counts.
     @Test func nestedNamesAreNotDuplicates() throws {
-        let header = #"{"__metadata__":{"x":"1"},"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
+        let header = Self.header(#""__metadata__":{"x":"1"}"#, Self.entry("x", shape: "[1]", offsets: "[0,4]"),
+                                 Self.entry("y", shape: "[1]", offsets: "[4,8]"))
         let file = try SafeTensorsFile(data: safetensorsBytes(header, data: Array(repeating: 0, count: 8)))
         #expect(file.entries.count == 2 && file.metadata == ["x": "1"])
     }

@@ -10,8 +10,10 @@ import Testing
         let per = x.count / x.shape[0]
         return (0..<8).map { i in
             let s = i % x.shape[0]
-            var one = Tensor(shape: [1] + Array(x.shape.dropFirst()), scalars: Array(x.scalars[(s * per)..<((s + 1) * per)]))
-            if i >= x.shape[0] { one.scalars = one.scalars.map { $0 * (1 - 0.01 * Float(i)) } }  // eight distinct inputs
+            var one = Tensor(shape: [1] + Array(x.shape.dropFirst()),
+                             scalars: Array(x.scalars[(s * per)..<((s + 1) * per)]))
+            if i >= x.shape[0] { one.scalars = one.scalars.map { $0
+                                                                * (1 - 0.01 * Float(i)) } }  // eight distinct inputs
             return one
         }
     }
@@ -39,7 +41,8 @@ import Testing
         // Batch rows are independent: each image alone gives its row of the batch, bit for bit.
         let per = x.count / x.shape[0]
         for row in 0..<x.shape[0] {
-            let alone = try model(nchw: Tensor(shape: [1] + Array(x.shape.dropFirst()), scalars: Array(x.scalars[(row * per)..<((row + 1) * per)])))
+            let alone = try model(nchw: Tensor(shape: [1] + Array(x.shape.dropFirst()),
+                                               scalars: Array(x.scalars[(row * per)..<((row + 1) * per)])))
             #expect(alone.scalars == Array(first.scalars[(row * 1000)..<((row + 1) * 1000)]), "row \(row)")
         }
     }

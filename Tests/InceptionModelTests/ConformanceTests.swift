@@ -47,7 +47,8 @@ import Testing
 
     /// Every algorithm choice is held to the same bar: Winograd on every layer that allows it, and none at all.
     @Test(arguments: [(ModelName.inceptionV4, 320, "logits"), (.inceptionResNetV2, 299, "logits"),
-                      (.inceptionResNetV1FaceNet, 160, "embedding")], [ConvolutionAlgorithms.winogradWherePossible, .direct])
+                      (.inceptionResNetV1FaceNet, 160, "embedding")],
+                      [ConvolutionAlgorithms.winogradWherePossible, .direct])
     func everyAlgorithmMatchesReference(_ c: (ModelName, Int, String), _ algorithms: ConvolutionAlgorithms) throws {
         let model = try InceptionModel(c.0, weights: try References.weights(c.0), algorithms: algorithms)
         #expect(algorithms == .direct ? model.compiled.winogradLayers == 0 : model.compiled.winogradLayers > 20)
@@ -73,9 +74,11 @@ import Testing
     }
 
     static let blocks: [(ModelName, String)] =
-        ["mixed_3a", "mixed_4a", "mixed_5a", "inception_a.0", "reduction_a", "inception_b.0", "reduction_b", "inception_c.2"]
+        ["mixed_3a", "mixed_4a", "mixed_5a", "inception_a.0", "reduction_a", "inception_b.0", "reduction_b",
+         "inception_c.2"]
             .map { (.inceptionV4, $0) }
-        + ["mixed_5b", "inception_resnet_a.0", "reduction_a", "inception_resnet_b.3", "reduction_b", "inception_resnet_c.8",
+        + ["mixed_5b", "inception_resnet_a.0", "reduction_a", "inception_resnet_b.3", "reduction_b",
+           "inception_resnet_c.8",
            "inception_resnet_c_last"].map { (.inceptionResNetV2, $0) }
         + ["inception_resnet_a.0", "reduction_a", "inception_resnet_b.9", "reduction_b", "inception_resnet_c.4",
            "inception_resnet_c_last"].map { (.inceptionResNetV1FaceNet, $0) }
@@ -105,11 +108,14 @@ import Testing
     /// default, tested above); the command reports the level it ran at.
     @Test(arguments: Kernels.supported.dropFirst().map(\.name))
     func predictCommandMatchesReferenceAtLowerLevels(_ isa: String) throws {
-        for (name, output, size) in [(ModelName.inceptionV4, "logits", 299), (.inceptionResNetV1FaceNet, "embedding", 160)] {
+        for (name, output, size) in [(ModelName.inceptionV4, "logits", 299),
+                                     (.inceptionResNetV1FaceNet, "embedding", 160)] {
             try predictCommandMatchesReference(name, output, size, isa: isa)
         }
-        let summary = try runInception(["summary", "--model", "inception_resnet_v1_facenet"], environment: ["INCEPTION_ISA": isa])
-        #expect(summary.stdout.contains("kernels: \(isa) (of \(Kernels.supported.map(\.name).joined(separator: ", ")) on this CPU)"))
+        let summary = try runInception(["summary", "--model", "inception_resnet_v1_facenet"],
+                                       environment: ["INCEPTION_ISA": isa])
+        let levels = Kernels.supported.map(\.name).joined(separator: ", ")
+        #expect(summary.stdout.contains("kernels: \(isa) (of \(levels) on this CPU)"))
     }
 
     func predictCommandMatchesReference(_ name: ModelName, _ output: String, _ size: Int, isa: String?) throws {
@@ -120,7 +126,8 @@ import Testing
             let y = dir.appendingPathComponent("y\(threads).npy")
             let result = try runInception([
                 "predict", "--model", name.rawValue, "--weights", try References.weights(name).path,
-                "--input", try References.url(name, "x_\(size).npy").path, "--output", y.path, "--threads", "\(threads)",
+                "--input", try References.url(name, "x_\(size).npy").path, "--output", y.path, "--threads",
+                    "\(threads)",
             ], environment: isa.map { ["INCEPTION_ISA": $0] } ?? [:])
             #expect(result.status == 0, "stderr: \(result.stderr)")
             return try NPY.read(contentsOf: y).values
@@ -147,7 +154,8 @@ import Testing
 
     @Test func unknownOutputIsAClearError() throws {
         let model = try References.model(.inceptionV4)
-        #expect(throws: InputError.unknownOutput("embedding", model: "inception_v4", available: ["features", "logits"])) {
+        #expect(throws: InputError.unknownOutput("embedding", model: "inception_v4",
+                                                 available: ["features", "logits"])) {
             try model(nchw: Tensor(zeros: [1, 3, 75, 75]), output: "embedding")
         }
     }
@@ -223,7 +231,8 @@ struct AlgorithmChoiceTests {
         let before = try runInception(["summary", "--model", "inception_resnet_v1_facenet"], environment: environment)
         #expect(before.stdout.contains("algorithm choices: the built-in rule"))
         let bench = try runInception(
-            ["bench", "--kernels", "--model", "inception_resnet_v1_facenet", "--runs", "1", "--save"], environment: environment)
+            ["bench", "--kernels", "--model", "inception_resnet_v1_facenet", "--runs", "1", "--save"],
+            environment: environment)
         #expect(bench.status == 0 && bench.stderr.hasPrefix("saved "), "\(bench.stderr)")
         let table = try JSONDecoder().decode(AlgorithmTable.self, from: Data(contentsOf: file))
         let keys = Set(try Self.candidates().map(\.key))

@@ -22,7 +22,8 @@ final class LocalHub {
         process.standardOutput = out
         try process.run()
         var line = Data()
-        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) { line += byte }
+        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty,
+            byte != Data("\n".utf8) { line += byte }
         port = Int(String(decoding: line, as: UTF8.self)) ?? 0
     }
 
@@ -61,11 +62,13 @@ final class LocalHub {
         // Progress goes to the caller: counts that only grow, one last report of the whole file.
         let received = reports.withLock { $0.map(\.received) }
         #expect(received == received.sorted() && received.last == expected.count)
-        #expect(reports.withLock { $0.filter(\.finished).count == 1 && $0.last!.finished && $0.last!.total == expected.count })
+        #expect(reports.withLock { $0.filter(\.finished).count == 1 && $0.last!.finished
+                                  && $0.last!.total == expected.count })
         let storage = hub.cache.appendingPathComponent("models--timm--inception_v4.tf_in1k")
         let commit = "0123456789abcdef0123456789abcdef01234567"
         #expect(try String(contentsOf: storage.appendingPathComponent("refs/main"), encoding: .utf8) == commit)
-        let link = try FileManager.default.destinationOfSymbolicLink(atPath: storage.appendingPathComponent("snapshots/\(commit)/model.safetensors").path)
+        let snapshot = storage.appendingPathComponent("snapshots/\(commit)/model.safetensors").path
+        let link = try FileManager.default.destinationOfSymbolicLink(atPath: snapshot)
         #expect(link.hasPrefix("../../blobs/") && link.count == "../../blobs/".count + 64)
         #expect(hub.gets == 1)
         _ = try hub.client.file(repo: repo, filename: "model.safetensors")
@@ -79,7 +82,8 @@ final class LocalHub {
         let hub = try LocalHub()
         try hub.truncate(true)
         #expect { try hub.client.file(repo: repo, filename: "model.safetensors") } throws: { error in
-            guard case .incomplete = error as? HubError else { return "\(error)".contains("broke off") || "\(error)".contains("cannot reach") }
+            guard case .incomplete = error as? HubError else { return "\(error)".contains("broke off")
+                                                              || "\(error)".contains("cannot reach") }
             return true
         }
         let blobs = hub.cache.appendingPathComponent("models--timm--inception_v4.tf_in1k/blobs")
@@ -109,14 +113,18 @@ final class LocalHub {
         }
         #expect(throws: HubError.notFound(url: url.absoluteString, status: 404)) { try metadata(404, [:]) }
         #expect(throws: HubError.httpStatus(url: url.absoluteString, status: 500)) { try metadata(500, [:]) }
-        #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "X-Repo-Commit")) { try metadata(200, ["ETag": "\"abc\""]) }
-        #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "ETag")) { try metadata(200, ["X-Repo-Commit": commit]) }
+        #expect(throws: HubError.malformedResponse(url: url.absoluteString,
+                                                   missing: "X-Repo-Commit")) { try metadata(200, ["ETag": "\"abc\""]) }
+        #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "ETag")) { try metadata(200,
+            ["X-Repo-Commit": commit]) }
         for etag in ["\"../../../etc/passwd\"", "\"a/b\"", "\"\"", "W/\"..\""] {
-            #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "a usable ETag and X-Repo-Commit")) {
+            #expect(throws: HubError.malformedResponse(url: url.absoluteString,
+                                                       missing: "a usable ETag and X-Repo-Commit")) {
                 try metadata(200, ["X-Repo-Commit": commit, "ETag": etag])
             }
         }
-        #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "a usable ETag and X-Repo-Commit")) {
+        #expect(throws: HubError.malformedResponse(url: url.absoluteString,
+                                                   missing: "a usable ETag and X-Repo-Commit")) {
             try metadata(200, ["X-Repo-Commit": "../main", "ETag": "\"abc\""])
         }
         #expect(throws: HubError.malformedResponse(url: url.absoluteString, missing: "a valid size")) {
@@ -139,7 +147,10 @@ final class LocalHub {
         let result = try runInception(["classify", try ImageConformance.imageURL("rocket.jpg").path],
                                       environment: hub.environment.merging(["HF_HUB_OFFLINE": "1"]) { $1 })
         #expect(result.status == 1)
-        #expect(result.stderr == "error: HF_HUB_OFFLINE is set and timm/inception_v4.tf_in1k/model.safetensors is not in the cache \(hub.cache.path)\n")
+        #expect(result.stderr == """
+            error: HF_HUB_OFFLINE is set and timm/inception_v4.tf_in1k/model.safetensors is not in the cache \
+            \(hub.cache.path)\n
+            """)
         #expect(hub.gets == 0)
     }
 
@@ -148,7 +159,8 @@ final class LocalHub {
         let image = try ImageConformance.imageURL("chelsea_baseline.jpg").path
         let fromHub = try runInception(["classify", "--json", image], environment: hub.environment)
         #expect(fromHub.status == 0, "\(fromHub.stderr)")
-        let local = try runInception(["classify", "--json", "--weights", try References.weights(.inceptionV4).path, image])
+        let local = try runInception(["classify", "--json", "--weights", try References.weights(.inceptionV4).path,
+                                      image])
         #expect(fromHub.stdout == local.stdout)
     }
 
@@ -156,13 +168,15 @@ final class LocalHub {
     @Test func sharesTheCacheWithPythonsHuggingFaceHub() throws {
         let hub = try LocalHub()
         _ = try hub.client.file(repo: repo, filename: "model.safetensors")
-        let read = try run(venvPython(), ["-c", "import huggingface_hub as h; print(h.hf_hub_download('\(repo)', 'model.safetensors', local_files_only=True))"],
+        let download = "h.hf_hub_download('\(repo)', 'model.safetensors', local_files_only=True)"
+        let read = try run(venvPython(), ["-c", "import huggingface_hub as h; print(\(download))"],
                            environment: hub.environment)
         #expect(read.status == 0, "\(read.stderr)")
         #expect(read.stdout.contains("snapshots/0123456789abcdef0123456789abcdef01234567/model.safetensors"))
 
         let other = try LocalHub()
-        let filled = try run(venvPython(), ["-c", "import huggingface_hub as h; h.hf_hub_download('\(repo)', 'model.safetensors')"],
+        let script = "import huggingface_hub as h; h.hf_hub_download('\(repo)', 'model.safetensors')"
+        let filled = try run(venvPython(), ["-c", script],
                              environment: other.environment)
         #expect(filled.status == 0, "\(filled.stderr)")
         var offline = other.client

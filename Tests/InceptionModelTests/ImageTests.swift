@@ -53,7 +53,8 @@ struct ImageConformance {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("x.npy")
-        let result = try runInception(["preprocess", "--model", model, try Self.imageURL(name).path, "--output", out.path])
+        let result = try runInception(["preprocess", "--model", model, try Self.imageURL(name).path, "--output",
+                                       out.path])
         #expect(result.status == 0, "\(result.stderr)")
         let (shape, ours) = try NPY.read(contentsOf: out)
         let expected = try Self.reference("\(Self.stem(name))_\(model).npy")
@@ -61,8 +62,10 @@ struct ImageConformance {
         let step: Float = model == ModelName.inceptionResNetV1FaceNet.rawValue ? 1 / 128 : 2 / 255
         let differences = zip(ours, expected.scalars).map { abs($0 - $1) }
         let within = differences.filter { $0 <= step * 1.001 }.count
-        #expect(Double(within) / Double(differences.count) >= 0.99, "\(differences.count - within) values beyond one step")
-        #expect(differences.allSatisfy { $0 <= 3 * step * 1.001 }, "max difference \((differences.max() ?? 0) / step) steps")
+        #expect(Double(within) / Double(differences.count) >= 0.99,
+                "\(differences.count - within) values beyond one step")
+        #expect(differences.allSatisfy { $0 <= 3 * step * 1.001 },
+                "max difference \((differences.max() ?? 0) / step) steps")
     }
 }
 
@@ -93,7 +96,8 @@ struct ImageErrorTests {
         idat.update([0x49, 0x44, 0x41, 0x54] as [UInt8])  // an empty IDAT, where libpng stops reading the header
         header.append(contentsOf: [0, 0, 0, 0, 0x49, 0x44, 0x41, 0x54])
         header.append(contentsOf: withUnsafeBytes(of: idat.final.bigEndian, Array.init))
-        #expect(throws: ImageError.tooLarge(width: 100_000, height: 100_000, maximumPixels: RGBImage.defaultMaximumPixels)) {
+        #expect(throws: ImageError.tooLarge(width: 100_000, height: 100_000,
+                                            maximumPixels: RGBImage.defaultMaximumPixels)) {
             try RGBImage(decoding: header)
         }
         // The limit applies to JPEG too, and is adjustable.

@@ -25,7 +25,8 @@ import Testing
 
     @Test func namesAMissingTensor() throws {
         let t = try Self.tensors(.inceptionV4).filter { $0.name != "features.6.branch1.1.bn.running_var" }
-        #expect(throws: WeightsError.missingTensors(["features.6.branch1.1.bn.running_var [96]"], model: "inception_v4")) {
+        #expect(throws: WeightsError.missingTensors(["features.6.branch1.1.bn.running_var [96]"],
+                                                    model: "inception_v4")) {
             try load(t)
         }
     }
@@ -122,7 +123,8 @@ struct CommandLineTests {
         let result = try runInception(["summary", "--input-size", "139"])
         #expect(result.status == 0)
         let line = result.stdout.split(separator: "\n").first { $0.hasPrefix("inception_c.2 ") }
-        #expect(line?.split(separator: " ", omittingEmptySubsequences: true) == ["inception_c.2", "3×3×1536", "4,553,088", "40,919,040"])
+        #expect(line?.split(separator: " ", omittingEmptySubsequences: true) == ["inception_c.2", "3×3×1536",
+            "4,553,088", "40,919,040"])
     }
 
     @Test(arguments: [
@@ -142,7 +144,8 @@ struct CommandLineTests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let x = dir.appendingPathComponent("x.npy")
-        try NPY.write(shape: [1, 80, 80, 3], values: [Float](repeating: 0, count: 80 * 80 * 3), to: x)  // NHWC, not NCHW
+        try NPY.write(shape: [1, 80, 80, 3], values: [Float](repeating: 0, count: 80 * 80 * 3),
+                      to: x)  // NHWC, not NCHW
         let result = try runInception(["predict", "--weights", try References.weights(.inceptionV4).path,
                                        "--input", x.path, "--output", dir.appendingPathComponent("y.npy").path])
         #expect(result.status == 1)
@@ -153,8 +156,10 @@ struct CommandLineTests {
     /// with it — never the 512-wide embedding, its primary output.
     @Test func outputsAreNamedWithTheirWidths() {
         let bare = InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 1)
-        #expect(bare.classes == nil && bare.primaryOutput == "embedding" && bare.outputNames == ["embedding", "features"])
-        #expect(bare.width(of: "embedding") == 512 && bare.width(of: "features") == 1792 && bare.width(of: "logits") == nil)
+        #expect(bare.classes == nil && bare.primaryOutput == "embedding"
+                && bare.outputNames == ["embedding", "features"])
+        #expect(bare.width(of: "embedding") == 512 && bare.width(of: "features") == 1792
+                && bare.width(of: "logits") == nil)
         let face = InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 1, classes: 7)
         #expect(face.classes == 7 && face.primaryOutput == "embedding" && face.embeddingOutput == "embedding")
         let v4 = InceptionModel(.inceptionV4, randomSeed: 1)

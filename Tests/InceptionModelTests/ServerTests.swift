@@ -28,7 +28,8 @@ struct TestServer {
     }()
 
     /// Runs `body` against a server of `models`; waits for `/ready` unless told not to; stops the server after.
-    static func with<T>(_ models: [InferenceServer.ModelSource], configure: (inout InferenceServer.Configuration) -> Void = { _ in },
+    static func with<T>(_ models: [InferenceServer.ModelSource],
+                        configure: (inout InferenceServer.Configuration) -> Void = { _ in },
                         waitUntilReady: Bool = true, _ body: (TestServer) async throws -> T) async throws -> T {
         var configuration = InferenceServer.Configuration()
         configuration.port = 0
@@ -53,7 +54,8 @@ struct TestServer {
         return try result.get()
     }
 
-    func request(_ method: String, _ path: String, body: Data? = nil, contentType: String? = nil) async throws -> Reply {
+    func request(_ method: String, _ path: String, body: Data? = nil,
+                 contentType: String? = nil) async throws -> Reply {
         var request = URLRequest(url: URL(string: base.absoluteString + path)!)
         request.httpMethod = method
         request.httpBody = body
@@ -61,7 +63,9 @@ struct TestServer {
         let (data, response) = try await Self.session.data(for: request)
         let http = response as! HTTPURLResponse
         var headers: [String: String] = [:]
-        for (key, value) in http.allHeaderFields { headers[String(describing: key).lowercased()] = String(describing: value) }
+        for (key, value) in http.allHeaderFields {
+            headers[String(describing: key).lowercased()] = String(describing: value)
+        }
         return Reply(status: http.statusCode, headers: headers, body: data)
     }
 
@@ -74,13 +78,17 @@ struct TestServer {
 /// A multipart/form-data body with one file part.
 func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ-boundary-42") -> (Data, String) {
     var body = Data("preamble\r\n--\(boundary)\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n".utf8)
-    body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n".utf8)
+    body += Data("""
+        --\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"photo.jpg\"\r\nContent-Type: \
+        image/jpeg\r\n\r\n
+        """.utf8)
     body += file + Data("\r\n--\(boundary)--\r\n".utf8)
     return (body, "multipart/form-data; boundary=\"\(boundary)\"")
 }
 
 @Suite(.serialized) struct ServerTests {
-    static let photos = ["chelsea_baseline.jpg", "coffee_progressive.jpg", "rocket.jpg", "motorcycle_rgba.png", "chelsea_palette.png",
+    static let photos = ["chelsea_baseline.jpg", "coffee_progressive.jpg", "rocket.jpg", "motorcycle_rgba.png",
+                         "chelsea_palette.png",
                          "astronaut_gray.jpg", "chelsea_rgb.png", "coffee_gray.png"]
 
     static func photo(_ name: String) throws -> Data { try Data(contentsOf: try ImageConformance.imageURL(name)) }
@@ -100,7 +108,8 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             #expect(models[1]["input_size"] as? Int == 160 && models[1]["classes"] as? Int == References.faceNetClasses)
             #expect(models[1]["labels"] as? String == "class index" && face.classes == References.faceNetClasses)
             let preprocessing = models[0]["preprocessing"] as! [String: Any]
-            #expect(preprocessing["resize_short_side"] as? Int == 341 && preprocessing["interpolation"] as? String == "bicubic")
+            #expect(preprocessing["resize_short_side"] as? Int == 341
+                    && preprocessing["interpolation"] as? String == "bicubic")
 
             let bytes = try Self.photo("chelsea_baseline.jpg")
             let image = try RGBImage(decoding: bytes)
@@ -126,7 +135,8 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
     /// Requests that arrive together run as one batch, and every answer is bitwise the unbatched one.
     @Test func batchedAnswersEqualUnbatchedOnes() async throws {
         let face = try References.model(.inceptionResNetV1FaceNet)
-        try await TestServer.with([.loaded(face)], configure: { $0.limits = .init(maxBatch: 4, maxDelay: .milliseconds(400), maxQueue: 64) }) { server in
+        try await TestServer.with([.loaded(face)], configure: { $0.limits = .init(maxBatch: 4,
+            maxDelay: .milliseconds(400), maxQueue: 64) }) { server in
             let images = try Self.photos.map { try Self.photo($0) }
             let replies = try await withThrowingTaskGroup(of: (Int, TestServer.Reply).self) { group in
                 for (i, bytes) in images.enumerated() {
@@ -144,7 +154,8 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             // Eight requests at once, at most four per batch: two to four batches (a first request may run alone
             // if it is decoded before the others are announced), not eight.
             let metrics = String(decoding: try await server.get("/metrics").body, as: UTF8.self)
-            let count = metrics.split(separator: "\n").first { $0.hasPrefix("inception_batch_size_count{model=\"inception_resnet_v1_facenet\"}") }
+            let key = "inception_batch_size_count{model=\"inception_resnet_v1_facenet\"}"
+            let count = metrics.split(separator: "\n").first { $0.hasPrefix(key) }
             let batches = count.flatMap { Double($0.split(separator: " ").last!) } ?? 0
             #expect((2...4).contains(batches), "\(metrics)")
         }
@@ -161,7 +172,8 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: dir) }
             let truncated = jpeg.prefix(jpeg.count / 3)
-            for (body, expected) in [(Data("hello".utf8), "not a JPEG or PNG image"), (Data(), "the image is empty (0 bytes)"),
+            for (body, expected) in [(Data("hello".utf8), "not a JPEG or PNG image"),
+                                     (Data(), "the image is empty (0 bytes)"),
                                      (truncated, nil)] as [(Data, String?)] {
                 let reply = try await server.post(path, body)
                 #expect(reply.status == 400)
@@ -174,7 +186,8 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
                 if let expected { #expect(reply.error == expected) }
             }
             let unknown = try await server.post("/v1/models/inception_v5/classify", jpeg)
-            #expect(unknown.status == 404 && unknown.error == "unknown model 'inception_v5'; this server has inception_resnet_v1_facenet")
+            #expect(unknown.status == 404
+                    && unknown.error == "unknown model 'inception_v5'; this server has inception_resnet_v1_facenet")
             let nowhere = try await server.get("/v2/anything")
             #expect(nowhere.status == 404 && nowhere.error != nil)
             for top in ["0", "x"] {
@@ -187,17 +200,23 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             let big = try await server.post(path, Data(count: 100_001))
             #expect(big.status == 413 && big.error == "the request body is larger than the limit of 100000 bytes")
             let (multipart, type) = multipartBody(Data("bytes".utf8), name: "other")
-            let noFile = try await server.post(path, multipart.replacingOccurrences(of: "filename=\"photo.jpg\"", with: ""), contentType: type)
-            #expect(noFile.status == 400 && noFile.error == "the multipart body has no part named 'image' or 'file' and no file part")
+            let noFile = try await server.post(path, multipart.replacingOccurrences(of: "filename=\"photo.jpg\"",
+                with: ""), contentType: type)
+            #expect(noFile.status == 400
+                    && noFile.error == "the multipart body has no part named 'image' or 'file' and no file part")
             let unclosed = try await server.post(path, multipartBody(jpeg).0.dropLast(30), contentType: type)
-            #expect(unclosed.status == 400 && unclosed.error == "malformed multipart body: part 2 is not closed by a boundary")
+            #expect(unclosed.status == 400
+                    && unclosed.error == "malformed multipart body: part 2 is not closed by a boundary")
             let noBoundary = try await server.post(path, jpeg, contentType: "multipart/form-data")
-            #expect(noBoundary.status == 400 && noBoundary.error == "multipart/form-data without a valid boundary parameter")
+            #expect(noBoundary.status == 400
+                    && noBoundary.error == "multipart/form-data without a valid boundary parameter")
             // Still serving.
             #expect(try await server.post(path, jpeg).status == 200)
             let metrics = String(decoding: try await server.get("/metrics").body, as: UTF8.self)
-            #expect(metrics.contains("inception_http_requests_total{endpoint=\"/v1/models/{model}/classify\",model=\"inception_resnet_v1_facenet\",method=\"POST\",status=\"400\"} 8"))
-            #expect(metrics.contains("inception_http_requests_total{endpoint=\"/v1/models/{model}/classify\",model=\"\",method=\"POST\",status=\"404\"} 1"))
+            let classify = "inception_http_requests_total{endpoint=\"/v1/models/{model}/classify\""
+            let face = ",model=\"inception_resnet_v1_facenet\""
+            #expect(metrics.contains(classify + face + ",method=\"POST\",status=\"400\"} 8"))
+            #expect(metrics.contains(classify + ",model=\"\",method=\"POST\",status=\"404\"} 1"))
         }
     }
 
@@ -205,7 +224,8 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
     /// accepted is answered.
     @Test func aFullQueueAnswers503WithRetryAfter() async throws {
         let v4 = try References.model(.inceptionV4)  // ≈ 0.2 s a forward pass: the requests pile up behind it
-        try await TestServer.with([.loaded(v4)], configure: { $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 2) }) { server in
+        try await TestServer.with([.loaded(v4)], configure: { $0.limits = .init(maxBatch: 1, maxDelay: .zero,
+            maxQueue: 2) }) { server in
             let bytes = try Self.photo("rocket.jpg")
             let replies = try await withThrowingTaskGroup(of: TestServer.Reply.self) { group in
                 for _ in 0..<6 { group.addTask { try await server.post("/v1/models/inception_v4/classify", bytes) } }
@@ -234,11 +254,14 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             #expect(try await server.get("/health").status == 200)
             let ready = try await server.get("/ready")
             #expect(ready.status == 503 && ready.json["loading"] as? [String] == ["inception_resnet_v1_facenet"])
-            let early = try await server.post("/v1/models/inception_resnet_v1_facenet/embed", try Self.photo("rocket.jpg"))
-            #expect(early.status == 503 && early.headers["retry-after"] == "1" && early.error == "model inception_resnet_v1_facenet is still loading")
+            let early = try await server.post("/v1/models/inception_resnet_v1_facenet/embed",
+                                              try Self.photo("rocket.jpg"))
+            #expect(early.status == 503 && early.headers["retry-after"] == "1"
+                    && early.error == "model inception_resnet_v1_facenet is still loading")
             gate.signal()
             while try await server.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(20)) }
-            #expect(try await server.post("/v1/models/inception_resnet_v1_facenet/embed", try Self.photo("rocket.jpg")).status == 200)
+            #expect(try await server.post("/v1/models/inception_resnet_v1_facenet/embed",
+                                          try Self.photo("rocket.jpg")).status == 200)
         }
     }
 
@@ -248,7 +271,10 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
         let gate = DispatchSemaphore(value: 0)
         let secondLoaded = Locked(false)
         let first = InferenceServer.ModelSource(.inceptionResNetV1FaceNet) { gate.wait(); return face }
-        let second = InferenceServer.ModelSource(.inceptionV4) { secondLoaded.withLock { $0 = true }; return try References.model(.inceptionV4) }
+        let second = InferenceServer.ModelSource(.inceptionV4) {
+            secondLoaded.withLock { $0 = true }
+            return try References.model(.inceptionV4)
+        }
         defer { gate.signal() }
         try await TestServer.with([first, second], waitUntilReady: false) { server in
             #expect(try await server.get("/ready").status == 503)
@@ -267,12 +293,16 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
 
     /// Weights that cannot be loaded stop the server with the loader's one-line error (exit 1 from the CLI).
     @Test func unloadableWeightsStopTheServer() async throws {
-        let cli = try runInception(["serve", "--model", "inception_v4", "--weights", "/nonexistent/w.safetensors", "--port", "0"])
+        let cli = try runInception(["serve", "--model", "inception_v4", "--weights", "/nonexistent/w.safetensors",
+                                    "--port", "0"])
         #expect(cli.status == 1)
-        #expect(cli.stderr.hasPrefix("error: ") && cli.stderr.contains("/nonexistent/w.safetensors") && cli.stderr.split(separator: "\n").count == 1,
+        #expect(cli.stderr.hasPrefix("error: ") && cli.stderr.contains("/nonexistent/w.safetensors")
+                && cli.stderr.split(separator: "\n").count == 1,
                 "\(cli.stderr)")
-        let mismatch = try runInception(["serve", "--model", "inception_v4", "--model", "inception_resnet_v2", "--weights", "a"])
-        #expect(mismatch.status != 0 && mismatch.stderr.contains("give one --weights per --model (2 models, 1 weights)"))
+        let mismatch = try runInception(["serve", "--model", "inception_v4", "--model", "inception_resnet_v2",
+                                         "--weights", "a"])
+        #expect(mismatch.status != 0
+                && mismatch.stderr.contains("give one --weights per --model (2 models, 1 weights)"))
     }
 
     /// SIGTERM: the listening socket closes, requests already received are answered, the process exits 0.
@@ -292,7 +322,8 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
             guard !chunk.isEmpty else { break }
             line += chunk
         }
-        let port = try #require(String(decoding: line, as: UTF8.self).split(separator: ":").last?.split(separator: " ").first.flatMap { Int($0) })
+        let port = try #require(String(decoding: line, as: UTF8.self).split(separator: ":").last?
+            .split(separator: " ").first.flatMap { Int($0) })
         let server = TestServer(base: URL(string: "http://127.0.0.1:\(port)")!, server: InferenceServer(models: []))
         while try await server.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(50)) }
         let bytes = try Self.photo("coffee_progressive.jpg")
@@ -321,17 +352,26 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
         let boundary = try #require(try Multipart.boundary(contentType: type))
         let parts = try Multipart.parts(of: body, boundary: boundary)
         #expect(parts.map(\.name) == ["note", "image"])
-        #expect(parts[0].body == Data("hello".utf8) && parts[1].filename == "photo.jpg" && parts[1].contentType == "image/jpeg")
+        #expect(parts[0].body == Data("hello".utf8) && parts[1].filename == "photo.jpg"
+                && parts[1].contentType == "image/jpeg")
         #expect(Multipart.upload(in: parts)?.body == file)
         #expect(try Multipart.boundary(contentType: "image/jpeg") == nil)
-        #expect(throws: Multipart.Error.noBoundary) { try Multipart.boundary(contentType: "multipart/form-data; boundary=") }
-        #expect(throws: Multipart.Error.noBoundary) { try Multipart.boundary(contentType: "multipart/form-data; boundary=\(String(repeating: "b", count: 71))") }
+        #expect(throws: Multipart.Error.noBoundary) {
+            try Multipart.boundary(contentType: "multipart/form-data; boundary=")
+        }
+        #expect(throws: Multipart.Error.noBoundary) {
+            try Multipart.boundary(contentType: "multipart/form-data; boundary=\(String(repeating: "b", count: 71))")
+        }
     }
 
     @Test func damagedBodiesThrow() throws {
         let (body, _) = multipartBody(Data("JPEGDATA".utf8))
-        #expect(throws: Multipart.Error.malformed("no boundary line")) { try Multipart.parts(of: Data("no parts".utf8), boundary: "XyZ-boundary-42") }
-        #expect(throws: Multipart.Error.malformed("no boundary line")) { try Multipart.parts(of: Data("x--XyZ-boundary-42".utf8), boundary: "XyZ-boundary-42") }
+        #expect(throws: Multipart.Error.malformed("no boundary line")) {
+            try Multipart.parts(of: Data("no parts".utf8), boundary: "XyZ-boundary-42")
+        }
+        #expect(throws: Multipart.Error.malformed("no boundary line")) {
+            try Multipart.parts(of: Data("x--XyZ-boundary-42".utf8), boundary: "XyZ-boundary-42")
+        }
         #expect(throws: Multipart.Error.malformed("boundary line not followed by a line break")) {
             try Multipart.parts(of: Data("--XyZ-boundary-42junk".utf8), boundary: "XyZ-boundary-42")
         }

@@ -12,12 +12,14 @@ import Testing
     static func dataset() throws -> URL {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("train-\(UUID().uuidString)/data")
         let images = References.directory.appendingPathComponent("images")
-        guard let files = try? FileManager.default.contentsOfDirectory(atPath: images.path).filter({ $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }).sorted(),
+        guard let files = try? FileManager.default.contentsOfDirectory(atPath: images.path)
+                .filter({ $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }).sorted(),
               files.count >= 8 else { throw References.Missing(path: images.path) }
         for (i, file) in files.enumerated() {
             let folder = root.appendingPathComponent(i % 2 == 0 ? "cats" : "dogs")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: images.appendingPathComponent(file), to: folder.appendingPathComponent(file))
+            try FileManager.default.copyItem(at: images.appendingPathComponent(file),
+                                             to: folder.appendingPathComponent(file))
         }
         return root
     }
@@ -32,7 +34,8 @@ import Testing
 
     /// metrics.jsonl without the timing field.
     static func metrics(_ run: URL) throws -> [String] {
-        try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+        try String(contentsOf: run.appendingPathComponent("metrics.jsonl"),
+                   encoding: .utf8).split(separator: "\n").map {
             var m = try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8))
             m.imagesPerSecond = 0
             let encoder = JSONEncoder()
@@ -70,8 +73,8 @@ import Testing
 
         #expect(try Self.metrics(killed) == Self.metrics(whole))
         for file in ["model.safetensors", "average.safetensors", "optimizer.safetensors"] {
-            #expect(try Data(contentsOf: killed.appendingPathComponent(file)) == Data(contentsOf: whole.appendingPathComponent(file)),
-                    "\(file) differs after resuming")
+            #expect(try Data(contentsOf: killed.appendingPathComponent(file))
+                        == Data(contentsOf: whole.appendingPathComponent(file)), "\(file) differs after resuming")
         }
     }
 
@@ -101,12 +104,14 @@ import Testing
         let data = try Self.dataset()
         defer { Self.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
-        let arguments = Self.arguments(data, run, epochs: 1).map { $0 == "inception_v4" ? "inception_resnet_v1_facenet" : $0 }
+        let arguments = Self.arguments(data, run,
+                                       epochs: 1).map { $0 == "inception_v4" ? "inception_resnet_v1_facenet" : $0 }
         let result = try runInception(arguments.filter { $0 != "--average-decay" && $0 != "0.9" })
         #expect(result.status == 0, "\(result.stderr)")
         let line = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         let reported = try JSONDecoder().decode(EpochMetrics.self, from: Data(line.utf8)).validationAccuracy
-        let model = try InceptionModel(.inceptionResNetV1FaceNet, weights: run.appendingPathComponent("model.safetensors"))
+        let model = try InceptionModel(.inceptionResNetV1FaceNet,
+                                       weights: run.appendingPathComponent("model.safetensors"))
         #expect(model.classes == 2 && model.primaryOutput == "embedding")
         var correct = 0, count = 0
         for (label, folder) in ["cats", "dogs"].enumerated() {
@@ -136,13 +141,15 @@ import Testing
         let x = try References.url(.inceptionV4, "x_299.npy")
         let timm = try TrainCommandTests.run(["scripts/timm_logits.py", "inception_v4", checkpoint.path, x.path])
         let theirs = try JSONSerialization.jsonObject(with: Data(timm.utf8)) as! [[Double]]
-        let ours = try InceptionModel(.inceptionV4, weights: checkpoint)(nchw: References.tensor(.inceptionV4, "x_299.npy"))
+        let ours = try InceptionModel(.inceptionV4, weights: checkpoint)(nchw: References.tensor(.inceptionV4,
+            "x_299.npy"))
         #expect(ours.shape == [theirs.count, 2])
         let error = relativeError(ours.scalars, theirs.flatMap { $0.map(Float.init) })
         #expect(error < 1e-4, "logits differ from timm's by \(error)")
         let head = try SafeTensorsFile(contentsOf: run.appendingPathComponent("auxiliary.safetensors"))
         let plain = Set(ModelName.inceptionV4.graph(classes: 2).parameters.map(\.name))
-        let auxiliary = ModelName.inceptionV4.graph(classes: 2, auxiliaryHead: true).parameters.filter { !plain.contains($0.name) }
+        let auxiliary = ModelName.inceptionV4.graph(classes: 2,
+                                                    auxiliaryHead: true).parameters.filter { !plain.contains($0.name) }
         #expect(Set(head.entries.keys) == Set(auxiliary.map(\.name)))
         #expect(head.entries["aux_logits.fc.weight"]?.shape == [2, 768])
     }
@@ -161,25 +168,31 @@ import Testing
         #expect(result.status == 0, "\(result.stderr)")
         try Self.killAfterTheFirstEpochAndResume(arguments(killed), run: killed)
         #expect(try Self.metrics(killed) == Self.metrics(whole))
-        let metrics = try String(contentsOf: whole.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        let metrics = try String(contentsOf: whole.appendingPathComponent("metrics.jsonl"),
+                                 encoding: .utf8).split(separator: "\n")
             .map { try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
         #expect(metrics.count == 2 && metrics.allSatisfy { $0.trainAuxiliaryLoss?.isFinite == true })
         for file in ["model.safetensors", "auxiliary.safetensors", "average.safetensors", "optimizer.safetensors"] {
-            #expect(try Data(contentsOf: killed.appendingPathComponent(file)) == Data(contentsOf: whole.appendingPathComponent(file)),
-                    "\(file) differs after resuming")
+            #expect(try Data(contentsOf: killed.appendingPathComponent(file))
+                        == Data(contentsOf: whole.appendingPathComponent(file)), "\(file) differs after resuming")
         }
         // Resuming without the head's file is refused, naming what is missing.
         try FileManager.default.removeItem(at: killed.appendingPathComponent("auxiliary.safetensors"))
         let orphan = try runInception(arguments(killed).map { $0 == "2" ? "3" : $0 } + ["--resume"])
         #expect(orphan.status == 1)
-        #expect(orphan.stderr.hasPrefix("error: ") && orphan.stderr.contains("auxiliary.safetensors"), "\(orphan.stderr)")
+        #expect(orphan.stderr.hasPrefix("error: ") && orphan.stderr.contains("auxiliary.safetensors"),
+                "\(orphan.stderr)")
 
         let other = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         var refused = try runInception(arguments(other).map { $0 == "inception_v4" ? "inception_resnet_v1" : $0 })
-        #expect(refused.stderr == "error: inception_resnet_v1 has no auxiliary head (TF-slim released one for inception_v4 and inception_resnet_v2)\n")
+        #expect(refused.stderr == """
+            error: inception_resnet_v1 has no auxiliary head (TF-slim released one for inception_v4 and \
+            inception_resnet_v2)\n
+            """)
         refused = try runInception(arguments(other).map { $0 == "299" ? "139" : $0 })
         #expect(refused.status == 1)
-        #expect(refused.stderr.hasPrefix("error: the auxiliary head needs a 17×17 to 19×19 map after the B blocks (input 2"), "\(refused.stderr)")
+        let prefix = "error: the auxiliary head needs a 17×17 to 19×19 map after the B blocks (input 2"
+        #expect(refused.stderr.hasPrefix(prefix), "\(refused.stderr)")
         #expect(refused.stderr.hasSuffix("and input 139 does not give one\n"), "\(refused.stderr)")
     }
 
@@ -214,7 +227,8 @@ import Testing
         #expect(result.status == 1)
         #expect(result.stderr == "error: the training set has \(images) images, fewer than one batch of 64\n")
         let validation = data.appendingPathComponent("../val-\(UUID().uuidString)").standardized
-        try FileManager.default.createDirectory(at: validation.appendingPathComponent("birds"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: validation.appendingPathComponent("birds"),
+                                                withIntermediateDirectories: true)
         var arguments = Self.arguments(data, run, epochs: 1)
         arguments[arguments.firstIndex(of: "--val")! + 1] = validation.path
         result = try runInception(arguments)
@@ -230,10 +244,14 @@ import Testing
         #expect(first.status == 0, "\(first.stderr)")
         let before = try Data(contentsOf: run.appendingPathComponent("model.safetensors"))
         // A different learning rate and seed: refused, naming both, and nothing in the run is touched.
-        let changed = Self.arguments(data, run, epochs: 2).map { $0 == "0.01" ? "0.02" : $0 == "3" ? "4" : $0 } + ["--resume"]
+        let changed = Self.arguments(data, run, epochs: 2).map { $0 == "0.01" ? "0.02" : $0 == "3" ? "4" : $0 }
+            + ["--resume"]
         let refused = try runInception(changed)
         #expect(refused.status == 1)
-        #expect(refused.stderr == "error: cannot resume: schedule, seed differ from the run's config.json (only the number of epochs may change)\n")
+        #expect(refused.stderr == """
+            error: cannot resume: schedule, seed differ from the run's config.json (only the number of epochs may \
+            change)\n
+            """)
         #expect(try Data(contentsOf: run.appendingPathComponent("model.safetensors")) == before)
         #expect(try Self.metrics(run).count == 1)
         // More epochs alone is a continuation.
@@ -250,7 +268,8 @@ import Testing
         let images = try FileManager.default.subpathsOfDirectory(atPath: data.path).filter { $0.contains(".") }.count
         // One batch of every image, so the broken one is in it.
         let arguments = { (run: URL) in Self.arguments(data, run, epochs: 2).map { $0 == "4" ? "\(images)" : $0 } }
-        let stopped = try runInception(arguments(data.appendingPathComponent("../run-\(UUID().uuidString)").standardized))
+        let elsewhere = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        let stopped = try runInception(arguments(elsewhere))
         #expect(stopped.status == 1)
         #expect(stopped.stderr.hasPrefix("error: \(broken.path): corrupt JPEG"), "\(stopped.stderr)")
         #expect(stopped.stderr.split(separator: "\n").count == 1)
@@ -259,8 +278,10 @@ import Testing
         let skipped = try runInception(arguments(run) + ["--skip-unreadable"])
         #expect(skipped.status == 0, "\(skipped.stderr)")
         // Reported once per epoch by training and once by validation (the same folder here).
-        #expect(skipped.stderr.components(separatedBy: "skipped \(broken.path): corrupt JPEG").count - 1 == 4, "\(skipped.stderr)")
-        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(skipped.stderr.components(separatedBy: "skipped \(broken.path): corrupt JPEG").count - 1 == 4,
+                "\(skipped.stderr)")
+        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"),
+                                 encoding: .utf8).split(separator: "\n")
             .map { try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
         #expect(metrics.map(\.skippedImages) == [1, 1])
         #expect(metrics.map(\.skippedBatches) == [0, 0])
@@ -273,7 +294,8 @@ import Testing
         var runs: [URL] = []
         for model in ["inception_v4", "inception_resnet_v2"] {
             let run = data.appendingPathComponent("../run-\(model)-\(UUID().uuidString)").standardized
-            let arguments = Self.arguments(data, run, epochs: 1).map { $0 == "inception_v4" ? model : $0 } + ["--repeats", "1,1,1"]
+            let arguments = Self.arguments(data, run, epochs: 1).map { $0 == "inception_v4" ? model : $0 }
+                + ["--repeats", "1,1,1"]
             let first = try runInception(arguments)
             #expect(first.status == 0, "\(first.stderr)")
             // Resuming reads the reduced network's checkpoint back strictly.
@@ -289,7 +311,8 @@ import Testing
         let drawn = try runInception(["curves"] + runs.map(\.path) + ["--output", svg.path])
         #expect(drawn.status == 0, "\(drawn.stderr)")
         let picture = try String(contentsOf: svg, encoding: .utf8)
-        #expect(picture.contains("inception_v4 (blocks 1,1,1)") && picture.contains("inception_resnet_v2 (blocks 1,1,1)"))
+        #expect(picture.contains("inception_v4 (blocks 1,1,1)")
+                && picture.contains("inception_resnet_v2 (blocks 1,1,1)"))
         // Three curves (loss, train and validation accuracy) of two epochs for each run.
         #expect(picture.components(separatedBy: "<path d=\"M").count - 1 == 6)
         let missing = try runInception(["curves", data.path, "--output", svg.path])

@@ -12,34 +12,44 @@ import Testing
     func oneSGDStepMatchesTimm(_ name: ModelName) throws { try compareStep(name, auxiliaryHead: false) }
 
     /// The same at 299×299 with TF-slim's auxiliary classifier (torchvision's InceptionAux with timm's blocks on the
-    /// reference side), loss = main + 0.4 · auxiliary: the backward pass starts at two outputs and meets at the 17×17 map.
+    /// reference side), loss = main + 0.4 · auxiliary: the backward pass starts at two outputs and meets at the 17×17
+    /// map.
     @Test(arguments: [ModelName.inceptionV4, .inceptionResNetV2])
     func oneSGDStepWithAuxiliaryHeadMatchesTimm(_ name: ModelName) throws { try compareStep(name, auxiliaryHead: true) }
 
     func compareStep(_ name: ModelName, auxiliaryHead: Bool) throws {
         let prefix = auxiliaryHead ? "train_aux_" : "train_"
-        let step = try JSONSerialization.jsonObject(with: Data(contentsOf: References.url(name, prefix + "step.json"))) as! [String: Any]
-        let labels = step["labels"] as! [Int], expectedLoss = step["loss"] as! Double, losses = step["losses"] as! [Double]
+        let step = try JSONSerialization.jsonObject(with: Data(contentsOf: References.url(name, prefix
+            + "step.json"))) as! [String: Any]
+        let labels = step["labels"] as! [Int], expectedLoss = step["loss"] as! Double,
+            losses = step["losses"] as! [Double]
         let graph = name.graph(auxiliaryHead: auxiliaryHead)
         // Both steps start from the same network weights; the auxiliary head's are in a file of their own, as in a run.
-        var values = try name.trainingValues(for: name.graph(), weights: References.url(name, "train_weights.safetensors"), seed: 0)
+        var values = try name.trainingValues(for: name.graph(),
+                                             weights: References.url(name, "train_weights.safetensors"), seed: 0)
         if auxiliaryHead {
-            values.merge(try name.auxiliaryValues(for: graph, weights: References.url(name, prefix + "head.safetensors"))) { a, _ in a }
+            values.merge(try name.auxiliaryValues(for: graph,
+                                                  weights: References.url(name, prefix
+                                                      + "head.safetensors"))) { a, _ in a }
         }
         let trainer = TrainingGraph(graph: graph, values: values)
         trainer.dropoutRate = 0  // timm's default drop_rate for both
         let auxiliary = auxiliaryHead ? (output: "aux_logits", weight: Float(step["aux_weight"] as! Double)) : nil
         let routing = try SafeTensorsFile(contentsOf: References.url(name, prefix + "maxpool_routing.safetensors"))
-        trainer.maxPoolRouting = try (0..<routing.entries.count).map { try routing.floats("maxpool\($0)").map { Int32($0) } }
+        trainer.maxPoolRouting = try (0..<routing.entries.count).map {
+            try routing.floats("maxpool\($0)").map { Int32($0) }
+        }
         // timm's ReLU modules: `<BatchNorm>.act` after a convolution; `<block>.act` (`.relu` in Block8) after a sum.
         let relus = try SafeTensorsFile(contentsOf: References.url(name, prefix + "relu_masks.safetensors"))
         var masks: [String: [Float]] = [:]
         for node in graph.nodes {
             switch node.operation {
-            case let .convolution(_, p, .relu): masks[node.name] = try relus.floats(name.checkpointKey(p.batchNorm!) + ".act")
+            case let .convolution(_, p, .relu): masks[node.name] = try relus.floats(name.checkpointKey(p.batchNorm!)
+                + ".act")
             case .residual(_, .relu):
                 let block = name.checkpointKey(node.stage + ".")
-                masks[node.name] = try relus.floats(relus.entries[block + "act"] != nil ? block + "act" : block + "relu")
+                masks[node.name] = try relus.floats(relus.entries[block + "act"] != nil ? block + "act" : block
+                                                    + "relu")
             default: break
             }
         }
@@ -55,10 +65,12 @@ import Testing
         trainer.values = initial
         let result = try trainer.step(x, labels: labels, labelSmoothing: Float(step["label_smoothing"] as! Double),
                                       auxiliary: auxiliary)
-        #expect(abs(result.total - expectedLoss) / abs(expectedLoss) < 1e-5, "loss \(result.total) vs timm \(expectedLoss)")
+        #expect(abs(result.total - expectedLoss) / abs(expectedLoss) < 1e-5,
+                "loss \(result.total) vs timm \(expectedLoss)")
         #expect(abs(result.loss - losses[0]) / losses[0] < 1e-5, "main loss \(result.loss) vs timm \(losses[0])")
         if auxiliaryHead {
-            #expect(abs(result.auxiliaryLoss! - losses[1]) / losses[1] < 1e-5, "auxiliary loss \(result.auxiliaryLoss!) vs \(losses[1])")
+            #expect(abs(result.auxiliaryLoss! - losses[1]) / losses[1] < 1e-5,
+                    "auxiliary loss \(result.auxiliaryLoss!) vs \(losses[1])")
         }
 
         // With float64's ReLU and max-pool decisions taken, every gradient within 1e-3 of timm's float64 one, except
@@ -91,10 +103,12 @@ import Testing
         }
         errors.sort()
         let timmAbove = timm32.values.filter { $0 >= 1e-3 }.count
-        print("\(name)\(auxiliaryHead ? " with the auxiliary head" : ""): loss \(result.total) vs \(expectedLoss); gradient error median \(errors[errors.count / 2]), "
+        print("\(name)\(auxiliaryHead ? " with the auxiliary head" : ""): loss \(result.total) vs \(expectedLoss); "
+              + "gradient error median \(errors[errors.count / 2]), "
               + "\(above) of \(errors.count) above 1e-3 (timm float32: \(timmAbove)); "
               + "largest apart from exact zeros \(worst.error) (\(worst.key))")
-        #expect(above <= max(timmAbove, errors.count / 100), "\(above) gradients above 1e-3, timm float32 has \(timmAbove)")
+        #expect(above <= max(timmAbove, errors.count / 100),
+                "\(above) gradients above 1e-3, timm float32 has \(timmAbove)")
 
         let optimizer = Optimizer(OptimizerSettings(kind: .sgd, momentum: Float(step["momentum"] as! Double),
                                                     weightDecay: Float(step["weight_decay"] as! Double)),
