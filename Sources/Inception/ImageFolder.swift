@@ -110,9 +110,10 @@ extension InceptionModel {
         let samples = Array(data.samples.prefix(limit ?? data.samples.count))
         let shift = classes == 1001 ? 1 : 0
         let preprocessing = name.preprocessing
-        let batches = stride(from: 0, to: samples.count, by: max(1,
-                                                                 batch)).map { Array(samples[$0..<min(samples.count, $0
-                                                                     + max(1, batch))]) }
+        let size = max(1, batch)
+        let batches = stride(from: 0, to: samples.count, by: size).map {
+            Array(samples[$0..<min(samples.count, $0 + size)])
+        }
 
         final class Prepared: @unchecked Sendable {
             var pixels: [Float] = [], labels: [Int] = [], skipped: [(String, String)] = [], error: Error?

@@ -124,8 +124,9 @@ struct Train: ParsableCommand {
             config.auxiliaryWeight = auxHead ? auxWeight : nil
             (config.augmentation.scale, config.augmentation.flip) = (cropArea...1, !noFlip)
             let graph = name.graph(classes: classes.count)
-            let initial = try weights.map { try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0),
-                                                                    seed: seed) }
+            let initial = try weights.map {
+                try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0), seed: seed)
+            }
             let trainer = try Trainer(config, train: train, validation: validation, run: URL(fileURLWithPath: output),
                                       initial: initial, resume: resume)
             trainer.threads = threads.threads

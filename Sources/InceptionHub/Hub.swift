@@ -56,8 +56,9 @@ public struct HubClient: Sendable {
             metadata = try head(url)
         } catch let error as HubError {
             // Unreachable Hub: fall back to the cache, as huggingface_hub does.
-            if case .network = error, let cached = cached(repo: repo, filename: filename,
-                                                          revision: revision) { return cached }
+            if case .network = error, let cached = cached(repo: repo, filename: filename, revision: revision) {
+                return cached
+            }
             throw error
         }
         let fm = FileManager.default

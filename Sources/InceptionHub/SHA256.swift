@@ -44,8 +44,8 @@ struct SHA256 {
                 offset += 64
             }
         }
-        return state.map { word in (0..<4).map { String(format: "%02x",
-                                                        (word >> (24 - 8 * UInt32($0))) & 0xff) }.joined() }.joined()
+        let bytes = state.flatMap { word in (0..<4).map { (word >> (24 - 8 * UInt32($0))) & 0xff } }
+        return bytes.map { String(format: "%02x", $0) }.joined()
     }
 
     private mutating func compress(_ block: UnsafeBufferPointer<UInt8>) {

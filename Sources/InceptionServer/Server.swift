@@ -275,8 +275,8 @@ public final class InferenceServer: Sendable {
         metrics.inProgress(model: model.name.rawValue, by: 1)
         defer { metrics.inProgress(model: model.name.rawValue, by: -1) }
         guard model.graph.outputs[output] != nil else {
-            throw APIError(.badRequest, InputError.unknownOutput(output, model: model.name.rawValue,
-                                                                 available: model.outputNames).description)
+            let problem = InputError.unknownOutput(output, model: model.name.rawValue, available: model.outputNames)
+            throw APIError(.badRequest, problem.description)
         }
         do {
             try batcher.admit()
@@ -362,8 +362,8 @@ public final class InferenceServer: Sendable {
         }
         let body = Data(buffer.readableBytesView)
         do {
-            guard let boundary = try Multipart.boundary(contentType: request.headers[.contentType]
-                                                        ?? "") else { return body }
+            let contentType = request.headers[.contentType] ?? ""
+            guard let boundary = try Multipart.boundary(contentType: contentType) else { return body }
             guard let part = Multipart.upload(in: try Multipart.parts(of: body, boundary: boundary)) else {
                 throw APIError(.badRequest, "the multipart body has no part named 'image' or 'file' and no file part")
             }

@@ -69,8 +69,9 @@ public final class ServerMetrics: Sendable {
     /// Batcher callbacks that record into these metrics.
     func observer(model: String, maxBatch: Int) -> Batcher.Observer {
         var observer = Batcher.Observer()
-        observer.batch = { [self] size, duration in batch(model: model, size: size, maxBatch: maxBatch,
-                                                          duration: duration) }
+        observer.batch = { [self] size, duration in
+            batch(model: model, size: size, maxBatch: maxBatch, duration: duration)
+        }
         observer.queueDepth = { [self] waiting in queueDepth(model: model, waiting: waiting) }
         return observer
     }

@@ -373,10 +373,9 @@ public final class Trainer {
             try SafeTensorsFile.write(name.checkpointTensors(graph, average.values), metadata: metadata,
                                       to: run.appendingPathComponent("average.safetensors"))
         }
-        try SafeTensorsFile.write(optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count],
-                                                                       optimizer.state[$0]!) },
-                                  metadata: ["steps": "\(optimizer.steps)"],
-                                      to: run.appendingPathComponent("optimizer.safetensors"))
+        let state = optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count], optimizer.state[$0]!) }
+        try SafeTensorsFile.write(state, metadata: ["steps": "\(optimizer.steps)"],
+                                  to: run.appendingPathComponent("optimizer.safetensors"))
         let lines = try history.map { String(decoding: try JSONEncoder.sorted.encode($0),
                                              as: UTF8.self) }.joined(separator: "\n") + "\n"
         try Self.writeAtomically(Data(lines.utf8), to: run.appendingPathComponent("metrics.jsonl"))

@@ -172,14 +172,15 @@ import Testing
                 averageGradient = maxGradient
             withMap(&x) { xm in withMap(&dy) { dym in
                 if padding == 0 {
-                    withMap(&maxGradient) { PoolingGradient.maxPool(input: xm, outputGradient: dym, inputGradient: $0,
-                                                                    kernel: kernel,
-                                                                    stride: step, threads: threads) }
+                    withMap(&maxGradient) {
+                        PoolingGradient.maxPool(input: xm, outputGradient: dym, inputGradient: $0, kernel: kernel,
+                                                stride: step, threads: threads)
+                    }
                 }
-                withMap(&averageGradient) { PoolingGradient.averagePool(outputGradient: dym, inputGradient: $0,
-                                                                        kernel: kernel,
-                                                                        stride: step, padding: padding,
-                                                                        threads: threads) }
+                withMap(&averageGradient) {
+                    PoolingGradient.averagePool(outputGradient: dym, inputGradient: $0, kernel: kernel, stride: step,
+                                                padding: padding, threads: threads)
+                }
             } }
             if padding == 0 { #expect(maxGradient.scalars == maxExpected) }
             #expect(averageGradient.scalars == averageExpected)

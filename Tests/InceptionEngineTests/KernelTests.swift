@@ -90,8 +90,9 @@ struct PoolingKernelTests {
         var input = rng.tensor([shape.0, shape.1, shape.2, shape.3])
         let expected = Reference.maxPool(input, kernel: 3, stride: 2)
         var output = Tensor(zeros: expected.shape)
-        withMap(&input) { i in withMap(&output) { o in Pooling.maxPool(input: i, output: o, kernel: 3, stride: 2,
-                                                                       threads: 2) } }
+        withMap(&input) { i in
+            withMap(&output) { o in Pooling.maxPool(input: i, output: o, kernel: 3, stride: 2, threads: 2) }
+        }
         #expect(output == expected)
     }
 
@@ -102,8 +103,9 @@ struct PoolingKernelTests {
         let expected = Reference.averagePool(input, kernel: 3, stride: 1, padding: 1)
         var output = Tensor(zeros: expected.shape)
         withMap(&input) { i in
-            withMap(&output) { o in Pooling.averagePool(input: i, output: o, kernel: 3, stride: 1, padding: 1,
-                                                        threads: 2) }
+            withMap(&output) { o in
+                Pooling.averagePool(input: i, output: o, kernel: 3, stride: 1, padding: 1, threads: 2)
+            }
         }
         #expect(relativeError(output.scalars, expected.scalars) < 1e-6)
         // A corner pixel averages only the 4 pixels inside the image (count_include_pad=False).

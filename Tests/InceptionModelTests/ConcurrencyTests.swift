@@ -12,8 +12,8 @@ import Testing
             let s = i % x.shape[0]
             var one = Tensor(shape: [1] + Array(x.shape.dropFirst()),
                              scalars: Array(x.scalars[(s * per)..<((s + 1) * per)]))
-            if i >= x.shape[0] { one.scalars = one.scalars.map { $0
-                                                                * (1 - 0.01 * Float(i)) } }  // eight distinct inputs
+            // Eight distinct inputs.
+            if i >= x.shape[0] { one.scalars = one.scalars.map { $0 * (1 - 0.01 * Float(i)) } }
             return one
         }
     }

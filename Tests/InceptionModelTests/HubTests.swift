@@ -82,8 +82,9 @@ final class LocalHub {
         let hub = try LocalHub()
         try hub.truncate(true)
         #expect { try hub.client.file(repo: repo, filename: "model.safetensors") } throws: { error in
-            guard case .incomplete = error as? HubError else { return "\(error)".contains("broke off")
-                                                              || "\(error)".contains("cannot reach") }
+            guard case .incomplete = error as? HubError else {
+                return "\(error)".contains("broke off") || "\(error)".contains("cannot reach")
+            }
             return true
         }
         let blobs = hub.cache.appendingPathComponent("models--timm--inception_v4.tf_in1k/blobs")
