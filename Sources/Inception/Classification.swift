@@ -11,9 +11,11 @@ public struct Prediction: Sendable, Equatable {
 }
 
 extension InceptionModel {
-    /// The label of class `index`. A 1000-way classifier uses ImageNet-1k's classes in timm's order; a 1001-way
-    /// one (TF-slim checkpoints) has class 0 = background and ImageNet's classes shifted right by one.
+    /// The label of class `index`: the checkpoint's own class names when it has them; else a 1000-way classifier
+    /// uses ImageNet-1k's classes in timm's order, and a 1001-way one (TF-slim checkpoints) has class 0 = background
+    /// and ImageNet's classes shifted right by one.
     public func label(_ index: Int) -> (name: String, wordNetID: String?) {
+        if let classNames { return (classNames[index], nil) }
         switch classes {
         case 1000: return (imageNetClasses[index].name, imageNetClasses[index].wordNetID)
         case 1001: return index == 0 ? ("background", nil) : (imageNetClasses[index - 1].name,
@@ -27,8 +29,8 @@ extension InceptionModel {
                          threads: Int = Parallel.defaultThreads) throws -> [[Prediction]] {
         guard graph.outputs["logits"] != nil else { throw InputError.unknownOutput("logits", model: name.rawValue,
             available: outputNames) }
-        let logits = try compiled.run(name.preprocessing.batch(images), output: graph.outputs["logits"],
-                                      threads: threads)
+        let input = name.preprocessing.batch(images, inputSize: inputSize)
+        let logits = try compiled.run(input, output: graph.outputs["logits"], threads: threads)
         return predictions(logits: try finite(logits, output: "logits"), top: top)
     }
 
@@ -51,7 +53,8 @@ extension InceptionModel {
     /// classifier: `[n, dimension]`.
     public func embed(_ images: [RGBImage], threads: Int = Parallel.defaultThreads) throws -> Tensor {
         let output = graph.outputs["embedding"] ?? graph.outputs["features"]!
-        let result = try compiled.run(name.preprocessing.batch(images), output: output, threads: threads)
+        let result = try compiled.run(name.preprocessing.batch(images, inputSize: inputSize), output: output,
+                                      threads: threads)
         return try finite(result, output: graph.outputs["embedding"] != nil ? "embedding" : "features")
     }
 }

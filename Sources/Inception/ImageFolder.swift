@@ -108,11 +108,11 @@ extension InceptionModel {
             throw InputError.unknownOutput("logits", model: name.rawValue, available: outputNames)
         }
         let samples = Array(data.samples.prefix(limit ?? data.samples.count))
-        let shift = classes == 1001 ? 1 : 0
-        let preprocessing = name.preprocessing
-        let size = max(1, batch)
-        let batches = stride(from: 0, to: samples.count, by: size).map {
-            Array(samples[$0..<min(samples.count, $0 + size)])
+        let shift = classes == 1001 && classNames == nil ? 1 : 0
+        let (preprocessing, inputSize) = (name.preprocessing, inputSize)
+        let perBatch = max(1, batch)
+        let batches = stride(from: 0, to: samples.count, by: perBatch).map {
+            Array(samples[$0..<min(samples.count, $0 + perBatch)])
         }
 
         final class Prepared: @unchecked Sendable {
@@ -127,7 +127,7 @@ extension InceptionModel {
                 for sample in batch {
                     do {
                         let image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))
-                        prepared.pixels += preprocessing.apply(image)
+                        prepared.pixels += preprocessing.apply(image, inputSize: inputSize)
                         prepared.labels.append(sample.label + shift)
                     } catch {
                         if stopOnError { prepared.error = error; return }
@@ -149,7 +149,7 @@ extension InceptionModel {
             result.skipped += current.skipped.map { (path: $0.0, reason: $0.1) }
             let n = current.labels.count
             if n > 0 {
-                let size = preprocessing.inputSize
+                let size = inputSize
                 let logits = try compiled.run(Tensor(shape: [n, size, size, 3], scalars: current.pixels),
                                               output: logitsNode,
                                               threads: threads)
@@ -163,5 +163,16 @@ extension InceptionModel {
         }
         result.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return result
+    }
+}
+
+extension InceptionModel {
+    /// `root` labelled in this model's classes: by the checkpoint's class names when it has them (the layout
+    /// `inception train` reads), by ImageNet WordNet id or index for an ImageNet classifier, else by its sorted
+    /// class folders, as training labels them.
+    public func imageFolder(_ root: String) throws -> ImageFolder {
+        if let classNames { return try ImageFolder(root, classes: classNames) }
+        if classes == 1000 || classes == 1001 { return try ImageFolder(root) }
+        return try ImageFolder(root, classes: nil)
     }
 }

@@ -10,21 +10,36 @@ public final class InceptionModel: Sendable {
     /// How many classes the logits score; nil for a model without a classifier (the face model loaded from a
     /// checkpoint without its `logits` layer).
     public var classes: Int? { width(of: "logits") }
+    /// The logits' class names, when the checkpoint carries them (a run of `inception train` writes them); else
+    /// ImageNet's for a 1000- or 1001-way classifier (see `label(_:)`).
+    public let classNames: [String]?
+    /// The square input size images are preprocessed to: the checkpoint's own when it says (a network trained at
+    /// 139 classifies at 139), else the network's default.
+    public let inputSize: Int
 
-    init(name: ModelName, compiled: CompiledGraph) {
+    init(name: ModelName, compiled: CompiledGraph, metadata: CheckpointMetadata = CheckpointMetadata()) {
         self.name = name
         self.compiled = compiled
+        self.inputSize = metadata.inputSize ?? name.defaultInputSize
+        let classes = compiled.graph.outputs["logits"].map { compiled.graph.nodes[$0].channels }
+        self.classNames = metadata.classNames.flatMap { $0.count == classes ? $0 : nil }
     }
 
     /// Loads a checkpoint in the released layout (timm's key names, PyTorch shapes). Strict both ways: every
     /// parameter must be present with the right shape, and every tensor in the file must be used (only
-    /// BatchNorm's `num_batches_tracked` counters are ignored). The classifier's size comes from the file.
+    /// BatchNorm's `num_batches_tracked` counters are ignored). The classifier's size comes from the file, and a
+    /// reduced depth, class names and input size from its metadata (`CheckpointMetadata`) when it has them.
     public convenience init(_ name: ModelName, weights url: URL,
                             algorithms: ConvolutionAlgorithms = .forThisCPU) throws {
         let file = try SafeTensorsFile(contentsOf: url)
         let classes = file.entries[name.checkpointKey(name.classifierWeight)]?.shape.first
-        let graph = name.graph(classes: classes)
+        let metadata = try CheckpointMetadata(file.metadata)
+        let graph = name.graph(classes: classes, repeats: metadata.repeats)
         try Self.verify(graph, name, file)
+        if let names = metadata.classNames, names.count != classes {
+            throw WeightsError.badMetadata(key: "classes", reason: "it names \(names.count) classes, the classifier "
+                                           + "has \(classes.map(String.init) ?? "none")")
+        }
         // Each tensor is read once, here, and checked for NaN and infinities as it is read.
         let compiled: CompiledGraph
         do {
@@ -34,7 +49,7 @@ public final class InceptionModel: Sendable {
         } catch let error as ParameterError {
             throw WeightsError.unusable(key: name.checkpointKey(error.parameter), reason: error)
         }
-        self.init(name: name, compiled: compiled)
+        self.init(name: name, compiled: compiled, metadata: metadata)
     }
 
     /// Random weights with realistic statistics, for benchmarks and tests of everything but the values.
@@ -158,6 +173,8 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
     /// A value the network cannot use: a negative BatchNorm variance, or weights that overflow once folded.
     case unusable(key: String, reason: ParameterError)
     case otherModel(model: String, weightsFor: String)
+    /// A `__metadata__` entry this library reads that cannot be used.
+    case badMetadata(key: String, reason: String)
 
     public var description: String {
         func list(_ keys: [String]) -> String {
@@ -180,6 +197,7 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
                 return "weights are out of range: tensor '\(key)' overflows Float once its BatchNorm is folded in"
             }
         case let .otherModel(model, other): return "these are \(other) weights, not \(model)"
+        case let .badMetadata(key, reason): return "weights' metadata entry '\(key)' is unusable: \(reason)"
         }
     }
 }

@@ -14,6 +14,9 @@ struct Curves: ParsableCommand {
     @Option(help: "The SVG file to write.")
     var output: String
 
+    @Flag(help: "Print what was drawn as JSON.")
+    var json = false
+
     func run() throws {
         try reportingErrors {
             let series = try runs.map { folder -> (String, [EpochMetrics]) in
@@ -37,6 +40,9 @@ struct Curves: ParsableCommand {
                 return (label, history)
             }
             try FileOutput.write(Data(curvesSVG(series).utf8), to: URL(fileURLWithPath: output))
+            if json {
+                try printJSON(["output": output, "runs": series.map { ["label": $0.0, "epochs": $0.1.count] }])
+            }
         }
     }
 }

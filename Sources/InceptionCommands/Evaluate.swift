@@ -5,8 +5,10 @@ import Inception
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: """
-            Top-1 and top-5 accuracy on an image folder (one sub-folder per class, named by WordNet id or class index).
+        abstract: "Top-1 and top-5 accuracy on an image folder (one sub-folder per class).",
+        discussion: """
+            Class folders are named as the checkpoint's classes (a run of `inception train` stores them, so the \
+            folders it trained on evaluate as they are), or for an ImageNet classifier by WordNet id or class index.
             """)
 
     @OptionGroup var weights: WeightsOption
@@ -31,11 +33,15 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let net = try weights.load()
-            let data = try ImageFolder(directory)
-            let bar = ProgressBar()
+            let data = try net.imageFolder(directory)
+            let bar = ProgressBar(), started = Date()
             let result = try net.evaluate(data, batch: batch, threads: threads.threads, stopOnError: stopOnError,
-                                          limit: limit) { done, total in bar.show("eval", done, of: total,
-                                              detail: "\(done)/\(total)") }
+                                          limit: limit) { done, total in
+                let rate = Double(done) / max(Date().timeIntervalSince(started), 1e-9)
+                let left = ProgressBar.duration(Double(total - done) / max(rate, 1e-9))
+                bar.show("eval", done, of: total, detail: String(format: "%d/%d %.1f img/s, %@ left", done, total,
+                                                                 rate, left))
+            }
             bar.finish()
             for skipped in result.skipped { FileHandle.standardError.write(Data("skipped \(skipped.reason)\n".utf8)) }
             if json {

@@ -15,9 +15,13 @@ struct WeightsOption: ParsableArguments {
 
     var model: ModelName { network.model }
 
+    /// The network `--model` names, else the one the weights file's metadata names (a checkpoint of `inception
+    /// train` or `inception init`), else Inception-v4.
     func load() throws -> InceptionModel {
-        try InceptionModel(model, from: weights.map { .file(URL(fileURLWithPath: $0)) }
-                           ?? .released(.withProgressBar()))
+        guard let weights else { return try InceptionModel(model, from: .released(.withProgressBar())) }
+        let url = URL(fileURLWithPath: weights)
+        let name = try network.requested ?? CheckpointMetadata(contentsOf: url).model ?? .inceptionV4
+        return try InceptionModel(name, from: .file(url))
     }
 }
 
@@ -33,6 +37,35 @@ struct ImageBatches: ParsableArguments {
 
     /// The images in forward-pass-sized runs, in order.
     var batches: [[String]] { images.chunked(max(1, batch)) }
+
+    /// Refuses, before any weights are fetched, a list in which no image is a readable regular file (one that is
+    /// missing among others is reported when its turn comes).
+    func checkFiles() throws {
+        var first: CLIError?
+        for path in images {
+            do { _ = try FileInput.regularFileSize(URL(fileURLWithPath: path)); return } catch {
+                first = first ?? CLIError("cannot read image \(path): \(error)")
+            }
+        }
+        if let first { throw first }
+    }
+
+    /// The images of `paths` that decode, and for each that does not, its one-line reason (also written to
+    /// standard error).
+    func decode(_ paths: [String])
+        -> (images: [(path: String, image: RGBImage)], problems: [(path: String, reason: String)])
+    {
+        var images: [(path: String, image: RGBImage)] = [], problems: [(path: String, reason: String)] = []
+        for path in paths {
+            do {
+                images.append((path, try RGBImage(contentsOf: URL(fileURLWithPath: path))))
+            } catch {
+                problems.append((path, "\(error)"))
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            }
+        }
+        return (images, problems)
+    }
 }
 
 extension Array {
@@ -59,6 +92,9 @@ struct Preprocess: ParsableCommand {
     @Option(help: "Output .npy.")
     var output: String
 
+    @Flag(help: "Print what was written as JSON.")
+    var json = false
+
     @Argument(help: "JPEG or PNG images.")
     var images: [String]
 
@@ -67,16 +103,22 @@ struct Preprocess: ParsableCommand {
             let batch = network.model.preprocessing.batch(try images.map(decode), inputSize: inputSize)
             let nchw = batch.nhwcToNCHW()
             try NPY.write(shape: nchw.shape, values: nchw.scalars, to: URL(fileURLWithPath: output))
+            if json { try printJSON(["model": network.model.rawValue, "output": output, "shape": nchw.shape]) }
         }
     }
 }
 
 struct Classify: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Label images: the top classes and their probabilities.")
+    static let configuration = CommandConfiguration(
+        abstract: "Label images: the top classes and their probabilities.",
+        discussion: """
+            An image that cannot be read is reported on standard error (and in the JSON) and the others are still \
+            classified; the exit status is then 1.
+            """)
 
     @OptionGroup var weights: WeightsOption
 
-    @Option(help: "How many classes to show per image.")
+    @Option(help: "How many classes to show per image (at most the model's classes).")
     var top: Int = 5
 
     @Flag(help: "Print JSON.")
@@ -84,13 +126,22 @@ struct Classify: ParsableCommand {
 
     @OptionGroup var input: ImageBatches
 
+    func validate() throws {
+        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+    }
+
     func run() throws {
         try reportingErrors {
+            try input.checkFiles()
             let net = try weights.load()
-            var results: [[String: Any]] = []
+            var results: [[String: Any]] = [], failed = 0
             for paths in input.batches {
-                let predictions = try net.classify(try paths.map(decode), top: top, threads: input.threads.threads)
-                for (path, top) in zip(paths, predictions) {
+                let (images, problems) = input.decode(paths)
+                failed += problems.count
+                if json { results += problems.map { ["image": $0.path, "error": $0.reason] } }
+                if images.isEmpty { continue }
+                let predictions = try net.classify(images.map(\.image), top: top, threads: input.threads.threads)
+                for ((path, _), top) in zip(images, predictions) {
                     if json {
                         results.append(["image": path, "predictions": top.map {
                             ["index": $0.index, "label": $0.label, "wordnet_id": $0.wordNetID ?? NSNull(),
@@ -99,13 +150,16 @@ struct Classify: ParsableCommand {
                     } else {
                         print(path)
                         for (rank, p) in top.enumerated() {
-                            print(String(format: "  %d. %6.2f%%  %@  %@", rank + 1, 100 * p.probability, p.wordNetID
-                                         ?? "-", p.label))
+                            print(String(format: "  %d. %6.2f%%  %@  %@", rank + 1, 100 * p.probability,
+                                         p.wordNetID ?? "-", p.label))
                         }
                     }
                 }
             }
             if json { try printJSON(results) }
+            // The image's own line says it all for one image; for several, a count closes the run.
+            if failed > 0 && input.images.count == 1 { throw ExitCode(1) }
+            if failed > 0 { throw CLIError("\(failed) of \(input.images.count) images could not be read") }
         }
     }
 }
@@ -122,10 +176,14 @@ struct Embed: ParsableCommand {
     @Option(help: "Output .npy.")
     var output: String
 
+    @Flag(help: "Print what was written as JSON.")
+    var json = false
+
     @OptionGroup var input: ImageBatches
 
     func run() throws {
         try reportingErrors {
+            try input.checkFiles()
             let net = try weights.load()
             var rows: [Float] = [], dimension = 0
             for paths in input.batches {
@@ -134,6 +192,10 @@ struct Embed: ParsableCommand {
                 rows += e.scalars
             }
             try NPY.write(shape: [input.images.count, dimension], values: rows, to: URL(fileURLWithPath: output))
+            if json {
+                try printJSON(["model": net.name.rawValue, "output": output, "shape": [input.images.count, dimension],
+                               "result": net.embeddingOutput])
+            }
         }
     }
 }

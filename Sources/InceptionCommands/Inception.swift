@@ -8,8 +8,12 @@ public struct InceptionCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
+        version: InceptionCommand.version,
         subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self,
-                      Serve.self, Train.self, Curves.self, Models.self])
+                      Serve.self, Train.self, Curves.self, Models.self, Init.self])
+
+    /// The package's version, as `inception --version` prints it.
+    public static let version = "0.9.0"
 
     public init() {}
 
@@ -37,8 +41,12 @@ extension ModelName: ExpressibleByArgument {
 }
 
 struct ModelOption: ParsableArguments {
-    @Option(help: "The network (`inception models` lists them).")
-    var model: ModelName = .inceptionV4
+    @Option(name: .customLong("model"), help: """
+        The network (`inception models` lists them; default: inception_v4, or the one a --weights file names).
+        """)
+    var requested: ModelName?
+
+    var model: ModelName { requested ?? .inceptionV4 }
 }
 
 struct ThreadsOption: ParsableArguments {
@@ -73,7 +81,13 @@ func commandLineHint(for error: any Error) -> String? {
     switch error {
     case let WeightsError.otherModel(_, other): return "use --model \(other)"
     case HubError.noReleasedWeights: return "pass --weights FILE"
+    case HubError.network, HubError.offlineNotCached, HubError.notFound, HubError.httpStatus:
+        return "to run without the Hub: pass --weights FILE (safetensors; `inception init` writes one, "
+            + "scripts/convert_to_safetensors.py converts a PyTorch .pt/.pth), set HF_ENDPOINT to a reachable "
+            + "mirror, or put the weights in the Hub cache, \(HubClient().cacheDirectory.path)"
     case TrainingError.nonFiniteLoss: return "--skip-nonfinite skips such batches"
+    case TrainingError.diverged: return "lower --lr, or --clip-norm the gradients"
+    case TrainingError.runExists: return "--resume continues it, --overwrite starts a new one there"
     default: return nil
     }
 }

@@ -42,6 +42,26 @@ final class ProgressBar: @unchecked Sendable {
     }
 }
 
+extension ProgressBar {
+    /// A duration as a person reads it: 42s, 3m05s, 1h12m.
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return String(format: "%dh%02dm", s / 3600, s % 3600 / 60)
+    }
+}
+
+extension JSONEncoder {
+    /// Compact JSON with sorted keys (one JSON line per record).
+    static var sortedKeys: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}
+
 extension HubClient {
     /// A Hub client that shows each download on a progress bar.
     static func withProgressBar() -> HubClient {

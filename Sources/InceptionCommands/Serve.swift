@@ -12,7 +12,9 @@ struct Serve: AsyncParsableCommand {
             SIGINT: stop accepting connections, answer the requests already received, exit.
             """)
 
-    @Option(help: "A network to serve; repeat for several. Default: inception_v4.")
+    @Option(help: """
+        A network to serve; repeat for several. Default: the network each --weights file names, else inception_v4.
+        """)
     var model: [ModelName] = []
 
     @Option(help: """
@@ -88,12 +90,19 @@ struct Serve: AsyncParsableCommand {
         guard weights.isEmpty || weights.count == models.count else {
             throw ValidationError("give one --weights per --model (\(models.count) models, \(weights.count) weights)")
         }
-        guard weights.isEmpty
-            || randomWeights == nil else { throw ValidationError("--weights and --random-weights exclude each other") }
+        guard weights.isEmpty || randomWeights == nil else {
+            throw ValidationError("--weights and --random-weights exclude each other")
+        }
         guard Set(models).count == models.count else { throw ValidationError("a --model is given twice") }
     }
 
-    var models: [ModelName] { model.isEmpty ? [.inceptionV4] : model }
+    /// The --model list; without one, the network each --weights file's metadata names (Inception-v4 for a file
+    /// that names none, or when no weights are given).
+    var models: [ModelName] {
+        if !model.isEmpty { return model }
+        if weights.isEmpty { return [.inceptionV4] }
+        return weights.map { (try? CheckpointMetadata(contentsOf: URL(fileURLWithPath: $0)).model) ?? .inceptionV4 }
+    }
 
     func run() async throws {
         var configuration = InferenceServer.Configuration()

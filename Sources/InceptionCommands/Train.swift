@@ -34,6 +34,12 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue the run in --output from its last completed epoch.")
     var resume = false
 
+    @Flag(help: "Start a new run in an --output folder that holds one (its files are replaced).")
+    var overwrite = false
+
+    @Flag(help: "Print each epoch's metrics as a JSON line, and the run's summary as JSON at the end.")
+    var json = false
+
     @Option var epochs: Int = 10
     @Option var batchSize: Int = 32
     @Option(help: "Square input size (default: the model's own).")
@@ -84,18 +90,18 @@ struct Train: ParsableCommand {
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
-        guard epochs >= 1,
-            batchSize >= 2 else { throw ValidationError("""
-                --epochs must be ≥ 1 and --batch-size ≥ 2 (BatchNorm needs two images)
-                """) }
+        guard epochs >= 1, batchSize >= 2 else {
+            throw ValidationError("--epochs must be ≥ 1 and --batch-size ≥ 2 (BatchNorm needs two images)")
+        }
         guard cropArea > 0 && cropArea <= 1 else { throw ValidationError("--crop-area must be in (0, 1]") }
-        guard repeats == nil
-            || blockRepeats != nil else { throw ValidationError("--repeats takes three block counts ≥ 1, e.g. 1,2,1") }
+        guard repeats == nil || blockRepeats != nil else {
+            throw ValidationError("--repeats takes three block counts ≥ 1, e.g. 1,2,1")
+        }
         guard auxWeight > 0 && auxWeight.isFinite else { throw ValidationError("--aux-weight must be positive") }
-        guard repeats == nil
-            || weights == nil else { throw ValidationError("""
-                --repeats trains from scratch; it cannot start from --weights
-                """) }
+        guard repeats == nil || weights == nil else {
+            throw ValidationError("--repeats trains from scratch; it cannot start from --weights")
+        }
+        guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other") }
     }
 
     var blockRepeats: [Int]? {
@@ -127,26 +133,52 @@ struct Train: ParsableCommand {
             let initial = try weights.map {
                 try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0), seed: seed)
             }
-            let trainer = try Trainer(config, train: train, validation: validation, run: URL(fileURLWithPath: output),
-                                      initial: initial, resume: resume)
+            let run = URL(fileURLWithPath: output)
+            let trainer = try Trainer(config, train: train, validation: validation, run: run, initial: initial,
+                                      resume: resume, overwrite: overwrite)
             trainer.threads = threads.threads
-            let bar = ProgressBar()
-            try trainer.train(progress: { epoch, step, steps, loss, accuracy, rate in
-                bar.show("epoch \(epoch)/\(config.epochs)", step, of: steps,
-                         detail: String(format: "%d/%d loss %.4f acc %.3f %.1f img/s", step, steps, loss, accuracy,
-                                        rate))
-            }, unreadableImage: { _, reason in
-                bar.finish()
-                FileHandle.standardError.write(Data("skipped \(reason)\n".utf8))
-            }, epochDone: { m in
-                print(String(format: "epoch %d: loss %.4f%@, train accuracy %.3f%@, %.1f images/s", m.epoch,
-                             m.trainLoss,
-                             m.trainAuxiliaryLoss.map { String(format: " (auxiliary %.4f)", $0) } ?? "",
-                                 m.trainAccuracy,
-                             m.validationAccuracy.map { String(format: ", validation accuracy %.3f", $0) } ?? "",
-                             m.imagesPerSecond))
-            })
-            print("checkpoint: \(URL(fileURLWithPath: output).appendingPathComponent("model.safetensors").path)")
+            try self.train(trainer, epochs: config.epochs)
+            let checkpoint = run.appendingPathComponent("model.safetensors").path
+            if json {
+                try printJSON(["checkpoint": checkpoint, "epochs": trainer.history.map(\.epoch).max() ?? 0,
+                               "classes": classes, "input_size": config.inputSize,
+                               "train_loss": trainer.history.last?.trainLoss ?? NSNull(),
+                               "validation_accuracy": trainer.history.last?.validationAccuracy ?? NSNull()])
+            } else {
+                print("checkpoint: \(checkpoint)")
+            }
         }
+    }
+}
+
+extension Train {
+    /// Runs the epochs with a progress bar (images/s, loss, accuracy, time left) on a terminal, warnings and skipped
+    /// images on standard error, and one line (or JSON line) per epoch.
+    func train(_ trainer: Trainer, epochs: Int) throws {
+        let bar = ProgressBar()
+        let started = Date()
+        try trainer.train(progress: { epoch, step, steps, loss, accuracy, rate in
+            let left = Double(steps - step) * Double(batchSize) / max(rate, 1e-9)
+            bar.show("epoch \(epoch)/\(epochs)", step, of: steps,
+                     detail: String(format: "%d/%d loss %.4f acc %.3f %.1f img/s, %@ left", step, steps, loss,
+                                    accuracy, rate, ProgressBar.duration(left)))
+        }, unreadableImage: { _, reason in
+            bar.finish()
+            FileHandle.standardError.write(Data("skipped \(reason)\n".utf8))
+        }, warning: { message in
+            bar.finish()
+            FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+        }, epochDone: { m in
+            if json {
+                let line = try? JSONEncoder.sortedKeys.encode(m)
+                print(line.map { String(decoding: $0, as: UTF8.self) } ?? "{}")
+                return
+            }
+            let auxiliary = m.trainAuxiliaryLoss.map { String(format: " (auxiliary %.4f)", $0) } ?? ""
+            let validation = m.validationAccuracy.map { String(format: ", validation accuracy %.3f", $0) } ?? ""
+            print(String(format: "epoch %d: loss %.4f%@, train accuracy %.3f%@, %.1f images/s, %@ so far", m.epoch,
+                         m.trainLoss, auxiliary, m.trainAccuracy, validation, m.imagesPerSecond,
+                         ProgressBar.duration(Date().timeIntervalSince(started))))
+        })
     }
 }

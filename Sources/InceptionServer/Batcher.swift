@@ -154,7 +154,7 @@ public final class Batcher: @unchecked Sendable {
         while let batch = nextBatch() {
             if batch.isEmpty { continue }  // every request of it was abandoned
             let started = ContinuousClock.now
-            let size = model.name.preprocessing.inputSize
+            let size = model.inputSize
             let result = Result {
                 let input = Tensor(shape: [batch.count, size, size, 3], scalars: batch.flatMap(\.pixels))
                 return try model.compiled.run(input, output: model.graph.outputs[batch[0].output], threads: threads)

@@ -224,28 +224,30 @@ public final class InferenceServer: Sendable {
     /// What a client needs to know about a model: input size, label space, preprocessing, outputs.
     func describe(_ name: ModelName) -> [String: Any] {
         let p = name.preprocessing
+        let batcher: Batcher? = if case let .ready(batcher)? = states.withLock({ $0[name] }) { batcher } else { nil }
+        let size = batcher?.model.inputSize ?? p.inputSize
         var entry: [String: Any] = [
-            "name": name.rawValue, "input_size": p.inputSize,
-            "preprocessing": ["resize_short_side": p.resizeSize(inputSize: p.inputSize),
+            "name": name.rawValue, "input_size": size,
+            "preprocessing": ["resize_short_side": p.resizeSize(inputSize: size),
                               "crop_fraction": p.cropFraction,
                               "interpolation": "\(p.interpolation)", "mean": p.mean.map(Double.init),
                               "std": p.std.map(Double.init)] as [String: Any],
         ]
-        switch states.withLock({ $0[name] }) {
-        case let .ready(batcher)?:
-            let model = batcher.model
-            entry["ready"] = true
-            entry["outputs"] = model.outputNames
-            entry["classes"] = model.classes ?? NSNull()
-            entry["labels"] = switch model.classes {
-            case nil: "none"
-            case 1000: "imagenet-1k"
-            case 1001: "imagenet-1k with background at 0"
-            default: "class index"
-            }
-        default:
+        guard let model = batcher?.model else {
             entry["ready"] = false
+            return entry
         }
+        entry["ready"] = true
+        entry["outputs"] = model.outputNames
+        entry["classes"] = model.classes ?? NSNull()
+        entry["labels"] = switch model.classes {
+        case nil: "none"
+        case _ where model.classNames != nil: "the checkpoint's class names"
+        case 1000: "imagenet-1k"
+        case 1001: "imagenet-1k with background at 0"
+        default: "class index"
+        }
+        if let names = model.classNames { entry["class_names"] = names }
         return entry
     }
 
@@ -326,7 +328,8 @@ public final class InferenceServer: Sendable {
         let (pixels, limit) = (configuration.maxImagePixels, configuration.decodeTimeLimit)
         do {
             return try await pool.run {
-                model.name.preprocessing.apply(try RGBImage(decoding: body, maximumPixels: pixels, timeLimit: limit))
+                model.name.preprocessing.apply(try RGBImage(decoding: body, maximumPixels: pixels, timeLimit: limit),
+                                               inputSize: model.inputSize)
             }
         } catch let error as ImageError {
             throw APIError(.badRequest, error.description)

@@ -14,6 +14,10 @@ public func curvesSVG(_ runs: [(label: String, history: [EpochMetrics])]) -> Str
     func y(_ v: Double, _ top: Double) -> Double { height + legend - margin - (height - 2 * margin) * v / top }
     func path(_ points: [(Int, Double)], _ top: Double, _ colour: String, _ dash: String) -> String {
         guard !points.isEmpty else { return "" }
+        // One epoch is a point, not a line of no length (which draws nothing).
+        if points.count == 1 {
+            return "<circle cx=\"\(x(points[0].0))\" cy=\"\(y(points[0].1, top))\" r=\"4\" fill=\"\(colour)\"/>"
+        }
         let d = points.enumerated()
             .map { "\($0.offset == 0 ? "M" : "L")\(x($0.element.0)),\(y($0.element.1, top))" }
             .joined(separator: " ")

@@ -61,6 +61,8 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
 
 public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case nonFiniteLoss(epoch: Int, step: Int)
+    case diverged(epoch: Int, loss: Double, chance: Double, logits: Double)
+    case runExists(String)
     case tooFewImages(count: Int, batch: Int)
     case noRunToResume(String)
     case configurationDiffers([String])
@@ -71,6 +73,11 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .nonFiniteLoss(epoch, step):
             return "the loss is NaN or infinite at epoch \(epoch), step \(step); training stopped"
+        case let .runExists(path): return "\(path) already holds a training run"
+        case let .diverged(epoch, loss, chance, logits):
+            return String(format: "training diverged: epoch %d's mean loss is %.3g, %.1f× chance level (%.3f), and "
+                          + "its logits reached %.3g; stopped before writing its checkpoint", epoch, loss,
+                          loss / chance, chance, logits)
         case let .tooFewImages(count,
                                batch): return "the training set has \(count) images, fewer than one batch of \(batch)"
         case let .noRunToResume(path): return "nothing to resume in \(path): no state.json from a completed epoch"
@@ -124,9 +131,10 @@ public final class Trainer {
     public private(set) var history: [EpochMetrics] = []
     public var threads = Parallel.defaultThreads
 
-    /// A new run (`initial`: values by graph name) or, with `resume`, the run saved in `run`.
+    /// A new run (`initial`: values by graph name) or, with `resume`, the run saved in `run`. A folder that already
+    /// holds a run is refused for a new one unless `overwrite` (which deletes that run's files, nothing else).
     public init(_ configuration: TrainingConfiguration, train: ImageFolder, validation: ImageFolder?, run: URL,
-                initial: [String: [Float]]?, resume: Bool) throws {
+                initial: [String: [Float]]?, resume: Bool, overwrite: Bool = false) throws {
         guard let name = ModelName(rawValue: configuration.model) else { preconditionFailure("unknown model") }
         guard train.samples.count >= configuration.batchSize else {
             throw TrainingError.tooFewImages(count: train.samples.count, batch: configuration.batchSize)
@@ -136,8 +144,7 @@ public final class Trainer {
         graph = name.graph(classes: configuration.classes.count, repeats: configuration.repeats)
         let trainingGraph = try Self.graphWithAuxiliaryHead(configuration, name) ?? graph
         auxiliaryHead = configuration.auxiliaryWeight == nil ? nil : trainingGraph.subgraph(stage: "aux_logits")!
-        let fm = FileManager.default
-        try fm.createDirectory(at: run, withIntermediateDirectories: true)
+        try Self.prepare(run, resume: resume, overwrite: overwrite)
         var values: [String: [Float]]
         var optimizerState: [String: [Float]] = [:], steps = 0
         if resume {
@@ -193,6 +200,24 @@ public final class Trainer {
 
     struct RunState: Codable { var epoch: Int; var steps: Int }
 
+    /// The files a run writes in its folder.
+    static let runFiles = ["config.json", "state.json", "model.safetensors", "auxiliary.safetensors",
+                           "average.safetensors", "optimizer.safetensors", "metrics.jsonl", "curves.svg"]
+
+    /// Creates the run folder; refuses one that holds a run unless resuming it, or `overwrite` (which removes the
+    /// run's files and leaves anything else in the folder).
+    static func prepare(_ run: URL, resume: Bool, overwrite: Bool) throws {
+        let fm = FileManager.default
+        let existing = runFiles.filter { fm.fileExists(atPath: run.appendingPathComponent($0).path) }
+        // A folder holds a run once an epoch has been saved; a run stopped before that has nothing to lose.
+        let saved = existing.contains("state.json") || existing.contains("model.safetensors")
+        if !resume && saved {
+            guard overwrite else { throw TrainingError.runExists(run.path) }
+            for file in existing { try fm.removeItem(at: run.appendingPathComponent(file)) }
+        }
+        try fm.createDirectory(at: run, withIntermediateDirectories: true)
+    }
+
     /// The network with the auxiliary head, when the configuration asks for it (refused for networks without one, and
     /// for input sizes that do not give it its 1×1 output); nil when it does not.
     static func graphWithAuxiliaryHead(_ c: TrainingConfiguration, _ name: ModelName) throws -> Graph? {
@@ -224,11 +249,14 @@ public final class Trainer {
 
     /// Trains the remaining epochs. `progress(epoch, step, steps, loss, accuracy, imagesPerSecond)` after every step.
     /// `epochDone` after every epoch's checkpoint.
-    /// `unreadableImage(path, reason)` for every image left out under `skipUnreadable`.
+    /// `unreadableImage(path, reason)` for every image left out under `skipUnreadable`; `warning` when the loss
+    /// looks like diverging (once per epoch; an epoch that ends diverged throws `TrainingError.diverged`).
     public func train(progress: (Int, Int, Int, Double, Double, Double) -> Void = { _, _, _, _, _, _ in },
                       unreadableImage: (String, String) -> Void = { _, _ in },
+                      warning: (String) -> Void = { _ in },
                       epochDone: (EpochMetrics) -> Void = { _ in }) throws {
         let c = configuration
+        var watch = DivergenceWatch(classes: c.classes.count)
         let preprocessing = name.preprocessing
         for epoch in stride(from: completedEpochs + 1, through: c.epochs, by: 1) {
             var order = Array(trainSet.samples.indices)
@@ -255,6 +283,9 @@ public final class Trainer {
                 guard result.total.isFinite else {
                     if c.skipNonFinite { skipped += 1; continue }
                     throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1)
+                }
+                if let message = watch.batch(loss: result.loss, logits: result.logits, epoch: epoch, step: step + 1) {
+                    warning(message)
                 }
                 var gradients = training.gradients
                 if let maxNorm = c.clipNorm { clipGradients(&gradients, maxNorm: maxNorm) }
@@ -284,6 +315,7 @@ public final class Trainer {
                                        validationAccuracy: validation, learningRate: lr,
                                        imagesPerSecond: imagesPerSecond, skippedBatches: skipped,
                                            skippedImages: unreadable)
+            try watch.check(epoch: epoch, meanLoss: metrics.trainLoss)
             history.append(metrics)
             try checkpoint(epoch: epoch)
             completedEpochs = epoch
@@ -362,7 +394,10 @@ public final class Trainer {
 
     /// Weights, average and optimiser state, the metrics line and the picture, then `state.json` naming this epoch.
     func checkpoint(epoch: Int) throws {
-        let metadata = ["format": "pt", "epoch": "\(epoch)", "model": name.rawValue]
+        // The class names and input size travel with the weights, so the checkpoint classifies as it was trained.
+        var metadata = CheckpointMetadata(model: name, classNames: configuration.classes,
+                                          inputSize: configuration.inputSize, repeats: configuration.repeats).strings
+        metadata["epoch"] = "\(epoch)"
         try SafeTensorsFile.write(name.checkpointTensors(graph, training.values), metadata: metadata,
                                   to: run.appendingPathComponent("model.safetensors"))
         if let auxiliaryHead {

@@ -53,6 +53,43 @@ import Testing
         }
     }
 
+    /// The checkpoint's metadata: the logits' class names and the input size are used (classification labels,
+    /// preprocessing); a malformed entry, or names that do not match the classifier, are refused naming the entry.
+    @Test func metadataGivesClassNamesAndInputSizeOrIsRefused() throws {
+        let tensors = try Self.tensors(.inceptionV4)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("w-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        func write(_ metadata: [String: String]) throws {
+            try SafeTensorsFile.write(tensors, metadata: metadata, to: url)
+        }
+        let names = (0..<1000).map { "kind \($0)" }
+        try write(CheckpointMetadata(model: .inceptionV4, classNames: names, inputSize: 139).strings)
+        let model = try InceptionModel(.inceptionV4, weights: url)
+        #expect(model.classNames == names && model.inputSize == 139 && model.label(7).name == "kind 7")
+        // At 139 the image is cropped to 139×139: the logits are the network's at that size.
+        let image = try RGBImage(contentsOf: try ImageConformance.imageURL("rocket.jpg"))
+        let top = try model.classify([image], top: 1)[0][0]
+        let direct = try model(nchw: ModelName.inceptionV4.preprocessing.batch([image], inputSize: 139).nhwcToNCHW())
+        #expect(top.index == direct.scalars.indices.max { direct.scalars[$0] < direct.scalars[$1] }!)
+        try write(["classes": "[\"a\", \"b\"]"])
+        let mismatch = WeightsError.badMetadata(key: "classes", reason: "it names 2 classes, the classifier has 1000")
+        #expect(throws: mismatch) {
+            _ = try InceptionModel(.inceptionV4, weights: url)
+        }
+        try write(["classes": "{not json"])
+        #expect(throws: WeightsError.badMetadata(key: "classes", reason: "not a JSON list of strings")) {
+            _ = try InceptionModel(.inceptionV4, weights: url)
+        }
+        try write(["input_size": "99999"])
+        #expect(throws: WeightsError.badMetadata(key: "input_size", reason: "'99999' is not a size in 1…4096")) {
+            _ = try InceptionModel(.inceptionV4, weights: url)
+        }
+        try write(["repeats": "1,2"])
+        #expect(throws: WeightsError.badMetadata(key: "repeats", reason: "'1,2' is not three counts in 1…64")) {
+            _ = try InceptionModel(.inceptionV4, weights: url)
+        }
+    }
+
     @Test func facenetLogitsAreOptional() throws {
         // Without `logits.*` the face model loads as an embedder; with them it also classifies.
         let t = try Self.tensors(.inceptionResNetV1FaceNet).filter { !$0.name.hasPrefix("logits.") }

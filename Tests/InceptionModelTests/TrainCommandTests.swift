@@ -32,6 +32,41 @@ import Testing
          "--average-decay", "0.9", "--seed", "3"]
     }
 
+    /// A learning rate far too high: a warning, then a stop that names the divergence before the epoch's
+    /// checkpoint is written. A folder that holds a run is refused until --overwrite; the checkpoint carries its
+    /// class names, input size and depth, so classify and eval need no --model and label by name.
+    @Test func divergenceStopsAndARunIsNeverOverwrittenSilently() throws {
+        let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        let arguments = ["train", "--model", "inception_resnet_v1", "--repeats", "1,1,1", "--data", data.path,
+                         "--output", run.path, "--epochs", "1", "--batch-size", "4", "--input-size", "75"]
+        let diverged = try runInception(arguments + ["--lr", "50"])
+        #expect(diverged.status == 1)
+        #expect(diverged.stderr.contains("warning: epoch 1, step "), "\(diverged.stderr)")
+        #expect(diverged.stderr.contains("error: training diverged: epoch 1's mean loss is ")
+                && diverged.stderr.hasSuffix("(lower --lr, or --clip-norm the gradients)\n"), "\(diverged.stderr)")
+        let checkpoint = run.appendingPathComponent("model.safetensors")
+        #expect(!FileManager.default.fileExists(atPath: checkpoint.path))
+        #expect(try runInception(arguments).status == 0)  // nothing was saved: a new run may start there
+        let again = try runInception(arguments)
+        #expect(again.status == 1 && again.stderr == "error: \(run.path) already holds a training run "
+                + "(--resume continues it, --overwrite starts a new one there)\n")
+        let overwritten = try runInception(arguments + ["--overwrite", "--json"])
+        #expect(overwritten.status == 0, "\(overwritten.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(overwritten.stdout.split(separator: "\n")
+            .drop { !$0.hasPrefix("{") }.dropFirst().joined(separator: "\n").utf8)) as? [String: Any]
+        #expect(summary?["classes"] as? [String] == ["cats", "dogs"] && summary?["input_size"] as? Int == 75)
+        let model = try InceptionModel(.inceptionResNetV1, weights: checkpoint)
+        #expect(model.classNames == ["cats", "dogs"] && model.inputSize == 75 && model.label(1).name == "dogs")
+        let image = try FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("dogs").path)[0]
+        let classify = try runInception(["classify", "--weights", checkpoint.path,
+                                         data.appendingPathComponent("dogs/\(image)").path])
+        #expect(classify.status == 0 && classify.stdout.contains("  -  cats") && classify.stdout.contains("  -  dogs"))
+        let eval = try runInception(["eval", "--weights", checkpoint.path, "--json", data.path])
+        #expect(eval.status == 0, "\(eval.stderr)")
+    }
+
     /// metrics.jsonl without the timing field.
     static func metrics(_ run: URL) throws -> [String] {
         try String(contentsOf: run.appendingPathComponent("metrics.jsonl"),
