@@ -5,11 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The image decoders build against Debian's libjpeg-turbo and libpng.
-if command -v dpkg >/dev/null && ! dpkg -s libjpeg62-turbo-dev libpng-dev pkg-config >/dev/null 2>&1; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -q
-  $sudo apt-get install -y -q libjpeg62-turbo-dev libpng-dev pkg-config
-fi
+scripts/install_dependencies.sh
 venv="${INCEPTION_VENV:-.venv-ref}"
 refs="${INCEPTION_REFERENCE_DIR:-.reference}"
 scripts/setup_reference_venv.sh "$venv"
@@ -26,11 +22,13 @@ TMPDIR="$scratch" INCEPTION_VENV="$(cd "$venv" && pwd)" INCEPTION_REFERENCE_DIR=
   swift test -c release "$@" 2>&1 | tee "$log" || status=$?
 # The whole suite also runs the soak test of the server under attack (bounded, about 40 s) and every fuzz target
 # for a few seconds (so that a missing corpus or a broken fuzz build cannot come back unnoticed).
-# So do the line-length check and the documentation catalog's build, warnings as errors.
+# So do the line-length check, the replay of a newcomer's first hour (offline) and the documentation catalog's
+# build, warnings as errors.
 if [ "$#" -eq 0 ]; then
   "$venv/bin/python" scripts/soak.py --seconds 15 --references "$refs" 2>&1 | tee -a "$log" || status=1
   scripts/fuzz.sh 4 50000 2>&1 | tee -a "$log" || status=1
   scripts/check_lines.sh 2>&1 | tee -a "$log" || status=1
+  scripts/first_hour.sh 2>&1 | tee -a "$log" || status=1
   swift package generate-documentation --target Inception --target InceptionTraining --warnings-as-errors 2>&1 \
     | tail -n 3 | tee -a "$log" || status=1
 fi
