@@ -73,8 +73,19 @@ expect "existing run" "already holds a training run \(--resume continues it, --o
 "${train[@]}" --overwrite --json >"$work/out"
 expect "train --json" '"classes" : \[' "$work/out"
 step "curves of the one-epoch run show its points"
-"$inception" curves "$work/run" --output "$work/curves.svg"
+"$inception" curves "$work/run" --output "$work/curves.svg" --json >"$work/out"
 expect "curves" "<circle" "$work/curves.svg"
+expect "curves --json" '"epochs" : 1' "$work/out"
+step "embed and preprocess say what they wrote with --json, at the trained input size"
+"$inception" embed --weights "$work/run/model.safetensors" "$work/data/down/0.png" --output "$work/e.npy" --json \
+  >"$work/out"
+expect "embed --json" '"shape" : \[' "$work/out"
+"$inception" preprocess --model inception_resnet_v1 --input-size 99 "$work/data/down/0.png" --output "$work/x.npy" \
+  --json >"$work/out"
+expect "preprocess --json" '"shape" : \[' "$work/out"
+"$inception" predict --weights "$work/run/model.safetensors" --input "$work/x.npy" --output "$work/y.npy" --json \
+  >"$work/out"
+expect "predict --json" '"shape" : \[' "$work/out"
 
 step "the trained model classifies and evaluates with its own class names (no --model: the checkpoint says)"
 "$inception" classify --weights "$work/run/model.safetensors" "$work/data/across/0.png" --top 5 | tee "$work/out"

@@ -20,6 +20,10 @@ log="$scratch/test.log"
 status=0
 TMPDIR="$scratch" INCEPTION_VENV="$(cd "$venv" && pwd)" INCEPTION_REFERENCE_DIR="$(cd "$refs" && pwd)" \
   swift test -c release "$@" 2>&1 | tee "$log" || status=$?
+# Our own code builds without a warning (the fresh build of CI shows every one; dependencies' are theirs).
+if grep -E "/Sources/[A-Za-z]+/[^ ]+\.swift:[0-9]+:[0-9]+: warning:" "$log" | grep -v "/\.build/"; then
+  echo "warnings in our own code (above)"; status=1
+fi
 # The whole suite also runs the soak test of the server under attack (bounded, about 40 s) and every fuzz target
 # for a few seconds (so that a missing corpus or a broken fuzz build cannot come back unnoticed).
 # So do the line-length check, the replay of a newcomer's first hour (offline) and the documentation catalog's

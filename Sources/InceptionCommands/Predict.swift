@@ -12,7 +12,7 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var model: ModelOption
 
-    @Option(help: "Weights in safetensors (timm's key names).")
+    @Option(help: "Weights in safetensors (timm's key names; the network is the one the file names, if it does).")
     var weights: String
 
     @Option(help: "Input .npy, float32 (N, 3, H, W).")
@@ -30,15 +30,24 @@ struct Predict: ParsableCommand {
     @Flag(help: "Run inputs that hold NaN or infinities (refused by default), and write outputs that do.")
     var allowNonfinite = false
 
+    @Flag(help: "Print what was written as JSON.")
+    var json = false
+
     @OptionGroup var threads: ThreadsOption
 
     func run() throws {
         try reportingErrors {
-            let net = try InceptionModel(model.model, weights: URL(fileURLWithPath: weights))
+            let url = URL(fileURLWithPath: weights)
+            let name = try model.requested ?? CheckpointMetadata(contentsOf: url).model ?? .inceptionV4
+            let net = try InceptionModel(name, weights: url)
             let (shape, values) = try NPY.read(contentsOf: URL(fileURLWithPath: input))
             let logits = try net(nchw: Tensor(shape: shape, scalars: values), output: result, threads: threads.threads,
                                  allowNonFinite: allowNonfinite)
             try NPY.write(shape: logits.shape, values: logits.scalars, to: URL(fileURLWithPath: output))
+            if json {
+                try printJSON(["model": name.rawValue, "output": output, "shape": logits.shape,
+                               "result": result ?? net.primaryOutput])
+            }
         }
     }
 }
