@@ -34,7 +34,7 @@ build() {
     preprocess)
       decoders
       swiftc "${flags[@]}" Fuzz/PreprocessTarget.swift "${image_sources[@]}" "${image_libs[@]}" -o "$out/preprocess" ;;
-    hub) swiftc "${flags[@]}" Fuzz/HubTarget.swift Sources/Inception/Hub.swift Sources/Inception/SHA256.swift -o "$out/hub" ;;
+    hub) swiftc "${flags[@]}" Fuzz/HubTarget.swift Sources/InceptionHub/*.swift -o "$out/hub" ;;
     multipart) swiftc "${flags[@]}" Fuzz/MultipartTarget.swift Sources/InceptionServer/Multipart.swift -o "$out/multipart" ;;
     *) echo "unknown target $1" >&2; exit 2 ;;
   esac
