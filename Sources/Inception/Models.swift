@@ -114,3 +114,8 @@ extension ModelName {
         }
     }
 }
+
+/// The package's version (`inception --version`, the server's `/v2` metadata).
+public enum InceptionPackage {
+    public static let version = "0.9.0"
+}

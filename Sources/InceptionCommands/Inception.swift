@@ -13,7 +13,7 @@ public struct InceptionCommand: AsyncParsableCommand {
                       Serve.self, Train.self, Curves.self, Models.self, Init.self])
 
     /// The package's version, as `inception --version` prints it.
-    public static let version = "0.9.0"
+    public static let version = InceptionPackage.version
 
     public init() {}
 

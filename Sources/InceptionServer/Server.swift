@@ -218,6 +218,7 @@ public final class InferenceServer: Sendable {
             return try Self.json(["model": model.name.rawValue, "output": output, "dimension": row.count,
                                   "embedding": row.map(Double.init)])
         }
+        addOpenInferenceRoutes(to: router)
         return router
     }
 
@@ -354,16 +355,7 @@ public final class InferenceServer: Sendable {
     /// The body, or its `image`/`file` part when it is multipart/form-data; at most `maxBodyBytes`. A client that
     /// disconnects while sending is answered 499 (nobody reads it; the metrics count it).
     func imageBytes(_ request: Request, _ context: ServerContext) async throws -> Data {
-        let limit = configuration.maxBodyBytes
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
-        } catch {
-            throw APIError(.clientClosedRequest, "the connection closed before the request body was complete")
-        }
-        let body = Data(buffer.readableBytesView)
+        let body = try await collectBody(request)
         do {
             let contentType = request.headers[.contentType] ?? ""
             guard let boundary = try Multipart.boundary(contentType: contentType) else { return body }
@@ -373,6 +365,18 @@ public final class InferenceServer: Sendable {
             return part.body
         } catch let error as Multipart.Error {
             throw APIError(.badRequest, error.description)
+        }
+    }
+
+    /// The whole body, at most `maxBodyBytes` (413 beyond); 499 when the client disconnects while sending it.
+    func collectBody(_ request: Request) async throws -> Data {
+        let limit = configuration.maxBodyBytes
+        do {
+            return Data(try await request.body.collect(upTo: limit).readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
+        } catch {
+            throw APIError(.clientClosedRequest, "the connection closed before the request body was complete")
         }
     }
 

@@ -1,0 +1,209 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Inception
+import InceptionIO
+import NIOCore
+
+extension HTTPField.Name {
+    static let inferenceHeaderContentLength = Self("Inference-Header-Content-Length")!
+}
+
+/// The `/v2` routes of the Open Inference Protocol (see `OpenInference`).
+extension InferenceServer {
+    func addOpenInferenceRoutes(to router: Router<ServerContext>) {
+        router.get("/v2") { _, _ in
+            try Self.json(["name": "inception", "version": InceptionPackage.version,
+                           "extensions": OpenInference.extensions])
+        }
+        router.get("/v2/health/live") { _, _ in Response(status: .ok) }
+        router.get("/v2/health/ready") { _, _ in
+            let ready = self.states.withLock { $0.values.allSatisfy { if case .ready = $0 { true } else { false } } }
+            return Response(status: ready ? .ok : .serviceUnavailable)
+        }
+        for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
+            router.get(RouterPath(prefix)) { _, context in try Self.json(try self.v2Metadata(context)) }
+            router.get(RouterPath(prefix + "/ready")) { _, context in
+                _ = try self.batcher(context)
+                return Response(status: .ok)
+            }
+            router.post(RouterPath(prefix + "/infer")) { request, context in try await self.v2Infer(request, context) }
+        }
+    }
+
+    /// The model's name, versions, inputs and outputs with their datatypes and shapes (-1: any batch size).
+    func v2Metadata(_ context: ServerContext) throws -> [String: Any] {
+        let model = try batcher(context).model
+        let size = model.inputSize
+        let outputs = model.outputNames.map { name -> [String: Any] in
+            ["name": name, "datatype": "FP32", "shape": [-1, model.width(of: name) ?? 0]]
+        }
+        return ["name": model.name.rawValue, "versions": ["1"], "platform": "inception",
+                "inputs": [["name": "input", "datatype": "FP32", "shape": [-1, 3, size, size]],
+                           ["name": "image", "datatype": "BYTES", "shape": [-1]]],
+                "outputs": outputs]
+    }
+
+    /// An inference request: admitted as `/v1`'s are, its body read within the limit, its images decoded on the
+    /// decode pool (BYTES) or taken as they are (FP32), each run through the model's batcher, the outputs answered
+    /// as JSON or binary tensor data.
+    func v2Infer(_ request: HummingbirdCore.Request, _ context: ServerContext) async throws -> Response {
+        let batcher = try batcher(context)
+        let model = batcher.model
+        metrics.inProgress(model: model.name.rawValue, by: 1)
+        defer { metrics.inProgress(model: model.name.rawValue, by: -1) }
+        do { try batcher.admit() } catch { throw refusal(error, model: model) }
+        var announced = true
+        defer { if announced { batcher.withdraw() } }
+        let bytes = try reserveBody(request)
+        defer { budget.release(bytes) }
+        let body = try await collectBody(request)
+        let headerLength = try request.headers[.inferenceHeaderContentLength].map { value -> Int in
+            guard let length = Int(value) else {
+                throw APIError(.badRequest, "Inference-Header-Content-Length '\(value.prefix(20))' is not a length")
+            }
+            return length
+        }
+        let parsed = try OpenInference.parse(body, headerLength: headerLength)
+        let images = try await v2Images(parsed, model: model)
+        let wanted = parsed.outputs ?? model.outputNames.sorted().map {
+            OpenInference.OutputRequest(name: $0, binary: parsed.binaryOutputs, classification: nil)
+        }
+        var results: [(OpenInference.OutputRequest, [[Float]])] = []
+        for output in wanted {
+            guard model.graph.outputs[output.name] != nil else {
+                let problem = InputError.unknownOutput(output.name, model: model.name.rawValue,
+                                                       available: model.outputNames)
+                throw APIError(.badRequest, problem.description)
+            }
+            let rows = try await run(images, output: output.name, on: batcher, context: context,
+                                     announced: announced)
+            announced = false
+            results.append((output, rows))
+        }
+        return try v2Response(results, model: model, id: parsed.id)
+    }
+
+    /// The request's images as NHWC pixels of the model's input size.
+    func v2Images(_ request: OpenInference.Request, model: InceptionModel) async throws -> [[Float]] {
+        guard request.inputs.count == 1, let input = request.inputs.first else {
+            throw APIError(.badRequest,
+                           "send one input, 'input' (FP32) or 'image' (BYTES); got \(request.inputs.count)")
+        }
+        let size = model.inputSize
+        switch (input.name, input.payload) {
+        case let ("input", .floats(values)):
+            guard input.datatype == "FP32", input.shape.count == 4, input.shape[1...] == [3, size, size],
+                  (1...OpenInference.maximumBatch).contains(input.shape[0]) else {
+                throw APIError(.badRequest, "input 'input' must be FP32 [N, 3, \(size), \(size)] with N in "
+                               + "1…\(OpenInference.maximumBatch); got \(input.datatype) \(input.shape)")
+            }
+            if let first = values.firstIndex(where: { !$0.isFinite }) {
+                throw APIError(.badRequest, InputError.nonFinite(count: values.lazy.filter { !$0.isFinite }.count,
+                                                                 first: first).description)
+            }
+            let nhwc = Tensor(shape: input.shape, scalars: values).nchwToNHWC()
+            let per = size * size * 3
+            return (0..<input.shape[0]).map { Array(nhwc.scalars[($0 * per)..<(($0 + 1) * per)]) }
+        case let ("image", .bytes(images)):
+            guard input.datatype == "BYTES", input.shape.count == 1,
+                  (1...OpenInference.maximumBatch).contains(images.count) else {
+                throw APIError(.badRequest, "input 'image' must be BYTES [N] with N in 1…\(OpenInference.maximumBatch)"
+                               + "; got \(input.datatype) \(input.shape)")
+            }
+            var pixels: [[Float]] = []
+            for image in images { pixels.append(try await decode(image, for: model)) }
+            return pixels
+        default:
+            throw APIError(.badRequest, "unknown input '\(input.name)' (\(input.datatype)): this model takes 'input' "
+                           + "(FP32 [N, 3, \(size), \(size)]) or 'image' (BYTES [N])")
+        }
+    }
+
+    /// Each image's `output` row through the batcher (concurrently, so that they batch together); the first uses
+    /// the request's admission when `announced`.
+    func run(_ images: [[Float]], output: String, on batcher: Batcher, context: ServerContext,
+             announced: Bool) async throws -> [[Float]] {
+        let channel = context.channel
+        do {
+            return try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
+                for (i, pixels) in images.enumerated() {
+                    group.addTask {
+                        (i, try await batcher.run(pixels: pixels, output: output, announced: announced && i == 0) {
+                            !channel.isActive
+                        })
+                    }
+                }
+                var rows = [[Float]](repeating: [], count: images.count)
+                for try await (i, row) in group { rows[i] = row }
+                guard rows.allSatisfy({ $0.allSatisfy(\.isFinite) }) else {
+                    throw APIError(.internalServerError, OutputError.nonFinite(output: output).description)
+                }
+                return rows
+            }
+        } catch let error as Batcher.Refusal {
+            throw refusal(error, model: batcher.model)
+        }
+    }
+
+    /// The outputs as JSON, or with the binary extension a JSON header (its length in
+    /// `Inference-Header-Content-Length`) followed by the binary outputs in order.
+    func v2Response(_ results: [(OpenInference.OutputRequest, [[Float]])], model: InceptionModel,
+                    id: String?) throws -> Response {
+        var outputs: [[String: Any]] = [], binary = Data()
+        for (request, rows) in results {
+            var entry: [String: Any] = ["name": request.name]
+            let payload: OpenInference.Payload
+            if let k = request.classification {
+                let top = min(k, rows.first?.count ?? 0)
+                payload = .bytes(rows.map { row in
+                    row.indices.sorted { row[$0] > row[$1] || (row[$0] == row[$1] && $0 < $1) }.prefix(top).map {
+                        let label = request.name == "logits" ? model.label($0).name : "\($0)"
+                        return Data(String(format: "%f:%d:%@", row[$0], $0, label).utf8)
+                    }
+                }.flatMap { $0 })
+                (entry["datatype"], entry["shape"]) = ("BYTES", [rows.count, top])
+            } else {
+                payload = .floats(rows.flatMap { $0 })
+                (entry["datatype"], entry["shape"]) = ("FP32", [rows.count, rows.first?.count ?? 0])
+            }
+            if request.binary {
+                let data = OpenInference.binary(payload)
+                entry["parameters"] = ["binary_data_size": data.count]
+                binary.append(data)
+            } else {
+                switch payload {
+                case let .floats(values): entry["data"] = values.map(Double.init)
+                case let .bytes(values): entry["data"] = values.map { String(decoding: $0, as: UTF8.self) }
+                }
+            }
+            outputs.append(entry)
+        }
+        var object: [String: Any] = ["model_name": model.name.rawValue, "model_version": "1", "outputs": outputs]
+        object["id"] = id
+        let header = try JSON.data(object)
+        var headers: HTTPFields = [.contentType: binary.isEmpty ? "application/json" : "application/octet-stream"]
+        if !binary.isEmpty { headers[.inferenceHeaderContentLength] = String(header.count) }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: header + binary)))
+    }
+}
+
+extension OpenInference {
+    /// A tensor's bytes in the binary extension: FP32 little-endian; BYTES each as a 4-byte little-endian length
+    /// and its bytes.
+    static func binary(_ payload: Payload) -> Data {
+        switch payload {
+        case let .floats(values):
+            var data = Data(capacity: 4 * values.count)
+            for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+            return data
+        case let .bytes(values):
+            var data = Data()
+            for v in values {
+                withUnsafeBytes(of: UInt32(v.count).littleEndian) { data.append(contentsOf: $0) }
+                data.append(v)
+            }
+            return data
+        }
+    }
+}
