@@ -13,6 +13,7 @@ Prints a table (Markdown) and a JSON summary; exits non-zero if any response was
 Standard library only. Run from the repository root after `swift build -c release`.
 
 Usage: scripts/load_test.py [--model inception_v4] [--image PATH] [--concurrency 1 8] [--requests 100 400]
+                            [--protocols v1 v2-binary v2-json]
                             [--overload-clients 32 --overload-requests 256 --overload-queue 8]
 """
 import argparse
@@ -21,8 +22,10 @@ import json
 import os
 import platform
 import statistics
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -71,8 +74,9 @@ class Server:
         return self.process.wait(timeout=60)
 
 
-def load(port, path, body, clients, requests):
+def load(port, path, body, clients, requests, headers=None):
     """`requests` POSTs shared by `clients` threads, each on its own keep-alive connection."""
+    headers = headers or {"Content-Type": "image/jpeg"}
     lock = threading.Lock()
     remaining = [requests]
     latencies, statuses, retry_after_missing = [], {}, [0]
@@ -85,7 +89,7 @@ def load(port, path, body, clients, requests):
                     return
                 remaining[0] -= 1
             t0 = time.perf_counter()
-            conn.request("POST", path, body=body, headers={"Content-Type": "image/jpeg"})
+            conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
             response.read()
             dt = time.perf_counter() - t0
@@ -113,6 +117,35 @@ def load(port, path, body, clients, requests):
             "retry_after_missing": retry_after_missing[0]}
 
 
+def v2_requests(model, image, output):
+    """The Open Inference Protocol's infer request for one image, two ways: binary tensor data (the encoded image as
+    a BYTES input, the output binary) and plain JSON (the preprocessed FP32 tensor as numbers, as a client that
+    cannot send binary data does)."""
+    header = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                     "parameters": {"binary_data_size": 4 + len(image)}}],
+                         "outputs": [{"name": output, "parameters": {"binary_data": True}}]}).encode()
+    binary = header + len(image).to_bytes(4, "little") + image
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "image.jpg"), os.path.join(scratch, "x.npy")
+        open(path[0], "wb").write(image)
+        subprocess.run([EXE, "preprocess", "--model", model, path[0], "--output", path[1]], check=True)
+        x = read_npy(path[1])
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": x[0], "data": x[1]}],
+                       "outputs": [{"name": output}]}).encode()
+    return {"v2-binary": (binary, {"Inference-Header-Content-Length": str(len(header))}),
+            "v2-json": (body, {"Content-Type": "application/json"})}
+
+
+def read_npy(path):
+    """(shape, values) of a little-endian float32 .npy, with the standard library."""
+    data = open(path, "rb").read()
+    length = int.from_bytes(data[8:10], "little")
+    header = data[10:10 + length].decode()
+    shape = [int(d) for d in header.split("'shape': (")[1].split(")")[0].split(",") if d.strip()]
+    values = struct.unpack(f"<{len(data[10 + length:]) // 4}f", data[10 + length:])
+    return shape, list(values)
+
+
 def batch_sizes(metrics, model):
     prefix = f'inception_batch_size_'
     s = c = 0.0
@@ -136,6 +169,9 @@ def main():
     ap.add_argument("--overload-clients", type=int, default=32)
     ap.add_argument("--overload-requests", type=int, default=256)
     ap.add_argument("--overload-queue", type=int, default=8)
+    ap.add_argument("--protocols", nargs="+", default=["v1"], choices=["v1", "v2-binary", "v2-json"],
+                    help="each load level is run once per protocol, alternating: /v1 with the image, the Open "
+                         "Inference Protocol with the image as binary BYTES, or with the preprocessed tensor as JSON")
     args = ap.parse_args()
     if len(args.requests) != len(args.concurrency):
         raise SystemExit("give one --requests per --concurrency")
@@ -152,15 +188,23 @@ def main():
         print(f"| {b} | {ms:.1f} | {ips:.2f} |")
 
     server = Server(args.model, ["--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms)])
-    load(server.port, path, body, 2, 8)  # warm-up
+    output = "embedding" if endpoint == "embed" else "logits"
+    kinds = {"v1": (path, body, None)}
+    if any(p.startswith("v2") for p in args.protocols):
+        for name, (v2_body, headers) in v2_requests(args.model, body, output).items():
+            kinds[name] = (f"/v2/models/{args.model}/infer", v2_body, headers)
+    for protocol in args.protocols:
+        load(server.port, *kinds[protocol][:2], 2, 8, kinds[protocol][2])  # warm-up
     results = []
     for clients, n in zip(args.concurrency, args.requests):
-        before = batch_sizes(server.metrics(), args.model)
-        r = load(server.port, path, body, clients, n)
-        after = batch_sizes(server.metrics(), args.model)
-        r["mean_batch"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
-        r["vs_bench_best"] = r["ok_per_s"] / best
-        results.append(r)
+        for protocol in args.protocols:
+            before = batch_sizes(server.metrics(), args.model)
+            r = load(server.port, kinds[protocol][0], kinds[protocol][1], clients, n, kinds[protocol][2])
+            after = batch_sizes(server.metrics(), args.model)
+            r["protocol"] = protocol
+            r["mean_batch"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+            r["vs_bench_best"] = r["ok_per_s"] / best
+            results.append(r)
     server_status = server.stop()
 
     overload = Server(args.model, ["--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
@@ -168,10 +212,12 @@ def main():
     o = load(overload.port, path, body, args.overload_clients, args.overload_requests)
     overload_status = overload.stop()
 
-    print(f"\n| clients | requests | statuses | images/s | vs bench best ({best:.2f}/s) | mean batch | p50 ms | p90 ms | p99 ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"\n| protocol | clients | requests | statuses | images/s | vs bench best ({best:.2f}/s) | mean batch | "
+          "p50 ms | p90 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['clients']} | {r['requests']} | {r['statuses']} | {r['ok_per_s']:.2f} | {r['vs_bench_best']:.2f} | "
+        print(f"| {r['protocol']} | {r['clients']} | {r['requests']} | {r['statuses']} | {r['ok_per_s']:.2f} | "
+              f"{r['vs_bench_best']:.2f} | "
               f"{r['mean_batch']:.2f} | {r['p50_ms']:.0f} | {r['p90_ms']:.0f} | {r['p99_ms']:.0f} |")
     print(f"\noverload: {o['clients']} clients, {o['requests']} requests, --max-queue {args.overload_queue}: statuses {o['statuses']}, "
           f"{o['ok_per_s']:.2f} answered/s, p50 {o['p50_ms']:.0f} ms, p99 {o['p99_ms']:.0f} ms of the answered; "
