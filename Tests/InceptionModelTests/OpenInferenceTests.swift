@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionServer
 import Testing
 
 /// The Open Inference Protocol (KServe V2) against the real client: `scripts/triton_check.py` drives a live
@@ -20,5 +21,56 @@ import Testing
                                             inceptionExecutable().path] + images)
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.hasSuffix("triton_check: every check passed\n"))
+    }
+
+    /// Malformed requests get 400 with a message naming the fault, and the server goes on answering.
+    @Test func malformedRequestsAreNamedAndRefused() async throws {
+        let face = InferenceServer.ModelSource(.inceptionResNetV1FaceNet) {
+            InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 1)
+        }
+        let path = "/v2/models/inception_resnet_v1_facenet/infer"
+        func json(_ object: Any) -> Data { try! JSONSerialization.data(withJSONObject: object) }
+        func binary(_ header: Any, _ tail: [UInt8], _ fragment: String) -> (Data, [String: String], String) {
+            let h = json(header)
+            return (h + Data(tail), ["Inference-Header-Content-Length": "\(h.count)"], fragment)
+        }
+        let input: [String: Any] = ["name": "input", "datatype": "FP32", "shape": [1, 3, 160, 160]]
+        let image: [String: Any] = ["name": "image", "datatype": "BYTES", "shape": [1]]
+        func with(_ entry: [String: Any], _ extra: [String: Any]) -> [String: Any] { entry.merging(extra) { $1 } }
+        let cases: [(Data, [String: String], String)] = [
+            (Data("not json".utf8), [:], "the inference request is not a JSON object"),
+            (Data("{}".utf8), ["Inference-Header-Content-Length": "1000"], "is beyond the body of 2 bytes"),
+            (Data("{}".utf8), ["Inference-Header-Content-Length": "abc"], "'abc' is not a length"),
+            (json(["inputs": []]), [:], "the inference request has no inputs"),
+            (json(["inputs": [with(input, ["data": [1, 2, 3]])]]), [:], "3 values for a shape of 76800"),
+            (json(["inputs": [with(input, ["shape": [1, 3, 2, 2], "data": Array(repeating: "x", count: 12)])]]), [:],
+             "FP32 data must be numbers"),
+            (json(["inputs": [with(input, ["shape": [4_611_686_018_427_387_904, 4], "data": [1]])]]), [:],
+             "is not a tensor's shape"),
+            (json(["inputs": [with(image, ["data": ["x"]]), with(image, ["name": "other", "data": ["y"]])]]), [:],
+             "send one input"),
+            binary(["inputs": [with(image, ["parameters": ["binary_data_size": 100]])]], [1, 2, 3],
+                "binary_data_size is beyond the binary data sent"),
+            binary(["inputs": [with(image, ["parameters": ["binary_data_size": 8]])]], [232, 3, 0, 0, 1, 2, 3, 4],
+                "the BYTES data do not hold 1 length-prefixed elements"),
+            binary(["inputs": [with(image, ["parameters": ["binary_data_size": 5]])]], [1, 0, 0, 0, 9, 7],
+                "1 bytes of binary data follow the last input's"),
+            binary(["inputs": [with(image, ["parameters": ["binary_data_size": 5]])]], [1, 0, 0, 0, 9],
+                "not a JPEG or PNG image"),
+            binary(["inputs": [with(input, ["shape": [1, 3, 160, 160], "parameters": ["binary_data_size": 307_200]])]],
+                   [0, 0, 0xc0, 0x7f] + [UInt8](repeating: 0, count: 307_196), "NaN or infinite"),
+            (json(["inputs": [with(image, ["data": ["x"]])], "outputs": [["name": "logits",
+                                                                            "parameters": ["classification": 0]]]]),
+             [:], "classification must be a whole number of at least 1"),
+        ]
+        try await TestServer.with([face]) { server in
+            for (body, headers, fragment) in cases {
+                let reply = try await server.post(path, body, headers: headers)
+                #expect(reply.status == 400 && (reply.error ?? "").contains(fragment),
+                        "\(reply.status) \(reply.error ?? "") for '\(fragment)'")
+            }
+            #expect(try await server.get("/v2/health/live").status == 200)
+            #expect(try await server.get("/v2/models/no_such_model").status == 404)
+        }
     }
 }

@@ -54,12 +54,13 @@ struct TestServer {
         return try result.get()
     }
 
-    func request(_ method: String, _ path: String, body: Data? = nil,
-                 contentType: String? = nil) async throws -> Reply {
+    func request(_ method: String, _ path: String, body: Data? = nil, contentType: String? = nil,
+                 headers extra: [String: String] = [:]) async throws -> Reply {
         var request = URLRequest(url: URL(string: base.absoluteString + path)!)
         request.httpMethod = method
         request.httpBody = body
         if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
+        for (name, value) in extra { request.setValue(value, forHTTPHeaderField: name) }
         let (data, response) = try await Self.session.data(for: request)
         let http = response as! HTTPURLResponse
         var headers: [String: String] = [:]
@@ -70,8 +71,9 @@ struct TestServer {
     }
 
     func get(_ path: String) async throws -> Reply { try await request("GET", path) }
-    func post(_ path: String, _ body: Data, contentType: String? = nil) async throws -> Reply {
-        try await request("POST", path, body: body, contentType: contentType)
+    func post(_ path: String, _ body: Data, contentType: String? = nil,
+              headers: [String: String] = [:]) async throws -> Reply {
+        try await request("POST", path, body: body, contentType: contentType, headers: headers)
     }
 }
 
