@@ -8,8 +8,10 @@ struct Serve: AsyncParsableCommand {
         abstract: "Serve models over HTTP with dynamic batching (see docs/serving.md).",
         discussion: """
             POST /v1/models/{model}/classify?top=5 and /v1/models/{model}/embed take image bytes or \
-            multipart/form-data (part 'image' or 'file'); GET /v1/models, /health, /ready, /metrics. SIGTERM or \
-            SIGINT: stop accepting connections, answer the requests already received, exit.
+            multipart/form-data (part 'image' or 'file'); GET /v1/models, /health, /ready, /metrics. The Open \
+            Inference Protocol (KServe V2, as Triton's clients speak it): GET /v2, /v2/health/live|ready, \
+            /v2/models/{model}[/ready], POST /v2/models/{model}/infer. SIGTERM or SIGINT: stop accepting \
+            connections, answer the requests already received, exit.
             """)
 
     @Option(help: """
