@@ -55,16 +55,17 @@ extension InferenceServer {
         do { try batcher.admit() } catch { throw refusal(error, model: model) }
         var announced = true
         defer { if announced { batcher.withdraw() } }
-        let bytes = try reserveBody(request)
-        defer { budget.release(bytes) }
-        let body = try await collectBody(request)
         let headerLength = try request.headers[.inferenceHeaderContentLength].map { value -> Int in
             guard let length = Int(value) else {
                 throw APIError(.badRequest, "Inference-Header-Content-Length '\(value.prefix(20))' is not a length")
             }
             return length
         }
-        let parsed = try OpenInference.parse(body, headerLength: headerLength)
+        // The JSON part (all of the body without binary data) expands when parsed: reserved as such.
+        let bytes = try reserveBody(request) { headerLength ?? $0 }
+        defer { budget.release(bytes) }
+        let body = try await collectBody(request)
+        let parsed = try await parseOffTheEventLoops(body, headerLength: headerLength)
         let images = try await v2Images(parsed, model: model)
         let wanted = parsed.outputs ?? model.outputNames.sorted().map {
             OpenInference.OutputRequest(name: $0, binary: parsed.binaryOutputs, classification: nil)
@@ -82,6 +83,19 @@ extension InferenceServer {
             results.append((output, rows))
         }
         return try v2Response(results, model: model, id: parsed.id)
+    }
+
+    /// The request parsed on the decode pool: a large JSON body takes the parser seconds, which must not stall the
+    /// event loops or Swift's cooperative pool.
+    func parseOffTheEventLoops(_ body: Data, headerLength: Int?) async throws -> OpenInference.Request {
+        guard let pool = decoders.withLock({ $0 }) else {
+            throw APIError(.serviceUnavailable, "the server is not running")
+        }
+        do {
+            return try await pool.run { try OpenInference.parse(body, headerLength: headerLength) }
+        } catch let error as Batcher.Refusal {
+            throw APIError(.serviceUnavailable, error.description, retryAfter: 1)
+        }
     }
 
     /// The request's images as NHWC pixels of the model's input size.

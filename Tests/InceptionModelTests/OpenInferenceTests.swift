@@ -73,4 +73,22 @@ import Testing
             #expect(try await server.get("/v2/models/no_such_model").status == 404)
         }
     }
+
+    /// JSON grows when parsed (up to 28× for "1,1,1,…"): its bytes count that many times against the bytes in
+    /// flight, and a JSON request that could never fit is 413, pointing at binary data.
+    @Test func jsonIsReservedAsParsed() async throws {
+        let face = InferenceServer.ModelSource(.inceptionResNetV1FaceNet) {
+            InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 1)
+        }
+        let numbers = Array(repeating: "1", count: 40_000).joined(separator: ",")
+        let body = Data(#"{"inputs":[{"name":"input","datatype":"FP32","shape":[1],"data":[\#(numbers)]}]}"#.utf8)
+        try await TestServer.with([face], configure: { $0.maxBytesInFlight = 1 << 20; $0.maxBodyBytes = 1 << 20 }) {
+            let reply = try await $0.post("/v2/models/inception_resnet_v1_facenet/infer", body)
+            #expect(reply.status == 413 && (reply.error ?? "").hasSuffix("send the tensor as binary data"),
+                    "\(reply.status) \(reply.error ?? "")")
+            let binary = try await $0.post("/v2/models/inception_resnet_v1_facenet/infer", body,
+                                           headers: ["Inference-Header-Content-Length": "\(body.count)"])
+            #expect(binary.status == 413, "the whole body declared as the JSON header counts the same")
+        }
+    }
 }
