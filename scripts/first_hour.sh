@@ -24,7 +24,7 @@ expect() {  # expect DESCRIPTION PATTERN FILE: the file holds a line matching th
 step "the README's first command, offline: one line naming --weights, HF_ENDPOINT and the cache"
 if "$inception" classify examples/cat.jpg >"$work/out" 2>"$work/err"; then fail "classify without weights succeeded"; fi
 [ "$(wc -l <"$work/err")" -eq 1 ] || { cat "$work/err" >&2; fail "the offline error is not one line"; }
-expect "offline hint" "--weights FILE.*inception init.*convert_to_safetensors.*HF_ENDPOINT.*$HF_HUB_CACHE" "$work/err"
+expect "offline hint" "--weights FILE.*\.pt.*inception init.*HF_ENDPOINT.*$HF_HUB_CACHE" "$work/err"
 step "a missing image is named before any weights are looked for"
 if "$inception" classify missing.jpg 2>"$work/err"; then fail "a missing image was accepted"; fi
 expect "missing image" "^error: cannot read image missing.jpg" "$work/err"

@@ -46,7 +46,7 @@ public struct CheckpointMetadata: Sendable, Equatable {
     }
 
     /// The metadata of a safetensors file.
-    public init(contentsOf url: URL) throws { try self.init(try SafeTensorsFile(contentsOf: url).metadata) }
+    public init(contentsOf url: URL) throws { try self.init(try openTensorFile(url).metadata) }
 
     /// The entries to write: timm's `format` marker and those of `self` that are set.
     public var strings: [String: String] {

@@ -31,8 +31,9 @@ public final class InceptionModel: Sendable {
     /// reduced depth, class names and input size from its metadata (`CheckpointMetadata`) when it has them.
     public convenience init(_ name: ModelName, weights url: URL,
                             algorithms: ConvolutionAlgorithms = .forThisCPU) throws {
-        let file = try SafeTensorsFile(contentsOf: url)
-        let classes = file.entries[name.checkpointKey(name.classifierWeight)]?.shape.first
+        let file = try openTensorFile(url)
+        let shapes = file.shapes
+        let classes = shapes[name.checkpointKey(name.classifierWeight)]?.first
         let metadata = try CheckpointMetadata(file.metadata)
         let graph = name.graph(classes: classes, repeats: metadata.repeats)
         try Self.verify(graph, name, file)
@@ -79,7 +80,7 @@ public final class InceptionModel: Sendable {
     }
 
     /// A tensor of a checkpoint, refused if it holds NaN or infinities.
-    public static func finiteFloats(_ file: SafeTensorsFile, _ key: String) throws -> [Float] {
+    public static func finiteFloats(_ file: any TensorFile, _ key: String) throws -> [Float] {
         let values = try file.floats(key)
         if values.contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
         return values
@@ -87,23 +88,24 @@ public final class InceptionModel: Sendable {
 
     /// Checks that `file` holds exactly `graph`'s parameters under `name`'s checkpoint keys, each with its shape (a
     /// file of another of the networks is named as such); throws ``WeightsError`` otherwise.
-    public static func verify(_ graph: Graph, _ name: ModelName, _ file: SafeTensorsFile) throws {
-        var unused = Set(file.entries.keys.filter { !$0.hasSuffix("num_batches_tracked") })
+    public static func verify(_ graph: Graph, _ name: ModelName, _ file: any TensorFile) throws {
+        let shapes = file.shapes
+        var unused = Set(shapes.keys.filter { !$0.hasSuffix("num_batches_tracked") })
         var missing: [String] = [], mismatch: WeightsError? = nil
         for spec in graph.parameters {
             let key = name.checkpointKey(spec.name)
-            guard let entry = file.entries[key] else {
+            guard let shape = shapes[key] else {
                 missing.append("\(key) \(spec.shape)")
                 continue
             }
             unused.remove(key)
-            if entry.shape != spec.shape && mismatch == nil {
-                mismatch = .shapeMismatch(key: key, expected: spec.shape, found: entry.shape, model: name.rawValue)
+            if shape != spec.shape && mismatch == nil {
+                mismatch = .shapeMismatch(key: key, expected: spec.shape, found: shape, model: name.rawValue)
             }
         }
         // Most keys missing: say whose weights these are, if another network's parameters are all there.
         if missing.count > graph.parameters.count / 2,
-           let other = ModelName.allCases.first(where: { $0 != name && $0.fits(file) }) {
+           let other = ModelName.allCases.first(where: { $0 != name && $0.fits(shapes) }) {
             throw WeightsError.otherModel(model: name.rawValue, weightsFor: other.rawValue)
         }
         if let mismatch { throw mismatch }

@@ -88,11 +88,11 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
 
     /// Whether a checkpoint holds every parameter of this network with its shape (any classifier size). Only
     /// networks with released checkpoints are considered.
-    func fits(_ file: SafeTensorsFile) -> Bool {
+    func fits(_ shapes: [String: [Int]]) -> Bool {
         guard !checkpointPrefixes.isEmpty else { return false }
         let classifier = String(classifierWeight.dropLast("weight".count))
         return graph().parameters.allSatisfy {
-            $0.name.hasPrefix(classifier) || file.entries[checkpointKey($0.name)]?.shape == $0.shape
+            $0.name.hasPrefix(classifier) || shapes[checkpointKey($0.name)] == $0.shape
         }
     }
 

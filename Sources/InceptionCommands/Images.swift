@@ -20,7 +20,7 @@ struct WeightsOption: ParsableArguments {
     func load() throws -> InceptionModel {
         guard let weights else { return try InceptionModel(model, from: .released(.withProgressBar())) }
         let url = URL(fileURLWithPath: weights)
-        let name = try network.requested ?? CheckpointMetadata(contentsOf: url).model ?? .inceptionV4
+        let name = try network.model(for: url)
         return try InceptionModel(name, from: .file(url))
     }
 }

@@ -10,7 +10,8 @@ public struct InceptionCommand: AsyncParsableCommand {
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
         version: InceptionCommand.version,
         subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self,
-                      Serve.self, Train.self, Curves.self, Models.self, Init.self])
+                      Serve.self, Train.self, Curves.self, Models.self, Init.self,
+                      Convert.self])
 
     /// The package's version, as `inception --version` prints it.
     public static let version = InceptionPackage.version
@@ -47,6 +48,12 @@ struct ModelOption: ParsableArguments {
     var requested: ModelName?
 
     var model: ModelName { requested ?? .inceptionV4 }
+
+    /// The network for a weights file: `--model`, else the one the file's metadata names (a checkpoint of
+    /// `inception train`, `init` or `convert`), else Inception-v4.
+    func model(for weights: URL) throws -> ModelName {
+        try requested ?? CheckpointMetadata(contentsOf: weights).model ?? .inceptionV4
+    }
 }
 
 struct ThreadsOption: ParsableArguments {
@@ -82,9 +89,9 @@ func commandLineHint(for error: any Error) -> String? {
     case let WeightsError.otherModel(_, other): return "use --model \(other)"
     case HubError.noReleasedWeights: return "pass --weights FILE"
     case HubError.network, HubError.offlineNotCached, HubError.notFound, HubError.httpStatus:
-        return "to run without the Hub: pass --weights FILE (safetensors; `inception init` writes one, "
-            + "scripts/convert_to_safetensors.py converts a PyTorch .pt/.pth), set HF_ENDPOINT to a reachable "
-            + "mirror, or put the weights in the Hub cache, \(HubClient().cacheDirectory.path)"
+        return "to run without the Hub: pass --weights FILE (safetensors or a PyTorch .pt/.pth/.bin; `inception "
+            + "init` writes a random one), set HF_ENDPOINT to a reachable mirror, or put the weights in the Hub "
+            + "cache, \(HubClient().cacheDirectory.path)"
     case TrainingError.nonFiniteLoss: return "--skip-nonfinite skips such batches"
     case TrainingError.diverged: return "lower --lr, or --clip-norm the gradients"
     case TrainingError.runExists: return "--resume continues it, --overwrite starts a new one there"

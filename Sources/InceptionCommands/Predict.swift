@@ -38,7 +38,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let url = URL(fileURLWithPath: weights)
-            let name = try model.requested ?? CheckpointMetadata(contentsOf: url).model ?? .inceptionV4
+            let name = try model.model(for: url)
             let net = try InceptionModel(name, weights: url)
             let (shape, values) = try NPY.read(contentsOf: URL(fileURLWithPath: input))
             let logits = try net(nchw: Tensor(shape: shape, scalars: values), output: result, threads: threads.threads,

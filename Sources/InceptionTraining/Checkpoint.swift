@@ -10,9 +10,9 @@ extension ModelName {
     /// initialised (fine-tuning on new classes). `repeats`: the reduced depth `graph` was built with, if any.
     public func trainingValues(for graph: Graph, weights url: URL, seed: UInt64,
                                repeats: [Int]? = nil) throws -> [String: [Float]] {
-        let file = try SafeTensorsFile(contentsOf: url)
+        let file = try openTensorFile(url)
         let classifier = String(classifierWeight.dropLast("weight".count))
-        let fileClasses = file.entries[checkpointKey(classifierWeight)]?.shape.first
+        let fileClasses = file.shapes[checkpointKey(classifierWeight)]?.first
         let keepClassifier = fileClasses == graph.outputs["logits"].map { graph.nodes[$0].channels }
         try InceptionModel.verify(self.graph(classes: fileClasses, repeats: repeats), self, file)
         var values: [String: [Float]] = [:]

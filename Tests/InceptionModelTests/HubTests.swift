@@ -151,7 +151,7 @@ final class LocalHub {
         // One line: what is missing, then how else to get weights (--weights, init, conversion, HF_ENDPOINT, cache).
         #expect(result.stderr.hasPrefix("error: HF_HUB_OFFLINE is set and timm/inception_v4.tf_in1k/model.safetensors "
                                         + "is not in the cache \(hub.cache.path) (to run without the Hub: pass "
-                                        + "--weights FILE (safetensors; `inception init` writes one, "))
+                                        + "--weights FILE (safetensors or a PyTorch .pt/.pth/.bin; "))
         #expect(result.stderr.hasSuffix("mirror, or put the weights in the Hub cache, \(hub.cache.path))\n"))
         #expect(result.stderr.split(separator: "\n").count == 1)
         #expect(hub.gets == 0)

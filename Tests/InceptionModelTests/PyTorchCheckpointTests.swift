@@ -1,0 +1,68 @@
+import Foundation
+import Inception
+import InceptionIO
+import Testing
+
+/// PyTorch checkpoints written by torch.save itself (scripts/make_pytorch_checkpoints.py), read without Python:
+/// every variant gives the logits of the same weights in safetensors — bitwise for float32, within the rounding of
+/// the storage type for float16 and bfloat16 — and a pickle that calls anything else is refused without running.
+@Suite(.serialized) struct PyTorchCheckpointTests {
+    static let folder: URL = {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pt-\(UUID().uuidString)")
+        let script = repositoryRoot.appendingPathComponent("scripts/make_pytorch_checkpoints.py").path
+        let reference = References.directory.appendingPathComponent("inception_v4/weights.safetensors").path
+        _ = try? run(venvPython(), [script, reference, "inception_v4", folder.path])
+        return folder
+    }()
+
+    static func logits(_ url: URL) throws -> Tensor {
+        let model = try InceptionModel(.inceptionV4, weights: url)
+        let image = try RGBImage(contentsOf: try ImageConformance.imageURL("rocket.jpg"))
+        return try model(nchw: ModelName.inceptionV4.preprocessing.batch([image], inputSize: 139).nhwcToNCHW())
+    }
+
+    @Test(arguments: ["plain.pt", "wrapped.pth", "pytorch_model.bin", "strided.pt", "float16.pt", "bfloat16.pt"])
+    func loadsAsTheSafetensorsCheckpoint(_ file: String) throws {
+        let url = Self.folder.appendingPathComponent(file)
+        try #require(FileManager.default.fileExists(atPath: url.path), "torch.save did not write \(file)")
+        let expected = try Self.logits(try References.weights(.inceptionV4))
+        let got = try Self.logits(url)
+        if file.hasPrefix("float16") || file.hasPrefix("bfloat16") {
+            #expect(relativeError(got.scalars, expected.scalars) < (file.hasPrefix("b") ? 0.05 : 0.01))
+        } else {
+            #expect(got.scalars == expected.scalars)
+        }
+    }
+
+    @Test func aPickleThatCallsAnythingElseIsRefusedAndNothingRuns() throws {
+        let url = Self.folder.appendingPathComponent("evil.pt")
+        try #require(FileManager.default.fileExists(atPath: url.path))
+        #expect(throws: PyTorchError.forbidden("posix.system")) { _ = try InceptionModel(.inceptionV4, weights: url) }
+        #expect(!FileManager.default.fileExists(atPath: Self.folder.appendingPathComponent("pwned").path))
+        let image = try ImageConformance.imageURL("rocket.jpg").path
+        let cli = try runInception(["classify", "--weights", url.path, image])
+        #expect(cli.status == 1 && cli.stderr == "error: PyTorch checkpoint calls posix.system, which is not a "
+                + "tensor rebuild; refused (nothing was run)\n", "\(cli.stderr)")
+    }
+
+    @Test func theLegacyFormatAndBrokenFilesAreOneLine() throws {
+        let legacy = try runInception(["classify", "--weights", Self.folder.appendingPathComponent("legacy.pt").path,
+                                       try ImageConformance.imageURL("rocket.jpg").path])
+        #expect(legacy.status == 1 && legacy.stderr.hasPrefix("error: cannot read PyTorch checkpoint ")
+                && legacy.stderr.split(separator: "\n").count == 1, "\(legacy.stderr)")
+        let plain = try Data(contentsOf: Self.folder.appendingPathComponent("plain.pt"))
+        let truncated = Self.folder.appendingPathComponent("truncated.pt")
+        try plain.prefix(plain.count / 2).write(to: truncated)
+        let broken = try runInception(["classify", "--weights", truncated.path,
+                                       try ImageConformance.imageURL("rocket.jpg").path])
+        #expect(broken.status == 1 && broken.stderr.hasPrefix("error: ")
+                && broken.stderr.split(separator: "\n").count == 1, "\(broken.stderr)")
+    }
+
+    @Test func convertWritesTheReleasedLayout() throws {
+        let out = Self.folder.appendingPathComponent("converted.safetensors")
+        let result = try runInception(["convert", Self.folder.appendingPathComponent("wrapped.pth").path, out.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try Self.logits(out).scalars == Self.logits(try References.weights(.inceptionV4)).scalars)
+    }
+}

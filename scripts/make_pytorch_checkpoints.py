@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch checkpoints the tests read, each with torch.save, from a safetensors reference checkpoint:
+the state dict as it is; wrapped as {"state_dict": …} with DataParallel's "module." prefixes and an epoch count;
+saved from a timm model (pytorch_model.bin); in float16 and bfloat16; with a non-contiguous (transposed) tensor;
+in the legacy pre-1.6 format; and one whose pickle calls os.system (it must be refused, never run).
+
+    python scripts/make_pytorch_checkpoints.py REFERENCE.safetensors MODEL OUT_DIR
+"""
+import collections
+import os
+import sys
+
+import timm
+import torch
+from safetensors.torch import load_file
+
+
+class Evil:
+    """Unpickling this in Python would run `touch <marker>`."""
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def main():
+    reference, model, out = sys.argv[1:4]
+    sd = collections.OrderedDict(load_file(reference))
+    os.makedirs(out, exist_ok=True)
+    torch.save(sd, f"{out}/plain.pt")
+    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, f"{out}/wrapped.pth")
+    if model != "inception_resnet_v1_facenet":
+        net = timm.create_model(model, pretrained=False)
+        net.load_state_dict(sd)
+        torch.save(net.state_dict(), f"{out}/pytorch_model.bin")
+    for dtype in (torch.float16, torch.bfloat16):
+        torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()},
+                   f"{out}/{str(dtype).split('.')[-1]}.pt")
+    strided = collections.OrderedDict(sd)
+    key = max((k for k, v in sd.items() if v.dim() == 2), key=lambda k: sd[k].numel())
+    strided[key] = sd[key].t().contiguous().t()  # the same values, stored column-major
+    assert not strided[key].is_contiguous()
+    torch.save(strided, f"{out}/strided.pt")
+    torch.save(sd, f"{out}/legacy.pt", _use_new_zipfile_serialization=False)
+    torch.save({"x": Evil(os.path.join(out, "pwned"))}, f"{out}/evil.pt")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
