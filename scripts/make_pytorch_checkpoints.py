@@ -2,9 +2,11 @@
 """Writes the PyTorch checkpoints the tests read, each with torch.save, from a safetensors reference checkpoint:
 the state dict as it is; wrapped as {"state_dict": …} with DataParallel's "module." prefixes and an epoch count;
 saved from a timm model (pytorch_model.bin); in float16 and bfloat16; with a non-contiguous (transposed) tensor;
-in the legacy pre-1.6 format; and one whose pickle calls os.system (it must be refused, never run).
+in the legacy pre-1.6 format; one whose pickle calls os.system (it must be refused, never run); and the layout of
+Cadene's pretrainedmodels (cadene.pth: a 1001-class head, background first, and Inception-ResNet-v2's classifier
+named last_linear). With --only-cadene, that file alone.
 
-    python scripts/make_pytorch_checkpoints.py REFERENCE.safetensors MODEL OUT_DIR
+    python scripts/make_pytorch_checkpoints.py REFERENCE.safetensors MODEL OUT_DIR [--only-cadene]
 """
 import collections
 import os
@@ -28,6 +30,16 @@ def main():
     reference, model, out = sys.argv[1:4]
     sd = collections.OrderedDict(load_file(reference))
     os.makedirs(out, exist_ok=True)
+    cadene = collections.OrderedDict()
+    for k, v in sd.items():
+        if k.split(".")[0] in ("classif", "last_linear"):
+            k = "last_linear." + k.split(".", 1)[1]
+            # Class 0, background: never the top class, so that the labels can be compared.
+            v = torch.cat([torch.full_like(v[:1], -100.0 if k.endswith("bias") else 0.0), v])
+        cadene[k] = v
+    torch.save(cadene, f"{out}/cadene.pth")
+    if "--only-cadene" in sys.argv:
+        return
     torch.save(sd, f"{out}/plain.pt")
     torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, f"{out}/wrapped.pth")
     if model != "inception_resnet_v1_facenet":

@@ -31,7 +31,7 @@ public final class InceptionModel: Sendable {
     /// reduced depth, class names and input size from its metadata (`CheckpointMetadata`) when it has them.
     public convenience init(_ name: ModelName, weights url: URL,
                             algorithms: ConvolutionAlgorithms = .forThisCPU) throws {
-        let file = try openTensorFile(url)
+        let file = name.inReleasedLayout(try openTensorFile(url))
         let shapes = file.shapes
         let classes = shapes[name.checkpointKey(name.classifierWeight)]?.first
         let metadata = try CheckpointMetadata(file.metadata)

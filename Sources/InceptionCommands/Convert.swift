@@ -29,7 +29,7 @@ struct Convert: ParsableCommand {
         try reportingErrors {
             let url = URL(fileURLWithPath: input)
             let name = try network.model(for: url)
-            let file = try openTensorFile(url)
+            let file = name.inReleasedLayout(try openTensorFile(url))
             let shapes = file.shapes
             let classes = shapes[name.checkpointKey(name.classifierWeight)]?.first
             try InceptionModel.verify(name.graph(classes: classes), name, file)

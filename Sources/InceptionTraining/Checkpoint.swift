@@ -10,7 +10,7 @@ extension ModelName {
     /// initialised (fine-tuning on new classes). `repeats`: the reduced depth `graph` was built with, if any.
     public func trainingValues(for graph: Graph, weights url: URL, seed: UInt64,
                                repeats: [Int]? = nil) throws -> [String: [Float]] {
-        let file = try openTensorFile(url)
+        let file = inReleasedLayout(try openTensorFile(url))
         let classifier = String(classifierWeight.dropLast("weight".count))
         let fileClasses = file.shapes[checkpointKey(classifierWeight)]?.first
         let keepClassifier = fileClasses == graph.outputs["logits"].map { graph.nodes[$0].channels }

@@ -59,6 +59,26 @@ import Testing
                 && broken.stderr.split(separator: "\n").count == 1, "\(broken.stderr)")
     }
 
+    /// Cadene's pretrainedmodels layout: 1001 classes with background at 0, and for Inception-ResNet-v2 the
+    /// classifier under `last_linear`: the 1000 ImageNet logits are those of the released layout, bitwise, and the
+    /// labels line up.
+    @Test(arguments: [ModelName.inceptionV4, .inceptionResNetV2])
+    func cadeneCheckpointsLoad(_ name: ModelName) throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cadene-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = repositoryRoot.appendingPathComponent("scripts/make_pytorch_checkpoints.py").path
+        let reference = try References.weights(name)
+        _ = try run(venvPython(), [script, reference.path, name.rawValue, folder.path, "--only-cadene"])
+        let cadene = try InceptionModel(name, weights: folder.appendingPathComponent("cadene.pth"))
+        let released = try InceptionModel(name, weights: reference)
+        #expect(cadene.classes == 1001 && cadene.label(0).name == "background")
+        let image = try RGBImage(contentsOf: try ImageConformance.imageURL("rocket.jpg"))
+        let x = name.preprocessing.batch([image], inputSize: 139).nhwcToNCHW()
+        #expect(Array(try cadene(nchw: x).scalars.dropFirst()) == (try released(nchw: x)).scalars)
+        let labels = try released.classify([image], top: 3)[0].map(\.label)
+        #expect(try cadene.classify([image], top: 3)[0].map(\.label) == labels)
+    }
+
     @Test func convertWritesTheReleasedLayout() throws {
         let out = Self.folder.appendingPathComponent("converted.safetensors")
         let result = try runInception(["convert", Self.folder.appendingPathComponent("wrapped.pth").path, out.path])
