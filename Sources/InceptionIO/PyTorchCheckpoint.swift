@@ -22,20 +22,26 @@ public func openTensorFile(_ url: URL) throws -> any TensorFile {
         ? try PyTorchCheckpoint(contentsOf: url) : try SafeTensorsFile(contentsOf: url)
 }
 
-/// `torch.save`'s zip format (`<name>/data.pkl` and `<name>/data/<key>`, any member alignment), read through a
-/// pickle reader that runs nothing (`Unpickler`). A state dict is found at the top, or under `state_dict` or
-/// `model`; DataParallel's `module.` prefix is removed.
+/// `torch.save`'s zip format (`<name>/data.pkl` and `<name>/data/<key>`, any member alignment) and its legacy
+/// pre-1.6 format (pickles and raw storages in one stream), read through a pickle reader that runs nothing
+/// (`Unpickler`). A state dict is found at the top, or under `state_dict` or `model`; DataParallel's `module.`
+/// prefix is removed.
 public struct PyTorchCheckpoint: TensorFile {
     private let tensors: [String: TorchPickle.TensorRef]
-    /// Each storage's archive member, read when a tensor of it is asked for (one at a time in memory).
-    private let storages: [String: Entry]
-    private let archive: Archive
-    /// The archive reads through one file handle: the loader asks for tensors from several threads at once.
-    private let reading = NSLock()
+    /// A storage's bytes by key, read when a tensor of it is asked for (one at a time in memory for the zip format).
+    private let storage: @Sendable (String) throws -> Data
     public let metadata: [String: String] = [:]
     public var shapes: [String: [Int]] { tensors.mapValues(\.size) }
 
     public init(contentsOf url: URL) throws {
+        let head: Data
+        do { head = try FileInput.read(url, maximumBytes: .max, mapped: true) } catch {
+            throw PyTorchError.unreadable(path: url.path, reason: error.description)
+        }
+        if head.first == 0x80 {  // a pickle's PROTO: the legacy format
+            (tensors, storage) = try Self.legacy(head)
+            return
+        }
         let archive: Archive
         do {
             archive = try Archive(url: url, accessMode: .read)
@@ -47,12 +53,51 @@ public struct PyTorchCheckpoint: TensorFile {
         }
         let prefix = String(pickle.path.dropLast("data.pkl".count))
         tensors = try Unpickler.load(try Self.read(archive, pickle)) { try TorchPickle.stateDict($0) }
-        var storages: [String: Entry] = [:]
+        var entries: [String: Entry] = [:]
         for key in Set(tensors.values.map(\.key)) {
             guard let entry = archive[prefix + "data/" + key] else { throw PyTorchError.missingStorage(key) }
-            storages[key] = entry
+            entries[key] = entry
         }
-        (self.storages, self.archive) = (storages, archive)
+        // The archive reads through one file handle: the loader asks for tensors from several threads at once.
+        let reading = NSLock(), shared = UncheckedArchive(archive, entries)
+        storage = { key in
+            guard let entry = shared.entries[key] else { throw PyTorchError.missingStorage(key) }
+            return try reading.withLock { try Self.read(shared.archive, entry) }
+        }
+    }
+
+    /// The legacy format: the magic number, the format version and the system's description, each pickled; the
+    /// object; the sorted storage keys; then each storage as its element count (8 bytes, little-endian) and its
+    /// bytes.
+    static func legacy(_ data: Data) throws -> ([String: TorchPickle.TensorRef], @Sendable (String) throws -> Data) {
+        let (tensors, keys, end) = try Unpickler.load(data, count: 5) { values, end in
+            guard case let .bytes(magic) = values[0], magic == Data([0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A,
+                                                                     0xA8, 0x50, 0x19]),
+                  case .int(1001) = values[1], case let .list(keys) = values[4] else {
+                throw PyTorchError.malformed("not torch.save's legacy format")
+            }
+            let names = keys.items.compactMap { if case let .string(key) = $0 { key } else { nil } }
+            return (try TorchPickle.stateDict(values[3]), names, end)
+        }
+        let types = Dictionary(tensors.values.map { ($0.key, $0.storageType) }) { a, _ in a }
+        var ranges: [String: Range<Int>] = [:], cursor = end
+        for key in keys {
+            guard let type = types[key] else {
+                throw PyTorchError.malformed("storage \(key) of no tensor in the state dict")
+            }
+            let element = TorchPickle.elementSizes[String(type.split(separator: ".").last ?? "")] ?? 1
+            guard data.endIndex - cursor >= 8 else { throw PyTorchError.missingStorage(key) }
+            let count = data[cursor..<cursor + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let (bytes, overflow) = Int(clamping: count).multipliedReportingOverflow(by: element)
+            guard !overflow, data.endIndex - cursor - 8 >= bytes else { throw PyTorchError.missingStorage(key) }
+            ranges[key] = (cursor + 8)..<(cursor + 8 + bytes)
+            cursor += 8 + bytes
+        }
+        let (shared, found) = (UncheckedData(data), ranges)
+        return (tensors, { key in
+            guard let range = found[key] else { throw PyTorchError.missingStorage(key) }
+            return shared.data[range]
+        })
     }
 
     /// Largest member read: a state dict's storage is a few hundred MB; a zip bomb must not take the memory.
@@ -85,8 +130,7 @@ public struct PyTorchCheckpoint: TensorFile {
         guard ["FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage"].contains(dtype) else {
             throw PyTorchError.notFloatingPoint(name: name, dtype: dtype)
         }
-        guard let entry = storages[t.key] else { throw PyTorchError.missingStorage(t.key) }
-        let storage = try reading.withLock { try Self.read(archive, entry) }
+        let storage = try self.storage(t.key)
         let count = t.size.reduce(1, *)  // bounded when the pickle was read
         // The furthest element the view reaches must lie inside the storage (overflow counts as beyond).
         var last = t.offset, overflow = false
@@ -140,4 +184,16 @@ public struct PyTorchCheckpoint: TensorFile {
         default: return Float(bitPattern: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
         }
     }
+}
+
+/// ZIPFoundation's archive, used behind a lock.
+private final class UncheckedArchive: @unchecked Sendable {
+    let archive: Archive, entries: [String: Entry]
+    init(_ archive: Archive, _ entries: [String: Entry]) { (self.archive, self.entries) = (archive, entries) }
+}
+
+/// A memory-mapped file, read only.
+private final class UncheckedData: @unchecked Sendable {
+    let data: Data
+    init(_ data: Data) { self.data = data }
 }

@@ -33,12 +33,23 @@ struct Unpickler {
     /// `body` of the pickled object. A pickle can make a list or dict contain itself; once `body` is done every
     /// list and dict is emptied, so that such cycles are not leaked.
     static func load<T>(_ data: Data, _ body: (Value) throws -> T) throws -> T {
+        try load(data, count: 1) { values, _ in try body(values[0]) }
+    }
+
+    /// `body` of `count` pickles written one after the other (PyTorch's legacy format), and the offset where the
+    /// last ends. Storages are recorded by key with their type as their persistent ids are read.
+    static func load<T>(_ data: Data, count: Int, _ body: ([Value], _ end: Int) throws -> T) throws -> T {
         var unpickler = Unpickler(data)
         defer {
             for list in unpickler.lists { list.items = [] }
             for dict in unpickler.dicts { dict.pairs = [] }
         }
-        return try body(try unpickler.run())
+        var values: [Value] = []
+        for _ in 0..<count {
+            (unpickler.stack, unpickler.marks, unpickler.memo) = ([], [], [:])
+            values.append(try unpickler.run())
+        }
+        return try body(values, unpickler.cursor)
     }
 
     private mutating func byte() throws -> UInt8 {
@@ -110,7 +121,9 @@ struct Unpickler {
         case 0x4B: stack.append(.int(Int(try byte())))  // BININT1
         case 0x4D: stack.append(.int(try unsigned(2)))  // BININT2
         case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try unsigned(4)))))  // BININT
-        case 0x8A: stack.append(.int(try long(Int(try byte()))))  // LONG1
+        case 0x8A:  // LONG1; wider than 64 bits (the legacy format's magic number) as its bytes
+            let count = Int(try byte())
+            stack.append(count <= 8 ? .int(try long(count)) : .bytes(try bytes(count)))
         case 0x47:  // BINFLOAT, big-endian
             stack.append(.float(Double(bitPattern: try bytes(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })))
         case 0x58, 0x8C, 0x8D:  // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
