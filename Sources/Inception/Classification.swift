@@ -42,7 +42,7 @@ extension InceptionModel {
             let m = row.max() ?? 0
             let e = row.map { Foundation.exp($0 - m) }
             let sum = e.reduce(0, +)
-            return e.indices.sorted { e[$0] > e[$1] || (e[$0] == e[$1] && $0 < $1) }.prefix(top).map { k in
+            return topIndices(e, top).map { k in
                 let (label, wnid) = label(k)
                 return Prediction(index: k, label: label, wordNetID: wnid, probability: Float(e[k] / sum))
             }
@@ -57,4 +57,10 @@ extension InceptionModel {
                                       threads: threads)
         return try finite(result, output: graph.outputs["embedding"] != nil ? "embedding" : "features")
     }
+}
+
+/// The indices of the `k` largest of `values`, largest first, equal values by the lower index: the order of
+/// `classify`, the server's `top` and the Open Inference classification extension.
+public func topIndices<T: Comparable>(_ values: [T], _ k: Int) -> [Int] {
+    Array(values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }.prefix(k))
 }

@@ -132,9 +132,7 @@ public final class InceptionModel: Sendable {
     public func callAsFunction(nchw input: Tensor, output: String? = nil, threads: Int = Parallel.defaultThreads,
                                allowNonFinite: Bool = false) throws -> Tensor {
         guard input.shape.count == 4 else { throw InputError.wrongRank(input.shape) }
-        if !allowNonFinite, let first = input.scalars.firstIndex(where: { !$0.isFinite }) {
-            throw InputError.nonFinite(count: input.scalars.lazy.filter { !$0.isFinite }.count, first: first)
-        }
+        if !allowNonFinite, let problem = InputError.nonFinite(in: input.scalars) { throw problem }
         guard input.shape[1] == graph.inputChannels else {
             throw InputError.wrongChannels(expected: graph.inputChannels, shape: input.shape)
         }
@@ -220,5 +218,13 @@ public enum InputError: Error, Equatable, CustomStringConvertible {
         case let .unknownOutput(output, model, available):
             return "\(model) has no output '\(output)' with these weights; it has \(available.joined(separator: ", "))"
         }
+    }
+}
+
+extension InputError {
+    /// `.nonFinite` naming how many of `values` are NaN or infinite and the first, or nil when all are finite.
+    public static func nonFinite(in values: [Float]) -> InputError? {
+        guard let first = values.firstIndex(where: { !$0.isFinite }) else { return nil }
+        return .nonFinite(count: values.lazy.filter { !$0.isFinite }.count, first: first)
     }
 }

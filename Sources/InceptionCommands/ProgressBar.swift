@@ -53,15 +53,6 @@ extension ProgressBar {
     }
 }
 
-extension JSONEncoder {
-    /// Compact JSON with sorted keys (one JSON line per record).
-    static var sortedKeys: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return encoder
-    }
-}
-
 extension HubClient {
     /// A Hub client that shows each download on a progress bar.
     static func withProgressBar() -> HubClient {

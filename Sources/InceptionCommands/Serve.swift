@@ -89,6 +89,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("\(name) must be a number of seconds above 0 and at most 86400")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
+        let models = self.models  // opens each weights file for its metadata: once
         guard weights.isEmpty || weights.count == models.count else {
             throw ValidationError("give one --weights per --model (\(models.count) models, \(weights.count) weights)")
         }
@@ -107,6 +108,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let models = self.models
         var configuration = InferenceServer.Configuration()
         configuration.host = host
         configuration.port = port

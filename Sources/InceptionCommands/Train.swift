@@ -170,8 +170,7 @@ extension Train {
             FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
         }, epochDone: { m in
             if json {
-                let line = try? JSONEncoder.sortedKeys.encode(m)
-                print(line.map { String(decoding: $0, as: UTF8.self) } ?? "{}")
+                print((try? m.jsonLine()) ?? "{}")
                 return
             }
             let auxiliary = m.trainAuxiliaryLoss.map { String(format: " (auxiliary %.4f)", $0) } ?? ""

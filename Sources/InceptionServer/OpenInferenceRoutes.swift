@@ -112,10 +112,7 @@ extension InferenceServer {
                 throw APIError(.badRequest, "input 'input' must be FP32 [N, 3, \(size), \(size)] with N in "
                                + "1…\(OpenInference.maximumBatch); got \(input.datatype) \(input.shape)")
             }
-            if let first = values.firstIndex(where: { !$0.isFinite }) {
-                throw APIError(.badRequest, InputError.nonFinite(count: values.lazy.filter { !$0.isFinite }.count,
-                                                                 first: first).description)
-            }
+            if let problem = InputError.nonFinite(in: values) { throw APIError(.badRequest, problem.description) }
             let nhwc = Tensor(shape: input.shape, scalars: values).nchwToNHWC()
             let per = size * size * 3
             return (0..<input.shape[0]).map { Array(nhwc.scalars[($0 * per)..<(($0 + 1) * per)]) }
@@ -171,7 +168,7 @@ extension InferenceServer {
             if let k = request.classification {
                 let top = min(k, rows.first?.count ?? 0)
                 payload = .bytes(rows.map { row in
-                    row.indices.sorted { row[$0] > row[$1] || (row[$0] == row[$1] && $0 < $1) }.prefix(top).map {
+                    topIndices(row, top).map {
                         let label = request.name == "logits" ? model.label($0).name : "\($0)"
                         return Data(String(format: "%f:%d:%@", row[$0], $0, label).utf8)
                     }

@@ -43,6 +43,11 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
 }
 
 /// One line of `metrics.jsonl`, written at the end of every epoch.
+extension EpochMetrics {
+    /// This epoch as one line of JSON, keys sorted: a line of `metrics.jsonl`, and of `inception train --json`.
+    public func jsonLine() throws -> String { String(decoding: try JSONEncoder.sorted.encode(self), as: UTF8.self) }
+}
+
 public struct EpochMetrics: Sendable, Codable, Equatable {
     public var epoch: Int
     public var steps: Int
@@ -411,8 +416,7 @@ public final class Trainer {
         let state = optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count], optimizer.state[$0]!) }
         try SafeTensorsFile.write(state, metadata: ["steps": "\(optimizer.steps)"],
                                   to: run.appendingPathComponent("optimizer.safetensors"))
-        let lines = try history.map { String(decoding: try JSONEncoder.sorted.encode($0),
-                                             as: UTF8.self) }.joined(separator: "\n") + "\n"
+        let lines = try history.map { try $0.jsonLine() }.joined(separator: "\n") + "\n"
         try Self.writeAtomically(Data(lines.utf8), to: run.appendingPathComponent("metrics.jsonl"))
         try Self.writeAtomically(Data(curvesSVG(history).utf8), to: run.appendingPathComponent("curves.svg"))
         try Self.writeAtomically(try JSONEncoder.sorted.encode(RunState(epoch: epoch, steps: optimizer.steps)),
