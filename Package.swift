@@ -27,8 +27,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
-        // PyTorch checkpoints are zip archives.
-        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // `swift package generate-documentation --target Inception`: the DocC catalog in Sources/Inception.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
@@ -53,7 +51,7 @@ let package = Package(
         // Keeps libjpeg's and libpng's longjmp error handling inside C.
         .target(name: "CImageDecode", dependencies: ["CJPEG", "CPNG"]),
         // safetensors, npy and image readers/writers; Pillow-exact resizing.
-        .target(name: "InceptionIO", dependencies: ["CImageDecode", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "InceptionIO", dependencies: ["CImageDecode"]),
         // The three networks of arXiv 1602.07261 and their released variants, as graphs.
         .target(name: "InceptionModels", dependencies: ["InceptionEngine"]),
         // The Hugging Face Hub client: huggingface_hub's cache layout, checked downloads. Knows no network.

@@ -1,5 +1,4 @@
 import Foundation
-import ZIPFoundation
 
 /// A file of named tensors, whatever its format: what strict loading reads.
 public protocol TensorFile {
@@ -22,13 +21,13 @@ public func openTensorFile(_ url: URL) throws -> any TensorFile {
         ? try PyTorchCheckpoint(contentsOf: url) : try SafeTensorsFile(contentsOf: url)
 }
 
-/// `torch.save`'s zip format (`<name>/data.pkl` and `<name>/data/<key>`, any member alignment) and its legacy
-/// pre-1.6 format (pickles and raw storages in one stream), read through a pickle reader that runs nothing
-/// (`Unpickler`). A state dict is found at the top, or under `state_dict` or `model`; DataParallel's `module.`
+/// `torch.save`'s zip format (`<name>/data.pkl` and `<name>/data/<key>`, any member alignment; `StoredZip`) and
+/// its legacy pre-1.6 format (pickles and raw storages in one stream), read through a pickle reader that runs
+/// nothing (`Unpickler`). A state dict is found at the top, or under `state_dict` or `model`; DataParallel's `module.`
 /// prefix is removed.
 public struct PyTorchCheckpoint: TensorFile {
     private let tensors: [String: TorchPickle.TensorRef]
-    /// A storage's bytes by key, read when a tensor of it is asked for (one at a time in memory for the zip format).
+    /// A storage's bytes by key, read when a tensor of it is asked for (slices of the mapped file).
     private let storage: @Sendable (String) throws -> Data
     public let metadata: [String: String] = [:]
     public var shapes: [String: [Int]] { tensors.mapValues(\.size) }
@@ -38,31 +37,31 @@ public struct PyTorchCheckpoint: TensorFile {
         do { head = try FileInput.read(url, maximumBytes: .max, mapped: true) } catch {
             throw PyTorchError.unreadable(path: url.path, reason: error.description)
         }
+        do { try self.init(head) } catch PyTorchError.noStateDictPickle {
+            throw PyTorchError.unreadable(path: url.path, reason: "no data.pkl in the archive")
+        }
+    }
+
+    /// A checkpoint's bytes (a mapped file: tensors are read from it when asked for).
+    public init(_ head: Data) throws {
         if head.first == 0x80 {  // a pickle's PROTO: the legacy format
             (tensors, storage) = try Self.legacy(head)
             return
         }
-        let archive: Archive
-        do {
-            archive = try Archive(url: url, accessMode: .read)
-        } catch {
-            throw PyTorchError.unreadable(path: url.path, reason: "not a zip archive (\(error))")
-        }
-        guard let pickle = archive.first(where: { $0.path.hasSuffix("data.pkl") && $0.type == .file }) else {
-            throw PyTorchError.unreadable(path: url.path, reason: "no data.pkl in the archive")
-        }
-        let prefix = String(pickle.path.dropLast("data.pkl".count))
-        tensors = try Unpickler.load(try Self.read(archive, pickle)) { try TorchPickle.stateDict($0) }
-        var entries: [String: Entry] = [:]
+        let archive = try StoredZip(head)
+        guard let pickle = archive.members.values.filter({ $0.name.hasSuffix("data.pkl") })
+            .min(by: { $0.name < $1.name }) else { throw PyTorchError.noStateDictPickle }
+        let prefix = String(pickle.name.dropLast("data.pkl".count))
+        tensors = try Unpickler.load(try archive.contents(pickle)) { try TorchPickle.stateDict($0) }
+        var members: [String: StoredZip.Member] = [:]
         for key in Set(tensors.values.map(\.key)) {
-            guard let entry = archive[prefix + "data/" + key] else { throw PyTorchError.missingStorage(key) }
-            entries[key] = entry
+            guard let member = archive.members[prefix + "data/" + key] else { throw PyTorchError.missingStorage(key) }
+            members[key] = member
         }
-        // The archive reads through one file handle: the loader asks for tensors from several threads at once.
-        let reading = NSLock(), shared = UncheckedArchive(archive, entries)
+        let (shared, found) = (UncheckedZip(archive), members)
         storage = { key in
-            guard let entry = shared.entries[key] else { throw PyTorchError.missingStorage(key) }
-            return try reading.withLock { try Self.read(shared.archive, entry) }
+            guard let member = found[key] else { throw PyTorchError.missingStorage(key) }
+            return try shared.archive.contents(member)
         }
     }
 
@@ -98,29 +97,6 @@ public struct PyTorchCheckpoint: TensorFile {
             guard let range = found[key] else { throw PyTorchError.missingStorage(key) }
             return shared.data[range]
         })
-    }
-
-    /// Largest member read: a state dict's storage is a few hundred MB; a zip bomb must not take the memory.
-    static let maximumMember = 4 << 30
-
-    /// A member's bytes, checked against its CRC-32; refused past its declared size or `maximumMember` (the
-    /// declared size is not trusted for an allocation).
-    static func read(_ archive: Archive, _ entry: Entry) throws -> Data {
-        let limit = min(Int(clamping: entry.uncompressedSize), maximumMember)
-        var data = Data()
-        do {
-            _ = try archive.extract(entry, skipCRC32: false) { chunk in
-                guard data.count + chunk.count <= limit else {
-                    throw PyTorchError.malformed("\(entry.path) is larger than it says")
-                }
-                data.append(chunk)
-            }
-        } catch let error as PyTorchError {
-            throw error
-        } catch {
-            throw PyTorchError.malformed("cannot extract \(entry.path): \(error)")
-        }
-        return data
     }
 
     public func floats(_ name: String) throws -> [Float] {
@@ -186,10 +162,10 @@ public struct PyTorchCheckpoint: TensorFile {
     }
 }
 
-/// ZIPFoundation's archive, used behind a lock.
-private final class UncheckedArchive: @unchecked Sendable {
-    let archive: Archive, entries: [String: Entry]
-    init(_ archive: Archive, _ entries: [String: Entry]) { (self.archive, self.entries) = (archive, entries) }
+/// The archive over a memory-mapped file, read only (from several threads at once while a model loads).
+private final class UncheckedZip: @unchecked Sendable {
+    let archive: StoredZip
+    init(_ archive: StoredZip) { self.archive = archive }
 }
 
 /// A memory-mapped file, read only.

@@ -9,6 +9,8 @@ public enum PyTorchError: Error, Equatable, CustomStringConvertible {
     case missingStorage(String)
     case notFloatingPoint(name: String, dtype: String)
     case missingTensor(String)
+    /// A zip archive without `data.pkl`.
+    case noStateDictPickle
 
     public var description: String {
         switch self {
@@ -20,6 +22,7 @@ public enum PyTorchError: Error, Equatable, CustomStringConvertible {
         case let .missingStorage(key): return "PyTorch checkpoint lacks the data of storage \(key)"
         case let .notFloatingPoint(name, dtype): return "tensor '\(name)' is \(dtype), not floating point"
         case let .missingTensor(name): return "no tensor '\(name)' in the checkpoint"
+        case .noStateDictPickle: return "PyTorch checkpoint has no data.pkl in its archive"
         }
     }
 }

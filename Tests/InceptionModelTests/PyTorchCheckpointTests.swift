@@ -46,6 +46,18 @@ import Testing
                 + "tensor rebuild; refused (nothing was run)\n", "\(cli.stderr)")
     }
 
+    /// Archives the fuzzer found (Fuzz/corpus/torchfile/bad-*): a ZIP64 locator whose offset is past `Int64.max`,
+    /// on which ZIPFoundation trapped (the process died on a signal), and an empty file, through which Foundation
+    /// leaked a buffer. Each is one line, exit 1.
+    @Test(arguments: ["bad-offset-past-int64.pt", "bad-empty.pt"])
+    func archivesTheFuzzerFoundAreOneLine(_ file: String) throws {
+        let url = repositoryRoot.appendingPathComponent("Fuzz/corpus/torchfile/\(file)")
+        let image = try ImageConformance.imageURL("rocket.jpg").path
+        let cli = try runInception(["classify", "--weights", url.path, image])
+        #expect(cli.status == 1 && cli.stderr.hasPrefix("error: ") && cli.stderr.split(separator: "\n").count == 1,
+                "\(cli.status): \(cli.stderr)")
+    }
+
     /// A checkpoint cut short, in either format, is one line naming the problem.
     @Test(arguments: ["plain.pt", "legacy.pt"])
     func aTruncatedCheckpointIsOneLine(_ file: String) throws {
