@@ -16,7 +16,7 @@ let package = Package(
     name: "swift-inception",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "Inception", targets: ["Inception", "InceptionTraining"]),
+        .library(name: "Inception", targets: ["Inception", "InceptionTraining", "InceptionONNX"]),
         .executable(name: "inception", targets: ["InceptionCLI"]),
     ],
     dependencies: [
@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // ONNX export: the ONNX schema's messages, generated once (scripts/generate_onnx_proto.sh) and committed.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // `swift package generate-documentation --target Inception`: the DocC catalog in Sources/Inception.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -60,6 +62,10 @@ let package = Package(
         .target(name: "Inception", dependencies: ["InceptionEngine", "InceptionIO", "InceptionModels", "InceptionHub"]),
         // Training: the paper's recipe, optimisers, augmentation, checkpoints timm loads, metrics and curves.
         .target(name: "InceptionTraining", dependencies: ["Inception", "InceptionIO"]),
+        // `inception export`: the inference graph as ONNX (onnx.pb.swift is generated from onnx.proto).
+        .target(name: "InceptionONNX", dependencies: [
+            "Inception", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         // `inception serve`: HTTP endpoints, dynamic batching, back-pressure, metrics.
         .target(name: "InceptionServer", dependencies: [
             "Inception", "InceptionIO", "CInceptionSystem",
@@ -72,7 +78,7 @@ let package = Package(
         ]),
         // The `inception` commands, as a library the tests call; the executable is only their entry point.
         .target(name: "InceptionCommands", dependencies: [
-            "Inception", "InceptionTraining", "InceptionServer",
+            "Inception", "InceptionTraining", "InceptionServer", "InceptionONNX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "InceptionCLI", dependencies: ["InceptionCommands"]),
@@ -82,6 +88,6 @@ let package = Package(
         .testTarget(name: "InceptionIOTests", dependencies: ["InceptionIO"]),
         .testTarget(name: "InceptionModelTests",
                     dependencies: ["Inception", "InceptionTraining", "InceptionCommands", "InceptionServer",
-                                   "InceptionTestSupport"]),
+                                   "InceptionONNX", "InceptionTestSupport"]),
     ]
 )

@@ -25,58 +25,27 @@ public final class InceptionModel: Sendable {
         self.classNames = metadata.classNames.flatMap { $0.count == classes ? $0 : nil }
     }
 
-    /// Loads a checkpoint in the released layout (timm's key names, PyTorch shapes). Strict both ways: every
-    /// parameter must be present with the right shape, and every tensor in the file must be used (only
-    /// BatchNorm's `num_batches_tracked` counters are ignored). The classifier's size comes from the file, and a
-    /// reduced depth, class names and input size from its metadata (`CheckpointMetadata`) when it has them.
+    /// Compiles `weights`: BatchNorm folded, convolutions packed for this CPU's kernels.
+    public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU) throws {
+        let compiled = try weights.namingCheckpointKeys {
+            try CompiledGraph(graph: weights.graph, algorithms: algorithms,
+                              usualInputSize: weights.name.defaultInputSize, parameter: weights.parameter)
+        }
+        self.init(name: weights.name, compiled: compiled, metadata: weights.metadata)
+    }
+
+    /// Loads a checkpoint in the released layout, strictly (see ``ModelWeights/init(_:file:)``). Each tensor is
+    /// read once, and checked for NaN and infinities as it is read.
     public convenience init(_ name: ModelName, weights url: URL,
                             algorithms: ConvolutionAlgorithms = .forThisCPU) throws {
-        let file = name.inReleasedLayout(try openTensorFile(url))
-        let shapes = file.shapes
-        let classes = shapes[name.checkpointKey(name.classifierWeight)]?.first
-        let metadata = try CheckpointMetadata(file.metadata)
-        let graph = name.graph(classes: classes, repeats: metadata.repeats)
-        try Self.verify(graph, name, file)
-        if let names = metadata.classNames, names.count != classes {
-            throw WeightsError.badMetadata(key: "classes", reason: "it names \(names.count) classes, the classifier "
-                                           + "has \(classes.map(String.init) ?? "none")")
-        }
-        // Each tensor is read once, here, and checked for NaN and infinities as it is read.
-        let compiled: CompiledGraph
-        do {
-            compiled = try CompiledGraph(graph: graph, algorithms: algorithms, usualInputSize: name.defaultInputSize) {
-                try Self.finiteFloats(file, name.checkpointKey($0))
-            }
-        } catch let error as ParameterError {
-            throw WeightsError.unusable(key: name.checkpointKey(error.parameter), reason: error)
-        }
-        self.init(name: name, compiled: compiled, metadata: metadata)
+        try self.init(try ModelWeights(name, file: url), algorithms: algorithms)
     }
 
     /// Random weights with realistic statistics, for benchmarks and tests of everything but the values.
     public convenience init(_ name: ModelName, randomSeed seed: UInt64, classes: Int? = nil,
                             algorithms: ConvolutionAlgorithms = .forThisCPU) {
-        let graph = name.graph(classes: classes)
-        var weights: [String: [Float]] = [:]
-        var rng = SplitMix64(seed)
-        for spec in graph.parameters {
-            let n = spec.count
-            let fanIn = spec.shape.count > 1 ? spec.shape.dropFirst().reduce(1, *) : 1
-            let values: [Float]
-            switch spec.role {
-            case .runningVariance: values = (0..<n).map { _ in rng.uniform(0.5, 1.5) }
-            case .normScale: values = (0..<n).map { _ in rng.uniform(0.2, 0.4) }
-            case .bias, .normShift, .runningMean: values = (0..<n).map { _ in rng.uniform(-0.1, 0.1) }
-            case .weight:
-                let bound = (3 / Float(fanIn)).squareRoot()
-                values = (0..<n).map { _ in rng.uniform(-bound, bound) }
-            }
-            weights[spec.name] = values
-        }
-        // Every name comes from the graph itself, so the lookup cannot fail.
-        let compiled = try! CompiledGraph(graph: graph, algorithms: algorithms,
-                                          usualInputSize: name.defaultInputSize) { weights[$0]! }
-        self.init(name: name, compiled: compiled)
+        // Random weights hold no negative variance and nothing that overflows once folded.
+        try! self.init(ModelWeights(name, randomSeed: seed, classes: classes), algorithms: algorithms)
     }
 
     /// A tensor of a checkpoint, refused if it holds NaN or infinities.

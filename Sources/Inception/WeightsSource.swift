@@ -15,8 +15,7 @@ extension ModelName {
 extension InceptionModel {
     /// Loads the released weights from the Hub (through the cache).
     public convenience init(pretrained name: ModelName, hub: HubClient = HubClient()) throws {
-        guard let repo = name.hubRepository else { throw HubError.noReleasedWeights(model: name.rawValue) }
-        try self.init(name, weights: try hub.file(repo: repo, filename: "model.safetensors"))
+        try self.init(try ModelWeights(name, from: .released(hub)))
     }
 }
 
@@ -33,10 +32,6 @@ public enum WeightsSource: Sendable {
 extension InceptionModel {
     /// Loads `name` with the weights `source` names.
     public convenience init(_ name: ModelName, from source: WeightsSource) throws {
-        switch source {
-        case let .file(url): try self.init(name, weights: url)
-        case let .released(hub): try self.init(pretrained: name, hub: hub)
-        case let .random(seed): self.init(name, randomSeed: seed)
-        }
+        try self.init(try ModelWeights(name, from: source))
     }
 }

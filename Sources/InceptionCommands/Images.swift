@@ -8,20 +8,25 @@ struct WeightsOption: ParsableArguments {
     @OptionGroup var network: ModelOption
 
     @Option(help: """
-        Weights in safetensors (timm's or facenet-pytorch's key names). Default: the released weights from the \
-        Hugging Face Hub (HF_ENDPOINT, HF_HUB_CACHE, HF_HUB_OFFLINE honoured).
+        Weights: safetensors or a PyTorch checkpoint (.pt, .pth, .bin), in timm's, facenet-pytorch's or \
+        pretrainedmodels' key names. Default: the released weights from the Hugging Face Hub (HF_ENDPOINT, \
+        HF_HUB_CACHE, HF_HUB_OFFLINE honoured).
         """)
     var weights: String?
 
     var model: ModelName { network.model }
 
     /// The network `--model` names, else the one the weights file's metadata names (a checkpoint of `inception
-    /// train` or `inception init`), else Inception-v4.
-    func load() throws -> InceptionModel {
-        guard let weights else { return try InceptionModel(model, from: .released(.withProgressBar())) }
+    /// train` or `inception init`), else Inception-v4; and where its weights come from.
+    func source() throws -> (name: ModelName, source: WeightsSource) {
+        guard let weights else { return (model, .released(.withProgressBar())) }
         let url = URL(fileURLWithPath: weights)
-        let name = try network.model(for: url)
-        return try InceptionModel(name, from: .file(url))
+        return (try network.model(for: url), .file(url))
+    }
+
+    func load() throws -> InceptionModel {
+        let (name, source) = try source()
+        return try InceptionModel(name, from: source)
     }
 }
 

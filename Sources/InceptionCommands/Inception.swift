@@ -11,7 +11,7 @@ public struct InceptionCommand: AsyncParsableCommand {
         version: InceptionCommand.version,
         subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self,
                       Serve.self, Train.self, Curves.self, Models.self, Init.self,
-                      Convert.self])
+                      Convert.self, Export.self])
 
     /// The package's version, as `inception --version` prints it.
     public static let version = InceptionPackage.version

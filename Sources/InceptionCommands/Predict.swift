@@ -12,7 +12,9 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var model: ModelOption
 
-    @Option(help: "Weights in safetensors (timm's key names; the network is the one the file names, if it does).")
+    @Option(help: """
+        Weights: safetensors or a PyTorch .pt/.pth/.bin (the network is the one the file names, if it does).
+        """)
     var weights: String
 
     @Option(help: "Input .npy, float32 (N, 3, H, W).")

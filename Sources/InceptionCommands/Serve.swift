@@ -20,8 +20,8 @@ struct Serve: AsyncParsableCommand {
     var model: [ModelName] = []
 
     @Option(help: """
-        Weights in safetensors for each --model, in the same order. Default: the released weights from the Hugging \
-        Face Hub.
+        Weights (safetensors or PyTorch .pt/.pth/.bin) for each --model, in the same order. Default: the released \
+        weights from the Hugging Face Hub.
         """)
     var weights: [String] = []
 

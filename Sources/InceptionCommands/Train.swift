@@ -24,7 +24,8 @@ struct Train: ParsableCommand {
     var val: String?
 
     @Option(help: """
-        Start from these weights (safetensors, released key names); a different class count replaces the classifier.
+        Start from these weights (safetensors or PyTorch .pt/.pth/.bin, released key names); a different class \
+        count replaces the classifier.
         """)
     var weights: String?
 

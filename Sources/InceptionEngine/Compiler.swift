@@ -119,7 +119,7 @@ extension CompiledGraph {
 
     /// Per-channel (scale, shift) of an inference BatchNorm, computed in Double. A negative running variance (which
     /// no training produces) or a scale or shift beyond Float's range is refused, naming the parameter.
-    static func batchNormAffine(_ prefix: String, _ epsilon: Float, _ parameter: (String) throws -> [Float])
+    public static func batchNormAffine(_ prefix: String, _ epsilon: Float, _ parameter: (String) throws -> [Float])
         throws -> (scale: [Float], shift: [Float])
     {
         let gamma = try parameter("\(prefix).weight"), beta = try parameter("\(prefix).bias")
@@ -140,8 +140,9 @@ extension CompiledGraph {
         return (scale, shift)
     }
 
-    /// A convolution's weights (OIHW) and bias with its BatchNorm folded in.
-    static func folded(_ g: ConvGeometry, _ p: ConvParameters, _ parameter: (String) throws -> [Float]) throws
+    /// A convolution's weights (OIHW) and bias with its BatchNorm folded in: what inference runs (and ONNX export
+    /// writes).
+    public static func folded(_ g: ConvGeometry, _ p: ConvParameters, _ parameter: (String) throws -> [Float]) throws
         -> (weights: [Float], bias: [Float]?)
     {
         var weights = try parameter(p.weight)

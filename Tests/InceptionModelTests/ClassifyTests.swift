@@ -7,11 +7,7 @@ import Testing
     static let photos = ["chelsea_baseline.jpg", "coffee_progressive.jpg", "rocket.jpg", "motorcycle_rgba.png",
                          "chelsea_palette.png"]
 
-    func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cls-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
+    func temporaryDirectory() throws -> URL { try scratchDirectory("cls") }
 
     func classifyJSON(_ arguments: [String]) throws -> [[String: Any]] {
         let result = try runInception(["classify", "--json"] + arguments)

@@ -6,11 +6,7 @@ import Testing
 /// Bad input outside the server (issue #16): every command answers one line naming the problem, never a signal and
 /// never a Foundation error domain.
 @Suite struct HostileInputTests {
-    static func scratch() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
+    static func scratch() throws -> URL { try scratchDirectory("hostile") }
 
     /// A directory, a FIFO and a character device where a file is expected: one line saying what the path is.
     @Test func pathsThatAreNotFilesAreNamed() throws {

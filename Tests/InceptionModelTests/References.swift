@@ -54,6 +54,13 @@ enum References {
 
 
 
+/// A new empty directory under the temporary directory, named `prefix-UUID`; the caller removes it.
+func scratchDirectory(_ prefix: String) throws -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir
+}
+
 /// The `inception` executable built beside the test bundle.
 func inceptionExecutable() -> URL {
     let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
