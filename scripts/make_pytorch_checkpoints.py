@@ -4,9 +4,11 @@ the state dict as it is; wrapped as {"state_dict": …} with DataParallel's "mod
 saved from a timm model (pytorch_model.bin); in float16 and bfloat16; with a non-contiguous (transposed) tensor;
 in the legacy pre-1.6 format; one whose pickle calls os.system (it must be refused, never run); and the layout of
 Cadene's pretrainedmodels (cadene.pth: a 1001-class head, background first, and Inception-ResNet-v2's classifier
-named last_linear). With --only-cadene, that file alone.
+named last_linear). With --only-cadene, that file alone. With --only-module, the state dict of the library's own module
+(facenet-pytorch's InceptionResnetV1 for the face model, else timm's) saved by torch.save in both formats, as
+module.pt and module-legacy.pt (facenet-pytorch's released files are of the legacy format).
 
-    python scripts/make_pytorch_checkpoints.py REFERENCE.safetensors MODEL OUT_DIR [--only-cadene]
+    python scripts/make_pytorch_checkpoints.py REFERENCE.safetensors MODEL OUT_DIR [--only-cadene | --only-module]
 """
 import collections
 import os
@@ -26,10 +28,27 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+def module(model, sd):
+    """The library's own module for `model` with the weights `sd`."""
+    if model == "inception_resnet_v1_facenet":
+        from facenet_pytorch import InceptionResnetV1
+        net = InceptionResnetV1(classify=True, num_classes=sd["logits.weight"].shape[0])
+    else:
+        net = timm.create_model(model, pretrained=False, num_classes=sd[
+            "last_linear.weight" if model == "inception_v4" else "classif.weight"].shape[0])
+    net.load_state_dict(sd)
+    return net
+
+
 def main():
     reference, model, out = sys.argv[1:4]
     sd = collections.OrderedDict(load_file(reference))
     os.makedirs(out, exist_ok=True)
+    if "--only-module" in sys.argv:
+        net = module(model, sd)
+        torch.save(net.state_dict(), f"{out}/module.pt")
+        torch.save(net.state_dict(), f"{out}/module-legacy.pt", _use_new_zipfile_serialization=False)
+        return
     cadene = collections.OrderedDict()
     for k, v in sd.items():
         if k.split(".")[0] in ("classif", "last_linear"):
@@ -43,9 +62,7 @@ def main():
     torch.save(sd, f"{out}/plain.pt")
     torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}, "epoch": 3}, f"{out}/wrapped.pth")
     if model != "inception_resnet_v1_facenet":
-        net = timm.create_model(model, pretrained=False)
-        net.load_state_dict(sd)
-        torch.save(net.state_dict(), f"{out}/pytorch_model.bin")
+        torch.save(module(model, sd).state_dict(), f"{out}/pytorch_model.bin")
     for dtype in (torch.float16, torch.bfloat16):
         torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()},
                    f"{out}/{str(dtype).split('.')[-1]}.pt")

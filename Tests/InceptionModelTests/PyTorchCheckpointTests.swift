@@ -46,6 +46,27 @@ import Testing
                 + "tensor rebuild; refused (nothing was run)\n", "\(cli.stderr)")
     }
 
+    /// facenet-pytorch's own module's state dict, saved by torch.save in the zip and the legacy format (its released
+    /// files are legacy): the embedding and logits bitwise those of the same weights in safetensors.
+    @Test func facenetPytorchCheckpointsLoadInBothFormats() throws {
+        let name = ModelName.inceptionResNetV1FaceNet
+        let folder = try scratchDirectory("facenet-pt")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = repositoryRoot.appendingPathComponent("scripts/make_pytorch_checkpoints.py").path
+        let made = try run(venvPython(), [script, try References.weights(name).path, name.rawValue, folder.path,
+                                          "--only-module"])
+        try #require(made.status == 0, "\(made.stderr)")
+        let x = try References.tensor(name, "x_160.npy")
+        let released = try References.model(name)
+        for file in ["module.pt", "module-legacy.pt"] {
+            let model = try InceptionModel(name, weights: folder.appendingPathComponent(file))
+            for output in ["embedding", "logits"] {
+                #expect(try model(nchw: x, output: output).scalars == (try released(nchw: x, output: output)).scalars,
+                        "\(file) \(output)")
+            }
+        }
+    }
+
     /// Archives the fuzzer found (Fuzz/corpus/torchfile/bad-*): a ZIP64 locator whose offset is past `Int64.max`,
     /// on which ZIPFoundation trapped (the process died on a signal), and an empty file, through which Foundation
     /// leaked a buffer. Each is one line, exit 1.
