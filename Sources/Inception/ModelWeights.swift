@@ -69,7 +69,7 @@ public struct ModelWeights {
         }
     }
 
-    /// `body`'s result, with a value the engine cannot use (``ParameterError``, named by its graph parameter)
+    /// `body`'s result, with a value the engine cannot use (`ParameterError`, named by its graph parameter)
     /// reported as a ``WeightsError`` naming the checkpoint's key.
     public func namingCheckpointKeys<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as ParameterError {
