@@ -60,8 +60,11 @@ let package = Package(
         .target(name: "InceptionHub"),
         // The public API: models by name, weights loading with checkpoint key maps, inference, evaluation.
         .target(name: "Inception", dependencies: ["InceptionEngine", "InceptionIO", "InceptionModels", "InceptionHub"]),
-        // Training: the paper's recipe, optimisers, augmentation, checkpoints timm loads, metrics and curves.
-        .target(name: "InceptionTraining", dependencies: ["Inception", "InceptionIO"]),
+        // Open MPI, loaded at run time (dlopen) for data-parallel training: no build dependency on MPI.
+        .target(name: "CInceptionMPI", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        // Training: the paper's recipe, optimisers, augmentation, checkpoints timm loads, metrics and curves; data
+        // parallelism over MPI.
+        .target(name: "InceptionTraining", dependencies: ["Inception", "InceptionIO", "CInceptionMPI"]),
         // `inception export`: the inference graph as ONNX (onnx.pb.swift is generated from onnx.proto).
         .target(name: "InceptionONNX", dependencies: [
             "Inception", .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -4,8 +4,8 @@
 # (model-level tests are 280× slower unoptimised).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The image decoders build against Debian's libjpeg-turbo and libpng.
-scripts/install_dependencies.sh
+# The image decoders build against Debian's libjpeg-turbo and libpng; the MPI tests launch Open MPI's mpirun.
+scripts/install_dependencies.sh --tests
 venv="${INCEPTION_VENV:-.venv-ref}"
 refs="${INCEPTION_REFERENCE_DIR:-.reference}"
 scripts/setup_reference_venv.sh "$venv"

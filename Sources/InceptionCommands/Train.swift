@@ -13,6 +13,11 @@ struct Train: ParsableCommand {
         Defaults are the paper's recipe (§4): RMSProp (decay 0.9, momentum 0.9, ε 1.0), learning rate 0.045 × 0.94 \
         every two epochs, weight decay 4e-5 on weights, label smoothing 0.1. The run folder holds model.safetensors \
         (timm's key names), optimizer state, metrics.jsonl and curves.svg; --resume continues a killed run.
+
+        Data parallel over MPI: `mpirun -np N inception train …` (Open MPI, loaded at run time). Every rank starts \
+        from rank 0's weights and takes its share of each epoch; gradients are averaged while the backward pass \
+        runs; only rank 0 writes the run folder and reports. A run resumes with any number of ranks. See \
+        docs/distributed.md.
         """)
 
     @OptionGroup var model: ModelOption
@@ -42,13 +47,15 @@ struct Train: ParsableCommand {
     var json = false
 
     @Option var epochs: Int = 10
-    @Option var batchSize: Int = 32
+    @Option(help: "Images per step; under mpirun, per rank (the global batch is ranks × this).")
+    var batchSize: Int = 32
     @Option(help: "Square input size (default: the model's own).")
     var inputSize: Int?
 
     @Option(help: "rmsprop (TensorFlow's, the paper's) or sgd.")
     var optimizer: OptimizerSettings.Kind = .rmsprop
-    @Option var lr: Float = 0.045
+    @Option(help: "Learning rate, for the global batch under mpirun (the gradients are averaged over the ranks).")
+    var lr: Float = 0.045
     @Option var momentum: Float = 0.9
     @Flag(help: "Nesterov momentum (sgd).")
     var nesterov = false
@@ -88,6 +95,12 @@ struct Train: ParsableCommand {
     var skipNonfinite = false
     @Flag(help: "Leave training images that cannot be decoded out of their batch (reported) instead of stopping.")
     var skipUnreadable = false
+    @Flag(help: """
+        Under mpirun: BatchNorm normalises with the statistics of every rank's batch together (the global batch) \
+        instead of each rank's own (the default, as PyTorch's DDP and Horovod).
+        """)
+    var syncBatchnorm = false
+
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
@@ -135,10 +148,15 @@ struct Train: ParsableCommand {
                 try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0), seed: seed)
             }
             let run = URL(fileURLWithPath: output)
+            let communicator = try Communicator.fromEnvironment()
+            if let communicator { DistributedStop.install(rank: communicator.rank) }
             let trainer = try Trainer(config, train: train, validation: validation, run: run, initial: initial,
-                                      resume: resume, overwrite: overwrite)
+                                      resume: resume, overwrite: overwrite, communicator: communicator)
             trainer.threads = threads.threads
+            trainer.syncBatchNorm = syncBatchnorm
             try self.train(trainer, epochs: config.epochs)
+            communicator?.finish()
+            guard communicator?.isRoot ?? true else { return }
             let checkpoint = run.appendingPathComponent("model.safetensors").path
             if json {
                 try printJSON(["checkpoint": checkpoint, "epochs": trainer.history.map(\.epoch).max() ?? 0,
@@ -156,7 +174,9 @@ extension Train {
     /// Runs the epochs with a progress bar (images/s, loss, accuracy, time left) on a terminal, warnings and skipped
     /// images on standard error, and one line (or JSON line) per epoch.
     func train(_ trainer: Trainer, epochs: Int) throws {
-        let bar = ProgressBar()
+        // Under mpirun only rank 0 reports.
+        let speaks = trainer.communicator?.isRoot ?? true
+        let bar = ProgressBar(visible: speaks && isatty(2) == 1)
         let started = Date()
         try trainer.train(progress: { epoch, step, steps, loss, accuracy, rate in
             let left = Double(steps - step) * Double(batchSize) / max(rate, 1e-9)
@@ -167,9 +187,11 @@ extension Train {
             bar.finish()
             FileHandle.standardError.write(Data("skipped \(reason)\n".utf8))
         }, warning: { message in
+            guard speaks else { return }
             bar.finish()
             FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
         }, epochDone: { m in
+            guard speaks else { return }
             if json {
                 print((try? m.jsonLine()) ?? "{}")
                 return
@@ -180,5 +202,19 @@ extension Train {
                          m.trainLoss, auxiliary, m.trainAccuracy, validation, m.imagesPerSecond,
                          ProgressBar.duration(Date().timeIntervalSince(started))))
         })
+    }
+}
+
+/// Under mpirun, a rank that another's failure ended (mpirun stops the others with SIGTERM) says so in one line.
+enum DistributedStop {
+    nonisolated(unsafe) static var message: [CChar] = []
+
+    static func install(rank: Int) {
+        let line = "error: rank \(rank): stopped by mpirun because another rank ended (mpirun's report names it)\n"
+        message = Array(line.utf8CString)
+        signal(SIGTERM) { _ in
+            DistributedStop.message.withUnsafeBufferPointer { _ = write(2, $0.baseAddress, $0.count - 1) }
+            _exit(1)
+        }
     }
 }

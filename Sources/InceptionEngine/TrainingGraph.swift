@@ -24,6 +24,12 @@ public final class TrainingGraph {
     /// For comparisons with another implementation: which ReLU inputs it found positive (1 or 0 per element, NCHW
     /// as PyTorch), by the name of the node whose ReLU it is. Never set in training.
     public var reluMasks: [String: [Float]]?
+    /// Synchronised BatchNorm: sums the batch statistics (and their gradients' sums) over every replica of a
+    /// data-parallel job; nil: each replica normalises with its own batch (as PyTorch's DDP by default).
+    public var batchNormReplicas: BatchNormTraining.ReplicaSum?
+    /// Called after each node's backward, in backward order: the node's parameter gradients are then final (data
+    /// parallelism starts reducing them while the rest of the backward pass runs).
+    public var nodeBackwardDone: ((_ node: Int) -> Void)?
     /// For profiling: called after each node's forward (`backward` false) and backward work with its seconds.
     public var timer: ((_ node: Int, _ backward: Bool, _ seconds: Double) -> Void)?
     /// The step's feature maps and their gradients, kept from one step to the next (see `MapPool`).
@@ -160,7 +166,7 @@ private struct Pass {
     var fusedIntoResidual: [Bool]
     var outputs: [AlignedBuffer?]
     var preNormalization: [AlignedBuffer?]
-    var statistics: [(mean: [Float], invStd: [Float])?]
+    var statistics: [(mean: [Float], invStd: [Float], rows: Int)?]
     var masks: [AlignedBuffer?]
     var gradients: [AlignedBuffer?]
     let zeros: AlignedBuffer
@@ -188,7 +194,7 @@ private struct Pass {
         outputs = [AlignedBuffer?](repeating: nil, count: nodes.count)
         outputs[0] = model.pool.take(shapes[0].count)
         preNormalization = outputs.map { _ in nil }
-        statistics = [(mean: [Float], invStd: [Float])?](repeating: nil, count: nodes.count)
+        statistics = [(mean: [Float], invStd: [Float], rows: Int)?](repeating: nil, count: nodes.count)
         masks = outputs.map { _ in nil }
         gradients = outputs.map { _ in nil }
         zeros = AlignedBuffer(count: (nodes.map(\.channels).max() ?? 0) + 16, zeroed: true)
@@ -285,22 +291,23 @@ private struct Pass {
 
     /// Normalises with the batch's statistics, updates the running ones, returns (mean, 1/σ).
     func batchNorm(_ x: AlignedBuffer, into y: AlignedBuffer, rows: Int, channels: Int, prefix: String, epsilon: Float,
-                   relu: Bool) -> (mean: [Float], invStd: [Float]) {
-        let (mean, variance) = BatchNormTraining.statistics(x.pointer, rows: rows, channels: channels, threads: threads)
+                   relu: Bool) -> (mean: [Float], invStd: [Float], rows: Int) {
+        let (mean, variance, total) = BatchNormTraining.statistics(x.pointer, rows: rows, channels: channels,
+                                                                   threads: threads, replicas: model.batchNormReplicas)
         let invStd = variance.map { Float(1 / ($0 + Double(epsilon)).squareRoot()) }
         let meanF = mean.map { Float($0) }
         BatchNormTraining.normalize(x.pointer, into: y.pointer, rows: rows, channels: channels, mean: meanF,
                                     invStd: invStd, gamma: value("\(prefix).weight"), beta: value("\(prefix).bias"),
                                     relu: relu, threads: threads)
         let m = Double(model.batchNormMomentum)
-        let unbiased = rows > 1 ? Double(rows) / Double(rows - 1) : 1
+        let unbiased = total > 1 ? Double(total) / Double(total - 1) : 1
         model.values["\(prefix).running_mean"]!.withUnsafeMutableBufferPointer { r in
             for c in 0..<channels { r[c] = Float((1 - m) * Double(r[c]) + m * mean[c]) }
         }
         model.values["\(prefix).running_var"]!.withUnsafeMutableBufferPointer { r in
             for c in 0..<channels { r[c] = Float((1 - m) * Double(r[c]) + m * variance[c] * unbiased) }
         }
-        return (meanF, invStd)
+        return (meanF, invStd, total)
     }
 
     // MARK: backward
@@ -393,6 +400,7 @@ private struct Pass {
             }
             // Everything at or after node i is done with: its output, its gradient and what its backward needed.
             release(i)
+            model.nodeBackwardDone?(i)
         }
         if keepInputGradient {
             inputGradient = gradients[0].map { Array(UnsafeBufferPointer(start: $0.pointer, count: shapes[0].count)) }
@@ -423,7 +431,8 @@ private struct Pass {
         let stats = statistics[i]!
         let (dGamma, dBeta) = BatchNormTraining.backward(
             dy.base, x: x, into: dy.base, rows: dy.n * dy.h * dy.w, channels: dy.c, mean: stats.mean,
-            invStd: stats.invStd, gamma: value("\(prefix).weight"), threads: threads)
+            invStd: stats.invStd, gamma: value("\(prefix).weight"), threads: threads, replicas: model.batchNormReplicas,
+            totalRows: stats.rows)
         model.addGradient("\(prefix).weight", dGamma)
         model.addGradient("\(prefix).bias", dBeta)
     }

@@ -24,19 +24,31 @@ public enum BatchNormTraining {
         return total
     }
 
-    /// Mean and biased variance of each channel (two passes, in Double).
-    public static func statistics(_ x: UnsafePointer<Float>, rows: Int, channels: Int, threads: Int)
-        -> (mean: [Double], variance: [Double]) {
+    /// Sums per-channel values over every replica of a data-parallel job, in place (synchronised BatchNorm).
+    public typealias ReplicaSum = (inout [Double]) -> Void
+
+    /// Mean and biased variance of each channel (two passes, in Double), and the rows they are over: this map's, or
+    /// with `replicas` every replica's together.
+    public static func statistics(_ x: UnsafePointer<Float>, rows: Int, channels: Int, threads: Int,
+                                  replicas: ReplicaSum? = nil) -> (mean: [Double], variance: [Double], rows: Int) {
         let xs = UncheckedSendable(x)
-        let mean = channelSums(rows: rows, channels: channels, threads: threads) { row, sums in
+        var sums = channelSums(rows: rows, channels: channels, threads: threads) { row, sums in
             let p = xs.value + row * channels
             for c in 0..<channels { sums[c] += Double(p[c]) }
-        }.map { $0 / Double(rows) }
-        let variance = channelSums(rows: rows, channels: channels, threads: threads) { row, sums in
+        }
+        var total = Double(rows)
+        if let replicas {
+            var all = sums + [total]
+            replicas(&all)
+            (sums, total) = (Array(all.prefix(channels)), all[channels])
+        }
+        let mean = sums.map { $0 / total }
+        var squares = channelSums(rows: rows, channels: channels, threads: threads) { row, sums in
             let p = xs.value + row * channels
             for c in 0..<channels { let d = Double(p[c]) - mean[c]; sums[c] += d * d }
-        }.map { $0 / Double(rows) }
-        return (mean, variance)
+        }
+        replicas?(&squares)
+        return (mean, squares.map { $0 / total }, Int(total))
     }
 
     /// y = activation(γ · (x − mean) · invStd + β).
@@ -59,7 +71,8 @@ public enum BatchNormTraining {
     ///   dx = γ · invStd · (dy − mean(dy) − x̂ · mean(dy · x̂)),  x̂ = (x − mean) · invStd
     public static func backward(_ dy: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                 into dx: UnsafeMutablePointer<Float>, rows: Int, channels: Int,
-                                mean: [Float], invStd: [Float], gamma: [Float], threads: Int)
+                                mean: [Float], invStd: [Float], gamma: [Float], threads: Int,
+                                replicas: ReplicaSum? = nil, totalRows: Int? = nil)
         -> (gamma: [Float], beta: [Float]) {
         let (dys, xs, dxs) = (UncheckedSendable(dy), UncheckedSendable(x), UncheckedSendable(dx))
         let sumDy = channelSums(rows: rows, channels: channels, threads: threads) { row, sums in
@@ -70,8 +83,16 @@ public enum BatchNormTraining {
             let (d, p) = (dys.value + row * channels, xs.value + row * channels)
             for c in 0..<channels { sums[c] += Double(d[c]) * Double((p[c] - mean[c]) * invStd[c]) }
         }
-        let m = Double(rows)
-        let meanDy = sumDy.map { Float($0 / m) }, meanDyXhat = sumDyXhat.map { Float($0 / m) }
+        // Synchronised: ∂L/∂x uses every replica's sums; γ's and β's gradients stay this replica's (the gradient
+        // average adds them up, as for every other parameter).
+        var (allDy, allDyXhat) = (sumDy, sumDyXhat)
+        if let replicas {
+            var all = sumDy + sumDyXhat
+            replicas(&all)
+            (allDy, allDyXhat) = (Array(all.prefix(channels)), Array(all.suffix(channels)))
+        }
+        let m = Double(totalRows ?? rows)
+        let meanDy = allDy.map { Float($0 / m) }, meanDyXhat = allDyXhat.map { Float($0 / m) }
         let scale = (0..<channels).map { gamma[$0] * invStd[$0] }
         Parallel.parallelFor(rows, threads: threads, grain: 64) { row in
             let (d, p, out) = (dys.value + row * channels, xs.value + row * channels, dxs.value + row * channels)

@@ -62,6 +62,11 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     public var skippedBatches: Int
     /// Training images left out because they could not be decoded (`skipUnreadable`).
     public var skippedImages: Int
+    /// Data parallel: the number of ranks (images per second are theirs together), the seconds rank 0's gradient
+    /// sums took and the seconds its steps waited for them after the backward pass (the rest was hidden behind it).
+    public var ranks: Int?
+    public var gradientSumSeconds: Double?
+    public var gradientWaitSeconds: Double?
 }
 
 public enum TrainingError: Error, Equatable, CustomStringConvertible {
@@ -135,24 +140,37 @@ public final class Trainer {
     public private(set) var completedEpochs = 0
     public private(set) var history: [EpochMetrics] = []
     public var threads = Parallel.defaultThreads
+    /// The MPI job this trainer is a rank of (`DataParallel.swift`); nil: it trains alone. Only rank 0 writes the
+    /// run folder.
+    public let communicator: Communicator?
+    /// Sums the gradients over the ranks during the backward pass.
+    let reducer: GradientReducer?
+    /// With a communicator: BatchNorm normalises with the statistics of every rank's batch together (the global
+    /// batch), instead of each rank's own.
+    public var syncBatchNorm = false {
+        didSet { training.batchNormReplicas = syncBatchNorm ? communicator.map(Self.replicaSum) : nil }
+    }
 
     /// A new run (`initial`: values by graph name) or, with `resume`, the run saved in `run`. A folder that already
     /// holds a run is refused for a new one unless `overwrite` (which deletes that run's files, nothing else).
     public init(_ configuration: TrainingConfiguration, train: ImageFolder, validation: ImageFolder?, run: URL,
-                initial: [String: [Float]]?, resume: Bool, overwrite: Bool = false) throws {
+                initial: [String: [Float]]?, resume: Bool, overwrite: Bool = false,
+                communicator: Communicator? = nil) throws {
         guard let name = ModelName(rawValue: configuration.model) else { preconditionFailure("unknown model") }
         guard train.samples.count >= configuration.batchSize else {
             throw TrainingError.tooFewImages(count: train.samples.count, batch: configuration.batchSize)
         }
         (self.configuration, self.name, self.trainSet, self.validationSet, self.run) = (configuration, name, train,
             validation, run)
+        self.communicator = communicator
+        let reads = communicator?.isRoot ?? true
         graph = name.graph(classes: configuration.classes.count, repeats: configuration.repeats)
         let trainingGraph = try Self.graphWithAuxiliaryHead(configuration, name) ?? graph
         auxiliaryHead = configuration.auxiliaryWeight == nil ? nil : trainingGraph.subgraph(stage: "aux_logits")!
-        try Self.prepare(run, resume: resume, overwrite: overwrite)
+        if reads { try Self.prepare(run, resume: resume, overwrite: overwrite) }
         var values: [String: [Float]]
         var optimizerState: [String: [Float]] = [:], steps = 0
-        if resume {
+        if resume && reads {
             let stateURL = run.appendingPathComponent("state.json")
             guard let data = try? Data(contentsOf: stateURL),
                   let state = try? JSONDecoder().decode(RunState.self, from: data) else {
@@ -188,19 +206,30 @@ public final class Trainer {
             if initial != nil, let auxiliaryHead {
                 values.merge(ModelName.initialValues(auxiliaryHead, seed: configuration.seed)) { a, _ in a }
             }
-            try Self.writeAtomically(try JSONEncoder.pretty.encode(configuration),
-                                     to: run.appendingPathComponent("config.json"))
+            if reads {
+                try Self.writeAtomically(try JSONEncoder.pretty.encode(configuration),
+                                         to: run.appendingPathComponent("config.json"))
+            }
             if let decay = configuration.averageDecay {
                 // The average is for validation: the network's parameters, not the auxiliary head's.
                 let network = Set(graph.parameters.map(\.name))
                 average = WeightAverage(decay: decay, values: values.filter { network.contains($0.key) })
             }
         }
+        if let communicator {
+            var counts = [steps, completedEpochs]
+            try Self.broadcastStart(communicator, &values, &optimizerState, &counts, &average)
+            (steps, completedEpochs) = (counts[0], counts[1])
+        }
+        reducer = communicator.map { GradientReducer($0, graph: trainingGraph) }
         training = TrainingGraph(graph: trainingGraph, values: values)
         training.batchNormMomentum = configuration.batchNormMomentum
         training.dropoutRate = configuration.dropout
         optimizer = Optimizer(configuration.optimizer, parameters: trainingGraph.parameters, state: optimizerState,
                               steps: steps)
+        if let reducer {
+            training.nodeBackwardDone = { [unowned training] node in reducer.nodeDone(node, training.gradients) }
+        }
     }
 
     struct RunState: Codable { var epoch: Int; var steps: Int }
@@ -250,82 +279,98 @@ public final class Trainer {
         return Set(x.keys).union(y.keys).filter { x[$0] != y[$0] }.sorted()
     }
 
-    public var stepsPerEpoch: Int { trainSet.samples.count / configuration.batchSize }
+    /// Optimiser steps per epoch (of this rank's share, with a communicator).
+    public var stepsPerEpoch: Int { share(of: trainSet.samples.count).count / configuration.batchSize }
 
     /// Trains the remaining epochs. `progress(epoch, step, steps, loss, accuracy, imagesPerSecond)` after every step.
     /// `epochDone` after every epoch's checkpoint.
     /// `unreadableImage(path, reason)` for every image left out under `skipUnreadable`; `warning` when the loss
     /// looks like diverging (once per epoch; an epoch that ends diverged throws `TrainingError.diverged`).
+    /// With a communicator, the per-step figures are this rank's and the epoch's metrics every rank's.
     public func train(progress: (Int, Int, Int, Double, Double, Double) -> Void = { _, _, _, _, _, _ in },
                       unreadableImage: (String, String) -> Void = { _, _ in },
                       warning: (String) -> Void = { _ in },
                       epochDone: (EpochMetrics) -> Void = { _ in }) throws {
         let c = configuration
         var watch = DivergenceWatch(classes: c.classes.count)
-        let preprocessing = name.preprocessing
         for epoch in stride(from: completedEpochs + 1, through: c.epochs, by: 1) {
-            var order = Array(trainSet.samples.indices)
-            var shuffle = SplitMix64(c.seed &+ UInt64(epoch) &* 0x9E37_79B9)
-            for i in stride(from: order.count - 1, to: 0, by: -1) {
-                order.swapAt(i, Int(shuffle.next() % UInt64(i + 1)))
+            let (order, positions, steps) = (shuffled(epoch: epoch), share(of: trainSet.samples.count), stepsPerEpoch)
+            func batch(_ step: Int) -> Pending {
+                prefetch(order, positions: Array(positions[(step * c.batchSize)..<((step + 1) * c.batchSize)]),
+                         epoch: epoch)
             }
-            let steps = stepsPerEpoch
-            var (lossSum, auxiliaryLossSum, correct, seen, skipped, unreadable) = (0.0, 0.0, 0, 0, 0, 0)
+            var tally = Tally()
             let started = Date()
             var lr: Float = 0
             // Decoding the next batch runs beside the current step.
-            var next = prefetch(order, epoch: epoch, step: 0, preprocessing: preprocessing)
+            var next = batch(0)
             for step in 0..<steps {
                 let (input, labels, left) = try next.wait()
-                if step + 1 < steps { next = prefetch(order, epoch: epoch, step: step + 1,
-                                                      preprocessing: preprocessing) }
+                if step + 1 < steps { next = batch(step + 1) }
                 for (path, reason) in left { unreadableImage(path, reason) }
-                unreadable += left.count
-                guard labels.count >= 2 else { skipped += 1; continue }  // BatchNorm needs two images
-                let result = try training.step(input, labels: labels, labelSmoothing: c.labelSmoothing,
-                                               auxiliary: c.auxiliaryWeight.map { ("aux_logits", $0) },
-                                               seed: c.seed ^ (UInt64(epoch) << 32 | UInt64(step)), threads: threads)
-                guard result.total.isFinite else {
-                    if c.skipNonFinite { skipped += 1; continue }
-                    throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1)
+                tally.unreadable += left.count
+                lr = c.schedule.rate(epoch: Float(epoch - 1) + Float(step) / Float(steps))
+                guard let result = try optimise(input, labels, epoch: epoch, step: step, learningRate: lr) else {
+                    tally.skipped += 1
+                    continue
                 }
                 if let message = watch.batch(loss: result.loss, logits: result.logits, epoch: epoch, step: step + 1) {
                     warning(message)
                 }
-                var gradients = training.gradients
-                if let maxNorm = c.clipNorm { clipGradients(&gradients, maxNorm: maxNorm) }
-                lr = c.schedule.rate(epoch: Float(epoch - 1) + Float(step) / Float(steps))
-                optimizer.step(&training.values, gradients: gradients, learningRate: lr)
-                average?.update(training.values)
-                lossSum += result.loss * Double(labels.count)
-                auxiliaryLossSum += (result.auxiliaryLoss ?? 0) * Double(labels.count)
-                let k = result.logits.shape[1]
-                for (b, label) in labels.enumerated() {
-                    let row = result.logits.scalars[(b * k)..<((b + 1) * k)]
-                    if row.firstIndex(of: row.max()!)! - b * k == label { correct += 1 }
-                }
-                seen += labels.count
-                progress(epoch, step + 1, steps, lossSum / Double(seen), Double(correct) / Double(seen),
-                         Double(seen) / Date().timeIntervalSince(started))
+                tally.add(result, labels: labels)
+                progress(epoch, step + 1, steps, tally.loss / Double(tally.seen), Double(tally.correct)
+                         / Double(tally.seen), Double(tally.seen) / Date().timeIntervalSince(started))
             }
-            let imagesPerSecond = Double(seen) / Date().timeIntervalSince(started)
             training.releaseBuffers()  // the step's maps are not needed until the next epoch
+            if let communicator, let reducer {
+                try tally.sum(over: communicator)
+                (tally.reducing, tally.waited) = reducer.takeTimes()
+            }
             let validation = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
-            let auxiliaryLoss: Double? = c.auxiliaryWeight == nil ? nil
-                : seen == 0 ? .nan : auxiliaryLossSum / Double(seen)
-            let metrics = EpochMetrics(epoch: epoch, steps: optimizer.steps,
-                                       trainLoss: seen == 0 ? .nan : lossSum / Double(seen),
-                                       trainAccuracy: seen == 0 ? 0 : Double(correct) / Double(seen),
-                                       trainAuxiliaryLoss: auxiliaryLoss,
-                                       validationAccuracy: validation, learningRate: lr,
-                                       imagesPerSecond: imagesPerSecond, skippedBatches: skipped,
-                                           skippedImages: unreadable)
+            let metrics = tally.metrics(epoch: epoch, steps: optimizer.steps, auxiliary: c.auxiliaryWeight != nil,
+                                        validation: validation, learningRate: lr,
+                                        seconds: Date().timeIntervalSince(started))
             try watch.check(epoch: epoch, meanLoss: metrics.trainLoss)
             history.append(metrics)
-            try checkpoint(epoch: epoch)
+            if communicator?.isRoot ?? true { try checkpoint(epoch: epoch) }
             completedEpochs = epoch
             epochDone(metrics)
         }
+    }
+
+    /// The epoch's order of the training images: the same on every rank, from the seed.
+    func shuffled(epoch: Int) -> [Int] {
+        var order = Array(trainSet.samples.indices)
+        var shuffle = SplitMix64(configuration.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        for i in stride(from: order.count - 1, to: 0, by: -1) {
+            order.swapAt(i, Int(shuffle.next() % UInt64(i + 1)))
+        }
+        return order
+    }
+
+    /// One optimiser step on a batch, with the gradients averaged over the ranks; nil when the step is skipped (a
+    /// batch of fewer than two images, which BatchNorm cannot normalise, or a non-finite loss under
+    /// `skipNonFinite`), on every rank alike.
+    func optimise(_ input: Tensor, _ labels: [Int], epoch: Int, step: Int, learningRate: Float) throws
+        -> TrainingGraph.StepResult?
+    {
+        let c = configuration
+        let tooSmall = labels.count < 2
+        if try communicator?.any(tooSmall, "the agreement on step \(step + 1)") ?? tooSmall { return nil }
+        let result = try training.step(input, labels: labels, labelSmoothing: c.labelSmoothing,
+                                       auxiliary: c.auxiliaryWeight.map { ("aux_logits", $0) },
+                                       seed: c.seed ^ (UInt64(epoch) << 32 | UInt64(step)), threads: threads)
+        var gradients = training.gradients
+        try reducer?.finish(&gradients)
+        let nonFinite = !result.total.isFinite
+        if try communicator?.any(nonFinite, "the agreement on step \(step + 1)'s loss") ?? nonFinite {
+            if c.skipNonFinite { return nil }
+            throw TrainingError.nonFiniteLoss(epoch: epoch, step: step + 1)
+        }
+        if let maxNorm = c.clipNorm { clipGradients(&gradients, maxNorm: maxNorm) }
+        optimizer.step(&training.values, gradients: gradients, learningRate: learningRate)
+        average?.update(training.values)
+        return result
     }
 
     /// A batch being decoded: the input, its labels, and the images left out as (path, reason).
@@ -336,16 +381,18 @@ public final class Trainer {
         func wait() throws -> Batch { done.wait(); return try result!.get() }
     }
 
-    /// Decodes and augments batch `step` of `epoch` on a background thread. An undecodable image ends the run with
-    /// the decoder's error, or under `skipUnreadable` is left out of the batch.
-    func prefetch(_ order: [Int], epoch: Int, step: Int, preprocessing: Preprocessing) -> Pending {
+    /// Decodes and augments the images at `positions` of `epoch`'s order on a background thread (a position past
+    /// the end wraps around: a rank's share is padded). Each image's augmentation is drawn from (seed, epoch,
+    /// position). An undecodable image ends the run with the decoder's error, or under `skipUnreadable` is left
+    /// out of the batch.
+    func prefetch(_ order: [Int], positions: [Int], epoch: Int) -> Pending {
         let pending = Pending()
-        let (c, samples) = (configuration, trainSet.samples)
+        let (c, samples, preprocessing) = (configuration, trainSet.samples, name.preprocessing)
         Thread.detachNewThread {
             pending.result = Result {
                 var pixels: [Float] = [], labels: [Int] = [], unreadable: [(String, String)] = []
-                for slot in 0..<c.batchSize {
-                    let sample = samples[order[step * c.batchSize + slot]]
+                for position in positions {
+                    let sample = samples[order[position % order.count]]
                     let image: RGBImage
                     do {
                         image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))
@@ -353,8 +400,7 @@ public final class Trainer {
                         unreadable.append((sample.path, "\(error)"))
                         continue
                     }
-                    var rng = SplitMix64(c.seed &+ UInt64(epoch) &* 1_000_003 &+ UInt64(step * c.batchSize
-                        + slot) &* 7919)
+                    var rng = SplitMix64(c.seed &+ UInt64(epoch) &* 1_000_003 &+ UInt64(position) &* 7919)
                     pixels += c.augmentation.apply(image, size: c.inputSize, preprocessing: preprocessing, rng: &rng)
                     labels.append(sample.label)
                 }
@@ -365,16 +411,19 @@ public final class Trainer {
         return pending
     }
 
-    /// Top-1 accuracy of the averaged weights (or the current ones) with the model's eval transform.
+    /// Top-1 accuracy of the averaged weights (or the current ones) with the model's eval transform; with a
+    /// communicator each rank validates every N-th image and the counts are summed.
     /// Under `skipUnreadable`, images that cannot be decoded are reported and left out of the count.
     func validate(_ data: ImageFolder, unreadableImage: (String, String) -> Void) throws -> Double {
         let values = average?.values ?? training.values
         let compiled = try CompiledGraph(graph: graph, usualInputSize: configuration.inputSize) { values[$0]! }
         var (correct, count) = (0, 0)
         let batch = 16
-        for first in stride(from: 0, to: data.samples.count, by: batch) {
+        let (ranks, rank) = (communicator?.size ?? 1, communicator?.rank ?? 0)
+        let samples = data.samples.indices.filter { $0 % ranks == rank }.map { data.samples[$0] }
+        for first in stride(from: 0, to: samples.count, by: batch) {
             var images: [RGBImage] = [], labels: [Int] = []
-            for sample in data.samples[first..<min(data.samples.count, first + batch)] {
+            for sample in samples[first..<min(samples.count, first + batch)] {
                 do {
                     images.append(try RGBImage(contentsOf: URL(fileURLWithPath: sample.path)))
                 } catch where configuration.skipUnreadable {
@@ -393,6 +442,11 @@ public final class Trainer {
                 if row.firstIndex(of: row.max()!)! == label { correct += 1 }
             }
             count += labels.count
+        }
+        if let communicator {
+            var counts = [Double(correct), Double(count)]
+            try communicator.sum(&counts, "the validation counts")
+            (correct, count) = (Int(counts[0]), Int(counts[1]))
         }
         return count == 0 ? 0 : Double(correct) / Double(count)
     }
