@@ -154,7 +154,11 @@ struct Train: ParsableCommand {
                                       resume: resume, overwrite: overwrite, communicator: communicator)
             trainer.threads = threads.threads
             trainer.syncBatchNorm = syncBatchnorm
-            try self.train(trainer, epochs: config.epochs)
+            do { try self.train(trainer, epochs: config.epochs) } catch is TrainingError
+                where !(communicator?.isRoot ?? true) {
+                // A divergence or a non-finite loss is every rank's decision: rank 0 reports it.
+                throw ExitCode(1)
+            }
             communicator?.finish()
             guard communicator?.isRoot ?? true else { return }
             let checkpoint = run.appendingPathComponent("model.safetensors").path
