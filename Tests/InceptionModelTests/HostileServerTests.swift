@@ -74,7 +74,8 @@ import Testing
         let model = try References.model(.inceptionResNetV1FaceNet)
         try await TestServer.with([.loaded(model)], configure: {
             $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 1)
-            $0.timeouts.body = .milliseconds(800)
+            // Long enough that a loaded machine still sees the stalled upload holding its place (800 ms was missed).
+            $0.timeouts.body = .seconds(3)
         }) { server in
             let port = server.base.port!
             let stalled = try RawConnection(port: port)
@@ -88,7 +89,8 @@ import Testing
                 full = try await server.post(Self.face + "/embed", Data(count: 10))
             }
             #expect(full.status == 503 && full.headers["retry-after"] != nil
-                    && full.error == "the server is busy: 1 requests are already waiting for this model")
+                    && full.error == "the server is busy: 1 requests are already waiting for this model",
+                    "\(full.status): \(full.error ?? "")")
             let (closed, took) = await Self.timed { stalled.receive(timeout: .seconds(12)) }
             #expect(closed.closed && took < .seconds(10), "stalled upload closed after \(took)")
             // Its place is given back once the server has seen the close (a moment later under load).
