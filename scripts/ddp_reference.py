@@ -49,7 +49,7 @@ def samples(data):
 
 
 def prepare(data, start, init, size=75, duplicate=False):
-    photos = os.path.join(os.environ["INCEPTION_REFERENCE_DIR"], "images")
+    photos = os.path.join(os.environ.get("INCEPTION_REFERENCE_DIR", ".reference"), "images")
     files = sorted(f for f in os.listdir(photos) if f.endswith((".png", ".jpg")))
     for i, f in enumerate(files):
         folder = os.path.join(data, "cats" if i % 2 == 0 else "dogs")
