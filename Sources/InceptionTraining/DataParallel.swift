@@ -143,6 +143,21 @@ extension Trainer {
         }
     }
 
+    /// Rank 0's BatchNorm running statistics (and those of its weight average) on every rank, at the end of an
+    /// epoch: with per-replica BatchNorm each rank's differ, and the ranks validate their shares of the validation
+    /// set with the model rank 0 saves (DDP broadcasts rank 0's buffers likewise).
+    func shareRunningStatistics(_ communicator: Communicator) throws {
+        let buffers = training.graph.parameters.filter(\.isBuffer).map(\.name)
+        var values = Dictionary(uniqueKeysWithValues: buffers.map { ($0, training.values[$0]!) })
+        try Self.broadcast(&values, communicator, "the running statistics")
+        for (name, value) in values { training.values[name] = value }
+        guard let average else { return }
+        var averaged = Dictionary(uniqueKeysWithValues: buffers.compactMap { name in
+            average.values[name].map { (name, $0) } })
+        try Self.broadcast(&averaged, communicator, "the averaged running statistics")
+        self.average = WeightAverage(decay: average.decay, values: average.values.merging(averaged) { $1 })
+    }
+
     /// Rank 0's start (or saved run) on every rank: parameters, optimiser state, the step and epoch counts and the
     /// weight average. A rank's own reading of the run folder is never trusted.
     static func broadcastStart(_ communicator: Communicator, _ values: inout [String: [Float]],

@@ -325,6 +325,7 @@ public final class Trainer {
             if let communicator, let reducer {
                 try tally.sum(over: communicator)
                 (tally.reducing, tally.waited) = reducer.takeTimes()
+                try shareRunningStatistics(communicator)
             }
             let validation = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
             let metrics = tally.metrics(epoch: epoch, steps: optimizer.steps, auxiliary: c.auxiliaryWeight != nil,

@@ -153,6 +153,32 @@ import Testing
         #expect(saved?["epoch"] as? Int == 2)
     }
 
+    /// The ranks validate their shares with rank 0's running statistics (per-replica BatchNorm leaves each rank its
+    /// own), so the accuracy an epoch reports is that of the checkpoint rank 0 saves, as `inception eval` measures it;
+    /// a run started alone resumes on two ranks.
+    @Test func validationIsThatOfTheSavedCheckpoint() throws {
+        let data = try TrainCommandTests.dataset()
+        defer { TrainCommandTests.removeScratch(data) }
+        let run = data.appendingPathComponent("../validated").standardized
+        func training(epochs: Int) -> [String] {
+            ["train", "--model", "inception_resnet_v1", "--repeats", "1,1,1", "--data", data.path, "--val", data.path,
+             "--input-size", "75", "--optimizer", "sgd", "--lr", "0.001", "--seed", "3", "--threads", "1",
+             "--batch-size", "2", "--average-decay", "0.9", "--epochs", "\(epochs)", "--output", run.path]
+        }
+        let alone = try runInception(training(epochs: 1))
+        try #require(alone.status == 0, "\(alone.stderr)")
+        let resumed = try Self.mpirun(2, training(epochs: 3) + ["--resume"])
+        try #require(resumed.status == 0, "\(resumed.stderr)")
+        let lines = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        let last = try #require(try JSONSerialization.jsonObject(with: Data(lines.split(separator: "\n").last!.utf8))
+                                as? [String: Any])
+        #expect(last["epoch"] as? Int == 3 && last["ranks"] as? Int == 2)
+        let eval = try runInception(["eval", "--weights", run.appendingPathComponent("average.safetensors").path,
+                                     data.path, "--json"])
+        let measured = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
+        #expect(measured?["top1"] as? Double == last["validationAccuracy"] as? Double, "\(eval.stdout)")
+    }
+
     /// The pid of the inception process of MPI rank `rank` whose command line mentions `arguments`.
     static func processOfRank(_ rank: Int, arguments: String) -> pid_t? {
         let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
