@@ -11,9 +11,12 @@ struct Lowering {
     /// Each graph node's result: its tensor's name and rank (4 for feature maps, 2 once pooled and flattened).
     private var results: [(name: String, rank: Int)] = []
     private var used = Set<String>()
+    /// Every node's shape at batch 1 and the weights' input size (nil where the size is too small for the network).
+    private let shapes: [Shape]?
 
     init(weights: ModelWeights, opset: Int, batch: ONNXBatch) {
         (self.weights, self.opset, self.batch) = (weights, opset, batch)
+        shapes = weights.graph.inferShapes(n: 1, h: weights.inputSize, w: weights.inputSize)
         graph.name = weights.name.rawValue
         // The outputs' names are reserved, so that no intermediate tensor takes one.
         used = Set(weights.graph.outputs.keys)
@@ -163,8 +166,7 @@ struct Lowering {
 
     /// The graph input's or an output's type: float32 with the batch dimension and the node's shape.
     private func valueInfo(_ name: String, node: Int) -> Onnx_ValueInfoProto {
-        let size = weights.inputSize
-        let shape = weights.graph.inferShapes(n: 1, h: size, w: size)?[node]
+        let shape = shapes?[node]
         let channels = weights.graph.nodes[node].channels
         let rest = results[node].rank == 2 || shape == nil ? [channels] : [channels, shape!.h, shape!.w]
         return .with { info in

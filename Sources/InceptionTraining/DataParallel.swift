@@ -83,9 +83,9 @@ final class GradientReducer {
 
 /// An epoch's running sums: this rank's during the epoch, every rank's once `sum(over:)`.
 struct Tally {
-    // (The gradient-sum times stay rank 0's own.)
     var loss = 0.0, auxiliaryLoss = 0.0, correct = 0, seen = 0, skipped = 0, unreadable = 0
-    /// Seconds the gradient sums took, and seconds the steps waited for them (with a communicator).
+    /// Seconds the gradient sums took, and seconds the steps waited for them (with a communicator): this rank's own,
+    /// not summed (the metrics report rank 0's).
     var reducing = 0.0, waited = 0.0
     var ranks: Int?
 
