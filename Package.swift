@@ -41,10 +41,13 @@ let package = Package(
         .target(name: "InceptionKernelsAVX512", dependencies: ["InceptionKernels"], swiftSettings: avx512Flags),
         // libc calls Swift's Glibc module does not export (malloc_trim, mallopt), and CPUID.
         .target(name: "CInceptionSystem"),
+        // The bf16 and int8 micro-kernels: VDPBF16PS, VPDPBUSD and VPMADDWD, which Swift cannot express (each
+        // function compiled for its own instructions; the Swift references are in InceptionKernels).
+        .target(name: "CInceptionReduced"),
         // Tensors, convolution, pooling, the graph and its executor; picks the kernels' level. Knows no network.
         .target(name: "InceptionEngine", dependencies: [
             "InceptionKernels", "InceptionKernelsBaseline", "InceptionKernelsAVX2", "InceptionKernelsAVX512",
-            "CInceptionSystem",
+            "CInceptionSystem", "CInceptionReduced",
         ]),
         // libjpeg-turbo and libpng from the system (Debian: libjpeg62-turbo-dev, libpng-dev).
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",

@@ -7,6 +7,10 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 int inception_release_free_memory(void) {
 #if defined(__GLIBC__)
@@ -47,6 +51,35 @@ int inception_cpu_levels(void) {
     int avx512 = avx512f && avx512dq && avx512cd && avx512bw && avx512vl;
     if ((levels & 1) && avx512 && (xcr0_lo & 0xE0) == 0xE0) levels |= 2;
     return levels;
+#else
+    return 0;
+#endif
+}
+
+int inception_cpu_reduced_precision(void) {
+#if defined(__x86_64__)
+    if (!(inception_cpu_levels() & 2)) return 0;
+    unsigned a, b, c, d, xcr0_lo, xcr0_hi;
+    __cpuid_count(7, 0, a, b, c, d);
+    int vnni = (c >> 11) & 1, amx_bf16 = (d >> 22) & 1, amx_tile = (d >> 24) & 1;
+    int max_leaf7 = (int)a;
+    int bf16 = 0;
+    if (max_leaf7 >= 1) {
+        __cpuid_count(7, 1, a, b, c, d);
+        bf16 = (a >> 5) & 1;
+    }
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    int tiles = (xcr0_lo & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA enabled by the OS
+    return bf16 | (vnni << 1) | ((amx_bf16 && amx_tile && tiles) << 2);
+#else
+    return 0;
+#endif
+}
+
+int inception_request_amx(void) {
+#if defined(__linux__) && defined(__x86_64__)
+    // ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
 #else
     return 0;
 #endif

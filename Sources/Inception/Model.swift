@@ -164,6 +164,8 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
                     + "at channel \(channel)"
             case .overflowAfterFolding:
                 return "weights are out of range: tensor '\(key)' overflows Float once its BatchNorm is folded in"
+            case .notQuantized, .inputScalesDisagree:
+                return "weights do not fit together: tensor '\(key)': \(reason)"
             }
         case let .otherModel(model, other): return "these are \(other) weights, not \(model)"
         case let .badMetadata(key, reason): return "weights' metadata entry '\(key)' is unusable: \(reason)"

@@ -100,19 +100,28 @@ public struct AlgorithmTable: Sendable, Hashable, Codable {
 public enum ConvolutionKernel: Sendable {
     case direct(PackedConvolution)
     case winograd(WinogradConvolution)
+    /// bf16 or int8 (`Precision`), always as the implicit GEMM.
+    case reduced(ReducedConvolution)
 
     func scratchFloats(n: Int, h: Int, w: Int) -> Int {
-        guard case let .winograd(conv) = self else { return 0 }
-        return conv.scratchFloats(n: n, h: h, w: w)
+        switch self {
+        case .direct: return 0
+        case let .winograd(conv): return conv.scratchFloats(n: n, h: h, w: w)
+        case let .reduced(conv): return conv.scratchFloats(n: n, h: h, w: w)
+        }
     }
 
-    func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap?, scratch: UnsafeMutablePointer<Float>,
+    /// The output channels over `outputs` (several only for merged siblings, which are never Winograd's).
+    func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap?, scratch: UnsafeMutablePointer<Float>,
              zeros: UnsafePointer<Float>, threads: Int) {
         switch self {
         case let .direct(conv):
-            conv.run(input: input, output: output, residual: residual, zeros: zeros, threads: threads)
+            conv.run(input: input, outputs: outputs, residual: residual, zeros: zeros, threads: threads)
         case let .winograd(conv):
-            conv.run(input: input, output: output, residual: residual, scratch: scratch, threads: threads)
+            precondition(outputs.count == 1, "Winograd writes one map")
+            conv.run(input: input, output: outputs[0], residual: residual, scratch: scratch, threads: threads)
+        case let .reduced(conv):
+            conv.run(input: input, outputs: outputs, residual: residual, scratch: scratch, threads: threads)
         }
     }
 }

@@ -14,6 +14,8 @@ public final class CompiledGraph: Sendable {
     /// Zeros for the padding rows of convolutions; never written.
     let zeros: AlignedBuffer
     let plans = Locked<[PlanKey: Plan]>([:])
+    /// The convolutions' arithmetic.
+    public let precision: Precision
 
     enum Kernel: Sendable {
         case input
@@ -24,7 +26,7 @@ public final class CompiledGraph: Sendable {
         case convolution(ConvolutionKernel, input: Int, residual: Int?)
         /// Sibling 1×1 convolutions of one input merged into one GEMM, run at the first sibling's node; its output
         /// channels go to `outputs` (node indices, the first is this node) in order.
-        case siblings(PackedConvolution, input: Int, outputs: [Int])
+        case siblings(ConvolutionKernel, input: Int, outputs: [Int])
         /// Written by the `.siblings` kernel at node `producer`.
         case sibling(producer: Int)
         /// Pools, concatenation, an unfused residual, L2 normalisation: as in training.
@@ -49,14 +51,31 @@ public final class CompiledGraph: Sendable {
     ///   - usualInputSize: the square input size the model usually runs at; the automatic choice of algorithm judges
     ///     each layer at that size (any size still runs).
     ///   - mergeSiblings: run 1×1 convolutions that read the same input as one GEMM (results are bitwise the same).
+    ///   - precision: the convolutions' arithmetic (fp32 runs `algorithms`; bf16 and int8 the implicit GEMM). bf16
+    ///     needs `ReducedKernels.current.bf16`; int8 needs `int8Weights`.
+    ///   - int8Weights: each convolution's quantised parameters by its weight's graph name; nil keeps a layer fp32.
     public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic, usualInputSize: Int = 299,
-                mergeSiblings: Bool = true, parameter: (String) throws -> [Float]) throws {
+                mergeSiblings: Bool = true, precision: Precision = .fp32,
+                int8Weights: ((String) throws -> Int8Weights?)? = nil, reducedKernels: ReducedKernels = .current,
+                parameter: (String) throws -> [Float]) throws {
         self.graph = graph
+        self.precision = precision
+        let arithmetic: Arithmetic
+        switch precision {
+        case .fp32: arithmetic = .fp32
+        case .bf16:
+            if reducedKernels.bf16 == nil { throw PrecisionError.unsupported(ReducedKernels.problem(.bf16) ?? "bf16") }
+            arithmetic = .bf16(reducedKernels)
+        case .int8:
+            guard let int8Weights else { throw PrecisionError.needsQuantizedWeights }
+            arithmetic = .int8(reducedKernels, int8Weights)
+        }
         let (lowered, jobs) = try Self.lower(graph, parameter)
         var kernels = lowered
         let units = mergeSiblings ? Self.mergedSiblings(jobs) : jobs.map { [$0] }
         let usualShapes = graph.inferShapes(n: 1, h: usualInputSize, w: usualInputSize)
-        let packed = try Self.pack(units, algorithms: algorithms, usualShapes: usualShapes, parameter)
+        let packed = try Self.pack(units, algorithms: algorithms, usualShapes: usualShapes, arithmetic: arithmetic,
+                                   parameter)
         for (unit, kernel) in zip(units, packed) {
             // Merged siblings run at the first of them, before anything reads any of them.
             let producer = unit.map(\.node).min()!
@@ -129,9 +148,10 @@ public final class CompiledGraph: Sendable {
             case .alias, .dead, .sibling:
                 break
             case let .siblings(conv, input, outputs):
-                conv.run(input: map(input), outputs: outputs.map(map), zeros: zeros.pointer, threads: threads)
+                conv.run(input: map(input), outputs: outputs.map(map), residual: nil,
+                         scratch: base + plan.scratchOffset, zeros: zeros.pointer, threads: threads)
             case let .convolution(conv, input, residual):
-                conv.run(input: map(input), output: map(i), residual: residual.map(map),
+                conv.run(input: map(input), outputs: [map(i)], residual: residual.map(map),
                          scratch: base + plan.scratchOffset, zeros: zeros.pointer, threads: threads)
             case let .shared(operation, inputs):
                 operation.run(inputs.map(map), output: map(i), threads: threads) { k in

@@ -77,13 +77,14 @@ extension CompiledGraph {
     /// Each unit's kernel: one convolution by the algorithm `algorithms` picks for it at its usual output size, or
     /// merged siblings as one implicit GEMM. In parallel; the first error is thrown.
     static func pack(_ units: [[Job]], algorithms: ConvolutionAlgorithms, usualShapes: [Shape]?,
-                     _ parameter: (String) throws -> [Float]) throws -> [Kernel] {
+                     arithmetic: Arithmetic, _ parameter: (String) throws -> [Float]) throws -> [Kernel] {
         // Each worker fills its own slots; a lock around the two arrays costs nothing next to packing.
         let packed = Locked((kernels: [Kernel?](repeating: nil, count: units.count),
                              errors: [Error?](repeating: nil, count: units.count)))
         Parallel.parallelFor(units.count, threads: Parallel.defaultThreads) { u in
             do {
-                let kernel = try Self.packUnit(units[u], algorithms: algorithms, usualShapes: usualShapes, parameter)
+                let kernel = try Self.packUnit(units[u], algorithms: algorithms, usualShapes: usualShapes,
+                                               arithmetic: arithmetic, parameter)
                 packed.withLock { $0.kernels[u] = kernel }
             } catch {
                 packed.withLock { $0.errors[u] = error }
@@ -95,9 +96,12 @@ extension CompiledGraph {
     }
 
     private static func packUnit(_ unit: [Job], algorithms: ConvolutionAlgorithms, usualShapes: [Shape]?,
-                                 _ parameter: (String) throws -> [Float]) throws -> Kernel {
+                                 arithmetic: Arithmetic, _ parameter: (String) throws -> [Float]) throws -> Kernel {
         if unit.count == 1 {
             let job = unit[0]
+            if let reduced = try Self.reduced(job.g, job.p, job.a, scale: job.scale, arithmetic, parameter) {
+                return .convolution(.reduced(reduced), input: job.input, residual: job.residual)
+            }
             let outputSize = usualShapes.map { ($0[job.node].h, $0[job.node].w) } ?? (0, 0)
             let side = max(outputSize.0, outputSize.1)
             let choice = algorithms.choice(job.g, side: side)
@@ -105,16 +109,25 @@ extension CompiledGraph {
                                      parameter)
             return .convolution(conv, input: job.input, residual: job.residual)
         }
+        var g = unit[0].g
+        g.outChannels = unit.reduce(0) { $0 + $1.g.outChannels }
+        let merged = unit.map(\.node)
+        if case .int8 = arithmetic {
+            return .siblings(.reduced(try Self.mergedInt8(unit, g, arithmetic, parameter)), input: unit[0].input,
+                             outputs: merged)
+        }
         var weights: [Float] = [], bias: [Float] = []
         for job in unit {
             let (w, b) = try Self.folded(job.g, job.p, parameter)
             weights += w
             bias += b ?? [Float](repeating: 0, count: job.g.outChannels)
         }
-        var g = unit[0].g
-        g.outChannels = unit.reduce(0) { $0 + $1.g.outChannels }
-        return .siblings(PackedConvolution(geometry: g, weights: weights, bias: bias, activation: unit[0].a),
-                         input: unit[0].input, outputs: unit.map(\.node))
+        if case let .bf16(kernels) = arithmetic {
+            let conv = ReducedConvolution(bf16: g, weights: weights, bias: bias, activation: unit[0].a, kernels: kernels)
+            return .siblings(.reduced(conv), input: unit[0].input, outputs: merged)
+        }
+        return .siblings(.direct(PackedConvolution(geometry: g, weights: weights, bias: bias, activation: unit[0].a)),
+                         input: unit[0].input, outputs: merged)
     }
 
     /// Per-channel (scale, shift) of an inference BatchNorm, computed in Double. A negative running variance (which
@@ -174,4 +187,64 @@ extension CompiledGraph {
                                          activation: activation))
     }
 
+    /// The arithmetic convolutions are compiled for.
+    enum Arithmetic {
+        case fp32
+        case bf16(ReducedKernels)
+        /// With the quantised parameters of each convolution, by its weight's name (nil: the layer stays fp32).
+        case int8(ReducedKernels, (String) throws -> Int8Weights?)
+    }
+
+    /// The layer in reduced precision, or nil where it stays fp32 (everything at fp32; at int8 a layer the
+    /// checkpoint has no integers for).
+    static func reduced(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
+                        _ arithmetic: Arithmetic, _ parameter: (String) throws -> [Float]) throws
+        -> ReducedConvolution?
+    {
+        switch arithmetic {
+        case .fp32:
+            return nil
+        case let .bf16(kernels):
+            let (weights, bias) = try folded(g, p, parameter)
+            return ReducedConvolution(bf16: g, weights: weights, bias: bias, scale: scale, activation: activation,
+                                      kernels: kernels)
+        case let .int8(kernels, quantized):
+            guard let q = try quantized(p.weight) else { return nil }
+            let (channelScale, bias) = try int8Epilogue(g, p, parameter)
+            return ReducedConvolution(int8: g, weights: q, channelScale: channelScale, bias: bias, scale: scale,
+                                      activation: activation, kernels: kernels)
+        }
+    }
+
+    /// An int8 layer's per-channel multiplier and shift: its BatchNorm folded (ones and the bias without one).
+    static func int8Epilogue(_ g: ConvGeometry, _ p: ConvParameters, _ parameter: (String) throws -> [Float]) throws
+        -> (channelScale: [Float], bias: [Float])
+    {
+        let bias = try p.bias.map(parameter) ?? [Float](repeating: 0, count: g.outChannels)
+        guard let bn = p.batchNorm else { return ([Float](repeating: 1, count: g.outChannels), bias) }
+        let (s, shift) = try batchNormAffine(bn, p.epsilon, parameter)
+        return (s, (0..<g.outChannels).map { shift[$0] + bias[$0] * s[$0] })
+    }
+
+    /// Merged int8 siblings: one input, so one input scale; their integers, scales and shifts side by side.
+    static func mergedInt8(_ unit: [Job], _ g: ConvGeometry, _ arithmetic: Arithmetic,
+                           _ parameter: (String) throws -> [Float]) throws -> ReducedConvolution {
+        guard case let .int8(kernels, quantized) = arithmetic else { preconditionFailure("int8 only") }
+        var merged: Int8Weights?, channelScale: [Float] = [], bias: [Float] = []
+        for job in unit {
+            guard let q = try quantized(job.p.weight) else { throw ParameterError.notQuantized(parameter: job.p.weight) }
+            let (s, b) = try int8Epilogue(job.g, job.p, parameter)
+            channelScale += s
+            bias += b
+            guard var m = merged else { merged = q; continue }
+            guard m.inputScale == q.inputScale && m.inputZeroPoint == q.inputZeroPoint else {
+                throw ParameterError.inputScalesDisagree(parameter: job.p.weight)
+            }
+            m.q += q.q
+            m.weightScales += q.weightScales
+            merged = m
+        }
+        return ReducedConvolution(int8: g, weights: merged!, channelScale: channelScale, bias: bias,
+                                  activation: unit[0].a, kernels: kernels)
+    }
 }

@@ -122,23 +122,71 @@ public struct PackedConvolution: Sendable {
                      && outputs.allSatisfy { $0.n == input.n && $0.h == outH && $0.w == outW }
                      && outputs.dropLast().allSatisfy { $0.c % 16 == 0 }, "convolution shapes disagree with \(g)")
         precondition(residual == nil || outputs.count == 1, "a residual needs a single output")
-        // Per panel: the map it writes and its first channel there.
-        var panelBases: [UnsafeMutablePointer<Float>] = [], panelStrides: [Int] = []
-        for map in outputs {
-            for q in stride(from: 0, to: map.c, by: 16) {
-                panelBases.append(map.base + q)
-                panelStrides.append(map.pixelStride)
+        let (panelBases, panelStrides) = Self.panelOutputs(outputs)
+        let (kernel, depth, relu) = (kernels.convolution, g.depth, activation == .relu)
+        panels.withUnsafeBufferPointer { w in
+        bias.withUnsafeBufferPointer { bias in
+        panelBases.withUnsafeBufferPointer { bases in
+        panelStrides.withUnsafeBufferPointer { strides in
+            let (w, bias) = (UncheckedSendable(w.baseAddress!), UncheckedSendable(bias.baseAddress!))
+            let (bases, strides) = (UncheckedSendable(bases.baseAddress!), UncheckedSendable(strides.baseAddress!))
+            g.forEachTile(input: input, output: outputs[0], residual: residual, zeros: zeros,
+                          tileRows: kernels.tileRows, panelBytes: depth * 16 * 4, panelCount: panelCount,
+                          threads: threads) { tile in
+                kernel(ConvolutionTile(
+                    a: tile.a, taps: tile.taps, channels: tile.channels,
+                    weights: w.value + tile.panels.lowerBound * depth * 16, panelFloats: depth * 16,
+                    firstPanel: tile.panels.lowerBound, panels: tile.panels.count, outChannels: g.outChannels,
+                    bias: bias.value, outputBases: bases.value, outputStrides: strides.value,
+                    pixels: tile.pixels, residual: tile.residualRows, rows: tile.rows, relu: relu))
             }
         }
-        let output = outputs[0]
+        }
+        }
+        }
+    }
+}
+
+extension PackedConvolution {
+    /// Per panel of 16 output channels: the map it writes (at its first channel there) and that map's pixel stride.
+    static func panelOutputs(_ outputs: [FeatureMap]) -> (bases: [UnsafeMutablePointer<Float>], strides: [Int]) {
+        var bases: [UnsafeMutablePointer<Float>] = [], strides: [Int] = []
+        for map in outputs {
+            for q in stride(from: 0, to: map.c, by: 16) {
+                bases.append(map.base + q)
+                strides.append(map.pixelStride)
+            }
+        }
+        return (bases, strides)
+    }
+}
+
+/// One tile of an implicit GEMM, its indirection table filled: what `ConvGeometry.forEachTile` hands the kernel.
+struct ImplicitTile {
+    /// Per tap (`taps` of them) and row, a pointer at that row's input (`channels` contiguous values).
+    var a: UnsafePointer<UnsafePointer<Float>>
+    var taps: Int, channels: Int
+    /// The output pixels of the tile's rows, and the residual's rows when there is one.
+    var pixels: UnsafePointer<Int>
+    var residualRows: UnsafePointer<UnsafeMutablePointer<Float>>?
+    /// Valid rows (at most the tile's row count; the rest repeat the last valid one).
+    var rows: Int
+    var panels: Range<Int>
+}
+
+extension ConvGeometry {
+    /// The implicit GEMM's schedule, shared by every precision: the output's pixels in tiles of `tileRows` rows ×
+    /// the panels of 16 output channels, split into tasks over `threads` (a task's panels — `panelBytes` each —
+    /// should stay in L2 while its tiles stream past; then the tile range shrinks until every worker has a few tasks
+    /// to balance), each tile's indirection table built for `body`. The input may be a view of words (several
+    /// channels a word) as long as `inChannels` counts the same units.
+    func forEachTile(input: FeatureMap, output: FeatureMap, residual: FeatureMap?, zeros: UnsafePointer<Float>,
+                     tileRows mr: Int, panelBytes: Int, panelCount: Int, threads: Int,
+                     body: (ImplicitTile) -> Void) {
         let rows = output.pixels
         if rows == 0 { return }
-        let mr = kernels.tileRows
+        let (outH, outW) = (output.h, output.w)
         let tiles = (rows + mr - 1) / mr
-        let panelCount = self.panelCount
-        // A task covers some tiles × some panels. Its panels (depth × 16 floats each) should stay in L2 while
-        // the tiles stream past; then shrink the tile range until every worker has a few tasks to balance.
-        let panelBytes = g.depth * 16 * 4
         let panelsPerTask = max(1, min(panelCount, (192 * 1024) / panelBytes))
         let panelTasks = (panelCount + panelsPerTask - 1) / panelsPerTask
         var tilesPerTask = min(tiles, 24)
@@ -146,52 +194,33 @@ public struct PackedConvolution: Sendable {
             tilesPerTask = (tilesPerTask + 1) / 2
         }
         let tileTasks = (tiles + tilesPerTask - 1) / tilesPerTask
-        let taps = g.taps
-        let rowsContiguous = g.kernelW > 1 && input.pixelStride == g.inChannels
-        let kernel = kernels.convolution
-
-        panels.withUnsafeBufferPointer { panelBuffer in
-        bias.withUnsafeBufferPointer { biasBuffer in
-        panelBases.withUnsafeBufferPointer { panelBases in
-        panelStrides.withUnsafeBufferPointer { panelStrides in
-                let panelBase = UncheckedSendable(panelBuffer.baseAddress!)
-                let biasBase = UncheckedSendable(biasBuffer.baseAddress!)
-                let outBases = UncheckedSendable(panelBases.baseAddress!)
-                let outStrides = UncheckedSendable(panelStrides.baseAddress!)
-                Parallel.parallelFor(tileTasks * panelTasks, threads: threads) { task in
-                    let (tileTask, panelTask) = (task / panelTasks, task % panelTasks)
-                    let firstPanel = panelTask * panelsPerTask
-                    let lastPanel = min(panelCount, firstPanel + panelsPerTask)
-                    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: taps * mr) { a in
-                    withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: mr) { o in
-                    withUnsafeTemporaryAllocation(of: Int.self, capacity: 4 * mr) { pixelIndex in
-                        let a = a.baseAddress!, residualRows = o.baseAddress!
-                        // Per row of the tile: its output pixel index (b · outH + oy) · outW + ox, then b, oy, ox.
-                        let pixelIndex = pixelIndex.baseAddress!, coordinates = pixelIndex + mr
-                        for tile in (tileTask * tilesPerTask)..<min(tiles, (tileTask + 1) * tilesPerTask) {
-                            let first = tile * mr
-                            let valid = min(mr, rows - first)
-                            let interior = indirection(
-                                first: first, valid: valid, rows: mr, input: input, outH: outH, outW: outW,
-                                residual: residual, zeros: zeros, contiguous: rowsContiguous, a: a,
-                                residualRows: residualRows, pixels: pixelIndex, coordinates: coordinates)
-                            let (tileTaps, tileChannels) = interior
-                                ? (g.kernelH, g.kernelW * g.inChannels) : (taps, g.inChannels)
-                            kernel(ConvolutionTile(
-                                a: a, taps: tileTaps, channels: tileChannels,
-                                weights: panelBase.value + firstPanel * g.depth * 16, panelFloats: g.depth * 16,
-                                firstPanel: firstPanel, panels: lastPanel - firstPanel, outChannels: g.outChannels,
-                                bias: biasBase.value, outputBases: outBases.value, outputStrides: outStrides.value,
-                                pixels: pixelIndex, residual: residual == nil ? nil : residualRows, rows: valid,
-                                relu: activation == .relu))
-                        }
-                    }
-                    }
-                    }
+        let rowsContiguous = kernelW > 1 && input.pixelStride == inChannels
+        let zeros = UncheckedSendable(zeros)
+        Parallel.parallelFor(tileTasks * panelTasks, threads: threads) { task in
+            let (tileTask, panelTask) = (task / panelTasks, task % panelTasks)
+            let firstPanel = panelTask * panelsPerTask
+            let panels = firstPanel..<min(panelCount, firstPanel + panelsPerTask)
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: taps * mr) { a in
+            withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: mr) { o in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 4 * mr) { pixelIndex in
+                let a = a.baseAddress!, residualRows = o.baseAddress!
+                // Per row of the tile: its output pixel index (b · outH + oy) · outW + ox, then b, oy, ox.
+                let pixelIndex = pixelIndex.baseAddress!, coordinates = pixelIndex + mr
+                for tile in (tileTask * tilesPerTask)..<min(tiles, (tileTask + 1) * tilesPerTask) {
+                    let first = tile * mr
+                    let valid = min(mr, rows - first)
+                    let interior = indirection(
+                        first: first, valid: valid, rows: mr, input: input, outH: outH, outW: outW,
+                        residual: residual, zeros: zeros.value, contiguous: rowsContiguous, a: a,
+                        residualRows: residualRows, pixels: pixelIndex, coordinates: coordinates)
+                    let (tileTaps, tileChannels) = interior ? (kernelH, kernelW * inChannels) : (taps, inChannels)
+                    body(ImplicitTile(a: a, taps: tileTaps, channels: tileChannels, pixels: pixelIndex,
+                                      residualRows: residual == nil ? nil : residualRows, rows: valid,
+                                      panels: panels))
                 }
-        }
-        }
-        }
+            }
+            }
+            }
         }
     }
 
@@ -208,7 +237,7 @@ public struct PackedConvolution: Sendable {
                      a: UnsafeMutablePointer<UnsafePointer<Float>>,
                      residualRows: UnsafeMutablePointer<UnsafeMutablePointer<Float>>,
                      pixels: UnsafeMutablePointer<Int>, coordinates: UnsafeMutablePointer<Int>) -> Bool {
-        let g = geometry
+        let g = self
         var interior = contiguous
         // One division for the tile's first row, then step along the row of the map (a division per row costs as
         // much as the arithmetic of a short-depth 1×1 tile).

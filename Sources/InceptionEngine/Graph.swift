@@ -109,10 +109,16 @@ public enum ParameterError: Error, Equatable, CustomStringConvertible {
     case negativeVariance(parameter: String, channel: Int, value: Float)
     /// Folding a BatchNorm into its convolution gave values beyond Float's range.
     case overflowAfterFolding(parameter: String)
+    /// An int8 model's convolution merged with quantised siblings has no integers of its own.
+    case notQuantized(parameter: String)
+    /// Sibling convolutions of one input were calibrated with different input scales.
+    case inputScalesDisagree(parameter: String)
 
     public var parameter: String {
         switch self {
-        case let .negativeVariance(name, _, _), let .overflowAfterFolding(name): return name
+        case let .negativeVariance(name, _, _), let .overflowAfterFolding(name), let .notQuantized(name),
+             let .inputScalesDisagree(name):
+            return name
         }
     }
 
@@ -123,6 +129,10 @@ public enum ParameterError: Error, Equatable, CustomStringConvertible {
                 + "a variance cannot be negative"
         case let .overflowAfterFolding(name):
             return "tensor '\(name)' overflows Float's range once its BatchNorm is folded in"
+        case let .notQuantized(name):
+            return "tensor '\(name)' has no int8 values, but the layers that share its input do"
+        case let .inputScalesDisagree(name):
+            return "tensor '\(name)' has another input scale than the layers that share its input"
         }
     }
 }

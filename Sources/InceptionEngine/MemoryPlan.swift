@@ -112,9 +112,11 @@ extension CompiledGraph {
         }
         var scratch = 0
         for i in 0..<l.count {
-            if case let .convolution(conv, input, _) = kernels[i] {
+            switch kernels[i] {
+            case let .convolution(conv, input, _), let .siblings(conv, input, _):
                 let x = l.shapes[input]
                 scratch = max(scratch, conv.scratchFloats(n: x.n, h: x.h, w: x.w))
+            default: break
             }
         }
         return Plan(shapes: l.shapes, views: views, parent: parent, arenaSize: arenaSize + scratch,

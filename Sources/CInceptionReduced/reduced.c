@@ -1,0 +1,170 @@
+// See include/inception_reduced.h for the contract. Each function is compiled for its instructions only (a target
+// attribute), so the file builds for every x86-64 and the caller decides at run time which one may run.
+#include "inception_reduced.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define ROWS 6
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void inception_bf16_tile_avx512(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                long panel_words, long panels, float *sums) {
+    for (long q = 0; q < panels; q++) {
+        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+        const uint32_t *w = weights + q * panel_words * 16;
+        for (long t = 0; t < taps; t++) {
+            const uint32_t *const *row = a + t * ROWS;
+            const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4], *a5 = row[5];
+            for (long i = 0; i < words; i++, w += 16) {
+                __m512bh wk = (__m512bh)_mm512_loadu_si512(w);
+                c0 = _mm512_dpbf16_ps(c0, (__m512bh)_mm512_set1_epi32((int)a0[i]), wk);
+                c1 = _mm512_dpbf16_ps(c1, (__m512bh)_mm512_set1_epi32((int)a1[i]), wk);
+                c2 = _mm512_dpbf16_ps(c2, (__m512bh)_mm512_set1_epi32((int)a2[i]), wk);
+                c3 = _mm512_dpbf16_ps(c3, (__m512bh)_mm512_set1_epi32((int)a3[i]), wk);
+                c4 = _mm512_dpbf16_ps(c4, (__m512bh)_mm512_set1_epi32((int)a4[i]), wk);
+                c5 = _mm512_dpbf16_ps(c5, (__m512bh)_mm512_set1_epi32((int)a5[i]), wk);
+            }
+        }
+        float *s = sums + q * ROWS * 16;
+        _mm512_storeu_ps(s, c0);
+        _mm512_storeu_ps(s + 16, c1);
+        _mm512_storeu_ps(s + 32, c2);
+        _mm512_storeu_ps(s + 48, c3);
+        _mm512_storeu_ps(s + 64, c4);
+        _mm512_storeu_ps(s + 80, c5);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+void inception_int8_quads_tile_vnni(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                    long panel_words, long panels, float *sums) {
+    for (long q = 0; q < panels; q++) {
+        __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+        const uint32_t *w = weights + q * panel_words * 16;
+        for (long t = 0; t < taps; t++) {
+            const uint32_t *const *row = a + t * ROWS;
+            const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4], *a5 = row[5];
+            for (long i = 0; i < words; i++, w += 16) {
+                __m512i wk = _mm512_loadu_si512(w);
+                c0 = _mm512_dpbusd_epi32(c0, _mm512_set1_epi32((int)a0[i]), wk);
+                c1 = _mm512_dpbusd_epi32(c1, _mm512_set1_epi32((int)a1[i]), wk);
+                c2 = _mm512_dpbusd_epi32(c2, _mm512_set1_epi32((int)a2[i]), wk);
+                c3 = _mm512_dpbusd_epi32(c3, _mm512_set1_epi32((int)a3[i]), wk);
+                c4 = _mm512_dpbusd_epi32(c4, _mm512_set1_epi32((int)a4[i]), wk);
+                c5 = _mm512_dpbusd_epi32(c5, _mm512_set1_epi32((int)a5[i]), wk);
+            }
+        }
+        float *s = sums + q * ROWS * 16;
+        _mm512_storeu_ps(s, _mm512_cvtepi32_ps(c0));
+        _mm512_storeu_ps(s + 16, _mm512_cvtepi32_ps(c1));
+        _mm512_storeu_ps(s + 32, _mm512_cvtepi32_ps(c2));
+        _mm512_storeu_ps(s + 48, _mm512_cvtepi32_ps(c3));
+        _mm512_storeu_ps(s + 64, _mm512_cvtepi32_ps(c4));
+        _mm512_storeu_ps(s + 80, _mm512_cvtepi32_ps(c5));
+    }
+}
+
+// AVX2 has no u8 × s8 instruction that cannot saturate (VPMADDUBSW adds two products into 16 bits: 255 · 127 · 2 >
+// 32767), so activations arrive widened to 16 bits and weights are packed as s16: VPMADDWD sums two exact products
+// into 32 bits. Exact, like VNNI: both give the same integers.
+__attribute__((target("avx2,fma")))
+void inception_int8_pairs_tile_avx2(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                    long panel_words, long panels, float *sums) {
+    for (long q = 0; q < panels; q++) {
+        __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0;
+        __m256i h0 = l0, h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0;
+        const uint32_t *w = weights + q * panel_words * 16;
+        for (long t = 0; t < taps; t++) {
+            const uint32_t *const *row = a + t * ROWS;
+            const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4], *a5 = row[5];
+            for (long i = 0; i < words; i++, w += 16) {
+                __m256i wl = _mm256_loadu_si256((const __m256i *)w), wh = _mm256_loadu_si256((const __m256i *)(w + 8));
+#define PAIRS_ROW(r)                                                      \
+                {                                                                 \
+                    __m256i b = _mm256_set1_epi32((int)a##r[i]);                  \
+                    l##r = _mm256_add_epi32(l##r, _mm256_madd_epi16(b, wl));      \
+                    h##r = _mm256_add_epi32(h##r, _mm256_madd_epi16(b, wh));      \
+                }
+                PAIRS_ROW(0) PAIRS_ROW(1) PAIRS_ROW(2) PAIRS_ROW(3) PAIRS_ROW(4) PAIRS_ROW(5)
+#undef PAIRS_ROW
+            }
+        }
+        float *s = sums + q * ROWS * 16;
+        __m256i lo[ROWS] = {l0, l1, l2, l3, l4, l5}, hi[ROWS] = {h0, h1, h2, h3, h4, h5};
+        for (int r = 0; r < ROWS; r++) {
+            _mm256_storeu_ps(s + r * 16, _mm256_cvtepi32_ps(lo[r]));
+            _mm256_storeu_ps(s + r * 16 + 8, _mm256_cvtepi32_ps(hi[r]));
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void inception_bf16_from_float_avx512(const float *source, uint16_t *destination, long count) {
+    long i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(source + i));
+        _mm256_storeu_si256((__m256i *)(destination + i), (__m256i)v);
+    }
+    if (i < count) {
+        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, source + i));
+        _mm256_mask_storeu_epi16(destination + i, m, (__m256i)v);
+    }
+}
+
+static inline float quantize_one(float x, float inverse_scale, float zero_point) {
+    float q = __builtin_nearbyintf(x * inverse_scale) + zero_point;
+    return q < 0 ? 0 : (q > 255 ? 255 : q);
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256i quantize8(const float *source, __m256 inverse, __m256 zero) {
+    __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(source), inverse),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zero), _mm256_setzero_ps()), _mm256_set1_ps(255));
+    return _mm256_cvtps_epi32(q);
+}
+
+__attribute__((target("avx2,fma")))
+void inception_quantize_u8_avx2(const float *source, uint8_t *destination, long count, float inverse_scale,
+                                float zero_point) {
+    __m256 inverse = _mm256_set1_ps(inverse_scale), zero = _mm256_set1_ps(zero_point);
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256i v = quantize8(source + i, inverse, zero);
+        __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        _mm_storel_epi64((__m128i *)(destination + i), _mm_packus_epi16(w, w));
+    }
+    for (; i < count; i++) destination[i] = (uint8_t)quantize_one(source[i], inverse_scale, zero_point);
+}
+
+__attribute__((target("avx2,fma")))
+void inception_quantize_u16_avx2(const float *source, uint16_t *destination, long count, float inverse_scale,
+                                 float zero_point) {
+    __m256 inverse = _mm256_set1_ps(inverse_scale), zero = _mm256_set1_ps(zero_point);
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256i v = quantize8(source + i, inverse, zero);
+        _mm_storeu_si128((__m128i *)(destination + i),
+                         _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+    }
+    for (; i < count; i++) destination[i] = (uint16_t)quantize_one(source[i], inverse_scale, zero_point);
+}
+
+#else
+
+// Not x86-64: the engine never calls these (the Swift references run instead).
+void inception_bf16_tile_avx512(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                long panel_words, long panels, float *sums) { __builtin_trap(); }
+void inception_int8_quads_tile_vnni(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                    long panel_words, long panels, float *sums) { __builtin_trap(); }
+void inception_int8_pairs_tile_avx2(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                    long panel_words, long panels, float *sums) { __builtin_trap(); }
+void inception_bf16_from_float_avx512(const float *source, uint16_t *destination, long count) { __builtin_trap(); }
+void inception_quantize_u8_avx2(const float *source, uint8_t *destination, long count, float inverse_scale,
+                                float zero_point) { __builtin_trap(); }
+void inception_quantize_u16_avx2(const float *source, uint16_t *destination, long count, float inverse_scale,
+                                 float zero_point) { __builtin_trap(); }
+
+#endif
