@@ -25,11 +25,16 @@ public final class InceptionModel: Sendable {
         self.classNames = metadata.classNames.flatMap { $0.count == classes ? $0 : nil }
     }
 
-    /// Compiles `weights`: BatchNorm folded, convolutions packed for this CPU's kernels.
-    public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU) throws {
+    /// Compiles `weights`: BatchNorm folded, convolutions packed for this CPU's kernels, in `precision` (bf16 from
+    /// any checkpoint, converted here; int8 from a quantised one, ``QuantizedCheckpoint``). A precision this CPU
+    /// cannot run, or int8 from an fp32 checkpoint, is a ``PrecisionError``.
+    public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU,
+                            precision: Precision = .fp32) throws {
+        if precision == .int8 && weights.int8 == nil { throw PrecisionError.needsQuantizedWeights }
         let compiled = try weights.namingCheckpointKeys {
             try CompiledGraph(graph: weights.graph, algorithms: algorithms,
-                              usualInputSize: weights.name.defaultInputSize, parameter: weights.parameter)
+                              usualInputSize: weights.name.defaultInputSize, precision: precision,
+                              int8Weights: weights.int8, parameter: weights.parameter)
         }
         self.init(name: weights.name, compiled: compiled, metadata: weights.metadata)
     }
@@ -37,8 +42,8 @@ public final class InceptionModel: Sendable {
     /// Loads a checkpoint in the released layout, strictly (see ``ModelWeights/init(_:file:)``). Each tensor is
     /// read once, and checked for NaN and infinities as it is read.
     public convenience init(_ name: ModelName, weights url: URL,
-                            algorithms: ConvolutionAlgorithms = .forThisCPU) throws {
-        try self.init(try ModelWeights(name, file: url), algorithms: algorithms)
+                            algorithms: ConvolutionAlgorithms = .forThisCPU, precision: Precision = .fp32) throws {
+        try self.init(try ModelWeights(name, file: url), algorithms: algorithms, precision: precision)
     }
 
     /// Random weights with realistic statistics, for benchmarks and tests of everything but the values.

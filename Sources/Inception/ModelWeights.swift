@@ -8,6 +8,9 @@ public struct ModelWeights {
     public let graph: Graph
     public let metadata: CheckpointMetadata
     private let read: (String) throws -> [Float]
+    /// A quantised checkpoint's int8 convolutions, by graph name (nil for a layer it keeps in fp32); nil for an
+    /// fp32 checkpoint.
+    public let int8: (@Sendable (String) throws -> Int8Weights?)?
 
     /// A parameter by its graph name (not its checkpoint key), refused if it holds NaN or infinities.
     public func parameter(_ graphName: String) throws -> [Float] { try read(graphName) }
@@ -20,8 +23,24 @@ public struct ModelWeights {
     /// BatchNorm's `num_batches_tracked` counters are ignored). The classifier's size comes from the file, and a
     /// reduced depth, class names and input size from its metadata (``CheckpointMetadata``) when it has them.
     /// Tensors are read when asked for.
+    ///
+    /// A checkpoint `inception quantize` wrote (``QuantizedCheckpoint``) is recognised by its metadata: it loads
+    /// with its int8 layers (``int8``), and as the dequantised fp32 weights otherwise.
     public init(_ name: ModelName, file url: URL) throws {
-        let file = name.inReleasedLayout(try openTensorFile(url))
+        let opened = try openTensorFile(url)
+        if QuantizedCheckpoint.isQuantized(opened) && !(opened is SafeTensorsFile) {
+            throw QuantizedCheckpointError.notSafetensors(path: url.path)
+        }
+        try self.init(name, tensors: opened)
+    }
+
+    /// A checkpoint already open (see ``init(_:file:)``).
+    public init(_ name: ModelName, tensors opened: any TensorFile) throws {
+        var quantized: QuantizedCheckpoint?
+        if QuantizedCheckpoint.isQuantized(opened), let safetensors = opened as? SafeTensorsFile {
+            quantized = try QuantizedCheckpoint(safetensors)
+        }
+        let file = name.inReleasedLayout(quantized ?? opened)
         let classes = file.shapes[name.checkpointKey(name.classifierWeight)]?.first
         let metadata = try CheckpointMetadata(file.metadata)
         let graph = name.graph(classes: classes, repeats: metadata.repeats)
@@ -32,6 +51,11 @@ public struct ModelWeights {
         }
         (self.name, self.graph, self.metadata) = (name, graph, metadata)
         read = { try InceptionModel.finiteFloats(file, name.checkpointKey($0)) }
+        if let quantized {
+            int8 = { @Sendable graphName in try quantized.int8(name.checkpointKey(graphName)) }
+        } else {
+            int8 = nil
+        }
     }
 
     /// Random weights with realistic statistics (BatchNorm γ in [0.2, 0.4], variances in [0.5, 1.5]), from a seed.
@@ -53,7 +77,7 @@ public struct ModelWeights {
             }
             weights[spec.name] = values
         }
-        (self.name, self.graph, self.metadata) = (name, graph, CheckpointMetadata())
+        (self.name, self.graph, self.metadata, int8) = (name, graph, CheckpointMetadata(), nil)
         // Every name asked for comes from the graph itself, so the lookup cannot fail.
         read = { weights[$0]! }
     }

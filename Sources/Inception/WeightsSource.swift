@@ -30,8 +30,10 @@ public enum WeightsSource: Sendable {
 }
 
 extension InceptionModel {
-    /// Loads `name` with the weights `source` names.
-    public convenience init(_ name: ModelName, from source: WeightsSource) throws {
-        try self.init(try ModelWeights(name, from: source))
+    /// Loads `name` with the weights `source` names, its convolutions in `precision` (int8 needs a quantised
+    /// checkpoint, see ``Quantization``).
+    public convenience init(_ name: ModelName, from source: WeightsSource, precision: Precision = .fp32) throws {
+        if let problem = ReducedKernels.problem(precision) { throw PrecisionError.unsupported(problem) }
+        try self.init(try ModelWeights(name, from: source), precision: precision)
     }
 }

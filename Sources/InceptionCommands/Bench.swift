@@ -36,8 +36,13 @@ struct Bench: ParsableCommand {
         """)
     var cold = false
 
-    @Option(help: "With --cold: the weights file to load.")
+    @Option(help: """
+        The weights file to load (default: random weights; with --precision int8, random weights quantised on \
+        random images).
+        """)
     var weights: String?
+
+    @OptionGroup var precision: PrecisionOption
 
     @Flag(help: """
         Time each distinct convolution shape of the model alone, by each algorithm, and print GFLOP/s (kernel \
@@ -80,9 +85,10 @@ struct Bench: ParsableCommand {
             if cold { return try runCold() }
             if kernels { return try runKernels() }
             if train { return try runTraining() }
+            try precision.check()
             let name = model.model
-            let net = InceptionModel(name, randomSeed: 1, algorithms: direct ? .direct : .forThisCPU)
             let size = inputSize ?? name.defaultInputSize
+            let net = try load(name, size: size)
             let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size))
             let input = Benchmark.randomInput(batch: batch, size: size)
             let times = try Benchmark.forward(net, input, warmup: warmup, runs: runs, threads: threads.threads)
@@ -98,15 +104,16 @@ struct Bench: ParsableCommand {
                         "runs": runs,
                     "median_ms": median, "min_ms": times.min()!, "max_ms": times.max()!, "gflops": gflops,
                     "macs": macs.reduce(0, +), "peak_rss_mb": Benchmark.peakResidentMegabytes(),
-                    "isa": Kernels.current.name,
+                    "isa": Kernels.current.name, "precision": precision.precision.rawValue,
                 ]
                 if allTimes { report["times_ms"] = times }
                 try printJSON(report)
             } else {
-                let line = "%@ batch %d at %d×%d, %d threads, %@ kernels: median %.1f ms (min %.1f, max %.1f) "
+                let line = "%@ batch %d at %d×%d, %d threads, %@ kernels, %@: median %.1f ms (min %.1f, max %.1f) "
                     + "over %d runs, %.1f GFLOP/s, peak RSS %.0f MB"
                 print(String(format: line,
-                             name.rawValue, batch, size, size, threads.threads, Kernels.current.name, median,
+                             name.rawValue, batch, size, size, threads.threads, Kernels.current.name,
+                             precision.precision.rawValue, median,
                              times.min()!, times.max()!, runs, gflops, Benchmark.peakResidentMegabytes()))
             }
         }
@@ -114,6 +121,18 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    /// The model to time: `--weights` or random weights (quantised on random images for int8 without a quantised
+    /// checkpoint), at `--precision`.
+    func load(_ name: ModelName, size: Int) throws -> InceptionModel {
+        var loaded = try weights.map { try ModelWeights(name, file: URL(fileURLWithPath: $0)) }
+            ?? ModelWeights(name, randomSeed: 1)
+        if precision.precision == .int8 && weights == nil {
+            loaded = try Quantization.quantized(loaded, calibration: Benchmark.randomInput(batch: 2, size: size),
+                                                threads: threads.threads)
+        }
+        return try InceptionModel(loaded, algorithms: direct ? .direct : .forThisCPU, precision: precision.precision)
+    }
+
     /// Prints the median time of each layer kind and of each stage, from each node's median seconds.
     func printProfile(_ net: InceptionModel, _ nodeTime: [Double], macs: [Int]) {
         let graph = net.graph

@@ -13,6 +13,8 @@ struct Evaluate: ParsableCommand {
 
     @OptionGroup var weights: WeightsOption
 
+    @OptionGroup var precision: PrecisionOption
+
     @Option(help: "Images per forward pass.")
     var batch: Int = 8
 
@@ -32,7 +34,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let net = try weights.load()
+            let net = try weights.load(precision)
             let data = try net.imageFolder(directory)
             let bar = ProgressBar(), started = Date()
             let result = try net.evaluate(data, batch: batch, threads: threads.threads, stopOnError: stopOnError,

@@ -24,9 +24,11 @@ struct WeightsOption: ParsableArguments {
         return (try network.model(for: url), .file(url))
     }
 
-    func load() throws -> InceptionModel {
+    /// The model, its convolutions in `precision`'s arithmetic (refused first if this CPU cannot run it).
+    func load(_ precision: PrecisionOption) throws -> InceptionModel {
+        try precision.check()
         let (name, source) = try source()
-        return try InceptionModel(name, from: source)
+        return try InceptionModel(name, from: source, precision: precision.precision)
     }
 }
 
@@ -123,6 +125,8 @@ struct Classify: ParsableCommand {
 
     @OptionGroup var weights: WeightsOption
 
+    @OptionGroup var precision: PrecisionOption
+
     @Option(help: "How many classes to show per image (at most the model's classes).")
     var top: Int = 5
 
@@ -138,7 +142,7 @@ struct Classify: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try input.checkFiles()
-            let net = try weights.load()
+            let net = try weights.load(precision)
             var results: [[String: Any]] = [], failed = 0
             for paths in input.batches {
                 let (images, problems) = input.decode(paths)
@@ -178,6 +182,8 @@ struct Embed: ParsableCommand {
 
     @OptionGroup var weights: WeightsOption
 
+    @OptionGroup var precision: PrecisionOption
+
     @Option(help: "Output .npy.")
     var output: String
 
@@ -189,7 +195,7 @@ struct Embed: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try input.checkFiles()
-            let net = try weights.load()
+            let net = try weights.load(precision)
             var rows: [Float] = [], dimension = 0
             for paths in input.batches {
                 let e = try net.embed(try paths.map(decode), threads: input.threads.threads)

@@ -11,7 +11,7 @@ public struct InceptionCommand: AsyncParsableCommand {
         version: InceptionCommand.version,
         subcommands: [Classify.self, Embed.self, Evaluate.self, Preprocess.self, Predict.self, Summary.self, Bench.self,
                       Serve.self, Train.self, Curves.self, Models.self, Init.self,
-                      Convert.self, Export.self])
+                      Convert.self, Export.self, Quantize.self])
 
     /// The package's version, as `inception --version` prints it.
     public static let version = InceptionPackage.version
@@ -56,6 +56,21 @@ struct ModelOption: ParsableArguments {
     }
 }
 
+extension Precision: ExpressibleByArgument {}
+
+struct PrecisionOption: ParsableArguments {
+    @Option(help: """
+        The convolutions' arithmetic: fp32, bf16 (any checkpoint, converted at load; needs AVX512-BF16) or int8 (a \
+        checkpoint from `inception quantize`).
+        """)
+    var precision: Precision = .fp32
+
+    /// Refuses, before any weights are read, a precision this CPU cannot run (one line naming what it lacks).
+    func check() throws {
+        if let problem = ReducedKernels.problem(precision) { throw CLIError(problem) }
+    }
+}
+
 struct ThreadsOption: ParsableArguments {
     @Option(name: .customLong("threads"), help: "Worker threads (default: all cores).")
     var requested: Int?
@@ -95,6 +110,7 @@ func commandLineHint(for error: any Error) -> String? {
     case TrainingError.nonFiniteLoss: return "--skip-nonfinite skips such batches"
     case TrainingError.diverged: return "lower --lr, or --clip-norm the gradients"
     case TrainingError.runExists: return "--resume continues it, --overwrite starts a new one there"
+    case PrecisionError.needsQuantizedWeights: return "`inception quantize --calibration DIR` makes one; this checkpoint runs with --precision fp32 or bf16"
     default: return nil
     }
 }

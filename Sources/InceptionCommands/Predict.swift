@@ -35,13 +35,16 @@ struct Predict: ParsableCommand {
     @Flag(help: "Print what was written as JSON.")
     var json = false
 
+    @OptionGroup var precision: PrecisionOption
+
     @OptionGroup var threads: ThreadsOption
 
     func run() throws {
         try reportingErrors {
+            try precision.check()
             let url = URL(fileURLWithPath: weights)
             let name = try model.model(for: url)
-            let net = try InceptionModel(name, weights: url)
+            let net = try InceptionModel(name, weights: url, precision: precision.precision)
             let (shape, values) = try NPY.read(contentsOf: URL(fileURLWithPath: input))
             let logits = try net(nchw: Tensor(shape: shape, scalars: values), output: result, threads: threads.threads,
                                  allowNonFinite: allowNonfinite)

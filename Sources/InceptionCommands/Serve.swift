@@ -73,6 +73,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "After SIGTERM, seconds the requests already received may take; then remaining connections close.")
     var drainTimeout = 10.0
 
+    @OptionGroup var precision: PrecisionOption
+
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
@@ -108,6 +110,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        do { try precision.check() } catch { throw reported(error) }
         let models = self.models
         var configuration = InferenceServer.Configuration()
         configuration.host = host
@@ -127,7 +130,8 @@ struct Serve: AsyncParsableCommand {
             let source: WeightsSource = weights.isEmpty
                 ? randomWeights.map { .random(seed: $0) } ?? .released(.withProgressBar())
                 : .file(URL(fileURLWithPath: weights[i]))
-            return InferenceServer.ModelSource(name) { try InceptionModel(name, from: source) }
+            let precision = precision.precision
+            return InferenceServer.ModelSource(name) { try InceptionModel(name, from: source, precision: precision) }
         }
         let server = InferenceServer(models: sources, configuration: configuration)
         do {

@@ -115,9 +115,11 @@ public final class CompiledGraph: Sendable {
 
     /// Runs the network on an NHWC input. The result is `[n, channels]` when the output map is 1×1, else NHWC.
     /// Runs to `output` (a node index; default the graph's primary output). `observe`, when given, receives each
-    /// executed node's index and its wall time in seconds.
+    /// executed node's index and its wall time in seconds; `inspect` each node's values once they exist (int8
+    /// calibration reads the convolutions' inputs so).
     public func run(_ input: Tensor, output: Int? = nil, threads: Int = Parallel.defaultThreads,
-                    observe: ((Int, Double) -> Void)? = nil) throws -> Tensor {
+                    observe: ((Int, Double) -> Void)? = nil,
+                    inspect: ((_ node: Int, _ values: FeatureMap) -> Void)? = nil) throws -> Tensor {
         let output = output ?? graph.output
         guard input.shape.count == 4 else { preconditionFailure("input must be NHWC, got \(input.shape)") }
         guard input.shape[3] == graph.inputChannels else {
@@ -160,6 +162,7 @@ public final class CompiledGraph: Sendable {
             case let .affine(scale, shift, input):
                 Elementwise.affine(input: map(input), output: map(i), scale: scale, shift: shift, threads: threads)
             }
+            if let inspect, plan.views[i] != nil { inspect(i, map(i)) }
         }
         let out = map(output)
         var result = Tensor(zeros: out.h == 1 && out.w == 1 ? [out.n, out.c] : [out.n, out.h, out.w, out.c])

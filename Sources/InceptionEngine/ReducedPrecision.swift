@@ -23,7 +23,7 @@ public enum PrecisionError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .unsupported(reason): return reason
         case .needsQuantizedWeights:
-            return "int8 needs a quantised checkpoint: make one with `inception quantize --calibration DIR`"
+            return "int8 needs a quantised checkpoint (int8 weights with calibrated input scales); these weights are fp32"
         }
     }
 }

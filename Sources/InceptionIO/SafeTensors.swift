@@ -159,25 +159,61 @@ public struct SafeTensorsFile: Sendable {
         }
     }
 
+    /// A one-byte integer tensor's values (I8 as their bit patterns, U8), refused for any other dtype.
+    public func bytes(_ name: String, dtype: DType) throws -> [UInt8] {
+        guard let entry = entries[name] else { throw SafeTensorsError.missingTensor(name: name) }
+        guard entry.dtype == dtype, dtype.byteSize == 1 else {
+            throw SafeTensorsError.wrongDType(name: name, dtype: entry.dtype.rawValue, expected: dtype.rawValue)
+        }
+        let offset = dataStart + entry.byteRange.lowerBound
+        return data.withUnsafeBytes { raw in
+            Array(UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + entry.count)]))
+        }
+    }
+
+    /// A tensor to write: its values' bytes, little-endian, in `dtype`.
+    public struct Tensor {
+        public var name: String, shape: [Int], dtype: DType, bytes: Data
+
+        public init(name: String, shape: [Int], dtype: DType, bytes: Data) {
+            precondition(shape.reduce(1, *) * dtype.byteSize == bytes.count,
+                         "\(name): shape \(shape) vs \(bytes.count) bytes")
+            (self.name, self.shape, self.dtype, self.bytes) = (name, shape, dtype, bytes)
+        }
+
+        public init(name: String, shape: [Int], values: [Float]) {
+            self.init(name: name, shape: shape, dtype: .F32, bytes: values.withUnsafeBytes { Data($0) })
+        }
+    }
+
     /// Writes F32 tensors, atomically (a temporary file in the same folder, renamed when complete).
     public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])],
                              metadata: [String: String] = [:], to url: URL) throws {
+        try write(tensors.map { Tensor(name: $0.name, shape: $0.shape, values: $0.values) }, metadata: metadata, to: url)
+    }
+
+    /// Writes tensors of any dtype, atomically.
+    public static func write(_ tensors: [Tensor], metadata: [String: String] = [:], to url: URL) throws {
+        try FileOutput.write(try serialized(tensors, metadata: metadata), to: url)
+    }
+
+    /// The bytes of a safetensors file holding `tensors`.
+    public static func serialized(_ tensors: [Tensor], metadata: [String: String] = [:]) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for t in tensors {
-            precondition(t.shape.reduce(1, *) == t.values.count,
-                         "\(t.name): shape \(t.shape) vs \(t.values.count) values")
-            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.values.count]]
-            offset += 4 * t.values.count
+            header[t.name] = ["dtype": t.dtype.rawValue, "shape": t.shape,
+                              "data_offsets": [offset, offset + t.bytes.count]]
+            offset += t.bytes.count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while (8 + json.count) % 8 != 0 { json.append(0x20) }
         var out = Data(capacity: 8 + json.count + offset)
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
-        for t in tensors { t.values.withUnsafeBytes { out.append(contentsOf: $0) } }
-        try FileOutput.write(out, to: url)
+        for t in tensors { out.append(t.bytes) }
+        return out
     }
 
     /// The first key that the header's top-level object holds twice (JSONDecoder keeps one silently), if any.
@@ -279,6 +315,7 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
     case trailingBytes(count: Int)
     case missingTensor(name: String)
     case notFloatingPoint(name: String, dtype: String)
+    case wrongDType(name: String, dtype: String, expected: String)
 
     public var description: String {
         switch self {
@@ -305,6 +342,8 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
         case let .missingTensor(name): return "safetensors file has no tensor '\(name)'"
         case let .notFloatingPoint(name, dtype):
             return "safetensors tensor '\(name)' has dtype \(dtype); only F32, F16 and BF16 can be loaded"
+        case let .wrongDType(name, dtype, expected):
+            return "safetensors tensor '\(name)' has dtype \(dtype), expected \(expected)"
         }
     }
 }

@@ -47,6 +47,7 @@ struct Lowering {
         case let .convolution(g, p, activation):
             try requireMap(node, rank)
             let (w, b) = try CompiledGraph.folded(g, p, weights.parameter)
+            let x = try quantized(x, p.weight, node.name)
             let conv = add("Conv", [x, constant("\(node.name).weight", w, [g.outChannels, g.inChannels, g.kernelH,
                                                                            g.kernelW])]
                                 + (b.map { [constant("\(node.name).bias", $0, [g.outChannels])] } ?? []),
@@ -139,6 +140,22 @@ struct Lowering {
         while used.contains(name) { k += 1; name = "\(base)_\(k)" }
         used.insert(name)
         return name
+    }
+
+    /// An int8 layer's input as the layer sees it: quantised to u8 with its calibrated scale and zero point, and
+    /// dequantised (QuantizeLinear, DequantizeLinear); `x` itself for an fp32 layer. The weights stay float (the
+    /// dequantised integers, BatchNorm folded), so the file computes what `--precision int8` computes.
+    private mutating func quantized(_ x: String, _ weight: String, _ name: String) throws -> String {
+        guard let q = try weights.int8?(weight) else { return x }
+        let scale = constant("\(name).input_scale", [q.inputScale], [])
+        let zero = unique("\(name).input_zero_point")
+        graph.initializer.append(.with {
+            $0.name = zero
+            $0.dataType = Int32(Onnx_TensorProto.DataType.uint8.rawValue)
+            $0.rawData = Data([UInt8(q.inputZeroPoint)])
+        })
+        let u8 = add("QuantizeLinear", [x, scale, zero], name: "\(name).quantize")
+        return add("DequantizeLinear", [u8, scale, zero], name: "\(name).dequantize")
     }
 
     /// A float32 initializer, stored as little-endian raw data.
