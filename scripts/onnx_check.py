@@ -1,6 +1,7 @@
 """Checks exported ONNX models with the ONNX project's own tools: onnx.checker (full check, with shape inference)
 and ONNX Runtime's CPU provider. Reads a manifest (JSON list of {"model": path.onnx, "inputs": [x.npy, …],
-"out": dir}); for each model and input writes every output as <dir>/<input stem>_<output name>.npy and prints
+"out": dir, "optimize": true}; with "optimize" false, ONNX Runtime runs the graph as written, without its graph
+rewrites); for each model and input writes every output as <dir>/<input stem>_<output name>.npy and prints
 one JSON line: the model, its opset, IR version and outputs. The comparison with our own outputs is the Swift
 test's (ONNXExportTests), which reads these files."""
 import json
@@ -17,6 +18,8 @@ def check(case):
     onnx.checker.check_model(model, full_check=True)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
+    if not case.get("optimize", True):
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(case["model"], options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     os.makedirs(case["out"], exist_ok=True)

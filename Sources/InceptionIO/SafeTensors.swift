@@ -199,6 +199,7 @@ public struct SafeTensorsFile: Sendable {
 
     /// The bytes of a safetensors file holding `tensors`.
     public static func serialized(_ tensors: [Tensor], metadata: [String: String] = [:]) throws -> Data {
+        precondition(Set(tensors.map(\.name)).count == tensors.count, "two tensors of one name")
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0

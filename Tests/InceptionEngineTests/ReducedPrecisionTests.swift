@@ -129,18 +129,21 @@ struct ReducedPrecisionTests {
     /// The layer's output channels, written into a slice of a wider map whose other channels must stay untouched.
     private func run(_ conv: ReducedConvolution, _ input: Tensor, _ c: ConvolutionKernelTests.Case, threads: Int,
                      residual: Tensor? = nil) -> [Float] {
-        var input = input, residual = residual ?? Tensor(zeros: [1, 1, 1, 1])
+        var input = input
         let shape = outputShape(c)
         let wide = c.cout + 13
         var output = Tensor(shape: [c.n, shape[0], shape[1], wide],
                             scalars: [Float](repeating: 42, count: c.n * shape[0] * shape[1] * wide))
         var scratch = [Float](repeating: .nan, count: conv.scratchFloats(n: c.n, h: c.h, w: c.w))
-        let hasResidual = residual.shape != [1, 1, 1, 1]
         scratch.withUnsafeMutableBufferPointer { s in
-            withMap(&input) { i in withMap(&output) { o in withMap(&residual) { r in
-                conv.run(input: i, outputs: [o.channels(5, c.cout)], residual: hasResidual ? r : nil,
-                         scratch: s.baseAddress!, threads: threads)
-            } } }
+            withMap(&input) { i in withMap(&output) { o in
+                func run(_ r: FeatureMap?) {
+                    conv.run(input: i, outputs: [o.channels(5, c.cout)], residual: r, scratch: s.baseAddress!,
+                             threads: threads)
+                }
+                guard var residual else { return run(nil) }
+                withMap(&residual) { run($0) }
+            } }
         }
         let (slice, guards) = channelSlice(output, offset: 5, count: c.cout)
         #expect(guards.allSatisfy { $0 == 42 }, "wrote outside its channel slice")
