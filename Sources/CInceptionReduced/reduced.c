@@ -65,6 +65,39 @@ void inception_int8_quads_tile_vnni(const uint32_t *const *a, long taps, long wo
     }
 }
 
+// AVX-VNNI (VEX-encoded VPDPBUSD on ymm: Alder Lake and later, Zen 4 and later): the quads of the AVX-512 kernel,
+// 16 output channels as two ymm halves.
+__attribute__((target("avx2,fma,avxvnni")))
+void inception_int8_quads_tile_avxvnni(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                       long panel_words, long panels, float *sums) {
+    for (long q = 0; q < panels; q++) {
+        __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0;
+        __m256i h0 = l0, h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0;
+        const uint32_t *w = weights + q * panel_words * 16;
+        for (long t = 0; t < taps; t++) {
+            const uint32_t *const *row = a + t * ROWS;
+            const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4], *a5 = row[5];
+            for (long i = 0; i < words; i++, w += 16) {
+                __m256i wl = _mm256_loadu_si256((const __m256i *)w), wh = _mm256_loadu_si256((const __m256i *)(w + 8));
+#define QUADS_ROW(r)                                                      \
+                {                                                                 \
+                    __m256i b = _mm256_set1_epi32((int)a##r[i]);                  \
+                    l##r = _mm256_dpbusd_avx_epi32(l##r, b, wl);                  \
+                    h##r = _mm256_dpbusd_avx_epi32(h##r, b, wh);                  \
+                }
+                QUADS_ROW(0) QUADS_ROW(1) QUADS_ROW(2) QUADS_ROW(3) QUADS_ROW(4) QUADS_ROW(5)
+#undef QUADS_ROW
+            }
+        }
+        float *s = sums + q * ROWS * 16;
+        __m256i lo[ROWS] = {l0, l1, l2, l3, l4, l5}, hi[ROWS] = {h0, h1, h2, h3, h4, h5};
+        for (int r = 0; r < ROWS; r++) {
+            _mm256_storeu_ps(s + r * 16, _mm256_cvtepi32_ps(lo[r]));
+            _mm256_storeu_ps(s + r * 16 + 8, _mm256_cvtepi32_ps(hi[r]));
+        }
+    }
+}
+
 // AVX2 has no u8 × s8 instruction that cannot saturate (VPMADDUBSW adds two products into 16 bits: 255 · 127 · 2 >
 // 32767), so activations arrive widened to 16 bits and weights are packed as s16: VPMADDWD sums two exact products
 // into 32 bits. Exact, like VNNI: both give the same integers.
@@ -161,6 +194,8 @@ void inception_int8_quads_tile_vnni(const uint32_t *const *a, long taps, long wo
                                     long panel_words, long panels, float *sums) { __builtin_trap(); }
 void inception_int8_pairs_tile_avx2(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
                                     long panel_words, long panels, float *sums) { __builtin_trap(); }
+void inception_int8_quads_tile_avxvnni(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                       long panel_words, long panels, float *sums) { __builtin_trap(); }
 void inception_bf16_from_float_avx512(const float *source, uint16_t *destination, long count) { __builtin_trap(); }
 void inception_quantize_u8_avx2(const float *source, uint8_t *destination, long count, float inverse_scale,
                                 float zero_point) { __builtin_trap(); }

@@ -58,19 +58,23 @@ int inception_cpu_levels(void) {
 
 int inception_cpu_reduced_precision(void) {
 #if defined(__x86_64__)
-    if (!(inception_cpu_levels() & 2)) return 0;
+    int levels = inception_cpu_levels();
+    if (!(levels & 1)) return 0;
     unsigned a, b, c, d, xcr0_lo, xcr0_hi;
     __cpuid_count(7, 0, a, b, c, d);
     int vnni = (c >> 11) & 1, amx_bf16 = (d >> 22) & 1, amx_tile = (d >> 24) & 1;
     int max_leaf7 = (int)a;
-    int bf16 = 0;
+    int bf16 = 0, avx_vnni = 0;
     if (max_leaf7 >= 1) {
         __cpuid_count(7, 1, a, b, c, d);
         bf16 = (a >> 5) & 1;
+        avx_vnni = (a >> 4) & 1;
     }
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     int tiles = (xcr0_lo & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA enabled by the OS
-    return bf16 | (vnni << 1) | ((amx_bf16 && amx_tile && tiles) << 2);
+    int avx512 = (levels & 2) != 0;
+    return (avx512 && bf16) | ((avx512 && vnni) << 1) | ((avx512 && amx_bf16 && amx_tile && tiles) << 2)
+        | (avx_vnni << 3);
 #else
     return 0;
 #endif

@@ -22,7 +22,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "The quantised checkpoint to write (.safetensors).")
     var output: String
 
-    @Option(help: "Calibration images to use at most (the first, in sorted path order).")
+    @Option(help: "Calibration images to use at most (spread evenly over the folder's images in sorted path order).")
     var limit: Int = 500
 
     @Option(help: "Images per forward pass.")
@@ -76,7 +76,8 @@ struct Quantize: ParsableCommand {
         }
     }
 
-    /// The images under `root`, at any depth, in sorted path order, at most `limit`.
+    /// The images under `root`, at any depth, in sorted path order; at most `limit`, spread evenly over them (so a
+    /// folder of class sub-folders calibrates on every class).
     static func images(in root: String, limit: Int) throws -> [String] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -92,6 +93,8 @@ struct Quantize: ParsableCommand {
             paths.append(file.path)
         }
         guard !paths.isEmpty else { throw CLIError("--calibration \(root) holds no JPEG or PNG image") }
-        return Array(paths.sorted().prefix(limit))
+        paths.sort()
+        guard paths.count > limit else { return paths }
+        return (0..<limit).map { paths[$0 * paths.count / limit] }
     }
 }

@@ -1,4 +1,5 @@
 import CInceptionReduced
+import Foundation
 import CInceptionSystem
 import InceptionKernels
 
@@ -46,12 +47,14 @@ public struct ReducedKernels: Sendable {
     /// What runs int8 and bf16, for `inception summary` and the benchmark tables.
     public let int8Name: String, bf16Name: String?
 
-    /// Bits of `inception_cpu_reduced_precision`: 1 AVX512-BF16, 2 AVX512-VNNI, 4 AMX-BF16.
+    /// Bits of `inception_cpu_reduced_precision`: 1 AVX512-BF16, 2 AVX512-VNNI, 4 AMX-BF16, 8 AVX-VNNI;
+    /// `INCEPTION_NO_AVX_VNNI=1` hides AVX-VNNI (to run and time the AVX2 route on a CPU that has both).
     public static let cpuFeatures = Int(inception_cpu_reduced_precision())
+        & (ProcessInfo.processInfo.environment["INCEPTION_NO_AVX_VNNI"] == "1" ? ~8 : ~0)
 
     /// The tiles for `level`: bf16 needs AVX512-BF16 at the AVX-512 level; int8 takes VNNI at the AVX-512 level,
-    /// VPMADDWD at AVX2, the Swift reference below that.
-    public static func forLevel(_ level: KernelTable) -> ReducedKernels {
+    /// AVX-VNNI or else VPMADDWD at AVX2, the Swift reference below that.
+    public static func forLevel(_ level: KernelTable, features cpuFeatures: Int = cpuFeatures) -> ReducedKernels {
         let avx512 = level.name == "avx512", avx2 = level.name == "avx2"
         let bf16Tile: ReducedTile = { a, taps, words, w, panelWords, panels, sums in
             inception_bf16_tile_avx512(c(a), taps, words, w, panelWords, panels, sums)
@@ -61,6 +64,11 @@ public struct ReducedKernels: Sendable {
             return ReducedKernels(bf16: bf16, int8: (.quads, { a, taps, words, w, panelWords, panels, sums in
                 inception_int8_quads_tile_vnni(c(a), taps, words, w, panelWords, panels, sums)
             }), int8Name: "avx512-vnni", bf16Name: bf16 == nil ? nil : "avx512-bf16")
+        }
+        if (avx2 || avx512) && cpuFeatures & 8 != 0 {
+            return ReducedKernels(bf16: bf16, int8: (.quads, { a, taps, words, w, panelWords, panels, sums in
+                inception_int8_quads_tile_avxvnni(c(a), taps, words, w, panelWords, panels, sums)
+            }), int8Name: "avx-vnni", bf16Name: bf16 == nil ? nil : "avx512-bf16")
         }
         if avx2 || avx512 {
             return ReducedKernels(bf16: bf16, int8: (.pairs, { a, taps, words, w, panelWords, panels, sums in
@@ -226,6 +234,10 @@ extension ReducedConvolution {
         bias.withUnsafeBufferPointer { bias in
         (outputScale ?? []).withUnsafeBufferPointer { scale in
         padding.withUnsafeBufferPointer { padding in
+        panelBases.withUnsafeBufferPointer { panelBases in
+        panelStrides.withUnsafeBufferPointer { panelStrides in
+            let (panelBases, panelStrides) = (UncheckedSendable(panelBases.baseAddress!),
+                                              UncheckedSendable(panelStrides.baseAddress!))
             let w = UncheckedSendable(w.baseAddress!)
             // An empty array's buffer has a base address too: bf16 has no scale.
             let (bias, scale) = (UncheckedSendable(bias.baseAddress!),
@@ -246,7 +258,7 @@ extension ReducedConvolution {
                             var v = UnsafeRawPointer(sums + (q * 6 + r) * 16).loadUnaligned(as: SIMD16<Float>.self)
                             if let s { v = v * s }
                             v += b
-                            let o = panelBases[p] + t.pixels[r] * panelStrides[p]
+                            let o = panelBases.value[p] + t.pixels[r] * panelStrides.value[p]
                             Self.store(v, o, t.residualRows.map { $0[r] + p * 16 }, columns, relu)
                         }
                     }
@@ -256,13 +268,21 @@ extension ReducedConvolution {
         }
         }
         }
+        }
+        }
     }
 
-    /// + residual, ReLU, the first `columns` lanes.
+    /// + residual, ReLU, the first `columns` lanes (a whole vector at a time when all 16 are).
     @inline(__always)
     static func store(_ value: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>,
                       _ residual: UnsafeMutablePointer<Float>?, _ columns: Int, _ relu: Bool) {
         var v = value
+        if columns == 16 {
+            if let residual { v += UnsafeRawPointer(residual).loadUnaligned(as: SIMD16<Float>.self) }
+            if relu { v = v.replacing(with: 0, where: v .< 0) }
+            UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
+            return
+        }
         if let residual { for j in 0..<columns { v[j] += residual[j] } }
         if relu { v = v.replacing(with: 0, where: v .< 0) }
         for j in 0..<columns { out[j] = v[j] }

@@ -8,8 +8,13 @@ import InceptionKernels
 struct ReducedPrecisionTests {
     static let bf16Kernels = ReducedKernels.forLevel(Kernels.supported[0])
 
-    /// Every int8 route this CPU can run: VNNI quads, AVX2 pairs, the Swift reference's quads.
-    static var int8Routes: [ReducedKernels] { Kernels.supported.map(ReducedKernels.forLevel) }
+    /// Every int8 route this CPU can run: AVX512-VNNI quads, AVX-VNNI quads, AVX2 pairs, the Swift reference's
+    /// quads.
+    static var int8Routes: [ReducedKernels] {
+        let levels = Kernels.supported
+        let avx2 = levels.filter { $0.name == "avx2" }.map { ReducedKernels.forLevel($0, features: 0) }
+        return levels.map { ReducedKernels.forLevel($0) } + avx2
+    }
 
     /// The tiles on random words: the int8 routes bitwise equal to their references, bf16 within float rounding.
     @Test func tilesMatchTheirReferences() {

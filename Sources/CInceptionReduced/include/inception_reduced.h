@@ -21,6 +21,9 @@ void inception_bf16_tile_avx512(const uint32_t *const *a, long taps, long words,
 void inception_int8_quads_tile_vnni(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
                                     long panel_words, long panels, float *sums);
 
+void inception_int8_quads_tile_avxvnni(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
+                                       long panel_words, long panels, float *sums);
+
 void inception_int8_pairs_tile_avx2(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
                                     long panel_words, long panels, float *sums);
 
