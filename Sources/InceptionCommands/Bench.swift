@@ -76,6 +76,9 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard batch >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--batch and --runs must be at least 1") }
         guard !auxHead || train else { throw ValidationError("--aux-head is for --train") }
+        guard precision.precision == .fp32 || !(train || kernels) else {
+            throw ValidationError("--precision is for the forward pass (not --train or --kernels)")
+        }
         guard !auxHead
             || model.model.hasAuxiliaryHead else { throw ValidationError("\(model.model) has no auxiliary head") }
     }
@@ -193,12 +196,12 @@ extension Bench {
     static let processStart = ProcessInfo.processInfo.systemUptime
 
     func runCold() throws {
+        try precision.check()
         let name = model.model
-        let loadStart = DispatchTime.now().uptimeNanoseconds
-        let net = try weights.map { try InceptionModel(name, weights: URL(fileURLWithPath: $0)) }
-            ?? InceptionModel(name, randomSeed: 1)
-        let loaded = DispatchTime.now().uptimeNanoseconds
         let size = inputSize ?? name.defaultInputSize
+        let loadStart = DispatchTime.now().uptimeNanoseconds
+        let net = try load(name, size: size)
+        let loaded = DispatchTime.now().uptimeNanoseconds
         _ = try net.compiled.run(Tensor(zeros: [1, size, size, 3]), threads: threads.threads)
         let done = DispatchTime.now().uptimeNanoseconds
         let total = Self.secondsSinceProcessStart() * 1000
@@ -206,7 +209,7 @@ extension Bench {
         if json {
             try printJSON(["model": name.rawValue, "cold_start_ms": total, "load_ms": load, "first_forward_ms": forward,
                            "peak_rss_mb": Benchmark.peakResidentMegabytes(), "weights": weights ?? "random",
-                           "isa": Kernels.current.name])
+                           "isa": Kernels.current.name, "precision": precision.precision.rawValue])
         } else {
             print(String(format: """
                 %@: %.0f ms from process start to the first result (loading %@ %.0f ms, first forward pass %.0f ms), \

@@ -7,7 +7,7 @@ import Testing
 /// them with `INCEPTION_UPDATE_SNAPSHOTS=1` and read the diff.
 @Suite struct HelpTests {
     static let commands = ["classify", "embed", "eval", "preprocess", "predict", "summary", "bench", "serve", "train",
-                           "curves", "models", "init", "convert", "export"]
+                           "curves", "models", "init", "convert", "export", "quantize"]
     static let folder = repositoryRoot.appendingPathComponent("Tests/HelpSnapshots")
 
     @Test(arguments: [nil] + commands.map(Optional.some))

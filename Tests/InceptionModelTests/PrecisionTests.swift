@@ -180,6 +180,12 @@ import Testing
             return cli.stderr
         }
         #expect(try predict(References.weights(name), "int8").contains("int8 needs a quantised checkpoint"))
+        // serve and bench refuse a precision the level cannot run before loading anything.
+        for command in [["serve", "--port", "0"], ["bench", "--runs", "1"]] {
+            let cli = try runInception(command + ["--precision", "bf16"], environment: ["INCEPTION_ISA": "baseline"])
+            #expect(cli.status == 1 && cli.stderr.hasPrefix("error: bf16 needs")
+                    && cli.stderr.split(separator: "\n").count == 1, "\(command[0]): \(cli.stderr)")
+        }
         let bf16 = try predict(References.weights(name), "bf16", ["INCEPTION_ISA": "avx2"])
         #expect(bf16.contains("bf16 needs"), "\(bf16)")
         // A quantised checkpoint without one of an int8 weight's companions, and with one too many.
