@@ -21,7 +21,7 @@ def bench(binary, model, precision, batch, runs, isa):
     if result.returncode != 0:
         return None, result.stderr.strip()
     report = json.loads(result.stdout)
-    return report["median_ms"] / batch, report["isa"]
+    return report["median_ms"] / batch, report["route"]
 
 
 def main():
@@ -55,7 +55,7 @@ def main():
                 print(f"batch {batch} {precision}: {notes[precision]}")
                 continue
             median = statistics.median(times[precision])
-            print(f"batch {batch} {precision}: {median:.1f} ms per image (rounds: "
+            print(f"batch {batch} {precision} ({notes[precision]}): {median:.1f} ms per image (rounds: "
                   f"{', '.join(f'{t:.1f}' for t in times[precision])}), {median / fp32:.2f}× fp32's time")
 
 

@@ -108,15 +108,16 @@ struct Bench: ParsableCommand {
                     "median_ms": median, "min_ms": times.min()!, "max_ms": times.max()!, "gflops": gflops,
                     "macs": macs.reduce(0, +), "peak_rss_mb": Benchmark.peakResidentMegabytes(),
                     "isa": Kernels.current.name, "precision": precision.precision.rawValue,
+                    "route": route,
                 ]
                 if allTimes { report["times_ms"] = times }
                 try printJSON(report)
             } else {
-                let line = "%@ batch %d at %d×%d, %d threads, %@ kernels, %@: median %.1f ms (min %.1f, max %.1f) "
-                    + "over %d runs, %.1f GFLOP/s, peak RSS %.0f MB"
+                let line = "%@ batch %d at %d×%d, %d threads, %@ kernels, %@ (%@): median %.1f ms "
+                    + "(min %.1f, max %.1f) over %d runs, %.1f GFLOP/s, peak RSS %.0f MB"
                 print(String(format: line,
                              name.rawValue, batch, size, size, threads.threads, Kernels.current.name,
-                             precision.precision.rawValue, median,
+                             precision.precision.rawValue, route, median,
                              times.min()!, times.max()!, runs, gflops, Benchmark.peakResidentMegabytes()))
             }
         }
@@ -124,6 +125,15 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    /// What runs the convolutions' multiplies: the kernel level for fp32, else the reduced-precision route.
+    var route: String {
+        switch precision.precision {
+        case .fp32: return Kernels.current.name
+        case .bf16: return ReducedKernels.current.bf16Name ?? "none"
+        case .int8: return ReducedKernels.current.int8Name
+        }
+    }
+
     /// The model to time: `--weights` or random weights (quantised on random images for int8 without a quantised
     /// checkpoint), at `--precision`.
     func load(_ name: ModelName, size: Int) throws -> InceptionModel {
