@@ -7,130 +7,90 @@
 
 #define ROWS 6
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-void inception_bf16_tile_avx512(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
-                                long panel_words, long panels, float *sums) {
-    for (long q = 0; q < panels; q++) {
-        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-        const uint32_t *w = weights + q * panel_words * 16;
-        for (long t = 0; t < taps; t++) {
-            const uint32_t *const *row = a + t * ROWS;
-            const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4], *a5 = row[5];
-            for (long i = 0; i < words; i++, w += 16) {
-                __m512bh wk = (__m512bh)_mm512_loadu_si512(w);
-                c0 = _mm512_dpbf16_ps(c0, (__m512bh)_mm512_set1_epi32((int)a0[i]), wk);
-                c1 = _mm512_dpbf16_ps(c1, (__m512bh)_mm512_set1_epi32((int)a1[i]), wk);
-                c2 = _mm512_dpbf16_ps(c2, (__m512bh)_mm512_set1_epi32((int)a2[i]), wk);
-                c3 = _mm512_dpbf16_ps(c3, (__m512bh)_mm512_set1_epi32((int)a3[i]), wk);
-                c4 = _mm512_dpbf16_ps(c4, (__m512bh)_mm512_set1_epi32((int)a4[i]), wk);
-                c5 = _mm512_dpbf16_ps(c5, (__m512bh)_mm512_set1_epi32((int)a5[i]), wk);
-            }
-        }
-        float *s = sums + q * ROWS * 16;
-        _mm512_storeu_ps(s, c0);
-        _mm512_storeu_ps(s + 16, c1);
-        _mm512_storeu_ps(s + 32, c2);
-        _mm512_storeu_ps(s + 48, c3);
-        _mm512_storeu_ps(s + 64, c4);
-        _mm512_storeu_ps(s + 80, c5);
+// The tiles on zmm: one accumulator of type T (zero: ZERO) per row; `STEP(c, b, w)` adds to c the products of the
+// broadcast activations b and the weights w, `FLOATS(c)` is the sum as floats.
+#define ZMM_TILE(name, features, T, ZERO, STEP, FLOATS)                                                         \
+    __attribute__((target(features))) void name(const uint32_t *const *a, long taps, long words,               \
+                                                const uint32_t *weights, long panel_words, long panels,         \
+                                                float *sums) {                                                  \
+        for (long q = 0; q < panels; q++) {                                                                     \
+            T c[ROWS];                                                                                          \
+            for (int r = 0; r < ROWS; r++) c[r] = ZERO;                                                         \
+            const uint32_t *w = weights + q * panel_words * 16;                                                 \
+            for (long t = 0; t < taps; t++) {                                                                   \
+                const uint32_t *const *row = a + t * ROWS;                                                      \
+                const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4];            \
+                const uint32_t *a5 = row[5];                                                                    \
+                for (long i = 0; i < words; i++, w += 16) {                                                     \
+                    __m512i wk = _mm512_loadu_si512(w);                                                         \
+                    c[0] = STEP(c[0], _mm512_set1_epi32((int)a0[i]), wk);                                       \
+                    c[1] = STEP(c[1], _mm512_set1_epi32((int)a1[i]), wk);                                       \
+                    c[2] = STEP(c[2], _mm512_set1_epi32((int)a2[i]), wk);                                       \
+                    c[3] = STEP(c[3], _mm512_set1_epi32((int)a3[i]), wk);                                       \
+                    c[4] = STEP(c[4], _mm512_set1_epi32((int)a4[i]), wk);                                       \
+                    c[5] = STEP(c[5], _mm512_set1_epi32((int)a5[i]), wk);                                       \
+                }                                                                                               \
+            }                                                                                                   \
+            for (int r = 0; r < ROWS; r++) _mm512_storeu_ps(sums + (q * ROWS + r) * 16, FLOATS(c[r]));          \
+        }                                                                                                       \
     }
-}
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-void inception_int8_quads_tile_vnni(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
-                                    long panel_words, long panels, float *sums) {
-    for (long q = 0; q < panels; q++) {
-        __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-        const uint32_t *w = weights + q * panel_words * 16;
-        for (long t = 0; t < taps; t++) {
-            const uint32_t *const *row = a + t * ROWS;
-            const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4], *a5 = row[5];
-            for (long i = 0; i < words; i++, w += 16) {
-                __m512i wk = _mm512_loadu_si512(w);
-                c0 = _mm512_dpbusd_epi32(c0, _mm512_set1_epi32((int)a0[i]), wk);
-                c1 = _mm512_dpbusd_epi32(c1, _mm512_set1_epi32((int)a1[i]), wk);
-                c2 = _mm512_dpbusd_epi32(c2, _mm512_set1_epi32((int)a2[i]), wk);
-                c3 = _mm512_dpbusd_epi32(c3, _mm512_set1_epi32((int)a3[i]), wk);
-                c4 = _mm512_dpbusd_epi32(c4, _mm512_set1_epi32((int)a4[i]), wk);
-                c5 = _mm512_dpbusd_epi32(c5, _mm512_set1_epi32((int)a5[i]), wk);
-            }
-        }
-        float *s = sums + q * ROWS * 16;
-        _mm512_storeu_ps(s, _mm512_cvtepi32_ps(c0));
-        _mm512_storeu_ps(s + 16, _mm512_cvtepi32_ps(c1));
-        _mm512_storeu_ps(s + 32, _mm512_cvtepi32_ps(c2));
-        _mm512_storeu_ps(s + 48, _mm512_cvtepi32_ps(c3));
-        _mm512_storeu_ps(s + 64, _mm512_cvtepi32_ps(c4));
-        _mm512_storeu_ps(s + 80, _mm512_cvtepi32_ps(c5));
-    }
-}
+// bf16 pairs: VDPBF16PS multiplies the two bf16 of each word and adds both products to the fp32 accumulator.
+#define DPBF16_STEP(c, b, w) _mm512_dpbf16_ps(c, (__m512bh)(b), (__m512bh)(w))
+#define AS_FLOATS(c) (c)
+ZMM_TILE(inception_bf16_tile_avx512, "avx512f,avx512bw,avx512vl,avx512bf16", __m512, _mm512_setzero_ps(),
+         DPBF16_STEP, AS_FLOATS)
 
-// AVX-VNNI (VEX-encoded VPDPBUSD on ymm: Alder Lake and later, Zen 4 and later): the quads of the AVX-512 kernel,
-// 16 output channels as two ymm halves.
-__attribute__((target("avx2,fma,avxvnni")))
-void inception_int8_quads_tile_avxvnni(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
-                                       long panel_words, long panels, float *sums) {
-    for (long q = 0; q < panels; q++) {
-        __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0;
-        __m256i h0 = l0, h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0;
-        const uint32_t *w = weights + q * panel_words * 16;
-        for (long t = 0; t < taps; t++) {
-            const uint32_t *const *row = a + t * ROWS;
-            const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4], *a5 = row[5];
-            for (long i = 0; i < words; i++, w += 16) {
-                __m256i wl = _mm256_loadu_si256((const __m256i *)w), wh = _mm256_loadu_si256((const __m256i *)(w + 8));
-#define QUADS_ROW(r)                                                      \
-                {                                                                 \
-                    __m256i b = _mm256_set1_epi32((int)a##r[i]);                  \
-                    l##r = _mm256_dpbusd_avx_epi32(l##r, b, wl);                  \
-                    h##r = _mm256_dpbusd_avx_epi32(h##r, b, wh);                  \
-                }
-                QUADS_ROW(0) QUADS_ROW(1) QUADS_ROW(2) QUADS_ROW(3) QUADS_ROW(4) QUADS_ROW(5)
-#undef QUADS_ROW
-            }
-        }
-        float *s = sums + q * ROWS * 16;
-        __m256i lo[ROWS] = {l0, l1, l2, l3, l4, l5}, hi[ROWS] = {h0, h1, h2, h3, h4, h5};
-        for (int r = 0; r < ROWS; r++) {
-            _mm256_storeu_ps(s + r * 16, _mm256_cvtepi32_ps(lo[r]));
-            _mm256_storeu_ps(s + r * 16 + 8, _mm256_cvtepi32_ps(hi[r]));
-        }
+// int8 quads: VPDPBUSD multiplies four u8 activations by four s8 weights and adds the four products in 32 bits.
+#define DPBUSD512_STEP(c, b, w) _mm512_dpbusd_epi32(c, b, w)
+ZMM_TILE(inception_int8_quads_tile_vnni, "avx512f,avx512bw,avx512vl,avx512vnni", __m512i, _mm512_setzero_si512(),
+         DPBUSD512_STEP, _mm512_cvtepi32_ps)
+
+// The int8 tiles on ymm: 16 output channels as two halves (lanes 0–7 and 8–15), 12 accumulators; `STEP(c, b, w)`
+// adds to c the products of the broadcast activations b and the weights w.
+#define YMM_ROW(STEP, r)                                                  \
+    {                                                                     \
+        __m256i b = _mm256_set1_epi32((int)a##r[i]);                      \
+        l##r = STEP(l##r, b, wl);                                         \
+        h##r = STEP(h##r, b, wh);                                         \
     }
-}
+#define YMM_INT8_TILE(name, features, STEP)                                                                     \
+    __attribute__((target(features))) void name(const uint32_t *const *a, long taps, long words,               \
+                                                const uint32_t *weights, long panel_words, long panels,         \
+                                                float *sums) {                                                  \
+        for (long q = 0; q < panels; q++) {                                                                     \
+            __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0;                   \
+            __m256i h0 = l0, h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0;                                       \
+            const uint32_t *w = weights + q * panel_words * 16;                                                 \
+            for (long t = 0; t < taps; t++) {                                                                   \
+                const uint32_t *const *row = a + t * ROWS;                                                      \
+                const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4];            \
+                const uint32_t *a5 = row[5];                                                                    \
+                for (long i = 0; i < words; i++, w += 16) {                                                     \
+                    __m256i wl = _mm256_loadu_si256((const __m256i *)w);                                        \
+                    __m256i wh = _mm256_loadu_si256((const __m256i *)(w + 8));                                  \
+                    YMM_ROW(STEP, 0) YMM_ROW(STEP, 1) YMM_ROW(STEP, 2)                                          \
+                    YMM_ROW(STEP, 3) YMM_ROW(STEP, 4) YMM_ROW(STEP, 5)                                          \
+                }                                                                                               \
+            }                                                                                                   \
+            float *s = sums + q * ROWS * 16;                                                                    \
+            __m256i lo[ROWS] = {l0, l1, l2, l3, l4, l5}, hi[ROWS] = {h0, h1, h2, h3, h4, h5};                   \
+            for (int r = 0; r < ROWS; r++) {                                                                    \
+                _mm256_storeu_ps(s + r * 16, _mm256_cvtepi32_ps(lo[r]));                                        \
+                _mm256_storeu_ps(s + r * 16 + 8, _mm256_cvtepi32_ps(hi[r]));                                    \
+            }                                                                                                   \
+        }                                                                                                       \
+    }
+
+// AVX-VNNI (VEX-encoded VPDPBUSD on ymm: Alder Lake and later, Zen 4 and later): the quads of the AVX-512 kernel.
+#define DPBUSD_STEP(c, b, w) _mm256_dpbusd_avx_epi32(c, b, w)
+YMM_INT8_TILE(inception_int8_quads_tile_avxvnni, "avx2,fma,avxvnni", DPBUSD_STEP)
 
 // AVX2 has no u8 × s8 instruction that cannot saturate (VPMADDUBSW adds two products into 16 bits: 255 · 127 · 2 >
 // 32767), so activations arrive widened to 16 bits and weights are packed as s16: VPMADDWD sums two exact products
 // into 32 bits. Exact, like VNNI: both give the same integers.
-__attribute__((target("avx2,fma")))
-void inception_int8_pairs_tile_avx2(const uint32_t *const *a, long taps, long words, const uint32_t *weights,
-                                    long panel_words, long panels, float *sums) {
-    for (long q = 0; q < panels; q++) {
-        __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0;
-        __m256i h0 = l0, h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0;
-        const uint32_t *w = weights + q * panel_words * 16;
-        for (long t = 0; t < taps; t++) {
-            const uint32_t *const *row = a + t * ROWS;
-            const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4], *a5 = row[5];
-            for (long i = 0; i < words; i++, w += 16) {
-                __m256i wl = _mm256_loadu_si256((const __m256i *)w), wh = _mm256_loadu_si256((const __m256i *)(w + 8));
-#define PAIRS_ROW(r)                                                      \
-                {                                                                 \
-                    __m256i b = _mm256_set1_epi32((int)a##r[i]);                  \
-                    l##r = _mm256_add_epi32(l##r, _mm256_madd_epi16(b, wl));      \
-                    h##r = _mm256_add_epi32(h##r, _mm256_madd_epi16(b, wh));      \
-                }
-                PAIRS_ROW(0) PAIRS_ROW(1) PAIRS_ROW(2) PAIRS_ROW(3) PAIRS_ROW(4) PAIRS_ROW(5)
-#undef PAIRS_ROW
-            }
-        }
-        float *s = sums + q * ROWS * 16;
-        __m256i lo[ROWS] = {l0, l1, l2, l3, l4, l5}, hi[ROWS] = {h0, h1, h2, h3, h4, h5};
-        for (int r = 0; r < ROWS; r++) {
-            _mm256_storeu_ps(s + r * 16, _mm256_cvtepi32_ps(lo[r]));
-            _mm256_storeu_ps(s + r * 16 + 8, _mm256_cvtepi32_ps(hi[r]));
-        }
-    }
-}
+#define MADDWD_STEP(c, b, w) _mm256_add_epi32(c, _mm256_madd_epi16(b, w))
+YMM_INT8_TILE(inception_int8_pairs_tile_avx2, "avx2,fma", MADDWD_STEP)
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 void inception_bf16_from_float_avx512(const float *source, uint16_t *destination, long count) {

@@ -28,7 +28,7 @@ public struct QuantizedCheckpoint: TensorFile, Sendable {
         self.file = file
         var quantized = Set<String>(), shapes = file.entries.mapValues(\.shape)
         for (key, entry) in file.entries where entry.dtype == .I8 {
-            guard key.hasSuffix(".weight"), entry.shape.count == 4 else {
+            guard key.hasSuffix(".weight"), entry.shape.count == 4, entry.shape[0] > 0 else {
                 throw QuantizedCheckpointError.unexpected(key: key, reason: "only convolution weights can be I8")
             }
             let prefix = String(key.dropLast("weight".count))

@@ -110,7 +110,8 @@ func commandLineHint(for error: any Error) -> String? {
     case TrainingError.nonFiniteLoss: return "--skip-nonfinite skips such batches"
     case TrainingError.diverged: return "lower --lr, or --clip-norm the gradients"
     case TrainingError.runExists: return "--resume continues it, --overwrite starts a new one there"
-    case PrecisionError.needsQuantizedWeights: return "`inception quantize --calibration DIR` makes one; this checkpoint runs with --precision fp32 or bf16"
+    case PrecisionError.needsQuantizedWeights:
+        return "`inception quantize --calibration DIR` makes one; this checkpoint runs with --precision fp32 or bf16"
     default: return nil
     }
 }

@@ -123,7 +123,8 @@ extension CompiledGraph {
             bias += b ?? [Float](repeating: 0, count: job.g.outChannels)
         }
         if case let .bf16(kernels) = arithmetic {
-            let conv = ReducedConvolution(bf16: g, weights: weights, bias: bias, activation: unit[0].a, kernels: kernels)
+            let conv = ReducedConvolution(bf16: g, weights: weights, bias: bias, activation: unit[0].a,
+                                          kernels: kernels)
             return .siblings(.reduced(conv), input: unit[0].input, outputs: merged)
         }
         return .siblings(.direct(PackedConvolution(geometry: g, weights: weights, bias: bias, activation: unit[0].a)),
@@ -232,7 +233,9 @@ extension CompiledGraph {
         guard case let .int8(kernels, quantized) = arithmetic else { preconditionFailure("int8 only") }
         var merged: Int8Weights?, channelScale: [Float] = [], bias: [Float] = []
         for job in unit {
-            guard let q = try quantized(job.p.weight) else { throw ParameterError.notQuantized(parameter: job.p.weight) }
+            guard let q = try quantized(job.p.weight) else {
+                throw ParameterError.notQuantized(parameter: job.p.weight)
+            }
             let (s, b) = try int8Epilogue(job.g, job.p, parameter)
             channelScale += s
             bias += b

@@ -117,11 +117,7 @@ public struct PackedConvolution: Sendable {
     public func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap? = nil,
                     zeros: UnsafePointer<Float>, threads: Int, kernels: KernelTable = Kernels.current) {
         let g = geometry
-        let (outH, outW) = g.outputSize(h: input.h, w: input.w)
-        precondition(input.c == g.inChannels && outputs.reduce(0, { $0 + $1.c }) == g.outChannels
-                     && outputs.allSatisfy { $0.n == input.n && $0.h == outH && $0.w == outW }
-                     && outputs.dropLast().allSatisfy { $0.c % 16 == 0 }, "convolution shapes disagree with \(g)")
-        precondition(residual == nil || outputs.count == 1, "a residual needs a single output")
+        g.checkShapes(input: input, outputs: outputs, residual: residual)
         let (panelBases, panelStrides) = Self.panelOutputs(outputs)
         let (kernel, depth, relu) = (kernels.convolution, g.depth, activation == .relu)
         panels.withUnsafeBufferPointer { w in
@@ -175,6 +171,16 @@ struct ImplicitTile {
 }
 
 extension ConvGeometry {
+    /// Traps unless `input` and `outputs` (the output channels in order, every map but the last a multiple of 16
+    /// channels) fit this layer, with a residual only for a single output.
+    func checkShapes(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap?) {
+        let (outH, outW) = outputSize(h: input.h, w: input.w)
+        precondition(input.c == inChannels && outputs.reduce(0, { $0 + $1.c }) == outChannels
+                     && outputs.allSatisfy { $0.n == input.n && $0.h == outH && $0.w == outW }
+                     && outputs.dropLast().allSatisfy { $0.c % 16 == 0 }, "convolution shapes disagree with \(self)")
+        precondition(residual == nil || outputs.count == 1, "a residual needs a single output")
+    }
+
     /// The implicit GEMM's schedule, shared by every precision: the output's pixels in tiles of `tileRows` rows ×
     /// the panels of 16 output channels, split into tasks over `threads` (a task's panels — `panelBytes` each —
     /// should stay in L2 while its tiles stream past; then the tile range shrinks until every worker has a few tasks

@@ -24,7 +24,8 @@ public enum PrecisionError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .unsupported(reason): return reason
         case .needsQuantizedWeights:
-            return "int8 needs a quantised checkpoint (int8 weights with calibrated input scales); these weights are fp32"
+            return "int8 needs a quantised checkpoint (int8 weights with calibrated input scales); "
+                + "these weights are fp32"
         }
     }
 }
@@ -106,7 +107,8 @@ public struct Int8Weights: Sendable {
     public var inputZeroPoint: Int
 
     public init(q: [Int8], weightScales: [Float], inputScale: Float, inputZeroPoint: Int) {
-        (self.q, self.weightScales, self.inputScale, self.inputZeroPoint) = (q, weightScales, inputScale, inputZeroPoint)
+        (self.q, self.weightScales) = (q, weightScales)
+        (self.inputScale, self.inputZeroPoint) = (inputScale, inputZeroPoint)
     }
 }
 
@@ -186,7 +188,8 @@ public struct ReducedConvolution: Sendable {
         for (o, b) in bias.enumerated() where o < g.outChannels { padded[o] = b }
         self.bias = padded
         self.padding = [UInt32](repeating: padding, count: wordsPerPixel)
-        (self.inverseScale, self.zeroPoint, self.tile, self.vectorEncode) = (inverseScale, zeroPoint, tile, vectorEncode)
+        (self.inverseScale, self.zeroPoint) = (inverseScale, zeroPoint)
+        (self.tile, self.vectorEncode) = (tile, vectorEncode)
     }
 
     /// Panels of 16 output channels, per tap and depth word a word per channel: `value(o, channel, tap, k)` is
@@ -221,11 +224,7 @@ extension ReducedConvolution {
     public func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap? = nil,
                     scratch: UnsafeMutablePointer<Float>, threads: Int) {
         let g = geometry
-        let (outH, outW) = g.outputSize(h: input.h, w: input.w)
-        precondition(input.c == g.inChannels && outputs.reduce(0, { $0 + $1.c }) == g.outChannels
-                     && outputs.allSatisfy { $0.n == input.n && $0.h == outH && $0.w == outW }
-                     && outputs.dropLast().allSatisfy { $0.c % 16 == 0 }, "convolution shapes disagree with \(g)")
-        precondition(residual == nil || outputs.count == 1, "a residual needs a single output")
+        g.checkShapes(input: input, outputs: outputs, residual: residual)
         encode(input, into: scratch, threads: threads)
         let words = FeatureMap(base: scratch, n: input.n, h: input.h, w: input.w, c: wordsPerPixel)
         let (panelBases, panelStrides) = PackedConvolution.panelOutputs(outputs)

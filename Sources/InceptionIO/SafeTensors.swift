@@ -189,7 +189,8 @@ public struct SafeTensorsFile: Sendable {
     /// Writes F32 tensors, atomically (a temporary file in the same folder, renamed when complete).
     public static func write(_ tensors: [(name: String, shape: [Int], values: [Float])],
                              metadata: [String: String] = [:], to url: URL) throws {
-        try write(tensors.map { Tensor(name: $0.name, shape: $0.shape, values: $0.values) }, metadata: metadata, to: url)
+        try write(tensors.map { Tensor(name: $0.name, shape: $0.shape, values: $0.values) }, metadata: metadata,
+                  to: url)
     }
 
     /// Writes tensors of any dtype, atomically.

@@ -13,7 +13,8 @@ import Testing
     /// `inception quantize` of the reference weights, calibrated on the reference photos (every format variant).
     static func quantized(_ name: ModelName, into folder: URL) throws -> URL {
         let output = folder.appendingPathComponent("\(name.rawValue)-int8.safetensors")
-        let cli = try runInception(["quantize", "--model", name.rawValue, "--weights", try References.weights(name).path,
+        let cli = try runInception(["quantize", "--model", name.rawValue,
+                                    "--weights", try References.weights(name).path,
                                     "--calibration", References.directory.appendingPathComponent("images").path,
                                     "--output", output.path])
         try #require(cli.status == 0, "\(cli.stderr)")
@@ -203,6 +204,49 @@ import Testing
             try SafeTensorsFile.write(tensors, metadata: good.metadata, to: bad)
             let line = try predict(bad, "int8")
             #expect(line.contains("quantised checkpoint is malformed"), "\(label): \(line)")
+        }
+    }
+
+    /// The quantised layout's own checks, each one line naming the tensor: a companion of the wrong dtype or shape,
+    /// one without its weight, an I8 tensor that is not a convolution weight, a scale that is not positive, −128.
+    @Test func malformedQuantisedTensorsAreNamed() throws {
+        func file(_ change: (inout [String: SafeTensorsFile.Tensor]) -> Void) throws -> String? {
+            var tensors: [String: SafeTensorsFile.Tensor] = [
+                "a.weight": .init(name: "a.weight", shape: [2, 1, 1, 1], dtype: .I8, bytes: Data([3, 0xFD])),
+                "a.weight_scale": .init(name: "a.weight_scale", shape: [2], values: [0.5, 0.25]),
+                "a.input_scale": .init(name: "a.input_scale", shape: [1], values: [0.1]),
+                "a.input_zero_point": .init(name: "a.input_zero_point", shape: [1], dtype: .U8, bytes: Data([7])),
+            ]
+            change(&tensors)
+            let data = try SafeTensorsFile.serialized(Array(tensors.values), metadata: ["quantization": "int8"])
+            do {
+                let checkpoint = try QuantizedCheckpoint(try SafeTensorsFile(data: data))
+                for key in checkpoint.shapes.keys { _ = try checkpoint.floats(key) }
+                return nil
+            } catch let error as QuantizedCheckpointError {
+                return error.description
+            }
+        }
+        #expect(try file { _ in } == nil)
+        let good = try QuantizedCheckpoint(try SafeTensorsFile(data: try SafeTensorsFile.serialized([
+            .init(name: "a.weight", shape: [2, 1, 1, 1], dtype: .I8, bytes: Data([3, 0xFD])),
+            .init(name: "a.weight_scale", shape: [2], values: [0.5, 0.25]),
+            .init(name: "a.input_scale", shape: [1], values: [0.1]),
+            .init(name: "a.input_zero_point", shape: [1], dtype: .U8, bytes: Data([7])),
+        ], metadata: ["quantization": "int8"])))
+        #expect(try good.floats("a.weight") == [1.5, -0.75] && good.shapes.keys.sorted() == ["a.weight"])
+        let cases: [(String, (inout [String: SafeTensorsFile.Tensor]) -> Void)] = [
+            ("a.input_zero_point", { $0["a.input_zero_point"]!.dtype = .I8 }),
+            ("a.weight", { $0["a.weight_scale"] = nil }),
+            ("a.weight_scale", { $0["a.weight_scale"] = .init(name: "a.weight_scale", shape: [3], values: [1, 1, 1]) }),
+            ("b.input_scale", { $0["b.input_scale"] = .init(name: "b.input_scale", shape: [1], values: [1]) }),
+            ("c.bias", { $0["c.bias"] = .init(name: "c.bias", shape: [1], dtype: .I8, bytes: Data([1])) }),
+            ("a.weight", { $0["a.input_scale"] = .init(name: "a.input_scale", shape: [1], values: [0]) }),
+            ("a.weight", { $0["a.weight"]!.bytes = Data([0x80, 1]) }),
+        ]
+        for (key, change) in cases {
+            let line = try file(change)
+            #expect(line?.contains("'\(key)'") == true && line?.contains("\n") == false, "\(key): \(line ?? "accepted")")
         }
     }
 }
