@@ -246,7 +246,8 @@ import Testing
         ]
         for (key, change) in cases {
             let line = try file(change)
-            #expect(line?.contains("'\(key)'") == true && line?.contains("\n") == false, "\(key): \(line ?? "accepted")")
+            #expect(line?.contains("'\(key)'") == true && line?.contains("\n") == false,
+                    "\(key): \(line ?? "accepted")")
         }
     }
 }
