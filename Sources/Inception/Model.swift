@@ -27,7 +27,7 @@ public final class InceptionModel: Sendable {
 
     /// Compiles `weights`: BatchNorm folded, convolutions packed for this CPU's kernels, in `precision` (bf16 from
     /// any checkpoint, converted here; int8 from a quantised one, ``QuantizedCheckpoint``). A precision this CPU
-    /// cannot run, or int8 from an fp32 checkpoint, is a ``PrecisionError``.
+    /// cannot run, or int8 from an fp32 checkpoint, is a `PrecisionError`.
     public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU,
                             precision: Precision = .fp32) throws {
         if precision == .int8 && weights.int8 == nil { throw PrecisionError.needsQuantizedWeights }
