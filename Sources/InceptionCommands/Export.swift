@@ -11,7 +11,8 @@ struct Export: ParsableCommand {
             as `inception preprocess` does), and gives every output of the network by name: `logits`, \
             `features` and, for the face model, `embedding`. Its metadata names the network, the input size, \
             the preprocessing (mean, std, crop fraction, interpolation) and the class names when the checkpoint \
-            has them. The file passes onnx.checker and runs in ONNX Runtime.
+            has them. The file passes onnx.checker and runs in ONNX Runtime. A quantised checkpoint (`inception \
+            quantize`) exports with QuantizeLinear/DequantizeLinear on its int8 layers' inputs.
             """)
 
     @OptionGroup var weights: WeightsOption

@@ -41,6 +41,8 @@ struct Summary: ParsableCommand {
                 try printJSON([
                     "model": name.rawValue, "input_size": size, "parameters": graph.parameterCount, "macs": totalMACs,
                     "minimum_input_size": graph.minimumInputSize, "isa": Kernels.current.name,
+                    "int8_route": ReducedKernels.current.int8Name,
+                    "bf16_route": ReducedKernels.current.bf16Name ?? NSNull(),
                     "stages": stages.map { ["name": $0.name, "output_shape": [$0.shape.h, $0.shape.w, $0.shape.c],
                                             "parameters": $0.parameters, "macs": $0.macs] as [String: Any] },
                 ])
@@ -60,6 +62,8 @@ struct Summary: ParsableCommand {
                   + graph.parameterCount.grouped.leftPadded(14) + totalMACs.grouped.leftPadded(17))
             let levels = Kernels.supported.map(\.name).joined(separator: ", ")
             print("kernels: \(Kernels.current.name) (of \(levels) on this CPU), \(Kernels.current.tileRows)-row tiles")
+            let reduced = ReducedKernels.current
+            print("reduced precision: int8 by \(reduced.int8Name), bf16 by \(reduced.bf16Name ?? "nothing on this CPU")")
             if case let .measured(table) = ConvolutionAlgorithms.forThisCPU {
                 let layers = table.choices.count
                 print("algorithm choices: measured on this CPU for \(layers) layers (\(AlgorithmTable.url.path))")

@@ -85,7 +85,8 @@ public enum ONNXExport {
         }
     }
 
-    /// What a runtime needs to feed the model: the network, its input size and preprocessing, its class names.
+    /// What a runtime needs to feed the model: the network, its input size and preprocessing, its class names; and
+    /// whether it carries a quantisation.
     static func metadata(_ weights: ModelWeights) -> [(key: String, value: String)] {
         let p = weights.name.preprocessing
         func list(_ values: [Float]) -> String { values.map { "\($0)" }.joined(separator: ",") }
@@ -96,6 +97,9 @@ public enum ONNXExport {
         ]
         if let names = weights.metadata.classNames, let data = try? JSONSerialization.data(withJSONObject: names) {
             entries.append(("classes", String(decoding: data, as: UTF8.self)))
+        }
+        if weights.int8 != nil {
+            entries.append(("quantization", "int8: QuantizeLinear/DequantizeLinear (u8) on each int8 layer's input"))
         }
         return entries
     }
