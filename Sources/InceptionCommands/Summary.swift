@@ -63,7 +63,8 @@ struct Summary: ParsableCommand {
             let levels = Kernels.supported.map(\.name).joined(separator: ", ")
             print("kernels: \(Kernels.current.name) (of \(levels) on this CPU), \(Kernels.current.tileRows)-row tiles")
             let reduced = ReducedKernels.current
-            print("reduced precision: int8 by \(reduced.int8Name), bf16 by \(reduced.bf16Name ?? "nothing on this CPU")")
+            let bf16 = reduced.bf16Name ?? "nothing on this CPU"
+            print("reduced precision: int8 by \(reduced.int8Name), bf16 by \(bf16)")
             if case let .measured(table) = ConvolutionAlgorithms.forThisCPU {
                 let layers = table.choices.count
                 print("algorithm choices: measured on this CPU for \(layers) layers (\(AlgorithmTable.url.path))")

@@ -124,7 +124,8 @@ public struct ReducedConvolution: Sendable {
     let words: Int8Words?
     let panels: [UInt32]
     let bias: [Float]
-    /// int8: per output channel, what one unit of the integer sum is worth.
+    /// Per output channel, what the sum is multiplied by: int8, what one unit of the integer sum is worth; bf16, the
+    /// residual scale (nil when 1).
     let outputScale: [Float]?
     /// One pixel of the encoded input at 0.0: the padding the indirection table points at.
     let padding: [UInt32]
@@ -135,18 +136,20 @@ public struct ReducedConvolution: Sendable {
     public var panelCount: Int { (geometry.outChannels + 15) / 16 }
     var wordGeometry: ConvGeometry { var g = geometry; g.inChannels = wordsPerPixel; return g }
 
-    /// bf16 from fp32 weights (OIHW, BatchNorm folded); `scale` as in `PackedConvolution`.
+    /// bf16 from fp32 weights (OIHW, BatchNorm folded), rounded to bf16 as they are; `scale` (Inception-ResNet's
+    /// residual scale) multiplies the fp32 sum and bias in the epilogue, as the network computes it.
     public init(bf16 g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation,
                 kernels: ReducedKernels = .current) {
         guard let tile = kernels.bf16 else { preconditionFailure("this CPU runs no bf16 kernel") }
         let wordsPerPixel = (g.inChannels + 1) / 2
         let panels = Self.pack(g, wordsPerPixel: wordsPerPixel, valuesPerWord: 2) { o, channel, tap, k in
             guard channel < g.inChannels else { return 0 }
-            let w = weights[(o * g.inChannels + channel) * g.taps + tap] * scale
+            let w = weights[(o * g.inChannels + channel) * g.taps + tap]
             return UInt32(ReducedReference.bf16Bits(w)) << (16 * k)
         }
+        let outputScale = scale == 1 ? nil : [Float](repeating: scale, count: (g.outChannels + 15) / 16 * 16)
         self.init(g, activation, .bf16, valuesPerWord: 2, wordsPerPixel: wordsPerPixel, words: nil, panels: panels,
-                  bias: (bias ?? []).map { $0 * scale }, outputScale: nil, padding: 0, inverseScale: 1,
+                  bias: (bias ?? []).map { $0 * scale }, outputScale: outputScale, padding: 0, inverseScale: 1,
                   zeroPoint: 0, tile: tile, vectorEncode: true)
     }
 

@@ -81,8 +81,8 @@ struct ReducedPrecisionTests {
         let rounded = Tensor(shape: input.shape, scalars: input.scalars.map(roundedToBF16))
         let conv = ReducedConvolution(bf16: g, weights: weights, bias: bias, scale: scale, activation: .relu,
                                       kernels: Self.bf16Kernels)
-        let expected = Reference.convolution(rounded, weights: weights.map { roundedToBF16($0 * scale) },
-                                             bias: bias.map { $0 * scale }, geometry: g, activation: .relu)
+        let expected = Reference.convolution(rounded, weights: weights.map(roundedToBF16), bias: bias, geometry: g,
+                                             scale: scale, activation: .relu)
         for threads in [1, 2] {
             #expect(relativeError(run(conv, input, c, threads: threads), expected.scalars) < 1e-5)
         }
