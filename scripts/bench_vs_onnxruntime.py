@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Times `inception bench` and ONNX Runtime on the same model and batch in one run, alternating, and prints
-medians and their ratio.
+"""Times `inception bench` and ONNX Runtime (or OpenVINO) on the same model and batch in one run, alternating, and
+prints medians and their ratio.
 
 ONNX Runtime runs timm's ONNX export of the model (random weights: speed does not depend on them), CPU
 provider, default threads. `inception bench` runs in its own process each round. Each round times `--runs`
@@ -8,7 +8,11 @@ forward passes of each after warm-up; the table gives the median of all timed pa
 
 Usage: scripts/bench_vs_onnxruntime.py [--models inception_v4 inception_resnet_v2 inception_resnet_v1_facenet]
                                       [--batches 1 8] [--rounds 3] [--runs 10]
-Run from the repository root after `swift build -c release`, with the reference venv's python.
+                                      [--peer openvino] [--precision bf16]
+Run from the repository root after `swift build -c release`, with the reference venv's python. `--peer openvino`
+(`pip install openvino`) compiles the same ONNX file with OpenVINO's CPU plugin at its default settings — bf16 on
+CPUs with AVX512-BF16 or AMX, which is what a user deploying there gets — and names the precision it chose;
+`--precision` is passed to `inception bench`.
 """
 import argparse
 import json
@@ -93,9 +97,30 @@ def ort_times(path, batch, size, runs, warmup):
     return times
 
 
-def swift_times(binary, name, batch, runs, warmup, threads):
+def openvino_times(path, batch, size, runs, warmup):
+    import openvino
+    compiled = openvino.Core().compile_model(path, "CPU")
+    request = compiled.create_infer_request()
+    x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+    for _ in range(warmup):
+        request.infer({0: x})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        request.infer({0: x})
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def openvino_precision():
+    import openvino
+    return f"openvino {openvino.__version__}, CPU plugin defaults (inference precision " \
+           f"{openvino.Core().get_property('CPU', 'INFERENCE_PRECISION_HINT')})"
+
+
+def swift_times(binary, name, batch, runs, warmup, threads, precision="fp32"):
     args = [binary, "bench", "--model", name, "--batch", str(batch), "--runs", str(runs), "--warmup", str(warmup),
-            "--json", "--all-times"]
+            "--json", "--all-times", "--precision", precision]
     if threads:
         args += ["--threads", str(threads)]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
@@ -112,6 +137,8 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="threads for inception (default: all cores)")
     parser.add_argument("--binary", default=".build/release/inception")
     parser.add_argument("--cache", default=".bench")
+    parser.add_argument("--peer", choices=["onnxruntime", "openvino"], default="onnxruntime")
+    parser.add_argument("--precision", default="fp32", help="inception's --precision")
     parser.add_argument("--cold", action="store_true",
                         help="also measure process start to first result, and peak resident memory, for one image")
     args = parser.parse_args()
@@ -123,15 +150,19 @@ def main():
             path = export(name, batch, args.cache)
             size = INPUT_SIZE[name]
             ours, theirs = [], []
+            peer = openvino_times if args.peer == "openvino" else ort_times
             for _ in range(args.rounds):  # alternate so that both see the same machine conditions
-                theirs += ort_times(path, batch, size, args.runs, args.warmup)
-                ours += swift_times(args.binary, name, batch, args.runs, args.warmup, args.threads)
+                theirs += peer(path, batch, size, args.runs, args.warmup)
+                ours += swift_times(args.binary, name, batch, args.runs, args.warmup, args.threads, args.precision)
             o, t = statistics.median(ours), statistics.median(theirs)
             rows.append((name, batch, o, t))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"onnxruntime {ort.__version__}, CPU provider, default threads; timm {timm.__version__}")
+    peer = (openvino_precision() if args.peer == "openvino"
+            else f"onnxruntime {ort.__version__}, CPU provider, default threads")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {peer}; "
+          f"timm {timm.__version__}; inception --precision {args.precision}")
     print(f"{args.rounds} rounds × {args.runs} timed runs each, alternating; medians in ms")
-    print("| model | batch | inception (ms) | ONNX Runtime (ms) | per image: inception / ORT (ms) | ratio |")
+    label = "OpenVINO" if args.peer == "openvino" else "ONNX Runtime"
+    print(f"| model | batch | inception (ms) | {label} (ms) | per image: inception / {label} (ms) | ratio |")
     print("|---|---|---|---|---|---|")
     for name, batch, o, t in rows:
         print(f"| {name} | {batch} | {o:.1f} | {t:.1f} | {o / batch:.1f} / {t / batch:.1f} | {o / t:.2f} |")
