@@ -261,7 +261,7 @@ extension ReducedConvolution {
                             if let s { v = v * s }
                             v += b
                             let o = panelBases.value[p] + t.pixels[r] * panelStrides.value[p]
-                            Self.store(v, o, t.residualRows.map { $0[r] + p * 16 }, columns, relu)
+                            storeRow(v, o, t.residualRows.map { $0[r] + p * 16 }, columns, relu)
                         }
                     }
                 }
@@ -272,22 +272,6 @@ extension ReducedConvolution {
         }
         }
         }
-    }
-
-    /// + residual, ReLU, the first `columns` lanes (a whole vector at a time when all 16 are).
-    @inline(__always)
-    static func store(_ value: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>,
-                      _ residual: UnsafeMutablePointer<Float>?, _ columns: Int, _ relu: Bool) {
-        var v = value
-        if columns == 16 {
-            if let residual { v += UnsafeRawPointer(residual).loadUnaligned(as: SIMD16<Float>.self) }
-            if relu { v = v.replacing(with: 0, where: v .< 0) }
-            UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
-            return
-        }
-        if let residual { for j in 0..<columns { v[j] += residual[j] } }
-        if relu { v = v.replacing(with: 0, where: v .< 0) }
-        for j in 0..<columns { out[j] = v[j] }
     }
 
     /// The input as words: each pixel's channels rounded to bf16 or quantised, then padding to a whole word.

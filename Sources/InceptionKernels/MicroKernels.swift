@@ -112,10 +112,11 @@ func storeRow(_ value: SIMD16<Float>, _ r: Int, _ t: ConvolutionTile, _ base: Un
     storeRow(value, base + t.pixels[r] &* pixelStride, t.residual.map { $0[r] + p &* 16 }, columns, t.relu)
 }
 
-/// Stores one row of a tile: + residual, ReLU, the first `columns` lanes.
+/// Stores one row of a tile: + residual, ReLU, the first `columns` lanes. Also the reduced-precision epilogue's
+/// (InceptionEngine's `ReducedConvolution`).
 @inlinable @inline(__always)
-func storeRow(_ value: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>, _ residual: UnsafeMutablePointer<Float>?,
-              _ columns: Int, _ relu: Bool) {
+public func storeRow(_ value: SIMD16<Float>, _ out: UnsafeMutablePointer<Float>,
+                     _ residual: UnsafeMutablePointer<Float>?, _ columns: Int, _ relu: Bool) {
     var v = value
     if let residual {
         if columns == 16 {
