@@ -27,17 +27,14 @@ public struct ModelWeights {
     /// A checkpoint `inception quantize` wrote (``QuantizedCheckpoint``) is recognised by its metadata: it loads
     /// with its int8 layers (``int8``), and as the dequantised fp32 weights otherwise.
     public init(_ name: ModelName, file url: URL) throws {
-        let opened = try openTensorFile(url)
-        if QuantizedCheckpoint.isQuantized(opened) && !(opened is SafeTensorsFile) {
-            throw QuantizedCheckpointError.notSafetensors(path: url.path)
-        }
-        try self.init(name, tensors: opened)
+        try self.init(name, tensors: try openTensorFile(url))
     }
 
     /// A checkpoint already open (see ``init(_:file:)``).
     public init(_ name: ModelName, tensors opened: any TensorFile) throws {
+        // Only safetensors carries metadata, so only a safetensors file can say it is quantised.
         var quantized: QuantizedCheckpoint?
-        if QuantizedCheckpoint.isQuantized(opened), let safetensors = opened as? SafeTensorsFile {
+        if let safetensors = opened as? SafeTensorsFile, QuantizedCheckpoint.isQuantized(safetensors) {
             quantized = try QuantizedCheckpoint(safetensors)
         }
         let file = name.inReleasedLayout(quantized ?? opened)

@@ -81,12 +81,10 @@ public struct QuantizedCheckpoint: TensorFile, Sendable {
 
 public enum QuantizedCheckpointError: Error, Equatable, CustomStringConvertible {
     case unexpected(key: String, reason: String)
-    case notSafetensors(path: String)
 
     public var description: String {
         switch self {
         case let .unexpected(key, reason): return "quantised checkpoint is malformed: tensor '\(key)': \(reason)"
-        case let .notSafetensors(path): return "\(path): a quantised checkpoint is a safetensors file"
         }
     }
 }
