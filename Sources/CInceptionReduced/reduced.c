@@ -147,12 +147,14 @@ static inline float quantize_one(float x, float inverse_scale, float zero_point)
     return q < 0 ? 0 : (q > 255 ? 255 : q);
 }
 
+// Eight activations quantised, as eight u16 (each ≤ 255).
 __attribute__((target("avx2,fma")))
-static inline __m256i quantize8(const float *source, __m256 inverse, __m256 zero) {
+static inline __m128i quantize8(const float *source, __m256 inverse, __m256 zero) {
     __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(source), inverse),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zero), _mm256_setzero_ps()), _mm256_set1_ps(255));
-    return _mm256_cvtps_epi32(q);
+    __m256i v = _mm256_cvtps_epi32(q);
+    return _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
 
 __attribute__((target("avx2,fma")))
@@ -161,8 +163,7 @@ void inception_quantize_u8_avx2(const float *source, uint8_t *destination, long 
     __m256 inverse = _mm256_set1_ps(inverse_scale), zero = _mm256_set1_ps(zero_point);
     long i = 0;
     for (; i + 8 <= count; i += 8) {
-        __m256i v = quantize8(source + i, inverse, zero);
-        __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        __m128i w = quantize8(source + i, inverse, zero);
         _mm_storel_epi64((__m128i *)(destination + i), _mm_packus_epi16(w, w));
     }
     for (; i < count; i++) destination[i] = (uint8_t)quantize_one(source[i], inverse_scale, zero_point);
@@ -173,11 +174,7 @@ void inception_quantize_u16_avx2(const float *source, uint16_t *destination, lon
                                  float zero_point) {
     __m256 inverse = _mm256_set1_ps(inverse_scale), zero = _mm256_set1_ps(zero_point);
     long i = 0;
-    for (; i + 8 <= count; i += 8) {
-        __m256i v = quantize8(source + i, inverse, zero);
-        _mm_storeu_si128((__m128i *)(destination + i),
-                         _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
-    }
+    for (; i + 8 <= count; i += 8) _mm_storeu_si128((__m128i *)(destination + i), quantize8(source + i, inverse, zero));
     for (; i < count; i++) destination[i] = (uint16_t)quantize_one(source[i], inverse_scale, zero_point);
 }
 
