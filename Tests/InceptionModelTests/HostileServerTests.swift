@@ -81,13 +81,15 @@ import Testing
             let stalled = try RawConnection(port: port)
             #expect(stalled.send("POST \(Self.face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\nabc"))
             // The stalled request holds its place once the server has read its headers — a moment later on a loaded
-            // machine. Until then the probe is admitted itself and refused as no image (400); then it must be 503.
-            try await Task.sleep(for: .milliseconds(100))
-            var full = try await server.post(Self.face + "/embed", Data(count: 10))
-            for _ in 0..<100 where full.status == 400 {
-                try await Task.sleep(for: .milliseconds(50))
-                full = try await server.post(Self.face + "/embed", Data(count: 10))
+            // machine. A probe sent before then takes the place itself, and the stalled request is the one refused
+            // (a fresh-clone CI run lost that race: every later probe was admitted and refused as no image). So the
+            // probe waits until the server counts the stalled request (counted, then admitted without a pause).
+            let counted = "inception_requests_in_progress{model=\"inception_resnet_v1_facenet\"} 1.0"
+            for _ in 0..<400 where !String(decoding: try await server.get("/metrics").body, as: UTF8.self)
+                .contains(counted) {
+                try await Task.sleep(for: .milliseconds(25))
             }
+            let full = try await server.post(Self.face + "/embed", Data(count: 10))
             #expect(full.status == 503 && full.headers["retry-after"] != nil
                     && full.error == "the server is busy: 1 requests are already waiting for this model",
                     "\(full.status): \(full.error ?? "")")
