@@ -74,8 +74,10 @@ import Testing
         let model = try References.model(.inceptionResNetV1FaceNet)
         try await TestServer.with([.loaded(model)], configure: {
             $0.limits = .init(maxBatch: 1, maxDelay: .zero, maxQueue: 1)
-            // Long enough that a loaded machine still sees the stalled upload holding its place (800 ms was missed).
-            $0.timeouts.body = .seconds(3)
+            // Long enough that a loaded machine still sees the stalled upload holding its place (800 ms, then 3 s, were
+            // missed: a server starved that long reads the headers after the deadline); short enough to close it
+            // within the 10 s expected below.
+            $0.timeouts.body = .seconds(6)
         }) { server in
             let port = server.base.port!
             let stalled = try RawConnection(port: port)
