@@ -223,7 +223,8 @@ import Testing
     /// Meanwhile /health and a valid request are answered. The server is a process of its own, as in production (in
     /// the test process its handlers would share Swift's two cooperative threads with the rest of the suite). How
     /// fast they are answered is scripts/soak.py's to check (100 ms and 2× unloaded, on an otherwise idle machine):
-    /// here the whole suite runs beside on two cores, and 1 s bounds still failed in CI, so the bound is 10 s.
+    /// here the whole suite runs beside on two cores, where 1 s and then 10 s bounds failed in fresh-clone CI runs
+    /// (17.7 s on a Zen 3), so the bound is 60 s: it catches a server that hangs, which is what this test is for.
     @Test func slowImagesDelayOnlyThemselves() async throws {
         let process = try ServerProcess(["--model", "inception_resnet_v1_facenet", "--random-weights", "1",
                                          "--decode-time-limit", "0.3"])
@@ -245,8 +246,8 @@ import Testing
         try await Task.sleep(for: .milliseconds(50))
         let (health, healthTook) = try await HostileServerTests.timed { try await server.get("/health") }
         let (valid, validTook) = try await HostileServerTests.timed { try await server.post(face + "/embed", photo) }
-        #expect(health.status == 200 && healthTook < .seconds(10), "\(healthTook)")
-        #expect(valid.status == 200 && validTook < unloaded.min()! * 2 + .seconds(10), "\(validTook) vs \(unloaded)")
+        #expect(health.status == 200 && healthTook < .seconds(60), "\(healthTook)")
+        #expect(valid.status == 200 && validTook < unloaded.min()! * 2 + .seconds(60), "\(validTook) vs \(unloaded)")
         for reply in try await attacks {
             #expect(reply.status == 400 && reply.error == "decoding the JPEG took longer than the limit of 0.3 s")
         }
@@ -267,7 +268,7 @@ import Testing
         #expect(body.send("POST \(face)/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n12345"))
         let crowd = try (0..<300).map { _ in try RawConnection(port: port) }
         let (health, took) = try await HostileServerTests.timed { try await process.client.get("/health") }
-        #expect(health.status == 200 && took < .seconds(10), "\(took)")
+        #expect(health.status == 200 && took < .seconds(60), "\(took)")
         for (name, connection) in [("idle", idle), ("header", header), ("body", body)] {
             let (answer, waited) = await HostileServerTests.timed { connection.receive(timeout: .seconds(8)) }
             #expect(answer.closed && waited < .seconds(6), "\(name): closed \(answer.closed) after \(waited)")
