@@ -70,7 +70,7 @@ let package = Package(
         .target(name: "InceptionTraining", dependencies: ["Inception", "InceptionIO", "CInceptionMPI"]),
         // `inception export`: the inference graph as ONNX (onnx.pb.swift is generated from onnx.proto).
         .target(name: "InceptionONNX", dependencies: [
-            "Inception", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            "Inception", "InceptionIO", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
         // `inception serve`: HTTP endpoints, dynamic batching, back-pressure, metrics.
         .target(name: "InceptionServer", dependencies: [

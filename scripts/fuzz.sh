@@ -28,8 +28,10 @@ decoders() {
 build() {
   case "$1" in
     safetensors)
-      swiftc "${flags[@]}" Fuzz/SafeTensorsTarget.swift "$io/SafeTensors.swift" "$io/FileInput.swift" -o "$out/safetensors" ;;
-    npy) swiftc "${flags[@]}" Fuzz/NPYTarget.swift "$io/NPY.swift" "$io/FileInput.swift" -o "$out/npy" ;;
+      swiftc "${flags[@]}" Fuzz/SafeTensorsTarget.swift "$io/SafeTensors.swift" "$io/FileInput.swift" \
+        "$io/FileOutput.swift" -o "$out/safetensors" ;;
+    npy) swiftc "${flags[@]}" Fuzz/NPYTarget.swift "$io/NPY.swift" "$io/FileInput.swift" "$io/FileOutput.swift" \
+           -o "$out/npy" ;;
     image) decoders; swiftc "${flags[@]}" Fuzz/ImageTarget.swift "${image_sources[@]}" "${image_libs[@]}" -o "$out/image" ;;
     preprocess)
       decoders
@@ -38,7 +40,8 @@ build() {
     pickle) swiftc "${flags[@]}" Fuzz/PickleTarget.swift "$io/Unpickler.swift" "$io/TorchPickle.swift" -o "$out/pickle" ;;
     torchfile)
       swiftc "${flags[@]}" Fuzz/TorchFileTarget.swift "$io/PyTorchCheckpoint.swift" "$io/StoredZip.swift" \
-        "$io/Unpickler.swift" "$io/TorchPickle.swift" "$io/FileInput.swift" "$io/SafeTensors.swift" -o "$out/torchfile" ;;
+        "$io/Unpickler.swift" "$io/TorchPickle.swift" "$io/FileInput.swift" "$io/FileOutput.swift" "$io/SafeTensors.swift" \
+        -o "$out/torchfile" ;;
     multipart) swiftc "${flags[@]}" Fuzz/MultipartTarget.swift Sources/InceptionServer/Multipart.swift -o "$out/multipart" ;;
     *) echo "unknown target $1" >&2; exit 2 ;;
   esac

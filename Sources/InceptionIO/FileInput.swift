@@ -68,19 +68,3 @@ public enum FileInput {
         return Problem("the disk refused the write (full, or read-only)")
     }
 }
-
-/// Writing a file the user named: atomically (a temporary file, renamed when complete), and when it fails, one line
-/// saying why in words (the folder is missing, permission denied) rather than Foundation's text.
-public enum FileOutput {
-    public struct Failure: Error, Equatable, CustomStringConvertible {
-        public let path: String
-        public let reason: String
-        public var description: String { "cannot write \(path): \(reason)" }
-    }
-
-    public static func write(_ data: Data, to url: URL) throws(Failure) {
-        do { try data.write(to: url, options: .atomic) } catch {
-            throw Failure(path: url.path, reason: FileInput.writeProblem(url).description)
-        }
-    }
-}

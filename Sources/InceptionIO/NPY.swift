@@ -5,14 +5,52 @@ import Foundation
 /// as long as the shape says, before anything is trusted.
 public enum NPY {
     public static func read(contentsOf url: URL) throws -> (shape: [Int], values: [Float]) {
-        let data: Data
-        do { data = try FileInput.read(url, maximumBytes: .max, mapped: true) } catch {
-            throw NPYError.unreadable(path: url.path, reason: error.description)
-        }
-        return try read(data)
+        let reader = try Reader(contentsOf: url)
+        return (reader.shape, reader.values(reader.shape.first.map { 0..<$0 } ?? 0..<1))
     }
 
     public static func read(_ data: Data) throws -> (shape: [Int], values: [Float]) {
+        let reader = try Reader(data)
+        return (reader.shape, reader.values(reader.shape.first.map { 0..<$0 } ?? 0..<1))
+    }
+
+    /// An .npy file checked and mapped, its values read a range of rows (the first dimension) at a time, so that
+    /// a file of any size is worked through in bounded memory.
+    public struct Reader {
+        public let shape: [Int]
+        private let data: Data
+        private let payload: Int
+
+        public init(contentsOf url: URL) throws {
+            let data: Data
+            do { data = try FileInput.read(url, maximumBytes: .max, mapped: true) } catch {
+                throw NPYError.unreadable(path: url.path, reason: error.description)
+            }
+            try self.init(data)
+        }
+
+        public init(_ data: Data) throws {
+            let (shape, payload) = try NPY.header(data)
+            (self.shape, self.data, self.payload) = (shape, data, payload)
+        }
+
+        /// Values in one row (1 for a 0-d array).
+        public var rowCount: Int { shape.dropFirst().reduce(1, *) }
+
+        /// The values of `rows` (of the first dimension; `0..<1` for a 0-d array), in C order.
+        public func values(_ rows: Range<Int>) -> [Float] {
+            let (start, count) = (rows.lowerBound * rowCount, rows.count * rowCount)
+            return data.withUnsafeBytes { raw in
+                (start..<start + count).map {
+                    let bits = raw.loadUnaligned(fromByteOffset: payload + 4 * $0, as: UInt32.self)
+                    return Float(bitPattern: UInt32(littleEndian: bits))
+                }
+            }
+        }
+    }
+
+    /// The shape and where the values start, after every check of the header and the data's length.
+    static func header(_ data: Data) throws -> (shape: [Int], payload: Int) {
         let bytes = [UInt8](data.prefix(12))
         guard bytes.count >= 10, bytes[0..<6] == [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59] else { throw NPYError.badMagic }
         let major = bytes[6]
@@ -28,6 +66,8 @@ public enum NPY {
         default:
             throw NPYError.unsupportedVersion(Int(major))
         }
+        // NumPy itself refuses headers over 10,000 bytes unless told otherwise.
+        guard headerLength <= 1 << 16 else { throw NPYError.badHeader("it claims \(headerLength) bytes") }
         guard data.count >= headerStart + headerLength else {
             throw NPYError.truncated(expected: headerStart + headerLength, actual: data.count)
         }
@@ -48,28 +88,52 @@ public enum NPY {
             throw NPYError.lengthMismatch(shape: fields.shape, expectedBytes: overflow ? -1 : 4 * count,
                                           actualBytes: payload)
         }
-        let values = data.withUnsafeBytes { raw in
-            (0..<count).map {
-                let bits = raw.loadUnaligned(fromByteOffset: headerStart + headerLength + 4 * $0, as: UInt32.self)
-                return Float(bitPattern: UInt32(littleEndian: bits))
-            }
-        }
-        return (fields.shape, values)
+        return (fields.shape, headerStart + headerLength)
     }
 
-    /// Writes float32 C-order data, version 1.0, atomically.
+
+    /// Writes float32 C-order data, version 1.0, through `OutputFile` (atomically for a regular file).
     public static func write(shape: [Int], values: [Float], to url: URL) throws {
-        precondition(shape.reduce(1, *) == values.count, "shape \(shape) does not hold \(values.count) values")
-        let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        var out = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0])
-        out.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
-        out.append(contentsOf: Array(header.utf8))
-        values.withUnsafeBytes { out.append(contentsOf: $0) }
-        do { try FileOutput.write(out, to: url) } catch {
-            throw NPYError.unwritable(path: url.path, reason: error.reason)
+        let writer = try Writer(shape: shape, to: url.path)
+        try writer.append(values)
+        try writer.finish()
+    }
+
+    /// An .npy file written as its rows are computed: the header (the whole shape, known first), then the values in
+    /// order, then `finish()`; memory holds only what each `append` is given.
+    public final class Writer {
+        public let shape: [Int]
+        private let file: OutputFile
+        private var written = 0, total: Int
+
+        public init(shape: [Int], to path: String) throws {
+            (self.shape, total) = (shape, shape.reduce(1, *))
+            do { file = try OutputFile(path) } catch { throw NPYError.unwritable(path: path, reason: error.reason) }
+            let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
+            var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+            while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+            header += "\n"
+            var out = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0])
+            out.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+            out.append(contentsOf: Array(header.utf8))
+            try write(out)
+        }
+
+        /// The next values in C order.
+        public func append(_ values: [Float]) throws {
+            precondition(written + values.count <= total, "more values than shape \(shape) holds")
+            written += values.count
+            try write(values.withUnsafeBytes { Data($0) })
+        }
+
+        /// Puts the file in place once every value of the shape was appended.
+        public func finish() throws {
+            precondition(written == total, "shape \(shape) needs \(total) values, \(written) were written")
+            do { try file.commit() } catch { throw NPYError.unwritable(path: file.path, reason: error.reason) }
+        }
+
+        private func write(_ data: Data) throws {
+            do { try file.write(data) } catch { throw NPYError.unwritable(path: file.path, reason: error.reason) }
         }
     }
 
@@ -97,7 +161,7 @@ public enum NPY {
             let t = part.trimmingCharacters(in: .whitespaces)
             if t.isEmpty { continue }
             guard let dim = Int(t.hasSuffix("L") ? String(t.dropLast()) : t), dim >= 0 else {
-                throw NPYError.badHeader("shape entry '\(t)' is not a non-negative integer")
+                throw NPYError.badHeader("shape entry '\(t.prefix(20))' is not a non-negative integer")
             }
             shape.append(dim)
         }
@@ -125,11 +189,14 @@ public enum NPYError: Error, Equatable, CustomStringConvertible {
         case let .truncated(expected, actual):
             return "npy file is truncated: its header needs \(expected) bytes, the file has \(actual)"
         case let .badHeader(reason): return "npy header is malformed: \(reason)"
-        case let .unsupportedDType(d): return "npy dtype '\(d)' is not supported: only little-endian float32 ('<f4') is"
+        case let .unsupportedDType(d):
+            return "npy dtype '\(d.prefix(40))' is not supported: only little-endian float32 ('<f4') is"
         case .fortranOrder: return "npy array is in Fortran order; only C order is supported"
         case let .lengthMismatch(shape, expected, actual):
             let needed = expected < 0 ? "more than Int.max" : String(expected)
-            return "npy data is \(actual) bytes but shape \(shape) of float32 needs \(needed)"
+            var dims = "\(shape)"
+            if dims.count > 80 { dims = "\(dims.prefix(60))… (\(shape.count) dimensions)" }
+            return "npy data is \(actual) bytes but shape \(dims) of float32 needs \(needed)"
         }
     }
 }

@@ -39,6 +39,8 @@ public struct PyTorchCheckpoint: TensorFile {
         }
         do { try self.init(head) } catch PyTorchError.noStateDictPickle {
             throw PyTorchError.unreadable(path: url.path, reason: "no data.pkl in the archive")
+        } catch let error as PyTorchError {
+            throw PyTorchError.inFile(path: url.path, error)
         }
     }
 

@@ -252,14 +252,23 @@ public struct SafeTensorsFile: Sendable {
         return nil
     }
 
+    /// A decoding failure in the project's words: where in the header, and what is wrong there.
     private static func describe(_ error: Error) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let text = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "'\($0.stringValue.prefix(60))'" }
+                .joined(separator: " ")
+            return text.isEmpty ? "the header" : "entry \(text)"
+        }
         switch error {
-        case let DecodingError.dataCorrupted(context): return context.debugDescription
-        case let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
-             let DecodingError.keyNotFound(_, context):
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return "\(path): \(context.debugDescription)"
-        default: return "\(error)"
+        case DecodingError.dataCorrupted: return "the header is not a JSON object of entries"
+        case let DecodingError.keyNotFound(key, context):
+            return "\(path(context)) has no '\(key.stringValue)'"
+        case let DecodingError.typeMismatch(type, context):
+            let expected = type == String.self ? "a string" : type == Int.self ? "an integer"
+                : "of the expected type (an object of dtype, shape and data_offsets, or string metadata)"
+            return "\(path(context)) is not \(expected)"
+        case let DecodingError.valueNotFound(_, context): return "\(path(context)) is null"
+        default: return "the header could not be decoded"
         }
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 
-public enum PyTorchError: Error, Equatable, CustomStringConvertible {
+public indirect enum PyTorchError: Error, Equatable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case malformed(String)
     /// A global the checkpoint calls that is not a tensor, parameter or OrderedDict rebuild: refused, never run.
@@ -11,6 +11,8 @@ public enum PyTorchError: Error, Equatable, CustomStringConvertible {
     case missingTensor(String)
     /// A zip archive without `data.pkl`.
     case noStateDictPickle
+    /// Any of the above in the file at `path`.
+    case inFile(path: String, PyTorchError)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum PyTorchError: Error, Equatable, CustomStringConvertible {
         case let .notFloatingPoint(name, dtype): return "tensor '\(name)' is \(dtype), not floating point"
         case let .missingTensor(name): return "no tensor '\(name)' in the checkpoint"
         case .noStateDictPickle: return "PyTorch checkpoint has no data.pkl in its archive"
+        case let .inFile(path, error): return "\(path): \(error)"
         }
     }
 }
@@ -41,7 +44,7 @@ enum TorchPickle {
 
     /// A persistent id: `('storage', <storage type>, key, location, size)`.
     static func persistent(_ id: Unpickler.Value) throws -> Unpickler.Value {
-        guard case let .tuple(items) = id, items.count >= 3, case .string("storage") = items[0],
+        guard case let .tuple(items, _) = id, items.count >= 3, case .string("storage") = items[0],
               case let .global(type) = items[1], case let .string(key) = items[2] else {
             throw PyTorchError.malformed("a persistent id that is not a storage")
         }
@@ -53,14 +56,14 @@ enum TorchPickle {
 
     /// `REDUCE`: the allowed calls, evaluated here; any other global is refused by name.
     static func call(_ function: Unpickler.Value, _ arguments: Unpickler.Value) throws -> Unpickler.Value {
-        guard case let .global(name) = function, case let .tuple(args) = arguments else {
+        guard case let .global(name) = function, case let .tuple(args, _) = arguments else {
             throw PyTorchError.malformed("REDUCE without a global and its arguments")
         }
         switch name {
         case "collections.OrderedDict": return .dict(Unpickler.Dict())
         case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
             guard args.count >= 4, case let .storage(type, key) = args[0], case let .int(offset) = args[1],
-                  case let .tuple(size) = args[2], case let .tuple(stride) = args[3] else {
+                  case let .tuple(size, _) = args[2], case let .tuple(stride, _) = args[3] else {
                 throw PyTorchError.malformed("a tensor rebuild with unexpected arguments")
             }
             let dims = size.compactMap { if case let .int(d) = $0 { d } else { nil } }
@@ -86,14 +89,22 @@ enum TorchPickle {
         }
     }
 
-    /// The name → tensor map at the top of the pickle, or under `state_dict` / `model`.
+    /// How many `state_dict` / `model` wrappers are unwrapped before the file is refused as malformed.
+    static let maximumWrapperDepth = 1_000
+
+    /// The name → tensor map at the top of the pickle, or under `state_dict` / `model` wrappers — unwrapped in a
+    /// loop, at most `maximumWrapperDepth` deep, refusing a dict that wraps itself.
     static func stateDict(_ root: Unpickler.Value) throws -> [String: TensorRef] {
-        guard case let .dict(dict) = root else { throw PyTorchError.notAStateDict("no dict") }
-        for wrapper in ["state_dict", "model"] {
-            if let inner = dict.pairs.first(where: { if case .string(wrapper) = $0.0 { true } else { false } }),
-               case .dict = inner.1 {
-                return try stateDict(inner.1)
+        guard case var .dict(dict) = root else { throw PyTorchError.notAStateDict("no dict") }
+        var seen: Set<ObjectIdentifier> = [ObjectIdentifier(dict)]
+        while let inner = wrapped(in: dict) {
+            guard seen.insert(ObjectIdentifier(inner)).inserted else {
+                throw PyTorchError.malformed("a state_dict or model entry that contains itself")
             }
+            guard seen.count <= maximumWrapperDepth else {
+                throw PyTorchError.malformed("state_dict or model wrappers nested over \(maximumWrapperDepth) deep")
+            }
+            dict = inner
         }
         var tensors: [String: TensorRef] = [:]
         for (key, value) in dict.pairs {
@@ -104,5 +115,15 @@ enum TorchPickle {
         }
         guard !tensors.isEmpty else { throw PyTorchError.notAStateDict("no tensors") }
         return tensors
+    }
+
+    /// The dict under a `state_dict` key, else under `model`; nil when neither holds one.
+    private static func wrapped(in dict: Unpickler.Dict) -> Unpickler.Dict? {
+        for wrapper in ["state_dict", "model"] {
+            for (key, value) in dict.pairs {
+                if case .string(wrapper) = key, case let .dict(inner) = value { return inner }
+            }
+        }
+        return nil
     }
 }

@@ -12,7 +12,8 @@ struct Unpickler {
 
     indirect enum Value {
         case none, bool(Bool), int(Int), float(Double), string(String), bytes(Data)
-        case tuple([Value]), list(List), dict(Dict)
+        /// A tuple and how deeply tuples nest in it (1: none inside), bounded by `maximumDepth`.
+        case tuple([Value], depth: Int), list(List), dict(Dict)
         case global(String)
         /// A persistent id: `('storage', storage type, key, location, size)` in a PyTorch checkpoint.
         case storage(type: String, key: String)
@@ -114,7 +115,7 @@ struct Unpickler {
         case 0x5D:  // EMPTY_LIST
             lists.append(List())
             stack.append(.list(lists[lists.count - 1]))
-        case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
+        case 0x29: stack.append(.tuple([], depth: 1))  // EMPTY_TUPLE
         case 0x28: marks.append(stack.count)  // MARK
         case 0x4E: stack.append(.none)
         case 0x88, 0x89: stack.append(.bool(opcode == 0x88))
@@ -157,11 +158,11 @@ struct Unpickler {
             let key = try unsigned(opcode == 0x68 ? 1 : 4)
             guard let value = memo[key] else { throw PyTorchError.malformed("the pickle reads an unset memo \(key)") }
             stack.append(value)
-        case 0x74: stack.append(.tuple(try popToMark()))  // TUPLE
+        case 0x74: stack.append(try tuple(try popToMark()))  // TUPLE
         case 0x85, 0x86, 0x87:  // TUPLE1, TUPLE2, TUPLE3
             let count = Int(opcode - 0x84)
             guard stack.count >= count else { throw PyTorchError.malformed("the pickle's stack is empty") }
-            stack.append(.tuple(Array(stack.suffix(count))))
+            stack.append(try tuple(Array(stack.suffix(count))))
             stack.removeSubrange((stack.count - 1 - count)..<(stack.count - 1))
         case 0x63:  // GLOBAL
             stack.append(.global(try line() + "." + line()))
@@ -179,6 +180,21 @@ struct Unpickler {
         case 0x62: _ = try pop()  // BUILD: the state of an OrderedDict (its _metadata) is not needed
         default: try collection(opcode)
         }
+    }
+
+    /// Tuples nested deeper than this are refused: releasing a value nested a hundred thousand deep would overflow
+    /// the stack. (Lists and dicts are objects emptied one by one at the end, so their nesting costs nothing.)
+    static let maximumDepth = 1_000
+
+    private func tuple(_ items: [Value]) throws -> Value {
+        let depth = 1 + items.reduce(0) { deepest, item in
+            if case let .tuple(_, depth) = item { return max(deepest, depth) }
+            return deepest
+        }
+        guard depth <= Self.maximumDepth else {
+            throw PyTorchError.malformed("tuples nested over \(Self.maximumDepth) deep")
+        }
+        return .tuple(items, depth: depth)
     }
 
     private mutating func collection(_ opcode: UInt8) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionIO
 import SwiftProtobuf
 
 /// The batch dimension of an exported model's input and outputs.
@@ -57,7 +58,7 @@ public enum ONNXExport {
     public static func write(_ weights: ModelWeights, to url: URL, opset: Int = 17, batch: ONNXBatch = .dynamic)
         throws
     {
-        try serialized(weights, opset: opset, batch: batch).write(to: url, options: .atomic)
+        try FileOutput.write(try serialized(weights, opset: opset, batch: batch), to: url)
     }
 
     static func model(_ weights: ModelWeights, opset: Int, batch: ONNXBatch) throws -> Onnx_ModelProto {

@@ -38,7 +38,9 @@ import Testing
     @Test func aPickleThatCallsAnythingElseIsRefusedAndNothingRuns() throws {
         let url = Self.folder.appendingPathComponent("evil.pt")
         try #require(FileManager.default.fileExists(atPath: url.path))
-        #expect(throws: PyTorchError.forbidden("posix.system")) { _ = try InceptionModel(.inceptionV4, weights: url) }
+        #expect(throws: PyTorchError.inFile(path: url.path, .forbidden("posix.system"))) {
+            _ = try InceptionModel(.inceptionV4, weights: url)
+        }
         #expect(!FileManager.default.fileExists(atPath: Self.folder.appendingPathComponent("pwned").path))
         let image = try ImageConformance.imageURL("rocket.jpg").path
         let cli = try runInception(["classify", "--weights", url.path, image])
