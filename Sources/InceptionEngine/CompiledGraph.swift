@@ -64,7 +64,7 @@ public final class CompiledGraph: Sendable {
         switch precision {
         case .fp32: arithmetic = .fp32
         case .bf16:
-            if reducedKernels.bf16 == nil { throw PrecisionError.unsupported(ReducedKernels.problem(.bf16) ?? "bf16") }
+            if let problem = reducedKernels.bf16Problem { throw PrecisionError.unsupported(problem) }
             arithmetic = .bf16(reducedKernels)
         case .int8:
             guard let int8Weights else { throw PrecisionError.needsQuantizedWeights }
@@ -126,6 +126,8 @@ public final class CompiledGraph: Sendable {
             throw GraphError.wrongInputChannels(expected: graph.inputChannels, got: input.shape[3])
         }
         let plan = try self.plan(n: input.shape[0], h: input.shape[1], w: input.shape[2], output: output)
+        try MemoryLimit.check(plan.arenaSize * 4, for: "a forward pass of \(input.shape[0]) images at "
+                              + "\(input.shape[1])×\(input.shape[2])")
         let arena = plan.borrowArena()
         defer { plan.returnArena(arena) }
         let base = arena.pointer

@@ -47,6 +47,17 @@ public struct ReducedKernels: Sendable {
     public let int8: (words: Int8Words, tile: ReducedTile)
     /// What runs int8 and bf16, for `inception summary` and the benchmark tables.
     public let int8Name: String, bf16Name: String?
+    /// The instruction-set level these tiles were chosen for.
+    public let level: String
+
+    /// Why these tiles run no bf16, in one line; nil when they do.
+    public var bf16Problem: String? {
+        guard bf16 == nil else { return nil }
+        if level != "avx512" && Kernels.supported.contains(where: { $0.name == "avx512" }) {
+            return "bf16 needs the avx512 kernel level (INCEPTION_ISA=\(level) forbids it)"
+        }
+        return "bf16 needs AVX512-BF16 (VDPBF16PS), which this CPU does not have"
+    }
 
     /// Bits of `inception_cpu_reduced_precision`: 1 AVX512-BF16, 2 AVX512-VNNI, 4 AMX-BF16, 8 AVX-VNNI;
     /// `INCEPTION_NO_AVX_VNNI=1` hides AVX-VNNI (to run and time the AVX2 route on a CPU that has both).
@@ -64,20 +75,20 @@ public struct ReducedKernels: Sendable {
         if avx512 && cpuFeatures & 2 != 0 {
             return ReducedKernels(bf16: bf16, int8: (.quads, { a, taps, words, w, panelWords, panels, sums in
                 inception_int8_quads_tile_vnni(c(a), taps, words, w, panelWords, panels, sums)
-            }), int8Name: "avx512-vnni", bf16Name: bf16 == nil ? nil : "avx512-bf16")
+            }), int8Name: "avx512-vnni", bf16Name: bf16 == nil ? nil : "avx512-bf16", level: level.name)
         }
         if (avx2 || avx512) && cpuFeatures & 8 != 0 {
             return ReducedKernels(bf16: bf16, int8: (.quads, { a, taps, words, w, panelWords, panels, sums in
                 inception_int8_quads_tile_avxvnni(c(a), taps, words, w, panelWords, panels, sums)
-            }), int8Name: "avx-vnni", bf16Name: bf16 == nil ? nil : "avx512-bf16")
+            }), int8Name: "avx-vnni", bf16Name: bf16 == nil ? nil : "avx512-bf16", level: level.name)
         }
         if avx2 || avx512 {
             return ReducedKernels(bf16: bf16, int8: (.pairs, { a, taps, words, w, panelWords, panels, sums in
                 inception_int8_pairs_tile_avx2(c(a), taps, words, w, panelWords, panels, sums)
-            }), int8Name: "avx2", bf16Name: bf16 == nil ? nil : "avx512-bf16")
+            }), int8Name: "avx2", bf16Name: bf16 == nil ? nil : "avx512-bf16", level: level.name)
         }
         return ReducedKernels(bf16: nil, int8: (.quads, ReducedReference.int8QuadsTile), int8Name: "reference",
-                              bf16Name: nil)
+                              bf16Name: nil, level: level.name)
     }
 
     /// The tiles at the level every layer runs at.
@@ -85,11 +96,7 @@ public struct ReducedKernels: Sendable {
 
     /// Why this CPU (at the current level) cannot run `precision`, in one line; nil when it can.
     public static func problem(_ precision: Precision, level: KernelTable = Kernels.current) -> String? {
-        guard precision == .bf16, forLevel(level).bf16 == nil else { return nil }
-        if level.name != "avx512" && Kernels.supported.contains(where: { $0.name == "avx512" }) {
-            return "bf16 needs the avx512 kernel level (INCEPTION_ISA=\(level.name) forbids it)"
-        }
-        return "bf16 needs AVX512-BF16 (VDPBF16PS), which this CPU does not have"
+        precision == .bf16 ? forLevel(level).bf16Problem : nil
     }
 
     private static func c(_ a: UnsafePointer<UnsafePointer<UInt32>>) -> UnsafePointer<UnsafePointer<UInt32>?> {

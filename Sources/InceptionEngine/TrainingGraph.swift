@@ -75,6 +75,7 @@ public final class TrainingGraph {
         }
         let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])
         precondition(labels.count == input.shape[0], "one label per image")
+        try Self.checkMemory(shapes)
         var result: StepResult? = nil
         _ = differentiate(input, targets: targets, shapes: shapes, seed: seed, threads: threads,
                           inputGradient: false) { maps in
@@ -87,6 +88,19 @@ public final class TrainingGraph {
             return [gradient, auxGradient.map { $0 * auxiliary.weight }]
         }
         return result!
+    }
+
+    /// Refuses a step whose maps cannot fit: every node's values are kept for the backward pass, and gradient maps
+    /// of about the same size come and go beside them.
+    static func checkMemory(_ shapes: [Shape]) throws(MemoryError) {
+        let floats = shapes.reduce(0) { $0 + $1.count }
+        guard let n = shapes.first?.n, let h = shapes.first?.h, let w = shapes.first?.w else { return }
+        try MemoryLimit.check(2 * 4 * floats, for: "a training step of \(n) images at \(h)×\(w)")
+    }
+
+    /// `checkMemory` for a step of `batch` images at `size` × `size`, before its input is made.
+    public static func checkMemory(_ graph: Graph, batch: Int, size: Int) throws {
+        try checkMemory(try graph.shapes(n: batch, h: size, w: size))
     }
 
     /// A forward pass in training mode, then the backward pass from ∂L/∂output = `outputGradient(output)`;

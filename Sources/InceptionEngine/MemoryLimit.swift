@@ -1,0 +1,57 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How much memory this process may use: the machine's physical memory, or its cgroup's limit when that is lower
+/// (a container's `memory.max`). Sizes a caller controls (batch, input size) are checked against it before the
+/// memory is allocated, so that asking for too much is one line instead of an abort in the allocator.
+public enum MemoryLimit {
+    /// Bytes of memory the process may hold in all.
+    public static let total: Int = {
+        let physical = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        return min(physical, cgroupLimit() ?? .max)
+    }()
+
+    /// What is left of `total` after what the process holds now.
+    public static var available: Int { max(0, total - residentBytes()) }
+
+    /// Throws when `bytes` more would not fit in what is left; `what` names the allocation for the message.
+    public static func check(_ bytes: Int, for what: String) throws(MemoryError) {
+        let left = available
+        guard bytes <= left else { throw MemoryError(what: what, needed: bytes, available: left, total: total) }
+    }
+
+    /// The process's resident memory now.
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// cgroup v2's `memory.max`, else v1's `memory.limit_in_bytes`, for the cgroup this process is in.
+    static func cgroupLimit() -> Int? {
+        for file in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            if let bytes = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes > 0 { return bytes }
+        }
+        return nil
+    }
+}
+
+/// A size that would need more memory than the machine (or its cgroup) has left.
+public struct MemoryError: Error, Equatable, CustomStringConvertible {
+    public let what: String
+    public let needed: Int, available: Int, total: Int
+
+    public var description: String {
+        "\(what) needs \(Self.gigabytes(needed)) of memory; \(Self.gigabytes(available)) of this machine's "
+            + "\(Self.gigabytes(total)) (or its cgroup limit) is left"
+    }
+
+    static func gigabytes(_ bytes: Int) -> String {
+        bytes >= 1 << 30 ? String(format: "%.1f GB", Double(bytes) / 1_073_741_824)
+            : String(format: "%.0f MB", Double(bytes) / 1_048_576)
+    }
+}
