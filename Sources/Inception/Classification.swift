@@ -27,11 +27,24 @@ extension InceptionModel {
     /// Top-`top` classes with softmax probabilities for each image, through the model's own preprocessing.
     public func classify(_ images: [RGBImage], top: Int = 5,
                          threads: Int = Parallel.defaultThreads) throws -> [[Prediction]] {
+        try classify(prepared: images.map(prepare), top: top, threads: threads)
+    }
+
+    /// One image as the network takes it: its normalised pixels at the model's input size (NHWC), after the model's
+    /// own preprocessing. Preparing each image as it is decoded keeps a batch small whatever the photos' size.
+    public func prepare(_ image: RGBImage) -> [Float] { name.preprocessing.apply(image, inputSize: inputSize) }
+
+    /// `classify` of images already through `prepare`.
+    public func classify(prepared images: [[Float]], top: Int = 5,
+                         threads: Int = Parallel.defaultThreads) throws -> [[Prediction]] {
         guard graph.outputs["logits"] != nil else { throw InputError.unknownOutput("logits", model: name.rawValue,
             available: outputNames) }
-        let input = name.preprocessing.batch(images, inputSize: inputSize)
-        let logits = try compiled.run(input, output: graph.outputs["logits"], threads: threads)
+        let logits = try compiled.run(batch(images), output: graph.outputs["logits"], threads: threads)
         return predictions(logits: try finite(logits, output: "logits"), top: top)
+    }
+
+    private func batch(_ prepared: [[Float]]) -> Tensor {
+        Tensor(shape: [prepared.count, inputSize, inputSize, 3], scalars: prepared.flatMap { $0 })
     }
 
     /// Softmax and top-k of a `[n, classes]` logits tensor.
@@ -52,9 +65,13 @@ extension InceptionModel {
     /// The face model's L2-normalised embedding, or for the other models the pooled features before the
     /// classifier: `[n, dimension]`.
     public func embed(_ images: [RGBImage], threads: Int = Parallel.defaultThreads) throws -> Tensor {
+        try embed(prepared: images.map(prepare), threads: threads)
+    }
+
+    /// `embed` of images already through `prepare`.
+    public func embed(prepared images: [[Float]], threads: Int = Parallel.defaultThreads) throws -> Tensor {
         let output = graph.outputs["embedding"] ?? graph.outputs["features"]!
-        let result = try compiled.run(name.preprocessing.batch(images, inputSize: inputSize), output: output,
-                                      threads: threads)
+        let result = try compiled.run(batch(images), output: output, threads: threads)
         return try finite(result, output: graph.outputs["embedding"] != nil ? "embedding" : "features")
     }
 }

@@ -66,6 +66,27 @@ public struct ImageFolder: Sendable {
     }
 }
 
+extension ImageFolder {
+    /// Each image whose file cannot be read, is not a JPEG or PNG, has a malformed header or ends before its image
+    /// data (`ImageHeader`), with its one-line reason; a pass over every file's header and end, without decoding.
+    public func unreadableImages() -> [(path: String, reason: String)] {
+        samples.compactMap { sample in
+            do { _ = try ImageHeader(contentsOf: URL(fileURLWithPath: sample.path)); return nil } catch {
+                return (sample.path, "\(error)")
+            }
+        }
+    }
+
+    /// The same folder without the images at `paths`.
+    public func removing(_ paths: Set<String>) -> ImageFolder {
+        ImageFolder(root: root, samples: samples.filter { !paths.contains($0.path) }, classNames: classNames)
+    }
+
+    private init(root: String, samples: [Sample], classNames: [String]?) {
+        (self.root, self.samples, self.classNames) = (root, samples, classNames)
+    }
+}
+
 public enum DatasetError: Error, Equatable, CustomStringConvertible {
     case notADirectory(String)
     case unknownClassFolder(String)

@@ -121,6 +121,16 @@ public final class InceptionModel: Sendable {
         return allowNonFinite ? result : try finite(result, output: output ?? primaryOutput)
     }
 
+    /// Throws `MemoryError` when a forward pass of `batch` images at `size` × `size` cannot fit in the memory left:
+    /// its activations (the memory plan's arena) and its input, in both layouts.
+    public func checkMemory(batch: Int, size: Int) throws { try checkMemory(batch: batch, height: size, width: size) }
+
+    /// `checkMemory` for images of `height` × `width`.
+    public func checkMemory(batch: Int, height: Int, width: Int) throws {
+        let floats = try compiled.arenaFloats(n: batch, h: height, w: width) + 2 * batch * 3 * height * width
+        try MemoryLimit.check(4 * floats, for: "a forward pass of \(batch) images at \(height)×\(width)")
+    }
+
     /// `tensor`, or an error when the network's output overflowed (weights far out of range).
     func finite(_ tensor: Tensor, output: String) throws -> Tensor {
         guard tensor.scalars.allSatisfy(\.isFinite) else { throw OutputError.nonFinite(output: output) }
@@ -188,9 +198,9 @@ public enum InputError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .nonFinite(count, first):
             return "the input holds \(count) NaN or infinite values (the first at flat index \(first))"
-        case let .wrongRank(shape): return "input must have shape (N, 3, H, W), got \(shape)"
+        case let .wrongRank(shape): return "input must have shape (N, 3, H, W), got \(Self.text(shape))"
         case let .wrongChannels(expected, shape):
-            return "input must have \(expected) channels in (N, C, H, W), got shape \(shape)"
+            return "input must have \(expected) channels in (N, C, H, W), got shape \(Self.text(shape))"
         case let .unknownOutput(output, model, available):
             return "\(model) has no output '\(output)' with these weights; it has \(available.joined(separator: ", "))"
         }
@@ -198,6 +208,12 @@ public enum InputError: Error, Equatable, CustomStringConvertible {
 }
 
 extension InputError {
+    /// A shape as text, its start only when it is long (a file may claim thousands of dimensions).
+    static func text(_ shape: [Int]) -> String {
+        let text = "\(shape)"
+        return text.count <= 80 ? text : "\(text.prefix(60))… (\(shape.count) dimensions)"
+    }
+
     /// `.nonFinite` naming how many of `values` are NaN or infinite and the first, or nil when all are finite.
     public static func nonFinite(in values: [Float]) -> InputError? {
         guard let first = values.firstIndex(where: { !$0.isFinite }) else { return nil }

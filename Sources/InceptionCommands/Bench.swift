@@ -74,13 +74,16 @@ struct Bench: ParsableCommand {
     var auxHead = false
 
     func validate() throws {
-        guard batch >= 1, runs >= 1, warmup >= 0 else { throw ValidationError("--batch and --runs must be at least 1") }
-        guard !auxHead || train else { throw ValidationError("--aux-head is for --train") }
+        try FlagRule.batch(batch)
+        try FlagRule.count(runs, "--runs", in: 1...1_000_000)
+        try FlagRule.count(warmup, "--warmup", in: 0...1_000_000)
+        try FlagRule.inputSize(inputSize, for: model.model)
+        guard !auxHead || train else { throw FlagError("--aux-head is for --train") }
         guard precision.precision == .fp32 || !(train || kernels) else {
-            throw ValidationError("--precision is for the forward pass (not --train or --kernels)")
+            throw FlagError("--precision is for the forward pass (not --train or --kernels)")
         }
         guard !auxHead
-            || model.model.hasAuxiliaryHead else { throw ValidationError("\(model.model) has no auxiliary head") }
+            || model.model.hasAuxiliaryHead else { throw FlagError("\(model.model) has no auxiliary head") }
     }
 
     func run() throws {
@@ -93,6 +96,7 @@ struct Bench: ParsableCommand {
             let size = inputSize ?? name.defaultInputSize
             let net = try load(name, size: size)
             let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size))
+            try net.checkMemory(batch: batch, size: size)
             let input = Benchmark.randomInput(batch: batch, size: size)
             let times = try Benchmark.forward(net, input, warmup: warmup, runs: runs, threads: threads.threads)
                 .map { $0 * 1000 }

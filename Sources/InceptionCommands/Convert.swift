@@ -25,6 +25,14 @@ struct Convert: ParsableCommand {
     @Flag(help: "Print what was written as JSON.")
     var json = false
 
+    func validate() throws {
+        try FlagRule.output(output, notAmong: [input], json: json)
+        if ["pt", "pth", "bin"].contains(URL(fileURLWithPath: output).pathExtension.lowercased()) {
+            throw FlagError("the output \(output) is named as a PyTorch checkpoint, but convert writes safetensors "
+                            + "(are the two paths swapped? the checkpoint to read comes first)")
+        }
+    }
+
     func run() throws {
         try reportingErrors {
             let url = URL(fileURLWithPath: input)

@@ -17,6 +17,14 @@ struct Curves: ParsableCommand {
     @Flag(help: "Print what was drawn as JSON.")
     var json = false
 
+    /// The runs' own files are inputs too: the picture cannot replace a run's checkpoint or metrics.
+    func validate() throws {
+        let files = runs.flatMap { run in
+            ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).map { run + "/" + $0 }
+        }
+        try FlagRule.output(output, notAmong: runs + files, json: json)
+    }
+
     func run() throws {
         try reportingErrors {
             let series = try runs.map { folder -> (String, [EpochMetrics]) in
@@ -39,7 +47,7 @@ struct Curves: ParsableCommand {
                 }
                 return (label, history)
             }
-            try FileOutput.write(Data(curvesSVG(series).utf8), to: URL(fileURLWithPath: output))
+            try FileOutput.write(Data(curvesSVG(series).utf8), to: output)
             if json {
                 try printJSON(["output": output, "runs": series.map { ["label": $0.0, "epochs": $0.1.count] }])
             }

@@ -32,6 +32,11 @@ struct Evaluate: ParsableCommand {
     @Argument(help: "The image folder.")
     var directory: String
 
+    func validate() throws {
+        try FlagRule.batch(batch)
+        try FlagRule.count(limit, "--limit", in: 1...Int.max)
+    }
+
     func run() throws {
         try reportingErrors {
             let net = try weights.load(precision)
@@ -46,6 +51,9 @@ struct Evaluate: ParsableCommand {
             }
             bar.finish()
             for skipped in result.skipped { FileHandle.standardError.write(Data("skipped \(skipped.reason)\n".utf8)) }
+            guard result.images > 0 else {
+                throw CLIError("no image in \(directory) could be evaluated (\(result.skipped.count) unreadable)")
+            }
             if json {
                 try printJSON(["model": net.name.rawValue, "images": result.images, "skipped": result.skipped.count,
                                "top1": result.top1Accuracy, "top5": result.top5Accuracy,

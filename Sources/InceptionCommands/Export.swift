@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inception
+import InceptionIO
 import InceptionONNX
 
 struct Export: ParsableCommand {
@@ -32,11 +33,12 @@ struct Export: ParsableCommand {
     func validate() throws {
         guard ONNXExport.opsets.contains(opset) else {
             let (low, high) = (ONNXExport.opsets.lowerBound, ONNXExport.opsets.upperBound)
-            throw ValidationError("--opset must be in \(low)…\(high)")
+            throw FlagError("--opset must be in \(low)…\(high)")
         }
         guard ONNXBatch(batch) != nil else {
-            throw ValidationError("--batch must be 'dynamic' or a count in 1…4096, not '\(batch.prefix(20))'")
+            throw FlagError("--batch must be 'dynamic' or a count in 1…4096, not '\(batch.prefix(20))'")
         }
+        try FlagRule.output(output, notAmong: [weights.weights].compactMap { $0 }, json: json)
     }
 
     func run() throws {
@@ -44,7 +46,7 @@ struct Export: ParsableCommand {
             let (name, source) = try weights.source()
             let loaded = try ModelWeights(name, from: source)
             let data = try ONNXExport.serialized(loaded, opset: opset, batch: ONNXBatch(batch)!)
-            try data.write(to: URL(fileURLWithPath: output), options: .atomic)
+            try FileOutput.write(data, to: output)
             let outputs = loaded.graph.outputs.keys.sorted()
             if json {
                 try printJSON(["model": name.rawValue, "output": output, "opset": opset, "batch": batch,

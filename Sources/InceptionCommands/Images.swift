@@ -45,6 +45,8 @@ struct ImageBatches: ParsableArguments {
     /// The images in forward-pass-sized runs, in order.
     var batches: [[String]] { images.chunked(max(1, batch)) }
 
+    func validate() throws { try FlagRule.batch(batch) }
+
     /// Refuses, before any weights are fetched, a list in which no image is a readable regular file (one that is
     /// missing among others is reported when its turn comes).
     func checkFiles() throws {
@@ -57,15 +59,16 @@ struct ImageBatches: ParsableArguments {
         if let first { throw first }
     }
 
-    /// The images of `paths` that decode, and for each that does not, its one-line reason (also written to
-    /// standard error).
-    func decode(_ paths: [String])
-        -> (images: [(path: String, image: RGBImage)], problems: [(path: String, reason: String)])
+    /// The images of `paths` that decode, each through `net`'s preprocessing as soon as it is decoded (a batch then
+    /// holds tensors at the network's input size, never the photos), and for each that does not, its one-line
+    /// reason (also written to standard error).
+    func prepare(_ paths: [String], for net: InceptionModel)
+        -> (images: [(path: String, pixels: [Float])], problems: [(path: String, reason: String)])
     {
-        var images: [(path: String, image: RGBImage)] = [], problems: [(path: String, reason: String)] = []
+        var images: [(path: String, pixels: [Float])] = [], problems: [(path: String, reason: String)] = []
         for path in paths {
             do {
-                images.append((path, try RGBImage(contentsOf: URL(fileURLWithPath: path))))
+                images.append((path, net.prepare(try decode(path))))
             } catch {
                 problems.append((path, "\(error)"))
                 FileHandle.standardError.write(Data("error: \(error)\n".utf8))
@@ -105,12 +108,24 @@ struct Preprocess: ParsableCommand {
     @Argument(help: "JPEG or PNG images.")
     var images: [String]
 
+    func validate() throws {
+        try FlagRule.inputSize(inputSize, for: network.model)
+        try FlagRule.output(output, notAmong: images, json: json)
+    }
+
+    /// Each image is decoded, preprocessed and written before the next is read.
     func run() throws {
         try reportingErrors {
-            let batch = network.model.preprocessing.batch(try images.map(decode), inputSize: inputSize)
-            let nchw = batch.nhwcToNCHW()
-            try NPY.write(shape: nchw.shape, values: nchw.scalars, to: URL(fileURLWithPath: output))
-            if json { try printJSON(["model": network.model.rawValue, "output": output, "shape": nchw.shape]) }
+            let preprocessing = network.model.preprocessing
+            let size = inputSize ?? preprocessing.inputSize
+            let shape = [images.count, 3, size, size]
+            let writer = try NPY.Writer(shape: shape, to: output)
+            for path in images {
+                let hwc = preprocessing.apply(try decode(path), inputSize: size)
+                try writer.append((0..<3).flatMap { c in stride(from: c, to: hwc.count, by: 3).map { hwc[$0] } })
+            }
+            try writer.finish()
+            if json { try printJSON(["model": network.model.rawValue, "output": output, "shape": shape]) }
         }
     }
 }
@@ -136,7 +151,7 @@ struct Classify: ParsableCommand {
     @OptionGroup var input: ImageBatches
 
     func validate() throws {
-        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+        guard top >= 1 else { throw FlagError("--top must be at least 1") }
     }
 
     func run() throws {
@@ -145,11 +160,12 @@ struct Classify: ParsableCommand {
             let net = try weights.load(precision)
             var results: [[String: Any]] = [], failed = 0
             for paths in input.batches {
-                let (images, problems) = input.decode(paths)
+                let (images, problems) = input.prepare(paths, for: net)
                 failed += problems.count
                 if json { results += problems.map { ["image": $0.path, "error": $0.reason] } }
                 if images.isEmpty { continue }
-                let predictions = try net.classify(images.map(\.image), top: top, threads: input.threads.threads)
+                let predictions = try net.classify(prepared: images.map(\.pixels), top: top,
+                                                   threads: input.threads.threads)
                 for ((path, _), top) in zip(images, predictions) {
                     if json {
                         results.append(["image": path, "predictions": top.map {
@@ -192,19 +208,23 @@ struct Embed: ParsableCommand {
 
     @OptionGroup var input: ImageBatches
 
+    func validate() throws {
+        try FlagRule.output(output, notAmong: input.images + [weights.weights].compactMap { $0 }, json: json)
+    }
+
     func run() throws {
         try reportingErrors {
             try input.checkFiles()
             let net = try weights.load(precision)
-            var rows: [Float] = [], dimension = 0
+            let shape = [input.images.count, net.width(of: net.embeddingOutput)!]
+            let writer = try NPY.Writer(shape: shape, to: output)
             for paths in input.batches {
-                let e = try net.embed(try paths.map(decode), threads: input.threads.threads)
-                dimension = e.shape[1]
-                rows += e.scalars
+                let prepared = try paths.map { net.prepare(try decode($0)) }
+                try writer.append(try net.embed(prepared: prepared, threads: input.threads.threads).scalars)
             }
-            try NPY.write(shape: [input.images.count, dimension], values: rows, to: URL(fileURLWithPath: output))
+            try writer.finish()
             if json {
-                try printJSON(["model": net.name.rawValue, "output": output, "shape": [input.images.count, dimension],
+                try printJSON(["model": net.name.rawValue, "output": output, "shape": shape,
                                "result": net.embeddingOutput])
             }
         }

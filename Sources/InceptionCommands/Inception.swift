@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import InceptionTraining
 import Inception
+import InceptionIO
 
 /// The `inception` command and its subcommands; the executable calls `launch()`.
 public struct InceptionCommand: AsyncParsableCommand {
@@ -25,6 +26,11 @@ public struct InceptionCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(problem)\n".utf8))
             Foundation.exit(1)
         }
+        // A reader that goes away (`| head`, a FIFO closed early) is an error the output writer reports in one
+        // line, not a signal that ends the process.
+        signal(SIGPIPE, SIG_IGN)
+        // Interrupted, a command leaves no partial output file behind.
+        PartialFiles.removeOnSignals()
         await main(nil)
     }
 
@@ -79,7 +85,7 @@ struct ThreadsOption: ParsableArguments {
     var threads: Int { requested ?? Parallel.defaultThreads }
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        try FlagRule.count(threads, "--threads", in: 1...1024)
     }
 }
 
@@ -93,7 +99,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
 func reported(_ error: any Error) -> any Error {
     if error is ExitCode { return error }
     let hint = commandLineHint(for: error).map { " (\($0))" } ?? ""
-    FileHandle.standardError.write(Data("error: \(error)\(hint)\n".utf8))
+    FileHandle.standardError.write(Data("error: \(oneLine(error))\(hint)\n".utf8))
     return ExitCode(1)
 }
 
@@ -107,6 +113,8 @@ func commandLineHint(for error: any Error) -> String? {
         return "to run without the Hub: pass --weights FILE (safetensors or a PyTorch .pt/.pth/.bin; `inception "
             + "init` writes a random one), set HF_ENDPOINT to a reachable mirror, or put the weights in the Hub "
             + "cache, \(HubClient().cacheDirectory.path)"
+    case let error as MemoryError:
+        return error.what.hasPrefix("a checkpoint") ? "lower --classes" : "lower --batch or --input-size"
     case TrainingError.nonFiniteLoss: return "--skip-nonfinite skips such batches"
     case TrainingError.diverged: return "lower --lr, or --clip-norm the gradients"
     case TrainingError.runExists: return "--resume continues it, --overwrite starts a new one there"
@@ -114,6 +122,33 @@ func commandLineHint(for error: any Error) -> String? {
         return "`inception quantize --calibration DIR` makes one; this checkpoint runs with --precision fp32 or bf16"
     default: return nil
     }
+}
+
+/// An error as one line in the project's words: a Foundation or decoder error that escaped its own wording is put
+/// in words here, newlines become spaces, and a line of more than 300 characters keeps its start and its end.
+func oneLine(_ error: any Error) -> String {
+    var text: String
+    switch error {
+    case let error as CocoaError:
+        let path = error.filePath ?? error.url?.path ?? "a file"
+        let code = (error.underlying as? POSIXError)?.code.rawValue
+        text = "cannot use \(path): " + (code.map { FileOutput.reason($0) } ?? "the file system refused it")
+    case let error as DecodingError:
+        let context: DecodingError.Context? = switch error {
+        case let .dataCorrupted(c), let .keyNotFound(_, c), let .typeMismatch(_, c), let .valueNotFound(_, c): c
+        @unknown default: nil
+        }
+        let field = context?.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        text = "malformed JSON" + (field.map { $0.isEmpty ? "" : " at \($0)" } ?? "")
+    case let error as EncodingError:
+        if case let .invalidValue(value, _) = error { text = "cannot write \(value) as JSON" } else {
+            text = "cannot write JSON"
+        }
+    default:
+        text = "\(error)"
+    }
+    text = text.replacingOccurrences(of: "\n", with: " ")
+    return text.count <= 300 ? text : "\(text.prefix(240)) … \(text.suffix(50))"
 }
 
 func printJSON(_ object: Any) throws {

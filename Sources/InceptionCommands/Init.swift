@@ -29,15 +29,17 @@ struct Init: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard classes.map({ $0 >= 1 && $0 <= 1_000_000 }) ?? true else {
-            throw ValidationError("--classes must be in 1…1000000")
-        }
+        try FlagRule.count(classes, "--classes", in: FlagRule.classes)
+        try FlagRule.output(output, notAmong: [], json: json)
     }
 
     func run() throws {
         try reportingErrors {
             let name = network.model
             let graph = name.graph(classes: classes ?? name.defaultClasses)
+            // The values, and the file's bytes made from them.
+            try MemoryLimit.check(8 * graph.parameterCount, for: "a checkpoint of \(graph.parameterCount.grouped) "
+                                  + "parameters")
             let values = ModelName.initialValues(graph, seed: seed)
             let metadata = CheckpointMetadata(model: name, inputSize: name.defaultInputSize)
             try SafeTensorsFile.write(name.checkpointTensors(graph, values), metadata: metadata.strings,

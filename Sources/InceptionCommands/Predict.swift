@@ -35,22 +35,52 @@ struct Predict: ParsableCommand {
     @Flag(help: "Print what was written as JSON.")
     var json = false
 
+    @Option(help: "Images per forward pass: the input is read, run and written this many at a time.")
+    var batch: Int = 8
+
     @OptionGroup var precision: PrecisionOption
 
     @OptionGroup var threads: ThreadsOption
 
+    func validate() throws {
+        try FlagRule.batch(batch)
+        try FlagRule.output(output, notAmong: [weights, input], json: json)
+    }
+
+    /// The input is mapped, not read; each run of `--batch` images is converted, run and written before the next,
+    /// so memory holds one batch whatever the file's size.
     func run() throws {
         try reportingErrors {
             try precision.check()
             let url = URL(fileURLWithPath: weights)
             let name = try model.model(for: url)
             let net = try InceptionModel(name, weights: url, precision: precision.precision)
-            let (shape, values) = try NPY.read(contentsOf: URL(fileURLWithPath: input))
-            let logits = try net(nchw: Tensor(shape: shape, scalars: values), output: result, threads: threads.threads,
-                                 allowNonFinite: allowNonfinite)
-            try NPY.write(shape: logits.shape, values: logits.scalars, to: URL(fileURLWithPath: output))
+            let reader = try NPY.Reader(contentsOf: URL(fileURLWithPath: input))
+            let images = reader.shape.first ?? 0
+            guard reader.shape.count == 4 else { throw InputError.wrongRank(reader.shape) }
+            guard images > 0 else { throw CLIError("\(input) holds no images (its shape is \(reader.shape))") }
+            guard reader.shape[1] == net.graph.inputChannels else {
+                throw InputError.wrongChannels(expected: net.graph.inputChannels, shape: reader.shape)
+            }
+            try net.checkMemory(batch: min(batch, images), height: reader.shape[2], width: reader.shape[3])
+            var writer: NPY.Writer?
+            for first in stride(from: 0, to: images, by: batch) {
+                let rows = first..<min(images, first + batch)
+                let nchw = Tensor(shape: [rows.count] + reader.shape.dropFirst(), scalars: reader.values(rows))
+                let result: Tensor
+                do {
+                    result = try net(nchw: nchw, output: self.result, threads: threads.threads,
+                                     allowNonFinite: allowNonfinite)
+                } catch let InputError.nonFinite(count, at) {
+                    // Where in the whole file, not in this batch.
+                    throw InputError.nonFinite(count: count, first: at + first * reader.rowCount)
+                }
+                if writer == nil { writer = try NPY.Writer(shape: [images] + result.shape.dropFirst(), to: output) }
+                try writer!.append(result.scalars)
+            }
+            try writer!.finish()
             if json {
-                try printJSON(["model": name.rawValue, "output": output, "shape": logits.shape,
+                try printJSON(["model": name.rawValue, "output": output, "shape": writer!.shape,
                                "result": result ?? net.primaryOutput])
             }
         }

@@ -34,7 +34,9 @@ struct Quantize: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard limit >= 1, batch >= 1 else { throw ValidationError("--limit and --batch must be at least 1") }
+        try FlagRule.batch(batch)
+        try FlagRule.count(limit, "--limit", in: 1...Int.max)
+        try FlagRule.output(output, notAmong: [weights.weights].compactMap { $0 }, json: json)
     }
 
     func run() throws {

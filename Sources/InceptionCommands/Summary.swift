@@ -17,6 +17,11 @@ struct Summary: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    func validate() throws {
+        try FlagRule.inputSize(inputSize, for: model.model)
+        try FlagRule.count(classes, "--classes", in: FlagRule.classes)
+    }
+
     func run() throws {
         try reportingErrors {
             let name = model.model

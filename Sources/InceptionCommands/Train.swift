@@ -2,6 +2,7 @@ import ArgumentParser
 import InceptionTraining
 import Foundation
 import Inception
+import InceptionIO
 
 extension OptimizerSettings.Kind: ExpressibleByArgument {}
 extension LearningRateSchedule.Kind: ExpressibleByArgument {}
@@ -104,18 +105,40 @@ struct Train: ParsableCommand {
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
-        guard epochs >= 1, batchSize >= 2 else {
-            throw ValidationError("--epochs must be ≥ 1 and --batch-size ≥ 2 (BatchNorm needs two images)")
-        }
-        guard cropArea > 0 && cropArea <= 1 else { throw ValidationError("--crop-area must be in (0, 1]") }
+        try FlagRule.count(epochs, "--epochs", in: 1...100_000)
+        try FlagRule.batch(batchSize, "--batch-size", least: 2)  // BatchNorm needs two images
+        try FlagRule.inputSize(inputSize, for: model.model)
+        try validateNumbers()
         guard repeats == nil || blockRepeats != nil else {
-            throw ValidationError("--repeats takes three block counts ≥ 1, e.g. 1,2,1")
+            throw FlagError("--repeats takes three block counts ≥ 1, e.g. 1,2,1")
         }
-        guard auxWeight > 0 && auxWeight.isFinite else { throw ValidationError("--aux-weight must be positive") }
         guard repeats == nil || weights == nil else {
-            throw ValidationError("--repeats trains from scratch; it cannot start from --weights")
+            throw FlagError("--repeats trains from scratch; it cannot start from --weights")
         }
-        guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other") }
+        guard !(resume && overwrite) else { throw FlagError("--resume and --overwrite exclude each other") }
+        var folder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: output, isDirectory: &folder), !folder.boolValue {
+            throw FlagError("--output \(output) is a file; a run is written to a folder")
+        }
+    }
+
+    /// Every number of the recipe in the range where it means something (a decay of 2 would make an average that
+    /// grows without bound; a NaN rate, weights of NaN).
+    private func validateNumbers() throws {
+        let unbounded = Float.greatestFiniteMagnitude
+        try FlagRule.number(lr, "--lr", 0...unbounded, open: (true, false))
+        try FlagRule.number(momentum, "--momentum", 0...1, open: (false, true))
+        try FlagRule.number(weightDecay, "--weight-decay", 0...unbounded)
+        try FlagRule.number(lrFactor, "--lr-factor", 0...1, open: (true, false))
+        try FlagRule.number(lrEvery, "--lr-every", 0...unbounded, open: (true, false))
+        try FlagRule.number(warmupEpochs, "--warmup-epochs", 0...unbounded)
+        try FlagRule.number(labelSmoothing, "--label-smoothing", 0...1, open: (false, true))
+        try FlagRule.number(clipNorm, "--clip-norm", 0...unbounded, open: (true, false))
+        try FlagRule.number(averageDecay, "--average-decay", 0...1, open: (true, true))
+        try FlagRule.number(batchNormMomentum, "--batch-norm-momentum", 0...1, open: (true, false))
+        try FlagRule.number(dropout, "--dropout", 0...1, open: (false, true))
+        try FlagRule.number(Float(cropArea), "--crop-area", 0...1, open: (true, false))
+        try FlagRule.number(auxWeight, "--aux-weight", 0...unbounded, open: (true, false))
     }
 
     var blockRepeats: [Int]? {
@@ -126,9 +149,11 @@ struct Train: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let name = model.model
-            let train = try ImageFolder(data, classes: nil)
-            let classes = train.classNames!
-            let validation = try val.map { try ImageFolder($0, classes: classes) }
+            let communicator = try Communicator.fromEnvironment()
+            let listed = try ImageFolder(data, classes: nil)
+            let classes = listed.classNames!
+            let (train, validation) = try checkImages(listed, try val.map { try ImageFolder($0, classes: classes) },
+                                                      speaks: communicator?.isRoot ?? true)
             var config = TrainingConfiguration(
                 model: name.rawValue, classes: classes, inputSize: inputSize ?? name.defaultInputSize, epochs: epochs,
                 batchSize: batchSize,
@@ -148,17 +173,26 @@ struct Train: ParsableCommand {
                 try name.trainingValues(for: graph, weights: URL(fileURLWithPath: $0), seed: seed)
             }
             let run = URL(fileURLWithPath: output)
-            let communicator = try Communicator.fromEnvironment()
             if let communicator { DistributedStop.install(rank: communicator.rank) }
-            let trainer = try Trainer(config, train: train, validation: validation, run: run, initial: initial,
-                                      resume: resume, overwrite: overwrite, communicator: communicator)
-            trainer.threads = threads.threads
-            trainer.syncBatchNorm = syncBatchnorm
-            do { try self.train(trainer, epochs: config.epochs) } catch is TrainingError
-                where !(communicator?.isRoot ?? true) {
+            let fresh = !FileManager.default.fileExists(atPath: output)
+            var made: Trainer?
+            do {
+                made = try Trainer(config, train: train, validation: validation, run: run, initial: initial,
+                                   resume: resume, overwrite: overwrite, communicator: communicator)
+                made!.threads = threads.threads
+                made!.syncBatchNorm = syncBatchnorm
+                try self.train(made!, epochs: config.epochs)
+            } catch {
+                // A start that fails leaves nothing behind: a folder this run made, before any epoch was saved.
+                if fresh && (made?.completedEpochs ?? 0) == 0 && (communicator?.isRoot ?? true) {
+                    try? FileManager.default.removeItem(at: run)
+                }
                 // A divergence or a non-finite loss is every rank's decision: rank 0 reports it.
-                throw ExitCode(1)
+                if error is TrainingError && !(communicator?.isRoot ?? true) { throw ExitCode(1) }
+                if error is ImageError { throw CLIError("\(error) (--skip-unreadable leaves such images out)") }
+                throw error
             }
+            let trainer = made!
             communicator?.finish()
             guard communicator?.isRoot ?? true else { return }
             let checkpoint = run.appendingPathComponent("model.safetensors").path
@@ -175,18 +209,37 @@ struct Train: ParsableCommand {
 }
 
 extension Train {
-    /// Runs the epochs with a progress bar (images/s, loss, accuracy, time left) on a terminal, warnings and skipped
-    /// images on standard error, and one line (or JSON line) per epoch.
+    /// The training and validation sets with every file's header and end checked before epoch 1: a bad file is one
+    /// line naming it and --skip-unreadable; with it, each is reported (by rank 0) and left out.
+    func checkImages(_ train: ImageFolder, _ validation: ImageFolder?, speaks: Bool) throws
+        -> (ImageFolder, ImageFolder?)
+    {
+        let bad = train.unreadableImages() + (validation?.unreadableImages() ?? [])
+        guard !bad.isEmpty else { return (train, validation) }
+        guard skipUnreadable else {
+            let more = bad.count > 1 ? "; \(bad.count - 1) more cannot be read either" : ""
+            throw CLIError("\(bad[0].reason)\(more) (--skip-unreadable leaves such images out)")
+        }
+        if speaks { for (_, reason) in bad { FileHandle.standardError.write(Data("skipped \(reason)\n".utf8)) } }
+        let paths = Set(bad.map(\.path))
+        return (train.removing(paths), validation?.removing(paths))
+    }
+
+    /// Runs the epochs with a progress bar (images/s, loss, accuracy, time left) on a terminal — or, to a log file or
+    /// a pipe, a plain line every 50 steps or 30 s — warnings and skipped images on standard error, and one line (or
+    /// JSON line) per epoch.
     func train(_ trainer: Trainer, epochs: Int) throws {
         // Under mpirun only rank 0 reports.
         let speaks = trainer.communicator?.isRoot ?? true
         let bar = ProgressBar(visible: speaks && isatty(2) == 1)
+        let log = speaks && isatty(2) != 1 ? ProgressLog() : nil
         let started = Date()
-        try trainer.train(progress: { epoch, step, steps, loss, accuracy, rate in
-            let left = Double(steps - step) * Double(batchSize) / max(rate, 1e-9)
-            bar.show("epoch \(epoch)/\(epochs)", step, of: steps,
-                     detail: String(format: "%d/%d loss %.4f acc %.3f %.1f img/s, %@ left", step, steps, loss,
-                                    accuracy, rate, ProgressBar.duration(left)))
+        try trainer.train(progress: { p in
+            let left = Double(p.steps - p.step) * Double(batchSize) / max(p.imagesPerSecond, 1e-9)
+            bar.show("epoch \(p.epoch)/\(epochs)", p.step, of: p.steps,
+                     detail: String(format: "%d/%d loss %.4f acc %.3f %.1f img/s, %@ left", p.step, p.steps, p.loss,
+                                    p.accuracy, p.imagesPerSecond, ProgressBar.duration(left)))
+            log?.step(p, secondsLeft: left)
         }, unreadableImage: { _, reason in
             bar.finish()
             FileHandle.standardError.write(Data("skipped \(reason)\n".utf8))
@@ -206,6 +259,30 @@ extension Train {
                          m.trainLoss, auxiliary, m.trainAccuracy, validation, m.imagesPerSecond,
                          ProgressBar.duration(Date().timeIntervalSince(started))))
         })
+    }
+}
+
+/// Training progress where no terminal shows a bar (a log file, nohup, a batch job): a plain line on standard error
+/// every `everySteps` steps or `everySeconds`, whichever comes first, and at an epoch's last step — as timm logs.
+final class ProgressLog {
+    let everySteps: Int, everySeconds: Double
+    private var lastStep = 0, lastTime = Date()
+
+    init(everySteps: Int = 50, everySeconds: Double = 30) {
+        (self.everySteps, self.everySeconds) = (everySteps, everySeconds)
+    }
+
+    func step(_ p: TrainingProgress, secondsLeft: Double) {
+        if p.step < lastStep { lastStep = 0 }  // a new epoch
+        let due = p.step - lastStep >= everySteps || Date().timeIntervalSince(lastTime) >= everySeconds
+            || p.step == p.steps
+        guard due else { return }
+        (lastStep, lastTime) = (p.step, Date())
+        let line = String(format: "epoch %d/%d step %d/%d (%.0f%%) loss %.4f acc %.3f lr %.4g %.1f img/s, %@ left in "
+                          + "the epoch\n", p.epoch, p.epochs, p.step, p.steps, 100 * Double(p.step) / Double(p.steps),
+                          p.loss, p.accuracy, Double(p.learningRate), p.imagesPerSecond,
+                          ProgressBar.duration(secondsLeft))
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }
 

@@ -23,6 +23,7 @@ extension Benchmark {
         let classes = graph.nodes[graph.outputs[output]!].channels
         let auxiliary = graph.outputs["aux_logits"] != nil ? ("aux_logits", Float(0.4)) : nil
         var rng = SplitMix64(7)
+        try TrainingGraph.checkMemory(graph, batch: batch, size: size)
         let input = Tensor(shape: [batch, size, size, 3],
                            scalars: (0..<(batch * size * size * 3)).map { _ in rng.uniform(-1, 1) })
         let labels = (0..<batch).map { _ in Int(rng.next() % UInt64(classes)) }

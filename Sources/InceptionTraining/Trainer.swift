@@ -109,6 +109,16 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// Where a run is, after each step.
+public struct TrainingProgress: Sendable {
+    public let epoch: Int, epochs: Int
+    /// Steps done in this epoch, and the epoch's steps.
+    public let step: Int, steps: Int
+    /// This epoch's mean loss and training accuracy so far, and its speed.
+    public let loss: Double, accuracy: Double, imagesPerSecond: Double
+    public let learningRate: Float
+}
+
 /// The training loop: epochs of augmented batches, the optimiser and schedule, validation, metrics, and
 /// checkpoints a killed run resumes from.
 ///
@@ -166,6 +176,7 @@ public final class Trainer {
         let reads = communicator?.isRoot ?? true
         graph = name.graph(classes: configuration.classes.count, repeats: configuration.repeats)
         let trainingGraph = try Self.graphWithAuxiliaryHead(configuration, name) ?? graph
+        try TrainingGraph.checkMemory(trainingGraph, batch: configuration.batchSize, size: configuration.inputSize)
         auxiliaryHead = configuration.auxiliaryWeight == nil ? nil : trainingGraph.subgraph(stage: "aux_logits")!
         if reads { try Self.prepare(run, resume: resume, overwrite: overwrite) }
         var values: [String: [Float]]
@@ -282,12 +293,11 @@ public final class Trainer {
     /// Optimiser steps per epoch (of this rank's share, with a communicator).
     public var stepsPerEpoch: Int { share(of: trainSet.samples.count).count / configuration.batchSize }
 
-    /// Trains the remaining epochs. `progress(epoch, step, steps, loss, accuracy, imagesPerSecond)` after every step.
-    /// `epochDone` after every epoch's checkpoint.
+    /// Trains the remaining epochs. `progress` after every step; `epochDone` after every epoch's checkpoint.
     /// `unreadableImage(path, reason)` for every image left out under `skipUnreadable`; `warning` when the loss
     /// looks like diverging (once per epoch; an epoch that ends diverged throws `TrainingError.diverged`).
     /// With a communicator, the per-step figures are this rank's and the epoch's metrics every rank's.
-    public func train(progress: (Int, Int, Int, Double, Double, Double) -> Void = { _, _, _, _, _, _ in },
+    public func train(progress: (TrainingProgress) -> Void = { _ in },
                       unreadableImage: (String, String) -> Void = { _, _ in },
                       warning: (String) -> Void = { _ in },
                       epochDone: (EpochMetrics) -> Void = { _ in }) throws {
@@ -318,8 +328,10 @@ public final class Trainer {
                     warning(message)
                 }
                 tally.add(result, labels: labels)
-                progress(epoch, step + 1, steps, tally.loss / Double(tally.seen), Double(tally.correct)
-                         / Double(tally.seen), Double(tally.seen) / Date().timeIntervalSince(started))
+                progress(TrainingProgress(
+                    epoch: epoch, epochs: c.epochs, step: step + 1, steps: steps, loss: tally.loss / Double(tally.seen),
+                    accuracy: Double(tally.correct) / Double(tally.seen),
+                    imagesPerSecond: Double(tally.seen) / Date().timeIntervalSince(started), learningRate: lr))
             }
             training.releaseBuffers()  // the step's maps are not needed until the next epoch
             if let communicator, let reducer {
@@ -327,14 +339,16 @@ public final class Trainer {
                 (tally.reducing, tally.waited) = reducer.takeTimes()
                 try shareRunningStatistics(communicator)
             }
-            let validation = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
-            let metrics = tally.metrics(epoch: epoch, steps: optimizer.steps, auxiliary: c.auxiliaryWeight != nil,
-                                        validation: validation, learningRate: lr,
-                                        seconds: Date().timeIntervalSince(started))
+            var metrics = tally.metrics(epoch: epoch, steps: optimizer.steps, auxiliary: c.auxiliaryWeight != nil,
+                                        validation: nil, learningRate: lr, seconds: Date().timeIntervalSince(started))
             try watch.check(epoch: epoch, meanLoss: metrics.trainLoss)
-            history.append(metrics)
-            if communicator?.isRoot ?? true { try checkpoint(epoch: epoch) }
+            // The weights are saved before validation runs: a run stopped by it resumes from this epoch.
+            let writes = communicator?.isRoot ?? true
+            if writes { try checkpoint(epoch: epoch) }
             completedEpochs = epoch
+            metrics.validationAccuracy = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
+            history.append(metrics)
+            if writes { try saveMetrics() }
             epochDone(metrics)
         }
     }
@@ -452,7 +466,7 @@ public final class Trainer {
         return count == 0 ? 0 : Double(correct) / Double(count)
     }
 
-    /// Weights, average and optimiser state, the metrics line and the picture, then `state.json` naming this epoch.
+    /// Weights, average and optimiser state, then `state.json` naming this epoch.
     func checkpoint(epoch: Int) throws {
         // The class names and input size travel with the weights, so the checkpoint classifies as it was trained.
         var metadata = CheckpointMetadata(model: name, classNames: configuration.classes,
@@ -471,11 +485,15 @@ public final class Trainer {
         let state = optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count], optimizer.state[$0]!) }
         try SafeTensorsFile.write(state, metadata: ["steps": "\(optimizer.steps)"],
                                   to: run.appendingPathComponent("optimizer.safetensors"))
+        try Self.writeAtomically(try JSONEncoder.sorted.encode(RunState(epoch: epoch, steps: optimizer.steps)),
+                                 to: run.appendingPathComponent("state.json"))
+    }
+
+    /// Every epoch's metrics line, and the picture of them.
+    func saveMetrics() throws {
         let lines = try history.map { try $0.jsonLine() }.joined(separator: "\n") + "\n"
         try Self.writeAtomically(Data(lines.utf8), to: run.appendingPathComponent("metrics.jsonl"))
         try Self.writeAtomically(Data(curvesSVG(history).utf8), to: run.appendingPathComponent("curves.svg"))
-        try Self.writeAtomically(try JSONEncoder.sorted.encode(RunState(epoch: epoch, steps: optimizer.steps)),
-                                 to: run.appendingPathComponent("state.json"))
     }
 
     static func writeAtomically(_ data: Data, to url: URL) throws { try FileOutput.write(data, to: url) }

@@ -101,8 +101,15 @@ func run(_ executable: URL, _ arguments: [String], environment: [String: String]
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    // Both pipes drain at once: a child that fills one while the other is read to its end would never finish.
+    nonisolated(unsafe) var stderr = Data()
+    let drained = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+        stderr = err.fileHandleForReading.readDataToEndOfFile()
+        drained.signal()
+    }
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    drained.wait()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }

@@ -68,6 +68,11 @@ import Testing
     }
 
     /// metrics.jsonl without the timing field.
+    static func epochs(_ run: URL) throws -> [EpochMetrics] {
+        try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+    }
+
     static func metrics(_ run: URL) throws -> [String] {
         try String(contentsOf: run.appendingPathComponent("metrics.jsonl"),
                    encoding: .utf8).split(separator: "\n").map {
@@ -295,32 +300,59 @@ import Testing
         #expect(try Self.metrics(run).count == 2)
     }
 
+    /// A file that is no image is found before epoch 1 (every header is checked first): one line naming it and
+    /// --skip-unreadable, and no run folder left; with the flag it is reported once and left out of both sets.
     @Test func anUndecodableImageStopsTrainingOrIsLeftOut() throws {
         let data = try Self.dataset()
         defer { Self.removeScratch(data) }
         let broken = data.appendingPathComponent("cats/broken.jpg")
         try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]).write(to: broken)
         let images = try FileManager.default.subpathsOfDirectory(atPath: data.path).filter { $0.contains(".") }.count
-        // One batch of every image, so the broken one is in it.
-        let arguments = { (run: URL) in Self.arguments(data, run, epochs: 2).map { $0 == "4" ? "\(images)" : $0 } }
+        // One batch of every readable image.
+        let arguments = { (run: URL) in Self.arguments(data, run, epochs: 2).map { $0 == "4" ? "\(images - 1)" : $0 } }
         let elsewhere = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let stopped = try runInception(arguments(elsewhere))
         #expect(stopped.status == 1)
-        #expect(stopped.stderr.hasPrefix("error: \(broken.path): corrupt JPEG"), "\(stopped.stderr)")
+        #expect(stopped.stderr.hasPrefix("error: \(broken.path): corrupt JPEG")
+                && stopped.stderr.hasSuffix("(--skip-unreadable leaves such images out)\n"), "\(stopped.stderr)")
         #expect(stopped.stderr.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: elsewhere.path))
 
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let skipped = try runInception(arguments(run) + ["--skip-unreadable"])
         #expect(skipped.status == 0, "\(skipped.stderr)")
-        // Reported once per epoch by training and once by validation (the same folder here).
-        #expect(skipped.stderr.components(separatedBy: "skipped \(broken.path): corrupt JPEG").count - 1 == 4,
+        #expect(skipped.stderr.components(separatedBy: "skipped \(broken.path): corrupt JPEG").count - 1 == 1,
                 "\(skipped.stderr)")
-        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"),
-                                 encoding: .utf8).split(separator: "\n")
-            .map { try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
-        #expect(metrics.map(\.skippedImages) == [1, 1])
-        #expect(metrics.map(\.skippedBatches) == [0, 0])
+        let metrics = try Self.epochs(run)
+        #expect(metrics.map(\.skippedImages) == [0, 0] && metrics.map(\.skippedBatches) == [0, 0])
         #expect(metrics.allSatisfy { $0.trainLoss.isFinite })
+    }
+
+    /// A validation image whose header and end are sound but whose data is not (a PNG chunk whose CRC fails) stops
+    /// the run at validation — after the epoch's checkpoint, so --resume continues from it. Without a terminal the
+    /// progress is plain lines, as in a log file.
+    @Test func validationFailingKeepsTheEpochAndProgressIsLoggedWithoutATerminal() throws {
+        let data = try Self.dataset()
+        defer { Self.removeScratch(data) }
+        let validation = data.appendingPathComponent("../val").standardized
+        try FileManager.default.copyItem(at: data, to: validation)
+        let png = try FileManager.default.subpathsOfDirectory(atPath: validation.path).first { $0.hasSuffix(".png") }!
+        let file = validation.appendingPathComponent(png)
+        var bytes = try Data(contentsOf: file)
+        let idat = bytes.firstRange(of: Data("IDAT".utf8))!.upperBound
+        bytes[idat + 10] ^= 0xFF
+        try bytes.write(to: file)
+        let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
+        var arguments = Self.arguments(data, run, epochs: 2)
+        arguments[arguments.firstIndex(of: "--val")! + 1] = validation.path
+        let stopped = try runInception(arguments)
+        #expect(stopped.status == 1 && stopped.stderr.contains("\(file.path): corrupt PNG"), "\(stopped.stderr)")
+        #expect(stopped.stderr.contains(#/epoch 1/2 step \d+/\d+ \(100%\) loss [0-9.]+ acc [0-9.]+ lr [0-9.e-]+ /#))
+        let state = try String(contentsOf: run.appendingPathComponent("state.json"), encoding: .utf8)
+        #expect(state.contains("\"epoch\":1"), "\(state)")
+        let resumed = try runInception(arguments + ["--resume", "--skip-unreadable"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Self.epochs(run).map(\.epoch) == [2])
     }
 
     @Test func reducedDepthRunsResumeAndCompareInOnePicture() throws {
