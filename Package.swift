@@ -91,7 +91,7 @@ let package = Package(
         // What the test targets share: the one relative-error measure.
         .target(name: "InceptionTestSupport", dependencies: ["InceptionEngine"], path: "Tests/InceptionTestSupport"),
         .testTarget(name: "InceptionEngineTests", dependencies: ["InceptionEngine", "InceptionTestSupport"]),
-        .testTarget(name: "InceptionIOTests", dependencies: ["InceptionIO"]),
+        .testTarget(name: "InceptionIOTests", dependencies: ["InceptionIO", "InceptionTestSupport"]),
         .testTarget(name: "InceptionModelTests",
                     dependencies: ["Inception", "InceptionTraining", "InceptionCommands", "InceptionServer",
                                    "InceptionONNX", "InceptionTestSupport"]),

@@ -214,7 +214,10 @@ extension Train {
     func checkImages(_ train: ImageFolder, _ validation: ImageFolder?, speaks: Bool) throws
         -> (ImageFolder, ImageFolder?)
     {
-        let bad = train.unreadableImages() + (validation?.unreadableImages() ?? [])
+        var seen = Set<String>()
+        let bad = (train.unreadableImages() + (validation?.unreadableImages() ?? [])).filter {
+            seen.insert($0.path).inserted
+        }
         guard !bad.isEmpty else { return (train, validation) }
         guard skipUnreadable else {
             let more = bad.count > 1 ? "; \(bad.count - 1) more cannot be read either" : ""

@@ -303,6 +303,7 @@ public final class Trainer {
                       epochDone: (EpochMetrics) -> Void = { _ in }) throws {
         let c = configuration
         var watch = DivergenceWatch(classes: c.classes.count)
+        try validateUnfinishedEpoch(unreadableImage: unreadableImage)
         for epoch in stride(from: completedEpochs + 1, through: c.epochs, by: 1) {
             let (order, positions, steps) = (shuffled(epoch: epoch), share(of: trainSet.samples.count), stepsPerEpoch)
             func batch(_ step: Int) -> Pending {
@@ -339,17 +340,16 @@ public final class Trainer {
                 (tally.reducing, tally.waited) = reducer.takeTimes()
                 try shareRunningStatistics(communicator)
             }
-            var metrics = tally.metrics(epoch: epoch, steps: optimizer.steps, auxiliary: c.auxiliaryWeight != nil,
+            let metrics = tally.metrics(epoch: epoch, steps: optimizer.steps, auxiliary: c.auxiliaryWeight != nil,
                                         validation: nil, learningRate: lr, seconds: Date().timeIntervalSince(started))
             try watch.check(epoch: epoch, meanLoss: metrics.trainLoss)
-            // The weights are saved before validation runs: a run stopped by it resumes from this epoch.
-            let writes = communicator?.isRoot ?? true
-            if writes { try checkpoint(epoch: epoch) }
-            completedEpochs = epoch
-            metrics.validationAccuracy = try validationSet.map { try validate($0, unreadableImage: unreadableImage) }
+            // The weights and the epoch's training figures are saved before validation runs: a run stopped there
+            // resumes from this epoch, and validates it first (`validateUnfinishedEpoch`).
             history.append(metrics)
-            if writes { try saveMetrics() }
-            epochDone(metrics)
+            if communicator?.isRoot ?? true { try checkpoint(epoch: epoch) }
+            completedEpochs = epoch
+            try validateUnfinishedEpoch(unreadableImage: unreadableImage)
+            epochDone(history[history.count - 1])
         }
     }
 
@@ -466,7 +466,8 @@ public final class Trainer {
         return count == 0 ? 0 : Double(correct) / Double(count)
     }
 
-    /// Weights, average and optimiser state, then `state.json` naming this epoch.
+    /// Weights, average and optimiser state, the metrics lines and their picture, then `state.json` naming this
+    /// epoch.
     func checkpoint(epoch: Int) throws {
         // The class names and input size travel with the weights, so the checkpoint classifies as it was trained.
         var metadata = CheckpointMetadata(model: name, classNames: configuration.classes,
@@ -485,8 +486,18 @@ public final class Trainer {
         let state = optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count], optimizer.state[$0]!) }
         try SafeTensorsFile.write(state, metadata: ["steps": "\(optimizer.steps)"],
                                   to: run.appendingPathComponent("optimizer.safetensors"))
+        try saveMetrics()
         try Self.writeAtomically(try JSONEncoder.sorted.encode(RunState(epoch: epoch, steps: optimizer.steps)),
                                  to: run.appendingPathComponent("state.json"))
+    }
+
+    /// The last completed epoch's validation, when it has not run yet (a run stopped during it is resumed so, with
+    /// the weights it was to validate), and its metrics saved with it.
+    func validateUnfinishedEpoch(unreadableImage: (String, String) -> Void) throws {
+        guard let validationSet, let last = history.last, last.epoch == completedEpochs,
+              last.validationAccuracy == nil else { return }
+        history[history.count - 1].validationAccuracy = try validate(validationSet, unreadableImage: unreadableImage)
+        if communicator?.isRoot ?? true { try saveMetrics() }
     }
 
     /// Every epoch's metrics line, and the picture of them.

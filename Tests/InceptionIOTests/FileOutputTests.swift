@@ -1,5 +1,6 @@
 import Foundation
 import InceptionIO
+import InceptionTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -68,16 +69,10 @@ struct FileOutputTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fifo = dir + "/pipe"
         #expect(mkfifo(fifo, 0o600) == 0)
-        nonisolated(unsafe) var received = Data()
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            received = FileHandle(forReadingAtPath: fifo)!.readDataToEndOfFile()
-            done.signal()
-        }
+        let received = readFIFO(fifo)
         let payload = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0) })
         try FileOutput.write(payload, to: fifo)
-        done.wait()
-        #expect(received == payload)
+        #expect(received() == payload)
         #expect(Self.info(fifo).st_mode & S_IFMT == S_IFIFO)
     }
 

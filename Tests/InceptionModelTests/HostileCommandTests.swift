@@ -1,6 +1,7 @@
 import Foundation
 import Inception
 import InceptionIO
+import InceptionTestSupport
 import Testing
 
 /// Issue #35: nothing a user passes crashes a command, and nothing it writes destroys what it should not — each
@@ -43,15 +44,9 @@ import Testing
 
         let fifo = dir.appendingPathComponent("pipe").path
         #expect(mkfifo(fifo, 0o600) == 0)
-        nonisolated(unsafe) var received = Data()
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            received = FileHandle(forReadingAtPath: fifo)!.readDataToEndOfFile()
-            done.signal()
-        }
+        let received = readFIFO(fifo)
         #expect(try Self.predict(weights, input, to: fifo).status == 0)
-        done.wait()
-        #expect(received == expected && Self.kind(fifo) == S_IFIFO)
+        #expect(received() == expected && Self.kind(fifo) == S_IFIFO)
 
         let target = dir.appendingPathComponent("target.npy").path, link = dir.appendingPathComponent("link").path
         try Data("old".utf8).write(to: URL(fileURLWithPath: target))

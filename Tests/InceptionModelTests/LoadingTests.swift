@@ -165,7 +165,8 @@ struct CommandLineTests {
     }
 
     @Test(arguments: [
-        (["summary", "--input-size", "60"], "error: input 60×60 is too small for this network: the minimum is 75×75"),
+        (["summary", "--input-size", "60"], "Error: --input-size must be from 75 (the smallest inception_v4 takes) to "
+         + "4096, not 60"),
         (["predict", "--weights", "/nonexistent.safetensors", "--input", "x.npy", "--output", "y.npy"],
          "error: cannot read safetensors file /nonexistent.safetensors: "),
     ])

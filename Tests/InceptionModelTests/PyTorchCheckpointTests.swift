@@ -44,7 +44,8 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: Self.folder.appendingPathComponent("pwned").path))
         let image = try ImageConformance.imageURL("rocket.jpg").path
         let cli = try runInception(["classify", "--weights", url.path, image])
-        #expect(cli.status == 1 && cli.stderr == "error: PyTorch checkpoint calls posix.system, which is not a "
+        #expect(cli.status == 1 && cli.stderr == "error: \(url.path): PyTorch checkpoint calls posix.system, which "
+                + "is not a "
                 + "tensor rebuild; refused (nothing was run)\n", "\(cli.stderr)")
     }
 
