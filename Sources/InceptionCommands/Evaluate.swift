@@ -41,6 +41,7 @@ struct Evaluate: ParsableCommand {
         try reportingErrors {
             let net = try weights.load(precision)
             let data = try net.imageFolder(directory)
+            try net.checkMemory(batch: min(batch, data.samples.count), size: net.inputSize)
             let bar = ProgressBar(), started = Date()
             let result = try net.evaluate(data, batch: batch, threads: threads.threads, stopOnError: stopOnError,
                                           limit: limit) { done, total in

@@ -158,6 +158,7 @@ struct Classify: ParsableCommand {
         try reportingErrors {
             try input.checkFiles()
             let net = try weights.load(precision)
+            try net.checkMemory(batch: min(input.batch, input.images.count), size: net.inputSize)
             var results: [[String: Any]] = [], failed = 0
             for paths in input.batches {
                 let (images, problems) = input.prepare(paths, for: net)
@@ -216,6 +217,7 @@ struct Embed: ParsableCommand {
         try reportingErrors {
             try input.checkFiles()
             let net = try weights.load(precision)
+            try net.checkMemory(batch: min(input.batch, input.images.count), size: net.inputSize)
             let shape = [input.images.count, net.width(of: net.embeddingOutput)!]
             let writer = try NPY.Writer(shape: shape, to: output)
             for paths in input.batches {

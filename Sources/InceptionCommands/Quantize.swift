@@ -46,6 +46,7 @@ struct Quantize: ParsableCommand {
             let loaded = try ModelWeights(name, from: source)
             guard loaded.int8 == nil else { throw CLIError("\(weights.weights ?? name.rawValue) is already int8") }
             let model = try InceptionModel(loaded)
+            try model.checkMemory(batch: min(batch, paths.count), size: model.inputSize)
             var ranges = Quantization.Ranges(), skipped = 0
             for chunk in paths.chunked(batch) {
                 var pixels: [Float] = []
