@@ -198,9 +198,9 @@ public enum InputError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .nonFinite(count, first):
             return "the input holds \(count) NaN or infinite values (the first at flat index \(first))"
-        case let .wrongRank(shape): return "input must have shape (N, 3, H, W), got \(Self.text(shape))"
+        case let .wrongRank(shape): return "input must have shape (N, 3, H, W), got \(quotedShape(shape))"
         case let .wrongChannels(expected, shape):
-            return "input must have \(expected) channels in (N, C, H, W), got shape \(Self.text(shape))"
+            return "input must have \(expected) channels in (N, C, H, W), got shape \(quotedShape(shape))"
         case let .unknownOutput(output, model, available):
             return "\(model) has no output '\(output)' with these weights; it has \(available.joined(separator: ", "))"
         }
@@ -208,12 +208,6 @@ public enum InputError: Error, Equatable, CustomStringConvertible {
 }
 
 extension InputError {
-    /// A shape as text, its start only when it is long (a file may claim thousands of dimensions).
-    static func text(_ shape: [Int]) -> String {
-        let text = "\(shape)"
-        return text.count <= 80 ? text : "\(text.prefix(60))… (\(shape.count) dimensions)"
-    }
-
     /// `.nonFinite` naming how many of `values` are NaN or infinite and the first, or nil when all are finite.
     public static func nonFinite(in values: [Float]) -> InputError? {
         guard let first = values.firstIndex(where: { !$0.isFinite }) else { return nil }

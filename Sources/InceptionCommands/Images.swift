@@ -122,7 +122,7 @@ struct Preprocess: ParsableCommand {
             let writer = try NPY.Writer(shape: shape, to: output)
             for path in images {
                 let hwc = preprocessing.apply(try decode(path), inputSize: size)
-                try writer.append((0..<3).flatMap { c in stride(from: c, to: hwc.count, by: 3).map { hwc[$0] } })
+                try writer.append(Tensor(shape: [1, size, size, 3], scalars: hwc).nhwcToNCHW().scalars)
             }
             try writer.finish()
             if json { try printJSON(["model": network.model.rawValue, "output": output, "shape": shape]) }

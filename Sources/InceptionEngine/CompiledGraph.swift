@@ -126,9 +126,8 @@ public final class CompiledGraph: Sendable {
             throw GraphError.wrongInputChannels(expected: graph.inputChannels, got: input.shape[3])
         }
         let plan = try self.plan(n: input.shape[0], h: input.shape[1], w: input.shape[2], output: output)
-        try MemoryLimit.check(plan.arenaSize * 4, for: "a forward pass of \(input.shape[0]) images at "
-                              + "\(input.shape[1])×\(input.shape[2])")
-        let arena = plan.borrowArena()
+        let arena = try plan.borrowArena(
+            "a forward pass of \(input.shape[0]) images at \(input.shape[1])×\(input.shape[2])")
         defer { plan.returnArena(arena) }
         let base = arena.pointer
         func map(_ i: Int) -> FeatureMap {

@@ -21,8 +21,12 @@ extension CompiledGraph {
                 (shapes, views, parent, arenaSize, scratchOffset)
         }
 
-        func borrowArena() -> AlignedBuffer {
-            arenas.withLock { $0.popLast() } ?? AlignedBuffer(count: arenaSize)
+        /// A free arena of this plan, else a new one once `MemoryLimit` says it fits (`what` names the call in the
+        /// error); only an allocation pays for the check.
+        func borrowArena(_ what: @autoclosure () -> String) throws(MemoryError) -> AlignedBuffer {
+            if let arena = arenas.withLock({ $0.popLast() }) { return arena }
+            try MemoryLimit.check(arenaSize * 4, for: what())
+            return AlignedBuffer(count: arenaSize)
         }
 
         func returnArena(_ arena: AlignedBuffer) { arenas.withLock { $0.append(arena) } }

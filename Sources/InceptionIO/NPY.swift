@@ -6,12 +6,12 @@ import Foundation
 public enum NPY {
     public static func read(contentsOf url: URL) throws -> (shape: [Int], values: [Float]) {
         let reader = try Reader(contentsOf: url)
-        return (reader.shape, reader.values(reader.shape.first.map { 0..<$0 } ?? 0..<1))
+        return (reader.shape, reader.allValues)
     }
 
     public static func read(_ data: Data) throws -> (shape: [Int], values: [Float]) {
         let reader = try Reader(data)
-        return (reader.shape, reader.values(reader.shape.first.map { 0..<$0 } ?? 0..<1))
+        return (reader.shape, reader.allValues)
     }
 
     /// An .npy file checked and mapped, its values read a range of rows (the first dimension) at a time, so that
@@ -36,6 +36,9 @@ public enum NPY {
 
         /// Values in one row (1 for a 0-d array).
         public var rowCount: Int { shape.dropFirst().reduce(1, *) }
+
+        /// Every value, in C order.
+        public var allValues: [Float] { values(shape.first.map { 0..<$0 } ?? 0..<1) }
 
         /// The values of `rows` (of the first dimension; `0..<1` for a 0-d array), in C order.
         public func values(_ rows: Range<Int>) -> [Float] {
@@ -90,7 +93,6 @@ public enum NPY {
         }
         return (fields.shape, headerStart + headerLength)
     }
-
 
     /// Writes float32 C-order data, version 1.0, through `OutputFile` (atomically for a regular file).
     public static func write(shape: [Int], values: [Float], to url: URL) throws {
@@ -194,9 +196,13 @@ public enum NPYError: Error, Equatable, CustomStringConvertible {
         case .fortranOrder: return "npy array is in Fortran order; only C order is supported"
         case let .lengthMismatch(shape, expected, actual):
             let needed = expected < 0 ? "more than Int.max" : String(expected)
-            var dims = "\(shape)"
-            if dims.count > 80 { dims = "\(dims.prefix(60))… (\(shape.count) dimensions)" }
-            return "npy data is \(actual) bytes but shape \(dims) of float32 needs \(needed)"
+            return "npy data is \(actual) bytes but shape \(quotedShape(shape)) of float32 needs \(needed)"
         }
     }
+}
+
+/// A shape as text for a message: its start only when it is long (a file may claim thousands of dimensions).
+public func quotedShape(_ shape: [Int]) -> String {
+    let text = "\(shape)"
+    return text.count <= 80 ? text : "\(text.prefix(60))… (\(shape.count) dimensions)"
 }
