@@ -87,8 +87,10 @@ public enum NPY {
         var count = 1, overflow = false
         for d in fields.shape where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: d) }
         let payload = data.count - headerStart - headerLength
-        guard !overflow, count <= Int.max / 4, payload == 4 * count else {
-            throw NPYError.lengthMismatch(shape: fields.shape, expectedBytes: overflow ? -1 : 4 * count,
+        // A count past Int.max / 4 has no byte length either (found by the npy fuzz target: 4 · count trapped).
+        let fits = !overflow && count <= Int.max / 4
+        guard fits, payload == 4 * count else {
+            throw NPYError.lengthMismatch(shape: fields.shape, expectedBytes: fits ? 4 * count : -1,
                                           actualBytes: payload)
         }
         return (fields.shape, headerStart + headerLength)

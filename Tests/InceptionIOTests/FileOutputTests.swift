@@ -144,6 +144,17 @@ struct NPYStreamingTests {
         #expect(reader.values(3..<5) == Array(values[18...]))
     }
 
+    /// One dimension past Int.max / 4 elements: its byte length overflows, so it is reported as more than any
+    /// file (this trapped, found by the npy fuzz target; the input is in Fuzz/corpus/npy).
+    @Test func aShapeWhoseByteLengthOverflowsIsRefused() throws {
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2444444444444444448,), }"
+        header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
+        var data = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(header.utf8.count), 0])
+        data.append(contentsOf: Array(header.utf8) + [0, 0, 0, 0])
+        #expect(throws: NPYError.lengthMismatch(shape: [2_444_444_444_444_444_448], expectedBytes: -1,
+                                                actualBytes: 4)) { try NPY.read(data) }
+    }
+
     @Test func aLongShapeIsQuotedByItsStart() throws {
         let dims = Array(repeating: "2", count: 20_000).joined(separator: ", ")
         var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
