@@ -4,10 +4,12 @@ import InceptionEngine
 /// How each layer runs — the implicit GEMM, or Winograd at its fastest tile — measured on this machine's CPU class
 /// and kept in a file that `inception bench --kernels --save` writes: `$INCEPTION_KERNEL_TABLE`, else
 /// `kernel-choices-<level>-<cpu>.json` in `$XDG_CACHE_HOME/inception` (or `~/.cache/inception`). Without one, the
-/// built-in rule (`.automatic`).
+/// built-in rule (`.automatic`). The same file keeps each layer's register tile, measured on this CPU by this build
+/// (``TileTuning/forThisCPU``).
 extension ConvolutionAlgorithms {
     /// The measured table for this CPU and kernel level if one is saved, else `.automatic`.
-    public static let forThisCPU: ConvolutionAlgorithms = AlgorithmTable.saved.map { .measured($0) } ?? .automatic
+    public static let forThisCPU: ConvolutionAlgorithms =
+        AlgorithmTable.saved.flatMap { $0.choices.isEmpty ? nil : .measured($0) } ?? .automatic
 }
 
 extension AlgorithmTable {
@@ -32,12 +34,46 @@ extension AlgorithmTable {
     }
 
     /// The saved table, if there is one for this CPU and kernel level (a file for another is ignored).
-    public static let saved: AlgorithmTable? = {
+    public static let saved: AlgorithmTable? = read()
+
+    /// The table in the file now (another process may have written it since `saved` was read).
+    static func read() -> AlgorithmTable? {
         guard let data = try? Data(contentsOf: url), let table = try? JSONDecoder().decode(AlgorithmTable.self,
             from: data),
               table.cpu == thisCPU, table.isa == Kernels.current.name else { return nil }
         return table
+    }
+
+    /// This binary, as its size and modification time: tiles measured by another build are measured again.
+    public static let thisBuild: String = {
+        let path = Bundle.main.executableURL?.resolvingSymlinksInPath().path ?? CommandLine.arguments[0]
+        let attributes = (try? FileManager.default.attributesOfItem(atPath: path)) ?? [:]
+        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        return "\(size)-\(Int(modified))"
     }()
+
+    /// The tiles kept for this build.
+    public var tilesOfThisBuild: [String: TileShape] { build == Self.thisBuild ? tiles ?? [:] : [:] }
+}
+
+extension TileTuning {
+    /// The tiles kept for this CPU, kernel level and build; layers without one are measured as the model loads (at
+    /// most 2 s, the largest layers first, one line on stderr) and kept in ``AlgorithmTable/url``. With
+    /// `INCEPTION_TUNE=0`, the built-in tile and no measuring.
+    public static var forThisCPU: TileTuning {
+        guard enabled else { return .builtIn }
+        return TileTuning(known: AlgorithmTable.saved?.tilesOfThisBuild ?? [:], measure: true, announce: { layers in
+            FileHandle.standardError.write(Data(("measuring the register tiles of \(layers) layers on this CPU "
+                + "(once; kept in \(AlgorithmTable.url.path); INCEPTION_TUNE=0 skips)\n").utf8))
+        }, record: { measured in
+            guard !measured.isEmpty else { return }
+            var table = AlgorithmTable.read() ?? AlgorithmTable(cpu: AlgorithmTable.thisCPU, isa: Kernels.current.name)
+            table.tiles = table.tilesOfThisBuild.merging(measured) { $1 }
+            table.build = AlgorithmTable.thisBuild
+            try? table.save()
+        })
+    }
 }
 
 extension ProcessInfo {

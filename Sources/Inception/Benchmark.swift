@@ -44,30 +44,62 @@ public enum Benchmark {
     /// (F(4, 3) and F(6, 3) where an axis has 3 taps; the one transform otherwise), in seconds.
     public static func convolutionChoices(_ g: ConvGeometry, input x: Shape, side: Int, runs: Int,
                                           threads: Int) throws -> [ConvolutionChoice: Double] {
-        var rng = SystemRandomNumberGenerator()
-        let weights = (0..<(g.outChannels * g.depth)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
-        let input = Tensor(shape: [x.n, x.h, x.w, x.c],
-                           scalars: (0..<x.count).map { _ in Float.random(in: -1...1, using: &rng) })
-        let key = AlgorithmTable.key(g, side: side)
-        func time(_ choice: ConvolutionChoice) throws -> Double? {
-            let b = GraphBuilder()
-            let v = b.input(channels: g.inChannels).convolution(
-                "c", g.outChannels, kernel: (g.kernelH, g.kernelW), stride: g.strideH, padding: (g.padH, g.padW),
-                bias: true, batchNorm: nil, activation: .relu)
-            let algorithms = ConvolutionAlgorithms.measured(AlgorithmTable(cpu: "", isa: "", choices: [key: choice]))
-            let compiled = try CompiledGraph(graph: b.finish(output: v), algorithms: algorithms, usualInputSize: x.h) {
-                $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights
-            }
-            if choice != .direct && compiled.winogradLayers == 0 { return nil }
-            _ = try compiled.run(input, threads: threads)
-            return median(try (0..<runs).map { _ in try seconds { _ = try compiled.run(input, threads: threads) } })
-        }
+        let layer = SingleLayer(g, input: x)
         let hasThreeTaps = g.kernelH == 3 || g.kernelW == 3
         let candidates: [ConvolutionChoice] = [.direct] + (hasThreeTaps ? [.winograd(tile: 4), .winograd(tile: 6)]
                                                                           : [.winograd(tile: nil)])
         var times: [ConvolutionChoice: Double] = [:]
-        for choice in candidates { times[choice] = try time(choice) }
+        for choice in candidates {
+            let compiled = try layer.compile(choice, side: side, tiles: .builtIn)
+            if choice != .direct && compiled.winogradLayers == 0 { continue }
+            times[choice] = try layer.time(compiled, runs: runs, threads: threads)
+        }
         return times
+    }
+
+    /// One convolution by `choice` at each register tile of this CPU's kernel level (median of `runs`, seconds), and
+    /// the layer's tile key (`TileTuning.key`).
+    public static func tileChoices(_ g: ConvGeometry, input x: Shape, side: Int, choice: ConvolutionChoice,
+                                   runs: Int, threads: Int) throws -> (key: String, times: [TileShape: Double]) {
+        let layer = SingleLayer(g, input: x)
+        let key = try layer.compile(choice, side: side, tiles: .builtIn).tiles[0].key
+        var times: [TileShape: Double] = [:]
+        for tile in Kernels.current.tiles {
+            let compiled = try layer.compile(choice, side: side, tiles: TileTuning(known: [key: tile], measure: false))
+            times[tile] = try layer.time(compiled, runs: runs, threads: threads)
+        }
+        return (key, times)
+    }
+
+    /// A network of one convolution (+ bias, ReLU) with random weights and input, for the per-layer timings.
+    struct SingleLayer {
+        let g: ConvGeometry, x: Shape, weights: [Float], input: Tensor
+
+        init(_ g: ConvGeometry, input x: Shape) {
+            var rng = SystemRandomNumberGenerator()
+            (self.g, self.x) = (g, x)
+            weights = (0..<(g.outChannels * g.depth)).map { _ in Float.random(in: -0.1...0.1, using: &rng) }
+            input = Tensor(shape: [x.n, x.h, x.w, x.c],
+                           scalars: (0..<x.count).map { _ in Float.random(in: -1...1, using: &rng) })
+        }
+
+        func compile(_ choice: ConvolutionChoice, side: Int, tiles: TileTuning) throws -> CompiledGraph {
+            let b = GraphBuilder()
+            let v = b.input(channels: g.inChannels).convolution(
+                "c", g.outChannels, kernel: (g.kernelH, g.kernelW), stride: g.strideH, padding: (g.padH, g.padW),
+                bias: true, batchNorm: nil, activation: .relu)
+            let table = AlgorithmTable(cpu: "", isa: "", choices: [AlgorithmTable.key(g, side: side): choice])
+            let (g, weights) = (g, weights)
+            return try CompiledGraph(graph: b.finish(output: v), algorithms: .measured(table), usualInputSize: x.h,
+                                     tiles: tiles) {
+                $0.hasSuffix("bias") ? [Float](repeating: 0.1, count: g.outChannels) : weights
+            }
+        }
+
+        func time(_ compiled: CompiledGraph, runs: Int, threads: Int) throws -> Double {
+            _ = try compiled.run(input, threads: threads)
+            return median(try (0..<runs).map { _ in try seconds { _ = try compiled.run(input, threads: threads) } })
+        }
     }
 
     /// The process's peak resident memory so far, in MB.

@@ -28,29 +28,32 @@ public final class InceptionModel: Sendable {
     /// Compiles `weights`: BatchNorm folded, convolutions packed for this CPU's kernels, in `precision` (bf16 from
     /// any checkpoint, converted here; int8 from a quantised one, ``QuantizedCheckpoint``). A precision this CPU
     /// cannot run, or int8 from an fp32 checkpoint, is a `PrecisionError`.
+    /// `tiles`: how each convolution's register tile is chosen (by default measured on this CPU once and kept;
+    /// results are the same bits whichever runs).
     public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU,
-                            precision: Precision = .fp32) throws {
+                            precision: Precision = .fp32, tiles: TileTuning = .forThisCPU) throws {
         if precision == .int8 && weights.int8 == nil { throw PrecisionError.needsQuantizedWeights }
         let compiled = try weights.namingCheckpointKeys {
             try CompiledGraph(graph: weights.graph, algorithms: algorithms,
                               usualInputSize: weights.name.defaultInputSize, precision: precision,
-                              int8Weights: weights.int8, parameter: weights.parameter)
+                              tiles: precision == .fp32 ? tiles : .builtIn, int8Weights: weights.int8,
+                              parameter: weights.parameter)
         }
         self.init(name: weights.name, compiled: compiled, metadata: weights.metadata)
     }
 
     /// Loads a checkpoint in the released layout, strictly (see ``ModelWeights/init(_:file:)``). Each tensor is
     /// read once, and checked for NaN and infinities as it is read.
-    public convenience init(_ name: ModelName, weights url: URL,
-                            algorithms: ConvolutionAlgorithms = .forThisCPU, precision: Precision = .fp32) throws {
-        try self.init(try ModelWeights(name, file: url), algorithms: algorithms, precision: precision)
+    public convenience init(_ name: ModelName, weights url: URL, algorithms: ConvolutionAlgorithms = .forThisCPU,
+                            precision: Precision = .fp32, tiles: TileTuning = .forThisCPU) throws {
+        try self.init(try ModelWeights(name, file: url), algorithms: algorithms, precision: precision, tiles: tiles)
     }
 
     /// Random weights with realistic statistics, for benchmarks and tests of everything but the values.
     public convenience init(_ name: ModelName, randomSeed seed: UInt64, classes: Int? = nil,
-                            algorithms: ConvolutionAlgorithms = .forThisCPU) {
+                            algorithms: ConvolutionAlgorithms = .forThisCPU, tiles: TileTuning = .forThisCPU) {
         // Random weights hold no negative variance and nothing that overflows once folded.
-        try! self.init(ModelWeights(name, randomSeed: seed, classes: classes), algorithms: algorithms)
+        try! self.init(ModelWeights(name, randomSeed: seed, classes: classes), algorithms: algorithms, tiles: tiles)
     }
 
     /// A tensor of a checkpoint, refused if it holds NaN or infinities.

@@ -14,6 +14,9 @@ struct Summary: ParsableCommand {
     @Option(help: "Number of classes of the classifier (default: the model's own).")
     var classes: Int?
 
+    @Flag(help: "List each convolution's register tile (measured on this CPU, or the built-in one).")
+    var tiles = false
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -42,12 +45,16 @@ struct Summary: ParsableCommand {
                 }
             }
             let totalMACs = macs.reduce(0, +)
+            let layerTiles = InceptionModel(name, randomSeed: 1, classes: classes,
+                                            tiles: TileTuning(known: TileTuning.forThisCPU.known, measure: false))
+                .compiled.tiles
             if json {
                 try printJSON([
                     "model": name.rawValue, "input_size": size, "parameters": graph.parameterCount, "macs": totalMACs,
                     "minimum_input_size": graph.minimumInputSize, "isa": Kernels.current.name,
                     "int8_route": ReducedKernels.current.int8Name,
                     "bf16_route": ReducedKernels.current.bf16Name ?? NSNull(),
+                    "tiles": layerTiles.map { ["layer": $0.key, "tile": "\($0.tile)", "measured": $0.measured] },
                     "stages": stages.map { ["name": $0.name, "output_shape": [$0.shape.h, $0.shape.w, $0.shape.c],
                                             "parameters": $0.parameters, "macs": $0.macs] as [String: Any] },
                 ])
@@ -66,16 +73,35 @@ struct Summary: ParsableCommand {
             print("total".padding(toLength: 44, withPad: " ", startingAt: 0)
                   + graph.parameterCount.grouped.leftPadded(14) + totalMACs.grouped.leftPadded(17))
             let levels = Kernels.supported.map(\.name).joined(separator: ", ")
-            print("kernels: \(Kernels.current.name) (of \(levels) on this CPU), \(Kernels.current.tileRows)-row tiles")
+            print("kernels: \(Kernels.current.name) (of \(levels) on this CPU)")
             let reduced = ReducedKernels.current
             let bf16 = reduced.bf16Name ?? "nothing on this CPU"
             print("reduced precision: int8 by \(reduced.int8Name), bf16 by \(bf16)")
+            printTiles(layerTiles)
             if case let .measured(table) = ConvolutionAlgorithms.forThisCPU {
                 let layers = table.choices.count
                 print("algorithm choices: measured on this CPU for \(layers) layers (\(AlgorithmTable.url.path))")
             } else {
                 print("algorithm choices: the built-in rule (no table measured on this CPU: bench --kernels --save)")
             }
+        }
+    }
+}
+
+extension Summary {
+    /// How many layers run at each register tile and how many of those were measured; each layer with `--tiles`.
+    func printTiles(_ layers: [LayerTile]) {
+        let counts = Dictionary(grouping: layers, by: \.tile).sorted { $0.value.count > $1.value.count }
+            .map { "\($0.key) for \($0.value.count)" }.joined(separator: ", ")
+        let measured = layers.filter(\.measured).count
+        let source = !TileTuning.enabled ? "the built-in tile (INCEPTION_TUNE=0)"
+            : measured == layers.count ? "all measured on this CPU"
+            : "\(measured) measured on this CPU, the rest measured when the model first loads"
+        print("register tiles: \(counts) layers (\(source))")
+        guard tiles else { return }
+        for layer in layers {
+            print("  \(layer.key.padding(toLength: 60, withPad: " ", startingAt: 0)) \(layer.tile)"
+                  + (layer.measured ? " (measured)" : " (built in)"))
         }
     }
 }

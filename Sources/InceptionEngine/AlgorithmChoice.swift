@@ -1,3 +1,5 @@
+import InceptionKernels
+
 /// Which convolution algorithm each layer may use.
 public enum ConvolutionAlgorithms: Sendable, Hashable {
     /// Winograd where `inception bench --kernels` measured it faster on this project's machine (2-core Zen 3; the
@@ -41,7 +43,7 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
 /// How one convolution layer runs: the implicit GEMM, or Winograd with output tiles of `tile` pixels along each
 /// 3-tap axis (4: F(4, 3), 6: F(6, 3); nil: `WinogradTransform.forTaps`'s choice from the layer's size). 7-tap axes
 /// always take F(4, 7). Kept in a table as "direct", "winograd" or "winograd F(m,3)".
-public enum ConvolutionChoice: Sendable, Hashable, Codable, CustomStringConvertible {
+public enum ConvolutionChoice: Sendable, Hashable, CodableAsText {
     case direct
     case winograd(tile: Int?)
 
@@ -64,19 +66,7 @@ public enum ConvolutionChoice: Sendable, Hashable, Codable, CustomStringConverti
         }
     }
 
-    public init(from decoder: Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let choice = Self(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                                                    debugDescription: "'\(text)' is not a convolution choice"))
-        }
-        self = choice
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
+    public static var textKind: String { "a convolution choice" }
 }
 
 /// How each convolution layer runs, measured on one CPU class at one instruction-set level.
@@ -85,6 +75,11 @@ public struct AlgorithmTable: Sendable, Hashable, Codable {
     public var cpu: String, isa: String
     /// Per layer (`key(_:side:)`): the fastest of the implicit GEMM and Winograd at each tile the layer allows.
     public var choices: [String: ConvolutionChoice]
+
+    /// Per layer (`TileTuning.key`): the fastest register tile, measured by the build `build` (a new binary measures
+    /// again: its kernels may differ). Absent from tables written before tiles were measured.
+    public var tiles: [String: TileShape]?
+    public var build: String?
 
     public init(cpu: String, isa: String, choices: [String: ConvolutionChoice] = [:]) {
         (self.cpu, self.isa, self.choices) = (cpu, isa, choices)
@@ -99,14 +94,15 @@ public struct AlgorithmTable: Sendable, Hashable, Codable {
 /// A convolution ready to run, by either algorithm.
 public enum ConvolutionKernel: Sendable {
     case direct(PackedConvolution)
-    case winograd(WinogradConvolution)
+    /// With the batched multiplies' register tile (nil: the level's built-in one).
+    case winograd(WinogradConvolution, tile: TileShape?)
     /// bf16 or int8 (`Precision`), always as the implicit GEMM.
     case reduced(ReducedConvolution)
 
     func scratchFloats(n: Int, h: Int, w: Int) -> Int {
         switch self {
         case .direct: return 0
-        case let .winograd(conv): return conv.scratchFloats(n: n, h: h, w: w)
+        case let .winograd(conv, _): return conv.scratchFloats(n: n, h: h, w: w)
         case let .reduced(conv): return conv.scratchFloats(n: n, h: h, w: w)
         }
     }
@@ -117,9 +113,10 @@ public enum ConvolutionKernel: Sendable {
         switch self {
         case let .direct(conv):
             conv.run(input: input, outputs: outputs, residual: residual, zeros: zeros, threads: threads)
-        case let .winograd(conv):
+        case let .winograd(conv, tile):
             precondition(outputs.count == 1, "Winograd writes one map")
-            conv.run(input: input, output: outputs[0], residual: residual, scratch: scratch, threads: threads)
+            conv.run(input: input, output: outputs[0], residual: residual, scratch: scratch, threads: threads,
+                     tile: tile)
         case let .reduced(conv):
             conv.run(input: input, outputs: outputs, residual: residual, scratch: scratch, threads: threads)
         }

@@ -16,6 +16,8 @@ public final class CompiledGraph: Sendable {
     let plans = Locked<[PlanKey: Plan]>([:])
     /// The convolutions' arithmetic.
     public let precision: Precision
+    /// Each fp32 convolution's register tile and where it came from, in graph order.
+    public let tiles: [LayerTile]
 
     enum Kernel: Sendable {
         case input
@@ -54,8 +56,10 @@ public final class CompiledGraph: Sendable {
     ///   - precision: the convolutions' arithmetic (fp32 runs `algorithms`; bf16 and int8 the implicit GEMM). bf16
     ///     needs `ReducedKernels.current.bf16`; int8 needs `int8Weights`.
     ///   - int8Weights: each convolution's quantised parameters by its weight's graph name; nil keeps a layer fp32.
+    ///   - tiles: how each fp32 convolution's register tile is chosen (measured, kept or built in; never a change
+    ///     to a result).
     public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic, usualInputSize: Int = 299,
-                mergeSiblings: Bool = true, precision: Precision = .fp32,
+                mergeSiblings: Bool = true, precision: Precision = .fp32, tiles tuning: TileTuning = .builtIn,
                 int8Weights: ((String) throws -> Int8Weights?)? = nil, reducedKernels: ReducedKernels = .current,
                 parameter: (String) throws -> [Float]) throws {
         self.graph = graph
@@ -82,9 +86,13 @@ public final class CompiledGraph: Sendable {
             kernels[producer] = kernel
             for job in unit where job.node != producer { kernels[job.node] = .sibling(producer: producer) }
         }
-        self.kernels = kernels
         let widest = graph.nodes.reduce(16) { max($0, $1.channels) }
-        zeros = AlignedBuffer(count: widest, zeroed: true)
+        let zeros = AlignedBuffer(count: widest, zeroed: true)
+        self.zeros = zeros
+        tiles = usualShapes.map {
+            Self.chooseTiles(&kernels, usualShapes: $0, tuning: tuning, zeros: UnsafePointer(zeros.pointer))
+        } ?? []
+        self.kernels = kernels
     }
 
     /// How many convolutions run by Winograd's algorithm.
@@ -95,7 +103,7 @@ public final class CompiledGraph: Sendable {
     /// The output tile (mH × mW pixels) of each convolution that runs by Winograd, in graph order.
     public var winogradTiles: [(h: Int, w: Int)] {
         kernels.compactMap {
-            if case let .convolution(.winograd(w), _, _) = $0 { (w.vertical.m, w.horizontal.m) } else { nil }
+            if case let .convolution(.winograd(w, _), _, _) = $0 { (w.vertical.m, w.horizontal.m) } else { nil }
         }
     }
 

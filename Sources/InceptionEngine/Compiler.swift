@@ -182,7 +182,7 @@ extension CompiledGraph {
         if case let .winograd(tile) = choice,
            let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation,
                                        outputSize: outputSize, tile: tile) {
-            return .winograd(w)
+            return .winograd(w, tile: nil)
         }
         return .direct(PackedConvolution(geometry: g, weights: weights, bias: bias, scale: scale,
                                          activation: activation))

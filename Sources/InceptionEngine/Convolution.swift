@@ -7,9 +7,9 @@ import InceptionKernels
 ///   depth   K = kernelH·kernelW·inChannels, ordered (tap, channel), so for one tap the K-slice of a row is
 ///           the contiguous channel vector of one input pixel.
 ///
-/// For each micro-tile of MR rows (the kernel level's: 6 at AVX2 and AVX-512, 3 at baseline x86-64) the driver
-/// builds a table of row pointers, one per (tap, row) — an indirection table in the manner of XNNPACK — pointing into
-/// the input or, for padding, at a row of zeros.
+/// For each micro-tile of MR rows (the layer's `TileShape`: 3, 6 or 12, measured per layer on the running CPU) the
+/// driver builds a table of row pointers, one per (tap, row) — an indirection table in the manner of XNNPACK —
+/// pointing into the input or, for padding, at a row of zeros.
 /// The micro-kernel walks those pointers against weights packed once at load into panels of NR = 16 output
 /// channels, so every layer shape (1×1, 3×3, 1×7, 7×1, 1×3, 3×1, 5×5; stride 1 or 2; any padding) runs on
 /// the same kernel. Bias (folded BatchNorm), a residual add and ReLU are applied as the tile is stored.
@@ -58,6 +58,8 @@ public struct PackedConvolution: Sendable {
     let panels: [Float]
     /// Per output channel, zero-padded to `panelCount × 16`.
     let bias: [Float]
+    /// The register tile it runs with; nil: the kernel level's built-in one. Any tile gives the same bits.
+    public var tile: TileShape?
 
     public var panelCount: Int { (geometry.outChannels + 15) / 16 }
 
@@ -120,6 +122,7 @@ public struct PackedConvolution: Sendable {
         g.checkShapes(input: input, outputs: outputs, residual: residual)
         let (panelBases, panelStrides) = Self.panelOutputs(outputs)
         let (kernel, depth, relu) = (kernels.convolution, g.depth, activation == .relu)
+        let shape = tile ?? kernels.builtInTile
         panels.withUnsafeBufferPointer { w in
         bias.withUnsafeBufferPointer { bias in
         panelBases.withUnsafeBufferPointer { bases in
@@ -127,14 +130,14 @@ public struct PackedConvolution: Sendable {
             let (w, bias) = (UncheckedSendable(w.baseAddress!), UncheckedSendable(bias.baseAddress!))
             let (bases, strides) = (UncheckedSendable(bases.baseAddress!), UncheckedSendable(strides.baseAddress!))
             g.forEachTile(input: input, output: outputs[0], residual: residual, zeros: zeros,
-                          tileRows: kernels.tileRows, panelBytes: depth * 16 * 4, panelCount: panelCount,
+                          tile: shape, panelBytes: depth * 16 * 4, panelCount: panelCount,
                           threads: threads) { tile in
                 kernel(ConvolutionTile(
                     a: tile.a, taps: tile.taps, channels: tile.channels,
                     weights: w.value + tile.panels.lowerBound * depth * 16, panelFloats: depth * 16,
                     firstPanel: tile.panels.lowerBound, panels: tile.panels.count, outChannels: g.outChannels,
                     bias: bias.value, outputBases: bases.value, outputStrides: strides.value,
-                    pixels: tile.pixels, residual: tile.residualRows, rows: tile.rows, relu: relu))
+                    pixels: tile.pixels, residual: tile.residualRows, rows: tile.rows, relu: relu, shape: shape))
             }
         }
         }
@@ -181,19 +184,20 @@ extension ConvGeometry {
         precondition(residual == nil || outputs.count == 1, "a residual needs a single output")
     }
 
-    /// The implicit GEMM's schedule, shared by every precision: the output's pixels in tiles of `tileRows` rows ×
+    /// The implicit GEMM's schedule, shared by every precision: the output's pixels in tiles of `tile.rows` rows ×
     /// the panels of 16 output channels, split into tasks over `threads` (a task's panels — `panelBytes` each —
-    /// should stay in L2 while its tiles stream past; then the tile range shrinks until every worker has a few tasks
-    /// to balance), each tile's indirection table built for `body`. The input may be a view of words (several
-    /// channels a word) as long as `inChannels` counts the same units.
+    /// should stay in L2 while its tiles stream past, a multiple of `tile.panels` of them; then the tile range
+    /// shrinks until every worker has a few tasks to balance), each tile's indirection table built for `body`. The
+    /// input may be a view of words (several channels a word) as long as `inChannels` counts the same units.
     func forEachTile(input: FeatureMap, output: FeatureMap, residual: FeatureMap?, zeros: UnsafePointer<Float>,
-                     tileRows mr: Int, panelBytes: Int, panelCount: Int, threads: Int,
+                     tile shape: TileShape, panelBytes: Int, panelCount: Int, threads: Int,
                      body: (ImplicitTile) -> Void) {
         let rows = output.pixels
         if rows == 0 { return }
         let (outH, outW) = (output.h, output.w)
+        let mr = shape.rows
         let tiles = (rows + mr - 1) / mr
-        let panelsPerTask = max(1, min(panelCount, (192 * 1024) / panelBytes))
+        let panelsPerTask = Self.panelsPerTask(panelCount, panelBytes: panelBytes, shape: shape)
         let panelTasks = (panelCount + panelsPerTask - 1) / panelsPerTask
         var tilesPerTask = min(tiles, 24)
         while tilesPerTask > 1 && ((tiles + tilesPerTask - 1) / tilesPerTask) * panelTasks < 4 * threads {
@@ -228,6 +232,12 @@ extension ConvGeometry {
             }
             }
         }
+    }
+
+    /// Panels per task: as many as stay in L2 (192 KB of weights), at least and a multiple of the tile's panels.
+    static func panelsPerTask(_ panelCount: Int, panelBytes: Int, shape: TileShape) -> Int {
+        let fit = max(shape.panels, min(panelCount, (192 * 1024) / panelBytes))
+        return max(1, min(panelCount, fit / shape.panels * shape.panels))
     }
 
     /// Fills one tile's indirection table `a` — per tap and row, a pointer into the input, or at `zeros` where the

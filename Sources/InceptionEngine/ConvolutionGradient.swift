@@ -27,8 +27,9 @@ public enum ConvolutionGradient {
                     w[i &* perOutput &+ o &* taps &+ (taps &- 1 &- tap)]
                 }
             }
-            let conv = PackedConvolution(geometry: transposed, activation: .identity, panels: panels,
+            var conv = PackedConvolution(geometry: transposed, activation: .identity, panels: panels,
                                          bias: [Float](repeating: 0, count: (g.inChannels + 15) / 16 * 16))
+            conv.tile = TileTuning.gemmTile(Kernels.current)
             let zeros = [Float](repeating: 0, count: g.outChannels + 16)
             zeros.withUnsafeBufferPointer {
                 conv.run(input: dy, output: dx, residual: accumulate ? dx : nil, zeros: $0.baseAddress!,

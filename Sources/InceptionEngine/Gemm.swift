@@ -43,11 +43,13 @@ public enum GEMM {
     static let rowsPerTask = 72
 
     /// `c[i · ldc + j] = (accumulate ? c[i · ldc + j] : 0) + Σₖ a[i, k] · b[k, j]`.
+    /// `tile`: the register tile (nil: the one measured fastest for GEMM on this CPU, `TileTuning.gemmTile`).
     public static func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, ldc: Int,
-                                accumulate: Bool, threads: Int, kernels: KernelTable = Kernels.current) {
+                                accumulate: Bool, threads: Int, kernels: KernelTable = Kernels.current,
+                                tile: TileShape? = nil) {
         precondition(a.columns == b.rows, "GEMM: \(a.rows)×\(a.columns) · \(b.rows)×\(b.columns)")
         multiply(a, columns: b.columns, into: c, ldc: ldc, accumulate: accumulate, threads: threads, kernels: kernels,
-                 beginBlock: { _, _ in }) { dst, k0, depth, p in
+                 tile: tile, beginBlock: { _, _ in }) { dst, k0, depth, p in
             let columns = min(16, b.columns - p * 16)
             for kk in 0..<depth {
                 let row = dst + kk * 16
@@ -68,7 +70,7 @@ public enum GEMM {
     /// im2col(X) without ever building it.
     static func multiply(_ a: MatrixView, columns n: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                          accumulate: Bool, threads: Int, kernels: KernelTable = Kernels.current,
-                         beginBlock: (_ k0: Int, _ depth: Int) -> Void,
+                         tile: TileShape? = nil, beginBlock: (_ k0: Int, _ depth: Int) -> Void,
                          packPanel: (UnsafeMutablePointer<Float>, _ k0: Int, _ depth: Int, _ panel: Int) -> Void) {
         let (m, k) = (a.rows, a.columns)
         if m == 0 || n == 0 { return }
@@ -76,6 +78,9 @@ public enum GEMM {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
+        let shape = tile ?? TileTuning.gemmTile(kernels)
+        // Rows a tile takes: one 6-row strip, or two for a 12-row tile (a 3-row tile runs a strip as two halves).
+        let tileStrips = shape.rows / 6 + (shape.rows < 6 ? 1 : 0)
         let panels = (n + 15) / 16
         let kc = min(depthBlock, k)
         let packedB = AlignedBuffer(count: panels * kc * 16)
@@ -84,7 +89,8 @@ public enum GEMM {
         var panelTasks = 1
         while rowTasks * panelTasks < 4 * threads && panelTasks < panels { panelTasks *= 2 }
         panelTasks = min(panelTasks, panels)
-        let panelsPerTask = (panels + panelTasks - 1) / panelTasks
+        var panelsPerTask = (panels + panelTasks - 1) / panelTasks
+        panelsPerTask += panelsPerTask % shape.panels
         panelTasks = (panels + panelsPerTask - 1) / panelsPerTask
         let kernel = kernels.gemm  // the convolution micro-kernel over packed strips, at the kernels' level
         // What every tile's epilogue reads: panel p's output at c + 16p (row i at + i · ldc), no bias.
@@ -115,15 +121,15 @@ public enum GEMM {
                                   into: packedA + s * 6 * depth)
                     }
                     let (zeros, bases, strides) = tables.value
-                    // Per strip: its six row pointers, pixels (C's rows) and, when accumulating, C's row pointers.
-                    withUnsafeTemporaryAllocation(byteCount: 6 * 24, alignment: 8) { table in
-                        let rowPointers = table.baseAddress!.bindMemory(to: UnsafePointer<Float>.self, capacity: 6)
-                        let pixels = (table.baseAddress! + 48).bindMemory(to: Int.self, capacity: 6)
-                        let residual = (table.baseAddress! + 96).bindMemory(to: UnsafeMutablePointer<Float>.self,
-                                                                            capacity: 6)
-                        for s in 0..<strips {
-                            for r in 0..<6 {
-                                rowPointers[r] = UnsafePointer(packedA + s * 6 * depth + r)
+                    // Per tile: its row pointers (6 a strip), pixels (C's rows) and, when accumulating, C's rows.
+                    withUnsafeTemporaryAllocation(byteCount: 12 * 24, alignment: 8) { table in
+                        let rowPointers = table.baseAddress!.bindMemory(to: UnsafePointer<Float>.self, capacity: 12)
+                        let pixels = (table.baseAddress! + 96).bindMemory(to: Int.self, capacity: 12)
+                        let residual = (table.baseAddress! + 192).bindMemory(to: UnsafeMutablePointer<Float>.self,
+                                                                             capacity: 12)
+                        for s in stride(from: 0, to: strips, by: tileStrips) {
+                            for r in 0..<(6 * min(tileStrips, strips - s)) {
+                                rowPointers[r] = UnsafePointer(packedA + (s + r / 6) * 6 * depth + r % 6)
                                 pixels[r] = firstRow + s * 6 + r
                                 residual[r] = out.value + pixels[r] * ldc
                             }
@@ -131,8 +137,8 @@ public enum GEMM {
                                 a: rowPointers, taps: 1, channels: depth, weights: bBase.value + firstPanel * kc * 16,
                                 panelFloats: kc * 16, firstPanel: firstPanel, panels: taskPanels, outChannels: n,
                                 bias: zeros, outputBases: bases, outputStrides: strides, pixels: pixels,
-                                residual: add ? UnsafePointer(residual) : nil, rows: min(6, rowCount - s * 6),
-                                relu: false))
+                                residual: add ? UnsafePointer(residual) : nil,
+                                rows: min(6 * tileStrips, rowCount - s * 6), relu: false, shape: shape))
                         }
                     }
                 }

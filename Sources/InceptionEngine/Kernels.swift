@@ -1,6 +1,7 @@
 import CInceptionSystem
 import Foundation
 @_exported import struct InceptionKernels.KernelTable
+@_exported import struct InceptionKernels.TileShape
 import InceptionKernels
 import InceptionKernelsAVX2
 import InceptionKernelsAVX512

@@ -252,7 +252,8 @@ extension ReducedConvolution {
             let (bias, scale) = (UncheckedSendable(bias.baseAddress!),
                                  UncheckedSendable(outputScale == nil ? nil : scale.baseAddress))
             let zeros = UnsafeRawPointer(padding.baseAddress!).assumingMemoryBound(to: Float.self)
-            wordGeometry.forEachTile(input: words, output: outputs[0], residual: residual, zeros: zeros, tileRows: 6,
+            wordGeometry.forEachTile(input: words, output: outputs[0], residual: residual, zeros: zeros,
+                                     tile: TileShape(rows: 6, panels: 1),
                                      panelBytes: depth * 64, panelCount: panelCount, threads: threads) { t in
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: t.panels.count * 96) { sums in
                     let sums = sums.baseAddress!

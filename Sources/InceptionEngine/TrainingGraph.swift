@@ -240,8 +240,9 @@ private struct Pass {
                 // y = activation(shortcut + scale · (conv(x) + bias)), the scale folded into the packed weights.
                 let branch = nodes[node.inputs[1]]
                 guard case let .convolution(g, p, _) = branch.operation else { preconditionFailure("fused branch") }
-                let conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
+                var conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
                                              scale: scale, activation: activation, threads: threads)
+                conv.tile = TileTuning.gemmTile(Kernels.current)
                 conv.run(input: map(branch.inputs[0]), output: y, residual: map(node.inputs[0]),
                          zeros: zeros.pointer, threads: threads)
             case let .linear(inFeatures, outFeatures, weight, bias):
@@ -272,8 +273,9 @@ private struct Pass {
     mutating func forwardConvolution(_ i: Int, _ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation,
                                      into out: AlignedBuffer) {
         let s = shapes[i], input = map(nodes[i].inputs[0])
-        let conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
+        var conv = PackedConvolution(geometry: g, weights: value(p.weight), bias: p.bias.map(value),
                                      activation: p.batchNorm == nil ? activation : .identity, threads: threads)
+        conv.tile = TileTuning.gemmTile(Kernels.current)  // the training step's tile, measured once per process
         guard let bn = p.batchNorm else {
             conv.run(input: input, output: view(out, s), zeros: zeros.pointer, threads: threads)
             return

@@ -181,12 +181,15 @@ public final class WinogradConvolution: Sendable {
         let transformed: UncheckedSendable<UnsafeMutablePointer<Float>>
         let products: UncheckedSendable<UnsafeMutablePointer<Float>>
         let threads: Int, kernels: KernelTable
+        /// The batched multiplies' register tile.
+        let tile: TileShape
     }
 
-    /// output = activation(residual + conv(input) + bias); `scratch` holds `scratchFloats` floats.
+    /// output = activation(residual + conv(input) + bias); `scratch` holds `scratchFloats` floats. `tile`: the
+    /// batched multiplies' register tile (nil: the level's built-in one; any tile gives the same bits).
     public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
                     scratch: UnsafeMutablePointer<Float>, threads: Int,
-                    kernels: KernelTable = Kernels.current) {
+                    kernels: KernelTable = Kernels.current, tile: TileShape? = nil) {
         let g = geometry
         let (outH, outW) = g.outputSize(h: input.h, w: input.w)
         precondition(input.c == g.inChannels && output.c == g.outChannels && output.n == input.n
@@ -196,7 +199,7 @@ public final class WinogradConvolution: Sendable {
         let call = Call(input: input, output: output, residual: residual, tileCount: tileCount, tilesH: tilesH,
                         tilesW: tilesW, transformed: UncheckedSendable(scratch),
                         products: UncheckedSendable(scratch + points * tileCount * g.inChannels),
-                        threads: threads, kernels: kernels)
+                        threads: threads, kernels: kernels, tile: tile ?? kernels.builtInTile)
         let (aH, aW, mH) = (vertical.alpha, horizontal.alpha, vertical.m)
         coefficients.withUnsafeBufferPointer { c in
             let c = c.baseAddress!
@@ -242,10 +245,10 @@ public final class WinogradConvolution: Sendable {
     /// U[ξ] (Cin × Cout).
     func multiplyPoints(_ call: Call) {
         let (cin, cout, points, tileCount) = (geometry.inChannels, geometry.outChannels, self.points, call.tileCount)
-        let mr = call.kernels.tileRows
+        let shape = call.tile, mr = shape.rows
         let microTiles = (tileCount + mr - 1) / mr
         let panelCount = self.panelCount
-        let panelsPerTask = max(1, min(panelCount, (192 * 1024) / (cin * 64)))
+        let panelsPerTask = ConvGeometry.panelsPerTask(panelCount, panelBytes: cin * 64, shape: shape)
         let panelTasks = (panelCount + panelsPerTask - 1) / panelsPerTask
         var tilesPerTask = min(microTiles, 24)
         while tilesPerTask > 1
@@ -282,7 +285,7 @@ public final class WinogradConvolution: Sendable {
                                                panels: lastPanel - firstPanel,
                                                outChannels: cout, bias: noBias.value, outputBases: bases,
                                                outputStrides: strides.value, pixels: pixels, residual: nil, rows: valid,
-                                               relu: false))
+                                               relu: false, shape: shape))
                     }
                 }
                 }

@@ -7,17 +7,17 @@
 /// (`Kernels.current` in InceptionEngine), so one binary runs at its best level on every x86-64 CPU. This module
 /// knows no engine type: kernels take raw pointers and counts.
 ///
-/// A panel is 16 output channels (one `SIMD16<Float>` per row of a tile); the tile's row count is the level's:
-/// 6 at AVX2 (12 ymm accumulators) and at AVX-512 (6 zmm; 12-row tiles ran slower on Zen 4), 6 on NEON (24 of 32 q
-/// registers), 3 on SSE2 (12 of 16 xmm).
+/// A panel is 16 output channels (one `SIMD16<Float>` per row of a tile). Every level runs every `TileShape`; its
+/// `tiles` are the candidates that fit its registers, measured on the running CPU to pick each layer's (the first is
+/// the built-in rule's).
 public protocol KernelLevel: SendableMetatype {
     /// The vector the element-wise parts (Winograd's transforms) work in.
     associatedtype Chunk: SIMD where Chunk.Scalar == Float
     /// Whether the CPU multiplies and adds in one rounding (FMA). Without it `a + b · c` is two instructions; with
     /// `addingProduct` there would be a call to `fmaf` per lane.
     static var fused: Bool { get }
-    /// Rows of a convolution tile: the indirection table has this many entries per tap.
-    static var tileRows: Int { get }
+    /// The register tiles worth measuring at this level, the built-in rule's first.
+    static var tiles: [TileShape] { get }
     static var name: String { get }
     /// max(v, 0) per lane. Written by each level on its concrete vector type: on a generic `SIMD` the comparison
     /// and select were compiled lane by lane (40% of the Winograd output transform's time).
@@ -33,7 +33,9 @@ func multiplyAdd<L: KernelLevel, V: SIMD>(_ level: L.Type, _ c: V, _ a: V, _ b: 
 /// One level's kernels, as the engine calls them.
 public struct KernelTable: Sendable {
     public let name: String
-    public let tileRows: Int
+    public var builtInTile: TileShape { tiles[0] }
+    /// The register tiles worth measuring at this level; the first is the built-in rule's.
+    public let tiles: [TileShape]
     /// Lanes of `Chunk`.
     public let chunkLanes: Int
     public let convolution: @Sendable (ConvolutionTile) -> Void
@@ -44,7 +46,7 @@ public struct KernelTable: Sendable {
     @inlinable
     public init<L: KernelLevel>(_ level: L.Type) {
         name = L.name
-        tileRows = L.tileRows
+        tiles = L.tiles
         chunkLanes = L.Chunk.scalarCount
         convolution = { convolutionTile(L.self, $0) }
         gemm = { gemmTile(L.self, $0) }

@@ -237,7 +237,40 @@ struct AlgorithmChoiceTests {
         let table = try JSONDecoder().decode(AlgorithmTable.self, from: Data(contentsOf: file))
         let keys = Set(try Self.candidates().map(\.key))
         #expect(table.isa == Kernels.current.name && Set(table.choices.keys) == keys)
+        #expect(!(table.tiles ?? [:]).isEmpty && table.build != nil)
+        #expect((table.tiles ?? [:]).values.allSatisfy { Kernels.current.tiles.contains($0) })
         let after = try runInception(["summary", "--model", "inception_resnet_v1_facenet"], environment: environment)
         #expect(after.stdout.contains("algorithm choices: measured on this CPU for \(table.choices.count) layers"))
+    }
+
+    /// A model's first load measures its register tiles (one line on stderr) and keeps them; the next load measures
+    /// nothing and says nothing; `INCEPTION_TUNE=0` measures nothing and writes nothing; `summary --tiles` names
+    /// each layer's tile and where it came from.
+    @Test func firstLoadMeasuresTilesOnceAndKeepsThem() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("kernel-choices-\(UUID()).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let bench = ["bench", "--model", "inception_resnet_v1_facenet", "--runs", "1", "--warmup", "0"]
+        let off = try runInception(bench, environment: ["INCEPTION_KERNEL_TABLE": file.path, "INCEPTION_TUNE": "0"])
+        #expect(off.status == 0 && !off.stderr.contains("measuring"))
+        #expect(!FileManager.default.fileExists(atPath: file.path))
+        let environment = ["INCEPTION_KERNEL_TABLE": file.path, "INCEPTION_TUNE": "1"]
+        let first = try runInception(bench, environment: environment)
+        guard Kernels.current.tiles.count > 1 else {
+            // Baseline x86-64 has one candidate: nothing to measure.
+            #expect(first.status == 0 && first.stderr.isEmpty)
+            return
+        }
+        let lines = first.stderr.split(separator: "\n")
+        let line = try #require(lines.first { $0.hasPrefix("measuring the register tiles") })
+        #expect(first.status == 0 && lines.count == 1, "\(first.stderr)")
+        let table = try JSONDecoder().decode(AlgorithmTable.self, from: Data(contentsOf: file))
+        #expect(line.contains("of \(table.tiles?.count ?? -1) layers") && table.build != nil && table.choices.isEmpty)
+        let second = try runInception(bench, environment: environment)
+        #expect(second.status == 0 && second.stderr.isEmpty, "\(second.stderr)")
+        let summary = try runInception(["summary", "--model", "inception_resnet_v1_facenet", "--tiles"],
+                                       environment: environment)
+        let listed = summary.stdout.split(separator: "\n").filter { $0.hasSuffix("(measured)") }
+        #expect(summary.stdout.contains("(all measured on this CPU)") && listed.count > table.tiles!.count / 2)
+        #expect(summary.stdout.contains("algorithm choices: the built-in rule"))
     }
 }
