@@ -29,7 +29,7 @@ def main():
     parser.add_argument("--candidate", required=True)
     parser.add_argument("--models", nargs="+", default=["inception_v4", "inception_resnet_v2",
                                                         "inception_resnet_v1_facenet"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--batches", nargs="*", type=int, default=[1, 8], help="forward batches (none: --train only)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--train", action="store_true", help="also the training step at batch 8 (3 runs)")
