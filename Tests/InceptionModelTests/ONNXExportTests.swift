@@ -114,8 +114,11 @@ import Testing
                     #expect(usualErrors.allSatisfy { $0 < 1e-4 }, "\(name) \(output) batch \(n): \(usualErrors)")
                     print("onnx \(name) \(output) batch \(n): \(error) (bar \(bar)); per image ≤ \(perImage.max()!), "
                           + "predict ≤ \(usualErrors.max()!)")
-                    // The photos' outputs differ far beyond the disagreement: the comparison resolves them.
-                    if n == 3 {
+                    // The photos' outputs differ far beyond the disagreement: the comparison resolves them. Not for
+                    // the logits of the paper variants' random, uncalibrated weights: there the classifier's output
+                    // barely depends on the photo (photos 0 and 1 differed by 1.8e-5 relative in one run), and
+                    // their features carry the check.
+                    if n == 3 && (reference || output != "logits") {
                         let per = exact.count / 3
                         let spread = relativeError(exact.scalars[per..<(2 * per)], exact.scalars[0..<per])
                         #expect(spread > 100 * error, "\(name) \(output): images differ by only \(spread)")
