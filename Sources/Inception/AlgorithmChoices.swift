@@ -58,16 +58,22 @@ extension AlgorithmTable {
 }
 
 extension TileTuning {
+    /// What this process measured: `AlgorithmTable.saved` was read at start, so a second load of the same network
+    /// would otherwise measure it again.
+    private static let recorded = Locked<[String: TileShape]>([:])
+
     /// The tiles kept for this CPU, kernel level and build; layers without one are measured as the model loads (at
     /// most 2 s, the largest layers first, one line on stderr) and kept in ``AlgorithmTable/url``. With
     /// `INCEPTION_TUNE=0`, the built-in tile and no measuring.
     public static var forThisCPU: TileTuning {
         guard enabled else { return .builtIn }
-        return TileTuning(known: AlgorithmTable.saved?.tilesOfThisBuild ?? [:], measure: true, announce: { layers in
+        let known = (AlgorithmTable.saved?.tilesOfThisBuild ?? [:]).merging(recorded.withLock { $0 }) { $1 }
+        return TileTuning(known: known, measure: true, announce: { layers in
             FileHandle.standardError.write(Data(("measuring the register tiles of \(layers) layers on this CPU "
                 + "(once; kept in \(AlgorithmTable.url.path); INCEPTION_TUNE=0 skips)\n").utf8))
         }, record: { measured in
             guard !measured.isEmpty else { return }
+            recorded.withLock { $0.merge(measured) { $1 } }
             var table = AlgorithmTable.read() ?? AlgorithmTable(cpu: AlgorithmTable.thisCPU, isa: Kernels.current.name)
             table.tiles = table.tilesOfThisBuild.merging(measured) { $1 }
             table.build = AlgorithmTable.thisBuild
