@@ -42,7 +42,8 @@ let package = Package(
         // libc calls Swift's Glibc module does not export (malloc_trim, mallopt), and CPUID.
         .target(name: "CInceptionSystem"),
         // The bf16 and int8 micro-kernels: VDPBF16PS, VPDPBUSD and VPMADDWD, which Swift cannot express (each
-        // function compiled for its own instructions; the Swift references are in InceptionKernels).
+        // function compiled for its own instructions; the Swift references are in InceptionKernels); and the AMX
+        // tile layer, the instructions beside their exact emulator (amx.c).
         .target(name: "CInceptionReduced"),
         // Tensors, convolution, pooling, the graph and its executor; picks the kernels' level. Knows no network.
         .target(name: "InceptionEngine", dependencies: [
@@ -90,7 +91,8 @@ let package = Package(
         .executableTarget(name: "InceptionCLI", dependencies: ["InceptionCommands"]),
         // What the test targets share: the one relative-error measure.
         .target(name: "InceptionTestSupport", dependencies: ["InceptionEngine"], path: "Tests/InceptionTestSupport"),
-        .testTarget(name: "InceptionEngineTests", dependencies: ["InceptionEngine", "InceptionTestSupport"]),
+        .testTarget(name: "InceptionEngineTests",
+                    dependencies: ["InceptionEngine", "CInceptionReduced", "InceptionTestSupport"]),
         .testTarget(name: "InceptionIOTests", dependencies: ["InceptionIO", "InceptionTestSupport"]),
         .testTarget(name: "InceptionModelTests",
                     dependencies: ["Inception", "InceptionTraining", "InceptionCommands", "InceptionServer",

@@ -105,6 +105,7 @@ struct Bench: ParsableCommand {
             }
             let median = Benchmark.median(times)
             let gflops = 2 * Double(macs.reduce(0, +)) / (median / 1000) / 1e9
+            let fp32 = try fp32Median(name, size: size, input: input)
             if json {
                 var report: [String: Any] = [
                     "model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads,
@@ -112,8 +113,9 @@ struct Bench: ParsableCommand {
                     "median_ms": median, "min_ms": times.min()!, "max_ms": times.max()!, "gflops": gflops,
                     "macs": macs.reduce(0, +), "peak_rss_mb": Benchmark.peakResidentMegabytes(),
                     "isa": Kernels.current.name, "precision": precision.precision.rawValue,
-                    "route": route,
+                    "route": route, "amx": ReducedKernels.current.amx.map { "\($0)" } ?? NSNull(),
                 ]
+                if let fp32 { report["fp32_median_ms"] = fp32 }
                 if allTimes { report["times_ms"] = times }
                 try printJSON(report)
             } else {
@@ -123,6 +125,10 @@ struct Bench: ParsableCommand {
                              name.rawValue, batch, size, size, threads.threads, Kernels.current.name,
                              precision.precision.rawValue, route, median,
                              times.min()!, times.max()!, runs, gflops, Benchmark.peakResidentMegabytes()))
+                if let fp32, fp32 < median {
+                    print(String(format: "bf16 by %@ is %.2f× slower than fp32 on this CPU (fp32: median %.1f ms, "
+                                 + "same run): use fp32 here", route, median / fp32, fp32))
+                }
             }
         }
     }
@@ -138,16 +144,27 @@ extension Bench {
         }
     }
 
+    /// With bf16 on the AVX512-BF16 route, fp32's median time of the same model and input, timed next (nil
+    /// otherwise): on some cores VDPBF16PS runs at half the fp32 FMA rate (the Xeon in docs/performance.md), and
+    /// there bf16 is slower than fp32, which the user should hear from the benchmark.
+    func fp32Median(_ name: ModelName, size: Int, input: Tensor) throws -> Double? {
+        guard precision.precision == .bf16 && ReducedKernels.current.amx == nil else { return nil }
+        let net = try load(name, size: size, precision: .fp32)
+        let times = try Benchmark.forward(net, input, warmup: warmup, runs: runs, threads: threads.threads)
+        return Benchmark.median(times) * 1000
+    }
+
     /// The model to time: `--weights` or random weights (quantised on random images for int8 without a quantised
     /// checkpoint), at `--precision`.
-    func load(_ name: ModelName, size: Int) throws -> InceptionModel {
+    func load(_ name: ModelName, size: Int, precision: Precision? = nil) throws -> InceptionModel {
+        let precision = precision ?? self.precision.precision
         var loaded = try weights.map { try ModelWeights(name, file: URL(fileURLWithPath: $0)) }
             ?? ModelWeights(name, randomSeed: 1)
-        if precision.precision == .int8 && weights == nil {
+        if precision == .int8 && weights == nil {
             loaded = try Quantization.quantized(loaded, calibration: Benchmark.randomInput(batch: 2, size: size),
                                                 threads: threads.threads)
         }
-        return try InceptionModel(loaded, algorithms: direct ? .direct : .forThisCPU, precision: precision.precision)
+        return try InceptionModel(loaded, algorithms: direct ? .direct : .forThisCPU, precision: precision)
     }
 
     /// Prints the median time of each layer kind and of each stage, from each node's median seconds.

@@ -22,7 +22,7 @@ public struct InceptionCommand: AsyncParsableCommand {
     /// Parses the process's arguments and runs the command. A level forced with INCEPTION_ISA that this CPU cannot
     /// run is refused before anything else (one line).
     public static func launch() async {
-        if let problem = Kernels.environmentProblem {
+        if let problem = Kernels.environmentProblem ?? AMX.environmentProblem {
             FileHandle.standardError.write(Data("error: \(problem)\n".utf8))
             Foundation.exit(1)
         }
@@ -66,8 +66,8 @@ extension Precision: ExpressibleByArgument {}
 
 struct PrecisionOption: ParsableArguments {
     @Option(help: """
-        The convolutions' arithmetic: fp32, bf16 (any checkpoint, converted at load; needs AVX512-BF16) or int8 (a \
-        checkpoint from `inception quantize`).
+        The convolutions' arithmetic: fp32, bf16 (any checkpoint, converted at load; needs AMX or AVX512-BF16) or \
+        int8 (a checkpoint from `inception quantize`; on AMX where the CPU has it).
         """)
     var precision: Precision = .fp32
 

@@ -54,6 +54,7 @@ struct Summary: ParsableCommand {
                     "minimum_input_size": graph.minimumInputSize, "isa": Kernels.current.name,
                     "int8_route": ReducedKernels.current.int8Name,
                     "bf16_route": ReducedKernels.current.bf16Name ?? NSNull(),
+                    "amx": ReducedKernels.current.amx.map { "\($0)" } ?? NSNull(),
                     "tiles": layerTiles.map { ["layer": $0.key, "tile": "\($0.tile)", "measured": $0.measured] },
                     "stages": stages.map { ["name": $0.name, "output_shape": [$0.shape.h, $0.shape.w, $0.shape.c],
                                             "parameters": $0.parameters, "macs": $0.macs] as [String: Any] },
@@ -76,7 +77,8 @@ struct Summary: ParsableCommand {
             print("kernels: \(Kernels.current.name) (of \(levels) on this CPU)")
             let reduced = ReducedKernels.current
             let bf16 = reduced.bf16Name ?? "nothing on this CPU"
-            print("reduced precision: int8 by \(reduced.int8Name), bf16 by \(bf16)")
+            let emulated = reduced.amx == .emulator ? " (AMX emulated: INCEPTION_AMX=emulate)" : ""
+            print("reduced precision: int8 by \(reduced.int8Name), bf16 by \(bf16)\(emulated)")
             printTiles(layerTiles)
             if case let .measured(table) = ConvolutionAlgorithms.forThisCPU {
                 let layers = table.choices.count

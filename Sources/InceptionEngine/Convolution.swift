@@ -130,7 +130,8 @@ public struct PackedConvolution: Sendable {
             let (w, bias) = (UncheckedSendable(w.baseAddress!), UncheckedSendable(bias.baseAddress!))
             let (bases, strides) = (UncheckedSendable(bases.baseAddress!), UncheckedSendable(strides.baseAddress!))
             g.forEachTile(input: input, output: outputs[0], residual: residual, zeros: zeros,
-                          tile: shape, panelBytes: depth * 16 * 4, panelCount: panelCount,
+                          rows: shape.rows, panelGroup: shape.panels, panelBytes: depth * 16 * 4,
+                          panelCount: panelCount,
                           threads: threads) { tile in
                 kernel(ConvolutionTile(
                     a: tile.a, taps: tile.taps, channels: tile.channels,
@@ -184,20 +185,20 @@ extension ConvGeometry {
         precondition(residual == nil || outputs.count == 1, "a residual needs a single output")
     }
 
-    /// The implicit GEMM's schedule, shared by every precision: the output's pixels in tiles of `tile.rows` rows ×
-    /// the panels of 16 output channels, split into tasks over `threads` (a task's panels — `panelBytes` each —
-    /// should stay in L2 while its tiles stream past, a multiple of `tile.panels` of them; then the tile range
+    /// The implicit GEMM's schedule, shared by every precision: the output's pixels in tiles of `rows` rows × the
+    /// panels of 16 output channels, split into tasks over `threads` (a task's panels — `panelBytes` each — should
+    /// stay in L2 while its tiles stream past, a multiple of `panelGroup` of them, the panels one tile takes at
+    /// once; then the tile range
     /// shrinks until every worker has a few tasks to balance), each tile's indirection table built for `body`. The
     /// input may be a view of words (several channels a word) as long as `inChannels` counts the same units.
     func forEachTile(input: FeatureMap, output: FeatureMap, residual: FeatureMap?, zeros: UnsafePointer<Float>,
-                     tile shape: TileShape, panelBytes: Int, panelCount: Int, threads: Int,
+                     rows mr: Int, panelGroup: Int, panelBytes: Int, panelCount: Int, threads: Int,
                      body: (ImplicitTile) -> Void) {
         let rows = output.pixels
         if rows == 0 { return }
         let (outH, outW) = (output.h, output.w)
-        let mr = shape.rows
         let tiles = (rows + mr - 1) / mr
-        let panelsPerTask = Self.panelsPerTask(panelCount, panelBytes: panelBytes, shape: shape)
+        let panelsPerTask = Self.panelsPerTask(panelCount, panelBytes: panelBytes, group: panelGroup)
         let panelTasks = (panelCount + panelsPerTask - 1) / panelsPerTask
         var tilesPerTask = min(tiles, 24)
         while tilesPerTask > 1 && ((tiles + tilesPerTask - 1) / tilesPerTask) * panelTasks < 4 * threads {
@@ -234,10 +235,11 @@ extension ConvGeometry {
         }
     }
 
-    /// Panels per task: as many as stay in L2 (192 KB of weights), at least and a multiple of the tile's panels.
-    static func panelsPerTask(_ panelCount: Int, panelBytes: Int, shape: TileShape) -> Int {
-        let fit = max(shape.panels, min(panelCount, (192 * 1024) / panelBytes))
-        return max(1, min(panelCount, fit / shape.panels * shape.panels))
+    /// Panels per task: as many as stay in L2 (192 KB of weights), at least and a multiple of the `group` a tile
+    /// takes at once.
+    static func panelsPerTask(_ panelCount: Int, panelBytes: Int, group: Int) -> Int {
+        let fit = max(group, min(panelCount, (192 * 1024) / panelBytes))
+        return max(1, min(panelCount, fit / group * group))
     }
 
     /// Fills one tile's indirection table `a` — per tap and row, a pointer into the input, or at `zeros` where the

@@ -49,6 +49,16 @@ public struct ReducedKernels: Sendable {
     public let int8Name: String, bf16Name: String?
     /// The instruction-set level these tiles were chosen for.
     public let level: String
+    /// The AMX tile layer's backend when the tiles are AMX's (32-row tiles over a depth padded to whole tile rows),
+    /// nil for the vector tiles (6 rows).
+    public let amx: AMXBackend?
+    /// Whether the inputs are converted with VCVTNEPS2BF16 (AVX512-BF16) and quantised with AVX2; else in plain C
+    /// or Swift.
+    let vectorBF16: Bool, vectorQuantize: Bool
+
+    /// Rows of one tile, and the multiple of 32-bit words a panel's depth is padded to.
+    var tileRows: Int { amx == nil ? 6 : 32 }
+    var depthMultiple: Int { amx == nil ? 1 : 16 }
 
     /// Why these tiles run no bf16, in one line; nil when they do.
     public var bf16Problem: String? {
@@ -56,7 +66,7 @@ public struct ReducedKernels: Sendable {
         if level != "avx512" && Kernels.supported.contains(where: { $0.name == "avx512" }) {
             return "bf16 needs the avx512 kernel level (INCEPTION_ISA=\(level) forbids it)"
         }
-        return "bf16 needs AVX512-BF16 (VDPBF16PS), which this CPU does not have"
+        return "bf16 needs AVX512-BF16 (VDPBF16PS) or AMX, which this CPU does not have"
     }
 
     /// Bits of `inception_cpu_reduced_precision`: 1 AVX512-BF16, 2 AVX512-VNNI, 4 AMX-BF16, 8 AVX-VNNI;
@@ -64,31 +74,42 @@ public struct ReducedKernels: Sendable {
     public static let cpuFeatures = Int(inception_cpu_reduced_precision())
         & (ProcessInfo.processInfo.environment["INCEPTION_NO_AVX_VNNI"] == "1" ? ~8 : ~0)
 
-    /// The tiles for `level`: bf16 needs AVX512-BF16 at the AVX-512 level; int8 takes VNNI at the AVX-512 level,
-    /// AVX-VNNI or else VPMADDWD at AVX2, the Swift reference below that.
-    public static func forLevel(_ level: KernelTable, features cpuFeatures: Int = cpuFeatures) -> ReducedKernels {
+    /// The tiles for `level`: AMX's for bf16 and int8 where `amx` names a backend (`AMX.backend`: the instructions
+    /// where the CPU has them); else bf16 needs AVX512-BF16 at the AVX-512 level, and int8 takes VNNI at the AVX-512
+    /// level, AVX-VNNI or else VPMADDWD at AVX2, the Swift reference below that.
+    public static func forLevel(_ level: KernelTable, features cpuFeatures: Int = cpuFeatures,
+                                amx: AMXBackend? = AMX.backend) -> ReducedKernels {
         let avx512 = level.name == "avx512", avx2 = level.name == "avx2"
+        let vectorBF16 = avx512 && cpuFeatures & 1 != 0
+        func kernels(bf16: ReducedTile?, _ words: Int8Words, _ int8: @escaping ReducedTile, _ int8Name: String,
+                     bf16Name: String? = "avx512-bf16", amx: AMXBackend? = nil) -> ReducedKernels {
+            ReducedKernels(bf16: bf16, int8: (words, int8), int8Name: int8Name, bf16Name: bf16 == nil ? nil : bf16Name,
+                           level: level.name, amx: amx, vectorBF16: vectorBF16, vectorQuantize: avx2 || avx512)
+        }
+        if let amx {
+            return kernels(bf16: AMXTiles.bf16(amx), .quads, AMXTiles.int8(amx), "amx-int8", bf16Name: "amx-bf16",
+                           amx: amx)
+        }
         let bf16Tile: ReducedTile = { a, taps, words, w, panelWords, panels, sums in
             inception_bf16_tile_avx512(c(a), taps, words, w, panelWords, panels, sums)
         }
-        let bf16 = avx512 && cpuFeatures & 1 != 0 ? bf16Tile : nil
+        let bf16 = vectorBF16 ? bf16Tile : nil
         if avx512 && cpuFeatures & 2 != 0 {
-            return ReducedKernels(bf16: bf16, int8: (.quads, { a, taps, words, w, panelWords, panels, sums in
+            return kernels(bf16: bf16, .quads, { a, taps, words, w, panelWords, panels, sums in
                 inception_int8_quads_tile_vnni(c(a), taps, words, w, panelWords, panels, sums)
-            }), int8Name: "avx512-vnni", bf16Name: bf16 == nil ? nil : "avx512-bf16", level: level.name)
+            }, "avx512-vnni")
         }
         if (avx2 || avx512) && cpuFeatures & 8 != 0 {
-            return ReducedKernels(bf16: bf16, int8: (.quads, { a, taps, words, w, panelWords, panels, sums in
+            return kernels(bf16: bf16, .quads, { a, taps, words, w, panelWords, panels, sums in
                 inception_int8_quads_tile_avxvnni(c(a), taps, words, w, panelWords, panels, sums)
-            }), int8Name: "avx-vnni", bf16Name: bf16 == nil ? nil : "avx512-bf16", level: level.name)
+            }, "avx-vnni")
         }
         if avx2 || avx512 {
-            return ReducedKernels(bf16: bf16, int8: (.pairs, { a, taps, words, w, panelWords, panels, sums in
+            return kernels(bf16: bf16, .pairs, { a, taps, words, w, panelWords, panels, sums in
                 inception_int8_pairs_tile_avx2(c(a), taps, words, w, panelWords, panels, sums)
-            }), int8Name: "avx2", bf16Name: bf16 == nil ? nil : "avx512-bf16", level: level.name)
+            }, "avx2")
         }
-        return ReducedKernels(bf16: nil, int8: (.quads, ReducedReference.int8QuadsTile), int8Name: "reference",
-                              bf16Name: nil, level: level.name)
+        return kernels(bf16: nil, .quads, ReducedReference.int8QuadsTile, "reference")
     }
 
     /// The tiles at the level every layer runs at.
@@ -99,8 +120,26 @@ public struct ReducedKernels: Sendable {
         precision == .bf16 ? forLevel(level).bf16Problem : nil
     }
 
-    private static func c(_ a: UnsafePointer<UnsafePointer<UInt32>>) -> UnsafePointer<UnsafePointer<UInt32>?> {
+    static func c(_ a: UnsafePointer<UnsafePointer<UInt32>>) -> UnsafePointer<UnsafePointer<UInt32>?> {
         UnsafeRawPointer(a).assumingMemoryBound(to: UnsafePointer<UInt32>?.self)
+    }
+}
+
+/// The AMX convolution tiles (32 rows × pairs of 16-channel panels, `inception_amx_*_tile`) on one backend, as
+/// `ReducedTile`s: `panelWords` is the panel's depth padded to whole tile rows of 16 words.
+enum AMXTiles {
+    static func bf16(_ backend: AMXBackend) -> ReducedTile {
+        let code = backend.code
+        return { a, taps, words, w, panelWords, panels, sums in
+            inception_amx_bf16_tile(code, ReducedKernels.c(a), taps, words, w, panelWords, panels, sums)
+        }
+    }
+
+    static func int8(_ backend: AMXBackend) -> ReducedTile {
+        let code = backend.code
+        return { a, taps, words, w, panelWords, panels, sums in
+            inception_amx_int8_tile(code, ReducedKernels.c(a), taps, words, w, panelWords, panels, sums)
+        }
     }
 }
 
@@ -138,6 +177,8 @@ public struct ReducedConvolution: Sendable {
     let padding: [UInt32]
     let inverseScale: Float, zeroPoint: Float
     let tile: ReducedTile
+    /// Rows of one tile (6 for the vector tiles, 32 for AMX's) and a panel's depth in words (padded for AMX).
+    let tileRows: Int, depthWords: Int
     let vectorEncode: Bool
 
     public var panelCount: Int { (geometry.outChannels + 15) / 16 }
@@ -149,7 +190,7 @@ public struct ReducedConvolution: Sendable {
                 kernels: ReducedKernels = .current) {
         guard let tile = kernels.bf16 else { preconditionFailure("this CPU runs no bf16 kernel") }
         let wordsPerPixel = (g.inChannels + 1) / 2
-        let panels = Self.pack(g, wordsPerPixel: wordsPerPixel, valuesPerWord: 2) { o, channel, tap, k in
+        let panels = Self.pack(g, wordsPerPixel: wordsPerPixel, valuesPerWord: 2, kernels) { o, channel, tap, k in
             guard channel < g.inChannels else { return 0 }
             let w = weights[(o * g.inChannels + channel) * g.taps + tap]
             return UInt32(ReducedReference.bf16Bits(w)) << (16 * k)
@@ -157,7 +198,7 @@ public struct ReducedConvolution: Sendable {
         let outputScale = scale == 1 ? nil : [Float](repeating: scale, count: (g.outChannels + 15) / 16 * 16)
         self.init(g, activation, .bf16, valuesPerWord: 2, wordsPerPixel: wordsPerPixel, words: nil, panels: panels,
                   bias: (bias ?? []).map { $0 * scale }, outputScale: outputScale, padding: 0, inverseScale: 1,
-                  zeroPoint: 0, tile: tile, vectorEncode: true)
+                  zeroPoint: 0, tile: tile, kernels: kernels)
     }
 
     /// int8 from a quantised checkpoint's integers: the layer computes
@@ -167,7 +208,7 @@ public struct ReducedConvolution: Sendable {
                 scale: Float = 1, activation: Activation, kernels: ReducedKernels = .current) {
         let words = kernels.int8.words, perWord = kernels.int8.words.valuesPerWord
         let wordsPerPixel = (g.inChannels + perWord - 1) / perWord
-        let panels = Self.pack(g, wordsPerPixel: wordsPerPixel, valuesPerWord: perWord) { o, channel, tap, k in
+        let panels = Self.pack(g, wordsPerPixel: wordsPerPixel, valuesPerWord: perWord, kernels) { o, channel, tap, k in
             guard channel < g.inChannels else { return 0 }
             let q = p.q[(o * g.inChannels + channel) * g.taps + tap]
             return words == .quads ? UInt32(UInt8(bitPattern: q)) << (8 * k)
@@ -184,14 +225,13 @@ public struct ReducedConvolution: Sendable {
         self.init(g, activation, .int8, valuesPerWord: perWord, wordsPerPixel: wordsPerPixel, words: words,
                   panels: panels, bias: shift, outputScale: outputScale,
                   padding: words == .quads ? z * 0x0101_0101 : z | z << 16, inverseScale: 1 / p.inputScale,
-                  zeroPoint: Float(p.inputZeroPoint), tile: kernels.int8.tile,
-                  vectorEncode: kernels.int8Name != "reference")
+                  zeroPoint: Float(p.inputZeroPoint), tile: kernels.int8.tile, kernels: kernels)
     }
 
     private init(_ g: ConvGeometry, _ activation: Activation, _ precision: Precision, valuesPerWord: Int,
                  wordsPerPixel: Int, words: Int8Words?, panels: [UInt32], bias: [Float], outputScale: [Float]?,
                  padding: UInt32, inverseScale: Float, zeroPoint: Float, tile: @escaping ReducedTile,
-                 vectorEncode: Bool) {
+                 kernels: ReducedKernels) {
         (geometry, self.activation, self.precision, self.valuesPerWord) = (g, activation, precision, valuesPerWord)
         (self.wordsPerPixel, self.words, self.panels, self.outputScale) = (wordsPerPixel, words, panels, outputScale)
         var padded = [Float](repeating: 0, count: (g.outChannels + 15) / 16 * 16)
@@ -199,17 +239,20 @@ public struct ReducedConvolution: Sendable {
         self.bias = padded
         self.padding = [UInt32](repeating: padding, count: wordsPerPixel)
         (self.inverseScale, self.zeroPoint) = (inverseScale, zeroPoint)
-        (self.tile, self.vectorEncode) = (tile, vectorEncode)
+        self.tile = tile
+        (tileRows, depthWords) = (kernels.tileRows, Self.depthWords(g, wordsPerPixel, kernels))
+        vectorEncode = precision == .bf16 ? kernels.vectorBF16 : kernels.vectorQuantize
     }
 
     /// Panels of 16 output channels, per tap and depth word a word per channel: `value(o, channel, tap, k)` is
-    /// input channel `channel`'s part of the word, at position k in it, already shifted into place.
-    private static func pack(_ g: ConvGeometry, wordsPerPixel: Int, valuesPerWord: Int,
+    /// input channel `channel`'s part of the word, at position k in it, already shifted into place. Each panel's
+    /// depth is padded with zero words to the kernels' multiple (AMX: whole tile rows).
+    private static func pack(_ g: ConvGeometry, wordsPerPixel: Int, valuesPerWord: Int, _ kernels: ReducedKernels,
                              _ value: (_ o: Int, _ channel: Int, _ tap: Int, _ k: Int) -> UInt32) -> [UInt32] {
-        let panelCount = (g.outChannels + 15) / 16
-        var panels = [UInt32](repeating: 0, count: panelCount * g.taps * wordsPerPixel * 16)
-        var i = 0
+        let panelCount = (g.outChannels + 15) / 16, depthWords = depthWords(g, wordsPerPixel, kernels)
+        var panels = [UInt32](repeating: 0, count: panelCount * depthWords * 16)
         for p in 0..<panelCount {
+            var i = p * depthWords * 16
             for tap in 0..<g.taps {
                 for word in 0..<wordsPerPixel {
                     for lane in 0..<16 where p * 16 + lane < g.outChannels {
@@ -222,6 +265,11 @@ public struct ReducedConvolution: Sendable {
             }
         }
         return panels
+    }
+
+    private static func depthWords(_ g: ConvGeometry, _ wordsPerPixel: Int, _ kernels: ReducedKernels) -> Int {
+        let m = kernels.depthMultiple
+        return (g.taps * wordsPerPixel + m - 1) / m * m
     }
 }
 
@@ -236,9 +284,9 @@ extension ReducedConvolution {
         let g = geometry
         g.checkShapes(input: input, outputs: outputs, residual: residual)
         encode(input, into: scratch, threads: threads)
-        let words = FeatureMap(base: scratch, n: input.n, h: input.h, w: input.w, c: wordsPerPixel)
         let (panelBases, panelStrides) = PackedConvolution.panelOutputs(outputs)
-        let (tile, depth, relu, out) = (self.tile, g.taps * wordsPerPixel, activation == .relu, g.outChannels)
+        let (tile, depth, relu, out) = (self.tile, depthWords, activation == .relu, g.outChannels)
+        let (rows, words) = (tileRows, FeatureMap(base: scratch, n: input.n, h: input.h, w: input.w, c: wordsPerPixel))
         panels.withUnsafeBufferPointer { w in
         bias.withUnsafeBufferPointer { bias in
         (outputScale ?? []).withUnsafeBufferPointer { scale in
@@ -253,9 +301,9 @@ extension ReducedConvolution {
                                  UncheckedSendable(outputScale == nil ? nil : scale.baseAddress))
             let zeros = UnsafeRawPointer(padding.baseAddress!).assumingMemoryBound(to: Float.self)
             wordGeometry.forEachTile(input: words, output: outputs[0], residual: residual, zeros: zeros,
-                                     tile: TileShape(rows: 6, panels: 1),
+                                     rows: rows, panelGroup: rows == 32 ? 2 : 1,
                                      panelBytes: depth * 64, panelCount: panelCount, threads: threads) { t in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: t.panels.count * 96) { sums in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: t.panels.count * rows * 16) { sums in
                     let sums = sums.baseAddress!
                     let a = UnsafeRawPointer(t.a).assumingMemoryBound(to: UnsafePointer<UInt32>.self)
                     tile(a, t.taps, t.channels, w.value + t.panels.lowerBound * depth * 16, depth, t.panels.count,
@@ -265,7 +313,7 @@ extension ReducedConvolution {
                         let s = scale.value.map { UnsafeRawPointer($0 + p * 16).loadUnaligned(as: SIMD16<Float>.self) }
                         let columns = min(16, out - p * 16)
                         for r in 0..<t.rows {
-                            var v = UnsafeRawPointer(sums + (q * 6 + r) * 16).loadUnaligned(as: SIMD16<Float>.self)
+                            var v = UnsafeRawPointer(sums + (q * rows + r) * 16).loadUnaligned(as: SIMD16<Float>.self)
                             if let s { v = v * s }
                             v += b
                             let o = panelBases.value[p] + t.pixels[r] * panelStrides.value[p]
@@ -300,7 +348,11 @@ extension ReducedConvolution {
         switch words {
         case nil:
             let d16 = d.assumingMemoryBound(to: UInt16.self)
-            inception_bf16_from_float_avx512(source, d16, c)
+            if vectorEncode {
+                inception_bf16_from_float_avx512(source, d16, c)
+            } else {
+                inception_bf16_from_float(source, d16, c)
+            }
             for j in c..<perPixel { d16[j] = 0 }
         case .quads?:
             let d8 = d.assumingMemoryBound(to: UInt8.self)

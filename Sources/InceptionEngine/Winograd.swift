@@ -248,7 +248,7 @@ public final class WinogradConvolution: Sendable {
         let shape = call.tile, mr = shape.rows
         let microTiles = (tileCount + mr - 1) / mr
         let panelCount = self.panelCount
-        let panelsPerTask = ConvGeometry.panelsPerTask(panelCount, panelBytes: cin * 64, shape: shape)
+        let panelsPerTask = ConvGeometry.panelsPerTask(panelCount, panelBytes: cin * 64, group: shape.panels)
         let panelTasks = (panelCount + panelsPerTask - 1) / panelsPerTask
         var tilesPerTask = min(microTiles, 24)
         while tilesPerTask > 1

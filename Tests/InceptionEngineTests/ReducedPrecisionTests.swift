@@ -6,14 +6,20 @@ import InceptionKernels
 /// fp32 reference convolution run on the values the layer stands for (the inputs rounded to bf16, or the quantised
 /// integers times their scales). Cases the CPU cannot run say so in their name when disabled.
 struct ReducedPrecisionTests {
-    static let bf16Kernels = ReducedKernels.forLevel(Kernels.supported[0])
+    static let bf16Kernels = ReducedKernels.forLevel(Kernels.supported[0], amx: nil)
+
+    /// The AMX tiles on every backend this CPU has: the emulator everywhere, the instructions where there is AMX.
+    static let amxRoutes = AMX.backends.map { ReducedKernels.forLevel(Kernels.supported[0], amx: $0) }
+
+    /// Every bf16 route this CPU can run: AVX512-BF16 where present, and AMX's.
+    static let bf16Routes = (bf16Kernels.bf16 == nil ? [] : [bf16Kernels]) + amxRoutes
 
     /// Every int8 route this CPU can run: AVX512-VNNI quads, AVX-VNNI quads, AVX2 pairs, the Swift reference's
-    /// quads.
+    /// quads, and AMX's.
     static var int8Routes: [ReducedKernels] {
         let levels = Kernels.supported
-        let avx2 = levels.filter { $0.name == "avx2" }.map { ReducedKernels.forLevel($0, features: 0) }
-        return levels.map { ReducedKernels.forLevel($0) } + avx2
+        let avx2 = levels.filter { $0.name == "avx2" }.map { ReducedKernels.forLevel($0, features: 0, amx: nil) }
+        return levels.map { ReducedKernels.forLevel($0, amx: nil) } + avx2 + amxRoutes
     }
 
     /// The tiles on random words: the int8 routes bitwise equal to their references, bf16 within float rounding.
@@ -30,7 +36,7 @@ struct ReducedPrecisionTests {
         let w = (0..<(panels * taps * words * 16)).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
         let bf16W = w.map { UInt32(ReducedReference.bf16Bits(Float(Int32(truncatingIfNeeded: $0)) / 1e9))
                             | UInt32(ReducedReference.bf16Bits(Float($0 >> 8) / 1e7)) << 16 }
-        for route in Self.int8Routes {
+        for route in Self.int8Routes where route.amx == nil {
             let reference: ReducedTile = route.int8.words == .quads
                 ? ReducedReference.int8QuadsTile : ReducedReference.int8PairsTile
             // Pairs hold u8 activations and s8 weights widened to 16 bits.
@@ -68,10 +74,16 @@ struct ReducedPrecisionTests {
 
     /// Layers of every shape the networks have, with odd channel counts (padding inside the last word), strides,
     /// a residual, and outputs into a channel slice of a wider map.
-    static let cases = ConvolutionKernelTests.cases
+    /// Two more for AMX: 1×1 layers whose depth fills whole tile rows (read in place, with a partial last tile).
+    static let cases = ConvolutionKernelTests.cases + [
+        ConvolutionKernelTests.Case(n: 1, h: 9, w: 8, cin: 64, cout: 40, kh: 1, kw: 1, stride: 1, ph: 0, pw: 0),
+        ConvolutionKernelTests.Case(n: 2, h: 5, w: 7, cin: 128, cout: 16, kh: 1, kw: 1, stride: 1, ph: 0, pw: 0),
+    ]
 
-    @Test(.enabled(if: bf16Kernels.bf16 != nil, "needs AVX512-BF16 (VDPBF16PS), which this CPU lacks"),
-          arguments: cases)
+    /// Each bf16 route (AVX512-BF16 where the CPU has it; AMX through the emulator everywhere, and through the
+    /// instructions where the CPU has them) against the reference convolution of the rounded values; AMX's two
+    /// backends give the same bits.
+    @Test(arguments: cases)
     func bf16LayerIsTheConvolutionOfRoundedValues(_ c: ConvolutionKernelTests.Case) {
         var rng = SplitMix64(UInt64(c.h * 131 + c.cin * 7 + c.cout))
         let g = geometry(c)
@@ -79,13 +91,20 @@ struct ReducedPrecisionTests {
         let weights = rng.array(g.outChannels * g.depth), bias = rng.array(c.cout)
         let scale: Float = 0.17
         let rounded = Tensor(shape: input.shape, scalars: input.scalars.map(roundedToBF16))
-        let conv = ReducedConvolution(bf16: g, weights: weights, bias: bias, scale: scale, activation: .relu,
-                                      kernels: Self.bf16Kernels)
         let expected = Reference.convolution(rounded, weights: weights.map(roundedToBF16), bias: bias, geometry: g,
                                              scale: scale, activation: .relu)
-        for threads in [1, 2] {
-            #expect(relativeError(run(conv, input, c, threads: threads), expected.scalars) < 1e-5)
+        var amx: [[Float]] = []
+        for kernels in Self.bf16Routes {
+            let conv = ReducedConvolution(bf16: g, weights: weights, bias: bias, scale: scale, activation: .relu,
+                                          kernels: kernels)
+            for threads in [1, 2] {
+                let out = run(conv, input, c, threads: threads)
+                let label = "\(kernels.bf16Name!) \(kernels.amx.map { "\($0)" } ?? "")"
+                #expect(relativeError(out, expected.scalars) < 1e-5, "\(label)")
+                if kernels.amx != nil { amx.append(out) }
+            }
         }
+        #expect(amx.allSatisfy { $0 == amx[0] }, "AMX's instructions and its emulator (or thread counts) disagree")
     }
 
     /// Each int8 route against the reference convolution of the dequantised values, with and without a zero

@@ -8,7 +8,38 @@ import Testing
 /// quantisation (QuantizeLinear/DequantizeLinear), the quantised checkpoint's strictness, and the one-line refusals.
 @Suite(.serialized) struct PrecisionTests {
     static let models: [ModelName] = [.inceptionV4, .inceptionResNetV2, .inceptionResNetV1FaceNet]
-    static let bf16Runs = ReducedKernels.current.bf16 != nil
+
+    /// Every bf16 route this CPU runs, as `predict`'s environment: AMX (the instructions where the CPU has them, else
+    /// their emulator) and AVX512-BF16 where the CPU has it.
+    static let bf16Routes: [(label: String, environment: [String: String])] = {
+        var routes = [AMX.instructionsUsable ? ("amx-bf16", ["INCEPTION_AMX": ""])
+                                             : ("amx-bf16 emulated", ["INCEPTION_AMX": "emulate"])]
+        if ReducedKernels.forLevel(Kernels.supported[0], amx: nil).bf16 != nil {
+            routes.append(("avx512-bf16", ["INCEPTION_AMX": "off"]))
+        }
+        return routes
+    }()
+
+    /// `outputs` of the reference weights at bf16 through `predict` in `environment` (a route).
+    static func bf16Outputs(_ name: ModelName, _ environment: [String: String], in folder: URL,
+                            logits: Bool = true) throws -> [String: Tensor]
+    {
+        let x = try ONNXExportTests.photos(name, 3), input = folder.appendingPathComponent("\(name.rawValue).npy")
+        try NPY.write(shape: x.shape, values: x.scalars, to: input)
+        var outputs: [String: Tensor] = [:]
+        let results = name == .inceptionResNetV1FaceNet ? [("features", "embedding")]
+            : [("features", "features")] + (logits ? [("logits", "logits")] : [])
+        for (key, result) in results {
+            let output = folder.appendingPathComponent("\(name.rawValue)-\(result).npy")
+            let cli = try runInception(["predict", "--model", name.rawValue, "--weights", References.weights(name).path,
+                                        "--precision", "bf16", "--result", result, "--input", input.path,
+                                        "--output", output.path], environment: environment)
+            try #require(cli.status == 0, "\(cli.stderr)")
+            let npy = try NPY.read(contentsOf: output)
+            outputs[key] = Tensor(shape: npy.shape, scalars: npy.values)
+        }
+        return outputs
+    }
 
     /// `inception quantize` of the reference weights, calibrated on the reference photos (every format variant).
     static func quantized(_ name: ModelName, into folder: URL) throws -> URL {
@@ -57,12 +88,16 @@ import Testing
 
     /// bf16 from the fp32 checkpoints, converted at load: cosine ≥ 0.999 (the bar for the face embedding;
     /// measured ≥ 0.9995), features within 5 % (measured 1.0–1.2 %, the face embedding 2.8 %).
-    @Test(.enabled(if: bf16Runs, "needs AVX512-BF16 (VDPBF16PS) at the avx512 level, which this CPU lacks"))
-    func bf16IsCloseToFP32() throws {
+    /// Every bf16 route this CPU runs (AMX through its emulator where the CPU has no AMX).
+    @Test func bf16IsCloseToFP32() throws {
+        let folder = try scratchDirectory("bf16-fp32")
+        defer { try? FileManager.default.removeItem(at: folder) }
         for name in Self.models {
             let fp32 = try Self.outputs(References.model(name))
-            let bf16 = try Self.outputs(InceptionModel(name, weights: try References.weights(name), precision: .bf16))
-            try Self.expectClose(name, "bf16", bf16, fp32, features: 0.05, cosine: 0.999)
+            for (label, environment) in Self.bf16Routes {
+                let bf16 = try Self.bf16Outputs(name, environment, in: folder)
+                try Self.expectClose(name, label, bf16, fp32, features: 0.05, cosine: 0.999)
+            }
         }
     }
 
@@ -70,9 +105,8 @@ import Testing
     /// conv inputs rounded to bf16, everything else float32). Two correct bf16 implementations drift apart: a sum
     /// that differs in its last bit can round to the neighbouring bf16 at the next layer's input. PyTorch's own two
     /// orders of summation (float32 and float64) give the measure: ours is within twice their distance of PyTorch's
-    /// (measured 0.10–0.54 % against 0.10–0.52 %), while fp32 lies 5–12× further.
-    @Test(.enabled(if: bf16Runs, "needs AVX512-BF16 (VDPBF16PS) at the avx512 level, which this CPU lacks"))
-    func bf16IsPyTorchsBF16() throws {
+    /// (measured 0.10–0.54 % against 0.10–0.52 %), while fp32 lies 5–12× further. Every bf16 route this CPU runs.
+    @Test func bf16IsPyTorchsBF16() throws {
         let folder = try scratchDirectory("bf16-torch")
         defer { try? FileManager.default.removeItem(at: folder) }
         let script = repositoryRoot.appendingPathComponent("scripts/bf16_reference.py").path
@@ -87,13 +121,15 @@ import Testing
             }
             let (theirs, theirs64) = (try torch(""), try torch("64"))
             let output = name == .inceptionResNetV1FaceNet ? "embedding" : "features"
-            let bf16 = try InceptionModel(name, weights: try References.weights(name), precision: .bf16)
-            let ours = try bf16(nchw: x, output: output).scalars
             let fp32 = try References.model(name)(nchw: x, output: output).scalars
-            let distance = min(relativeError(ours, theirs), relativeError(ours, theirs64))
-            Self.expectWithinPeerSpread("bf16 \(name) against PyTorch's bf16", distance: distance,
-                                        spread: relativeError(theirs64, theirs), slack: 1e-6,
-                                        fp32: relativeError(fp32, theirs), fp32Factor: 3)
+            for (label, environment) in Self.bf16Routes {
+                let outputs = try Self.bf16Outputs(name, environment, in: folder, logits: false)
+                let ours = try #require(outputs["features"]).scalars
+                let distance = min(relativeError(ours, theirs), relativeError(ours, theirs64))
+                Self.expectWithinPeerSpread("\(label) \(name) against PyTorch's bf16", distance: distance,
+                                            spread: relativeError(theirs64, theirs), slack: 1e-6,
+                                            fp32: relativeError(fp32, theirs), fp32Factor: 3)
+            }
         }
     }
 
@@ -172,10 +208,10 @@ import Testing
                                     fp32: relativeError(fp32, theirs), fp32Factor: 2)
     }
 
-    /// int8 at every kernel level: VNNI quads (AVX-512 or AVX), AVX2 pairs and the Swift reference sum the same
-    /// integers, so the levels with FMA (whose fp32 first convolution and linear layers round alike) agree bitwise,
-    /// and the baseline (no FMA: its first convolution rounds differently) within the chaos that rounding can start
-    /// (measured 2e-7).
+    /// int8 at every kernel level: VNNI quads (AVX-512 or AVX), AVX2 pairs, AMX (its emulator, and the instructions
+    /// where the CPU has them) and the Swift reference sum the same integers, so the levels with FMA (whose fp32 first
+    /// convolution and linear layers round alike) agree bitwise, and the baseline (no FMA: its first convolution
+    /// rounds differently) within the chaos that rounding can start (measured 2e-7).
     @Test func int8IsTheSameAtEveryKernelLevel() throws {
         let folder = try scratchDirectory("int8-levels")
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -185,8 +221,10 @@ import Testing
         try NPY.write(shape: x.shape, values: x.scalars, to: input)
         var results: [String: [Float]] = [:]
         // AVX2 with AVX-VNNI where the CPU has it, and without (VPMADDWD).
-        let runs = Kernels.supported.map { ($0.name, ["INCEPTION_ISA": $0.name]) }
-            + [("avx2-pairs", ["INCEPTION_ISA": "avx2", "INCEPTION_NO_AVX_VNNI": "1"])]
+        let runs = Kernels.supported.map { ($0.name, ["INCEPTION_ISA": $0.name, "INCEPTION_AMX": "off"]) }
+            + [("avx2-pairs", ["INCEPTION_ISA": "avx2", "INCEPTION_NO_AVX_VNNI": "1", "INCEPTION_AMX": "off"]),
+               ("amx-emulated", ["INCEPTION_AMX": "emulate"])]
+            + (AMX.instructionsUsable ? [("amx", ["INCEPTION_AMX": ""])] : [])
         for (level, environment) in runs where level != "avx2-pairs" || results["avx2"] != nil {
             let output = folder.appendingPathComponent("\(level).npy")
             let cli = try runInception(["predict", "--weights", weights.path, "--precision", "int8", "--input",
@@ -195,7 +233,7 @@ import Testing
             results[level] = try NPY.read(contentsOf: output).values
         }
         let best = try #require(results[Kernels.supported[0].name])
-        for level in ["avx2", "avx2-pairs"] {
+        for level in ["avx2", "avx2-pairs", "amx-emulated", "amx"] {
             #expect(results[level].map { $0 == best } ?? true, "\(level) differs from \(Kernels.supported[0].name)")
         }
         let baseline = relativeError(try #require(results["baseline"]), best)
@@ -222,12 +260,15 @@ import Testing
         #expect(try predict(References.weights(name), "int8").contains("int8 needs a quantised checkpoint"))
         // serve and bench refuse a precision the level cannot run before loading anything.
         for command in [["serve", "--port", "0"], ["bench", "--runs", "1"]] {
-            let cli = try runInception(command + ["--precision", "bf16"], environment: ["INCEPTION_ISA": "baseline"])
+            let cli = try runInception(command + ["--precision", "bf16"],
+                                       environment: ["INCEPTION_ISA": "baseline", "INCEPTION_AMX": "off"])
             #expect(cli.status == 1 && cli.stderr.hasPrefix("error: bf16 needs")
                     && cli.stderr.split(separator: "\n").count == 1, "\(command[0]): \(cli.stderr)")
         }
-        let bf16 = try predict(References.weights(name), "bf16", ["INCEPTION_ISA": "avx2"])
+        let bf16 = try predict(References.weights(name), "bf16", ["INCEPTION_ISA": "avx2", "INCEPTION_AMX": "off"])
         #expect(bf16.contains("bf16 needs"), "\(bf16)")
+        let setting = try predict(References.weights(name), "bf16", ["INCEPTION_AMX": "sometimes"])
+        #expect(setting.hasPrefix("error: INCEPTION_AMX=sometimes is not a setting"), "\(setting)")
         // A quantised checkpoint without one of an int8 weight's companions, and with one too many.
         let good = try SafeTensorsFile(contentsOf: try Self.quantized(name, into: folder))
         let scale = try #require(good.entries.keys.first { $0.hasSuffix(".input_scale") })

@@ -1,0 +1,70 @@
+import CInceptionReduced
+import Foundation
+
+/// Which implementation of the AMX tile layer (`CInceptionReduced/include/inception_amx.h`) runs the bf16 and int8
+/// convolutions. Both run the same kernel; the emulator computes exactly what the tile unit computes (measured bit
+/// for bit on the Xeon: `../shared/tools/microkernels/amx_numerics.c`).
+public enum AMXBackend: Sendable, Hashable, CustomStringConvertible {
+    /// TDPBF16PS and TDPBUSD on the CPU's tile unit (Intel Xeon of the Sapphire Rapids class and later).
+    case instructions
+    /// The tile operations on plain memory, on any CPU: for tests, and to check the AMX routes without AMX.
+    case emulator
+
+    var code: Int32 { self == .instructions ? Int32(INCEPTION_AMX_INSTRUCTIONS) : Int32(INCEPTION_AMX_EMULATOR) }
+
+    public var description: String { self == .instructions ? "instructions" : "emulator" }
+}
+
+/// Whether this process runs bf16 and int8 through AMX, chosen once at start.
+public enum AMX {
+    /// `INCEPTION_AMX` read once: unset or empty, the instructions where CPUID, XCR0 and Linux allow them (nothing
+    /// otherwise); `emulate`, the emulator on any CPU; `off`, no AMX (today's AVX-512 and AVX2 routes).
+    static let selection = select(ProcessInfo.processInfo.environment["INCEPTION_AMX"])
+
+    /// The backend every bf16 and int8 convolution uses, nil for none.
+    public static var backend: AMXBackend? {
+        if let notice = selection.notice { Notice.once(notice) }
+        return selection.backend
+    }
+
+    /// Whether this CPU runs the tile instructions here (whatever `INCEPTION_AMX` says): the backends a test can use
+    /// are the emulator, and these where true.
+    public static let instructionsUsable = inception_amx_usable() == 0
+
+    /// Every backend this process can run: the emulator, and the instructions where the CPU has them.
+    public static var backends: [AMXBackend] { [.emulator] + (instructionsUsable ? [.instructions] : []) }
+
+    /// What is wrong with `INCEPTION_AMX`, if anything (the command line reports it as its one-line error).
+    public static var environmentProblem: String? { selection.problem }
+
+    /// The backend `value` asks for; `usable` is `inception_amx_usable` (0 yes, 1 no AMX, 2 Linux refused it).
+    /// `notice` is the one line a refusal prints before the other routes run.
+    static func select(_ value: String?, usable: () -> Int32 = { inception_amx_usable() })
+        -> (backend: AMXBackend?, problem: String?, notice: String?)
+    {
+        switch value ?? "" {
+        case "emulate": return (.emulator, nil, nil)
+        case "off": return (nil, nil, nil)
+        case "":
+            switch usable() {
+            case 0: return (.instructions, nil, nil)
+            case 2:
+                return (nil, nil, "AMX: Linux refused this process the tile state (arch_prctl "
+                            + "ARCH_REQ_XCOMP_PERM); bf16 and int8 take the AVX-512 routes")
+            default: return (nil, nil, nil)
+            }
+        default:
+            return (nil, "INCEPTION_AMX=\(value!) is not a setting; use emulate or off (unset: the instructions "
+                        + "where the CPU has them)", nil)
+        }
+    }
+}
+
+/// A line printed to standard error at most once per process.
+enum Notice {
+    private static let printed = Locked(Set<String>())
+
+    static func once(_ line: String) {
+        if printed.withLock({ $0.insert(line).inserted }) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+    }
+}
