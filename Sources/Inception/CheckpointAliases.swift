@@ -5,9 +5,7 @@ extension ModelName {
     /// (`inceptionresnetv2-520b38e4.pth`) calls Inception-ResNet-v2's classifier `last_linear` where timm says
     /// `classif`; its `inceptionv4-8e4777a0.pth` already uses timm's names. Both have 1001-class heads (background
     /// at 0), which load as such.
-    public var checkpointAliases: [(theirs: String, released: String)] {
-        self == .inceptionResNetV2 ? [("last_linear.", "classif.")] : []
-    }
+    public var checkpointAliases: [(theirs: String, released: String)] { spec.checkpointAliases }
 
     /// `file` seen in the released key names: each key under an alias prefix is renamed, unless the file also has
     /// the released name (then nothing is renamed and strict loading reports what does not fit).

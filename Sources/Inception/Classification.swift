@@ -37,10 +37,10 @@ extension InceptionModel {
     /// `classify` of images already through `prepare`.
     public func classify(prepared images: [[Float]], top: Int = 5,
                          threads: Int = Parallel.defaultThreads) throws -> [[Prediction]] {
-        guard graph.outputs["logits"] != nil else { throw InputError.unknownOutput("logits", model: name.rawValue,
+        guard graph.outputs[.logits] != nil else { throw InputError.unknownOutput(.logits, model: name.rawValue,
             available: outputNames) }
-        let logits = try compiled.run(batch(images), output: graph.outputs["logits"], threads: threads)
-        return predictions(logits: try finite(logits, output: "logits"), top: top)
+        let logits = try compiled.run(batch(images), output: graph.outputs[.logits], threads: threads)
+        return predictions(logits: try finite(logits, output: .logits), top: top)
     }
 
     private func batch(_ prepared: [[Float]]) -> Tensor {
@@ -70,9 +70,9 @@ extension InceptionModel {
 
     /// `embed` of images already through `prepare`.
     public func embed(prepared images: [[Float]], threads: Int = Parallel.defaultThreads) throws -> Tensor {
-        let output = graph.outputs["embedding"] ?? graph.outputs["features"]!
+        let output = graph.outputs[.embedding] ?? graph.outputs[.features]!
         let result = try compiled.run(batch(images), output: output, threads: threads)
-        return try finite(result, output: graph.outputs["embedding"] != nil ? "embedding" : "features")
+        return try finite(result, output: embeddingOutput)
     }
 }
 

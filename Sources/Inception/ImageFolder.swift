@@ -125,8 +125,8 @@ extension InceptionModel {
     public func evaluate(_ data: ImageFolder, batch: Int = 8, threads: Int = Parallel.defaultThreads,
                          stopOnError: Bool = false, limit: Int? = nil,
                          progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
-        guard let logitsNode = graph.outputs["logits"] else {
-            throw InputError.unknownOutput("logits", model: name.rawValue, available: outputNames)
+        guard let logitsNode = graph.outputs[.logits] else {
+            throw InputError.unknownOutput(.logits, model: name.rawValue, available: outputNames)
         }
         let samples = Array(data.samples.prefix(limit ?? data.samples.count))
         let shift = classes == 1001 && classNames == nil ? 1 : 0

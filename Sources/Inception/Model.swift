@@ -9,7 +9,7 @@ public final class InceptionModel: Sendable {
     public var graph: Graph { compiled.graph }
     /// How many classes the logits score; nil for a model without a classifier (the face model loaded from a
     /// checkpoint without its `logits` layer).
-    public var classes: Int? { width(of: "logits") }
+    public var classes: Int? { width(of: .logits) }
     /// The logits' class names, when the checkpoint carries them (a run of `inception train` writes them); else
     /// ImageNet's for a 1000- or 1001-way classifier (see `label(_:)`).
     public let classNames: [String]?
@@ -21,7 +21,7 @@ public final class InceptionModel: Sendable {
         self.name = name
         self.compiled = compiled
         self.inputSize = metadata.inputSize ?? name.defaultInputSize
-        let classes = compiled.graph.outputs["logits"].map { compiled.graph.nodes[$0].channels }
+        let classes = compiled.graph.outputs[.logits].map { compiled.graph.nodes[$0].channels }
         self.classNames = metadata.classNames.flatMap { $0.count == classes ? $0 : nil }
     }
 
@@ -92,21 +92,21 @@ public final class InceptionModel: Sendable {
 
     /// Names of the outputs this model can give: `logits`, `features` (pooled, before the classifier),
     /// `embedding` (face model), `aux_logits` (a training graph's auxiliary head).
-    public var outputNames: [String] { graph.outputs.keys.sorted() }
+    public var outputNames: [OutputName] { graph.outputs.keys.sorted() }
 
     /// The output a call without a name returns: `logits`, or the face model's `embedding`.
-    public var primaryOutput: String { graph.outputs.first { $0.value == graph.output }?.key ?? "output" }
+    public var primaryOutput: OutputName { graph.outputs.first { $0.value == graph.output }?.key ?? "output" }
 
     /// Values per image of the named output (nil: the model has no such output).
-    public func width(of output: String) -> Int? { graph.outputs[output].map { graph.nodes[$0].channels } }
+    public func width(of output: OutputName) -> Int? { graph.outputs[output].map { graph.nodes[$0].channels } }
 
     /// The output `embed` returns: the face model's embedding, else the pooled features before the classifier.
-    public var embeddingOutput: String { graph.outputs["embedding"] != nil ? "embedding" : "features" }
+    public var embeddingOutput: OutputName { graph.outputs[.embedding] != nil ? .embedding : .features }
 
     /// The primary output — logits, or the L2-normalised embedding of the face model — or the named `output`,
     /// for an NCHW batch `[n, 3, h, w]` (the layout of PyTorch and ONNX). An input holding NaN or infinities is
     /// refused unless `allowNonFinite`, and so is an output that overflowed.
-    public func callAsFunction(nchw input: Tensor, output: String? = nil, threads: Int = Parallel.defaultThreads,
+    public func callAsFunction(nchw input: Tensor, output: OutputName? = nil, threads: Int = Parallel.defaultThreads,
                                allowNonFinite: Bool = false) throws -> Tensor {
         guard input.shape.count == 4 else { throw InputError.wrongRank(input.shape) }
         if !allowNonFinite, let problem = InputError.nonFinite(in: input.scalars) { throw problem }
@@ -135,14 +135,14 @@ public final class InceptionModel: Sendable {
     }
 
     /// `tensor`, or an error when the network's output overflowed (weights far out of range).
-    func finite(_ tensor: Tensor, output: String) throws -> Tensor {
+    func finite(_ tensor: Tensor, output: OutputName) throws -> Tensor {
         guard tensor.scalars.allSatisfy(\.isFinite) else { throw OutputError.nonFinite(output: output) }
         return tensor
     }
 }
 
 public enum OutputError: Error, Equatable, CustomStringConvertible {
-    case nonFinite(output: String)
+    case nonFinite(output: OutputName)
 
     public var description: String {
         switch self {
@@ -194,7 +194,7 @@ public enum WeightsError: Error, Equatable, CustomStringConvertible {
 public enum InputError: Error, Equatable, CustomStringConvertible {
     case wrongRank([Int])
     case wrongChannels(expected: Int, shape: [Int])
-    case unknownOutput(String, model: String, available: [String])
+    case unknownOutput(OutputName, model: String, available: [OutputName])
     case nonFinite(count: Int, first: Int)
 
     public var description: String {
@@ -205,7 +205,8 @@ public enum InputError: Error, Equatable, CustomStringConvertible {
         case let .wrongChannels(expected, shape):
             return "input must have \(expected) channels in (N, C, H, W), got shape \(quotedShape(shape))"
         case let .unknownOutput(output, model, available):
-            return "\(model) has no output '\(output)' with these weights; it has \(available.joined(separator: ", "))"
+            return "\(model) has no output '\(output)' with these weights; it has "
+                + available.map(\.rawValue).joined(separator: ", ")
         }
     }
 }

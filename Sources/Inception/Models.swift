@@ -2,89 +2,70 @@
 import InceptionIO
 import InceptionModels
 
-/// The networks this library builds, by the names timm and the command line use.
-public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// Paper Figure 9 = the TF-slim release = timm `inception_v4`.
-    case inceptionV4 = "inception_v4"
-    /// The TF-slim release = timm `inception_resnet_v2` (not the paper's network; see `InceptionResNet`).
-    case inceptionResNetV2 = "inception_resnet_v2"
-    /// Paper Figure 15 with Figures 3, 16, 7, 17, 18, 19. No released weights.
-    case inceptionResNetV2Paper = "inception_resnet_v2_paper"
-    /// Paper Figure 15 with Figures 14, 10, 7, 11, 12, 13. No released weights.
-    case inceptionResNetV1 = "inception_resnet_v1"
-    /// facenet-pytorch 2.6 `InceptionResnetV1`: face embeddings (VGGFace2 / CASIA-WebFace weights).
-    case inceptionResNetV1FaceNet = "inception_resnet_v1_facenet"
+/// A network this library builds, by the name timm and the command line use; what it is lives in its `spec`.
+public struct ModelName: Hashable, Sendable, CustomStringConvertible {
+    public let spec: ModelSpec
 
+    /// The network `spec` describes (a built-in one, or one of your own: see ``ModelSpec/register(_:)``).
+    public init(_ spec: ModelSpec) { self.spec = spec }
+
+    /// The network of that name, among the built-in and registered ones.
+    public init?(rawValue: String) {
+        guard let spec = ModelSpec.all.first(where: { $0.name == rawValue }) else { return nil }
+        self.spec = spec
+    }
+
+    public var rawValue: String { spec.name }
     public var description: String { rawValue }
 
+    public static func == (a: ModelName, b: ModelName) -> Bool { a.rawValue == b.rawValue }
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+
+    /// Every network known to this process, built-in ones first.
+    public static var allCases: [ModelName] { ModelSpec.all.map(ModelName.init) }
+
+    /// Paper Figure 9 = the TF-slim release = timm `inception_v4`.
+    public static let inceptionV4 = ModelName(.inceptionV4)
+    /// The TF-slim release = timm `inception_resnet_v2` (not the paper's network; see `InceptionResNet`).
+    public static let inceptionResNetV2 = ModelName(.inceptionResNetV2)
+    /// Paper Figure 15 with Figures 3, 16, 7, 17, 18, 19. No released weights.
+    public static let inceptionResNetV2Paper = ModelName(.inceptionResNetV2Paper)
+    /// Paper Figure 15 with Figures 14, 10, 7, 11, 12, 13. No released weights.
+    public static let inceptionResNetV1 = ModelName(.inceptionResNetV1)
+    /// facenet-pytorch 2.6 `InceptionResnetV1`: face embeddings (VGGFace2 / CASIA-WebFace weights).
+    public static let inceptionResNetV1FaceNet = ModelName(.inceptionResNetV1FaceNet)
+
     /// Our name of the classifier's weight (its rows are the classes).
-    public var classifierWeight: String { self == .inceptionResNetV1FaceNet ? "logits.weight" : "classifier.weight" }
+    public var classifierWeight: String { spec.classifierWeight }
 
-    /// Classes of the default graph; nil for the face model, which by default has no classifier.
-    public var defaultClasses: Int? { self == .inceptionResNetV1FaceNet ? nil : 1000 }
+    /// Classes of the default graph; nil for a network that by default has no classifier (the face model).
+    public var defaultClasses: Int? { spec.classes }
 
-    public var defaultInputSize: Int { self == .inceptionResNetV1FaceNet ? 160 : 299 }
+    public var defaultInputSize: Int { spec.preprocessing.inputSize }
 
-    /// Whether TF-slim released this network with an auxiliary classifier (`AuxLogits`), which training may add.
-    public var hasAuxiliaryHead: Bool { self == .inceptionV4 || self == .inceptionResNetV2 }
+    /// Whether the release has an auxiliary classifier (`AuxLogits`), which training may add.
+    public var hasAuxiliaryHead: Bool { spec.auxiliaryHead }
+
+    /// The eval transform of the model's released weights.
+    public var preprocessing: Preprocessing { spec.preprocessing }
+
+    /// The Hub repository of the released weights (`model.safetensors`), where one exists.
+    public var hubRepository: String? { spec.hubRepository }
 
     /// The network with `classes` outputs (nil: the default) and, for reduced-depth experiments, `repeats` blocks
     /// in its A, B and C stages (nil: the network's own). A reduced-depth network keeps the key names of the full
     /// one (inception_v4 numbers its stages as the full network does), so its checkpoints are for this library only.
     /// `auxiliaryHead` adds TF-slim's auxiliary classifier (output `aux_logits`; see `hasAuxiliaryHead`).
     public func graph(classes: Int? = nil, repeats: [Int]? = nil, auxiliaryHead: Bool = false) -> Graph {
-        let classes = classes ?? defaultClasses
         precondition(repeats == nil || repeats!.count == 3 && repeats!.allSatisfy { $0 >= 1 }, "three block counts ≥ 1")
         precondition(!auxiliaryHead || hasAuxiliaryHead, "\(self) has no auxiliary head")
-        func adapted(_ config: InceptionResNet.Configuration) -> InceptionResNet.Configuration {
-            var config = config
-            if case let .classifier(_, dropout) = config.head { config.head = .classifier(classes: classes!,
-                dropout: dropout) }
-            if let r = repeats { config.repeats = (r[0], r[1], r[2]) }
-            config.auxiliaryHead = auxiliaryHead
-            return config
-        }
-        switch self {
-        case .inceptionV4:
-            var config = InceptionV4.Configuration()
-            config.classes = classes!
-            if let r = repeats { config.repeats = (r[0], r[1], r[2]) }
-            config.auxiliaryHead = auxiliaryHead
-            return InceptionV4.graph(config)
-        case .inceptionResNetV2: return InceptionResNet.graph(adapted(.v2))
-        case .inceptionResNetV2Paper: return InceptionResNet.graph(adapted(.v2Paper))
-        case .inceptionResNetV1: return InceptionResNet.graph(adapted(.v1Paper))
-        case .inceptionResNetV1FaceNet: return InceptionResNet.graph(adapted(.v1FaceNet(classes: classes)))
-        }
+        return spec.build(classes ?? defaultClasses, repeats.map { ($0[0], $0[1], $0[2]) }, auxiliaryHead)
     }
 
     /// How our parameter names map to the released checkpoint's keys: (our prefix, checkpoint prefix) pairs,
-    /// the first matching prefix wins; names under no prefix are the same in both. The paper-only networks have
-    /// no released checkpoint and use our names.
-    public var checkpointPrefixes: [(ours: String, theirs: String)] {
-        switch self {
-        case .inceptionV4: return Self.inceptionV4Prefixes
-        case .inceptionResNetV2:
-            return [("inception_resnet_a.", "repeat."), ("reduction_a.", "mixed_6a."),
-                    ("inception_resnet_b.", "repeat_1."), ("reduction_b.", "mixed_7a."),
-                    ("inception_resnet_c.", "repeat_2."), ("inception_resnet_c_last.", "block8."),
-                    ("classifier.", "classif.")]
-        case .inceptionResNetV1FaceNet:
-            // facenet-pytorch numbers the residual stacks from 1 (timm's IR-v2 from none).
-            return [("inception_resnet_a.", "repeat_1."), ("reduction_a.", "mixed_6a."),
-                    ("inception_resnet_b.", "repeat_2."), ("reduction_b.", "mixed_7a."),
-                    ("inception_resnet_c.", "repeat_3."), ("inception_resnet_c_last.", "block8."),
-                    ("bottleneck_bn.", "last_bn."), ("bottleneck.", "last_linear.")]
-        case .inceptionResNetV2Paper, .inceptionResNetV1:
-            return []
-        }
-    }
-
-    /// timm `inception_v4` numbers its stages `features.N` in build order — every stem layer and block of the full
-    /// network, as InceptionV4.graph builds them — and calls the classifier `last_linear`.
-    static let inceptionV4Prefixes: [(ours: String, theirs: String)] =
-        InceptionV4.graph().stagesWithParameters.filter { $0 != "classifier" }.enumerated()
-            .map { ("\($0.element).", "features.\($0.offset).") } + [("classifier.", "last_linear.")]
+    /// the first matching prefix wins; names under no prefix are the same in both. A network with no released
+    /// checkpoint uses our names.
+    public var checkpointPrefixes: [(ours: String, theirs: String)] { spec.checkpointPrefixes() }
 
     /// Whether a checkpoint holds every parameter of this network with its shape (any classifier size). Only
     /// networks with released checkpoints are considered.
@@ -104,14 +85,21 @@ public enum ModelName: String, CaseIterable, Sendable, CustomStringConvertible {
     }
 }
 
-extension ModelName {
-    /// The eval transform of the model's released weights (the paper networks use Inception-v4's).
-    public var preprocessing: Preprocessing {
-        switch self {
-        case .inceptionV4, .inceptionResNetV2Paper, .inceptionResNetV1: return .inceptionV4
-        case .inceptionResNetV2: return .inceptionResNetV2
-        case .inceptionResNetV1FaceNet: return .faceNet
+extension ModelName: Codable {
+    /// Written as its name (a run's `config.json`: "inception_v4"); an unknown name is a decoding error naming it.
+    public init(from decoder: Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        guard let known = ModelName(rawValue: name) else {
+            let known = ModelName.allCases.map(\.rawValue).joined(separator: ", ")
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription:
+                "'\(name)' is not a network this program knows (\(known))"))
         }
+        self = known
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
     }
 }
 

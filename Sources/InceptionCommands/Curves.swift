@@ -41,7 +41,7 @@ struct Curves: ParsableCommand {
                 var label = run.lastPathComponent
                 if let data = try? Data(contentsOf: run.appendingPathComponent("config.json")),
                    let config = try? JSONDecoder().decode(TrainingConfiguration.self, from: data) {
-                    label = config.model
+                    label = config.model.rawValue
                         + (config.repeats.map { " (blocks \($0.map(String.init).joined(separator: ",")))" } ?? "")
                         + " — \(run.lastPathComponent)"
                 }

@@ -47,7 +47,7 @@ struct Export: ParsableCommand {
             let loaded = try ModelWeights(name, from: source)
             let data = try ONNXExport.serialized(loaded, opset: opset, batch: ONNXBatch(batch)!)
             try FileOutput.write(data, to: output)
-            let outputs = loaded.graph.outputs.keys.sorted()
+            let outputs = loaded.graph.outputs.keys.sorted().map(\.rawValue)
             if json {
                 try printJSON(["model": name.rawValue, "output": output, "opset": opset, "batch": batch,
                                "input_size": loaded.inputSize, "outputs": outputs, "bytes": data.count])

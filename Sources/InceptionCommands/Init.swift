@@ -46,7 +46,7 @@ struct Init: ParsableCommand {
                                       to: URL(fileURLWithPath: output))
             if json {
                 try printJSON(["model": name.rawValue, "output": output, "parameters": graph.parameterCount,
-                               "classes": graph.outputs["logits"].map { graph.nodes[$0].channels } ?? NSNull(),
+                               "classes": graph.outputs[.logits].map { graph.nodes[$0].channels } ?? NSNull(),
                                "seed": seed])
             } else {
                 print("\(output): \(name.rawValue), \(graph.parameterCount.grouped) parameters, seed \(seed)")

@@ -13,7 +13,7 @@ struct Models: ParsableCommand {
     func run() throws {
         let rows: [[String: Any]] = ModelName.allCases.map { name in
             ["name": name.rawValue, "parameters": name.graph().parameterCount, "input_size": name.defaultInputSize,
-             "weights": name.weightsSource, "output": name.outputDescription]
+             "weights": name.spec.weightsNote, "output": name.spec.outputNote]
         }
         if json { return try printJSON(rows) }
         let columns: [(String, Int)] = [("model", 30), ("parameters", 12), ("input", 7), ("weights", 50)]
@@ -24,19 +24,5 @@ struct Models: ParsableCommand {
             print(zip(cells, columns).map { $0.padding(toLength: $1.1, withPad: " ", startingAt: 0) }.joined()
                   + (row["output"] as! String))
         }
-    }
-}
-
-extension ModelName {
-    /// Where weights for this network come from.
-    var weightsSource: String {
-        if let repo = hubRepository { return "Hub: \(repo)" }
-        if self == .inceptionResNetV1FaceNet { return "facenet-pytorch's checkpoints (--weights)" }
-        return "none released: train it (paper network)"
-    }
-
-    /// What the network's primary output is.
-    var outputDescription: String {
-        self == .inceptionResNetV1FaceNet ? "512-d face embedding" : "ImageNet-1k logits (1000)"
     }
 }

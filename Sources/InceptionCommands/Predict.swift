@@ -69,7 +69,7 @@ struct Predict: ParsableCommand {
                 let nchw = Tensor(shape: [rows.count] + reader.shape.dropFirst(), scalars: reader.values(rows))
                 let result: Tensor
                 do {
-                    result = try net(nchw: nchw, output: self.result, threads: threads.threads,
+                    result = try net(nchw: nchw, output: self.result.map { OutputName($0) }, threads: threads.threads,
                                      allowNonFinite: allowNonfinite)
                 } catch let InputError.nonFinite(count, at) {
                     // Where in the whole file, not in this batch.
@@ -81,7 +81,7 @@ struct Predict: ParsableCommand {
             try writer!.finish()
             if json {
                 try printJSON(["model": name.rawValue, "output": output, "shape": writer!.shape,
-                               "result": result ?? net.primaryOutput])
+                               "result": result ?? net.primaryOutput.rawValue])
             }
         }
     }

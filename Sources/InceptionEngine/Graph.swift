@@ -137,12 +137,24 @@ public enum ParameterError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// The name of one of a graph's outputs — what a caller asks a model for. The networks' names (`logits`,
+/// `features`, `embedding`, `aux_logits`) are declared with them, in InceptionModels.
+public struct OutputName: Hashable, Sendable, Comparable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public let rawValue: String
+
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { rawValue = value }
+
+    public var description: String { rawValue }
+    public static func < (a: OutputName, b: OutputName) -> Bool { a.rawValue < b.rawValue }
+}
+
 public struct Graph: Sendable {
     public internal(set) var nodes: [Node]
     /// The primary output (logits, or the embedding of a face model).
     public internal(set) var output: Int
     /// Every named output: `logits`, `features` (pooled, before the classifier), `embedding`, …
-    public internal(set) var outputs: [String: Int]
+    public internal(set) var outputs: [OutputName: Int]
 
     public var inputChannels: Int { nodes[0].channels }
     public var outputChannels: Int { nodes[output].channels }
@@ -203,7 +215,7 @@ public struct Graph: Sendable {
     }
 
     /// The same graph with the node named `node` also available as the output `name` (intermediate features).
-    public func addingOutput(_ name: String, node: String) -> Graph? {
+    public func addingOutput(_ name: OutputName, node: String) -> Graph? {
         guard let i = nodes.firstIndex(where: { $0.name == node }) else { return nil }
         var copy = self
         copy.outputs[name] = i
@@ -296,7 +308,7 @@ public final class GraphBuilder {
     }
 
     /// A graph with named outputs, `primary` among them.
-    public func finish(outputs: [String: Value], primary: String) -> Graph {
+    public func finish(outputs: [OutputName: Value], primary: OutputName) -> Graph {
         precondition(outputs[primary] != nil, "primary output \(primary) is not among \(outputs.keys)")
         return Graph(nodes: nodes, output: outputs[primary]!.id, outputs: outputs.mapValues(\.id))
     }

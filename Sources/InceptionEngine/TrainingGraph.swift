@@ -62,8 +62,8 @@ public final class TrainingGraph {
     /// `gradients` then holds this batch's gradients. Running statistics are updated. `seed` drives dropout.
     /// `auxiliary`: a second output whose cross-entropy against the same labels is added with `weight` (TF-slim's
     /// auxiliary classifier, 0.4); the backward pass then starts at both outputs.
-    public func step(_ input: Tensor, labels: [Int], labelSmoothing: Float = 0, output: String = "logits",
-                     auxiliary: (output: String, weight: Float)? = nil,
+    public func step(_ input: Tensor, labels: [Int], labelSmoothing: Float = 0, output: OutputName = "logits",
+                     auxiliary: (output: OutputName, weight: Float)? = nil,
                      seed: UInt64 = 0, threads: Int = Parallel.defaultThreads) throws -> StepResult {
         precondition(input.shape.count == 4 && input.shape[3] == graph.inputChannels, "input must be NHWC")
         let names = [output] + (auxiliary.map { [$0.output] } ?? [])
@@ -105,7 +105,7 @@ public final class TrainingGraph {
 
     /// A forward pass in training mode, then the backward pass from ∂L/∂output = `outputGradient(output)`;
     /// `gradients` then holds the parameters' gradients. Returns the output and ∂L/∂input.
-    public func backward(_ input: Tensor, output: String, seed: UInt64 = 0, threads: Int = Parallel.defaultThreads,
+    public func backward(_ input: Tensor, output: OutputName, seed: UInt64 = 0, threads: Int = Parallel.defaultThreads,
                          outputGradient: (Tensor) -> [Float]) throws -> (output: Tensor, inputGradient: Tensor) {
         guard let target = graph.outputs[output] else { preconditionFailure("the graph has no output \(output)") }
         let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])

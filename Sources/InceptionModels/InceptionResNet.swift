@@ -109,7 +109,7 @@ public enum InceptionResNet {
         }
         var aux: Value? = nil
         if config.auxiliaryHead, case let .classifier(classes, _) = config.head {
-            aux = x.scope("aux_logits") { auxiliaryHead($0, classes: classes) }
+            aux = x.scope(OutputName.auxLogits.rawValue) { auxiliaryHead($0, classes: classes) }
         }
         x = x.scope("reduction_b") { reductionB($0, config.reductionB) }
         for i in 0..<config.repeats.c {
@@ -123,15 +123,15 @@ public enum InceptionResNet {
         switch config.head {
         case let .classifier(classes, dropout):
             let logits = features.dropout(dropout).linear("classifier", classes)
-            var outputs = ["features": features, "logits": logits]
-            outputs["aux_logits"] = aux
-            return g.finish(outputs: outputs, primary: "logits")
+            var outputs: [OutputName: Value] = [.features: features, .logits: logits]
+            outputs[.auxLogits] = aux
+            return g.finish(outputs: outputs, primary: .logits)
         case let .faceEmbedding(dimension, dropout, classes):
             let bottleneck = features.dropout(dropout).linear("bottleneck", dimension, bias: false)
                 .batchNorm("bottleneck_bn")
-            var outputs = ["features": features, "embedding": bottleneck.l2Normalize()]
-            if let classes { outputs["logits"] = bottleneck.linear("logits", classes) }
-            return g.finish(outputs: outputs, primary: "embedding")
+            var outputs: [OutputName: Value] = [.features: features, .embedding: bottleneck.l2Normalize()]
+            if let classes { outputs[.logits] = bottleneck.linear(OutputName.logits.rawValue, classes) }
+            return g.finish(outputs: outputs, primary: .embedding)
         }
     }
 

@@ -30,14 +30,15 @@ public enum InceptionV4 {
         for i in 0..<config.repeats.a { x = x.scope("inception_a.\(i)", inceptionA) }
         x = x.scope("reduction_a") { reductionA($0, config.reductionA) }
         for i in 0..<config.repeats.b { x = x.scope("inception_b.\(i)", inceptionB) }
-        let aux = config.auxiliaryHead ? x.scope("aux_logits") { auxiliaryHead($0, classes: config.classes) } : nil
+        let aux = config.auxiliaryHead
+            ? x.scope(OutputName.auxLogits.rawValue) { auxiliaryHead($0, classes: config.classes) } : nil
         x = x.scope("reduction_b", reductionB)
         for i in 0..<config.repeats.c { x = x.scope("inception_c.\(i)", inceptionC) }
         let features = x.globalAveragePool()
         let logits = features.dropout(config.dropout).linear("classifier", config.classes)
-        var outputs = ["features": features, "logits": logits]
-        outputs["aux_logits"] = aux
-        return g.finish(outputs: outputs, primary: "logits")
+        var outputs: [OutputName: Value] = [.features: features, .logits: logits]
+        outputs[.auxLogits] = aux
+        return g.finish(outputs: outputs, primary: .logits)
     }
 
     /// Figure 3 — the stem, 299×299×3 → 35×35×384. Each stage is a top-level scope, as TF-slim names them.

@@ -32,3 +32,15 @@ extension Value {
         convolution(name, outChannels, kernel: (1, 1), bias: true, batchNorm: nil, activation: .identity)
     }
 }
+
+/// The networks' named outputs.
+extension OutputName {
+    /// The classifier's scores, before softmax.
+    public static let logits: OutputName = "logits"
+    /// Pooled features, before the classifier (and before dropout).
+    public static let features: OutputName = "features"
+    /// The face model's L2-normalised 512-d embedding.
+    public static let embedding: OutputName = "embedding"
+    /// TF-slim's auxiliary classifier's scores (a training graph with the auxiliary head).
+    public static let auxLogits: OutputName = "aux_logits"
+}

@@ -19,7 +19,7 @@ struct Lowering {
         shapes = weights.graph.inferShapes(n: 1, h: weights.inputSize, w: weights.inputSize)
         graph.name = weights.name.rawValue
         // The outputs' names are reserved, so that no intermediate tensor takes one.
-        used = Set(weights.graph.outputs.keys)
+        used = Set(weights.graph.outputs.keys.map(\.rawValue))
     }
 
     mutating func lowerAll() throws {
@@ -29,7 +29,8 @@ struct Lowering {
             results.append(try weights.namingCheckpointKeys { try lower(node, inputs) })
             if i == 0 { graph.input = [valueInfo("input", node: 0)] }
         }
-        for (name, node) in weights.graph.outputs.sorted(by: { $0.key < $1.key }) {
+        for (output, node) in weights.graph.outputs.sorted(by: { $0.key < $1.key }) {
+            let name = output.rawValue
             add("Identity", [results[node].name], name: name, output: name)
             graph.output.append(valueInfo(name, node: node))
         }

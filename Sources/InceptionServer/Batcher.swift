@@ -51,7 +51,7 @@ public final class Batcher: @unchecked Sendable {
 
     private struct Job {
         let pixels: [Float]
-        let output: String
+        let output: OutputName
         let arrived: ContinuousClock.Instant
         /// True once the client has gone: the job is dropped instead of run.
         let abandoned: @Sendable () -> Bool
@@ -110,7 +110,7 @@ public final class Batcher: @unchecked Sendable {
 
     /// The network's `output` row for one preprocessed image (NHWC pixels of the model's input size). A request
     /// whose `abandoned` turns true before its batch starts is dropped with `Refusal.clientGone`.
-    public func run(pixels: [Float], output: String, announced wasAnnounced: Bool = false,
+    public func run(pixels: [Float], output: OutputName, announced wasAnnounced: Bool = false,
                     abandoned: @escaping @Sendable () -> Bool = { false }) async throws -> [Float] {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()

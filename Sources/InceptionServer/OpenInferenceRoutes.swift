@@ -68,16 +68,16 @@ extension InferenceServer {
         let parsed = try await parseOffTheEventLoops(body, headerLength: headerLength)
         let images = try await v2Images(parsed, model: model)
         let wanted = parsed.outputs ?? model.outputNames.sorted().map {
-            OpenInference.OutputRequest(name: $0, binary: parsed.binaryOutputs, classification: nil)
+            OpenInference.OutputRequest(name: $0.rawValue, binary: parsed.binaryOutputs, classification: nil)
         }
         var results: [(OpenInference.OutputRequest, [[Float]])] = []
         for output in wanted {
-            guard model.graph.outputs[output.name] != nil else {
-                let problem = InputError.unknownOutput(output.name, model: model.name.rawValue,
+            guard model.graph.outputs[OutputName(output.name)] != nil else {
+                let problem = InputError.unknownOutput(OutputName(output.name), model: model.name.rawValue,
                                                        available: model.outputNames)
                 throw APIError(.badRequest, problem.description)
             }
-            let rows = try await run(images, output: output.name, on: batcher, context: context,
+            let rows = try await run(images, output: OutputName(output.name), on: batcher, context: context,
                                      announced: announced)
             announced = false
             results.append((output, rows))
@@ -133,7 +133,7 @@ extension InferenceServer {
 
     /// Each image's `output` row through the batcher (concurrently, so that they batch together); the first uses
     /// the request's admission when `announced`.
-    func run(_ images: [[Float]], output: String, on batcher: Batcher, context: ServerContext,
+    func run(_ images: [[Float]], output: OutputName, on batcher: Batcher, context: ServerContext,
              announced: Bool) async throws -> [[Float]] {
         let channel = context.channel
         do {
@@ -169,7 +169,7 @@ extension InferenceServer {
                 let top = min(k, rows.first?.count ?? 0)
                 payload = .bytes(rows.map { row in
                     topIndices(row, top).map {
-                        let label = request.name == "logits" ? model.label($0).name : "\($0)"
+                        let label = OutputName(request.name) == .logits ? model.label($0).name : "\($0)"
                         return Data(String(format: "%f:%d:%@", row[$0], $0, label).utf8)
                     }
                 }.flatMap { $0 })

@@ -204,7 +204,7 @@ public final class InferenceServer: Sendable {
         router.post("/v1/models/:model/classify") { request, context in
             // Checked before any work; a model without logits is refused by `infer` below.
             let top = try Self.top(request, classes: try self.model(context).classes ?? 1)
-            let (model, row) = try await self.infer(request, context, output: "logits")
+            let (model, row) = try await self.infer(request, context, output: .logits)
             let logits = Tensor(shape: [1, row.count], scalars: row)
             return try Self.json(["model": model.name.rawValue,
                                   "predictions": model.predictions(logits: logits, top: top)[0].map {
@@ -215,7 +215,7 @@ public final class InferenceServer: Sendable {
         router.post("/v1/models/:model/embed") { request, context in
             let output = try self.model(context).embeddingOutput
             let (model, row) = try await self.infer(request, context, output: output)
-            return try Self.json(["model": model.name.rawValue, "output": output, "dimension": row.count,
+            return try Self.json(["model": model.name.rawValue, "output": output.rawValue, "dimension": row.count,
                                   "embedding": row.map(Double.init)])
         }
         addOpenInferenceRoutes(to: router)
@@ -239,7 +239,7 @@ public final class InferenceServer: Sendable {
             return entry
         }
         entry["ready"] = true
-        entry["outputs"] = model.outputNames
+        entry["outputs"] = model.outputNames.map(\.rawValue)
         entry["classes"] = model.classes ?? NSNull()
         entry["labels"] = switch model.classes {
         case nil: "none"
@@ -272,7 +272,9 @@ public final class InferenceServer: Sendable {
     /// Reads the image of a request, preprocesses it for the model, and runs it in the next batch. Admission comes
     /// first — a place in the model's queue and the request's bytes within the server's budget — so that an
     /// overloaded server answers 503 before it reads a body. Decoding runs on the decode pool with a time limit.
-    func infer(_ request: Request, _ context: ServerContext, output: String) async throws -> (InceptionModel, [Float]) {
+    func infer(_ request: Request, _ context: ServerContext, output: OutputName) async throws
+        -> (InceptionModel, [Float])
+    {
         let batcher = try batcher(context)
         let model = batcher.model
         metrics.inProgress(model: model.name.rawValue, by: 1)

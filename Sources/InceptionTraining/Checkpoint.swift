@@ -13,7 +13,7 @@ extension ModelName {
         let file = inReleasedLayout(try openTensorFile(url))
         let classifier = String(classifierWeight.dropLast("weight".count))
         let fileClasses = file.shapes[checkpointKey(classifierWeight)]?.first
-        let keepClassifier = fileClasses == graph.outputs["logits"].map { graph.nodes[$0].channels }
+        let keepClassifier = fileClasses == graph.outputs[.logits].map { graph.nodes[$0].channels }
         try InceptionModel.verify(self.graph(classes: fileClasses, repeats: repeats), self, file)
         var values: [String: [Float]] = [:]
         for spec in graph.parameters where keepClassifier || !spec.name.hasPrefix(classifier) {
@@ -55,7 +55,7 @@ extension ModelName {
     /// The auxiliary head's parameters of `graph` (a network built with `auxiliaryHead`) from `url`, a file of its
     /// own under our names (`auxiliary.safetensors` in a run folder): every tensor there with its shape, no other.
     public func auxiliaryValues(for graph: Graph, weights url: URL) throws -> [String: [Float]] {
-        guard let head = graph.subgraph(stage: "aux_logits") else { preconditionFailure("""
+        guard let head = graph.subgraph(stage: OutputName.auxLogits.rawValue) else { preconditionFailure("""
             \(self): no auxiliary head in the graph
             """) }
         let file = try SafeTensorsFile(contentsOf: url)

@@ -19,9 +19,9 @@ extension Benchmark {
                                      profile: Bool) throws -> TrainingStepTimes {
         let trainer = TrainingGraph(graph: graph, values: ModelName.initialValues(graph, seed: 1))
         let optimizer = Optimizer(.paper, parameters: graph.parameters)
-        let output = graph.outputs["logits"] != nil ? "logits" : graph.outputs.keys.sorted()[0]
+        let output: OutputName = graph.outputs[.logits] != nil ? .logits : graph.outputs.keys.sorted()[0]
         let classes = graph.nodes[graph.outputs[output]!].channels
-        let auxiliary = graph.outputs["aux_logits"] != nil ? ("aux_logits", Float(0.4)) : nil
+        let auxiliary = graph.outputs[.auxLogits] != nil ? (OutputName.auxLogits, Float(0.4)) : nil
         var rng = SplitMix64(7)
         try TrainingGraph.checkMemory(graph, batch: batch, size: size)
         let input = Tensor(shape: [batch, size, size, 3],

@@ -5,7 +5,7 @@ import InceptionIO
 /// Everything that defines a training run; saved as `config.json` in the run folder so that `--resume` continues
 /// the same run.
 public struct TrainingConfiguration: Sendable, Codable, Equatable {
-    public var model: String
+    public var model: ModelName
     public var classes: [String]
     public var inputSize: Int
     public var epochs: Int
@@ -33,7 +33,7 @@ public struct TrainingConfiguration: Sendable, Codable, Equatable {
     /// Its weights are kept in `auxiliary.safetensors`, out of the checkpoint timm loads.
     public var auxiliaryWeight: Float?
 
-    public init(model: String, classes: [String], inputSize: Int, epochs: Int, batchSize: Int,
+    public init(model: ModelName, classes: [String], inputSize: Int, epochs: Int, batchSize: Int,
                 optimizer: OptimizerSettings,
                 schedule: LearningRateSchedule, seed: UInt64) {
         (self.model, self.classes, self.inputSize, self.epochs, self.batchSize) = (model, classes, inputSize, epochs,
@@ -166,7 +166,7 @@ public final class Trainer {
     public init(_ configuration: TrainingConfiguration, train: ImageFolder, validation: ImageFolder?, run: URL,
                 initial: [String: [Float]]?, resume: Bool, overwrite: Bool = false,
                 communicator: Communicator? = nil) throws {
-        guard let name = ModelName(rawValue: configuration.model) else { preconditionFailure("unknown model") }
+        let name = configuration.model
         guard train.samples.count >= configuration.batchSize else {
             throw TrainingError.tooFewImages(count: train.samples.count, batch: configuration.batchSize)
         }
@@ -177,7 +177,8 @@ public final class Trainer {
         graph = name.graph(classes: configuration.classes.count, repeats: configuration.repeats)
         let trainingGraph = try Self.graphWithAuxiliaryHead(configuration, name) ?? graph
         try TrainingGraph.checkMemory(trainingGraph, batch: configuration.batchSize, size: configuration.inputSize)
-        auxiliaryHead = configuration.auxiliaryWeight == nil ? nil : trainingGraph.subgraph(stage: "aux_logits")!
+        auxiliaryHead = configuration.auxiliaryWeight == nil ? nil
+            : trainingGraph.subgraph(stage: OutputName.auxLogits.rawValue)!
         if reads { try Self.prepare(run, resume: resume, overwrite: overwrite) }
         var values: [String: [Float]]
         var optimizerState: [String: [Float]] = [:], steps = 0
@@ -373,7 +374,7 @@ public final class Trainer {
         let tooSmall = labels.count < 2
         if try communicator?.any(tooSmall, "the agreement on step \(step + 1)") ?? tooSmall { return nil }
         let result = try training.step(input, labels: labels, labelSmoothing: c.labelSmoothing,
-                                       auxiliary: c.auxiliaryWeight.map { ("aux_logits", $0) },
+                                       auxiliary: c.auxiliaryWeight.map { (.auxLogits, $0) },
                                        seed: c.seed ^ (UInt64(epoch) << 32 | UInt64(step)), threads: threads)
         var gradients = training.gradients
         try reducer?.finish(&gradients)
@@ -450,7 +451,7 @@ public final class Trainer {
             guard !images.isEmpty else { continue }
             let input = name.preprocessing.batch(images, inputSize: configuration.inputSize)
             // The logits, whatever the primary output (the face model's is the normalised embedding).
-            let logits = try compiled.run(input, output: graph.outputs["logits"], threads: threads)
+            let logits = try compiled.run(input, output: graph.outputs[.logits], threads: threads)
             let k = logits.shape.last!
             for (b, label) in labels.enumerated() {
                 let row = Array(logits.scalars[(b * k)..<((b + 1) * k)])

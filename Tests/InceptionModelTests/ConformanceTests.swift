@@ -33,7 +33,7 @@ import Testing
     func outputMatchesReference(_ c: Case) throws {
         let model = try References.model(c.model)
         let x = try References.tensor(c.model, "x_\(c.size).npy")
-        let y = try model(nchw: x, output: c.output)
+        let y = try model(nchw: x, output: OutputName(c.output))
         for reference in ["\(c.output)_\(c.size).npy", "\(c.output)64_\(c.size).npy"] {
             let expected = try References.tensor(c.model, reference)
             let errors = perSampleRelativeError(y, expected)
@@ -52,7 +52,7 @@ import Testing
     func everyAlgorithmMatchesReference(_ c: (ModelName, Int, String), _ algorithms: ConvolutionAlgorithms) throws {
         let model = try InceptionModel(c.0, weights: try References.weights(c.0), algorithms: algorithms)
         #expect(algorithms == .direct ? model.compiled.winogradLayers == 0 : model.compiled.winogradLayers > 20)
-        let y = try model(nchw: try References.tensor(c.0, "x_\(c.1).npy"), output: c.2)
+        let y = try model(nchw: try References.tensor(c.0, "x_\(c.1).npy"), output: OutputName(c.2))
         let errors = perSampleRelativeError(y, try References.tensor(c.0, "\(c.2)64_\(c.1).npy"))
         #expect(errors.allSatisfy { $0 < 1e-4 }, "relative errors \(errors)")
     }

@@ -69,7 +69,7 @@ import Testing
     /// ‖y − b‖ / ‖y‖ for the outputs `y`. The reference classifiers are centred on the photos' mean features
     /// (scripts/make_references.py), so their logits are small differences of large sums, and a relative rounding
     /// error of the product (as small as the features') grows by this much in the logits.
-    static func cancellation(_ weights: ModelWeights, _ y: Tensor, output: String) throws -> Double {
+    static func cancellation(_ weights: ModelWeights, _ y: Tensor, output: OutputName) throws -> Double {
         let graph = weights.graph
         guard let node = graph.outputs[output], case let .linear(_, outFeatures, _, bias?) = graph.nodes[node].operation
         else { return 1 }
@@ -95,7 +95,7 @@ import Testing
             let report = try #require(reports[name.rawValue], "no report for \(name)")
             let weights = try Self.weights(name, reference: reference)
             let outputs = weights.graph.outputs.keys.sorted()
-            #expect(report["outputs"] as? [String] == outputs)
+            #expect(report["outputs"] as? [String] == outputs.map(\.rawValue))
             #expect(report["input_shape"] as? [AnyHashable] == ["batch", 3, weights.inputSize, weights.inputSize])
             let direct = try InceptionModel(weights, algorithms: .direct)
             let usual = reference ? try References.model(name) : try InceptionModel(weights)

@@ -120,7 +120,7 @@ import Testing
                 try NPY.read(contentsOf: folder.appendingPathComponent("\(name.rawValue)_features\(suffix).npy")).values
             }
             let (theirs, theirs64) = (try torch(""), try torch("64"))
-            let output = name == .inceptionResNetV1FaceNet ? "embedding" : "features"
+            let output: OutputName = name == .inceptionResNetV1FaceNet ? .embedding : .features
             let fp32 = try References.model(name)(nchw: x, output: output).scalars
             for (label, environment) in Self.bf16Routes {
                 let outputs = try Self.bf16Outputs(name, environment, in: folder, logits: false)

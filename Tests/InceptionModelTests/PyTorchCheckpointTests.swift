@@ -63,7 +63,7 @@ import Testing
         let released = try References.model(name)
         for file in ["module.pt", "module-legacy.pt"] {
             let model = try InceptionModel(name, weights: folder.appendingPathComponent(file))
-            for output in ["embedding", "logits"] {
+            for output: OutputName in [.embedding, .logits] {
                 #expect(try model(nchw: x, output: output).scalars == (try released(nchw: x, output: output)).scalars,
                         "\(file) \(output)")
             }

@@ -34,7 +34,8 @@ import Testing
         }
         let trainer = TrainingGraph(graph: graph, values: values)
         trainer.dropoutRate = 0  // timm's default drop_rate for both
-        let auxiliary = auxiliaryHead ? (output: "aux_logits", weight: Float(step["aux_weight"] as! Double)) : nil
+        let auxiliary = auxiliaryHead
+            ? (output: OutputName.auxLogits, weight: Float(step["aux_weight"] as! Double)) : nil
         let routing = try SafeTensorsFile(contentsOf: References.url(name, prefix + "maxpool_routing.safetensors"))
         trainer.maxPoolRouting = try (0..<routing.entries.count).map {
             try routing.floats("maxpool\($0)").map { Int32($0) }
