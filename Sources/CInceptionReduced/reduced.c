@@ -9,9 +9,9 @@
 
 // The tiles on zmm: `STEP(c, b, w)` adds to accumulator c (of type T, zero: ZERO) the products of the broadcast
 // activations b and the weights w, `FLOATS(c)` is the sum as floats. Panels go three at a time — 18 accumulators,
-// each broadcast shared by three — because these dot-product instructions have a longer latency than FMA: with one
-// panel's six accumulators VDPBF16PS and VPDPBUSD ran inception_v4 at batch 8 in 444 and 228 ms, with two panels'
-// twelve in 318 and 180, with three in 290 and 176 (Zen 4); the last one or two panels go as a smaller group.
+// each broadcast shared by three — because these dot-product instructions have a longer latency than FMA (the
+// measurements: docs/performance.md, "Why six accumulators were not enough"); the last one or two panels go as a
+// smaller group.
 #define ZMM_ROWS(STEP, c, w, i)                                                                                 \
     c[0] = STEP(c[0], _mm512_set1_epi32((int)a0[i]), w);                                                        \
     c[1] = STEP(c[1], _mm512_set1_epi32((int)a1[i]), w);                                                        \

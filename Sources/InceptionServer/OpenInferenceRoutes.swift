@@ -36,7 +36,7 @@ extension InferenceServer {
         let model = try batcher(context).model
         let size = model.inputSize
         let outputs = model.outputNames.map { name -> [String: Any] in
-            ["name": name, "datatype": "FP32", "shape": [-1, model.width(of: name) ?? 0]]
+            ["name": name.rawValue, "datatype": "FP32", "shape": [-1, model.width(of: name) ?? 0]]
         }
         return ["name": model.name.rawValue, "versions": ["1"], "platform": "inception",
                 "inputs": [["name": "input", "datatype": "FP32", "shape": [-1, 3, size, size]],
@@ -50,39 +50,37 @@ extension InferenceServer {
     func v2Infer(_ request: HummingbirdCore.Request, _ context: ServerContext) async throws -> Response {
         let batcher = try batcher(context)
         let model = batcher.model
-        metrics.inProgress(model: model.name.rawValue, by: 1)
-        defer { metrics.inProgress(model: model.name.rawValue, by: -1) }
-        do { try batcher.admit() } catch { throw refusal(error, model: model) }
-        var announced = true
-        defer { if announced { batcher.withdraw() } }
-        let headerLength = try request.headers[.inferenceHeaderContentLength].map { value -> Int in
-            guard let length = Int(value) else {
-                throw APIError(.badRequest, "Inference-Header-Content-Length '\(value.prefix(20))' is not a length")
+        return try await withAdmission(batcher) { admission in
+            let headerLength = try request.headers[.inferenceHeaderContentLength].map { value -> Int in
+                guard let length = Int(value) else {
+                    throw APIError(.badRequest,
+                                   "Inference-Header-Content-Length '\(value.prefix(20))' is not a length")
+                }
+                return length
             }
-            return length
-        }
-        // The JSON part (all of the body without binary data) expands when parsed: reserved as such.
-        let bytes = try reserveBody(request) { headerLength ?? $0 }
-        defer { budget.release(bytes) }
-        let body = try await collectBody(request)
-        let parsed = try await parseOffTheEventLoops(body, headerLength: headerLength)
-        let images = try await v2Images(parsed, model: model)
-        let wanted = parsed.outputs ?? model.outputNames.sorted().map {
-            OpenInference.OutputRequest(name: $0.rawValue, binary: parsed.binaryOutputs, classification: nil)
-        }
-        var results: [(OpenInference.OutputRequest, [[Float]])] = []
-        for output in wanted {
-            guard model.graph.outputs[OutputName(output.name)] != nil else {
-                let problem = InputError.unknownOutput(OutputName(output.name), model: model.name.rawValue,
-                                                       available: model.outputNames)
-                throw APIError(.badRequest, problem.description)
+            // The JSON part (all of the body without binary data) expands when parsed: reserved as such.
+            let bytes = try reserveBody(request) { headerLength ?? $0 }
+            defer { budget.release(bytes) }
+            let body = try await collectBody(request)
+            let parsed = try await parseOffTheEventLoops(body, headerLength: headerLength)
+            let images = try await v2Images(parsed, model: model)
+            let wanted = parsed.outputs ?? model.outputNames.sorted().map {
+                OpenInference.OutputRequest(name: $0.rawValue, binary: parsed.binaryOutputs, classification: nil)
             }
-            let rows = try await run(images, output: OutputName(output.name), on: batcher, context: context,
-                                     announced: announced)
-            announced = false
-            results.append((output, rows))
+            var results: [(OpenInference.OutputRequest, [[Float]])] = []
+            for output in wanted {
+                let name = OutputName(output.name)
+                guard model.graph.outputs[name] != nil else {
+                    let problem = InputError.unknownOutput(name, model: model.name.rawValue,
+                                                           available: model.outputNames)
+                    throw APIError(.badRequest, problem.description)
+                }
+                let rows = try await run(images, output: name, on: batcher, context: context,
+                                         announced: admission.handOver())
+                results.append((output, rows))
+            }
+            return try v2Response(results, model: model, id: parsed.id)
         }
-        return try v2Response(results, model: model, id: parsed.id)
     }
 
     /// The request parsed on the decode pool: a large JSON body takes the parser seconds, which must not stall the

@@ -2,123 +2,6 @@ import Foundation
 import Inception
 import InceptionIO
 
-/// Everything that defines a training run; saved as `config.json` in the run folder so that `--resume` continues
-/// the same run.
-public struct TrainingConfiguration: Sendable, Codable, Equatable {
-    public var model: ModelName
-    public var classes: [String]
-    public var inputSize: Int
-    public var epochs: Int
-    public var batchSize: Int
-    public var optimizer: OptimizerSettings
-    public var schedule: LearningRateSchedule
-    public var labelSmoothing: Float = 0.1
-    public var clipNorm: Float?
-    /// Decay of the exponential moving average of the weights used for validation; nil: no average.
-    public var averageDecay: Float?
-    /// PyTorch's BatchNorm momentum (0.1); TF-slim's decay 0.9997 is 0.0003.
-    public var batchNormMomentum: Float = 0.1
-    /// Replaces the graph's dropout rate.
-    public var dropout: Float?
-    public var seed: UInt64
-    /// A batch whose loss is NaN or infinite is skipped (and counted) instead of stopping the run.
-    public var skipNonFinite = false
-    /// A training image that cannot be decoded is left out of its batch (and reported) instead of stopping the run.
-    public var skipUnreadable = false
-    /// The random crop and flip of training images.
-    public var augmentation = Augmentation()
-    /// Blocks in the A, B and C stages for a reduced-depth network (experiments); nil: the network's own.
-    public var repeats: [Int]?
-    /// Train with TF-slim's auxiliary classifier, its loss added with this weight (TF-slim's 0.4); nil: without.
-    /// Its weights are kept in `auxiliary.safetensors`, out of the checkpoint timm loads.
-    public var auxiliaryWeight: Float?
-
-    public init(model: ModelName, classes: [String], inputSize: Int, epochs: Int, batchSize: Int,
-                optimizer: OptimizerSettings,
-                schedule: LearningRateSchedule, seed: UInt64) {
-        (self.model, self.classes, self.inputSize, self.epochs, self.batchSize) = (model, classes, inputSize, epochs,
-            batchSize)
-        (self.optimizer, self.schedule, self.seed) = (optimizer, schedule, seed)
-    }
-}
-
-/// One line of `metrics.jsonl`, written at the end of every epoch.
-extension EpochMetrics {
-    /// This epoch as one line of JSON, keys sorted: a line of `metrics.jsonl`, and of `inception train --json`.
-    public func jsonLine() throws -> String { String(decoding: try JSONEncoder.sorted.encode(self), as: UTF8.self) }
-}
-
-public struct EpochMetrics: Sendable, Codable, Equatable {
-    public var epoch: Int
-    public var steps: Int
-    /// The main classifier's loss (without the auxiliary one, so that runs with and without it compare).
-    public var trainLoss: Double
-    public var trainAccuracy: Double
-    /// The auxiliary classifier's loss, when it is trained.
-    public var trainAuxiliaryLoss: Double?
-    public var validationAccuracy: Double?
-    public var learningRate: Float
-    public var imagesPerSecond: Double
-    public var skippedBatches: Int
-    /// Training images left out because they could not be decoded (`skipUnreadable`).
-    public var skippedImages: Int
-    /// Data parallel: the number of ranks (images per second are theirs together), the seconds rank 0's gradient
-    /// sums took and the seconds its steps waited for them after the backward pass (the rest was hidden behind it).
-    public var ranks: Int?
-    public var gradientSumSeconds: Double?
-    public var gradientWaitSeconds: Double?
-}
-
-public enum TrainingError: Error, Equatable, CustomStringConvertible {
-    case nonFiniteLoss(epoch: Int, step: Int)
-    case diverged(epoch: Int, loss: Double, chance: Double, logits: Double)
-    case runExists(String)
-    case tooFewImages(count: Int, batch: Int)
-    case noRunToResume(String)
-    case configurationDiffers([String])
-    case noAuxiliaryHead(model: String)
-    case auxiliaryHeadInputSize(size: Int, sizes: ClosedRange<Int>?)
-
-    public var description: String {
-        switch self {
-        case let .nonFiniteLoss(epoch, step):
-            return "the loss is NaN or infinite at epoch \(epoch), step \(step); training stopped"
-        case let .runExists(path): return "\(path) already holds a training run"
-        case let .diverged(epoch, loss, chance, logits):
-            return String(format: "training diverged: epoch %d's mean loss is %.3g, %.1f× chance level (%.3f), and "
-                          + "its logits reached %.3g; stopped before writing its checkpoint", epoch, loss,
-                          loss / chance, chance, logits)
-        case let .tooFewImages(count,
-                               batch): return "the training set has \(count) images, fewer than one batch of \(batch)"
-        case let .noRunToResume(path): return "nothing to resume in \(path): no state.json from a completed epoch"
-        case let .noAuxiliaryHead(model):
-            return "\(model) has no auxiliary head (TF-slim released one for inception_v4 and inception_resnet_v2)"
-        case let .auxiliaryHeadInputSize(size, sizes):
-            return """
-                the auxiliary head needs a 17×17 to 19×19 map after the B blocks (input \
-                \(sizes.map { "\($0.lowerBound)–\($0.upperBound)" } ?? "none")), 
-                """
-                + "and input \(size) does not give one"
-        case let .configurationDiffers(fields):
-            return """
-                cannot resume: \(fields.joined(separator: ", ")) \(fields.count == 1 ? "differs" : "differ") from the \
-                run's 
-                """
-                + "config.json (only the number of epochs may change)"
-        }
-    }
-}
-
-/// Where a run is, after each step.
-public struct TrainingProgress: Sendable {
-    public let epoch: Int, epochs: Int
-    /// Steps done in this epoch, and the epoch's steps.
-    public let step: Int, steps: Int
-    /// This epoch's mean loss and training accuracy so far, and its speed.
-    public let loss: Double, accuracy: Double, imagesPerSecond: Double
-    public let learningRate: Float
-}
-
 /// The training loop: epochs of augmented batches, the optimiser and schedule, validation, metrics, and
 /// checkpoints a killed run resumes from.
 ///
@@ -148,7 +31,7 @@ public final class Trainer {
     let validationSet: ImageFolder?
     let run: URL
     public private(set) var completedEpochs = 0
-    public private(set) var history: [EpochMetrics] = []
+    public internal(set) var history: [EpochMetrics] = []
     public var threads = Parallel.defaultThreads
     /// The MPI job this trainer is a rank of (`DataParallel.swift`); nil: it trains alone. Only rank 0 writes the
     /// run folder.
@@ -244,26 +127,6 @@ public final class Trainer {
         }
     }
 
-    struct RunState: Codable { var epoch: Int; var steps: Int }
-
-    /// The files a run writes in its folder.
-    static let runFiles = ["config.json", "state.json", "model.safetensors", "auxiliary.safetensors",
-                           "average.safetensors", "optimizer.safetensors", "metrics.jsonl", "curves.svg"]
-
-    /// Creates the run folder; refuses one that holds a run unless resuming it, or `overwrite` (which removes the
-    /// run's files and leaves anything else in the folder).
-    static func prepare(_ run: URL, resume: Bool, overwrite: Bool) throws {
-        let fm = FileManager.default
-        let existing = runFiles.filter { fm.fileExists(atPath: run.appendingPathComponent($0).path) }
-        // A folder holds a run once an epoch has been saved; a run stopped before that has nothing to lose.
-        let saved = existing.contains("state.json") || existing.contains("model.safetensors")
-        if !resume && saved {
-            guard overwrite else { throw TrainingError.runExists(run.path) }
-            for file in existing { try fm.removeItem(at: run.appendingPathComponent(file)) }
-        }
-        try fm.createDirectory(at: run, withIntermediateDirectories: true)
-    }
-
     /// The network with the auxiliary head, when the configuration asks for it (refused for networks without one, and
     /// for input sizes that do not give it its 1×1 output); nil when it does not.
     static func graphWithAuxiliaryHead(_ c: TrainingConfiguration, _ name: ModelName) throws -> Graph? {
@@ -275,20 +138,6 @@ public final class Trainer {
             throw TrainingError.auxiliaryHeadInputSize(size: c.inputSize, sizes: sizes.first.map { $0...sizes.last! })
         }
         return graph
-    }
-
-    /// The top-level fields of the two configurations' JSON that differ apart from the number of epochs, sorted.
-    static func differingFields(_ a: TrainingConfiguration, _ b: TrainingConfiguration) throws -> [String] {
-        func fields(_ c: TrainingConfiguration) throws -> [String: Data] {
-            let object = try JSONSerialization.jsonObject(with: JSONEncoder.sorted.encode(c)) as! [String: Any]
-            return try object.mapValues { try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys,
-                .fragmentsAllowed]) }
-        }
-        // The schedule's length follows the number of epochs (a cosine schedule stretches to the new end).
-        var (a, b) = (a, b)
-        (a.epochs, a.schedule.epochs) = (b.epochs, b.schedule.epochs)
-        let (x, y) = (try fields(a), try fields(b))
-        return Set(x.keys).union(y.keys).filter { x[$0] != y[$0] }.sorted()
     }
 
     /// Optimiser steps per epoch (of this rank's share, with a communicator).
@@ -466,53 +315,4 @@ public final class Trainer {
         }
         return count == 0 ? 0 : Double(correct) / Double(count)
     }
-
-    /// Weights, average and optimiser state, the metrics lines and their picture, then `state.json` naming this
-    /// epoch.
-    func checkpoint(epoch: Int) throws {
-        // The class names and input size travel with the weights, so the checkpoint classifies as it was trained.
-        var metadata = CheckpointMetadata(model: name, classNames: configuration.classes,
-                                          inputSize: configuration.inputSize, repeats: configuration.repeats).strings
-        metadata["epoch"] = "\(epoch)"
-        try SafeTensorsFile.write(name.checkpointTensors(graph, training.values), metadata: metadata,
-                                  to: run.appendingPathComponent("model.safetensors"))
-        if let auxiliaryHead {
-            try SafeTensorsFile.write(auxiliaryHead.parameters.map { ($0.name, $0.shape, training.values[$0.name]!) },
-                                      metadata: metadata, to: run.appendingPathComponent("auxiliary.safetensors"))
-        }
-        if let average {
-            try SafeTensorsFile.write(name.checkpointTensors(graph, average.values), metadata: metadata,
-                                      to: run.appendingPathComponent("average.safetensors"))
-        }
-        let state = optimizer.state.keys.sorted().map { ($0, [optimizer.state[$0]!.count], optimizer.state[$0]!) }
-        try SafeTensorsFile.write(state, metadata: ["steps": "\(optimizer.steps)"],
-                                  to: run.appendingPathComponent("optimizer.safetensors"))
-        try saveMetrics()
-        try Self.writeAtomically(try JSONEncoder.sorted.encode(RunState(epoch: epoch, steps: optimizer.steps)),
-                                 to: run.appendingPathComponent("state.json"))
-    }
-
-    /// The last completed epoch's validation, when it has not run yet (a run stopped during it is resumed so, with
-    /// the weights it was to validate), and its metrics saved with it.
-    func validateUnfinishedEpoch(unreadableImage: (String, String) -> Void) throws {
-        guard let validationSet, let last = history.last, last.epoch == completedEpochs,
-              last.validationAccuracy == nil else { return }
-        history[history.count - 1].validationAccuracy = try validate(validationSet, unreadableImage: unreadableImage)
-        if communicator?.isRoot ?? true { try saveMetrics() }
-    }
-
-    /// Every epoch's metrics line, and the picture of them.
-    func saveMetrics() throws {
-        let lines = try history.map { try $0.jsonLine() }.joined(separator: "\n") + "\n"
-        try Self.writeAtomically(Data(lines.utf8), to: run.appendingPathComponent("metrics.jsonl"))
-        try Self.writeAtomically(Data(curvesSVG(history).utf8), to: run.appendingPathComponent("curves.svg"))
-    }
-
-    static func writeAtomically(_ data: Data, to url: URL) throws { try FileOutput.write(data, to: url) }
-}
-
-extension JSONEncoder {
-    static var sorted: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e }
-    static var pretty: JSONEncoder { let e = JSONEncoder(); e.outputFormatting = [.sortedKeys,
-        .prettyPrinted]; return e }
 }

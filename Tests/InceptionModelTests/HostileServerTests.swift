@@ -286,10 +286,11 @@ import Testing
     }
 
     /// SIGTERM with a client stalled mid-upload: the server exits 0 at the drain deadline, not when the client
-    /// gives up.
+    /// gives up (never) nor at the body timeout (here 300 s). The bar leaves a loaded machine 40 s for 1 s of drain
+    /// and the exit (alone it takes 0.03 s after the drain); only the deadline closing the connection passes it.
     @Test func sigtermClosesStalledConnectionsAtTheDeadline() async throws {
         let server = try ServerProcess(["--model", "inception_resnet_v1_facenet", "--random-weights", "1",
-                                        "--drain-timeout", "1"])
+                                        "--drain-timeout", "1", "--body-timeout", "300"])
         try await server.waitUntilReady()
         let stalled = try RawConnection(port: server.port)
         #expect(stalled.send(
@@ -297,12 +298,11 @@ import Testing
         try await Task.sleep(for: .milliseconds(100))
         let start = ContinuousClock.now
         kill(server.process.processIdentifier, SIGTERM)
-        while server.process.isRunning && ContinuousClock.now - start < .seconds(15) {
+        while server.process.isRunning && ContinuousClock.now - start < .seconds(40) {
             try await Task.sleep(for: .milliseconds(20))
         }
-        // 1 s of drain, then the exit (the soak test measures it alone: 0.03 s).
         let stopped = ContinuousClock.now - start
-        #expect(!server.process.isRunning && stopped < .seconds(8), "\(stopped)")
+        #expect(!server.process.isRunning && stopped < .seconds(40), "\(stopped)")
         #expect(server.process.terminationStatus == 0)
     }
 }

@@ -87,7 +87,8 @@ func residentMemory(pid: Int32) -> (now: Int, peak: Int) {
     return (field("VmRSS"), field("VmHWM"))
 }
 
-/// `inception serve` as a child process on a free port; stopped (SIGKILL) by `stop` or when the test ends.
+/// `inception serve --port 0 ARGUMENTS` as a child process, its port read from the line it prints when listening:
+/// the one way the tests launch a server process (stopped with SIGKILL when the value goes).
 final class ServerProcess {
     let process = Process()
     let port: Int

@@ -307,40 +307,14 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
                 && mismatch.stderr.contains("give one --weights per --model (2 models, 1 weights)"))
     }
 
-    /// `inception serve ARGUMENTS --port 0` as a process, once it is ready.
-    static func launch(_ arguments: [String]) async throws -> (Process, TestServer) {
-        let process = Process()
-        process.executableURL = inceptionExecutable()
-        process.arguments = ["serve"] + arguments + ["--port", "0"]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        // "inception serve: listening on http://127.0.0.1:PORT (…)"
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = out.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { break }
-            line += chunk
-        }
-        guard let port = String(decoding: line, as: UTF8.self).split(separator: ":").last?
-            .split(separator: " ").first.flatMap({ Int($0) }) else {
-            process.terminate()
-            throw CLIFailure(description: "serve printed no port: \(String(decoding: line, as: UTF8.self))")
-        }
-        let server = TestServer(base: URL(string: "http://127.0.0.1:\(port)")!, server: InferenceServer(models: []))
-        while try await server.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(50)) }
-        return (process, server)
-    }
-
-    struct CLIFailure: Error, CustomStringConvertible { let description: String }
-
     /// `serve --precision int8` with a quantised checkpoint answers what the library's int8 model answers.
     @Test func servesAtInt8() async throws {
         let folder = try scratchDirectory("serve-int8")
         defer { try? FileManager.default.removeItem(at: folder) }
         let weights = try PrecisionTests.quantized(.inceptionResNetV1FaceNet, into: folder)
-        let (process, server) = try await Self.launch(["--weights", weights.path, "--precision", "int8"])
-        defer { process.terminate() }
+        let launched = try ServerProcess(["--weights", weights.path, "--precision", "int8"])
+        try await launched.waitUntilReady()
+        let server = launched.client
         let model = try InceptionModel(.inceptionResNetV1FaceNet, weights: weights, precision: .int8)
         let bytes = try Self.photo("coffee_progressive.jpg")
         let reply = try await server.post("/v1/models/inception_resnet_v1_facenet/embed", bytes)
@@ -351,10 +325,11 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
 
     /// SIGTERM: the listening socket closes, requests already received are answered, the process exits 0.
     @Test func sigtermFinishesInFlightRequests() async throws {
-        let (process, server) = try await Self.launch([
+        let launched = try ServerProcess([
             "--model", "inception_v4", "--weights", try References.weights(.inceptionV4).path, "--max-batch", "1",
         ])
-        defer { if process.isRunning { process.terminate() } }
+        try await launched.waitUntilReady()
+        let (process, server) = (launched.process, launched.client)
         let bytes = try Self.photo("coffee_progressive.jpg")
         async let replies = withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<3 { group.addTask { try await server.post("/v1/models/inception_v4/classify", bytes).status } }

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Inception
+import InceptionIO
+
+struct Preprocess: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: """
+            Write the tensor the model sees for each image: (N, 3, H, W) float32 .npy, after the model's own \
+            preprocessing.
+            """)
+
+    @OptionGroup var network: ModelOption
+
+    @Option(help: "Square input size (default: the model's own).")
+    var inputSize: Int?
+
+    @Option(help: "Output .npy.")
+    var output: String
+
+    @Flag(help: "Print what was written as JSON.")
+    var json = false
+
+    @Argument(help: "JPEG or PNG images.")
+    var images: [String]
+
+    func validate() throws {
+        try FlagRule.inputSize(inputSize, for: network.model)
+        try FlagRule.output(output, notAmong: images, json: json)
+    }
+
+    /// Each image is decoded, preprocessed and written before the next is read.
+    func run() throws {
+        try reportingErrors {
+            let preprocessing = network.model.preprocessing
+            let size = inputSize ?? preprocessing.inputSize
+            let shape = [images.count, 3, size, size]
+            let writer = try NPY.Writer(shape: shape, to: output)
+            for path in images {
+                let hwc = preprocessing.apply(try decode(path), inputSize: size)
+                try writer.append(Tensor(shape: [1, size, size, 3], scalars: hwc).nhwcToNCHW().scalars)
+            }
+            try writer.finish()
+            if json { try printJSON(["model": network.model.rawValue, "output": output, "shape": shape]) }
+        }
+    }
+}
