@@ -32,11 +32,17 @@ public final class InceptionModel: Sendable {
     /// results are the same bits whichever runs).
     public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU,
                             precision: Precision = .fp32, tiles: TileTuning = .forThisCPU) throws {
-        if precision == .int8 && weights.int8 == nil { throw PrecisionError.needsQuantizedWeights }
+        try self.init(weights, algorithms: algorithms, route: try PrecisionRoute(precision), tiles: tiles)
+    }
+
+    /// `init(_:algorithms:precision:tiles:)` with the precision already checked (``PrecisionRoute``).
+    public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU,
+                            route: PrecisionRoute, tiles: TileTuning = .forThisCPU) throws {
+        if route.precision == .int8 && weights.int8 == nil { throw PrecisionError.needsQuantizedWeights }
         let compiled = try weights.namingCheckpointKeys {
             try CompiledGraph(graph: weights.graph, algorithms: algorithms,
-                              usualInputSize: weights.name.defaultInputSize, precision: precision,
-                              tiles: precision == .fp32 ? tiles : .builtIn, int8Weights: weights.int8,
+                              usualInputSize: weights.name.defaultInputSize, precision: route,
+                              tiles: route.precision == .fp32 ? tiles : .builtIn, int8Weights: weights.int8,
                               parameter: weights.parameter)
         }
         self.init(name: weights.name, compiled: compiled, metadata: weights.metadata)

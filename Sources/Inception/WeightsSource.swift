@@ -22,7 +22,7 @@ extension InceptionModel {
     /// Loads `name` with the weights `source` names, its convolutions in `precision` (int8 needs a quantised
     /// checkpoint, see ``Quantization``).
     public convenience init(_ name: ModelName, from source: WeightsSource, precision: Precision = .fp32) throws {
-        if let problem = ReducedKernels.problem(precision) { throw PrecisionError.unsupported(problem) }
-        try self.init(try ModelWeights(name, from: source), precision: precision)
+        let route = try PrecisionRoute(precision)  // before any weights are read
+        try self.init(try ModelWeights(name, from: source), route: route)
     }
 }

@@ -91,10 +91,10 @@ struct Bench: ParsableCommand {
             if cold { return try runCold() }
             if kernels { return try runKernels() }
             if train { return try runTraining() }
-            try precision.check()
+            let route = try precision.route()
             let name = model.model
             let size = inputSize ?? name.defaultInputSize
-            let net = try load(name, size: size)
+            let net = try load(name, size: size, route: route)
             let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size))
             try net.checkMemory(batch: batch, size: size)
             let input = Benchmark.randomInput(batch: batch, size: size)
@@ -105,7 +105,7 @@ struct Bench: ParsableCommand {
             }
             let median = Benchmark.median(times)
             let gflops = 2 * Double(macs.reduce(0, +)) / (median / 1000) / 1e9
-            let fp32 = try fp32Median(name, size: size, input: input)
+            let fp32 = try fp32Median(name, size: size, input: input, route: route)
             if json {
                 var report: [String: Any] = [
                     "model": name.rawValue, "batch": batch, "input_size": size, "threads": threads.threads,
@@ -113,7 +113,7 @@ struct Bench: ParsableCommand {
                     "median_ms": median, "min_ms": times.min()!, "max_ms": times.max()!, "gflops": gflops,
                     "macs": macs.reduce(0, +), "peak_rss_mb": Benchmark.peakResidentMegabytes(),
                     "isa": Kernels.current.name, "precision": precision.precision.rawValue,
-                    "route": route, "amx": ReducedKernels.current.amx.map { "\($0)" } ?? NSNull(),
+                    "route": route.name, "amx": ReducedKernels.current.amx.map { "\($0)" } ?? NSNull(),
                 ]
                 if let fp32 { report["fp32_median_ms"] = fp32 }
                 if allTimes { report["times_ms"] = times }
@@ -123,11 +123,11 @@ struct Bench: ParsableCommand {
                     + "(min %.1f, max %.1f) over %d runs, %.1f GFLOP/s, peak RSS %.0f MB"
                 print(String(format: line,
                              name.rawValue, batch, size, size, threads.threads, Kernels.current.name,
-                             precision.precision.rawValue, route, median,
+                             precision.precision.rawValue, route.name, median,
                              times.min()!, times.max()!, runs, gflops, Benchmark.peakResidentMegabytes()))
                 if let fp32, fp32 < median {
                     print(String(format: "bf16 by %@ is %.2f× slower than fp32 on this CPU (fp32: median %.1f ms, "
-                                 + "same run): use fp32 here", route, median / fp32, fp32))
+                                 + "same run): use fp32 here", route.name, median / fp32, fp32))
                 }
             }
         }
@@ -135,36 +135,26 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
-    /// What runs the convolutions' multiplies: the kernel level for fp32, else the reduced-precision route.
-    var route: String {
-        switch precision.precision {
-        case .fp32: return Kernels.current.name
-        case .bf16: return ReducedKernels.current.bf16Name ?? "none"
-        case .int8: return ReducedKernels.current.int8Name
-        }
-    }
-
     /// With bf16 on the AVX512-BF16 route, fp32's median time of the same model and input, timed next (nil
     /// otherwise): on some cores VDPBF16PS runs at half the fp32 FMA rate (the Xeon in docs/performance.md), and
     /// there bf16 is slower than fp32, which the user should hear from the benchmark.
-    func fp32Median(_ name: ModelName, size: Int, input: Tensor) throws -> Double? {
-        guard precision.precision == .bf16 && ReducedKernels.current.amx == nil else { return nil }
-        let net = try load(name, size: size, precision: .fp32)
+    func fp32Median(_ name: ModelName, size: Int, input: Tensor, route: PrecisionRoute) throws -> Double? {
+        guard route.precision == .bf16 && route.kernels.amx == nil else { return nil }
+        let net = try load(name, size: size, route: .fp32)
         let times = try Benchmark.forward(net, input, warmup: warmup, runs: runs, threads: threads.threads)
         return Benchmark.median(times) * 1000
     }
 
     /// The model to time: `--weights` or random weights (quantised on random images for int8 without a quantised
     /// checkpoint), at `--precision`.
-    func load(_ name: ModelName, size: Int, precision: Precision? = nil) throws -> InceptionModel {
-        let precision = precision ?? self.precision.precision
+    func load(_ name: ModelName, size: Int, route: PrecisionRoute) throws -> InceptionModel {
         var loaded = try weights.map { try ModelWeights(name, file: URL(fileURLWithPath: $0)) }
             ?? ModelWeights(name, randomSeed: 1)
-        if precision == .int8 && weights == nil {
+        if route.precision == .int8 && weights == nil {
             loaded = try Quantization.quantized(loaded, calibration: Benchmark.randomInput(batch: 2, size: size),
                                                 threads: threads.threads)
         }
-        return try InceptionModel(loaded, algorithms: direct ? .direct : .forThisCPU, precision: precision)
+        return try InceptionModel(loaded, algorithms: direct ? .direct : .forThisCPU, route: route)
     }
 
     /// Prints the median time of each layer kind and of each stage, from each node's median seconds.
@@ -227,11 +217,11 @@ extension Bench {
     static let processStart = ProcessInfo.processInfo.systemUptime
 
     func runCold() throws {
-        try precision.check()
+        let route = try precision.route()
         let name = model.model
         let size = inputSize ?? name.defaultInputSize
         let loadStart = DispatchTime.now().uptimeNanoseconds
-        let net = try load(name, size: size)
+        let net = try load(name, size: size, route: route)
         let loaded = DispatchTime.now().uptimeNanoseconds
         _ = try net.compiled.run(Tensor(zeros: [1, size, size, 3]), threads: threads.threads)
         let done = DispatchTime.now().uptimeNanoseconds

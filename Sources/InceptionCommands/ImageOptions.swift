@@ -26,9 +26,9 @@ struct WeightsOption: ParsableArguments {
 
     /// The model, its convolutions in `precision`'s arithmetic (refused first if this CPU cannot run it).
     func load(_ precision: PrecisionOption) throws -> InceptionModel {
-        try precision.check()
+        let route = try precision.route()
         let (name, source) = try source()
-        return try InceptionModel(name, from: source, precision: precision.precision)
+        return try InceptionModel(try ModelWeights(name, from: source), route: route)
     }
 }
 

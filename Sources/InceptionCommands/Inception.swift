@@ -71,10 +71,9 @@ struct PrecisionOption: ParsableArguments {
         """)
     var precision: Precision = .fp32
 
-    /// Refuses, before any weights are read, a precision this CPU cannot run (one line naming what it lacks).
-    func check() throws {
-        if let problem = ReducedKernels.problem(precision) { throw CLIError(problem) }
-    }
+    /// The precision checked against this CPU (refused in one line naming what it lacks): call it before any
+    /// weights are read, and hand the route to what loads them.
+    func route() throws -> PrecisionRoute { try PrecisionRoute(precision) }
 }
 
 struct ThreadsOption: ParsableArguments {

@@ -51,10 +51,10 @@ struct Predict: ParsableCommand {
     /// so memory holds one batch whatever the file's size.
     func run() throws {
         try reportingErrors {
-            try precision.check()
+            let route = try precision.route()
             let url = URL(fileURLWithPath: weights)
             let name = try model.model(for: url)
-            let net = try InceptionModel(name, weights: url, precision: precision.precision)
+            let net = try InceptionModel(try ModelWeights(name, file: url), route: route)
             let reader = try NPY.Reader(contentsOf: URL(fileURLWithPath: input))
             let images = reader.shape.first ?? 0
             guard reader.shape.count == 4 else { throw InputError.wrongRank(reader.shape) }

@@ -111,7 +111,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        do { try precision.check() } catch { throw reported(error) }
+        let route: PrecisionRoute
+        do { route = try precision.route() } catch { throw reported(error) }
         let models = self.models
         var configuration = InferenceServer.Configuration()
         configuration.host = host
@@ -131,8 +132,9 @@ struct Serve: AsyncParsableCommand {
             let source: WeightsSource = weights.isEmpty
                 ? randomWeights.map { .random(seed: $0) } ?? .released(.withProgressBar())
                 : .file(URL(fileURLWithPath: weights[i]))
-            let precision = precision.precision
-            return InferenceServer.ModelSource(name) { try InceptionModel(name, from: source, precision: precision) }
+            return InferenceServer.ModelSource(name) {
+                try InceptionModel(try ModelWeights(name, from: source), route: route)
+            }
         }
         let server = InferenceServer(models: sources, configuration: configuration)
         do {

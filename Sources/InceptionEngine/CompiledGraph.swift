@@ -53,26 +53,24 @@ public final class CompiledGraph: Sendable {
     ///   - usualInputSize: the square input size the model usually runs at; the automatic choice of algorithm judges
     ///     each layer at that size (any size still runs).
     ///   - mergeSiblings: run 1×1 convolutions that read the same input as one GEMM (results are bitwise the same).
-    ///   - precision: the convolutions' arithmetic (fp32 runs `algorithms`; bf16 and int8 the implicit GEMM). bf16
-    ///     needs `ReducedKernels.current.bf16`; int8 needs `int8Weights`.
+    ///   - precision: the convolutions' arithmetic, checked against the CPU (fp32 runs `algorithms`; bf16 and int8
+    ///     the implicit GEMM); int8 needs `int8Weights`.
     ///   - int8Weights: each convolution's quantised parameters by its weight's graph name; nil keeps a layer fp32.
     ///   - tiles: how each fp32 convolution's register tile is chosen (measured, kept or built in; never a change
     ///     to a result).
     public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic, usualInputSize: Int = 299,
-                mergeSiblings: Bool = true, precision: Precision = .fp32, tiles tuning: TileTuning = .builtIn,
-                int8Weights: ((String) throws -> Int8Weights?)? = nil, reducedKernels: ReducedKernels = .current,
+                mergeSiblings: Bool = true, precision route: PrecisionRoute = .fp32,
+                tiles tuning: TileTuning = .builtIn, int8Weights: ((String) throws -> Int8Weights?)? = nil,
                 parameter: (String) throws -> [Float]) throws {
         self.graph = graph
-        self.precision = precision
+        self.precision = route.precision
         let arithmetic: Arithmetic
-        switch precision {
+        switch route.precision {
         case .fp32: arithmetic = .fp32
-        case .bf16:
-            if let problem = reducedKernels.bf16Problem { throw PrecisionError.unsupported(problem) }
-            arithmetic = .bf16(reducedKernels)
+        case .bf16: arithmetic = .bf16(route.kernels)
         case .int8:
             guard let int8Weights else { throw PrecisionError.needsQuantizedWeights }
-            arithmetic = .int8(reducedKernels, int8Weights)
+            arithmetic = .int8(route.kernels, int8Weights)
         }
         let (lowered, jobs) = try Self.lower(graph, parameter)
         var kernels = lowered

@@ -115,10 +115,6 @@ public struct ReducedKernels: Sendable {
     /// The tiles at the level every layer runs at.
     public static let current = forLevel(Kernels.current)
 
-    /// Why this CPU (at the current level) cannot run `precision`, in one line; nil when it can.
-    public static func problem(_ precision: Precision, level: KernelTable = Kernels.current) -> String? {
-        precision == .bf16 ? forLevel(level).bf16Problem : nil
-    }
 
     static func c(_ a: UnsafePointer<UnsafePointer<UInt32>>) -> UnsafePointer<UnsafePointer<UInt32>?> {
         UnsafeRawPointer(a).assumingMemoryBound(to: UnsafePointer<UInt32>?.self)
@@ -139,6 +135,32 @@ enum AMXTiles {
         let code = backend.code
         return { a, taps, words, w, panelWords, panels, sums in
             inception_amx_int8_tile(code, ReducedKernels.c(a), taps, words, w, panelWords, panels, sums)
+        }
+    }
+}
+
+/// A precision checked once against this CPU, with the tiles that run it: the one place a precision is refused
+/// (`PrecisionError.unsupported`, one line naming what the CPU lacks), and what the compiler takes. (int8 also needs
+/// a quantised checkpoint; that is the weights' fault, `PrecisionError.needsQuantizedWeights`, found with them.)
+public struct PrecisionRoute: Sendable {
+    public let precision: Precision
+    public let kernels: ReducedKernels
+
+    public init(_ precision: Precision, kernels: ReducedKernels = .current) throws(PrecisionError) {
+        if precision == .bf16, let problem = kernels.bf16Problem { throw .unsupported(problem) }
+        (self.precision, self.kernels) = (precision, kernels)
+    }
+
+    /// fp32, which every CPU runs.
+    public static let fp32 = try! PrecisionRoute(.fp32)
+
+    /// What runs the convolutions' multiplies: the reduced-precision route (`amx-bf16`, `avx512-vnni`, …), or the
+    /// kernel level for fp32.
+    public var name: String {
+        switch precision {
+        case .fp32: return kernels.level
+        case .bf16: return kernels.bf16Name!
+        case .int8: return kernels.int8Name
         }
     }
 }
