@@ -35,7 +35,7 @@ public final class InceptionModel: Sendable {
         try self.init(weights, algorithms: algorithms, route: try PrecisionRoute(precision), tiles: tiles)
     }
 
-    /// `init(_:algorithms:precision:tiles:)` with the precision already checked (``PrecisionRoute``).
+    /// `init(_:algorithms:precision:tiles:)` with the precision already checked (`PrecisionRoute`).
     public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU,
                             route: PrecisionRoute, tiles: TileTuning = .forThisCPU) throws {
         if route.precision == .int8 && weights.int8 == nil { throw PrecisionError.needsQuantizedWeights }
