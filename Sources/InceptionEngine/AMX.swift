@@ -10,7 +10,8 @@ public enum AMXBackend: Sendable, Hashable, CustomStringConvertible {
     /// The tile operations on plain memory, on any CPU: for tests, and to check the AMX routes without AMX.
     case emulator
 
-    var code: Int32 { self == .instructions ? Int32(INCEPTION_AMX_INSTRUCTIONS) : Int32(INCEPTION_AMX_EMULATOR) }
+    /// The backend's number in `inception_amx.h`, for calling the tile layer.
+    public var code: Int32 { self == .instructions ? Int32(INCEPTION_AMX_INSTRUCTIONS) : Int32(INCEPTION_AMX_EMULATOR) }
 
     public var description: String { self == .instructions ? "instructions" : "emulator" }
 }
@@ -19,7 +20,10 @@ public enum AMXBackend: Sendable, Hashable, CustomStringConvertible {
 public enum AMX {
     /// `INCEPTION_AMX` read once: unset or empty, the instructions where CPUID, XCR0 and Linux allow them (nothing
     /// otherwise); `emulate`, the emulator on any CPU; `off`, no AMX (today's AVX-512 and AVX2 routes).
-    static let selection = select(ProcessInfo.processInfo.environment["INCEPTION_AMX"])
+    static let selection = select(ProcessInfo.processInfo.environment["INCEPTION_AMX"]) { usable }
+
+    /// `inception_amx_usable()`, asked once (it asks Linux for the tile state): 0 yes, 1 no AMX, 2 Linux refused it.
+    private static let usable = inception_amx_usable()
 
     /// The backend every bf16 and int8 convolution uses, nil for none.
     public static var backend: AMXBackend? {
@@ -29,7 +33,7 @@ public enum AMX {
 
     /// Whether this CPU runs the tile instructions here (whatever `INCEPTION_AMX` says): the backends a test can use
     /// are the emulator, and these where true.
-    public static let instructionsUsable = inception_amx_usable() == 0
+    public static var instructionsUsable: Bool { usable == 0 }
 
     /// Every backend this process can run: the emulator, and the instructions where the CPU has them.
     public static var backends: [AMXBackend] { [.emulator] + (instructionsUsable ? [.instructions] : []) }
@@ -37,9 +41,9 @@ public enum AMX {
     /// What is wrong with `INCEPTION_AMX`, if anything (the command line reports it as its one-line error).
     public static var environmentProblem: String? { selection.problem }
 
-    /// The backend `value` asks for; `usable` is `inception_amx_usable` (0 yes, 1 no AMX, 2 Linux refused it).
-    /// `notice` is the one line a refusal prints before the other routes run.
-    static func select(_ value: String?, usable: () -> Int32 = { inception_amx_usable() })
+    /// The backend `value` asks for; `usable` answers as `inception_amx_usable` does. `notice` is the one line a
+    /// refusal prints before the other routes run.
+    static func select(_ value: String?, usable: () -> Int32)
         -> (backend: AMXBackend?, problem: String?, notice: String?)
     {
         switch value ?? "" {

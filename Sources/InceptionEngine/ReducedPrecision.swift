@@ -115,7 +115,6 @@ public struct ReducedKernels: Sendable {
     /// The tiles at the level every layer runs at.
     public static let current = forLevel(Kernels.current)
 
-
     static func c(_ a: UnsafePointer<UnsafePointer<UInt32>>) -> UnsafePointer<UnsafePointer<UInt32>?> {
         UnsafeRawPointer(a).assumingMemoryBound(to: UnsafePointer<UInt32>?.self)
     }

@@ -47,7 +47,7 @@ struct AMXTests {
 
     /// The trial on a backend: the four C tiles as stored.
     static func run(_ t: Trial, bf16: Bool, on backend: AMXBackend) -> [[UInt8]] {
-        let code = backend == .instructions ? Int32(INCEPTION_AMX_INSTRUCTIONS) : Int32(INCEPTION_AMX_EMULATOR)
+        let code = backend.code
         var config = inception_amx_config()
         config.palette = 1
         let (rows, columns) = TileModel.shape(t)
@@ -107,7 +107,7 @@ struct AMXTests {
     /// A zeroed tile stores zeros, whatever was loaded before.
     @Test(arguments: AMX.backends)
     func zeroClearsATile(_ backend: AMXBackend) {
-        let code = backend == .instructions ? Int32(INCEPTION_AMX_INSTRUCTIONS) : Int32(INCEPTION_AMX_EMULATOR)
+        let code = backend.code
         var config = inception_amx_config()
         config.palette = 1
         config.rows.0 = 16
