@@ -36,7 +36,10 @@ struct TestServer {
         configure(&configuration)
         let server = InferenceServer(models: models, configuration: configuration)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let running = Task { try await server.run { continuation.yield($0) } }
+        // The server's handlers run on threads of their own, as in `inception serve`: in this process the tests beside
+        // it compute synchronously on the cooperative pool's threads (two on two cores), which once held a request
+        // here past its 120 s timeout.
+        let running = Task(executorPreference: ServerThreads.shared) { try await server.run { continuation.yield($0) } }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
         let test = TestServer(base: URL(string: "http://127.0.0.1:\(port)")!, server: server)
@@ -74,6 +77,39 @@ struct TestServer {
     func post(_ path: String, _ body: Data, contentType: String? = nil,
               headers: [String: String] = [:]) async throws -> Reply {
         try await request("POST", path, body: body, contentType: contentType, headers: headers)
+    }
+}
+
+/// Threads that run the in-process servers' tasks (a task executor the server's task and its children prefer), so
+/// that tests computing on the cooperative pool cannot starve a server of the threads it answers on.
+final class ServerThreads: TaskExecutor, @unchecked Sendable {
+    static let shared = ServerThreads(threads: 2)
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    init(threads: Int) {
+        for _ in 0..<threads {
+            let thread = Thread { [self] in work() }
+            thread.start()
+        }
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
     }
 }
 
