@@ -68,14 +68,15 @@ let package = Package(
         .target(name: "CInceptionMPI", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         // Training: the paper's recipe, optimisers, augmentation, checkpoints timm loads, metrics and curves; data
         // parallelism over MPI.
-        .target(name: "InceptionTraining", dependencies: ["Inception", "InceptionIO", "CInceptionMPI"]),
+        .target(name: "InceptionTraining",
+                dependencies: ["Inception", "InceptionEngine", "InceptionIO", "CInceptionMPI"]),
         // `inception export`: the inference graph as ONNX (onnx.pb.swift is generated from onnx.proto).
         .target(name: "InceptionONNX", dependencies: [
-            "Inception", "InceptionIO", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            "Inception", "InceptionEngine", "InceptionIO", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
         // `inception serve`: HTTP endpoints, dynamic batching, back-pressure, metrics.
         .target(name: "InceptionServer", dependencies: [
-            "Inception", "InceptionIO", "CInceptionSystem",
+            "Inception", "InceptionEngine", "InceptionIO", "CInceptionSystem",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -85,17 +86,36 @@ let package = Package(
         ]),
         // The `inception` commands, as a library the tests call; the executable is only their entry point.
         .target(name: "InceptionCommands", dependencies: [
-            "Inception", "InceptionTraining", "InceptionServer", "InceptionONNX",
+            "Inception", "InceptionEngine", "InceptionIO", "InceptionTraining", "InceptionServer", "InceptionONNX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "InceptionCLI", dependencies: ["InceptionCommands"]),
-        // What the test targets share: the one relative-error measure.
+        // What the test targets share: the measures of closeness (engine only, for the fast lane), and the reference
+        // files, the photos and the servers (everything above the engine).
         .target(name: "InceptionTestSupport", dependencies: ["InceptionEngine"], path: "Tests/InceptionTestSupport"),
+        .target(name: "InceptionReferences", dependencies: ["Inception", "InceptionEngine", "InceptionIO",
+                                                             "InceptionServer", "InceptionTestSupport"],
+                path: "Tests/InceptionReferences"),
+        // One test target per module. Engine and IO tests need neither the Python references nor a server (the
+        // fast lane, README); the others check against the references and run the command line and the server.
         .testTarget(name: "InceptionEngineTests",
-                    dependencies: ["InceptionEngine", "CInceptionReduced", "InceptionTestSupport"]),
+                    dependencies: ["InceptionEngine", "InceptionKernels", "CInceptionReduced", "InceptionTestSupport"]),
         .testTarget(name: "InceptionIOTests", dependencies: ["InceptionIO", "InceptionTestSupport"]),
-        .testTarget(name: "InceptionModelTests",
-                    dependencies: ["Inception", "InceptionTraining", "InceptionCommands", "InceptionServer",
-                                   "InceptionONNX", "InceptionTestSupport"]),
+        .testTarget(name: "InceptionTests", dependencies: [
+            "Inception", "InceptionEngine", "InceptionIO", "InceptionModels", "InceptionONNX", "InceptionTraining",
+            "InceptionReferences", "InceptionTestSupport",
+        ]),
+        .testTarget(name: "InceptionTrainingTests",
+                    dependencies: ["Inception", "InceptionEngine", "InceptionIO", "InceptionTraining",
+                                   "InceptionReferences", "InceptionTestSupport"]),
+        .testTarget(name: "InceptionONNXTests",
+                    dependencies: ["Inception", "InceptionIO", "InceptionONNX", "InceptionReferences",
+                                   "InceptionTestSupport"]),
+        .testTarget(name: "InceptionServerTests",
+                    dependencies: ["Inception", "InceptionEngine", "InceptionIO", "InceptionServer",
+                                   "InceptionReferences", "InceptionTestSupport"]),
+        .testTarget(name: "InceptionCommandsTests",
+                    dependencies: ["Inception", "InceptionIO", "InceptionCommands", "InceptionReferences",
+                                   "InceptionTestSupport"]),
     ]
 )

@@ -12,7 +12,7 @@ targets=("${@:-safetensors npy image preprocess hub multipart pickle torchfile}"
 read -r -a targets <<< "${targets[*]}"
 out=.build-fuzz
 mkdir -p "$out"
-flags=(-O -sanitize=fuzzer,address -parse-as-library -module-name FuzzTarget)
+flags=(-O -sanitize=fuzzer,address -parse-as-library -module-name FuzzTarget -package-name swift_inception)
 io=Sources/InceptionIO
 # The image decoders (C, with ASan) and the Swift files every image target needs.
 decoders() {

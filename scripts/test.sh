@@ -34,12 +34,13 @@ if grep -E "/Sources/[A-Za-z]+/[^ ]+\.swift:[0-9]+:[0-9]+: warning:" "$log" | gr
 fi
 # The whole suite also runs the soak test of the server under attack (bounded, about 40 s) and every fuzz target
 # for a few seconds (so that a missing corpus or a broken fuzz build cannot come back unnoticed).
-# So do the line-length check, the replay of a newcomer's first hour (offline) and the documentation catalog's
-# build, warnings as errors.
+# So do the line-length check, the public API's (scripts/check_public_api.sh), the replay of a newcomer's first
+# hour (offline) and the documentation catalog's build, warnings as errors.
 if [ "$#" -eq 0 ]; then
   "$venv/bin/python" scripts/soak.py --seconds 15 --references "$refs" 2>&1 | tee -a "$log" || status=1
   scripts/fuzz.sh 4 50000 2>&1 | tee -a "$log" || status=1
   scripts/check_lines.sh 2>&1 | tee -a "$log" || status=1
+  scripts/check_public_api.sh 2>&1 | tee -a "$log" || status=1
   scripts/first_hour.sh 2>&1 | tee -a "$log" || status=1
   swift package generate-documentation --target Inception --target InceptionTraining --warnings-as-errors 2>&1 \
     | tail -n 3 | tee -a "$log" || status=1

@@ -14,7 +14,7 @@ extension ConvolutionAlgorithms {
 
 extension AlgorithmTable {
     /// The CPU's model name (Linux: /proc/cpuinfo), or the architecture where it cannot be read.
-    public static let thisCPU: String = {
+    package static let thisCPU: String = {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
         return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }
@@ -22,7 +22,7 @@ extension AlgorithmTable {
     }()
 
     /// Where the table for this CPU and the current kernel level is kept.
-    public static var url: URL {
+    package static var url: URL {
         let environment = ProcessInfo.processInfo.environment
         if let path = environment["INCEPTION_KERNEL_TABLE"], !path.isEmpty { return URL(fileURLWithPath: path) }
         let cache = environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
@@ -34,7 +34,7 @@ extension AlgorithmTable {
     }
 
     /// The saved table, if there is one for this CPU and kernel level (a file for another is ignored).
-    public static let saved: AlgorithmTable? = read()
+    package static let saved: AlgorithmTable? = read()
 
     /// The table in the file now (another process may have written it since `saved` was read).
     static func read() -> AlgorithmTable? {
@@ -45,7 +45,7 @@ extension AlgorithmTable {
     }
 
     /// This binary, as its size and modification time: tiles measured by another build are measured again.
-    public static let thisBuild: String = {
+    package static let thisBuild: String = {
         let path = Bundle.main.executableURL?.resolvingSymlinksInPath().path ?? CommandLine.arguments[0]
         let attributes = (try? FileManager.default.attributesOfItem(atPath: path)) ?? [:]
         let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
@@ -54,7 +54,7 @@ extension AlgorithmTable {
     }()
 
     /// The tiles kept for this build.
-    public var tilesOfThisBuild: [String: TileShape] { build == Self.thisBuild ? tiles ?? [:] : [:] }
+    package var tilesOfThisBuild: [String: TileShape] { build == Self.thisBuild ? tiles ?? [:] : [:] }
 }
 
 extension TileTuning {
@@ -63,7 +63,8 @@ extension TileTuning {
     private static let recorded = Locked<[String: TileShape]>([:])
 
     /// The tiles kept for this CPU, kernel level and build; layers without one are measured as the model loads (at
-    /// most 2 s, the largest layers first, one line on stderr) and kept in ``AlgorithmTable/url``. With
+    /// most 2 s, the largest layers first, one line on stderr) and kept in the kernel-choices file of
+    /// `~/.cache/inception`. With
     /// `INCEPTION_TUNE=0`, the built-in tile and no measuring.
     public static var forThisCPU: TileTuning {
         guard enabled else { return .builtIn }

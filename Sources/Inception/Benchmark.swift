@@ -4,29 +4,29 @@ import InceptionIO
 
 /// The measurements behind `inception bench`, as a library user can run them: forward passes, per-layer profiles
 /// and single-layer algorithm timings. Each returns times; what to print is the caller's.
-public enum Benchmark {
+package enum Benchmark {
     /// The median of `xs` (the mean of the middle two for an even count).
-    public static func median(_ xs: [Double]) -> Double {
+    package static func median(_ xs: [Double]) -> Double {
         let s = xs.sorted()
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
     /// A random input in [-1, 1], NHWC.
-    public static func randomInput(batch: Int, size: Int) -> Tensor {
+    package static func randomInput(batch: Int, size: Int) -> Tensor {
         var rng = SystemRandomNumberGenerator()
         return Tensor(shape: [batch, size, size, 3],
                       scalars: (0..<(batch * size * size * 3)).map { _ in Float.random(in: -1...1, using: &rng) })
     }
 
     /// Seconds `body` took.
-    public static func seconds(_ body: () throws -> Void) rethrows -> Double {
+    package static func seconds(_ body: () throws -> Void) rethrows -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
         try body()
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
     /// `warmup` untimed then `runs` timed forward passes of `input`: each timed run's seconds, in order.
-    public static func forward(_ net: InceptionModel, _ input: Tensor, warmup: Int, runs: Int,
+    package static func forward(_ net: InceptionModel, _ input: Tensor, warmup: Int, runs: Int,
                                threads: Int) throws -> [Double] {
         for _ in 0..<warmup { _ = try net.compiled.run(input, threads: threads) }
         return try (0..<runs).map { _ in try seconds { _ = try net.compiled.run(input, threads: threads) } }
@@ -34,7 +34,7 @@ public enum Benchmark {
 
     /// `runs` forward passes with a per-node timer: each node's median seconds (0 for nodes that run inside
     /// another, such as a merged or fused one).
-    public static func profile(_ net: InceptionModel, _ input: Tensor, runs: Int, threads: Int) throws -> [Double] {
+    package static func profile(_ net: InceptionModel, _ input: Tensor, runs: Int, threads: Int) throws -> [Double] {
         var samples = [[Double]](repeating: [], count: net.graph.nodes.count)
         for _ in 0..<runs { _ = try net.compiled.run(input, threads: threads) { samples[$0].append($1) } }
         return samples.map { $0.isEmpty ? 0 : median($0) }
@@ -42,7 +42,7 @@ public enum Benchmark {
 
     /// One convolution alone, median of `runs` runs, by the implicit GEMM and by each Winograd tile it allows
     /// (F(4, 3) and F(6, 3) where an axis has 3 taps; the one transform otherwise), in seconds.
-    public static func convolutionChoices(_ g: ConvGeometry, input x: Shape, side: Int, runs: Int,
+    package static func convolutionChoices(_ g: ConvGeometry, input x: Shape, side: Int, runs: Int,
                                           threads: Int) throws -> [ConvolutionChoice: Double] {
         let layer = SingleLayer(g, input: x)
         let hasThreeTaps = g.kernelH == 3 || g.kernelW == 3
@@ -59,7 +59,7 @@ public enum Benchmark {
 
     /// One convolution by `choice` at each register tile of this CPU's kernel level (median of `runs`, seconds), and
     /// the layer's tile key (`TileTuning.key`).
-    public static func tileChoices(_ g: ConvGeometry, input x: Shape, side: Int, choice: ConvolutionChoice,
+    package static func tileChoices(_ g: ConvGeometry, input x: Shape, side: Int, choice: ConvolutionChoice,
                                    runs: Int, threads: Int) throws -> (key: String, times: [TileShape: Double]) {
         let layer = SingleLayer(g, input: x)
         let key = try layer.compile(choice, side: side, tiles: .builtIn).tiles[0].key
@@ -103,7 +103,7 @@ public enum Benchmark {
     }
 
     /// The process's peak resident memory so far, in MB.
-    public static func peakResidentMegabytes() -> Double {
+    package static func peakResidentMegabytes() -> Double {
         var usage = rusage()
         #if os(Linux)
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -118,7 +118,7 @@ public enum Benchmark {
 extension Graph {
     /// A node's kind as the profiles group it: "conv 3×3/2" (with "+BN" for a convolution that carries a
     /// BatchNorm, when `batchNorm` is set), "max pool", "linear", …
-    public func kind(of node: Int, batchNorm: Bool = false) -> String {
+    package func kind(of node: Int, batchNorm: Bool = false) -> String {
         switch nodes[node].operation {
         case let .convolution(g, p, _):
             return "conv \(g.kernelH)×\(g.kernelW)/\(g.strideH)" + (batchNorm && p.batchNorm != nil ? "+BN" : "")
@@ -138,7 +138,7 @@ extension Graph {
 
 extension AlgorithmTable {
     /// Writes `self` where every later run on this CPU and kernel level reads it (``url``).
-    public func save() throws {
+    package func save() throws {
         let url = Self.url
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let encoder = JSONEncoder()

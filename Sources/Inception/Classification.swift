@@ -1,4 +1,5 @@
 import Foundation
+import InceptionEngine
 import InceptionIO
 
 /// One class of a classification, with its probability.

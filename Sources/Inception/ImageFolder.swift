@@ -1,4 +1,5 @@
 import Foundation
+import InceptionEngine
 import InceptionIO
 
 /// An image-classification data set on disk: one sub-folder per class, named by WordNet id (`n01440764`) or by

@@ -3,8 +3,8 @@ import Foundation
 /// JSON text for the command line's `--json` and the server's answers. A non-finite number (NaN, ±infinity) has
 /// no JSON spelling, and Foundation's serialiser fails on one with an error naming its own domain; here each becomes
 /// `null`, so encoding never fails on a value.
-public enum JSON {
-    public static func data(_ object: Any, pretty: Bool = false) throws -> Data {
+package enum JSON {
+    package static func data(_ object: Any, pretty: Bool = false) throws -> Data {
         let options: JSONSerialization.WritingOptions = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
         return try JSONSerialization.data(withJSONObject: finite(object), options: options)
     }

@@ -1,12 +1,13 @@
 import Foundation
+import InceptionEngine
 import InceptionIO
 
 /// A network with its weights loaded, folded and packed. Immutable and `Sendable`: one loaded model can serve
 /// concurrent calls from any number of tasks or threads.
 public final class InceptionModel: Sendable {
     public let name: ModelName
-    public let compiled: CompiledGraph
-    public var graph: Graph { compiled.graph }
+    package let compiled: CompiledGraph
+    package var graph: Graph { compiled.graph }
     /// How many classes the logits score; nil for a model without a classifier (the face model loaded from a
     /// checkpoint without its `logits` layer).
     public var classes: Int? { width(of: .logits) }
@@ -63,7 +64,7 @@ public final class InceptionModel: Sendable {
     }
 
     /// A tensor of a checkpoint, refused if it holds NaN or infinities.
-    public static func finiteFloats(_ file: any TensorFile, _ key: String) throws -> [Float] {
+    package static func finiteFloats(_ file: any TensorFile, _ key: String) throws -> [Float] {
         let values = try file.floats(key)
         if values.contains(where: { !$0.isFinite }) { throw WeightsError.nonFinite(key: key) }
         return values
@@ -71,7 +72,7 @@ public final class InceptionModel: Sendable {
 
     /// Checks that `file` holds exactly `graph`'s parameters under `name`'s checkpoint keys, each with its shape (a
     /// file of another of the networks is named as such); throws ``WeightsError`` otherwise.
-    public static func verify(_ graph: Graph, _ name: ModelName, _ file: any TensorFile) throws {
+    package static func verify(_ graph: Graph, _ name: ModelName, _ file: any TensorFile) throws {
         let shapes = file.shapes
         var unused = Set(shapes.keys.filter { !$0.hasSuffix("num_batches_tracked") })
         var missing: [String] = [], mismatch: WeightsError? = nil

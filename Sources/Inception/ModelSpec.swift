@@ -3,14 +3,15 @@ import InceptionModels
 
 /// Everything that differs between the networks, one entry per network (as timm keeps each variant in one
 /// `default_cfgs` entry): how to build its graph, its input, classes, preprocessing, where its weights are and how
-/// their keys are named, and its outputs. Adding a network is adding an entry (`ModelSpec.register`); nothing else
-/// in the library, the command line, the server or training switches on a network's name.
+/// their keys are named, and its outputs. Adding a network is adding an entry (or, inside the package,
+/// `ModelSpec.register`); nothing else in the library, the command line, the server or training switches on a
+/// network's name.
 public struct ModelSpec: Sendable {
     /// The name timm and the command line use ("inception_v4").
     public let name: String
     /// Builds the graph: `classes` outputs of the classifier (nil: none), `repeats` blocks in the A, B and C stages
     /// (nil: the network's own), with or without TF-slim's auxiliary classifier.
-    public let build: @Sendable (_ classes: Int?, _ repeats: (Int, Int, Int)?, _ auxiliaryHead: Bool) -> Graph
+    package let build: @Sendable (_ classes: Int?, _ repeats: (Int, Int, Int)?, _ auxiliaryHead: Bool) -> Graph
     /// Classes of the default graph; nil when by default it has no classifier (the face model's embedding).
     public let classes: Int?
     /// The eval transform of its released weights; its input size is the network's.
@@ -31,7 +32,7 @@ public struct ModelSpec: Sendable {
     /// Whether its release has an auxiliary classifier (`aux_logits`), which training may add.
     public let auxiliaryHead: Bool
 
-    public init(name: String, classes: Int?, preprocessing: Preprocessing, hubRepository: String? = nil,
+    package init(name: String, classes: Int?, preprocessing: Preprocessing, hubRepository: String? = nil,
                 weightsNote: String, outputNote: String, classifierWeight: String = "classifier.weight",
                 checkpointPrefixes: @escaping @Sendable () -> [(ours: String, theirs: String)] = { [] },
                 checkpointAliases: [(theirs: String, released: String)] = [], auxiliaryHead: Bool = false,
@@ -57,7 +58,7 @@ extension ModelSpec {
 
     /// Makes `spec` known by its name (to `ModelName(rawValue:)`, and so to the command line's `--model`, checkpoint
     /// metadata and the server), replacing a registered network of the same name.
-    public static func register(_ spec: ModelSpec) {
+    package static func register(_ spec: ModelSpec) {
         registry.withLock { specs in
             if let i = specs.firstIndex(where: { $0.name == spec.name }) { specs[i] = spec } else { specs.append(spec) }
         }

@@ -1,16 +1,18 @@
 import Foundation
+import InceptionEngine
+import InceptionHub
 import InceptionIO
 
 /// A network's graph with its parameter values as the checkpoint holds them, not yet folded or packed: what
 /// ``InceptionModel`` compiles, and what an ONNX export writes.
 public struct ModelWeights {
     public let name: ModelName
-    public let graph: Graph
+    package let graph: Graph
     public let metadata: CheckpointMetadata
     private let read: (String) throws -> [Float]
     /// A quantised checkpoint's int8 convolutions, by graph name (nil for a layer it keeps in fp32); nil for an
     /// fp32 checkpoint.
-    public let int8: (@Sendable (String) throws -> Int8Weights?)?
+    package let int8: (@Sendable (String) throws -> Int8Weights?)?
 
     /// A parameter by its graph name (not its checkpoint key), refused if it holds NaN or infinities.
     public func parameter(_ graphName: String) throws -> [Float] { try read(graphName) }
@@ -25,7 +27,7 @@ public struct ModelWeights {
     /// Tensors are read when asked for.
     ///
     /// A checkpoint `inception quantize` wrote (``QuantizedCheckpoint``) is recognised by its metadata: it loads
-    /// with its int8 layers (``int8``), and as the dequantised fp32 weights otherwise.
+    /// with its int8 layers, and as the dequantised fp32 weights otherwise.
     public init(_ name: ModelName, file url: URL) throws {
         try self.init(name, tensors: try openTensorFile(url))
     }

@@ -1,4 +1,4 @@
-@_exported import InceptionEngine
+import InceptionEngine
 import InceptionIO
 import InceptionModels
 
@@ -6,7 +6,7 @@ import InceptionModels
 public struct ModelName: Hashable, Sendable, CustomStringConvertible {
     public let spec: ModelSpec
 
-    /// The network `spec` describes (a built-in one, or one of your own: see ``ModelSpec/register(_:)``).
+    /// The network `spec` describes (a built-in one, or one the package registers).
     public init(_ spec: ModelSpec) { self.spec = spec }
 
     /// The network of that name, among the built-in and registered ones.
@@ -56,7 +56,7 @@ public struct ModelName: Hashable, Sendable, CustomStringConvertible {
     /// in its A, B and C stages (nil: the network's own). A reduced-depth network keeps the key names of the full
     /// one (inception_v4 numbers its stages as the full network does), so its checkpoints are for this library only.
     /// `auxiliaryHead` adds TF-slim's auxiliary classifier (output `aux_logits`; see `hasAuxiliaryHead`).
-    public func graph(classes: Int? = nil, repeats: [Int]? = nil, auxiliaryHead: Bool = false) -> Graph {
+    package func graph(classes: Int? = nil, repeats: [Int]? = nil, auxiliaryHead: Bool = false) -> Graph {
         precondition(repeats == nil || repeats!.count == 3 && repeats!.allSatisfy { $0 >= 1 }, "three block counts ≥ 1")
         precondition(!auxiliaryHead || hasAuxiliaryHead, "\(self) has no auxiliary head")
         return spec.build(classes ?? defaultClasses, repeats.map { ($0[0], $0[1], $0[2]) }, auxiliaryHead)

@@ -1,4 +1,5 @@
 import Foundation
+import InceptionEngine
 import InceptionIO
 
 /// Post-training static quantisation to int8 (`inception quantize`): per-output-channel symmetric weights and, per
@@ -16,7 +17,7 @@ import InceptionIO
 /// in the graph).
 public enum Quantization {
     /// The convolutions to quantise: their weights' graph names and the node each reads.
-    public static func layers(_ graph: Graph) -> [(weight: String, input: Int)] {
+    package static func layers(_ graph: Graph) -> [(weight: String, input: Int)] {
         graph.nodes.compactMap { node in
             guard case let .convolution(_, p, _) = node.operation else { return nil }
             var input = node.inputs[0]

@@ -1,4 +1,5 @@
 import Foundation
+import InceptionEngine
 import InceptionIO
 
 /// A checkpoint `inception quantize` wrote: the fp32 checkpoint's tensors under the same keys, except that each
@@ -63,7 +64,7 @@ public struct QuantizedCheckpoint: TensorFile, Sendable {
     }
 
     /// The integers and scales of a quantised weight; nil for a tensor stored as floats.
-    public func int8(_ key: String) throws -> Int8Weights? {
+    package func int8(_ key: String) throws -> Int8Weights? {
         guard quantizedKeys.contains(key) else { return nil }
         let prefix = String(key.dropLast("weight".count))
         let q = try file.bytes(key, dtype: .I8).map { Int8(bitPattern: $0) }

@@ -1,5 +1,6 @@
-@_exported import InceptionHub
 import Foundation
+import InceptionEngine
+import InceptionHub
 
 extension InceptionModel {
     /// Loads the released weights from the Hub (through the cache).

@@ -2,6 +2,7 @@ import ArgumentParser
 import InceptionTraining
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 
 struct Bench: ParsableCommand {

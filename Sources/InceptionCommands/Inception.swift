@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import InceptionTraining
 import Inception
+import InceptionEngine
 import InceptionIO
 
 /// The `inception` command and its subcommands; the executable calls `launch()`.

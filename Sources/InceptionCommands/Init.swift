@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 import InceptionTraining
 

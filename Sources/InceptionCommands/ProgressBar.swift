@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 
 /// The command line's one progress bar: a line on standard error redrawn in place, at most ten times a second, and
 /// drawn only when standard error is a terminal (a log file gets none of it). Used for downloads, evaluation and

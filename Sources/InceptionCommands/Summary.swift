@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inception
+import InceptionEngine
 
 struct Summary: ParsableCommand {
     static let configuration = CommandConfiguration(

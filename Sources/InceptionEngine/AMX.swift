@@ -4,20 +4,22 @@ import Foundation
 /// Which implementation of the AMX tile layer (`CInceptionReduced/include/inception_amx.h`) runs the bf16 and int8
 /// convolutions. Both run the same kernel; the emulator computes exactly what the tile unit computes (measured bit
 /// for bit on the Xeon: `../shared/tools/microkernels/amx_numerics.c`).
-public enum AMXBackend: Sendable, Hashable, CustomStringConvertible {
+package enum AMXBackend: Sendable, Hashable, CustomStringConvertible {
     /// TDPBF16PS and TDPBUSD on the CPU's tile unit (Intel Xeon of the Sapphire Rapids class and later).
     case instructions
     /// The tile operations on plain memory, on any CPU: for tests, and to check the AMX routes without AMX.
     case emulator
 
     /// The backend's number in `inception_amx.h`, for calling the tile layer.
-    public var code: Int32 { self == .instructions ? Int32(INCEPTION_AMX_INSTRUCTIONS) : Int32(INCEPTION_AMX_EMULATOR) }
+    package var code: Int32 {
+        self == .instructions ? Int32(INCEPTION_AMX_INSTRUCTIONS) : Int32(INCEPTION_AMX_EMULATOR)
+    }
 
-    public var description: String { self == .instructions ? "instructions" : "emulator" }
+    package var description: String { self == .instructions ? "instructions" : "emulator" }
 }
 
 /// Whether this process runs bf16 and int8 through AMX, chosen once at start.
-public enum AMX {
+package enum AMX {
     /// `INCEPTION_AMX` read once: unset or empty, the instructions where CPUID, XCR0 and Linux allow them (nothing
     /// otherwise); `emulate`, the emulator on any CPU; `off`, no AMX (today's AVX-512 and AVX2 routes).
     static let selection = select(ProcessInfo.processInfo.environment["INCEPTION_AMX"]) { usable }
@@ -26,20 +28,20 @@ public enum AMX {
     private static let usable = inception_amx_usable()
 
     /// The backend every bf16 and int8 convolution uses, nil for none.
-    public static var backend: AMXBackend? {
+    package static var backend: AMXBackend? {
         if let notice = selection.notice { Notice.once(notice) }
         return selection.backend
     }
 
     /// Whether this CPU runs the tile instructions here (whatever `INCEPTION_AMX` says): the backends a test can use
     /// are the emulator, and these where true.
-    public static var instructionsUsable: Bool { usable == 0 }
+    package static var instructionsUsable: Bool { usable == 0 }
 
     /// Every backend this process can run: the emulator, and the instructions where the CPU has them.
-    public static var backends: [AMXBackend] { [.emulator] + (instructionsUsable ? [.instructions] : []) }
+    package static var backends: [AMXBackend] { [.emulator] + (instructionsUsable ? [.instructions] : []) }
 
     /// What is wrong with `INCEPTION_AMX`, if anything (the command line reports it as its one-line error).
-    public static var environmentProblem: String? { selection.problem }
+    package static var environmentProblem: String? { selection.problem }
 
     /// The backend `value` asks for; `usable` answers as `inception_amx_usable` does. `notice` is the one line a
     /// refusal prints before the other routes run.

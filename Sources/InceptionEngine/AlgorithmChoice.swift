@@ -20,7 +20,7 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
     case measured(AlgorithmTable)
 
     /// How a layer of geometry `g`, with output side `side` at the usual input size, runs.
-    public func choice(_ g: ConvGeometry, side: Int) -> ConvolutionChoice {
+    package func choice(_ g: ConvGeometry, side: Int) -> ConvolutionChoice {
         switch self {
         case .direct: return .direct
         case .winogradWherePossible: return .winograd(tile: nil)
@@ -43,11 +43,11 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
 /// How one convolution layer runs: the implicit GEMM, or Winograd with output tiles of `tile` pixels along each
 /// 3-tap axis (4: F(4, 3), 6: F(6, 3); nil: `WinogradTransform.forTaps`'s choice from the layer's size). 7-tap axes
 /// always take F(4, 7). Kept in a table as "direct", "winograd" or "winograd F(m,3)".
-public enum ConvolutionChoice: Sendable, Hashable, CodableAsText {
+package enum ConvolutionChoice: Sendable, Hashable, CodableAsText {
     case direct
     case winograd(tile: Int?)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .direct: return "direct"
         case .winograd(nil): return "winograd"
@@ -55,7 +55,7 @@ public enum ConvolutionChoice: Sendable, Hashable, CodableAsText {
         }
     }
 
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         switch text {
         case "direct": self = .direct
         case "winograd": self = .winograd(tile: nil)
@@ -66,33 +66,33 @@ public enum ConvolutionChoice: Sendable, Hashable, CodableAsText {
         }
     }
 
-    public static var textKind: String { "a convolution choice" }
+    package static var textKind: String { "a convolution choice" }
 }
 
 /// How each convolution layer runs, measured on one CPU class at one instruction-set level.
 public struct AlgorithmTable: Sendable, Hashable, Codable {
     /// The CPU's model name and the kernels' level the times were measured with.
-    public var cpu: String, isa: String
+    package var cpu: String, isa: String
     /// Per layer (`key(_:side:)`): the fastest of the implicit GEMM and Winograd at each tile the layer allows.
-    public var choices: [String: ConvolutionChoice]
+    package var choices: [String: ConvolutionChoice]
 
     /// Per layer (`TileTuning.key`): the fastest register tile, measured by the build `build` (a new binary measures
     /// again: its kernels may differ). Absent from tables written before tiles were measured.
-    public var tiles: [String: TileShape]?
-    public var build: String?
+    package var tiles: [String: TileShape]?
+    package var build: String?
 
-    public init(cpu: String, isa: String, choices: [String: ConvolutionChoice] = [:]) {
+    package init(cpu: String, isa: String, choices: [String: ConvolutionChoice] = [:]) {
         (self.cpu, self.isa, self.choices) = (cpu, isa, choices)
     }
 
     /// A layer: its geometry and its usual output side.
-    public static func key(_ g: ConvGeometry, side: Int) -> String {
+    package static func key(_ g: ConvGeometry, side: Int) -> String {
         "\(g.inChannels)->\(g.outChannels) k\(g.kernelH)x\(g.kernelW) s\(g.strideH) p\(g.padH),\(g.padW) side \(side)"
     }
 }
 
 /// A convolution ready to run, by either algorithm.
-public enum ConvolutionKernel: Sendable {
+package enum CompiledConvolution: Sendable {
     case direct(PackedConvolution)
     /// With the batched multiplies' register tile (nil: the level's built-in one).
     case winograd(WinogradConvolution, tile: TileShape?)

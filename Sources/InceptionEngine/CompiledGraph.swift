@@ -1,35 +1,35 @@
 import Dispatch
 
 /// A graph with its weights bound, fused and packed, ready to run on inputs of any size at or above its
-/// minimum. Three parts, a file each: the compiler (Compiler.swift) lowers the graph to kernels — every inference
+/// minimum. Three parts, a file each: the compiler (Compiler.swift) lowers the graph to steps — every inference
 /// BatchNorm folded into its convolution, residuals fused into their branch convolution by the rule training shares
 /// (Fusion.swift), linear layers as 1×1 convolutions, dropout an alias, sibling 1×1 convolutions merged into one
 /// GEMM, every convolution packed for its algorithm; the memory planner (MemoryPlan.swift) places every node's
-/// values once per input shape; the executor (here) runs the kernels in order, the operations that inference and
+/// values once per input shape; the executor (here) runs the steps in order, the operations that inference and
 /// training share through `SharedOperation`. A loaded model is immutable and can be called from many threads at
 /// once; each call borrows an arena of its own.
-public final class CompiledGraph: Sendable {
-    public let graph: Graph
-    let kernels: [Kernel]
+package final class CompiledGraph: Sendable {
+    package let graph: Graph
+    let steps: [Step]
     /// Zeros for the padding rows of convolutions; never written.
     let zeros: AlignedBuffer
     let plans = Locked<[PlanKey: Plan]>([:])
     /// The convolutions' arithmetic.
-    public let precision: Precision
+    package let precision: Precision
     /// Each fp32 convolution's register tile and where it came from, in graph order.
-    public let tiles: [LayerTile]
+    package let tiles: [LayerTile]
 
-    enum Kernel: Sendable {
+    enum Step: Sendable {
         case input
         /// Produces nothing; reads as the node it names (dropout, a residual folded into a convolution).
         case alias(Int)
         /// Folded into another node.
         case dead
-        case convolution(ConvolutionKernel, input: Int, residual: Int?)
+        case convolution(CompiledConvolution, input: Int, residual: Int?)
         /// Sibling 1×1 convolutions of one input merged into one GEMM, run at the first sibling's node; its output
         /// channels go to `outputs` (node indices, the first is this node) in order.
-        case siblings(ConvolutionKernel, input: Int, outputs: [Int])
-        /// Written by the `.siblings` kernel at node `producer`.
+        case siblings(CompiledConvolution, input: Int, outputs: [Int])
+        /// Written by the `.siblings` step at node `producer`.
         case sibling(producer: Int)
         /// Pools, concatenation, an unfused residual, L2 normalisation: as in training.
         case shared(SharedOperation, inputs: [Int])
@@ -58,62 +58,55 @@ public final class CompiledGraph: Sendable {
     ///   - int8Weights: each convolution's quantised parameters by its weight's graph name; nil keeps a layer fp32.
     ///   - tiles: how each fp32 convolution's register tile is chosen (measured, kept or built in; never a change
     ///     to a result).
-    public init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic, usualInputSize: Int = 299,
+    package init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic, usualInputSize: Int = 299,
                 mergeSiblings: Bool = true, precision route: PrecisionRoute = .fp32,
                 tiles tuning: TileTuning = .builtIn, int8Weights: ((String) throws -> Int8Weights?)? = nil,
                 parameter: (String) throws -> [Float]) throws {
         self.graph = graph
         self.precision = route.precision
-        let arithmetic: Arithmetic
-        switch route.precision {
-        case .fp32: arithmetic = .fp32
-        case .bf16: arithmetic = .bf16(route.kernels)
-        case .int8:
-            guard let int8Weights else { throw PrecisionError.needsQuantizedWeights }
-            arithmetic = .int8(route.kernels, int8Weights)
-        }
+        if route.precision == .int8 && int8Weights == nil { throw PrecisionError.needsQuantizedWeights }
         let (lowered, jobs) = try Self.lower(graph, parameter)
-        var kernels = lowered
+        var steps = lowered
         let units = mergeSiblings ? Self.mergedSiblings(jobs) : jobs.map { [$0] }
         let usualShapes = graph.inferShapes(n: 1, h: usualInputSize, w: usualInputSize)
-        let packed = try Self.pack(units, algorithms: algorithms, usualShapes: usualShapes, arithmetic: arithmetic,
-                                   parameter)
-        for (unit, kernel) in zip(units, packed) {
+        let packed = try Self.pack(units, algorithms: algorithms, usualShapes: usualShapes, route: route,
+                                   int8Weights: int8Weights ?? { _ in nil }, parameter)
+        for (unit, step) in zip(units, packed) {
             // Merged siblings run at the first of them, before anything reads any of them.
             let producer = unit.map(\.node).min()!
-            kernels[producer] = kernel
-            for job in unit where job.node != producer { kernels[job.node] = .sibling(producer: producer) }
+            steps[producer] = step
+            for job in unit where job.node != producer { steps[job.node] = .sibling(producer: producer) }
         }
         let widest = graph.nodes.reduce(16) { max($0, $1.channels) }
         let zeros = AlignedBuffer(count: widest, zeroed: true)
         self.zeros = zeros
         tiles = usualShapes.map {
-            Self.chooseTiles(&kernels, usualShapes: $0, tuning: tuning, zeros: UnsafePointer(zeros.pointer))
+            Self.chooseTiles(&steps, usualShapes: $0, tuning: tuning, zeros: UnsafePointer(zeros.pointer))
         } ?? []
-        self.kernels = kernels
+        self.steps = steps
     }
 
     /// How many convolutions run by Winograd's algorithm.
-    public var winogradLayers: Int {
-        kernels.filter { if case .convolution(.winograd, _, _) = $0 { return true } else { return false } }.count
+    package var winogradLayers: Int {
+        steps.filter { if case .convolution(.winograd, _, _) = $0 { return true } else { return false } }.count
     }
 
     /// The output tile (mH × mW pixels) of each convolution that runs by Winograd, in graph order.
-    public var winogradTiles: [(h: Int, w: Int)] {
-        kernels.compactMap {
+    package var winogradTiles: [(h: Int, w: Int)] {
+        steps.compactMap {
             if case let .convolution(.winograd(w, _), _, _) = $0 { (w.vertical.m, w.horizontal.m) } else { nil }
         }
     }
 
     /// How many convolutions run inside a merged sibling GEMM.
-    public var mergedConvolutions: Int {
-        kernels.reduce(0) { if case let .siblings(_, _, outputs) = $1 { return $0 + outputs.count } else { return $0 } }
+    package var mergedConvolutions: Int {
+        steps.reduce(0) { if case let .siblings(_, _, outputs) = $1 { return $0 + outputs.count } else { return $0 } }
     }
 
     /// How many residual additions were folded into a convolution's epilogue.
-    public var fusedResiduals: Int {
+    package var fusedResiduals: Int {
         graph.nodes.indices.filter { i in
-            if case .residual = graph.nodes[i].operation, case .convolution = kernels[i] { return true }
+            if case .residual = graph.nodes[i].operation, case .convolution = steps[i] { return true }
             return false
         }.count
     }
@@ -123,7 +116,7 @@ public final class CompiledGraph: Sendable {
     /// Runs to `output` (a node index; default the graph's primary output). `observe`, when given, receives each
     /// executed node's index and its wall time in seconds; `inspect` each node's values once they exist (int8
     /// calibration reads the convolutions' inputs so).
-    public func run(_ input: Tensor, output: Int? = nil, threads: Int = Parallel.defaultThreads,
+    package func run(_ input: Tensor, output: Int? = nil, threads: Int = Parallel.defaultThreads,
                     observe: ((Int, Double) -> Void)? = nil,
                     inspect: ((_ node: Int, _ values: FeatureMap) -> Void)? = nil) throws -> Tensor {
         let output = output ?? graph.output
@@ -146,7 +139,7 @@ public final class CompiledGraph: Sendable {
             defer {
                 if let observe { observe(i, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
             }
-            switch kernels[i] {
+            switch steps[i] {
             case .input:
                 let m = map(i)
                 input.scalars.withUnsafeBufferPointer { source in

@@ -1,4 +1,4 @@
-/// The compiler of `CompiledGraph`: from a graph and its parameters to kernels. Convolutions are collected as
+/// The compiler of `CompiledGraph`: from a graph and its parameters to steps. Convolutions are collected as
 /// jobs while the graph is lowered, then packed all at once on every core (loading time is mostly packing).
 extension CompiledGraph {
     /// A convolution to pack: at `node`, with its activation, its residual's scale and shortcut when one is fused.
@@ -6,10 +6,10 @@ extension CompiledGraph {
         let node: Int, g: ConvGeometry, p: ConvParameters, a: Activation, scale: Float, input: Int, residual: Int?
     }
 
-    /// Every node's kernel but the convolutions', which are returned as jobs.
-    static func lower(_ graph: Graph, _ parameter: (String) throws -> [Float]) throws -> ([Kernel], [Job]) {
+    /// Every node's step but the convolutions', which are returned as jobs.
+    static func lower(_ graph: Graph, _ parameter: (String) throws -> [Float]) throws -> ([Step], [Job]) {
         let nodes = graph.nodes
-        var kernels = [Kernel](repeating: .dead, count: nodes.count), jobs: [Job] = []
+        var steps = [Step](repeating: .dead, count: nodes.count), jobs: [Job] = []
         var alias = Array(nodes.indices)
         func resolve(_ i: Int) -> Int { alias[i] == i ? i : resolve(alias[i]) }
         let residualOf = graph.residualFusions(batchNormFolded: true)
@@ -18,13 +18,13 @@ extension CompiledGraph {
             let inputs = node.inputs.map(resolve)
             switch node.operation {
             case .input:
-                kernels[i] = .input
+                steps[i] = .input
             case let .convolution(g, p, activation):
                 if residualOf[i] != nil { continue }  // run by its residual node
                 jobs.append(Job(node: i, g: g, p: p, a: activation, scale: 1, input: inputs[0], residual: nil))
             case let .residual(scale, activation):
                 guard let branch = branchOf[i], case let .convolution(g, p, _) = nodes[branch].operation else {
-                    kernels[i] = .shared(SharedOperation(node.operation)!, inputs: inputs)
+                    steps[i] = .shared(SharedOperation(node.operation)!, inputs: inputs)
                     continue
                 }
                 jobs.append(Job(node: i, g: g, p: p, a: activation, scale: scale,
@@ -33,18 +33,18 @@ extension CompiledGraph {
                 let g = ConvGeometry(inChannels: inFeatures, outChannels: outFeatures, kernel: (1, 1))
                 let packed = PackedConvolution(geometry: g, weights: try parameter(weight),
                                                bias: try bias.map(parameter), activation: .identity)
-                kernels[i] = .convolution(.direct(packed), input: inputs[0], residual: nil)
+                steps[i] = .convolution(.direct(packed), input: inputs[0], residual: nil)
             case .dropout:
-                kernels[i] = .alias(inputs[0])
+                steps[i] = .alias(inputs[0])
                 alias[i] = inputs[0]
             case let .batchNorm(prefix, epsilon):
                 let (scale, shift) = try Self.batchNormAffine(prefix, epsilon, parameter)
-                kernels[i] = .affine(scale: scale, shift: shift, input: inputs[0])
+                steps[i] = .affine(scale: scale, shift: shift, input: inputs[0])
             case .maxPool, .averagePool, .concat, .globalAveragePool, .l2Normalize:
-                kernels[i] = .shared(SharedOperation(node.operation)!, inputs: inputs)
+                steps[i] = .shared(SharedOperation(node.operation)!, inputs: inputs)
             }
         }
-        return (kernels, jobs)
+        return (steps, jobs)
     }
 
     /// Sibling 1×1 convolutions (same input, same activation, no residual) grouped to become one GEMM: one pass over
@@ -74,32 +74,34 @@ extension CompiledGraph {
         return units
     }
 
-    /// Each unit's kernel: one convolution by the algorithm `algorithms` picks for it at its usual output size, or
+    /// Each unit's step: one convolution by the algorithm `algorithms` picks for it at its usual output size, or
     /// merged siblings as one implicit GEMM. In parallel; the first error is thrown.
     static func pack(_ units: [[Job]], algorithms: ConvolutionAlgorithms, usualShapes: [Shape]?,
-                     arithmetic: Arithmetic, _ parameter: (String) throws -> [Float]) throws -> [Kernel] {
+                     route: PrecisionRoute, int8Weights: Int8Lookup,
+                     _ parameter: (String) throws -> [Float]) throws -> [Step] {
         // Each worker fills its own slots; a lock around the two arrays costs nothing next to packing.
-        let packed = Locked((kernels: [Kernel?](repeating: nil, count: units.count),
+        let packed = Locked((steps: [Step?](repeating: nil, count: units.count),
                              errors: [Error?](repeating: nil, count: units.count)))
         Parallel.parallelFor(units.count, threads: Parallel.defaultThreads) { u in
             do {
-                let kernel = try Self.packUnit(units[u], algorithms: algorithms, usualShapes: usualShapes,
-                                               arithmetic: arithmetic, parameter)
-                packed.withLock { $0.kernels[u] = kernel }
+                let step = try Self.packUnit(units[u], algorithms: algorithms, usualShapes: usualShapes,
+                                             route: route, int8Weights: int8Weights, parameter)
+                packed.withLock { $0.steps[u] = step }
             } catch {
                 packed.withLock { $0.errors[u] = error }
             }
         }
         let results = packed.withLock { $0 }
         if let error = results.errors.compactMap({ $0 }).first { throw error }
-        return results.kernels.map { $0! }
+        return results.steps.map { $0! }
     }
 
     private static func packUnit(_ unit: [Job], algorithms: ConvolutionAlgorithms, usualShapes: [Shape]?,
-                                 arithmetic: Arithmetic, _ parameter: (String) throws -> [Float]) throws -> Kernel {
+                                 route: PrecisionRoute, int8Weights: Int8Lookup,
+                                 _ parameter: (String) throws -> [Float]) throws -> Step {
         if unit.count == 1 {
             let job = unit[0]
-            if let reduced = try Self.reduced(job.g, job.p, job.a, scale: job.scale, arithmetic, parameter) {
+            if let reduced = try Self.reduced(job.g, job.p, job.a, scale: job.scale, route, int8Weights, parameter) {
                 return .convolution(.reduced(reduced), input: job.input, residual: job.residual)
             }
             let outputSize = usualShapes.map { ($0[job.node].h, $0[job.node].w) } ?? (0, 0)
@@ -112,9 +114,9 @@ extension CompiledGraph {
         var g = unit[0].g
         g.outChannels = unit.reduce(0) { $0 + $1.g.outChannels }
         let merged = unit.map(\.node)
-        if case .int8 = arithmetic {
-            return .siblings(.reduced(try Self.mergedInt8(unit, g, arithmetic, parameter)), input: unit[0].input,
-                             outputs: merged)
+        if route.precision == .int8 {
+            let conv = try Self.mergedInt8(unit, g, route.kernels, int8Weights, parameter)
+            return .siblings(.reduced(conv), input: unit[0].input, outputs: merged)
         }
         var weights: [Float] = [], bias: [Float] = []
         for job in unit {
@@ -122,9 +124,9 @@ extension CompiledGraph {
             weights += w
             bias += b ?? [Float](repeating: 0, count: job.g.outChannels)
         }
-        if case let .bf16(kernels) = arithmetic {
+        if route.precision == .bf16 {
             let conv = ReducedConvolution(bf16: g, weights: weights, bias: bias, activation: unit[0].a,
-                                          kernels: kernels)
+                                          kernels: route.kernels)
             return .siblings(.reduced(conv), input: unit[0].input, outputs: merged)
         }
         return .siblings(.direct(PackedConvolution(geometry: g, weights: weights, bias: bias, activation: unit[0].a)),
@@ -133,7 +135,7 @@ extension CompiledGraph {
 
     /// Per-channel (scale, shift) of an inference BatchNorm, computed in Double. A negative running variance (which
     /// no training produces) or a scale or shift beyond Float's range is refused, naming the parameter.
-    public static func batchNormAffine(_ prefix: String, _ epsilon: Float, _ parameter: (String) throws -> [Float])
+    package static func batchNormAffine(_ prefix: String, _ epsilon: Float, _ parameter: (String) throws -> [Float])
         throws -> (scale: [Float], shift: [Float])
     {
         let gamma = try parameter("\(prefix).weight"), beta = try parameter("\(prefix).bias")
@@ -156,7 +158,7 @@ extension CompiledGraph {
 
     /// A convolution's weights (OIHW) and bias with its BatchNorm folded in: what inference runs (and ONNX export
     /// writes).
-    public static func folded(_ g: ConvGeometry, _ p: ConvParameters, _ parameter: (String) throws -> [Float]) throws
+    package static func folded(_ g: ConvGeometry, _ p: ConvParameters, _ parameter: (String) throws -> [Float]) throws
         -> (weights: [Float], bias: [Float]?)
     {
         var weights = try parameter(p.weight)
@@ -177,7 +179,7 @@ extension CompiledGraph {
 
     static func pack(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
                      choice: ConvolutionChoice, outputSize: (h: Int, w: Int),
-                     _ parameter: (String) throws -> [Float]) throws -> ConvolutionKernel {
+                     _ parameter: (String) throws -> [Float]) throws -> CompiledConvolution {
         let (weights, bias) = try folded(g, p, parameter)
         if case let .winograd(tile) = choice,
            let w = WinogradConvolution(geometry: g, weights: weights, bias: bias, scale: scale, activation: activation,
@@ -188,29 +190,25 @@ extension CompiledGraph {
                                          activation: activation))
     }
 
-    /// The arithmetic convolutions are compiled for.
-    enum Arithmetic {
-        case fp32
-        case bf16(ReducedKernels)
-        /// With the quantised parameters of each convolution, by its weight's name (nil: the layer stays fp32).
-        case int8(ReducedKernels, (String) throws -> Int8Weights?)
-    }
+    /// The quantised parameters of each convolution, by its weight's name (nil: the layer stays fp32).
+    typealias Int8Lookup = (String) throws -> Int8Weights?
 
     /// The layer in reduced precision, or nil where it stays fp32 (everything at fp32; at int8 a layer the
     /// checkpoint has no integers for).
     static func reduced(_ g: ConvGeometry, _ p: ConvParameters, _ activation: Activation, scale: Float,
-                        _ arithmetic: Arithmetic, _ parameter: (String) throws -> [Float]) throws
-        -> ReducedConvolution?
+                        _ route: PrecisionRoute, _ int8Weights: Int8Lookup,
+                        _ parameter: (String) throws -> [Float]) throws -> ReducedConvolution?
     {
-        switch arithmetic {
+        let kernels = route.kernels
+        switch route.precision {
         case .fp32:
             return nil
-        case let .bf16(kernels):
+        case .bf16:
             let (weights, bias) = try folded(g, p, parameter)
             return ReducedConvolution(bf16: g, weights: weights, bias: bias, scale: scale, activation: activation,
                                       kernels: kernels)
-        case let .int8(kernels, quantized):
-            guard let q = try quantized(p.weight) else { return nil }
+        case .int8:
+            guard let q = try int8Weights(p.weight) else { return nil }
             let (channelScale, bias) = try int8Epilogue(g, p, parameter)
             return ReducedConvolution(int8: g, weights: q, channelScale: channelScale, bias: bias, scale: scale,
                                       activation: activation, kernels: kernels)
@@ -228,9 +226,8 @@ extension CompiledGraph {
     }
 
     /// Merged int8 siblings: one input, so one input scale; their integers, scales and shifts side by side.
-    static func mergedInt8(_ unit: [Job], _ g: ConvGeometry, _ arithmetic: Arithmetic,
+    static func mergedInt8(_ unit: [Job], _ g: ConvGeometry, _ kernels: ReducedKernels, _ quantized: Int8Lookup,
                            _ parameter: (String) throws -> [Float]) throws -> ReducedConvolution {
-        guard case let .int8(kernels, quantized) = arithmetic else { preconditionFailure("int8 only") }
         var merged: Int8Weights?, channelScale: [Float] = [], bias: [Float] = []
         for job in unit {
             guard let q = try quantized(job.p.weight) else {

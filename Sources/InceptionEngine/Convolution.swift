@@ -17,19 +17,19 @@ import InceptionKernels
 /// Kernel-loop legend: `t` tap, `k` input channel, `r` row of the micro-tile, `p` panel of 16 output
 /// channels. The micro-kernel itself is in InceptionKernels (`convolutionRows`), compiled per instruction-set level.
 
-public enum Activation: Sendable, Hashable {
+package enum Activation: Sendable, Hashable {
     case identity
     case relu
 }
 
 /// Shape parameters of a 2-D convolution. Padding is symmetric (`padH` rows above and below).
-public struct ConvGeometry: Sendable, Hashable {
-    public var inChannels: Int, outChannels: Int
-    public var kernelH: Int, kernelW: Int
-    public var strideH: Int, strideW: Int
-    public var padH: Int, padW: Int
+package struct ConvGeometry: Sendable, Hashable {
+    package var inChannels: Int, outChannels: Int
+    package var kernelH: Int, kernelW: Int
+    package var strideH: Int, strideW: Int
+    package var padH: Int, padW: Int
 
-    public init(inChannels: Int, outChannels: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1),
+    package init(inChannels: Int, outChannels: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1),
                 padding: (Int, Int) = (0, 0)) {
         (self.inChannels, self.outChannels) = (inChannels, outChannels)
         (kernelH, kernelW) = kernel
@@ -37,38 +37,38 @@ public struct ConvGeometry: Sendable, Hashable {
         (padH, padW) = padding
     }
 
-    public var taps: Int { kernelH * kernelW }
-    public var depth: Int { taps * inChannels }
+    package var taps: Int { kernelH * kernelW }
+    package var depth: Int { taps * inChannels }
 
     /// Output size for an input of `h × w`; zero or negative when the input is too small.
-    public func outputSize(h: Int, w: Int) -> (h: Int, w: Int) {
+    package func outputSize(h: Int, w: Int) -> (h: Int, w: Int) {
         let oh = h + 2 * padH - kernelH, ow = w + 2 * padW - kernelW
         return (oh < 0 ? 0 : oh / strideH + 1, ow < 0 ? 0 : ow / strideW + 1)
     }
 }
 
 /// A convolution ready to run: weights packed into 16-channel panels, bias and activation fixed.
-public struct PackedConvolution: Sendable {
-    public static let columnsPerPanel = 16
+package struct PackedConvolution: Sendable {
+    package static let columnsPerPanel = 16
 
-    public let geometry: ConvGeometry
-    public let activation: Activation
+    package let geometry: ConvGeometry
+    package let activation: Activation
     /// `panelCount` panels, each `depth × 16` floats: panel p, depth index d holds output channels
     /// 16p ..< 16p+16 (zero past outChannels).
     let panels: [Float]
     /// Per output channel, zero-padded to `panelCount × 16`.
     let bias: [Float]
     /// The register tile it runs with; nil: the kernel level's built-in one. Any tile gives the same bits.
-    public var tile: TileShape?
+    package var tile: TileShape?
 
-    public var panelCount: Int { (geometry.outChannels + 15) / 16 }
+    package var panelCount: Int { (geometry.outChannels + 15) / 16 }
 
     /// - Parameters:
     ///   - weights: OIHW (PyTorch layout), `outChannels × inChannels × kernelH × kernelW`.
     ///   - bias: per output channel, or nil for none.
     ///   - scale: multiplies the convolution's output, bias included (the residual scale of Inception-ResNet,
     ///     folded into the weights so the epilogue is a plain add).
-    public init(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1,
+    package init(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1,
                 activation: Activation, threads: Int = 1) {
         precondition(weights.count == g.outChannels * g.depth, "weights do not match \(g)")
         precondition(bias == nil || bias!.count == g.outChannels, "bias does not match \(g)")
@@ -108,7 +108,7 @@ public struct PackedConvolution: Sendable {
     }
 
     /// output = activation(residual + conv(input) + bias). `zeros` must hold at least `inChannels` zeros.
-    public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
+    package func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
                     zeros: UnsafePointer<Float>, threads: Int, kernels: KernelTable = Kernels.current) {
         run(input: input, outputs: [output], residual: residual, zeros: zeros, threads: threads, kernels: kernels)
     }
@@ -116,7 +116,7 @@ public struct PackedConvolution: Sendable {
     /// The output channels split over several maps, in order (sibling convolutions merged into one GEMM): every
     /// map but the last has a multiple of 16 channels, so each 16-channel panel belongs to one map.
     /// `kernels`: the instruction-set level to run at (tests run every level the CPU supports).
-    public func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap? = nil,
+    package func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap? = nil,
                     zeros: UnsafePointer<Float>, threads: Int, kernels: KernelTable = Kernels.current) {
         let g = geometry
         g.checkShapes(input: input, outputs: outputs, residual: residual)

@@ -10,9 +10,9 @@
 ///   data gradient, stride 2: dCols = dY · W as a GEMM, then col2im scatters each tap's column block back.
 ///   weight gradient: dW = dYᵀ · im2col(X) as a GEMM whose B panels are packed straight from X, 256 rows at a
 ///       time, so im2col is never stored; a 1×1 stride-1 layer reads X as B directly.
-public enum ConvolutionGradient {
+package enum ConvolutionGradient {
     /// dX += ∂L/∂X for ∂L/∂Y = `outputGradient` (dX = ∂L/∂X when not `accumulate`).
-    public static func data(outputGradient dy: FeatureMap, weights: [Float], geometry g: ConvGeometry,
+    package static func data(outputGradient dy: FeatureMap, weights: [Float], geometry g: ConvGeometry,
                             inputGradient dx: FeatureMap, accumulate: Bool = true, threads: Int) {
         precondition(dy.c == g.outChannels && dx.c == g.inChannels && dy.pixelStride == dy.c && dx.pixelStride == dx.c)
         if g.strideH == 1 && g.strideW == 1 {
@@ -82,7 +82,7 @@ public enum ConvolutionGradient {
     }
 
     /// dW (OIHW, `outChannels × inChannels × kernelH × kernelW`) += ∂L/∂W.
-    public static func weights(input x: FeatureMap, outputGradient dy: FeatureMap, geometry g: ConvGeometry,
+    package static func weights(input x: FeatureMap, outputGradient dy: FeatureMap, geometry g: ConvGeometry,
                                into dw: UnsafeMutablePointer<Float>, threads: Int) {
         precondition(dy.c == g.outChannels && x.c == g.inChannels && dy.pixelStride == dy.c && x.pixelStride == x.c)
         let depth = g.depth
@@ -151,7 +151,7 @@ public enum ConvolutionGradient {
 extension Reference {
     /// ∂L/∂X and ∂L/∂W of `convolution` (no bias, scale 1, identity) for ∂L/∂Y = `outputGradient`, by direct loops in
     /// Double: each product of the forward sum sends its share back to the input and to the weight.
-    public static func convolutionGradients(_ input: Tensor, weights: [Float], geometry g: ConvGeometry,
+    package static func convolutionGradients(_ input: Tensor, weights: [Float], geometry g: ConvGeometry,
                                             outputGradient dy: Tensor) -> (input: [Float], weights: [Float]) {
         let (n, h, w) = (input.shape[0], input.shape[1], input.shape[2])
         let (oh, ow) = g.outputSize(h: h, w: w)

@@ -1,7 +1,7 @@
 /// Element-wise kernels that the fused paths do not cover.
-public enum Elementwise {
+package enum Elementwise {
     /// activation(shortcut + scale · branch); used when a residual cannot fold into a convolution.
-    public static func residual(shortcut: FeatureMap, branch: FeatureMap, output: FeatureMap, scale: Float,
+    package static func residual(shortcut: FeatureMap, branch: FeatureMap, output: FeatureMap, scale: Float,
                                 activation: Activation, threads: Int) {
         Parallel.parallelFor(output.n * output.h, threads: threads) { row in
             let (b, y) = (row / output.h, row % output.h)
@@ -16,7 +16,7 @@ public enum Elementwise {
     }
 
     /// output = input · scale[c] + shift[c].
-    public static func affine(input: FeatureMap, output: FeatureMap, scale: [Float], shift: [Float], threads: Int) {
+    package static func affine(input: FeatureMap, output: FeatureMap, scale: [Float], shift: [Float], threads: Int) {
         Parallel.parallelFor(output.n * output.h, threads: threads) { row in
             let (b, y) = (row / output.h, row % output.h)
             for x in 0..<output.w {
@@ -27,7 +27,7 @@ public enum Elementwise {
     }
 
     /// Each pixel's channel vector divided by max(‖v‖₂, 1e-12), as PyTorch's `F.normalize`.
-    public static func l2Normalize(input: FeatureMap, output: FeatureMap, threads: Int) {
+    package static func l2Normalize(input: FeatureMap, output: FeatureMap, threads: Int) {
         Parallel.parallelFor(output.n * output.h, threads: threads) { row in
             let (b, y) = (row / output.h, row % output.h)
             for x in 0..<output.w {

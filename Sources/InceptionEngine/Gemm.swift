@@ -15,36 +15,36 @@ import InceptionKernels
 /// bitwise the same for every `threads`.
 
 /// A strided view of a matrix: element (i, j) at `base[i · rowStride + j · columnStride]`.
-public struct MatrixView: @unchecked Sendable {
-    public var base: UnsafePointer<Float>
-    public var rows: Int, columns: Int
-    public var rowStride: Int, columnStride: Int
+package struct MatrixView: @unchecked Sendable {
+    package var base: UnsafePointer<Float>
+    package var rows: Int, columns: Int
+    package var rowStride: Int, columnStride: Int
 
-    public init(_ base: UnsafePointer<Float>, rows: Int, columns: Int, rowStride: Int, columnStride: Int = 1) {
+    package init(_ base: UnsafePointer<Float>, rows: Int, columns: Int, rowStride: Int, columnStride: Int = 1) {
         self.base = base
         (self.rows, self.columns, self.rowStride, self.columnStride) = (rows, columns, rowStride, columnStride)
     }
 
     /// A row-major `rows × columns` matrix.
-    public init(rowMajor base: UnsafePointer<Float>, rows: Int, columns: Int) {
+    package init(rowMajor base: UnsafePointer<Float>, rows: Int, columns: Int) {
         self.init(base, rows: rows, columns: columns, rowStride: columns)
     }
 
     /// The transpose, by swapping strides.
-    public var transposed: MatrixView {
+    package var transposed: MatrixView {
         MatrixView(base, rows: columns, columns: rows, rowStride: columnStride, columnStride: rowStride)
     }
 
     @inline(__always) subscript(i: Int, j: Int) -> Float { base[i * rowStride + j * columnStride] }
 }
 
-public enum GEMM {
+package enum GEMM {
     static let depthBlock = 256
     static let rowsPerTask = 72
 
     /// `c[i · ldc + j] = (accumulate ? c[i · ldc + j] : 0) + Σₖ a[i, k] · b[k, j]`.
     /// `tile`: the register tile (nil: the one measured fastest for GEMM on this CPU, `TileTuning.gemmTile`).
-    public static func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, ldc: Int,
+    package static func multiply(_ a: MatrixView, _ b: MatrixView, into c: UnsafeMutablePointer<Float>, ldc: Int,
                                 accumulate: Bool, threads: Int, kernels: KernelTable = Kernels.current,
                                 tile: TileShape? = nil) {
         precondition(a.columns == b.rows, "GEMM: \(a.rows)×\(a.columns) · \(b.rows)×\(b.columns)")
@@ -174,7 +174,7 @@ public enum GEMM {
     }
 
     /// The same product by three plain loops in Double, for tests.
-    public static func reference(_ a: MatrixView, _ b: MatrixView) -> [Float] {
+    package static func reference(_ a: MatrixView, _ b: MatrixView) -> [Float] {
         var c = [Float](repeating: 0, count: a.rows * b.columns)
         for i in 0..<a.rows {
             for j in 0..<b.columns {

@@ -7,18 +7,18 @@
 /// How a convolution's parameters are named. With `batchNorm`, the convolution is followed by an inference
 /// BatchNorm whose `weight`, `bias`, `running_mean` and `running_var` live under that prefix; the engine folds
 /// it into the convolution's weights and bias.
-public struct ConvParameters: Sendable, Hashable {
-    public var weight: String
-    public var bias: String?
-    public var batchNorm: String?
-    public var epsilon: Float
+package struct ConvParameters: Sendable, Hashable {
+    package var weight: String
+    package var bias: String?
+    package var batchNorm: String?
+    package var epsilon: Float
 
-    public init(weight: String, bias: String? = nil, batchNorm: String? = nil, epsilon: Float = 1e-3) {
+    package init(weight: String, bias: String? = nil, batchNorm: String? = nil, epsilon: Float = 1e-3) {
         (self.weight, self.bias, self.batchNorm, self.epsilon) = (weight, bias, batchNorm, epsilon)
     }
 }
 
-public enum Operation: Sendable {
+package enum Operation: Sendable {
     case input
     /// Convolution, then (optionally) BatchNorm, then the activation.
     case convolution(ConvGeometry, ConvParameters, Activation)
@@ -45,31 +45,31 @@ extension Operation {
     var isNotInput: Bool { if case .input = self { return false } else { return true } }
 }
 
-public struct Node: Sendable {
-    public let operation: Operation
-    public let inputs: [Int]
-    public let channels: Int
+package struct Node: Sendable {
+    package let operation: Operation
+    package let inputs: [Int]
+    package let channels: Int
     /// Full name, e.g. `inception_a.0.branch1.1`.
-    public let name: String
+    package let name: String
     /// The top-level scope the node was built in (a stem layer or a block), for per-stage summaries.
-    public let stage: String
+    package let stage: String
 }
 
-public struct ParameterSpec: Sendable, Hashable {
-    public let name: String
-    public let shape: [Int]
-    public let role: ParameterRole
-    public var count: Int { shape.reduce(1, *) }
+package struct ParameterSpec: Sendable, Hashable {
+    package let name: String
+    package let shape: [Int]
+    package let role: ParameterRole
+    package var count: Int { shape.reduce(1, *) }
     /// BatchNorm running statistics: loaded from checkpoints, but not trainable parameters.
-    public var isBuffer: Bool { role == .runningMean || role == .runningVariance }
+    package var isBuffer: Bool { role == .runningMean || role == .runningVariance }
 
-    public init(name: String, shape: [Int], role: ParameterRole) {
+    package init(name: String, shape: [Int], role: ParameterRole) {
         (self.name, self.shape, self.role) = (name, shape, role)
     }
 }
 
 /// What a parameter is to its layer — read by loading, initialisation and the optimiser, never guessed from its name.
-public enum ParameterRole: Sendable, Hashable {
+package enum ParameterRole: Sendable, Hashable {
     /// A convolution's or linear layer's weight (rank 4 or 2).
     case weight
     /// A convolution's or linear layer's bias.
@@ -80,21 +80,21 @@ public enum ParameterRole: Sendable, Hashable {
     case runningMean, runningVariance
 
     /// Whether weight decay applies by default: to weights, not to biases and BatchNorm parameters (timm's rule).
-    public var decaysByDefault: Bool { self == .weight }
+    package var decaysByDefault: Bool { self == .weight }
 }
 
-public struct Shape: Sendable, Hashable, CustomStringConvertible {
-    public var n: Int, h: Int, w: Int, c: Int
-    public init(n: Int, h: Int, w: Int, c: Int) { (self.n, self.h, self.w, self.c) = (n, h, w, c) }
-    public var count: Int { n * h * w * c }
-    public var description: String { "\(n)×\(h)×\(w)×\(c)" }
+package struct Shape: Sendable, Hashable, CustomStringConvertible {
+    package var n: Int, h: Int, w: Int, c: Int
+    package init(n: Int, h: Int, w: Int, c: Int) { (self.n, self.h, self.w, self.c) = (n, h, w, c) }
+    package var count: Int { n * h * w * c }
+    package var description: String { "\(n)×\(h)×\(w)×\(c)" }
 }
 
-public enum GraphError: Error, Equatable, CustomStringConvertible {
+package enum GraphError: Error, Equatable, CustomStringConvertible {
     case inputTooSmall(height: Int, width: Int, minimum: Int)
     case wrongInputChannels(expected: Int, got: Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case let .inputTooSmall(h, w, minimum):
             return "input \(h)×\(w) is too small for this network: the minimum is \(minimum)×\(minimum)"
@@ -138,7 +138,7 @@ public enum ParameterError: Error, Equatable, CustomStringConvertible {
 }
 
 /// The name of one of a graph's outputs — what a caller asks a model for. The networks' names (`logits`,
-/// `features`, `embedding`, `aux_logits`) are declared with them, in InceptionModels.
+/// `features`, `embedding`, `aux_logits`) are declared below.
 public struct OutputName: Hashable, Sendable, Comparable, ExpressibleByStringLiteral, CustomStringConvertible {
     public let rawValue: String
 
@@ -149,21 +149,34 @@ public struct OutputName: Hashable, Sendable, Comparable, ExpressibleByStringLit
     public static func < (a: OutputName, b: OutputName) -> Bool { a.rawValue < b.rawValue }
 }
 
-public struct Graph: Sendable {
-    public internal(set) var nodes: [Node]
-    /// The primary output (logits, or the embedding of a face model).
-    public internal(set) var output: Int
-    /// Every named output: `logits`, `features` (pooled, before the classifier), `embedding`, …
-    public internal(set) var outputs: [OutputName: Int]
+/// The outputs the networks name (declared here, beside the type, so that every module and the public API share
+/// them).
+extension OutputName {
+    /// The classifier's scores, before softmax.
+    public static let logits: OutputName = "logits"
+    /// Pooled features, before the classifier (and before dropout).
+    public static let features: OutputName = "features"
+    /// The face model's L2-normalised 512-d embedding.
+    public static let embedding: OutputName = "embedding"
+    /// TF-slim's auxiliary classifier's scores (a training graph with the auxiliary head).
+    public static let auxLogits: OutputName = "aux_logits"
+}
 
-    public var inputChannels: Int { nodes[0].channels }
-    public var outputChannels: Int { nodes[output].channels }
+package struct Graph: Sendable {
+    package internal(set) var nodes: [Node]
+    /// The primary output (logits, or the embedding of a face model).
+    package internal(set) var output: Int
+    /// Every named output: `logits`, `features` (pooled, before the classifier), `embedding`, …
+    package internal(set) var outputs: [OutputName: Int]
+
+    package var inputChannels: Int { nodes[0].channels }
+    package var outputChannels: Int { nodes[output].channels }
 
     /// Every parameter and buffer, in build order, with the shape a PyTorch checkpoint stores.
-    public var parameters: [ParameterSpec] { nodes.indices.flatMap(parameters(of:)) }
+    package var parameters: [ParameterSpec] { nodes.indices.flatMap(parameters(of:)) }
 
     /// The parameters and buffers node `i` owns.
-    public func parameters(of i: Int) -> [ParameterSpec] {
+    package func parameters(of i: Int) -> [ParameterSpec] {
         func batchNorm(_ prefix: String, _ c: Int) -> [ParameterSpec] {
             [ParameterSpec(name: "\(prefix).weight", shape: [c], role: .normScale),
              ParameterSpec(name: "\(prefix).bias", shape: [c], role: .normShift),
@@ -187,18 +200,18 @@ public struct Graph: Sendable {
     }
 
     /// The top-level stages that own parameters (stem layers, blocks, the classifier), in build order.
-    public var stagesWithParameters: [String] {
+    package var stagesWithParameters: [String] {
         var seen = Set<String>()
         return nodes.indices.filter { !parameters(of: $0).isEmpty }.map { nodes[$0].stage }
             .filter { seen.insert($0).inserted }
     }
 
     /// Trainable parameter count (BatchNorm running statistics excluded, as `sum(p.numel())` in PyTorch).
-    public var parameterCount: Int { parameters.filter { !$0.isBuffer }.reduce(0) { $0 + $1.count } }
+    package var parameterCount: Int { parameters.filter { !$0.isBuffer }.reduce(0) { $0 + $1.count } }
 
     /// The nodes of one stage (a stem layer or a block) as a graph of its own, fed by a new input in place of
     /// the stage's single input from outside it. Parameter names are unchanged.
-    public func subgraph(stage: String) -> Graph? {
+    package func subgraph(stage: String) -> Graph? {
         let members = nodes.indices.filter { nodes[$0].stage == stage && nodes[$0].operation.isNotInput }
         let memberSet = Set(members)
         let external = Set(members.flatMap { nodes[$0].inputs }.filter { !memberSet.contains($0) })
@@ -215,7 +228,7 @@ public struct Graph: Sendable {
     }
 
     /// The same graph with the node named `node` also available as the output `name` (intermediate features).
-    public func addingOutput(_ name: OutputName, node: String) -> Graph? {
+    package func addingOutput(_ name: OutputName, node: String) -> Graph? {
         guard let i = nodes.firstIndex(where: { $0.name == node }) else { return nil }
         var copy = self
         copy.outputs[name] = i
@@ -223,7 +236,7 @@ public struct Graph: Sendable {
     }
 
     /// Output shape of every node for an `n × h × w` input, or nil where some map would be empty.
-    public func inferShapes(n: Int, h: Int, w: Int) -> [Shape]? {
+    package func inferShapes(n: Int, h: Int, w: Int) -> [Shape]? {
         var shapes: [Shape] = []
         shapes.reserveCapacity(nodes.count)
         for node in nodes {
@@ -254,14 +267,14 @@ public struct Graph: Sendable {
     }
 
     /// The smallest square input the network accepts.
-    public var minimumInputSize: Int {
+    package var minimumInputSize: Int {
         var size = 1
         while inferShapes(n: 1, h: size, w: size) == nil && size < 4096 { size += 1 }
         return size
     }
 
     /// Output shapes, or a `GraphError` naming the minimum input size.
-    public func shapes(n: Int, h: Int, w: Int) throws -> [Shape] {
+    package func shapes(n: Int, h: Int, w: Int) throws -> [Shape] {
         guard let shapes = inferShapes(n: n, h: h, w: w) else {
             throw GraphError.inputTooSmall(height: h, width: w, minimum: minimumInputSize)
         }
@@ -270,7 +283,7 @@ public struct Graph: Sendable {
 
     /// Multiply-accumulates of each node for the given shapes (convolutions and linear layers only, as
     /// timm's model cards and fvcore count them).
-    public func macs(shapes: [Shape]) -> [Int] {
+    package func macs(shapes: [Shape]) -> [Int] {
         nodes.indices.map { i in
             switch nodes[i].operation {
             case let .convolution(g, _, _): return shapes[i].count * g.depth
@@ -283,32 +296,32 @@ public struct Graph: Sendable {
 
 /// Builds a `Graph`. Names are scoped: inside `scope("inception_a.0") { … }` a convolution named
 /// `branch1.0` owns the parameters `inception_a.0.branch1.0.*`.
-public final class GraphBuilder {
+package final class GraphBuilder {
     private(set) var nodes: [Node] = []
     private var scopes: [String] = []
 
-    public init() {}
+    package init() {}
 
-    public func input(channels: Int) -> Value {
+    package func input(channels: Int) -> Value {
         precondition(nodes.isEmpty, "the input must be the first node")
         return add(.input, [], channels: channels, name: "input")
     }
 
-    public func scope<T>(_ name: String, _ body: () -> T) -> T {
+    package func scope<T>(_ name: String, _ body: () -> T) -> T {
         scopes.append(name)
         defer { scopes.removeLast() }
         return body()
     }
 
-    public func qualified(_ name: String) -> String { (scopes + [name]).joined(separator: ".") }
+    package func qualified(_ name: String) -> String { (scopes + [name]).joined(separator: ".") }
 
     /// A graph whose only output is `output`, named `output`.
-    public func finish(output: Value) -> Graph {
+    package func finish(output: Value) -> Graph {
         Graph(nodes: nodes, output: output.id, outputs: ["output": output.id])
     }
 
     /// A graph with named outputs, `primary` among them.
-    public func finish(outputs: [OutputName: Value], primary: OutputName) -> Graph {
+    package func finish(outputs: [OutputName: Value], primary: OutputName) -> Graph {
         precondition(outputs[primary] != nil, "primary output \(primary) is not among \(outputs.keys)")
         return Graph(nodes: nodes, output: outputs[primary]!.id, outputs: outputs.mapValues(\.id))
     }
@@ -323,16 +336,16 @@ public final class GraphBuilder {
 }
 
 /// A symbolic feature map while a graph is being built.
-public struct Value {
-    public let builder: GraphBuilder
-    public let id: Int
-    public let channels: Int
+package struct Value {
+    package let builder: GraphBuilder
+    package let id: Int
+    package let channels: Int
 
-    public func scope<T>(_ name: String, _ body: (Value) -> T) -> T { builder.scope(name) { body(self) } }
+    package func scope<T>(_ name: String, _ body: (Value) -> T) -> T { builder.scope(name) { body(self) } }
 
     /// A convolution named `name` (parameters `name.weight`, optional `name.bias`), optionally followed by the
     /// BatchNorm under `batchNorm`, then `activation`. `padding` is symmetric.
-    public func convolution(_ name: String, _ outChannels: Int, kernel: (Int, Int), stride: Int = 1,
+    package func convolution(_ name: String, _ outChannels: Int, kernel: (Int, Int), stride: Int = 1,
                             padding: (Int, Int) = (0, 0), bias: Bool, batchNorm: String?, epsilon: Float = 1e-3,
                             activation: Activation) -> Value {
         let g = ConvGeometry(inChannels: channels, outChannels: outChannels, kernel: kernel, stride: (stride, stride),
@@ -343,49 +356,49 @@ public struct Value {
         return builder.add(.convolution(g, p, activation), [self], channels: outChannels, name: name)
     }
 
-    public func maxPool(_ kernel: Int, stride: Int, name: String = "max_pool") -> Value {
+    package func maxPool(_ kernel: Int, stride: Int, name: String = "max_pool") -> Value {
         builder.add(.maxPool(kernel: kernel, stride: stride), [self], channels: channels, name: name)
     }
 
     /// Average pool that excludes padding from the divisor.
-    public func averagePool(_ kernel: Int, stride: Int, padding: Int, name: String = "avg_pool") -> Value {
+    package func averagePool(_ kernel: Int, stride: Int, padding: Int, name: String = "avg_pool") -> Value {
         builder.add(.averagePool(kernel: kernel, stride: stride, padding: padding), [self], channels: channels,
                     name: name)
     }
 
     /// `activation(self + scale · branch)`.
-    public func residual(_ branch: Value, scale: Float, activation: Activation) -> Value {
+    package func residual(_ branch: Value, scale: Float, activation: Activation) -> Value {
         precondition(branch.channels == channels, "residual branch has \(branch.channels) channels, not \(channels)")
         return builder.add(.residual(scale: scale, activation: activation), [self, branch], channels: channels,
                            name: "residual")
     }
 
-    public func globalAveragePool() -> Value {
+    package func globalAveragePool() -> Value {
         builder.add(.globalAveragePool, [self], channels: channels, name: "global_pool")
     }
 
-    public func dropout(_ rate: Float) -> Value {
+    package func dropout(_ rate: Float) -> Value {
         builder.add(.dropout(rate: rate), [self], channels: channels, name: "dropout")
     }
 
-    public func linear(_ name: String, _ outFeatures: Int, bias: Bool = true) -> Value {
+    package func linear(_ name: String, _ outFeatures: Int, bias: Bool = true) -> Value {
         builder.add(.linear(inFeatures: channels, outFeatures: outFeatures, weight: builder.qualified("\(name).weight"),
                             bias: bias ? builder.qualified("\(name).bias") : nil),
                     [self], channels: outFeatures, name: name)
     }
 
-    public func batchNorm(_ name: String, epsilon: Float = 1e-3) -> Value {
+    package func batchNorm(_ name: String, epsilon: Float = 1e-3) -> Value {
         builder.add(.batchNorm(prefix: builder.qualified(name), epsilon: epsilon), [self], channels: channels,
                     name: name)
     }
 
-    public func l2Normalize() -> Value { builder.add(.l2Normalize, [self], channels: channels, name: "l2_normalize") }
+    package func l2Normalize() -> Value { builder.add(.l2Normalize, [self], channels: channels, name: "l2_normalize") }
 }
 
 /// Channel concatenation, in argument order.
-public func concat(_ values: Value...) -> Value { concat(values) }
+package func concat(_ values: Value...) -> Value { concat(values) }
 
-public func concat(_ values: [Value]) -> Value {
+package func concat(_ values: [Value]) -> Value {
     precondition(!values.isEmpty)
     return values[0].builder.add(.concat, values, channels: values.reduce(0) { $0 + $1.channels }, name: "concat")
 }

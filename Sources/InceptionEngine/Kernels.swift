@@ -9,12 +9,12 @@ import InceptionKernelsBaseline
 
 /// The instruction-set level the engine's kernels run at, chosen once at start: the best the CPU and its operating
 /// system support, or a lower one forced with `INCEPTION_ISA=baseline|avx2|avx512`.
-public enum Kernels {
+package enum Kernels {
     /// Every level this build has, best first.
-    public static let all: [KernelTable] = [avx512Kernels, avx2Kernels, baselineKernels]
+    package static let all: [KernelTable] = [avx512Kernels, avx2Kernels, baselineKernels]
 
     /// The levels this CPU can run, best first.
-    public static let supported: [KernelTable] = {
+    package static let supported: [KernelTable] = {
         let levels = inception_cpu_levels()
         return all.filter { table in
             switch table.name {
@@ -30,13 +30,13 @@ public enum Kernels {
 
     /// What is wrong with `INCEPTION_ISA`, if anything (the command line reports it as its one-line error; a
     /// library caller gets the best level).
-    public static let environmentProblem: String? = selection.problem
+    package static let environmentProblem: String? = selection.problem
 
     /// The kernels every layer runs.
-    public static let current: KernelTable = selection.table
+    package static let current: KernelTable = selection.table
 
     /// The table `forced` names (if the CPU can run it), else the best supported one.
-    public static func select(_ forced: String?) -> (table: KernelTable, problem: String?) {
+    package static func select(_ forced: String?) -> (table: KernelTable, problem: String?) {
         guard let forced, !forced.isEmpty else { return (supported[0], nil) }
         guard let table = all.first(where: { $0.name == forced }) else {
             let levels = all.map(\.name).joined(separator: ", ")

@@ -6,18 +6,18 @@ import Glibc
 /// How much memory this process may use: the machine's physical memory, or its cgroup's limit when that is lower
 /// (a container's `memory.max`). Sizes a caller controls (batch, input size) are checked against it before the
 /// memory is allocated, so that asking for too much is one line instead of an abort in the allocator.
-public enum MemoryLimit {
+package enum MemoryLimit {
     /// Bytes of memory the process may hold in all.
-    public static let total: Int = {
+    package static let total: Int = {
         let physical = Int(clamping: ProcessInfo.processInfo.physicalMemory)
         return min(physical, cgroupLimit() ?? .max)
     }()
 
     /// What is left of `total` after what the process holds now.
-    public static var available: Int { max(0, total - residentBytes()) }
+    package static var available: Int { max(0, total - residentBytes()) }
 
     /// Throws when `bytes` more would not fit in what is left; `what` names the allocation for the message.
-    public static func check(_ bytes: Int, for what: String) throws(MemoryError) {
+    package static func check(_ bytes: Int, for what: String) throws(MemoryError) {
         let left = available
         guard bytes <= left else { throw MemoryError(what: what, needed: bytes, available: left, total: total) }
     }
@@ -41,11 +41,11 @@ public enum MemoryLimit {
 }
 
 /// A size that would need more memory than the machine (or its cgroup) has left.
-public struct MemoryError: Error, Equatable, CustomStringConvertible {
-    public let what: String
-    public let needed: Int, available: Int, total: Int
+package struct MemoryError: Error, Equatable, CustomStringConvertible {
+    package let what: String
+    package let needed: Int, available: Int, total: Int
 
-    public var description: String {
+    package var description: String {
         "\(what) needs \(Self.gigabytes(needed)) of memory; \(Self.gigabytes(available)) of this machine's "
             + "\(Self.gigabytes(total)) (or its cgroup limit) is left"
     }

@@ -33,7 +33,7 @@ extension CompiledGraph {
     }
 
     /// Activation memory of one call at this input size, in floats.
-    public func arenaFloats(n: Int, h: Int, w: Int) throws -> Int {
+    package func arenaFloats(n: Int, h: Int, w: Int) throws -> Int {
         try plan(n: n, h: h, w: w, output: graph.output).arenaSize
     }
 
@@ -62,20 +62,20 @@ extension CompiledGraph {
         let shapes = try graph.shapes(n: n, h: h, w: w)
         var count = output + 1
         for i in 0...output {
-            if case let .siblings(_, _, outputs) = kernels[i] { count = max(count, outputs.max()! + 1) }
+            if case let .siblings(_, _, outputs) = steps[i] { count = max(count, outputs.max()! + 1) }
         }
         let live = (0..<count).map { i -> Bool in
-            switch kernels[i] {
+            switch steps[i] {
             case .alias, .dead: return false
             case let .sibling(producer): return producer <= output
             default: return i <= output
             }
         }
-        let written = (0..<count).map { i in if case let .sibling(producer) = kernels[i] { producer } else { i } }
+        let written = (0..<count).map { i in if case let .sibling(producer) = steps[i] { producer } else { i } }
         var consumers = [[Int]](repeating: [], count: count)
-        for i in 0..<count where live[i] { for j in kernels[i].inputs { consumers[j].append(i) } }
+        for i in 0..<count where live[i] { for j in steps[i].inputs { consumers[j].append(i) } }
         var resolved = output
-        while case let .alias(k) = kernels[resolved] { resolved = k }
+        while case let .alias(k) = steps[resolved] { resolved = k }
         return Liveness(shapes: shapes, count: count, live: live, written: written, consumers: consumers,
                         output: resolved)
     }
@@ -85,7 +85,7 @@ extension CompiledGraph {
         // Concatenation inputs that only the concatenation reads are written into its slices.
         var parent = [(node: Int, offset: Int)?](repeating: nil, count: l.count)
         for i in (0..<l.count).reversed() {
-            guard case let .shared(.concat, inputs) = kernels[i] else { continue }
+            guard case let .shared(.concat, inputs) = steps[i] else { continue }
             var offset = 0
             for j in inputs {
                 if l.consumers[j] == [i], parent[j] == nil, j != 0, j != l.output { parent[j] = (i, offset) }
@@ -109,14 +109,14 @@ extension CompiledGraph {
         var views = [View?](repeating: nil, count: l.count)
         for i in 0..<l.count {
             var j = i
-            while case let .alias(k) = kernels[j] { j = k }
+            while case let .alias(k) = steps[j] { j = k }
             guard l.live[j] else { continue }
             let r = root(j)
             views[i] = View(offset: offsets[r.node]! + r.offset, pixelStride: l.shapes[r.node].c)
         }
         var scratch = 0
         for i in 0..<l.count {
-            switch kernels[i] {
+            switch steps[i] {
             case let .convolution(conv, input, _), let .siblings(conv, input, _):
                 let x = l.shapes[input]
                 scratch = max(scratch, conv.scratchFloats(n: x.n, h: x.h, w: x.w))

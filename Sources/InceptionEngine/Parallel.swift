@@ -16,14 +16,14 @@ public enum Parallel {
     public static var defaultThreads: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
     /// `body` for each index in `0..<count`, handed out in runs of `grain` consecutive indices.
-    public static func parallelFor(_ count: Int, threads: Int, grain: Int, _ body: (Int) -> Void) {
+    package static func parallelFor(_ count: Int, threads: Int, grain: Int, _ body: (Int) -> Void) {
         let runs = (count + grain - 1) / grain
         parallelFor(runs, threads: threads) { run in
             for i in (run * grain)..<min(count, (run + 1) * grain) { body(i) }
         }
     }
 
-    public static func parallelFor(_ count: Int, threads: Int, _ body: (Int) -> Void) {
+    package static func parallelFor(_ count: Int, threads: Int, _ body: (Int) -> Void) {
         let workers = min(threads, count)
         if workers <= 1 {
             for i in 0..<count { body(i) }
@@ -167,7 +167,7 @@ final class WorkerPool: @unchecked Sendable {
 }
 
 /// Wraps a value shared between `parallelFor` workers under the caller's own discipline (disjoint writes).
-public struct UncheckedSendable<T>: @unchecked Sendable {
-    public let value: T
-    public init(_ value: T) { self.value = value }
+package struct UncheckedSendable<T>: @unchecked Sendable {
+    package let value: T
+    package init(_ value: T) { self.value = value }
 }

@@ -1,8 +1,8 @@
 /// Pooling over NHWC feature maps, vectorised across channels, threads over output rows.
 
-public enum Pooling {
+package enum Pooling {
     /// Max pooling, no padding (every max pool of these networks is 3×3 stride 2 VALID).
-    public static func maxPool(input: FeatureMap, output: FeatureMap, kernel: Int, stride: Int, threads: Int) {
+    package static func maxPool(input: FeatureMap, output: FeatureMap, kernel: Int, stride: Int, threads: Int) {
         precondition(input.c == output.c && input.n == output.n
                      && output.h == (input.h - kernel) / stride + 1 && output.w == (input.w - kernel) / stride + 1,
                      "max pool shapes disagree")
@@ -38,7 +38,7 @@ public enum Pooling {
 
     /// Average pooling with symmetric zero padding excluded from the divisor (PyTorch's
     /// `count_include_pad=False`, TensorFlow's SAME average pool).
-    public static func averagePool(input: FeatureMap, output: FeatureMap, kernel: Int, stride: Int, padding: Int,
+    package static func averagePool(input: FeatureMap, output: FeatureMap, kernel: Int, stride: Int, padding: Int,
                                    threads: Int) {
         precondition(input.c == output.c && input.n == output.n
                      && output.h == (input.h + 2 * padding - kernel) / stride + 1
@@ -73,7 +73,7 @@ public enum Pooling {
     }
 
     /// Mean over all pixels of each image: output is `n × 1 × 1 × c`.
-    public static func globalAveragePool(input: FeatureMap, output: FeatureMap, threads: Int) {
+    package static func globalAveragePool(input: FeatureMap, output: FeatureMap, threads: Int) {
         precondition(input.c == output.c && input.n == output.n && output.h == 1 && output.w == 1,
                      "global pool shapes disagree")
         let inverse = 1 / Float(input.h * input.w)
@@ -91,7 +91,7 @@ public enum Pooling {
     }
 
     /// Copies a map into another of the same shape (the rare concat input that cannot be written in place).
-    public static func copy(input: FeatureMap, output: FeatureMap, threads: Int) {
+    package static func copy(input: FeatureMap, output: FeatureMap, threads: Int) {
         precondition(input.n == output.n && input.h == output.h && input.w == output.w && input.c == output.c)
         Parallel.parallelFor(input.n * input.h, threads: threads) { row in
             let (b, y) = (row / input.h, row % input.h)

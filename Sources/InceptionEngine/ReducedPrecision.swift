@@ -31,7 +31,7 @@ public enum PrecisionError: Error, Equatable, CustomStringConvertible {
 }
 
 /// How an int8 layer's 32-bit words hold activations and weights.
-public enum Int8Words: String, Sendable {
+package enum Int8Words: String, Sendable {
     /// Four u8 activations / four s8 weights a word (VPDPBUSD, and the Swift reference).
     case quads
     /// Two activations / two weights a word, as 16-bit integers (VPMADDWD on AVX2: exact where VPMADDUBSW's 16-bit
@@ -42,16 +42,16 @@ public enum Int8Words: String, Sendable {
 }
 
 /// The reduced-precision tiles one instruction-set level runs, chosen with it (`Kernels.current`).
-public struct ReducedKernels: Sendable {
-    public let bf16: ReducedTile?
-    public let int8: (words: Int8Words, tile: ReducedTile)
+package struct ReducedKernels: Sendable {
+    package let bf16: ReducedTile?
+    package let int8: (words: Int8Words, tile: ReducedTile)
     /// What runs int8 and bf16, for `inception summary` and the benchmark tables.
-    public let int8Name: String, bf16Name: String?
+    package let int8Name: String, bf16Name: String?
     /// The instruction-set level these tiles were chosen for.
-    public let level: String
+    package let level: String
     /// The AMX tile layer's backend when the tiles are AMX's (32-row tiles over a depth padded to whole tile rows),
     /// nil for the vector tiles (6 rows).
-    public let amx: AMXBackend?
+    package let amx: AMXBackend?
     /// Whether the inputs are converted with VCVTNEPS2BF16 (AVX512-BF16) and quantised with AVX2; else in plain C
     /// or Swift.
     let vectorBF16: Bool, vectorQuantize: Bool
@@ -61,7 +61,7 @@ public struct ReducedKernels: Sendable {
     var depthMultiple: Int { amx == nil ? 1 : 16 }
 
     /// Why these tiles run no bf16, in one line; nil when they do.
-    public var bf16Problem: String? {
+    package var bf16Problem: String? {
         guard bf16 == nil else { return nil }
         if level != "avx512" && Kernels.supported.contains(where: { $0.name == "avx512" }) {
             return "bf16 needs the avx512 kernel level (INCEPTION_ISA=\(level) forbids it)"
@@ -71,13 +71,13 @@ public struct ReducedKernels: Sendable {
 
     /// Bits of `inception_cpu_reduced_precision`: 1 AVX512-BF16, 2 AVX512-VNNI, 4 AMX-BF16, 8 AVX-VNNI;
     /// `INCEPTION_NO_AVX_VNNI=1` hides AVX-VNNI (to run and time the AVX2 route on a CPU that has both).
-    public static let cpuFeatures = Int(inception_cpu_reduced_precision())
+    package static let cpuFeatures = Int(inception_cpu_reduced_precision())
         & (ProcessInfo.processInfo.environment["INCEPTION_NO_AVX_VNNI"] == "1" ? ~8 : ~0)
 
     /// The tiles for `level`: AMX's for bf16 and int8 where `amx` names a backend (`AMX.backend`: the instructions
     /// where the CPU has them); else bf16 needs AVX512-BF16 at the AVX-512 level, and int8 takes VNNI at the AVX-512
     /// level, AVX-VNNI or else VPMADDWD at AVX2, the Swift reference below that.
-    public static func forLevel(_ level: KernelTable, features cpuFeatures: Int = cpuFeatures,
+    package static func forLevel(_ level: KernelTable, features cpuFeatures: Int = cpuFeatures,
                                 amx: AMXBackend? = AMX.backend) -> ReducedKernels {
         let avx512 = level.name == "avx512", avx2 = level.name == "avx2"
         let vectorBF16 = avx512 && cpuFeatures & 1 != 0
@@ -113,7 +113,7 @@ public struct ReducedKernels: Sendable {
     }
 
     /// The tiles at the level every layer runs at.
-    public static let current = forLevel(Kernels.current)
+    package static let current = forLevel(Kernels.current)
 
     static func c(_ a: UnsafePointer<UnsafePointer<UInt32>>) -> UnsafePointer<UnsafePointer<UInt32>?> {
         UnsafeRawPointer(a).assumingMemoryBound(to: UnsafePointer<UInt32>?.self)
@@ -143,9 +143,12 @@ enum AMXTiles {
 /// a quantised checkpoint; that is the weights' fault, `PrecisionError.needsQuantizedWeights`, found with them.)
 public struct PrecisionRoute: Sendable {
     public let precision: Precision
-    public let kernels: ReducedKernels
+    package let kernels: ReducedKernels
 
-    public init(_ precision: Precision, kernels: ReducedKernels = .current) throws(PrecisionError) {
+    /// `precision` on this CPU's tiles; throws if the CPU cannot run it.
+    public init(_ precision: Precision) throws(PrecisionError) { try self.init(precision, kernels: .current) }
+
+    package init(_ precision: Precision, kernels: ReducedKernels) throws(PrecisionError) {
         if precision == .bf16, let problem = kernels.bf16Problem { throw .unsupported(problem) }
         (self.precision, self.kernels) = (precision, kernels)
     }
@@ -165,15 +168,15 @@ public struct PrecisionRoute: Sendable {
 }
 
 /// One convolution's int8 parameters, as a quantised checkpoint stores them (before BatchNorm is folded).
-public struct Int8Weights: Sendable {
+package struct Int8Weights: Sendable {
     /// OIHW, `weight ≈ q · weightScales[o]`.
-    public var q: [Int8]
-    public var weightScales: [Float]
+    package var q: [Int8]
+    package var weightScales: [Float]
     /// `x ≈ (u − inputZeroPoint) · inputScale` for the layer's u8 input `u`.
-    public var inputScale: Float
-    public var inputZeroPoint: Int
+    package var inputScale: Float
+    package var inputZeroPoint: Int
 
-    public init(q: [Int8], weightScales: [Float], inputScale: Float, inputZeroPoint: Int) {
+    package init(q: [Int8], weightScales: [Float], inputScale: Float, inputZeroPoint: Int) {
         (self.q, self.weightScales) = (q, weightScales)
         (self.inputScale, self.inputZeroPoint) = (inputScale, inputZeroPoint)
     }
@@ -183,10 +186,10 @@ public struct Int8Weights: Sendable {
 /// the layer's input first encoded as 32-bit words — two bf16, four u8 or two u16 channels a word, the channels
 /// padded to a whole word — against weights packed once in the same word layout (16-channel panels, a word per
 /// output channel per depth word). The epilogue is fp32: sum × per-channel scale (int8) + bias, + residual, ReLU.
-public struct ReducedConvolution: Sendable {
-    public let geometry: ConvGeometry
-    public let activation: Activation
-    public let precision: Precision
+package struct ReducedConvolution: Sendable {
+    package let geometry: ConvGeometry
+    package let activation: Activation
+    package let precision: Precision
     let valuesPerWord: Int, wordsPerPixel: Int
     let words: Int8Words?
     let panels: [UInt32]
@@ -202,12 +205,12 @@ public struct ReducedConvolution: Sendable {
     let tileRows: Int, depthWords: Int
     let vectorEncode: Bool
 
-    public var panelCount: Int { (geometry.outChannels + 15) / 16 }
+    package var panelCount: Int { (geometry.outChannels + 15) / 16 }
     var wordGeometry: ConvGeometry { var g = geometry; g.inChannels = wordsPerPixel; return g }
 
     /// bf16 from fp32 weights (OIHW, BatchNorm folded), rounded to bf16 as they are; `scale` (Inception-ResNet's
     /// residual scale) multiplies the fp32 sum and bias in the epilogue, as the network computes it.
-    public init(bf16 g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation,
+    package init(bf16 g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation,
                 kernels: ReducedKernels = .current) {
         guard let tile = kernels.bf16 else { preconditionFailure("this CPU runs no bf16 kernel") }
         let wordsPerPixel = (g.inChannels + 1) / 2
@@ -225,7 +228,7 @@ public struct ReducedConvolution: Sendable {
     /// int8 from a quantised checkpoint's integers: the layer computes
     /// `Σ (u − z) · q · inputScale · weightScales[o] · channelScale[o] · scale + bias[o] · scale`, where
     /// `channelScale` is the folded BatchNorm's multiplier (all ones without one) and `bias` its shift.
-    public init(int8 g: ConvGeometry, weights p: Int8Weights, channelScale: [Float], bias: [Float]?,
+    package init(int8 g: ConvGeometry, weights p: Int8Weights, channelScale: [Float], bias: [Float]?,
                 scale: Float = 1, activation: Activation, kernels: ReducedKernels = .current) {
         let words = kernels.int8.words, perWord = kernels.int8.words.valuesPerWord
         let wordsPerPixel = (g.inChannels + perWord - 1) / perWord
@@ -296,11 +299,11 @@ public struct ReducedConvolution: Sendable {
 
 extension ReducedConvolution {
     /// Floats of scratch one call needs for an `n × h × w` input: the encoded input, a word a float.
-    public func scratchFloats(n: Int, h: Int, w: Int) -> Int { n * h * w * wordsPerPixel }
+    package func scratchFloats(n: Int, h: Int, w: Int) -> Int { n * h * w * wordsPerPixel }
 
     /// output = activation(residual + conv(input) + bias), the output channels over `outputs` as in
     /// `PackedConvolution`; `scratch` holds `scratchFloats` floats.
-    public func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap? = nil,
+    package func run(input: FeatureMap, outputs: [FeatureMap], residual: FeatureMap? = nil,
                     scratch: UnsafeMutablePointer<Float>, threads: Int) {
         let g = geometry
         g.checkShapes(input: input, outputs: outputs, residual: residual)
@@ -391,7 +394,7 @@ extension ReducedConvolution {
     }
 
     /// min(max(round(x · inverseScale) + zeroPoint, 0), 255), ties to even: the quantiser the C functions vectorise.
-    public static func quantize(_ x: Float, _ inverseScale: Float, _ zeroPoint: Float) -> Float {
+    package static func quantize(_ x: Float, _ inverseScale: Float, _ zeroPoint: Float) -> Float {
         min(max((x * inverseScale).rounded(.toNearestOrEven) + zeroPoint, 0), 255)
     }
 }

@@ -1,9 +1,9 @@
 /// Plain reference implementations of every fast kernel: direct loops over NHWC `Tensor`s, accumulating in
 /// Double, written for obviousness. Tests compare the fast kernels against these.
 
-public enum Reference {
+package enum Reference {
     /// activation(residual + scale · (conv(input, weights) + bias)); weights OIHW, input and output NHWC.
-    public static func convolution(_ input: Tensor, weights: [Float], bias: [Float]?, geometry g: ConvGeometry,
+    package static func convolution(_ input: Tensor, weights: [Float], bias: [Float]?, geometry g: ConvGeometry,
                                    scale: Float = 1, residual: Tensor? = nil, activation: Activation) -> Tensor {
         let (n, h, w) = (input.shape[0], input.shape[1], input.shape[2])
         precondition(input.shape[3] == g.inChannels)
@@ -32,7 +32,7 @@ public enum Reference {
         return out
     }
 
-    public static func maxPool(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
+    package static func maxPool(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
         let (n, h, w, c) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1)
         var out = Tensor(zeros: [n, oh, ow, c])
@@ -47,7 +47,7 @@ public enum Reference {
     }
 
     /// Average pool whose divisor counts only the pixels inside the image.
-    public static func averagePool(_ input: Tensor, kernel: Int, stride: Int, padding: Int) -> Tensor {
+    package static func averagePool(_ input: Tensor, kernel: Int, stride: Int, padding: Int) -> Tensor {
         let (n, h, w, c) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = ((h + 2 * padding - kernel) / stride + 1, (w + 2 * padding - kernel) / stride + 1)
         var out = Tensor(zeros: [n, oh, ow, c])
@@ -65,7 +65,7 @@ public enum Reference {
         return out
     }
 
-    public static func globalAveragePool(_ input: Tensor) -> Tensor {
+    package static func globalAveragePool(_ input: Tensor) -> Tensor {
         let (n, h, w, c) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         var out = Tensor(zeros: [n, 1, 1, c])
         for b in 0..<n { for ch in 0..<c {

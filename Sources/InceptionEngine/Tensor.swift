@@ -21,7 +21,7 @@ public struct Tensor: Sendable, Equatable {
     public var count: Int { scalars.count }
 
     /// NCHW (PyTorch, ONNX) to NHWC.
-    public func nchwToNHWC() -> Tensor {
+    package func nchwToNHWC() -> Tensor {
         precondition(shape.count == 4, "nchwToNHWC needs a rank-4 tensor, got \(shape)")
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
         var out = [Float](repeating: 0, count: scalars.count)
@@ -32,7 +32,7 @@ public struct Tensor: Sendable, Equatable {
     }
 
     /// NHWC to NCHW.
-    public func nhwcToNCHW() -> Tensor {
+    package func nhwcToNCHW() -> Tensor {
         precondition(shape.count == 4, "nhwcToNCHW needs a rank-4 tensor, got \(shape)")
         let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
         var out = [Float](repeating: 0, count: scalars.count)
@@ -45,25 +45,25 @@ public struct Tensor: Sendable, Equatable {
 
 /// A view of NHWC data in memory the engine owns: `n×h×w` pixels of `c` channels, consecutive pixels
 /// `pixelStride` floats apart. A channel slice of a wider map has `pixelStride > c`.
-public struct FeatureMap: @unchecked Sendable {
-    public var base: UnsafeMutablePointer<Float>
-    public var n: Int, h: Int, w: Int, c: Int
-    public var pixelStride: Int
+package struct FeatureMap: @unchecked Sendable {
+    package var base: UnsafeMutablePointer<Float>
+    package var n: Int, h: Int, w: Int, c: Int
+    package var pixelStride: Int
 
-    public init(base: UnsafeMutablePointer<Float>, n: Int, h: Int, w: Int, c: Int, pixelStride: Int? = nil) {
+    package init(base: UnsafeMutablePointer<Float>, n: Int, h: Int, w: Int, c: Int, pixelStride: Int? = nil) {
         self.base = base
         (self.n, self.h, self.w, self.c) = (n, h, w, c)
         self.pixelStride = pixelStride ?? c
     }
 
-    public var pixels: Int { n * h * w }
+    package var pixels: Int { n * h * w }
 
-    @inline(__always) public func pixel(_ b: Int, _ y: Int, _ x: Int) -> UnsafeMutablePointer<Float> {
+    @inline(__always) package func pixel(_ b: Int, _ y: Int, _ x: Int) -> UnsafeMutablePointer<Float> {
         base + ((b * h + y) * w + x) * pixelStride
     }
 
     /// Channels `offset ..< offset + count` of this map.
-    public func channels(_ offset: Int, _ count: Int) -> FeatureMap {
+    package func channels(_ offset: Int, _ count: Int) -> FeatureMap {
         FeatureMap(base: base + offset, n: n, h: h, w: w, c: count, pixelStride: pixelStride)
     }
 }

@@ -10,30 +10,30 @@ import InceptionKernels
 /// adds each output's products in the same order, the choice changes speed only, never a bit of a result.
 public struct TileTuning: Sendable {
     /// Tiles already measured on this CPU, by layer (`key(_:side:choice:)`).
-    public var known: [String: TileShape]
+    package var known: [String: TileShape]
     /// Whether layers `known` lacks are measured now; otherwise they take the level's built-in tile.
-    public var measure: Bool
+    package var measure: Bool
     /// Seconds measuring may take for one model (the largest layers first); the rest are measured at the next load.
-    public var budget: Double
+    package var budget: Double
     /// Called once before measuring, with the number of layers to measure (the command line's one line).
-    public var announce: @Sendable (_ layers: Int) -> Void
+    package var announce: @Sendable (_ layers: Int) -> Void
     /// Called after measuring with every new entry, to keep them.
-    public var record: @Sendable (_ measured: [String: TileShape]) -> Void
+    package var record: @Sendable (_ measured: [String: TileShape]) -> Void
 
-    public init(known: [String: TileShape] = [:], measure: Bool, budget: Double = 2,
+    package init(known: [String: TileShape] = [:], measure: Bool, budget: Double = 2,
                 announce: @escaping @Sendable (Int) -> Void = { _ in },
                 record: @escaping @Sendable ([String: TileShape]) -> Void = { _ in }) {
         (self.known, self.measure, self.budget, self.announce, self.record) = (known, measure, budget, announce, record)
     }
 
     /// The built-in tile everywhere, nothing measured.
-    public static let builtIn = TileTuning(measure: false)
+    package static let builtIn = TileTuning(measure: false)
 
     /// False where `INCEPTION_TUNE=0`: every layer takes its level's built-in tile and nothing is measured.
-    public static let enabled = ProcessInfo.processInfo.environment["INCEPTION_TUNE"] != "0"
+    package static let enabled = ProcessInfo.processInfo.environment["INCEPTION_TUNE"] != "0"
 
     /// A layer's entry: its geometry and usual output side (as `AlgorithmTable.key`) and its algorithm.
-    public static func key(_ g: ConvGeometry, side: Int, choice: ConvolutionChoice) -> String {
+    package static func key(_ g: ConvGeometry, side: Int, choice: ConvolutionChoice) -> String {
         AlgorithmTable.key(g, side: side) + " " + choice.description
     }
 
@@ -42,7 +42,7 @@ public struct TileTuning: Sendable {
     /// GEMM's tile at a level (the training step's weight and input gradients): the fastest candidate on a product of
     /// the training step's kind (a 288 × 1152 by 1152 × 192 product, about 20 ms of measuring at most), measured once
     /// per process; the built-in tile when tuning is off.
-    public static func gemmTile(_ kernels: KernelTable) -> TileShape {
+    package static func gemmTile(_ kernels: KernelTable) -> TileShape {
         guard enabled && kernels.tiles.count > 1 else { return kernels.builtInTile }
         if let known = gemmTiles.withLock({ $0[kernels.name] }) { return known }
         let (m, k, n) = (288, 1152, 192)
@@ -81,16 +81,16 @@ public struct TileTuning: Sendable {
 }
 
 /// One convolution layer's tile, as `CompiledGraph.tiles` reports it.
-public struct LayerTile: Sendable, Hashable {
-    public let key: String
-    public let tile: TileShape
+package struct LayerTile: Sendable, Hashable {
+    package let key: String
+    package let tile: TileShape
     /// Whether it came from a measurement on this CPU (now or kept from before), not the built-in rule.
-    public let measured: Bool
+    package let measured: Bool
 }
 
-extension ConvolutionKernel {
-    /// The same kernel running with `tile` (reduced precision has tiles of its own and is returned unchanged).
-    func with(tile: TileShape?) -> ConvolutionKernel {
+extension CompiledConvolution {
+    /// The same convolution running with `tile` (reduced precision has tiles of its own and is returned unchanged).
+    func with(tile: TileShape?) -> CompiledConvolution {
         switch self {
         case var .direct(conv): conv.tile = tile; return .direct(conv)
         case let .winograd(conv, _): return .winograd(conv, tile: tile)
@@ -124,11 +124,11 @@ extension CompiledGraph {
     }
 
     /// Each fp32 convolution's tile: `tuning.known`'s, else measured (within the budget), else the built-in one.
-    static func chooseTiles(_ kernels: inout [Kernel], usualShapes: [Shape],
+    static func chooseTiles(_ steps: inout [Step], usualShapes: [Shape],
                             tuning: TileTuning, zeros: UnsafePointer<Float>) -> [LayerTile] {
         var layers: [TunableLayer] = []
-        for (i, kernel) in kernels.enumerated() {
-            guard let (conv, input) = kernel.convolution, let g = conv.geometry, let choice = conv.choice,
+        for (i, step) in steps.enumerated() {
+            guard let (conv, input) = step.convolution, let g = conv.geometry, let choice = conv.choice,
                   usualShapes.indices.contains(i) else { continue }
             // Merged siblings write all their channels at the first sibling's node.
             var out = usualShapes[i]
@@ -147,7 +147,7 @@ extension CompiledGraph {
             var measured: [String: TileShape] = [:]
             for layer in missing.values.sorted(by: { $0.macs > $1.macs }) {
                 guard DispatchTime.now().uptimeNanoseconds < deadline else { break }
-                guard let (conv, _) = kernels[layer.node].convolution else { continue }
+                guard let (conv, _) = steps[layer.node].convolution else { continue }
                 measured[layer.key] = fastestTile(conv, layer, candidates, zeros: zeros)
             }
             chosen.merge(measured) { $1 }
@@ -155,13 +155,13 @@ extension CompiledGraph {
         }
         return layers.map { layer in
             let tile = chosen[layer.key].flatMap { candidates.contains($0) ? $0 : nil }
-            if let tile { kernels[layer.node] = kernels[layer.node].with(tile: tile) }
+            if let tile { steps[layer.node] = steps[layer.node].with(tile: tile) }
             return LayerTile(key: layer.key, tile: tile ?? Kernels.current.builtInTile, measured: tile != nil)
         }
     }
 
     /// The fastest candidate for one layer, run alone on random values at its usual shape.
-    static func fastestTile(_ conv: ConvolutionKernel, _ layer: TunableLayer, _ candidates: [TileShape],
+    static func fastestTile(_ conv: CompiledConvolution, _ layer: TunableLayer, _ candidates: [TileShape],
                             zeros: UnsafePointer<Float>) -> TileShape {
         let (x, y) = (layer.input, layer.output)
         let input = AlignedBuffer(count: x.count), output = AlignedBuffer(count: y.count)
@@ -177,17 +177,17 @@ extension CompiledGraph {
     }
 }
 
-extension CompiledGraph.Kernel {
-    /// The convolution this kernel runs and its input node, if it runs one.
-    var convolution: (ConvolutionKernel, input: Int)? {
+extension CompiledGraph.Step {
+    /// The convolution this step runs and its input node, if it runs one.
+    var convolution: (CompiledConvolution, input: Int)? {
         switch self {
         case let .convolution(conv, input, _), let .siblings(conv, input, _): return (conv, input)
         default: return nil
         }
     }
 
-    /// The same kernel with its convolution running at `tile`.
-    func with(tile: TileShape) -> CompiledGraph.Kernel {
+    /// The same step with its convolution running at `tile`.
+    func with(tile: TileShape) -> CompiledGraph.Step {
         switch self {
         case let .convolution(conv, input, residual): return .convolution(conv.with(tile: tile), input: input,
                                                                           residual: residual)

@@ -8,34 +8,34 @@ import Foundation
 /// Parameters are kept by graph name in PyTorch's layouts (OIHW convolution weights, `[out, in]` linear weights),
 /// so checkpoints need no conversion; BatchNorm running statistics are updated as in PyTorch's train mode
 /// (`running = (1 − momentum) · running + momentum · batch`, the variance unbiased).
-public final class TrainingGraph {
-    public let graph: Graph
+package final class TrainingGraph {
+    package let graph: Graph
     /// Every parameter and buffer by graph name.
-    public var values: [String: [Float]]
+    package var values: [String: [Float]]
     /// ∂loss/∂parameter of the last `step`, for every trainable parameter.
-    public private(set) var gradients: [String: [Float]]
+    package private(set) var gradients: [String: [Float]]
     /// PyTorch's BatchNorm momentum (0.1); TF-slim's decay 0.9997 is momentum 0.0003.
-    public var batchNormMomentum: Float = 0.1
+    package var batchNormMomentum: Float = 0.1
     /// Replaces the graph's dropout rates when set (0 turns dropout off).
-    public var dropoutRate: Float?
+    package var dropoutRate: Float?
     /// For comparisons with another implementation: that implementation's max-pool choices (see
     /// `PoolingGradient.maxPool`), the k-th array for the k-th max-pool node. Never set in training.
-    public var maxPoolRouting: [[Int32]]?
+    package var maxPoolRouting: [[Int32]]?
     /// For comparisons with another implementation: which ReLU inputs it found positive (1 or 0 per element, NCHW
     /// as PyTorch), by the name of the node whose ReLU it is. Never set in training.
-    public var reluMasks: [String: [Float]]?
+    package var reluMasks: [String: [Float]]?
     /// Synchronised BatchNorm: sums the batch statistics (and their gradients' sums) over every replica of a
     /// data-parallel job; nil: each replica normalises with its own batch (as PyTorch's DDP by default).
-    public var batchNormReplicas: BatchNormTraining.ReplicaSum?
+    package var batchNormReplicas: BatchNormTraining.ReplicaSum?
     /// Called after each node's backward, in backward order: the node's parameter gradients are then final (data
     /// parallelism starts reducing them while the rest of the backward pass runs).
-    public var nodeBackwardDone: ((_ node: Int) -> Void)?
+    package var nodeBackwardDone: ((_ node: Int) -> Void)?
     /// For profiling: called after each node's forward (`backward` false) and backward work with its seconds.
-    public var timer: ((_ node: Int, _ backward: Bool, _ seconds: Double) -> Void)?
+    package var timer: ((_ node: Int, _ backward: Bool, _ seconds: Double) -> Void)?
     /// The step's feature maps and their gradients, kept from one step to the next (see `MapPool`).
     let pool = MapPool()
 
-    public init(graph: Graph, values: [String: [Float]]) {
+    package init(graph: Graph, values: [String: [Float]]) {
         for spec in graph.parameters {
             precondition(values[spec.name]?.count == spec.count, "\(spec.name): expected \(spec.count) values")
         }
@@ -47,22 +47,22 @@ public final class TrainingGraph {
         }
     }
 
-    public struct StepResult: Sendable {
+    package struct StepResult: Sendable {
         /// Mean softmax cross-entropy of the output over the batch.
-        public var loss: Double
+        package var loss: Double
         /// `n × classes`.
-        public var logits: Tensor
+        package var logits: Tensor
         /// The auxiliary output's cross-entropy, when the step had one.
-        public var auxiliaryLoss: Double?
+        package var auxiliaryLoss: Double?
         /// What was differentiated: `loss` + weight · `auxiliaryLoss`.
-        public var total: Double
+        package var total: Double
     }
 
     /// One forward pass in training mode on an NHWC batch, the loss against `labels`, and the backward pass:
     /// `gradients` then holds this batch's gradients. Running statistics are updated. `seed` drives dropout.
     /// `auxiliary`: a second output whose cross-entropy against the same labels is added with `weight` (TF-slim's
     /// auxiliary classifier, 0.4); the backward pass then starts at both outputs.
-    public func step(_ input: Tensor, labels: [Int], labelSmoothing: Float = 0, output: OutputName = "logits",
+    package func step(_ input: Tensor, labels: [Int], labelSmoothing: Float = 0, output: OutputName = "logits",
                      auxiliary: (output: OutputName, weight: Float)? = nil,
                      seed: UInt64 = 0, threads: Int = Parallel.defaultThreads) throws -> StepResult {
         precondition(input.shape.count == 4 && input.shape[3] == graph.inputChannels, "input must be NHWC")
@@ -99,13 +99,13 @@ public final class TrainingGraph {
     }
 
     /// `checkMemory` for a step of `batch` images at `size` × `size`, before its input is made.
-    public static func checkMemory(_ graph: Graph, batch: Int, size: Int) throws {
+    package static func checkMemory(_ graph: Graph, batch: Int, size: Int) throws {
         try checkMemory(try graph.shapes(n: batch, h: size, w: size))
     }
 
     /// A forward pass in training mode, then the backward pass from ∂L/∂output = `outputGradient(output)`;
     /// `gradients` then holds the parameters' gradients. Returns the output and ∂L/∂input.
-    public func backward(_ input: Tensor, output: OutputName, seed: UInt64 = 0, threads: Int = Parallel.defaultThreads,
+    package func backward(_ input: Tensor, output: OutputName, seed: UInt64 = 0, threads: Int = Parallel.defaultThreads,
                          outputGradient: (Tensor) -> [Float]) throws -> (output: Tensor, inputGradient: Tensor) {
         guard let target = graph.outputs[output] else { preconditionFailure("the graph has no output \(output)") }
         let shapes = try graph.shapes(n: input.shape[0], h: input.shape[1], w: input.shape[2])
@@ -139,7 +139,7 @@ public final class TrainingGraph {
     }
 
     /// Returns the step's buffers, kept for the next step, to the allocator (before validation, say).
-    public func releaseBuffers() { pool.removeAll() }
+    package func releaseBuffers() { pool.removeAll() }
 
     /// Softmax cross-entropy with label smoothing (targets (1 − ε) · one-hot + ε / classes, as PyTorch's
     /// `cross_entropy(label_smoothing: ε)`), averaged over the batch, with its gradient, in Double.

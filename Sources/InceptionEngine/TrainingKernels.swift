@@ -4,7 +4,7 @@
 /// Reductions over rows are split into a fixed number of row blocks summed in Double and then combined in block
 /// order, so results are bitwise the same for every thread count.
 
-public enum BatchNormTraining {
+package enum BatchNormTraining {
     static let reductionBlocks = 32
 
     /// Per channel Σ f(row, channel) over all rows, deterministic.
@@ -25,11 +25,11 @@ public enum BatchNormTraining {
     }
 
     /// Sums per-channel values over every replica of a data-parallel job, in place (synchronised BatchNorm).
-    public typealias ReplicaSum = (inout [Double]) -> Void
+    package typealias ReplicaSum = (inout [Double]) -> Void
 
     /// Mean and biased variance of each channel (two passes, in Double), and the rows they are over: this map's, or
     /// with `replicas` every replica's together.
-    public static func statistics(_ x: UnsafePointer<Float>, rows: Int, channels: Int, threads: Int,
+    package static func statistics(_ x: UnsafePointer<Float>, rows: Int, channels: Int, threads: Int,
                                   replicas: ReplicaSum? = nil) -> (mean: [Double], variance: [Double], rows: Int) {
         let xs = UncheckedSendable(x)
         var sums = channelSums(rows: rows, channels: channels, threads: threads) { row, sums in
@@ -52,7 +52,7 @@ public enum BatchNormTraining {
     }
 
     /// y = activation(γ · (x − mean) · invStd + β).
-    public static func normalize(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int,
+    package static func normalize(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int,
                                  channels: Int, mean: [Float], invStd: [Float], gamma: [Float], beta: [Float],
                                  relu: Bool, threads: Int) {
         let scale = (0..<channels).map { gamma[$0] * invStd[$0] }
@@ -69,7 +69,7 @@ public enum BatchNormTraining {
 
     /// From ∂L/∂y (after the activation's backward): ∂L/∂x into `dx` (may be `dy`), and (∂L/∂γ, ∂L/∂β).
     ///   dx = γ · invStd · (dy − mean(dy) − x̂ · mean(dy · x̂)),  x̂ = (x − mean) · invStd
-    public static func backward(_ dy: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+    package static func backward(_ dy: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                 into dx: UnsafeMutablePointer<Float>, rows: Int, channels: Int,
                                 mean: [Float], invStd: [Float], gamma: [Float], threads: Int,
                                 replicas: ReplicaSum? = nil, totalRows: Int? = nil)
@@ -105,9 +105,9 @@ public enum BatchNormTraining {
     }
 }
 
-public enum ReLU {
+package enum ReLU {
     /// dy = 0 where the ReLU's output is 0.
-    public static func mask(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int,
+    package static func mask(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int,
                             threads: Int) {
         let (dys, ys) = (UncheckedSendable(dy), UncheckedSendable(y))
         let block = 4096
@@ -126,7 +126,7 @@ public enum ReLU {
     }
 }
 
-public enum PoolingGradient {
+package enum PoolingGradient {
     /// Channel blocks handled by one task: different channels never share an input element, so tasks never race.
     static func channelBlocks(_ c: Int) -> Int { (c + 15) / 16 }
 
@@ -134,7 +134,7 @@ public enum PoolingGradient {
     /// output's gradient goes where `routing` says instead: one flat index y · w + x per output element, in
     /// PyTorch's `return_indices` layout (`n × c × outH × outW`) — tests use it to take another implementation's
     /// choices where two inputs of a window are within rounding of each other.
-    public static func maxPool(input x: FeatureMap, outputGradient dy: FeatureMap, inputGradient dx: FeatureMap,
+    package static func maxPool(input x: FeatureMap, outputGradient dy: FeatureMap, inputGradient dx: FeatureMap,
                                kernel: Int, stride: Int, routing: [Int32]? = nil, threads: Int) {
         Parallel.parallelFor(channelBlocks(x.c), threads: threads) { block in
             let c0 = block * 16, cn = min(16, x.c - c0)
@@ -177,7 +177,7 @@ public enum PoolingGradient {
     }
 
     /// dX += dY spread evenly over each window's pixels inside the image (padding excluded from the divisor).
-    public static func averagePool(outputGradient dy: FeatureMap, inputGradient dx: FeatureMap, kernel: Int,
+    package static func averagePool(outputGradient dy: FeatureMap, inputGradient dx: FeatureMap, kernel: Int,
                                    stride: Int, padding: Int, threads: Int) {
         Parallel.parallelFor(channelBlocks(dx.c), threads: threads) { block in
             let c0 = block * 16, cn = min(16, dx.c - c0)
@@ -206,7 +206,7 @@ public enum PoolingGradient {
     }
 
     /// dX += dY / (h · w) at every pixel.
-    public static func globalAveragePool(outputGradient dy: FeatureMap, inputGradient dx: FeatureMap, threads: Int) {
+    package static func globalAveragePool(outputGradient dy: FeatureMap, inputGradient dx: FeatureMap, threads: Int) {
         let inv = 1 / Float(dx.h * dx.w)
         Parallel.parallelFor(dx.n, threads: threads) { b in
             let d = dy.pixel(b, 0, 0)
@@ -218,9 +218,9 @@ public enum PoolingGradient {
     }
 }
 
-public enum L2NormalizeGradient {
+package enum L2NormalizeGradient {
     /// y = x / max(‖x‖, 1e-12) per pixel; dX += (dY − y (y · dY)) / ‖x‖ (dY / 1e-12 where the floor applies).
-    public static func backward(input x: FeatureMap, output y: FeatureMap, outputGradient dy: FeatureMap,
+    package static func backward(input x: FeatureMap, output y: FeatureMap, outputGradient dy: FeatureMap,
                                 inputGradient dx: FeatureMap) {
         for b in 0..<x.n { for r in 0..<x.h { for col in 0..<x.w {
             let (p, q, d, out) = (x.pixel(b, r, col), y.pixel(b, r, col), dy.pixel(b, r, col), dx.pixel(b, r, col))

@@ -16,9 +16,9 @@ import InceptionKernels
 /// The 1-D transform matrices of F(m, r), made by the Toom–Cook construction from α − 1 finite interpolation
 /// points and the point at infinity: Aᵀ and G evaluate, Bᵀ is the transposed interpolation matrix. The scale
 /// factors Π(p_ξ − p_l) are moved from Bᵀ into G, which is applied in Double at load time.
-public struct WinogradTransform: Sendable, Hashable {
-    public let m: Int, r: Int
-    public var alpha: Int { m + r - 1 }
+package struct WinogradTransform: Sendable, Hashable {
+    package let m: Int, r: Int
+    package var alpha: Int { m + r - 1 }
     /// Aᵀ, m × α.
     let outputTransform: [Double]
     /// G, α × r.
@@ -26,7 +26,7 @@ public struct WinogradTransform: Sendable, Hashable {
     /// Bᵀ, α × α.
     let inputTransform: [Double]
 
-    public init(m: Int, r: Int, points: [Double]) {
+    package init(m: Int, r: Int, points: [Double]) {
         let alpha = m + r - 1
         precondition(points.count == alpha - 1, "F(\(m), \(r)) needs \(alpha - 1) finite points")
         self.m = m
@@ -47,31 +47,31 @@ public struct WinogradTransform: Sendable, Hashable {
     }
 
     /// Aᵀ[(G g) ⊙ (Bᵀ d)] in Double: the transform applied to one 1-D tile (for tests).
-    public func apply(_ d: [Double], _ g: [Double]) -> [Double] {
+    package func apply(_ d: [Double], _ g: [Double]) -> [Double] {
         let v = (0..<alpha).map { x in (0..<alpha).reduce(0.0) { $0 + inputTransform[x * alpha + $1] * d[$1] } }
         let u = (0..<alpha).map { x in (0..<r).reduce(0.0) { $0 + kernelTransform[x * r + $1] * g[$1] } }
         return (0..<m).map { i in (0..<alpha).reduce(0.0) { $0 + outputTransform[i * alpha + $1] * u[$1] * v[$1] } }
     }
 
     /// The trivial transform of an axis the kernel does not extend along (k = 1).
-    public static let identity = WinogradTransform(m: 1, r: 1, points: [])
+    package static let identity = WinogradTransform(m: 1, r: 1, points: [])
     /// F(2, 3), F(4, 3) and F(6, 3) for 3-tap axes (F(6, 3) with the usual points 0, ±1, ±2, ±1/2, which also gave
     /// the smallest float32 error among the sets tried below), F(4, 7) for 7-tap axes. F(4, 7)'s ten points: of the
     /// sets 0, ±a, ±b, ±c, ±d drawn from {1/4, 1/3, 1/2, 2/3, 3/4, 4/5, 1, 5/4, 4/3, 3/2, 2, 3}, the one with the
     /// smallest float32 error in a simulation (about 2.3× F(2, 7)'s, which needs only 0, ±1, ±2, ±1/2; the usual
     /// 0, ±1, ±2, ±1/2, ±3 would be 3×). It does 28 multiplications in 10 and tiles 8- and 17-pixel sides with 2
     /// and 5 tiles.
-    public static let f2x3 = WinogradTransform(m: 2, r: 3, points: [0, 1, -1])
-    public static let f4x3 = WinogradTransform(m: 4, r: 3, points: [0, 1, -1, 2, -2])
-    public static let f6x3 = WinogradTransform(m: 6, r: 3, points: [0, 1, -1, 2, -2, 0.5, -0.5])
-    public static let f4x7 = WinogradTransform(m: 4, r: 7, points: [0, 0.5, -0.5, 2, -2, 1.25, -1.25, 0.8, -0.8])
+    package static let f2x3 = WinogradTransform(m: 2, r: 3, points: [0, 1, -1])
+    package static let f4x3 = WinogradTransform(m: 4, r: 3, points: [0, 1, -1, 2, -2])
+    package static let f6x3 = WinogradTransform(m: 6, r: 3, points: [0, 1, -1, 2, -2, 0.5, -0.5])
+    package static let f4x7 = WinogradTransform(m: 4, r: 7, points: [0, 0.5, -0.5, 2, -2, 1.25, -1.25, 0.8, -0.8])
 
     /// The transform this engine uses for an axis with `taps` taps and `side` output pixels (0 when not known), or
     /// nil where Winograd does not pay. For 3 taps, F(4, 3) or F(6, 3), whichever needs fewer points to cover the
     /// side, ⌈side / m⌉ · α (F(6, 3) at 17, 35, 36, 71 and 73 pixels, F(4, 3) at 8), with ties and unknown sides
     /// going to F(4, 3), which is about twice as accurate in float32.
     /// `tile` (2, 4 or 6) fixes the 3-tap transform instead, as a table measured on the running CPU does.
-    public static func forTaps(_ taps: Int, side: Int = 0, tile: Int? = nil) -> WinogradTransform? {
+    package static func forTaps(_ taps: Int, side: Int = 0, tile: Int? = nil) -> WinogradTransform? {
         switch taps {
         case 1: return .identity
         case 3:
@@ -102,12 +102,12 @@ func invert(_ matrix: [[Double]]) -> [[Double]] {
 }
 
 /// A stride-1 convolution run by Winograd's algorithm, weights transformed and packed at load. A class, not a
-/// struct: as a struct carried in `ConvolutionKernel`, its last stored property was never released (LeakSanitizer,
+/// struct: as a struct carried in `CompiledConvolution`, its last stored property was never released (LeakSanitizer,
 /// Swift 6.3.1, whichever member came last); one reference in the enum is released correctly.
-public final class WinogradConvolution: Sendable {
-    public let geometry: ConvGeometry
-    public let activation: Activation
-    public let vertical: WinogradTransform, horizontal: WinogradTransform
+package final class WinogradConvolution: Sendable {
+    package let geometry: ConvGeometry
+    package let activation: Activation
+    package let vertical: WinogradTransform, horizontal: WinogradTransform
     /// Per transform point (αH·αW of them), the `Cin × Cout` transformed weights in 16-channel panels.
     let panels: [Float]
     let bias: [Float]
@@ -123,7 +123,7 @@ public final class WinogradConvolution: Sendable {
     /// nil when the layer is not stride 1 or an axis has no transform. Weights OIHW; `scale` as in
     /// `PackedConvolution`. `outputSize`: the output map the layer usually makes, which picks each axis's transform
     /// (`WinogradTransform.forTaps`) unless `tile` fixes the 3-tap one; it runs correctly at any size.
-    public init?(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation,
+    package init?(geometry g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation,
                  outputSize: (h: Int, w: Int) = (0, 0), tile: Int? = nil) {
         guard g.strideH == 1, g.strideW == 1,
               let v = WinogradTransform.forTaps(g.kernelH, side: outputSize.h, tile: tile),
@@ -167,7 +167,7 @@ public final class WinogradConvolution: Sendable {
     }
 
     /// Floats of scratch memory one call needs for an `n × h × w` input.
-    public func scratchFloats(n: Int, h: Int, w: Int) -> Int {
+    package func scratchFloats(n: Int, h: Int, w: Int) -> Int {
         let (oh, ow) = geometry.outputSize(h: h, w: w)
         let t = tiles(n: n, outH: oh, outW: ow).count
         return points * t * (geometry.inChannels + geometry.outChannels)
@@ -187,7 +187,7 @@ public final class WinogradConvolution: Sendable {
 
     /// output = activation(residual + conv(input) + bias); `scratch` holds `scratchFloats` floats. `tile`: the
     /// batched multiplies' register tile (nil: the level's built-in one; any tile gives the same bits).
-    public func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
+    package func run(input: FeatureMap, output: FeatureMap, residual: FeatureMap? = nil,
                     scratch: UnsafeMutablePointer<Float>, threads: Int,
                     kernels: KernelTable = Kernels.current, tile: TileShape? = nil) {
         let g = geometry

@@ -12,8 +12,8 @@ import InceptionEngine
 ///  * `v1Paper` — Figures 14, 10, 7, 11, 12, 13, 5/10/5 blocks, 1000-way classifier.
 ///  * `v1FaceNet` — facenet's network (facenet-pytorch `InceptionResnetV1`): the v1 trunk plus a sixth,
 ///    unscaled C block without ReLU, and a 512-d bottleneck with BatchNorm, L2-normalised.
-public enum InceptionResNet {
-    public enum Stem: Sendable {
+package enum InceptionResNet {
+    package enum Stem: Sendable {
         /// Figure 3, the stem of Inception-v4 and (in the paper) of Inception-ResNet-v2: 35×35×384.
         case inceptionV4
         /// Figure 14, the stem of Inception-ResNet-v1: 35×35×256.
@@ -23,13 +23,13 @@ public enum InceptionResNet {
     }
 
     /// Figures 10 and 16: widths of the three branches of Inception-ResNet-A.
-    public struct WidthsA: Sendable { public var b0: Int, b1: (Int, Int), b2: (Int, Int, Int) }
+    package struct WidthsA: Sendable { package var b0: Int, b1: (Int, Int), b2: (Int, Int, Int) }
     /// Figures 11 and 17 (Inception-ResNet-B, 1×7 then 7×1), and 13 and 19 (Inception-ResNet-C, 1×3 then 3×1).
-    public struct WidthsBC: Sendable { public var b0: Int, b1: (Int, Int, Int) }
+    package struct WidthsBC: Sendable { package var b0: Int, b1: (Int, Int, Int) }
     /// Figures 12 and 18: Reduction-B's three convolution branches.
-    public struct WidthsReductionB: Sendable { public var b0: (Int, Int), b1: (Int, Int), b2: (Int, Int, Int) }
+    package struct WidthsReductionB: Sendable { package var b0: (Int, Int), b1: (Int, Int), b2: (Int, Int, Int) }
 
-    public enum Head: Sendable {
+    package enum Head: Sendable {
         /// Figure 15: average pool → dropout → fully connected → softmax.
         case classifier(classes: Int, dropout: Float)
         /// facenet: average pool → dropout → bottleneck (no bias) → BatchNorm → L2 normalisation; with `classes`,
@@ -37,27 +37,27 @@ public enum InceptionResNet {
         case faceEmbedding(dimension: Int, dropout: Float, classes: Int?)
     }
 
-    public struct Configuration: Sendable {
-        public var stem: Stem
-        public var a: WidthsA
-        public var reductionA: ReductionAFilters
-        public var b: WidthsBC
-        public var reductionB: WidthsReductionB
-        public var c: WidthsBC
-        public var repeats: (a: Int, b: Int, c: Int)
+    package struct Configuration: Sendable {
+        package var stem: Stem
+        package var a: WidthsA
+        package var reductionA: ReductionAFilters
+        package var b: WidthsBC
+        package var reductionB: WidthsReductionB
+        package var c: WidthsBC
+        package var repeats: (a: Int, b: Int, c: Int)
         /// Residual scales (§3.3: "between 0.1 and 0.3").
-        public var scales: (a: Float, b: Float, c: Float)
+        package var scales: (a: Float, b: Float, c: Float)
         /// An extra C block with scale 1.0 and no ReLU after the sum (TF-slim and facenet).
-        public var unscaledLastBlock: Bool
+        package var unscaledLastBlock: Bool
         /// TF-slim's Conv2d_7b_1x1 before pooling.
-        public var finalConvolution: Int?
-        public var head: Head
+        package var finalConvolution: Int?
+        package var head: Head
         /// TF-slim's auxiliary classifier on the 17×17 map after the B blocks (`auxiliaryHead(_:classes:)`), for
         /// training with a classifier head; not in released checkpoints.
-        public var auxiliaryHead = false
+        package var auxiliaryHead = false
 
         /// timm `inception_resnet_v2` (TF-slim release): 55,843,464 parameters.
-        public static let v2 = Configuration(
+        package static let v2 = Configuration(
             stem: .tfSlimV2, a: WidthsA(b0: 32, b1: (32, 32), b2: (32, 48, 64)),
             reductionA: ReductionAFilters(k: 256, l: 256, m: 384, n: 384),
             b: WidthsBC(b0: 192, b1: (128, 160, 192)),
@@ -70,14 +70,14 @@ public enum InceptionResNet {
         /// are the figures'; each 1×1 "Linear" up-projection takes the width of the trunk it is added to (384,
         /// 1152, 2144), the only reading under which the sums are defined — Figures 17 and 19 print 1154 and 2048.
         /// Residual scales 0.17 / 0.10 / 0.20, the values the authors' released code uses, inside §3.3's range.
-        public static let v2Paper = Configuration(
+        package static let v2Paper = Configuration(
             stem: .inceptionV4, a: v2.a, reductionA: v2.reductionA, b: v2.b, reductionB: v2.reductionB, c: v2.c,
             repeats: (5, 10, 5), scales: (0.17, 0.10, 0.20), unscaledLastBlock: false, finalConvolution: nil,
             head: .classifier(classes: 1000, dropout: 0.2))
 
         /// The paper's Inception-ResNet-v1 (Figures 14, 10, 7, 11, 12, 13; 5 × A, 10 × B, 5 × C), 1000 classes,
         /// residual scales 0.17 / 0.10 / 0.20 as in facenet.
-        public static let v1Paper = Configuration(
+        package static let v1Paper = Configuration(
             stem: .inceptionResNetV1, a: WidthsA(b0: 32, b1: (32, 32), b2: (32, 32, 32)),
             reductionA: ReductionAFilters(k: 192, l: 192, m: 256, n: 384),
             b: WidthsBC(b0: 128, b1: (128, 128, 128)),
@@ -88,7 +88,7 @@ public enum InceptionResNet {
 
         /// facenet-pytorch 2.6 `InceptionResnetV1`: 512-d embedding; `classes` 8631 (VGGFace2) or 10575
         /// (CASIA-WebFace) when the checkpoint has `logits`.
-        public static func v1FaceNet(classes: Int?) -> Configuration {
+        package static func v1FaceNet(classes: Int?) -> Configuration {
             var config = v1Paper
             config.unscaledLastBlock = true
             config.head = .faceEmbedding(dimension: 512, dropout: 0.6, classes: classes)
@@ -97,7 +97,7 @@ public enum InceptionResNet {
     }
 
     /// Outputs: `features` (pooled), and `logits` and/or `embedding` by head; `aux_logits` with the auxiliary head.
-    public static func graph(_ config: Configuration) -> Graph {
+    package static func graph(_ config: Configuration) -> Graph {
         let g = GraphBuilder()
         var x = stem(g.input(channels: 3), config.stem)
         for i in 0..<config.repeats.a {
@@ -135,7 +135,7 @@ public enum InceptionResNet {
         }
     }
 
-    public static func stem(_ input: Value, _ stem: Stem) -> Value {
+    package static func stem(_ input: Value, _ stem: Stem) -> Value {
         switch stem {
         case .inceptionV4:
             return InceptionV4.stem(input)
@@ -162,7 +162,7 @@ public enum InceptionResNet {
     }
 
     /// TF-slim's Mixed_5b (an Inception-v3 block, not in the paper): 35×35×192 → 35×35×320.
-    public static func mixed5b(_ x: Value) -> Value {
+    package static func mixed5b(_ x: Value) -> Value {
         concat(
             x.basicConv("branch0", 96, 1),
             x.basicConv("branch1.0", 48, 1)
@@ -175,7 +175,7 @@ public enum InceptionResNet {
     }
 
     /// Figures 10 (v1) and 16 (v2) — Inception-ResNet-A, 35×35.
-    public static func inceptionResNetA(_ x: Value, _ w: WidthsA, scale: Float,
+    package static func inceptionResNetA(_ x: Value, _ w: WidthsA, scale: Float,
                                         activation: Activation = .relu) -> Value {
         let branches = concat(
             x.basicConv("branch0", w.b0, 1),
@@ -188,7 +188,7 @@ public enum InceptionResNet {
     }
 
     /// Figures 11 (v1) and 17 (v2) — Inception-ResNet-B, 17×17.
-    public static func inceptionResNetB(_ x: Value, _ w: WidthsBC, scale: Float,
+    package static func inceptionResNetB(_ x: Value, _ w: WidthsBC, scale: Float,
                                         activation: Activation = .relu) -> Value {
         let branches = concat(
             x.basicConv("branch0", w.b0, 1),
@@ -199,7 +199,7 @@ public enum InceptionResNet {
     }
 
     /// Figures 13 (v1) and 19 (v2) — Inception-ResNet-C, 8×8.
-    public static func inceptionResNetC(_ x: Value, _ w: WidthsBC, scale: Float,
+    package static func inceptionResNetC(_ x: Value, _ w: WidthsBC, scale: Float,
                                         activation: Activation = .relu) -> Value {
         let branches = concat(
             x.basicConv("branch0", w.b0, 1),
@@ -210,7 +210,7 @@ public enum InceptionResNet {
     }
 
     /// Figures 12 (v1) and 18 (v2) — Reduction-B, 17×17 → 8×8.
-    public static func reductionB(_ x: Value, _ w: WidthsReductionB) -> Value {
+    package static func reductionB(_ x: Value, _ w: WidthsReductionB) -> Value {
         concat(
             x.basicConv("branch0.0", w.b0.0, 1)
                 .basicConv("branch0.1", w.b0.1, 3, stride: 2),

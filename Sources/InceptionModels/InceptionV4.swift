@@ -6,25 +6,25 @@ import InceptionEngine
 /// The released TF-slim checkpoint (timm `inception_v4`) is exactly the paper's network, so one definition
 /// serves both. Each block is one function whose lines are the boxes of its figure, branches in the
 /// concatenation order of the checkpoint.
-public enum InceptionV4 {
-    public struct Configuration: Sendable {
+package enum InceptionV4 {
+    package struct Configuration: Sendable {
         /// Table 1: the Reduction-A filter counts (k, l, m, n).
-        public var reductionA = ReductionAFilters(k: 192, l: 224, m: 256, n: 384)
+        package var reductionA = ReductionAFilters(k: 192, l: 224, m: 256, n: 384)
         /// Figure 9: 4 × Inception-A, 7 × Inception-B, 3 × Inception-C.
-        public var repeats = (a: 4, b: 7, c: 3)
-        public var classes = 1000
+        package var repeats = (a: 4, b: 7, c: 3)
+        package var classes = 1000
         /// Figure 9: "Dropout (keep 0.8)" before the classifier; inactive at inference.
-        public var dropout: Float = 0.2
+        package var dropout: Float = 0.2
         /// TF-slim's auxiliary classifier on the 17×17 map (`auxiliaryHead`), for training; not in released
         /// checkpoints.
-        public var auxiliaryHead = false
+        package var auxiliaryHead = false
 
-        public init() {}
+        package init() {}
     }
 
     /// Outputs: `logits`, and `features` (the pooled 1536-d vector before the classifier); `aux_logits` with the
     /// auxiliary head.
-    public static func graph(_ config: Configuration = Configuration()) -> Graph {
+    package static func graph(_ config: Configuration = Configuration()) -> Graph {
         let g = GraphBuilder()
         var x = stem(g.input(channels: 3))
         for i in 0..<config.repeats.a { x = x.scope("inception_a.\(i)", inceptionA) }
@@ -42,7 +42,7 @@ public enum InceptionV4 {
     }
 
     /// Figure 3 — the stem, 299×299×3 → 35×35×384. Each stage is a top-level scope, as TF-slim names them.
-    public static func stem(_ input: Value) -> Value {
+    package static func stem(_ input: Value) -> Value {
         input
             .basicConv("conv2d_1a", 32, 3, stride: 2)  // 149×149×32
             .basicConv("conv2d_2a", 32, 3)  // 147×147×32
@@ -53,14 +53,14 @@ public enum InceptionV4 {
     }
 
     /// Figure 3, first filter concatenation: 147×147×64 → 73×73×160, concatenated [max pool, conv].
-    public static func mixed3a(_ x: Value) -> Value {
+    package static func mixed3a(_ x: Value) -> Value {
         concat(
             x.maxPool(3, stride: 2),
             x.basicConv("conv", 96, 3, stride: 2))
     }
 
     /// Figure 3, second filter concatenation: 73×73×160 → 71×71×192.
-    public static func mixed4a(_ x: Value) -> Value {
+    package static func mixed4a(_ x: Value) -> Value {
         concat(
             x.basicConv("branch0.0", 64, 1)
                 .basicConv("branch0.1", 96, 3),
@@ -72,14 +72,14 @@ public enum InceptionV4 {
 
     /// Figure 3, third filter concatenation: 71×71×192 → 35×35×384, concatenated [conv, max pool] (the
     /// opposite order to Mixed_3a, as the checkpoint has it).
-    public static func mixed5a(_ x: Value) -> Value {
+    package static func mixed5a(_ x: Value) -> Value {
         concat(
             x.basicConv("conv", 192, 3, stride: 2),
             x.maxPool(3, stride: 2))
     }
 
     /// Figure 4 — Inception-A, 35×35×384 → 35×35×384.
-    public static func inceptionA(_ x: Value) -> Value {
+    package static func inceptionA(_ x: Value) -> Value {
         concat(
             x.basicConv("branch0", 96, 1),
             x.basicConv("branch1.0", 64, 1)
@@ -92,7 +92,7 @@ public enum InceptionV4 {
     }
 
     /// Figure 5 — Inception-B, 17×17×1024 → 17×17×1024.
-    public static func inceptionB(_ x: Value) -> Value {
+    package static func inceptionB(_ x: Value) -> Value {
         concat(
             x.basicConv("branch0", 384, 1),
             x.basicConv("branch1.0", 192, 1)
@@ -108,7 +108,7 @@ public enum InceptionV4 {
     }
 
     /// Figure 8 — Reduction-B of Inception-v4, 17×17×1024 → 8×8×1536.
-    public static func reductionB(_ x: Value) -> Value {
+    package static func reductionB(_ x: Value) -> Value {
         concat(
             x.basicConv("branch0.0", 192, 1)
                 .basicConv("branch0.1", 192, 3, stride: 2),
@@ -121,7 +121,7 @@ public enum InceptionV4 {
 
     /// Figure 6 — Inception-C, 8×8×1536 → 8×8×1536. The two split branches end in a 1×3 and a 3×1
     /// convolution side by side, concatenated [1×3, 3×1] (timm's flat names `branch1_1a`, `branch1_1b`, …).
-    public static func inceptionC(_ x: Value) -> Value {
+    package static func inceptionC(_ x: Value) -> Value {
         let b1 = x.basicConv("branch1_0", 384, 1)
         let b2 = x.basicConv("branch2_0", 384, 1)
             .basicConv("branch2_1", 448, (3, 1), .same)
@@ -143,7 +143,7 @@ public enum InceptionV4 {
 /// `inception_resnet_v2.py`), on the 17×17 map after the B blocks: average pool 5×5 stride 3 (valid) → 5×5, a 1×1
 /// convolution to 128, a 5×5 valid convolution to 768 → 1×1, a fully connected layer. Its loss is added to the main
 /// one with weight 0.4 in training; inference never uses it. Module names are torchvision's `InceptionAux`.
-public func auxiliaryHead(_ x: Value, classes: Int) -> Value {
+package func auxiliaryHead(_ x: Value, classes: Int) -> Value {
     x.averagePool(5, stride: 3, padding: 0, name: "pool")  // 5×5
         .basicConv("conv0", 128, 1)
         .basicConv("conv1", 768, 5)  // 1×1×768
@@ -151,13 +151,13 @@ public func auxiliaryHead(_ x: Value, classes: Int) -> Value {
 }
 
 /// Table 1 of the paper: the filter counts of Reduction-A (Figure 7) in each network.
-public struct ReductionAFilters: Sendable, Hashable {
-    public var k: Int, l: Int, m: Int, n: Int
-    public init(k: Int, l: Int, m: Int, n: Int) { (self.k, self.l, self.m, self.n) = (k, l, m, n) }
+package struct ReductionAFilters: Sendable, Hashable {
+    package var k: Int, l: Int, m: Int, n: Int
+    package init(k: Int, l: Int, m: Int, n: Int) { (self.k, self.l, self.m, self.n) = (k, l, m, n) }
 }
 
 /// Figure 7 — Reduction-A, 35×35 → 17×17, shared by all three networks with their own (k, l, m, n).
-public func reductionA(_ x: Value, _ f: ReductionAFilters) -> Value {
+package func reductionA(_ x: Value, _ f: ReductionAFilters) -> Value {
     concat(
         x.basicConv("branch0", f.n, 3, stride: 2),
         x.basicConv("branch1.0", f.k, 1)

@@ -2,7 +2,7 @@ import InceptionEngine
 
 /// The paper's "V" and "S" marks. `same` is symmetric padding of kernel/2 on each side, which equals
 /// TensorFlow's SAME for the odd kernels at stride 1 that these networks use it with.
-public enum Padding: Sendable {
+package enum Padding: Sendable {
     case valid
     case same
 }
@@ -11,7 +11,7 @@ extension Value {
     /// The unit of every box in the paper's figures: convolution without bias → BatchNorm (ε = 0.001) → ReLU.
     /// Parameters `name.conv.weight` and `name.bn.{weight,bias,running_mean,running_var}` (timm's
     /// `ConvNormAct`, facenet-pytorch's `BasicConv2d`).
-    public func basicConv(_ name: String, _ outChannels: Int, _ kernel: (Int, Int), stride: Int = 1,
+    package func basicConv(_ name: String, _ outChannels: Int, _ kernel: (Int, Int), stride: Int = 1,
                           _ padding: Padding = .valid) -> Value {
         let pad = padding == .same ? (kernel.0 / 2, kernel.1 / 2) : (0, 0)
         return scope(name) { x in
@@ -22,25 +22,14 @@ extension Value {
     }
 
     /// A square-kernel `basicConv`.
-    public func basicConv(_ name: String, _ outChannels: Int, _ kernel: Int, stride: Int = 1,
+    package func basicConv(_ name: String, _ outChannels: Int, _ kernel: Int, stride: Int = 1,
                           _ padding: Padding = .valid) -> Value {
         basicConv(name, outChannels, (kernel, kernel), stride: stride, padding)
     }
 
     /// The 1×1 "Linear" convolution of the Inception-ResNet blocks: with bias, no BatchNorm, no activation.
-    public func linearConv(_ name: String, _ outChannels: Int) -> Value {
+    package func linearConv(_ name: String, _ outChannels: Int) -> Value {
         convolution(name, outChannels, kernel: (1, 1), bias: true, batchNorm: nil, activation: .identity)
     }
 }
 
-/// The networks' named outputs.
-extension OutputName {
-    /// The classifier's scores, before softmax.
-    public static let logits: OutputName = "logits"
-    /// Pooled features, before the classifier (and before dropout).
-    public static let features: OutputName = "features"
-    /// The face model's L2-normalised 512-d embedding.
-    public static let embedding: OutputName = "embedding"
-    /// TF-slim's auxiliary classifier's scores (a training graph with the auxiliary head).
-    public static let auxLogits: OutputName = "aux_logits"
-}

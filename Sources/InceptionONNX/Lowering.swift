@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 
 /// From the engine's graph (NHWC, named parameters) to an ONNX graph (NCHW, initializers): each node becomes the
 /// standard operators that compute it, its result a tensor named after the node.

@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 
 /// Inception-style training augmentation (TF-slim's `distorted_bounding_box_crop`, torchvision's
@@ -13,7 +14,7 @@ public struct Augmentation: Sendable, Equatable, Codable {
     public init() {}
 
     /// The normalised `size × size × 3` pixels; every random choice comes from `rng`.
-    public func apply(_ image: RGBImage, size: Int, preprocessing: Preprocessing, rng: inout SplitMix64) -> [Float] {
+    package func apply(_ image: RGBImage, size: Int, preprocessing: Preprocessing, rng: inout SplitMix64) -> [Float] {
         let (w, h) = (Double(image.width), Double(image.height))
         var crop = (left: 0, top: 0, width: image.width, height: image.height)
         var found = false

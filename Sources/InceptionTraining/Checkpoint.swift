@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 
 /// Parameters for training: from a released-layout checkpoint (strictly verified, as `InceptionModel` loads), or a
@@ -8,7 +9,7 @@ extension ModelName {
     /// Every parameter and buffer of `graph` by graph name, read from `url` (the checkpoint's key names). With a
     /// `graph` whose classifier differs from the file's, the classifier is left out of the check and newly
     /// initialised (fine-tuning on new classes). `repeats`: the reduced depth `graph` was built with, if any.
-    public func trainingValues(for graph: Graph, weights url: URL, seed: UInt64,
+    package func trainingValues(for graph: Graph, weights url: URL, seed: UInt64,
                                repeats: [Int]? = nil) throws -> [String: [Float]] {
         let file = inReleasedLayout(try openTensorFile(url))
         let classifier = String(classifierWeight.dropLast("weight".count))
@@ -27,7 +28,7 @@ extension ModelName {
 
     /// A fresh start: He-uniform convolution weights (bound √(6 / fan-in)), PyTorch's default for linear layers
     /// (uniform ± 1/√fan-in), zero biases, BatchNorm γ = 1, β = 0, running mean 0, variance 1.
-    public static func initialValues(_ graph: Graph, seed: UInt64) -> [String: [Float]] {
+    package static func initialValues(_ graph: Graph, seed: UInt64) -> [String: [Float]] {
         var rng = SplitMix64(seed)
         var values: [String: [Float]] = [:]
         for spec in graph.parameters {
@@ -45,7 +46,7 @@ extension ModelName {
     }
 
     /// The tensors of a checkpoint in the released layout (timm's or facenet-pytorch's key names and shapes).
-    public func checkpointTensors(_ graph: Graph, _ values: [String: [Float]]) -> [(name: String, shape: [Int],
+    package func checkpointTensors(_ graph: Graph, _ values: [String: [Float]]) -> [(name: String, shape: [Int],
         values: [Float])] {
         graph.parameters.map { (checkpointKey($0.name), $0.shape, values[$0.name]!) }
     }
@@ -54,7 +55,7 @@ extension ModelName {
 extension ModelName {
     /// The auxiliary head's parameters of `graph` (a network built with `auxiliaryHead`) from `url`, a file of its
     /// own under our names (`auxiliary.safetensors` in a run folder): every tensor there with its shape, no other.
-    public func auxiliaryValues(for graph: Graph, weights url: URL) throws -> [String: [Float]] {
+    package func auxiliaryValues(for graph: Graph, weights url: URL) throws -> [String: [Float]] {
         guard let head = graph.subgraph(stage: OutputName.auxLogits.rawValue) else { preconditionFailure("""
             \(self): no auxiliary head in the graph
             """) }

@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 
 /// Data parallelism over the ranks of an MPI job, as PyTorch's DistributedDataParallel and Horovod do it: every rank
 /// holds the whole network, starts from rank 0's parameters, trains on its own share of each epoch, and averages

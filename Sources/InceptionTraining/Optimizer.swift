@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 
 /// The update rules, with the semantics of the implementations people compare against:
 ///   sgd      PyTorch `SGD(momentum, nesterov, weight_decay)`: buffer = m · buffer + g (g itself on the first step),
@@ -44,7 +45,7 @@ public final class Optimizer {
 
     /// For `parameters` (a graph's): their roles decide which are decayed. `state` and `steps`: what `state` held
     /// after `steps` steps, to resume.
-    public init(_ settings: OptimizerSettings, parameters: [ParameterSpec], state: [String: [Float]] = [:],
+    package init(_ settings: OptimizerSettings, parameters: [ParameterSpec], state: [String: [Float]] = [:],
                 steps: Int = 0) {
         self.settings = settings
         decayed = Set(parameters.filter { settings.decayBiasAndNorm || $0.role.decaysByDefault }.map(\.name))

@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 
 /// The times of training steps, as `inception bench --train` reports them.
 public struct TrainingStepTimes: Sendable {
@@ -15,7 +16,7 @@ extension Benchmark {
     /// `warmup` untimed then `runs` timed training steps of `graph` from a fresh initialisation, on a random batch:
     /// forward and backward on batch statistics with label-smoothed cross-entropy (and the auxiliary head's loss
     /// weighted 0.4 if the graph has one), then the paper's RMSProp update.
-    public static func trainingSteps(_ graph: Graph, batch: Int, size: Int, warmup: Int, runs: Int, threads: Int,
+    package static func trainingSteps(_ graph: Graph, batch: Int, size: Int, warmup: Int, runs: Int, threads: Int,
                                      profile: Bool) throws -> TrainingStepTimes {
         let trainer = TrainingGraph(graph: graph, values: ModelName.initialValues(graph, seed: 1))
         let optimizer = Optimizer(.paper, parameters: graph.parameters)

@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 
 /// The training loop: epochs of augmented batches, the optimiser and schedule, validation, metrics, and
@@ -20,8 +21,8 @@ public final class Trainer {
     public let configuration: TrainingConfiguration
     public let name: ModelName
     /// The network as checkpointed and validated; `training.graph` is the same with the auxiliary head, if any.
-    public let graph: Graph
-    public let training: TrainingGraph
+    package let graph: Graph
+    package let training: TrainingGraph
     /// The auxiliary head's part of `training.graph`, when it is trained: its parameters are checkpointed apart
     /// (`auxiliary.safetensors`) and never averaged.
     let auxiliaryHead: Graph?

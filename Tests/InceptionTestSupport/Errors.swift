@@ -20,3 +20,23 @@ public func perSampleRelativeError(_ a: Tensor, _ b: Tensor) -> [Double] {
         return relativeError(a.scalars[row], b.scalars[row])
     }
 }
+
+/// The cosine of each row (sample) of `a` with that of `b`.
+public func perSampleCosine(_ a: Tensor, _ b: Tensor) -> [Double] {
+    let n = a.shape[0], per = a.count / n
+    return (0..<n).map { s in
+        var dot = 0.0, na = 0.0, nb = 0.0
+        for i in (s * per)..<((s + 1) * per) {
+            dot += Double(a.scalars[i]) * Double(b.scalars[i])
+            na += Double(a.scalars[i]) * Double(a.scalars[i])
+            nb += Double(b.scalars[i]) * Double(b.scalars[i])
+        }
+        return dot / (na * nb).squareRoot()
+    }
+}
+
+/// A test helper's failure, in one line.
+public struct Failure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

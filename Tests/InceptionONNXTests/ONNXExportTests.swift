@@ -2,6 +2,8 @@ import Foundation
 import Inception
 import InceptionIO
 import InceptionONNX
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// `inception export` checked by the ONNX project's own tools (scripts/onnx_check.py): every network passes
@@ -18,14 +20,6 @@ import Testing
 
     static func weights(_ name: ModelName, reference: Bool) throws -> ModelWeights {
         reference ? try ModelWeights(name, file: try References.weights(name)) : ModelWeights(name, randomSeed: 11)
-    }
-
-    /// Real photos at the network's input size: the first `n` of the references' preprocessed batch.
-    static func photos(_ name: ModelName, _ n: Int) throws -> Tensor {
-        let x = name == .inceptionResNetV1FaceNet ? try References.tensor(name, "x_160.npy")
-            : try References.tensor(.inceptionV4, "x_299.npy")
-        let per = x.count / x.shape[0]
-        return Tensor(shape: [n] + x.shape.dropFirst(), scalars: Array(x.scalars.prefix(n * per)))
     }
 
     /// Exports every network, runs onnx_check.py on them once and returns its JSON lines by model.
@@ -45,7 +39,8 @@ import Testing
             }
             var inputs: [String] = []
             for n in batches {
-                let x = try photos(name, n), path = folder.appendingPathComponent("\(name.rawValue)_x\(n).npy")
+                let x = try References.photos(name, n)
+                let path = folder.appendingPathComponent("\(name.rawValue)_x\(n).npy")
                 try NPY.write(shape: x.shape, values: x.scalars, to: path)
                 inputs.append(path.path)
             }
@@ -100,7 +95,7 @@ import Testing
             let direct = try InceptionModel(weights, algorithms: .direct)
             let usual = reference ? try References.model(name) : try InceptionModel(weights)
             for n in [1, 3] {
-                let x = try Self.photos(name, n)
+                let x = try References.photos(name, n)
                 for output in outputs {
                     let theirs = try NPY.read(contentsOf: folder.appendingPathComponent(
                         "\(name.rawValue)_x\(n)_\(output).npy"))
@@ -143,7 +138,7 @@ import Testing
         #expect(report["input_shape"] as? [AnyHashable] == [first, 3, 160, 160])
         let theirs = try NPY.read(contentsOf: folder.appendingPathComponent("\(name.rawValue)_x3_embedding.npy"))
         let ours = try InceptionModel(try Self.weights(name, reference: true), algorithms: .direct)
-        let embedding = try ours(nchw: try Self.photos(name, 3), output: "embedding")
+        let embedding = try ours(nchw: try References.photos(name, 3), output: "embedding")
         let error = relativeError(embedding.scalars, theirs.values)
         #expect(error < 1e-5, "opset \(opset): \(error)")
         let metadata = try #require(report["metadata"] as? [String: String])

@@ -1,5 +1,7 @@
 import Foundation
 import Inception
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// A loaded model is `Sendable` and immutable: concurrent calls give exactly what serial calls give, and results

@@ -1,5 +1,8 @@
 import Foundation
 import Inception
+import InceptionEngine
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// A local Hub (scripts/fake_hub.py on 127.0.0.1) serving the reference Inception-v4 weights at the Hub's URL
@@ -145,7 +148,7 @@ final class LocalHub {
         #expect(throws: HubError.offlineNotCached(repo: repo, filename: "model.safetensors", cache: hub.cache.path)) {
             try offline.file(repo: repo, filename: "model.safetensors")
         }
-        let result = try runInception(["classify", try ImageConformance.imageURL("rocket.jpg").path],
+        let result = try runInception(["classify", try Photos.imageURL("rocket.jpg").path],
                                       environment: hub.environment.merging(["HF_HUB_OFFLINE": "1"]) { $1 })
         #expect(result.status == 1)
         // One line: what is missing, then how else to get weights (--weights, init, conversion, HF_ENDPOINT, cache).
@@ -159,7 +162,7 @@ final class LocalHub {
 
     @Test func classifyWithoutWeightsUsesTheHub() throws {
         let hub = try LocalHub()
-        let image = try ImageConformance.imageURL("chelsea_baseline.jpg").path
+        let image = try Photos.imageURL("chelsea_baseline.jpg").path
         let fromHub = try runInception(["classify", "--json", image], environment: hub.environment)
         #expect(fromHub.status == 0, "\(fromHub.stderr)")
         let local = try runInception(["classify", "--json", "--weights", try References.weights(.inceptionV4).path,

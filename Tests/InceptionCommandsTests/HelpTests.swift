@@ -1,5 +1,7 @@
 import Foundation
 import InceptionCommands
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// Every command's `--help`, as a person reads it, against the committed text in Tests/HelpSnapshots. A change to

@@ -1,6 +1,8 @@
 import Foundation
 import Inception
 import InceptionServer
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// The Open Inference Protocol (KServe V2) against the real client: `scripts/triton_check.py` drives a live
@@ -13,7 +15,7 @@ import Testing
         let server = try ServerProcess(["--model", "inception_resnet_v1_facenet", "--weights", weights])
         try await server.waitUntilReady()
         let images = try ["rocket.jpg", "chelsea_rgb.png", "coffee_gray.png"].map {
-            try ImageConformance.imageURL($0).path
+            try Photos.imageURL($0).path
         }
         let result = try run(venvPython(), [repositoryRoot.appendingPathComponent("scripts/triton_check.py").path,
                                             "--url", "127.0.0.1:\(server.port)", "--model",

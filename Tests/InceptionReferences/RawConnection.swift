@@ -1,15 +1,16 @@
 import Foundation
 import InceptionServer
+import InceptionTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A TCP connection to 127.0.0.1 driven byte by byte, for what URLSession cannot do: stall mid-request, send
 /// headers only, hold a connection idle, disconnect before the answer.
-final class RawConnection {
-    let fd: Int32
+package final class RawConnection {
+    package let fd: Int32
 
-    init(port: Int) throws {
+    package init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure("socket: errno \(errno)") }
         var address = sockaddr_in()
@@ -29,14 +30,9 @@ final class RawConnection {
 
     deinit { close(fd) }
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-        init(_ description: String) { self.description = description }
-    }
-
     /// Sends all of `data`; false once the server has closed the connection.
     @discardableResult
-    func send(_ data: Data) -> Bool {
+    package func send(_ data: Data) -> Bool {
         data.withUnsafeBytes { raw in
             var sent = 0
             while sent < raw.count {
@@ -49,10 +45,10 @@ final class RawConnection {
     }
 
     @discardableResult
-    func send(_ text: String) -> Bool { send(Data(text.utf8)) }
+    package func send(_ text: String) -> Bool { send(Data(text.utf8)) }
 
     /// Everything the server sends until it closes the connection or `timeout` passes; `closed` says which.
-    func receive(timeout: Duration) -> (data: Data, closed: Bool) {
+    package func receive(timeout: Duration) -> (data: Data, closed: Bool) {
         let deadline = ContinuousClock.now + timeout
         var data = Data(), buffer = [UInt8](repeating: 0, count: 65536)
         while ContinuousClock.now < deadline {
@@ -67,18 +63,18 @@ final class RawConnection {
     }
 
     /// The status code of the first HTTP response in `data`.
-    static func status(_ data: Data) -> Int? {
+    package static func status(_ data: Data) -> Int? {
         let line = String(decoding: data.prefix(64), as: UTF8.self).split(separator: "\r\n").first ?? ""
         let parts = line.split(separator: " ")
         return parts.count >= 2 ? Int(parts[1]) : nil
     }
 
     /// Closes the sending side only (the client is done) or both.
-    func shutdownWrite() { _ = shutdown(fd, Int32(SHUT_WR)) }
+    package func shutdownWrite() { _ = shutdown(fd, Int32(SHUT_WR)) }
 }
 
 /// The server process's resident memory now and at its peak, in bytes (Linux /proc).
-func residentMemory(pid: Int32) -> (now: Int, peak: Int) {
+package func residentMemory(pid: Int32) -> (now: Int, peak: Int) {
     let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
     func field(_ name: String) -> Int {
         let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") } ?? ""
@@ -89,11 +85,11 @@ func residentMemory(pid: Int32) -> (now: Int, peak: Int) {
 
 /// `inception serve --port 0 ARGUMENTS` as a child process, its port read from the line it prints when listening:
 /// the one way the tests launch a server process (stopped with SIGKILL when the value goes).
-final class ServerProcess {
-    let process = Process()
-    let port: Int
+package final class ServerProcess {
+    package let process = Process()
+    package let port: Int
 
-    init(_ arguments: [String]) throws {
+    package init(_ arguments: [String]) throws {
         process.executableURL = inceptionExecutable()
         process.arguments = ["serve", "--port", "0"] + arguments
         let out = Pipe()
@@ -110,18 +106,18 @@ final class ServerProcess {
         let text = String(decoding: line, as: UTF8.self)
         guard let port = text.split(separator: ":").last?.split(separator: " ").first.flatMap({ Int($0) }) else {
             process.terminate()
-            throw RawConnection.Failure("no port in '\(text)'")
+            throw Failure("no port in '\(text)'")
         }
         self.port = port
     }
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
-    var client: TestServer {
+    package var client: TestServer {
         TestServer(base: URL(string: "http://127.0.0.1:\(port)")!, server: InferenceServer(models: []))
     }
 
-    func waitUntilReady() async throws {
+    package func waitUntilReady() async throws {
         while try await client.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(50)) }
     }
 }

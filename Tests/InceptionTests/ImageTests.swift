@@ -1,34 +1,18 @@
 import Foundation
 import Inception
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// Decoding against Pillow's `convert("RGB")`, and each model's preprocessing against timm's eval transform, on
 /// real photos in every format (written by scripts/make_references.py, not in the repository).
 struct ImageConformance {
-    static let images = ["rocket.jpg", "chelsea_baseline.jpg", "coffee_progressive.jpg", "astronaut_gray.jpg",
-                         "motorcycle_cmyk.jpg", "chelsea_rgb.png", "coffee_gray.png", "astronaut_gray_alpha.png",
-                         "motorcycle_rgba.png", "chelsea_palette.png", "coffee_rgb16.png", "coffee_gray16.png",
-                         "chelsea_thin_tall.png", "chelsea_thin_wide.png"]
-
-    static func imageURL(_ name: String) throws -> URL {
-        let url = References.directory.appendingPathComponent("images").appendingPathComponent(name)
-        guard FileManager.default.fileExists(atPath: url.path) else { throw References.Missing(path: url.path) }
-        return url
-    }
-
-    static func reference(_ name: String) throws -> Tensor {
-        let (shape, values) = try NPY.read(contentsOf: try imageURL(name))
-        return Tensor(shape: shape, scalars: values)
-    }
-
-    static func stem(_ name: String) -> String { (name as NSString).deletingPathExtension }
-
     /// PNGs decode exactly as Pillow; JPEGs too, up to libjpeg-turbo version differences (at most one level, rare).
-    @Test(arguments: images)
+    @Test(arguments: Photos.images)
     func decodesAsPillow(_ name: String) throws {
-        let image = try RGBImage(contentsOf: try Self.imageURL(name))
-        let expected = try Self.reference("\(Self.stem(name))_rgb.npy")
+        let image = try RGBImage(contentsOf: try Photos.imageURL(name))
+        let expected = try Photos.reference("\(Photos.stem(name))_rgb.npy")
         #expect([image.height, image.width, 3] == expected.shape)
         let differences = zip(image.pixels, expected.scalars).map { abs(Float($0) - $1) }
         if name.hasSuffix(".png") {
@@ -43,7 +27,7 @@ struct ImageConformance {
     /// `inception preprocess` vs timm's eval transform (and, for the face model, torchvision's resize and crop then
     /// facenet-pytorch's `fixed_image_standardization`): ≥ 99% of values within one 8-bit step (2/255 in [−1, 1];
     /// 1/128 for the face model) and none beyond three.
-    @Test(arguments: images.flatMap { image in
+    @Test(arguments: Photos.images.flatMap { image in
         [ModelName.inceptionV4, .inceptionResNetV2, .inceptionResNetV1FaceNet].map { "\($0) \(image)" }
     })
     func preprocessCommandMatchesTimm(_ label: String) throws {
@@ -53,11 +37,11 @@ struct ImageConformance {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("x.npy")
-        let result = try runInception(["preprocess", "--model", model, try Self.imageURL(name).path, "--output",
+        let result = try runInception(["preprocess", "--model", model, try Photos.imageURL(name).path, "--output",
                                        out.path])
         #expect(result.status == 0, "\(result.stderr)")
         let (shape, ours) = try NPY.read(contentsOf: out)
-        let expected = try Self.reference("\(Self.stem(name))_\(model).npy")
+        let expected = try Photos.reference("\(Photos.stem(name))_\(model).npy")
         #expect(shape == expected.shape)
         let step: Float = model == ModelName.inceptionResNetV1FaceNet.rawValue ? 1 / 128 : 2 / 255
         let differences = zip(ours, expected.scalars).map { abs($0 - $1) }
@@ -74,11 +58,11 @@ struct ImageErrorTests {
     @Test func emptyTruncatedAndForeignDataAreClearErrors() throws {
         #expect(throws: ImageError.empty) { try RGBImage(decoding: Data()) }
         #expect(throws: ImageError.notAnImage) { try RGBImage(decoding: Data("GIF89a not supported".utf8)) }
-        let jpeg = try Data(contentsOf: try ImageConformance.imageURL("chelsea_baseline.jpg"))
+        let jpeg = try Data(contentsOf: try Photos.imageURL("chelsea_baseline.jpg"))
         #expect { try RGBImage(decoding: jpeg.prefix(jpeg.count / 2)) } throws: { error in
             "\(error)" == "corrupt JPEG: Premature end of JPEG file"
         }
-        let png = try Data(contentsOf: try ImageConformance.imageURL("chelsea_rgb.png"))
+        let png = try Data(contentsOf: try Photos.imageURL("chelsea_rgb.png"))
         #expect { try RGBImage(decoding: png.prefix(png.count / 2)) } throws: { error in
             "\(error)".hasPrefix("corrupt PNG: ")
         }
@@ -101,7 +85,7 @@ struct ImageErrorTests {
             try RGBImage(decoding: header)
         }
         // The limit applies to JPEG too, and is adjustable.
-        let jpeg = try Data(contentsOf: try ImageConformance.imageURL("chelsea_baseline.jpg"))
+        let jpeg = try Data(contentsOf: try Photos.imageURL("chelsea_baseline.jpg"))
         #expect(throws: ImageError.tooLarge(width: 451, height: 300, maximumPixels: 1000)) {
             try RGBImage(decoding: jpeg, maximumPixels: 1000)
         }

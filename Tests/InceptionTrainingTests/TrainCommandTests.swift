@@ -2,30 +2,13 @@ import Foundation
 import Inception
 import InceptionTraining
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// `inception train` end to end on a tiny image folder: checkpoints timm loads strictly with the same logits, and
 /// a run killed mid-way resumes to exactly the uninterrupted run.
 @Suite(.serialized) struct TrainCommandTests {
-    /// The reference images split into two classes, in a scratch folder of its own: the test's runs go beside it
-    /// (`data/../run-…`), and `removeScratch` deletes them all (each run writes about 0.5 GB of checkpoints).
-    static func dataset() throws -> URL {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("train-\(UUID().uuidString)/data")
-        let images = References.directory.appendingPathComponent("images")
-        guard let files = try? FileManager.default.contentsOfDirectory(atPath: images.path)
-                .filter({ $0.hasSuffix(".png") || $0.hasSuffix(".jpg") }).sorted(),
-              files.count >= 8 else { throw References.Missing(path: images.path) }
-        for (i, file) in files.enumerated() {
-            let folder = root.appendingPathComponent(i % 2 == 0 ? "cats" : "dogs")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try FileManager.default.copyItem(at: images.appendingPathComponent(file),
-                                             to: folder.appendingPathComponent(file))
-        }
-        return root
-    }
-
-    static func removeScratch(_ data: URL) { try? FileManager.default.removeItem(at: data.deletingLastPathComponent()) }
-
     static func arguments(_ data: URL, _ run: URL, epochs: Int) -> [String] {
         ["train", "--model", "inception_v4", "--data", data.path, "--val", data.path, "--output", run.path,
          "--epochs", "\(epochs)", "--batch-size", "4", "--input-size", "75", "--optimizer", "sgd", "--lr", "0.01",
@@ -36,8 +19,8 @@ import Testing
     /// checkpoint is written. A folder that holds a run is refused until --overwrite; the checkpoint carries its
     /// class names, input size and depth, so classify and eval need no --model and label by name.
     @Test func divergenceStopsAndARunIsNeverOverwrittenSilently() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let arguments = ["train", "--model", "inception_resnet_v1", "--repeats", "1,1,1", "--data", data.path,
                          "--output", run.path, "--epochs", "1", "--batch-size", "4", "--input-size", "75"]
@@ -102,8 +85,8 @@ import Testing
     }
 
     @Test func resumeAfterAKillRepeatsTheUninterruptedRun() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let whole = data.appendingPathComponent("../run-whole-\(UUID().uuidString)").standardized
         let killed = data.appendingPathComponent("../run-killed-\(UUID().uuidString)").standardized
         let result = try runInception(Self.arguments(data, whole, epochs: 3))
@@ -119,8 +102,8 @@ import Testing
     }
 
     @Test func checkpointLoadsStrictlyIntoTimmWithTheSameLogits() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         // Fine-tuning the reference weights (1000 classes) on two: the classifier is replaced, the rest kept, and
         // the running statistics stay meaningful for inference.
@@ -141,8 +124,8 @@ import Testing
     /// The face model trains like the others, and its validation scores its logits — not its primary output, the
     /// 512-wide normalised embedding: the accuracy in metrics.jsonl is the checkpoint's, computed here from its logits.
     @Test func faceModelValidationScoresItsLogits() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let arguments = Self.arguments(data, run,
                                        epochs: 1).map { $0 == "inception_v4" ? "inception_resnet_v1_facenet" : $0 }
@@ -170,8 +153,8 @@ import Testing
     /// TF-slim's auxiliary head: its weights go to auxiliary.safetensors, never into the checkpoint, which timm still
     /// loads strictly with the same logits.
     @Test func auxiliaryHeadStaysOutOfTheCheckpointTimmLoads() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let result = try runInception(Self.arguments(data, run, epochs: 1).map { $0 == "75" ? "299" : $0 }
             + ["--weights", try References.weights(.inceptionV4).path, "--aux-head"])
@@ -197,8 +180,8 @@ import Testing
     /// A run with the auxiliary head killed after its first epoch resumes (the head's weights and optimiser state
     /// included) to exactly the uninterrupted run; the head is refused where it cannot be built.
     @Test func auxiliaryHeadRunsResumeAndAreRefusedWhereTheyCannotBeBuilt() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         func arguments(_ run: URL) -> [String] {
             Self.arguments(data, run, epochs: 2).map { $0 == "75" ? "299" : $0 } + ["--repeats", "1,1,1", "--aux-head"]
         }
@@ -237,7 +220,7 @@ import Testing
     }
 
     static func run(_ arguments: [String]) throws -> String {
-        let result = try InceptionModelTests.run(venvPython(), arguments.enumerated().map {
+        let result = try InceptionReferences.run(venvPython(), arguments.enumerated().map {
             $0.offset == 0 ? repositoryRoot.appendingPathComponent($0.element).path : $0.element
         })
         guard result.status == 0 else { throw References.Missing(path: "python failed: \(result.stderr)") }
@@ -245,8 +228,8 @@ import Testing
     }
 
     @Test func aNonFiniteLossStopsTrainingNamingTheStep() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         // A learning rate that overflows the weights within the first epoch.
         let result = try runInception(Self.arguments(data, run, epochs: 2).map { $0 == "0.01" ? "1e30" : $0 })
@@ -256,8 +239,8 @@ import Testing
     }
 
     @Test func badTrainingInputsAreOneLineErrors() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let images = try FileManager.default.subpathsOfDirectory(atPath: data.path).filter { $0.contains(".") }.count
         var result = try runInception(Self.arguments(data, run, epochs: 1) + ["--resume"])
@@ -277,8 +260,8 @@ import Testing
     }
 
     @Test func resumingWithDifferentSettingsNamesThem() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../run-\(UUID().uuidString)").standardized
         let first = try runInception(Self.arguments(data, run, epochs: 1))
         #expect(first.status == 0, "\(first.stderr)")
@@ -303,8 +286,8 @@ import Testing
     /// A file that is no image is found before epoch 1 (every header is checked first): one line naming it and
     /// --skip-unreadable, and no run folder left; with the flag it is reported once and left out of both sets.
     @Test func anUndecodableImageStopsTrainingOrIsLeftOut() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let broken = data.appendingPathComponent("cats/broken.jpg")
         try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10]).write(to: broken)
         let images = try FileManager.default.subpathsOfDirectory(atPath: data.path).filter { $0.contains(".") }.count
@@ -332,8 +315,8 @@ import Testing
     /// the run at validation — after the epoch's checkpoint, so --resume continues from it. Without a terminal the
     /// progress is plain lines, as in a log file.
     @Test func validationFailingKeepsTheEpochAndProgressIsLoggedWithoutATerminal() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let validation = data.appendingPathComponent("../val").standardized
         try FileManager.default.copyItem(at: data, to: validation)
         let png = try FileManager.default.subpathsOfDirectory(atPath: validation.path).first { $0.hasSuffix(".png") }!
@@ -360,8 +343,8 @@ import Testing
     }
 
     @Test func reducedDepthRunsResumeAndCompareInOnePicture() throws {
-        let data = try Self.dataset()
-        defer { Self.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         var runs: [URL] = []
         for model in ["inception_v4", "inception_resnet_v2"] {
             let run = data.appendingPathComponent("../run-\(model)-\(UUID().uuidString)").standardized

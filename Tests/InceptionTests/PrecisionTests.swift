@@ -1,6 +1,9 @@
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// bf16 and int8 on the three networks with references (their calibrated reference weights, real photos): how far
@@ -24,7 +27,7 @@ import Testing
     static func bf16Outputs(_ name: ModelName, _ environment: [String: String], in folder: URL,
                             logits: Bool = true) throws -> [String: Tensor]
     {
-        let x = try ONNXExportTests.photos(name, 3), input = folder.appendingPathComponent("\(name.rawValue).npy")
+        let x = try References.photos(name, 3), input = folder.appendingPathComponent("\(name.rawValue).npy")
         try NPY.write(shape: x.shape, values: x.scalars, to: input)
         var outputs: [String: Tensor] = [:]
         let results = name == .inceptionResNetV1FaceNet ? [("features", "embedding")]
@@ -41,20 +44,9 @@ import Testing
         return outputs
     }
 
-    /// `inception quantize` of the reference weights, calibrated on the reference photos (every format variant).
-    static func quantized(_ name: ModelName, into folder: URL) throws -> URL {
-        let output = folder.appendingPathComponent("\(name.rawValue)-int8.safetensors")
-        let cli = try runInception(["quantize", "--model", name.rawValue,
-                                    "--weights", try References.weights(name).path,
-                                    "--calibration", References.directory.appendingPathComponent("images").path,
-                                    "--output", output.path])
-        try #require(cli.status == 0, "\(cli.stderr)")
-        return output
-    }
-
     /// The photos' pooled features (the face model's embedding) and, for the classifiers, their logits.
     static func outputs(_ model: InceptionModel) throws -> [String: Tensor] {
-        let x = try ONNXExportTests.photos(model.name, 3)
+        let x = try References.photos(model.name, 3)
         var outputs = ["features": try model(nchw: x, output: model.name == .inceptionResNetV1FaceNet ? "embedding"
                                                                                                        : "features")]
         if model.name != .inceptionResNetV1FaceNet { outputs["logits"] = try model(nchw: x, output: "logits") }
@@ -111,7 +103,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         let script = repositoryRoot.appendingPathComponent("scripts/bf16_reference.py").path
         for name in Self.models {
-            let x = try ONNXExportTests.photos(name, 3), input = folder.appendingPathComponent("\(name.rawValue).npy")
+            let x = try References.photos(name, 3), input = folder.appendingPathComponent("\(name.rawValue).npy")
             try NPY.write(shape: x.shape, values: x.scalars, to: input)
             let python = try run(venvPython(), ["-W", "ignore", script, name.rawValue,
                                                 try References.weights(name).path, folder.path, input.path])
@@ -140,7 +132,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         for name in Self.models {
             let fp32 = try Self.outputs(References.model(name))
-            let model = try InceptionModel(name, weights: try Self.quantized(name, into: folder), precision: .int8)
+            let weights = try References.quantized(name, into: folder)
+            let model = try InceptionModel(name, weights: weights, precision: .int8)
             try Self.expectClose(name, "int8", Self.outputs(model), fp32, features: 0.12, cosine: 0.995)
         }
     }
@@ -177,11 +170,11 @@ import Testing
         let folder = try scratchDirectory("int8-onnx")
         defer { try? FileManager.default.removeItem(at: folder) }
         let name = ModelName.inceptionResNetV1FaceNet
-        let weights = try Self.quantized(name, into: folder), file = folder.appendingPathComponent("q.onnx")
+        let weights = try References.quantized(name, into: folder), file = folder.appendingPathComponent("q.onnx")
         let cli = try runInception(["export", "--model", name.rawValue, "--weights", weights.path,
                                     "--output", file.path])
         try #require(cli.status == 0, "\(cli.stderr)")
-        let x = try ONNXExportTests.photos(name, 3)
+        let x = try References.photos(name, 3)
         var rng = SplitMix64(5)
         let nudged = Tensor(shape: x.shape, scalars: x.scalars.map { $0 * (1 + 1e-6 * rng.uniform(-1, 1)) })
         var inputs: [String] = []
@@ -216,8 +209,8 @@ import Testing
         let folder = try scratchDirectory("int8-levels")
         defer { try? FileManager.default.removeItem(at: folder) }
         let name = ModelName.inceptionResNetV1FaceNet
-        let weights = try Self.quantized(name, into: folder), input = folder.appendingPathComponent("x.npy")
-        let x = try ONNXExportTests.photos(name, 1)
+        let weights = try References.quantized(name, into: folder), input = folder.appendingPathComponent("x.npy")
+        let x = try References.photos(name, 1)
         try NPY.write(shape: x.shape, values: x.scalars, to: input)
         var results: [String: [Float]] = [:]
         // AVX2 with AVX-VNNI where the CPU has it, and without (VPMADDWD).
@@ -248,7 +241,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         let name = ModelName.inceptionResNetV1FaceNet
         let input = folder.appendingPathComponent("x.npy"), output = folder.appendingPathComponent("y.npy")
-        let x = try ONNXExportTests.photos(name, 1)
+        let x = try References.photos(name, 1)
         try NPY.write(shape: x.shape, values: x.scalars, to: input)
         func predict(_ weights: URL, _ precision: String, _ environment: [String: String] = [:]) throws -> String {
             let cli = try runInception(["predict", "--model", name.rawValue, "--weights", weights.path, "--precision",
@@ -270,7 +263,7 @@ import Testing
         let setting = try predict(References.weights(name), "bf16", ["INCEPTION_AMX": "sometimes"])
         #expect(setting.hasPrefix("error: INCEPTION_AMX=sometimes is not a setting"), "\(setting)")
         // A quantised checkpoint without one of an int8 weight's companions, and with one too many.
-        let good = try SafeTensorsFile(contentsOf: try Self.quantized(name, into: folder))
+        let good = try SafeTensorsFile(contentsOf: try References.quantized(name, into: folder))
         let scale = try #require(good.entries.keys.first { $0.hasSuffix(".input_scale") })
         for (label, drop, add) in [("missing", scale, nil), ("extra", nil, "last_linear.input_scale")] {
             var tensors: [SafeTensorsFile.Tensor] = []

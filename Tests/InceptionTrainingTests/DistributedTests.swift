@@ -1,6 +1,8 @@
 import Foundation
 import Inception
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// `mpirun -np 2 inception train` (Open MPI, which the test command installs): against PyTorch's
@@ -75,7 +77,7 @@ import Testing
 
     /// The reference photos in two classes, each twice (28 images: three global batches of 8).
     static func photos() throws -> URL {
-        let data = try TrainCommandTests.dataset()
+        let data = try References.dataset()
         for folder in try FileManager.default.contentsOfDirectory(atPath: data.path) {
             let path = data.appendingPathComponent(folder)
             for file in try FileManager.default.contentsOfDirectory(atPath: path.path) {
@@ -125,7 +127,7 @@ import Testing
     /// under 60 s; the run then resumes from its last checkpoint with one process and finishes.
     @Test func aKilledRankEndsTheJobAndTheRunResumesAlone() throws {
         let data = try Self.photos()
-        defer { TrainCommandTests.removeScratch(data) }
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../killed").standardized
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
@@ -157,8 +159,8 @@ import Testing
     /// own), so the accuracy an epoch reports is that of the checkpoint rank 0 saves, as `inception eval` measures it;
     /// a run started alone resumes on two ranks.
     @Test func validationIsThatOfTheSavedCheckpoint() throws {
-        let data = try TrainCommandTests.dataset()
-        defer { TrainCommandTests.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let run = data.appendingPathComponent("../validated").standardized
         func training(epochs: Int) -> [String] {
             ["train", "--model", "inception_resnet_v1", "--repeats", "1,1,1", "--data", data.path, "--val", data.path,

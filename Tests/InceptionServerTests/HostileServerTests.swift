@@ -3,19 +3,16 @@ import Foundation
 import FoundationNetworking
 #endif
 import Inception
+import InceptionEngine
 import InceptionIO
 import InceptionServer
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// The attacks of issue #16 against a running server, over real sockets: each gets a clean answer within a stated
 /// time while the server keeps answering others (docs/reliability.md, "Hostile input").
 @Suite(.serialized) struct HostileServerTests {
-    static func attack(_ name: String) throws -> Data {
-        let url = References.directory.appendingPathComponent("attacks").appendingPathComponent(name)
-        guard FileManager.default.fileExists(atPath: url.path) else { throw References.Missing(path: url.path) }
-        return try Data(contentsOf: url)
-    }
-
     static let face = "/v1/models/inception_resnet_v1_facenet"
 
     /// How long `body` takes.
@@ -35,7 +32,7 @@ import Testing
         let expected = try model.embed([plain]).scalars
         try await TestServer.with([.loaded(model)]) { server in
             for name in ["thin_1x100000.png", "thin_100000x1.png", "thin_1x3000.png"] {
-                let image = try Self.attack(name)
+                let image = try References.attack(name)
                 let (reply, took) = try await Self.timed { try await server.post(Self.face + "/embed", image) }
                 #expect(reply.status == 200, "\(name): \(reply.error ?? "")")
                 #expect((reply.json["embedding"] as? [Double])?.map(Float.init) == expected, "\(name)")
@@ -235,10 +232,10 @@ import Testing
         for _ in 0..<3 {
             unloaded.append(try await HostileServerTests.timed { try await server.post(face + "/embed", photo) }.1)
         }
-        let big = try await server.post(face + "/embed", try HostileServerTests.attack("zeros_13000.png"))
+        let big = try await server.post(face + "/embed", try References.attack("zeros_13000.png"))
         #expect(big.status == 400 && big.error
                 == "image of 13000×13000 pixels exceeds the limit of 25000000 pixels (a possible decompression bomb)")
-        let slow = try HostileServerTests.attack("scans_1000.jpg")
+        let slow = try References.attack("scans_1000.jpg")
         async let attacks = withThrowingTaskGroup(of: TestServer.Reply.self) { group in
             for _ in 0..<2 { group.addTask { try await server.post(face + "/embed", slow) } }
             return try await group.reduce(into: []) { $0.append($1) }

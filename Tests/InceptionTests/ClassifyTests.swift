@@ -1,6 +1,8 @@
 import Foundation
 import Inception
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 @Suite(.serialized) struct ClassifyTests {
@@ -21,7 +23,7 @@ import Testing
     func topFiveEqualsTimmOnThePreprocessedTensor(_ model: ModelName) throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let images = try Self.photos.map { try ImageConformance.imageURL($0).path }
+        let images = try Self.photos.map { try Photos.imageURL($0).path }
         let x = dir.appendingPathComponent("x.npy").path
         #expect(try runInception(["preprocess", "--model", model.rawValue, "--output", x] + images).status == 0)
         let weights = try References.weights(model).path
@@ -52,7 +54,7 @@ import Testing
         tensors[b] = (tensors[b].name, [1001], [-1000] + tensors[b].values)
         let slim = dir.appendingPathComponent("slim.safetensors")
         try SafeTensorsFile.write(tensors, to: slim)
-        let image = try ImageConformance.imageURL("chelsea_baseline.jpg").path
+        let image = try Photos.imageURL("chelsea_baseline.jpg").path
         let shifted = (try classifyJSON(["--weights", slim.path, image])[0]["predictions"] as! [[String: Any]])
         let plain = (try classifyJSON(["--weights", try References.weights(.inceptionV4).path,
                                        image])[0]["predictions"] as! [[String: Any]])
@@ -68,7 +70,7 @@ import Testing
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let weights = try References.weights(.inceptionV4).path
-        let images = try Self.photos.map { try ImageConformance.imageURL($0).path }
+        let images = try Self.photos.map { try Photos.imageURL($0).path }
         let predictions = try classifyJSON(["--weights", weights] + images).map {
             ($0["predictions"] as! [[String: Any]]).map { $0["index"] as! Int }
         }
@@ -113,7 +115,7 @@ import Testing
     func embedEqualsPredictOnThePreprocessedTensor(_ model: ModelName, _ output: String, _ dimension: Int) throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let images = try Self.photos.prefix(3).map { try ImageConformance.imageURL($0).path }
+        let images = try Self.photos.prefix(3).map { try Photos.imageURL($0).path }
         let (e, x, y) = ["e.npy", "x.npy", "y.npy"].map { dir.appendingPathComponent($0).path }.splat
         let weights = try References.weights(model).path
         #expect(try runInception(["embed", "--model", model.rawValue, "--weights", weights, "--output", e, "--batch",

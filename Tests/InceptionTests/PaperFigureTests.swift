@@ -1,4 +1,6 @@
 import Inception
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// The networks drawn as the paper draws them: each stage's output size at 299×299 and each block's repeat count,

@@ -1,6 +1,7 @@
 import Foundation
 import Inception
 import InceptionIO
+import InceptionReferences
 import InceptionTestSupport
 import Testing
 
@@ -16,7 +17,7 @@ import Testing
         try FileManager.default.copyItem(at: try References.weights(.inceptionResNetV1FaceNet), to: weights)
         let input = dir.appendingPathComponent("x.npy")
         let made = try runInception(["preprocess"] + face + ["--output", input.path,
-                                                              try ImageConformance.imageURL("rocket.jpg").path])
+                                                              try Photos.imageURL("rocket.jpg").path])
         #expect(made.status == 0, "\(made.stderr)")
         return (dir, weights.path, input.path)
     }
@@ -75,7 +76,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let before = try Data(contentsOf: URL(fileURLWithPath: weights))
         let photo = dir.appendingPathComponent("s.jpg")
-        try FileManager.default.copyItem(at: try ImageConformance.imageURL("rocket.jpg"), to: photo)
+        try FileManager.default.copyItem(at: try Photos.imageURL("rocket.jpg"), to: photo)
         let run = dir.appendingPathComponent("run")
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
         try Data().write(to: run.appendingPathComponent("metrics.jsonl"))
@@ -98,7 +99,7 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: weights)) == before)
         #expect(try Data(contentsOf: URL(fileURLWithPath: checkpoint)) == before)
         #expect(try String(contentsOfFile: pt, encoding: .utf8) == "a PyTorch file")
-        #expect(try Data(contentsOf: photo) == Data(contentsOf: try ImageConformance.imageURL("rocket.jpg")))
+        #expect(try Data(contentsOf: photo) == Data(contentsOf: try Photos.imageURL("rocket.jpg")))
     }
 
     /// Pickles whose state dict wraps itself, or is wrapped 100 000 deep, written by torch.save itself: one line
@@ -121,7 +122,7 @@ import Testing
             """
         let made = try run(venvPython(), ["-c", script, dir.path])
         #expect(made.status == 0, "\(made.stderr)")
-        let photo = try ImageConformance.imageURL("rocket.jpg").path
+        let photo = try Photos.imageURL("rocket.jpg").path
         for (name, reason) in [("model", "a state_dict or model entry that contains itself"),
                                ("state_dict", "a state_dict or model entry that contains itself"),
                                ("deep", "state_dict or model wrappers nested over 1000 deep")] {
@@ -222,7 +223,7 @@ import Testing
     @Test func flagsOutOfRangeAreOneLineBeforeAnyWork() throws {
         let dir = try scratchDirectory("hostile-flags")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let photo = try ImageConformance.imageURL("rocket.jpg").path
+        let photo = try Photos.imageURL("rocket.jpg").path
         let out = dir.appendingPathComponent("o.npy").path, run = dir.appendingPathComponent("run").path
         let train = ["train", "--model", "inception_resnet_v1", "--data", dir.path, "--output", run]
         let cases: [([String], String)] = [
@@ -270,7 +271,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let weights = try References.weights(.inceptionResNetV1FaceNet).path
         let face = ["--model", "inception_resnet_v1_facenet"]
-        let photo = try ImageConformance.imageURL("rocket.jpg").path
+        let photo = try Photos.imageURL("rocket.jpg").path
         let file = dir.appendingPathComponent("a-file").path
         try Data("x".utf8).write(to: URL(fileURLWithPath: file))
         // A safetensors entry without dtype, and an npy that claims 20 000 dimensions (its header is 60 KB, within

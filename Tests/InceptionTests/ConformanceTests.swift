@@ -2,6 +2,8 @@ import Foundation
 import Inception
 import InceptionEngine
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// Our networks against implementations no one here wrote — timm's `inception_v4` and `inception_resnet_v2`,
@@ -49,7 +51,10 @@ import Testing
     @Test(arguments: [(ModelName.inceptionV4, 320, "logits"), (.inceptionResNetV2, 299, "logits"),
                       (.inceptionResNetV1FaceNet, 160, "embedding")],
                       [ConvolutionAlgorithms.winogradWherePossible, .direct])
-    func everyAlgorithmMatchesReference(_ c: (ModelName, Int, String), _ algorithms: ConvolutionAlgorithms) throws {
+    // The module-qualified type: the @Test macro writes `(T).self`, which the typealias of `import Inception` makes
+    // ambiguous.
+    func everyAlgorithmMatchesReference(_ c: (ModelName, Int, String),
+                                        _ algorithms: InceptionEngine.ConvolutionAlgorithms) throws {
         let model = try InceptionModel(c.0, weights: try References.weights(c.0), algorithms: algorithms)
         #expect(algorithms == .direct ? model.compiled.winogradLayers == 0 : model.compiled.winogradLayers > 20)
         let y = try model(nchw: try References.tensor(c.0, "x_\(c.1).npy"), output: OutputName(c.2))
@@ -161,18 +166,6 @@ import Testing
     }
 }
 
-func perSampleCosine(_ a: Tensor, _ b: Tensor) -> [Double] {
-    let n = a.shape[0], per = a.count / n
-    return (0..<n).map { s in
-        var dot = 0.0, na = 0.0, nb = 0.0
-        for i in (s * per)..<((s + 1) * per) {
-            dot += Double(a.scalars[i]) * Double(b.scalars[i])
-            na += Double(a.scalars[i]) * Double(a.scalars[i])
-            nb += Double(b.scalars[i]) * Double(b.scalars[i])
-        }
-        return dot / (na * nb).squareRoot()
-    }
-}
 
 /// Winograd or not per layer from a table measured on this CPU (`bench --kernels --save`), else the built-in rule.
 struct AlgorithmChoiceTests {

@@ -1,6 +1,8 @@
 import Foundation
 import Inception
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// Loading is strict both ways. Each case writes a modified copy of the reference checkpoint.
@@ -67,7 +69,7 @@ import Testing
         let model = try InceptionModel(.inceptionV4, weights: url)
         #expect(model.classNames == names && model.inputSize == 139 && model.label(7).name == "kind 7")
         // At 139 the image is cropped to 139×139: the logits are the network's at that size.
-        let image = try RGBImage(contentsOf: try ImageConformance.imageURL("rocket.jpg"))
+        let image = try RGBImage(contentsOf: try Photos.imageURL("rocket.jpg"))
         let top = try model.classify([image], top: 1)[0][0]
         let direct = try model(nchw: ModelName.inceptionV4.preprocessing.batch([image], inputSize: 139).nhwcToNCHW())
         #expect(top.index == direct.scalars.indices.max { direct.scalars[$0] < direct.scalars[$1] }!)

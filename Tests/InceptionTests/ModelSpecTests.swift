@@ -1,9 +1,12 @@
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 import InceptionModels
 import InceptionONNX
 import InceptionTraining
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// A network is one entry: a sixth network declared only here, as a `ModelSpec`, is trained, loaded back from its
@@ -29,8 +32,8 @@ struct ModelSpecTests {
     })
 
     @Test func aToyNetworkTrainsClassifiesAndExports() throws {
-        let data = try TrainCommandTests.dataset()
-        defer { TrainCommandTests.removeScratch(data) }
+        let data = try References.dataset()
+        defer { References.removeScratch(data) }
         let folder = data.deletingLastPathComponent().appendingPathComponent("run")
         // Train: one epoch of two steps from He-initialised weights; the checkpoint keeps the class names.
         let images = try ImageFolder(data.path, classes: nil)

@@ -1,6 +1,8 @@
 import Foundation
 import Inception
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// PyTorch checkpoints written by torch.save itself (scripts/make_pytorch_checkpoints.py), read without Python:
@@ -17,7 +19,7 @@ import Testing
 
     static func logits(_ url: URL) throws -> Tensor {
         let model = try InceptionModel(.inceptionV4, weights: url)
-        let image = try RGBImage(contentsOf: try ImageConformance.imageURL("rocket.jpg"))
+        let image = try RGBImage(contentsOf: try Photos.imageURL("rocket.jpg"))
         return try model(nchw: ModelName.inceptionV4.preprocessing.batch([image], inputSize: 139).nhwcToNCHW())
     }
 
@@ -42,7 +44,7 @@ import Testing
             _ = try InceptionModel(.inceptionV4, weights: url)
         }
         #expect(!FileManager.default.fileExists(atPath: Self.folder.appendingPathComponent("pwned").path))
-        let image = try ImageConformance.imageURL("rocket.jpg").path
+        let image = try Photos.imageURL("rocket.jpg").path
         let cli = try runInception(["classify", "--weights", url.path, image])
         #expect(cli.status == 1 && cli.stderr == "error: \(url.path): PyTorch checkpoint calls posix.system, which "
                 + "is not a "
@@ -76,7 +78,7 @@ import Testing
     @Test(arguments: ["bad-offset-past-int64.pt", "bad-empty.pt"])
     func archivesTheFuzzerFoundAreOneLine(_ file: String) throws {
         let url = repositoryRoot.appendingPathComponent("Fuzz/corpus/torchfile/\(file)")
-        let image = try ImageConformance.imageURL("rocket.jpg").path
+        let image = try Photos.imageURL("rocket.jpg").path
         let cli = try runInception(["classify", "--weights", url.path, image])
         #expect(cli.status == 1 && cli.stderr.hasPrefix("error: ") && cli.stderr.split(separator: "\n").count == 1,
                 "\(cli.status): \(cli.stderr)")
@@ -89,7 +91,7 @@ import Testing
         let truncated = Self.folder.appendingPathComponent("truncated-\(file)")
         try whole.prefix(whole.count / 2).write(to: truncated)
         let broken = try runInception(["classify", "--weights", truncated.path,
-                                       try ImageConformance.imageURL("rocket.jpg").path])
+                                       try Photos.imageURL("rocket.jpg").path])
         #expect(broken.status == 1 && broken.stderr.hasPrefix("error: ")
                 && broken.stderr.split(separator: "\n").count == 1, "\(broken.stderr)")
     }
@@ -107,7 +109,7 @@ import Testing
         let cadene = try InceptionModel(name, weights: folder.appendingPathComponent("cadene.pth"))
         let released = try InceptionModel(name, weights: reference)
         #expect(cadene.classes == 1001 && cadene.label(0).name == "background")
-        let image = try RGBImage(contentsOf: try ImageConformance.imageURL("rocket.jpg"))
+        let image = try RGBImage(contentsOf: try Photos.imageURL("rocket.jpg"))
         let x = name.preprocessing.batch([image], inputSize: 139).nhwcToNCHW()
         #expect(Array(try cadene(nchw: x).scalars.dropFirst()) == (try released(nchw: x)).scalars)
         let labels = try released.classify([image], top: 3)[0].map(\.label)

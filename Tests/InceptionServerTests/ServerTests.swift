@@ -3,133 +3,20 @@ import Foundation
 import FoundationNetworking
 #endif
 import Inception
+import InceptionEngine
 import InceptionIO
 import InceptionServer
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
-/// A server on 127.0.0.1 (a free port), driven over real HTTP.
-struct TestServer {
-    let base: URL
-    let server: InferenceServer
-
-    struct Reply {
-        let status: Int
-        let headers: [String: String]
-        let body: Data
-        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
-        var error: String? { json["error"] as? String }
-    }
-
-    static let session: URLSession = {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = 32
-        configuration.timeoutIntervalForRequest = 120
-        return URLSession(configuration: configuration)
-    }()
-
-    /// Runs `body` against a server of `models`; waits for `/ready` unless told not to; stops the server after.
-    static func with<T>(_ models: [InferenceServer.ModelSource],
-                        configure: (inout InferenceServer.Configuration) -> Void = { _ in },
-                        waitUntilReady: Bool = true, _ body: (TestServer) async throws -> T) async throws -> T {
-        var configuration = InferenceServer.Configuration()
-        configuration.port = 0
-        configure(&configuration)
-        let server = InferenceServer(models: models, configuration: configuration)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        // The server's handlers run on threads of their own, as in `inception serve`: in this process the tests beside
-        // it compute synchronously on the cooperative pool's threads (two on two cores), which once held a request
-        // here past its 120 s timeout.
-        let running = Task(executorPreference: ServerThreads.shared) { try await server.run { continuation.yield($0) } }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw CancellationError() }
-        let test = TestServer(base: URL(string: "http://127.0.0.1:\(port)")!, server: server)
-        let result: Result<T, any Error>
-        do {
-            if waitUntilReady {
-                while try await test.get("/ready").status != 200 { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            result = .success(try await body(test))
-        } catch {
-            result = .failure(error)
-        }
-        await server.shutdown()
-        try await running.value
-        return try result.get()
-    }
-
-    func request(_ method: String, _ path: String, body: Data? = nil, contentType: String? = nil,
-                 headers extra: [String: String] = [:]) async throws -> Reply {
-        var request = URLRequest(url: URL(string: base.absoluteString + path)!)
-        request.httpMethod = method
-        request.httpBody = body
-        if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
-        for (name, value) in extra { request.setValue(value, forHTTPHeaderField: name) }
-        let (data, response) = try await Self.session.data(for: request)
-        let http = response as! HTTPURLResponse
-        var headers: [String: String] = [:]
-        for (key, value) in http.allHeaderFields {
-            headers[String(describing: key).lowercased()] = String(describing: value)
-        }
-        return Reply(status: http.statusCode, headers: headers, body: data)
-    }
-
-    func get(_ path: String) async throws -> Reply { try await request("GET", path) }
-    func post(_ path: String, _ body: Data, contentType: String? = nil,
-              headers: [String: String] = [:]) async throws -> Reply {
-        try await request("POST", path, body: body, contentType: contentType, headers: headers)
-    }
-}
-
-/// Threads that run the in-process servers' tasks (a task executor the server's task and its children prefer), so
-/// that tests computing on the cooperative pool cannot starve a server of the threads it answers on.
-final class ServerThreads: TaskExecutor, @unchecked Sendable {
-    static let shared = ServerThreads(threads: 2)
-    private let condition = NSCondition()
-    private var jobs: [UnownedJob] = []
-
-    init(threads: Int) {
-        for _ in 0..<threads {
-            let thread = Thread { [self] in work() }
-            thread.start()
-        }
-    }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        condition.lock()
-        jobs.append(job)
-        condition.signal()
-        condition.unlock()
-    }
-
-    private func work() {
-        while true {
-            condition.lock()
-            while jobs.isEmpty { condition.wait() }
-            let job = jobs.removeFirst()
-            condition.unlock()
-            job.runSynchronously(on: asUnownedTaskExecutor())
-        }
-    }
-}
-
-/// A multipart/form-data body with one file part.
-func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ-boundary-42") -> (Data, String) {
-    var body = Data("preamble\r\n--\(boundary)\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n".utf8)
-    body += Data("""
-        --\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"photo.jpg\"\r\nContent-Type: \
-        image/jpeg\r\n\r\n
-        """.utf8)
-    body += file + Data("\r\n--\(boundary)--\r\n".utf8)
-    return (body, "multipart/form-data; boundary=\"\(boundary)\"")
-}
 
 @Suite(.serialized) struct ServerTests {
     static let photos = ["chelsea_baseline.jpg", "coffee_progressive.jpg", "rocket.jpg", "motorcycle_rgba.png",
                          "chelsea_palette.png",
                          "astronaut_gray.jpg", "chelsea_rgb.png", "coffee_gray.png"]
 
-    static func photo(_ name: String) throws -> Data { try Data(contentsOf: try ImageConformance.imageURL(name)) }
+    static func photo(_ name: String) throws -> Data { try Data(contentsOf: try Photos.imageURL(name)) }
 
     /// classify and embed answer exactly what the library answers for the same image (bitwise: the JSON carries
     /// each float exactly), raw or multipart; the model list and health endpoints describe the models.
@@ -347,7 +234,7 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
     @Test func servesAtInt8() async throws {
         let folder = try scratchDirectory("serve-int8")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let weights = try PrecisionTests.quantized(.inceptionResNetV1FaceNet, into: folder)
+        let weights = try References.quantized(.inceptionResNetV1FaceNet, into: folder)
         let launched = try ServerProcess(["--weights", weights.path, "--precision", "int8"])
         try await launched.waitUntilReady()
         let server = launched.client
@@ -428,8 +315,3 @@ func multipartBody(_ file: Data, name: String = "image", boundary: String = "XyZ
     }
 }
 
-extension Data {
-    func replacingOccurrences(of target: String, with replacement: String) -> Data {
-        Data(String(decoding: self, as: UTF8.self).replacingOccurrences(of: target, with: replacement).utf8)
-    }
-}

@@ -1,7 +1,10 @@
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionTraining
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// Training against timm: one step in train mode from random weights (written by `scripts/make_references.py`,

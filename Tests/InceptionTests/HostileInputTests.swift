@@ -1,6 +1,8 @@
 import Foundation
 import Inception
 import InceptionIO
+import InceptionReferences
+import InceptionTestSupport
 import Testing
 
 /// Bad input outside the server (issue #16): every command answers one line naming the problem, never a signal and
@@ -15,7 +17,7 @@ import Testing
         let fifo = dir.appendingPathComponent("pipe")
         #expect(mkfifo(fifo.path, 0o600) == 0)
         let weights = try References.weights(.inceptionResNetV1FaceNet).path
-        let photo = try ImageConformance.imageURL("rocket.jpg").path
+        let photo = try Photos.imageURL("rocket.jpg").path
         let face = ["--model", "inception_resnet_v1_facenet"]
         let cases: [([String], String)] = [
             (["classify"] + face + ["--weights", weights, dir.path],
@@ -96,11 +98,11 @@ import Testing
 
     /// Decoding stops at its time limit (a progressive JPEG whose smallest scan is repeated a thousand times).
     @Test func decodingStopsAtItsTimeLimit() throws {
-        let jpeg = try HostileServerTests.attack("scans_1000.jpg")
+        let jpeg = try References.attack("scans_1000.jpg")
         #expect(throws: ImageError.tooSlow(format: "JPEG", limit: .milliseconds(20))) {
             try RGBImage(decoding: jpeg, timeLimit: .milliseconds(20))
         }
-        let png = try HostileServerTests.attack("zeros_13000.png")
+        let png = try References.attack("zeros_13000.png")
         #expect(throws: ImageError.tooSlow(format: "PNG", limit: .milliseconds(20))) {
             try RGBImage(decoding: png, timeLimit: .milliseconds(20))
         }
@@ -112,7 +114,7 @@ import Testing
     @Test(arguments: [(451, 300, 341, 226), (300, 451, 220, 331), (40, 900, 341, 7672), (300, 2, 51150, 341),
                       (5, 5, 17, 3)])
     func regionResizeIsTheCropOfTheFullResize(_ w: Int, _ h: Int, _ newW: Int, _ newH: Int) throws {
-        let photo = try RGBImage(contentsOf: try ImageConformance.imageURL("chelsea_rgb.png"))
+        let photo = try RGBImage(contentsOf: try Photos.imageURL("chelsea_rgb.png"))
         let source = photo.resized(width: w, height: h, filter: .bicubic)  // real content at the size under test
         for filter in [ResampleFilter.bicubic, .bilinear] {
             let full = source.resized(width: newW, height: newH, filter: filter)
@@ -134,7 +136,7 @@ import Testing
         let start = ContinuousClock.now
         for name in ["thin_1x100000.png", "thin_100000x1.png"] {
             let url = dir.appendingPathComponent(name)
-            try HostileServerTests.attack(name).write(to: url)
+            try References.attack(name).write(to: url)
             let result = try runInception(["preprocess", "--model", "inception_v4", url.path,
                                            "--output", dir.appendingPathComponent("x.npy").path])
             #expect(result.status == 0, "\(result.stderr)")
