@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Checks a running `inception serve` with the real Triton client (tritonclient.http, the Open Inference Protocol),
 against the `inception` command line on the same inputs: health and metadata; infer with FP32 and BYTES inputs, with
-binary data on and off, batch 1 and 3, bitwise equal to `inception predict`; classification=5 equal to
+binary data on and off, at each --batches size (the images repeated to fill it), bitwise equal to `inception predict`; classification=5 equal to
 `inception classify --top 5`; and the error paths, each raising InferenceServerException with the server's message.
 
-    python scripts/triton_check.py --url 127.0.0.1:PORT --model M --weights W.safetensors --inception BIN IMAGE...
+    python scripts/triton_check.py --url 127.0.0.1:PORT --model M --weights W.safetensors --inception BIN \
+        [--batches 1,3] IMAGE...
 
 Prints one line per check; exits 1 at the first failure, naming it.
 """
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import tritonclient.http as http
@@ -60,6 +62,7 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--inception", required=True)
+    parser.add_argument("--batches", default="1,3", help="batch sizes of the FP32 and BYTES checks")
     parser.add_argument("images", nargs="+")
     args = parser.parse_args()
     client = http.InferenceServerClient(url=args.url)
@@ -83,15 +86,18 @@ def main():
         inception(args, "predict", "--model", args.model, "--weights", args.weights, "--input", x_path,
                   "--output", y_path, "--result", "logits")
         expected = np.load(y_path)
-    for batch in (1, 3):
+    for batch in [int(b) for b in args.batches.split(",")]:
+        rows = np.arange(batch) % len(x)  # the images, repeated to fill the batch
         for binary in (False, True):
-            got = infer(client, args, "input", "FP32", x[:batch], binary, ["logits"]).as_numpy("logits")
-            check(np.array_equal(got, expected[:batch]),
-                  f"FP32 input, batch {batch}, binary_data={binary}: logits bitwise equal to inception predict")
-            encoded = np.array([open(p, "rb").read() for p in args.images[:batch]], dtype=np.object_)
+            start = time.monotonic()
+            got = infer(client, args, "input", "FP32", x[rows], binary, ["logits"]).as_numpy("logits")
+            seconds = time.monotonic() - start
+            check(np.array_equal(got, expected[rows]), f"FP32 input, batch {batch}, binary_data={binary}: logits "
+                  f"bitwise equal to inception predict ({seconds:.2f} s)")
+            encoded = np.array([open(args.images[r], "rb").read() for r in rows], dtype=np.object_)
             if binary:  # BYTES carry images only as binary data (JSON strings must be UTF-8)
                 got = infer(client, args, "image", "BYTES", encoded, True, ["logits"]).as_numpy("logits")
-                check(np.array_equal(got, expected[:batch]),
+                check(np.array_equal(got, expected[rows]),
                       f"BYTES image input, batch {batch}: logits bitwise equal to inception predict")
 
     top = json.loads(inception(args, "classify", "--model", args.model, "--weights", args.weights, "--json",

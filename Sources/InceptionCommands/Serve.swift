@@ -43,7 +43,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Requests that may wait per model; past it, 503 with Retry-After.")
     var maxQueue = 64
 
-    @Option(help: "Largest request body in bytes; larger gets 413.")
+    @Option(help: """
+        Largest request body in bytes; larger gets 413. An Open Inference request of JSON numbers may be a batch of \
+        8 at the model's input size if that is more (52 MB at 299²).
+        """)
     var maxBodyBytes = 16 << 20
 
     @Option(help: """

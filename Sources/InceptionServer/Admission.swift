@@ -68,8 +68,8 @@ extension InferenceServer {
     /// `json`: how many of those bytes are JSON that the request's parser turns into objects (an Open Inference
     /// request without binary data); each is reserved `jsonExpansion` times, and a request that could never fit
     /// the budget is refused with 413.
-    func reserveBody(_ request: Request, json: ((Int) -> Int)? = nil) throws -> Int {
-        let limit = configuration.maxBodyBytes
+    func reserveBody(_ request: Request, limit: Int? = nil, json: ((Int) -> Int)? = nil) throws -> Int {
+        let limit = limit ?? configuration.maxBodyBytes
         let announced = request.headers[.contentLength].flatMap(Int.init)
         if let announced, announced > limit {
             throw APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
@@ -90,9 +90,10 @@ extension InferenceServer {
         return bytes
     }
 
-    /// Peak memory per byte of JSON while Foundation's parser holds it as objects: 16 MB of "1,1,…" (the worst case,
-    /// two bytes a number) raised the server's peak by 386–440 MB (Zen 4, 2026-12-01); realistic floats cost less.
-    static let jsonExpansion = 28
+    /// Peak memory per byte of JSON: the text, its numbers as Float (`JSONScanner`: 4 bytes for at least 2 of
+    /// text, "1,1,…" being the worst case) and each image's pixels (as many again): at most 5 bytes a byte; a
+    /// client's floats ("-0.12345678901234567, ") take 1.4. (Foundation's parser took 28.)
+    static let jsonExpansion = 5
 
     /// The image's normalised pixels, decoded and preprocessed on the decode pool within the time limit.
     func decode(_ body: Data, for model: InceptionModel) async throws -> [Float] {
@@ -141,9 +142,10 @@ extension InferenceServer {
         }
     }
 
-    /// The whole body, at most `maxBodyBytes` (413 beyond); 499 when the client disconnects while sending it.
-    func collectBody(_ request: Request) async throws -> Data {
-        let limit = configuration.maxBodyBytes
+    /// The whole body, at most `limit` (`maxBodyBytes` unless given; 413 beyond); 499 when the client disconnects
+    /// while sending it.
+    func collectBody(_ request: Request, limit: Int? = nil) async throws -> Data {
+        let limit = limit ?? configuration.maxBodyBytes
         do {
             return Data(try await request.body.collect(upTo: limit).readableBytesView)
         } catch is NIOTooManyBytesError {

@@ -1,8 +1,7 @@
 import Foundation
-import Hummingbird
-import Inception
-import InceptionIO
-import NIOCore
+
+// The fuzzers compile this file with JSONScanner.swift alone (scripts/fuzz.sh, target v2request): Foundation
+// only.
 
 /// The Open Inference Protocol (KServe V2), the REST half, as Triton, KServe, MLServer and OpenVINO Model Server
 /// speak it, so their clients (`tritonclient.http`, say) work unchanged. Each model takes one of two inputs — `input`,
@@ -10,19 +9,28 @@ import NIOCore
 /// PNG images run through the model's own preprocessing — and answers any of its outputs by name. Requests share the
 /// `/v1` routes' batcher, admission, body limit and metrics. Extensions: binary tensor data (both ways) and
 /// classification (`"score:index:label"` rows, the score being the output's value, as Triton writes it).
-enum OpenInference {
+///
+/// A request's JSON is read by `JSONScanner`, its tensors' `data` straight into Float storage (no object per
+/// number), bounded by the declared shape: a tensor of JSON numbers costs about what its binary form does.
+package enum OpenInference {
     static let extensions = ["binary_tensor_data", "classification"]
     /// Images one request may carry.
     static let maximumBatch = 64
 
+    /// A malformed request, in one line naming the fault (a 400).
+    package struct RequestError: Error, CustomStringConvertible {
+        package let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     /// One tensor of a request, decoded.
-    enum Payload {
+    package enum Payload {
         case floats([Float])
         case bytes([Data])
     }
 
-    struct Input {
-        let name: String, datatype: String, shape: [Int], payload: Payload
+    package struct Input {
+        package let name: String, datatype: String, shape: [Int], payload: Payload
     }
 
     /// What a request asks of one output.
@@ -32,74 +40,125 @@ enum OpenInference {
         var classification: Int?
     }
 
-    struct Request {
-        let inputs: [Input]
+    package struct Request {
+        package let inputs: [Input]
         /// Nil: every output of the model.
         let outputs: [OutputRequest]?
         let binaryOutputs: Bool
         let id: String?
     }
 
-    /// A request body: JSON, or with the binary extension a JSON header of `headerLength` bytes followed by the
-    /// tensors' bytes in the order of the inputs that declare `binary_data_size`.
-    static func parse(_ body: Data, headerLength: Int?) throws -> Request {
-        let length = headerLength ?? body.count
-        guard length >= 0 && length <= body.count else {
-            throw APIError(.badRequest,
-                           "Inference-Header-Content-Length \(length) is beyond the body of \(body.count) bytes")
-        }
-        guard let json = try? JSONSerialization.jsonObject(with: body.prefix(length)) as? [String: Any] else {
-            throw APIError(.badRequest, "the inference request is not a JSON object")
-        }
-        var binary = body.dropFirst(length)
-        guard let inputs = json["inputs"] as? [[String: Any]], !inputs.isEmpty else {
-            throw APIError(.badRequest, "the inference request has no inputs")
-        }
-        let decoded = try inputs.map { try input($0, binary: &binary) }
-        guard binary.isEmpty else {
-            throw APIError(.badRequest, "\(binary.count) bytes of binary data follow the last input's")
-        }
-        let parameters = json["parameters"] as? [String: Any] ?? [:]
-        let binaryOutputs = parameters["binary_data_output"] as? Bool ?? false
-        let outputs = try (json["outputs"] as? [[String: Any]]).map { try $0.map { try output($0, binaryOutputs) } }
-        return Request(inputs: decoded, outputs: outputs, binaryOutputs: binaryOutputs, id: json["id"] as? String)
+    /// An input as the JSON gives it: its members but `data`, and `data` read as a tensor.
+    struct InputText {
+        var members: [String: JSONValue] = [:]
+        var data: JSONTensorData?
+        var name: String { members["name"]?.string ?? "?" }
     }
 
-    static func output(_ json: [String: Any], _ binaryDefault: Bool) throws -> OutputRequest {
-        guard let name = json["name"] as? String else { throw APIError(.badRequest, "an output has no name") }
-        let parameters = json["parameters"] as? [String: Any] ?? [:]
+    /// A request body: JSON, or with the binary extension a JSON header of `headerLength` bytes followed by the
+    /// tensors' bytes in the order of the inputs that declare `binary_data_size`.
+    package static func parse(_ body: Data, headerLength: Int?) throws -> Request {
+        let length = headerLength ?? body.count
+        guard length >= 0 && length <= body.count else {
+            throw RequestError("Inference-Header-Content-Length \(length) is beyond the body of \(body.count) bytes")
+        }
+        let (members, inputs) = try body.prefix(length).withUnsafeBytes { raw in
+            try header(JSONScanner(raw.assumingMemoryBound(to: UInt8.self)))
+        }
+        var binary = body.dropFirst(length)
+        guard let inputs, !inputs.isEmpty else { throw RequestError("the inference request has no inputs") }
+        let decoded = try inputs.map { try input($0, binary: &binary) }
+        guard binary.isEmpty else {
+            throw RequestError("\(binary.count) bytes of binary data follow the last input's")
+        }
+        let binaryOutputs = members["parameters"]?["binary_data_output"]?.bool ?? false
+        let outputs = try members["outputs"]?.array.map { try $0.map { try output($0, binaryOutputs) } }
+        return Request(inputs: decoded, outputs: outputs, binaryOutputs: binaryOutputs, id: members["id"]?.string)
+    }
+
+    /// The request's members, `inputs` read input by input (nil when it is not an array).
+    static func header(_ start: JSONScanner) throws -> ([String: JSONValue], [InputText]?) {
+        var scanner = start, members: [String: JSONValue] = [:], inputs: [InputText]?
+        guard scanner.peek() == UInt8(ascii: "{") else {
+            throw RequestError("the inference request is not a JSON object")
+        }
+        do {
+            try scanner.object { scanner, key in
+                guard key == "inputs", scanner.peek() == UInt8(ascii: "[") else {
+                    members[key] = try scanner.value(depth: 1)
+                    return
+                }
+                var list: [InputText] = []
+                try scanner.array { list.append(try inputText(&$0)) }
+                inputs = list
+            }
+            try scanner.end()
+        } catch let error as JSONScanError {
+            throw RequestError("the inference request is not valid JSON: \(error)")
+        }
+        return (members, inputs)
+    }
+
+    /// One input object; its `data` read as a tensor, at most as many values as a `shape` given before it holds.
+    static func inputText(_ scanner: inout JSONScanner) throws -> InputText {
+        var text = InputText()
+        guard scanner.peek() == UInt8(ascii: "{") else {
+            _ = try scanner.value(depth: 2)
+            return text
+        }
+        try scanner.object { scanner, key in
+            guard key == "data" else {
+                text.members[key] = try scanner.value(depth: 3)
+                return
+            }
+            // A shape that is not one is named later, by `input`; here it bounds nothing.
+            let shape = text.members["shape"]?.array?.map(\.int)
+            let dimensions = shape.flatMap { $0.allSatisfy { ($0 ?? -1) >= 0 } ? $0.map { $0! } : nil }
+            let limit = dimensions.flatMap(elementCount) ?? Int.max
+            let name = text.name
+            text.data = try scanner.tensorData(limit: limit) {
+                RequestError("input '\(name)': more data than its shape")
+            }
+        }
+        return text
+    }
+
+    static func output(_ json: JSONValue, _ binaryDefault: Bool) throws -> OutputRequest {
+        guard let name = json["name"]?.string else { throw RequestError("an output has no name") }
+        let parameters = json["parameters"]
         var classification: Int?
-        if let k = parameters["classification"] {
-            guard let k = k as? Int, k >= 1 else {
-                throw APIError(.badRequest, "output '\(name)': classification must be a whole number of at least 1")
+        if let k = parameters?["classification"] {
+            guard let k = k.int, k >= 1 else {
+                throw RequestError("output '\(name)': classification must be a whole number of at least 1")
             }
             classification = k
         }
-        return OutputRequest(name: name, binary: parameters["binary_data"] as? Bool ?? binaryDefault,
+        return OutputRequest(name: name, binary: parameters?["binary_data"]?.bool ?? binaryDefault,
                              classification: classification)
     }
 
     /// One input: its shape checked against its element count, its data from JSON or the binary section.
-    static func input(_ json: [String: Any], binary: inout Data.SubSequence) throws -> Input {
-        guard let name = json["name"] as? String, let datatype = json["datatype"] as? String,
-              let shape = json["shape"] as? [Int] else {
-            throw APIError(.badRequest, "an input lacks its name, datatype or shape")
+    static func input(_ text: InputText, binary: inout Data.SubSequence) throws -> Input {
+        let shape = text.members["shape"]?.array?.map(\.int)
+        guard let name = text.members["name"]?.string, let datatype = text.members["datatype"]?.string,
+              let shape, shape.allSatisfy({ $0 != nil }) else {
+            throw RequestError("an input lacks its name, datatype or shape")
         }
-        guard shape.allSatisfy({ $0 >= 0 }), let count = elementCount(shape) else {
-            throw APIError(.badRequest, "input '\(name)': shape \(shape) is not a tensor's shape")
+        let dimensions = shape.map { $0! }
+        guard dimensions.allSatisfy({ $0 >= 0 }), let count = elementCount(dimensions) else {
+            throw RequestError("input '\(name)': shape \(dimensions) is not a tensor's shape")
         }
-        let parameters = json["parameters"] as? [String: Any] ?? [:]
         let payload: Payload
-        if let size = parameters["binary_data_size"] {
-            guard let size = size as? Int, size >= 0, size <= binary.count else {
-                throw APIError(.badRequest, "input '\(name)': binary_data_size is beyond the binary data sent")
+        if let size = text.members["parameters"]?["binary_data_size"] {
+            guard let size = size.int, size >= 0, size <= binary.count else {
+                throw RequestError("input '\(name)': binary_data_size is beyond the binary data sent")
             }
             payload = try binaryPayload(Data(binary.prefix(size)), name: name, datatype: datatype, count: count)
             binary = binary.dropFirst(size)
         } else {
-            payload = try jsonPayload(json["data"], name: name, datatype: datatype, count: count)
+            payload = try jsonPayload(text.data, name: name, datatype: datatype, count: count)
         }
-        return Input(name: name, datatype: datatype, shape: shape, payload: payload)
+        return Input(name: name, datatype: datatype, shape: dimensions, payload: payload)
     }
 
     /// The product of `shape`, nil when it overflows or passes 2³¹ elements.
@@ -117,7 +176,7 @@ enum OpenInference {
         switch datatype {
         case "FP32":
             guard data.count == 4 * count else {
-                throw APIError(.badRequest, "input '\(name)': \(data.count) bytes for \(count) FP32 values")
+                throw RequestError("input '\(name)': \(data.count) bytes for \(count) FP32 values")
             }
             return .floats(data.withUnsafeBytes { raw in
                 (0..<count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0,
@@ -135,47 +194,27 @@ enum OpenInference {
                 cursor += length
             }
             guard cursor == data.endIndex, elements.count == count else {
-                throw APIError(.badRequest,
-                               "input '\(name)': the BYTES data do not hold \(count) length-prefixed elements")
+                throw RequestError("input '\(name)': the BYTES data do not hold \(count) length-prefixed elements")
             }
             return .bytes(elements)
         default:
-            throw APIError(.badRequest, "input '\(name)': datatype \(datatype) is not FP32 or BYTES")
+            throw RequestError("input '\(name)': datatype \(datatype) is not FP32 or BYTES")
         }
     }
 
-    static func jsonPayload(_ data: Any?, name: String, datatype: String, count: Int) throws -> Payload {
-        guard let data else { throw APIError(.badRequest, "input '\(name)' has no data") }
-        var flat: [Any] = []
-        func flatten(_ value: Any) throws {
-            if let array = value as? [Any] {
-                for element in array {
-                    try flatten(element)
-                    if flat.count > count { throw APIError(.badRequest, "input '\(name)': more data than its shape") }
-                }
-            } else {
-                flat.append(value)
-            }
+    static func jsonPayload(_ data: JSONTensorData?, name: String, datatype: String, count: Int) throws -> Payload {
+        guard let data else { throw RequestError("input '\(name)' has no data") }
+        guard data.count == count else {
+            throw RequestError("input '\(name)': \(data.count) values for a shape of \(count)")
         }
-        try flatten(data)
-        guard flat.count == count else {
-            throw APIError(.badRequest, "input '\(name)': \(flat.count) values for a shape of \(count)")
-        }
-        switch datatype {
-        case "FP32":
-            let floats = flat.compactMap { ($0 as? NSNumber).map { Float(truncating: $0) } }
-            guard floats.count == count else {
-                throw APIError(.badRequest, "input '\(name)': FP32 data must be numbers")
-            }
-            return .floats(floats)
-        case "BYTES":
-            let strings = flat.compactMap { ($0 as? String).map { Data($0.utf8) } }
-            guard strings.count == count else {
-                throw APIError(.badRequest, "input '\(name)': BYTES data must be strings")
-            }
-            return .bytes(strings)
-        default:
-            throw APIError(.badRequest, "input '\(name)': datatype \(datatype) is not FP32 or BYTES")
+        switch (datatype, data) {
+        case let ("FP32", .numbers(values)): return .floats(values)
+        case ("FP32", _) where count > 0: throw RequestError("input '\(name)': FP32 data must be numbers")
+        case ("FP32", _): return .floats([])
+        case let ("BYTES", .strings(values)): return .bytes(values)
+        case ("BYTES", _) where count > 0: throw RequestError("input '\(name)': BYTES data must be strings")
+        case ("BYTES", _): return .bytes([])
+        default: throw RequestError("input '\(name)': datatype \(datatype) is not FP32 or BYTES")
         }
     }
 }

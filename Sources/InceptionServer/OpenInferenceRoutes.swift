@@ -58,10 +58,13 @@ extension InferenceServer {
                 }
                 return length
             }
-            // The JSON part (all of the body without binary data) expands when parsed: reserved as such.
-            let bytes = try reserveBody(request) { headerLength ?? $0 }
+            // A body of JSON numbers may be a batch of 8 at the model's input size; the JSON part (all of the body
+            // without binary data) grows when parsed: reserved as such.
+            let limit = headerLength == nil ? Self.jsonBodyLimit(configuration, inputSize: model.inputSize)
+                : configuration.maxBodyBytes
+            let bytes = try reserveBody(request, limit: limit) { headerLength ?? $0 }
             defer { budget.release(bytes) }
-            let body = try await collectBody(request)
+            let body = try await collectBody(request, limit: limit)
             let parsed = try await parseOffTheEventLoops(body, headerLength: headerLength)
             let images = try await v2Images(parsed, model: model)
             let wanted = parsed.outputs ?? model.outputNames.sorted().map {
@@ -83,8 +86,14 @@ extension InferenceServer {
         }
     }
 
-    /// The request parsed on the decode pool: a large JSON body takes the parser seconds, which must not stall the
-    /// event loops or Swift's cooperative pool.
+    /// The body limit of a request of JSON tensors for `model`: `maxBodyBytes`, or a batch of `jsonBatch` images
+    /// at the model's input size as JSON numbers if that is more.
+    static func jsonBodyLimit(_ configuration: Configuration, inputSize: Int) -> Int {
+        max(configuration.maxBodyBytes, configuration.jsonBatch * OpenInference.jsonBytesPerImage(inputSize: inputSize))
+    }
+
+    /// The request parsed on the decode pool: a large JSON body takes the parser a moment, which must not stall
+    /// the event loops or Swift's cooperative pool.
     func parseOffTheEventLoops(_ body: Data, headerLength: Int?) async throws -> OpenInference.Request {
         guard let pool = decoders.withLock({ $0 }) else {
             throw APIError(.serviceUnavailable, "the server is not running")
@@ -93,6 +102,8 @@ extension InferenceServer {
             return try await pool.run { try OpenInference.parse(body, headerLength: headerLength) }
         } catch let error as Batcher.Refusal {
             throw APIError(.serviceUnavailable, error.description, retryAfter: 1)
+        } catch let error as OpenInference.RequestError {
+            throw APIError(.badRequest, error.description)
         }
     }
 
@@ -111,9 +122,7 @@ extension InferenceServer {
                                + "1…\(OpenInference.maximumBatch); got \(input.datatype) \(input.shape)")
             }
             if let problem = InputError.nonFinite(in: values) { throw APIError(.badRequest, problem.description) }
-            let nhwc = Tensor(shape: input.shape, scalars: values).nchwToNHWC()
-            let per = size * size * 3
-            return (0..<input.shape[0]).map { Array(nhwc.scalars[($0 * per)..<(($0 + 1) * per)]) }
+            return OpenInference.nhwcImages(values, count: input.shape[0], size: size)
         case let ("image", .bytes(images)):
             guard input.datatype == "BYTES", input.shape.count == 1,
                   (1...OpenInference.maximumBatch).contains(images.count) else {
@@ -198,6 +207,27 @@ extension InferenceServer {
 }
 
 extension OpenInference {
+    /// Text one JSON number takes at most as clients write them: a Float as a Python float's repr
+    /// ("-0.12345678901234567", 20 bytes) and ", ".
+    static let jsonBytesPerNumber = 24
+
+    /// One preprocessed image at `inputSize` as JSON numbers.
+    static func jsonBytesPerImage(inputSize: Int) -> Int { 3 * inputSize * inputSize * jsonBytesPerNumber }
+
+    /// Each image of an NCHW batch as the model's NHWC pixels (one copy, no intermediate tensor).
+    static func nhwcImages(_ nchw: [Float], count: Int, size: Int) -> [[Float]] {
+        let plane = size * size
+        return (0..<count).map { n in
+            let base = n * 3 * plane
+            return [Float](unsafeUninitializedCapacity: 3 * plane) { pixels, initialized in
+                for p in 0..<plane {
+                    for c in 0..<3 { pixels[3 * p + c] = nchw[base + c * plane + p] }
+                }
+                initialized = 3 * plane
+            }
+        }
+    }
+
     /// A tensor's bytes in the binary extension: FP32 little-endian; BYTES each as a 4-byte little-endian length
     /// and its bytes.
     static func binary(_ payload: Payload) -> Data {

@@ -33,7 +33,11 @@ public final class InferenceServer: Sendable {
         precondition(Set(models.map(\.name)).count == models.count, "a model is listed twice")
         (self.sources, self.configuration) = (models, configuration)
         states = Locked(Dictionary(uniqueKeysWithValues: models.map { ($0.name, ModelState.loading) }))
-        budget = ByteBudget(limit: max(configuration.maxBytesInFlight, configuration.maxBodyBytes))
+        // Room for the largest request each model admits, a batch of JSON numbers once parsed included.
+        let json = models.map {
+            Self.jsonExpansion * Self.jsonBodyLimit(configuration, inputSize: $0.name.spec.preprocessing.inputSize)
+        }
+        budget = ByteBudget(limit: ([configuration.maxBytesInFlight, configuration.maxBodyBytes] + json).max()!)
     }
 
     /// Serves until SIGTERM or SIGINT (or `shutdown` of a surrounding service group): the port opens at once,

@@ -10,6 +10,10 @@ extension InferenceServer {
         public var limits = Batcher.Limits()
         /// Larger request bodies get 413 before they are read.
         public var maxBodyBytes = 16 << 20
+        /// Images an Open Inference request of JSON numbers may carry at the model's input size: its body limit is
+        /// `maxBodyBytes` or that batch as JSON (24 bytes a number), whichever is more; 0 holds JSON to
+        /// `maxBodyBytes`. The bytes in flight always admit one such request, parsed.
+        public var jsonBatch = 8
         /// Request bytes held at once, all requests together; past it, 503 before the body is read.
         public var maxBytesInFlight = 128 << 20
         /// Threads per forward pass (one forward pass runs at a time per model).
