@@ -65,7 +65,9 @@ def main():
     parser.add_argument("--batches", default="1,3", help="batch sizes of the FP32 and BYTES checks")
     parser.add_argument("images", nargs="+")
     args = parser.parse_args()
-    client = http.InferenceServerClient(url=args.url)
+    # Generous timeouts: in the test command the suite runs beside it on the same cores (a batch of 8 at 299² is a
+    # few seconds alone).
+    client = http.InferenceServerClient(url=args.url, connection_timeout=600.0, network_timeout=600.0)
     check(client.is_server_live(), "is_server_live")
     check(client.is_server_ready(), "is_server_ready")
     check(client.is_model_ready(args.model), "is_model_ready")
