@@ -51,9 +51,10 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: """
         Request bytes held at once, all requests together (each counted from its Content-Length, else \
-        --max-body-bytes, before it is read); past it, 503.
+        --max-body-bytes, before it is read); past it, 503. Default: 134217728, or room for one batch of 8 \
+        as JSON numbers, parsed, if that is more (5 × 52 MB at 299²).
         """)
-    var maxBytesInFlight = 128 << 20
+    var maxBytesInFlight: Int?
 
     @Option(help: "Images of more pixels are refused from their header, before decoding (400).")
     var maxImagePixels = 25_000_000
@@ -81,7 +82,7 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
-        guard maxBatch >= 1, maxQueue >= 1, maxDelayMs >= 0, maxBodyBytes >= 1, maxBytesInFlight >= 1,
+        guard maxBatch >= 1, maxQueue >= 1, maxDelayMs >= 0, maxBodyBytes >= 1, (maxBytesInFlight ?? 1) >= 1,
               maxImagePixels >= 1, decodeThreads >= 1 else {
             throw FlagError("""
                 --max-batch, --max-queue, --max-body-bytes, --max-bytes-in-flight, --max-image-pixels and \

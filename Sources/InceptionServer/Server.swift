@@ -33,11 +33,13 @@ public final class InferenceServer: Sendable {
         precondition(Set(models.map(\.name)).count == models.count, "a model is listed twice")
         (self.sources, self.configuration) = (models, configuration)
         states = Locked(Dictionary(uniqueKeysWithValues: models.map { ($0.name, ModelState.loading) }))
-        // Room for the largest request each model admits, a batch of JSON numbers once parsed included.
+        // By default, room for the largest request each model admits, a batch of JSON numbers once parsed included;
+        // a limit given is kept (a JSON request that could never fit it is 413, naming binary data).
         let json = models.map {
             Self.jsonExpansion * Self.jsonBodyLimit(configuration, inputSize: $0.name.spec.preprocessing.inputSize)
         }
-        budget = ByteBudget(limit: ([configuration.maxBytesInFlight, configuration.maxBodyBytes] + json).max()!)
+        let inFlight = configuration.maxBytesInFlight ?? ([128 << 20] + json).max()!
+        budget = ByteBudget(limit: max(inFlight, configuration.maxBodyBytes))
     }
 
     /// Serves until SIGTERM or SIGINT (or `shutdown` of a surrounding service group): the port opens at once,

@@ -12,10 +12,11 @@ extension InferenceServer {
         public var maxBodyBytes = 16 << 20
         /// Images an Open Inference request of JSON numbers may carry at the model's input size: its body limit is
         /// `maxBodyBytes` or that batch as JSON (24 bytes a number), whichever is more; 0 holds JSON to
-        /// `maxBodyBytes`. The bytes in flight always admit one such request, parsed.
+        /// `maxBodyBytes`.
         public var jsonBatch = 8
-        /// Request bytes held at once, all requests together; past it, 503 before the body is read.
-        public var maxBytesInFlight = 128 << 20
+        /// Request bytes held at once, all requests together; past it, 503 before the body is read. Nil (the
+        /// default): 128 MB, or room for one largest request of JSON numbers of each model, parsed, if that is more.
+        public var maxBytesInFlight: Int?
         /// Threads per forward pass (one forward pass runs at a time per model).
         public var threads = Parallel.defaultThreads
         /// Images of more pixels are refused from their header (400), before their pixels are allocated.

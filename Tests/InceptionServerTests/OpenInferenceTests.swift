@@ -97,8 +97,9 @@ import Testing
     }
 
     /// A request of JSON numbers may be as large as a batch of `jsonBatch` images at the model's input size (24 bytes
-    /// a number), binary data and `/v1` bodies as `maxBodyBytes`; beyond, 413 naming the limit. The bytes in flight
-    /// admit one such request parsed (5 bytes a byte), whatever `maxBytesInFlight` says.
+    /// a number), binary data and `/v1` bodies as `maxBodyBytes`; beyond, 413 naming the limit. By default the bytes
+    /// in flight admit one such request parsed (5 bytes a byte); a `maxBytesInFlight` given is kept, and a JSON
+    /// request that could never fit it is 413, pointing at binary data.
     @Test func jsonBodiesAreSizedFromTheModel() async throws {
         let face = InferenceServer.ModelSource(.inceptionResNetV1FaceNet) {
             InceptionModel(.inceptionResNetV1FaceNet, randomSeed: 1)
@@ -110,7 +111,7 @@ import Testing
         }
         // One image at 160² as JSON: 1 843 200 bytes; a body of 100 000 numbers is 2.2 MB.
         try await TestServer.with([face], configure: {
-            $0.maxBytesInFlight = 1 << 20; $0.maxBodyBytes = 1 << 20; $0.jsonBatch = 2
+            $0.maxBodyBytes = 1 << 20; $0.jsonBatch = 2
         }) { server in
             let json = try await server.post(path, body(100_000))
             #expect(json.status == 400 && json.error == "input 'input': more data than its shape",
@@ -124,6 +125,13 @@ import Testing
             #expect(tooLarge.status == 413
                     && tooLarge.error == "the request body is larger than the limit of 3686400 bytes",
                     "\(tooLarge.status) \(tooLarge.error ?? "")")
+        }
+        try await TestServer.with([face], configure: {
+            $0.maxBytesInFlight = 1 << 20; $0.maxBodyBytes = 1 << 20; $0.jsonBatch = 2
+        }) { server in
+            let reply = try await server.post(path, body(40_000))
+            #expect(reply.status == 413 && (reply.error ?? "").hasSuffix("send the tensor as binary data"),
+                    "\(reply.status) \(reply.error ?? "")")
         }
     }
 }
