@@ -293,29 +293,17 @@ package enum DecimalText {
     package static func float(_ text: UnsafeBufferPointer<UInt8>) -> Float {
         var i = 0, negative = false, mantissa: UInt64 = 0, digits = 0, exponent = 0, dropped = false
         if text[0] == UInt8(ascii: "-") { negative = true; i = 1 }
-        while i < text.count, (0x30...0x39).contains(text[i]) || text[i] == UInt8(ascii: ".") {
-            if text[i] != UInt8(ascii: ".") {
-                if digits < 19 {
-                    mantissa = mantissa * 10 + UInt64(text[i] - 0x30)
-                    if mantissa > 0 { digits += 1 }
-                } else {
-                    exponent += 1
-                    dropped = dropped || text[i] != 0x30
-                }
+        var fraction = false
+        while i < text.count, text[i] | 0x20 != UInt8(ascii: "e") {  // digits and at most one point (checked)
+            if text[i] == UInt8(ascii: ".") {
+                fraction = true
+            } else if digits < 19 {
+                mantissa = mantissa * 10 + UInt64(text[i] - 0x30)
+                if mantissa > 0 { digits += 1 }
+                if fraction { exponent -= 1 }
             } else {
-                var j = i + 1
-                while j < text.count, (0x30...0x39).contains(text[j]) {
-                    if digits < 19 {
-                        mantissa = mantissa * 10 + UInt64(text[j] - 0x30)
-                        if mantissa > 0 { digits += 1 }
-                        exponent -= 1
-                    } else {
-                        dropped = dropped || text[j] != 0x30
-                    }
-                    j += 1
-                }
-                i = j
-                break
+                if !fraction { exponent += 1 }
+                dropped = dropped || text[i] != 0x30
             }
             i += 1
         }
