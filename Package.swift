@@ -28,6 +28,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The Open Inference Protocol's gRPC half: grpc-swift 2 over HTTP/2 on NIO; the service's messages and
+        // server side are generated once (scripts/generate_grpc_service.sh) and committed. The transport's core
+        // comes through its TransportServices product (empty on Linux): its Posix product would also build TLS
+        // (BoringSSL, swift-certificates), which a plaintext listener of our own (GRPCListener) does without.
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         // ONNX export: the ONNX schema's messages, generated once (scripts/generate_onnx_proto.sh) and committed.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // `swift package generate-documentation --target Inception`: the DocC catalog in Sources/Inception.
@@ -74,7 +81,7 @@ let package = Package(
         .target(name: "InceptionONNX", dependencies: [
             "Inception", "InceptionEngine", "InceptionIO", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
-        // `inception serve`: HTTP endpoints, dynamic batching, back-pressure, metrics.
+        // `inception serve`: HTTP and gRPC endpoints, dynamic batching, back-pressure, metrics.
         .target(name: "InceptionServer", dependencies: [
             "Inception", "InceptionEngine", "InceptionIO", "CInceptionSystem",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -83,6 +90,11 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2TransportServices", package: "grpc-swift-nio-transport"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
         // The `inception` commands, as a library the tests call; the executable is only their entry point.
         .target(name: "InceptionCommands", dependencies: [

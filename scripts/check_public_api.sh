@@ -7,7 +7,12 @@ modules=.build/release/Modules
 [ -d "$modules" ] || { echo "check_public_api: build first (swift build -c release)"; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-check() { swiftc -typecheck -I "$modules" -I .build/release -Xcc -I -Xcc Sources/CInceptionReduced/include "$1" \
+# The C modules' maps, the build's own (a "-tool" copy built for the host's plugins would define each twice).
+mkdir "$work/maps"
+for map in .build/release/*.build/module.modulemap; do
+  case "$map" in *-tool.build/*) ;; *) ln -s "$PWD/$(dirname "$map")" "$work/maps/";; esac
+done
+check() { swiftc -typecheck -I "$modules" -I "$work/maps" -Xcc -I -Xcc Sources/CInceptionReduced/include "$1" \
   > "$work/out.txt" 2>&1; }
 # The README's example (between the first ```swift after "As a library" and its closing fence), as a function.
 {

@@ -10,10 +10,12 @@
 3. An overload phase: more clients than `--max-queue` allows; the only errors allowed are 503s with Retry-After.
 
 Prints a table (Markdown) and a JSON summary; exits non-zero if any response was an unintended error.
-Standard library only. Run from the repository root after `swift build -c release`.
+Standard library only, but for `--protocols v2-grpc` (ModelInfer through tritonclient's generated stub, the image as
+a BYTES input in raw_input_contents, one channel per client): run that with the reference venv's python. Run from
+the repository root after `swift build -c release`.
 
 Usage: scripts/load_test.py [--model inception_v4] [--image PATH] [--concurrency 1 8] [--requests 100 400]
-                            [--protocols v1 v2-binary v2-json]
+                            [--protocols v1 v2-binary v2-json v2-grpc]
                             [--overload-clients 32 --overload-requests 256 --overload-queue 8]
 """
 import argparse
@@ -48,12 +50,16 @@ def bench(model, batches, runs):
 
 class Server:
     def __init__(self, model, extra):
-        self.process = subprocess.Popen([EXE, "serve", "--model", model, "--random-weights", "0", "--port", "0"] + extra,
-                                        stdout=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()  # "inception serve: listening on http://127.0.0.1:PORT (…)"
-        if "listening on" not in line:
-            raise SystemExit(f"server did not start: {line!r}")
-        self.port = int(line.split("127.0.0.1:")[1].split()[0])
+        self.process = subprocess.Popen([EXE, "serve", "--model", model, "--random-weights", "0", "--port", "0",
+                                         "--grpc-port", "0"] + extra, stdout=subprocess.PIPE, text=True)
+        # "inception serve: listening on http://127.0.0.1:PORT (…)" and "inception serve: gRPC on 127.0.0.1:PORT (…)"
+        ports = {}
+        while len(ports) < 2:
+            line = self.process.stdout.readline()
+            if "listening on" not in line and "gRPC on" not in line:
+                raise SystemExit(f"server did not start: {line!r}")
+            ports["grpc" if "gRPC on" in line else "http"] = int(line.split("127.0.0.1:")[1].split()[0])
+        self.port, self.grpc_port = ports["http"], ports["grpc"]
         while True:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -74,6 +80,15 @@ class Server:
         return self.process.wait(timeout=60)
 
 
+def take(lock, remaining):
+    """Takes one of the requests left to send; False when none is left."""
+    with lock:
+        if remaining[0] == 0:
+            return False
+        remaining[0] -= 1
+        return True
+
+
 def load(port, path, body, clients, requests, headers=None):
     """`requests` POSTs shared by `clients` threads, each on its own keep-alive connection."""
     headers = headers or {"Content-Type": "image/jpeg"}
@@ -83,11 +98,7 @@ def load(port, path, body, clients, requests, headers=None):
 
     def client():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        while True:
-            with lock:
-                if remaining[0] == 0:
-                    return
-                remaining[0] -= 1
+        while take(lock, remaining):
             t0 = time.perf_counter()
             conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
@@ -100,6 +111,11 @@ def load(port, path, body, clients, requests, headers=None):
                 elif response.status == 503 and not response.getheader("Retry-After"):
                     retry_after_missing[0] += 1
 
+    return timed(client, clients, requests, latencies, statuses, retry_after_missing)
+
+
+def timed(client, clients, requests, latencies, statuses, retry_after_missing):
+    """Runs `client` on `clients` threads; the figures of what they recorded."""
     threads = [threading.Thread(target=client) for _ in range(clients)]
     t0 = time.perf_counter()
     for t in threads:
@@ -115,6 +131,44 @@ def load(port, path, body, clients, requests, headers=None):
     return {"clients": clients, "requests": requests, "statuses": statuses, "seconds": wall,
             "ok_per_s": len(latencies) / wall, "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
             "retry_after_missing": retry_after_missing[0]}
+
+
+def load_grpc(port, request, clients, requests):
+    """`requests` ModelInfer calls shared by `clients` threads, each on its own channel (HTTP/2 connection)."""
+    import grpc
+    from tritonclient.grpc import service_pb2_grpc
+    lock = threading.Lock()
+    remaining = [requests]
+    latencies, statuses = [], {}
+
+    def client():
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            while take(lock, remaining):
+                t0 = time.perf_counter()
+                try:
+                    stub.ModelInfer(request, timeout=300)
+                    code = 200  # counted with HTTP's statuses: 200 is gRPC's OK
+                except grpc.RpcError as error:
+                    code = error.code().name
+                dt = time.perf_counter() - t0
+                with lock:
+                    statuses[code] = statuses.get(code, 0) + 1
+                    if code == 200:
+                        latencies.append(dt)
+
+    return timed(client, clients, requests, latencies, statuses, [0])
+
+
+def grpc_request(model, image, output):
+    """ModelInfer for one image: a BYTES input in raw_input_contents (4-byte length, then the image), as
+    tritonclient.grpc sends it."""
+    from tritonclient.grpc import service_pb2
+    request = service_pb2.ModelInferRequest(model_name=model)
+    request.inputs.add(name="image", datatype="BYTES", shape=[1])
+    request.outputs.add(name=output)
+    request.raw_input_contents.append(len(image).to_bytes(4, "little") + image)
+    return request
 
 
 def v2_requests(model, image, output):
@@ -169,9 +223,10 @@ def main():
     ap.add_argument("--overload-clients", type=int, default=32)
     ap.add_argument("--overload-requests", type=int, default=256)
     ap.add_argument("--overload-queue", type=int, default=8)
-    ap.add_argument("--protocols", nargs="+", default=["v1"], choices=["v1", "v2-binary", "v2-json"],
+    ap.add_argument("--protocols", nargs="+", default=["v1"], choices=["v1", "v2-binary", "v2-json", "v2-grpc"],
                     help="each load level is run once per protocol, alternating: /v1 with the image, the Open "
-                         "Inference Protocol with the image as binary BYTES, or with the preprocessed tensor as JSON")
+                         "Inference Protocol with the image as binary BYTES, or with the preprocessed tensor as "
+                         "JSON, or over gRPC with the image as BYTES")
     args = ap.parse_args()
     if len(args.requests) != len(args.concurrency):
         raise SystemExit("give one --requests per --concurrency")
@@ -193,13 +248,18 @@ def main():
     if any(p.startswith("v2") for p in args.protocols):
         for name, (v2_body, headers) in v2_requests(args.model, body, output).items():
             kinds[name] = (f"/v2/models/{args.model}/infer", v2_body, headers)
+    def run(protocol, clients, n):
+        if protocol == "v2-grpc":
+            return load_grpc(server.grpc_port, grpc_request(args.model, body, output), clients, n)
+        return load(server.port, kinds[protocol][0], kinds[protocol][1], clients, n, kinds[protocol][2])
+
     for protocol in args.protocols:
-        load(server.port, *kinds[protocol][:2], 2, 8, kinds[protocol][2])  # warm-up
+        run(protocol, 2, 8)  # warm-up
     results = []
     for clients, n in zip(args.concurrency, args.requests):
         for protocol in args.protocols:
             before = batch_sizes(server.metrics(), args.model)
-            r = load(server.port, kinds[protocol][0], kinds[protocol][1], clients, n, kinds[protocol][2])
+            r = run(protocol, clients, n)
             after = batch_sizes(server.metrics(), args.model)
             r["protocol"] = protocol
             r["mean_batch"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])

@@ -5,12 +5,13 @@ import InceptionServer
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve models over HTTP with dynamic batching (see docs/serving.md).",
+        abstract: "Serve models over HTTP (and gRPC) with dynamic batching (see docs/serving.md).",
         discussion: """
             POST /v1/models/{model}/classify?top=5 and /v1/models/{model}/embed take image bytes or \
             multipart/form-data (part 'image' or 'file'); GET /v1/models, /health, /ready, /metrics. The Open \
             Inference Protocol (KServe V2, as Triton's clients speak it): GET /v2, /v2/health/live|ready, \
-            /v2/models/{model}[/ready], POST /v2/models/{model}/infer. SIGTERM or SIGINT: stop accepting \
+            /v2/models/{model}[/ready], POST /v2/models/{model}/infer; and with --grpc-port its gRPC service \
+            (inference.GRPCInferenceService, as tritonclient.grpc calls it). SIGTERM or SIGINT: stop accepting \
             connections, answer the requests already received, exit.
             """)
 
@@ -33,6 +34,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Port to listen on (0: any free port, printed at start).")
     var port = 8080
+
+    @Option(help: """
+        Also serve the Open Inference Protocol over gRPC on this port (0: any free port, printed at start). \
+        Default: no gRPC.
+        """)
+    var grpcPort: Int?
 
     @Option(help: "Most images per forward pass.")
     var maxBatch = 8
@@ -95,6 +102,10 @@ struct Serve: AsyncParsableCommand {
             throw FlagError("\(name) must be a number of seconds above 0 and at most 86400")
         }
         guard (0...65535).contains(port) else { throw FlagError("--port must be from 0 to 65535") }
+        if let grpcPort {
+            guard (0...65535).contains(grpcPort) else { throw FlagError("--grpc-port must be from 0 to 65535") }
+            guard grpcPort != port || port == 0 else { throw FlagError("--grpc-port must differ from --port") }
+        }
         try FlagRule.batch(maxBatch, "--max-batch")
         let models = self.models  // opens each weights file for its metadata: once
         guard weights.isEmpty || weights.count == models.count else {
@@ -121,6 +132,7 @@ struct Serve: AsyncParsableCommand {
         var configuration = InferenceServer.Configuration()
         configuration.host = host
         configuration.port = port
+        configuration.grpcPort = grpcPort
         configuration.limits = .init(maxBatch: maxBatch, maxDelay: .milliseconds(maxDelayMs), maxQueue: maxQueue)
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxBytesInFlight = maxBytesInFlight
@@ -142,10 +154,14 @@ struct Serve: AsyncParsableCommand {
         }
         let server = InferenceServer(models: sources, configuration: configuration)
         do {
+            let names = models.map(\.rawValue).joined(separator: ", ")
+            let say: @Sendable (String) -> Void = { line in
+                FileHandle.standardOutput.write(Data("inception serve: \(line)\n".utf8))
+            }
             try await server.run { port in
-                let models = models.map(\.rawValue).joined(separator: ", ")
-                let address = "http://\(host):\(port)"
-                FileHandle.standardOutput.write(Data("inception serve: listening on \(address) (\(models))\n".utf8))
+                say("listening on http://\(host):\(port) (\(names))")
+            } onGRPCRunning: { port in
+                say("gRPC on \(host):\(port) (\(names))")
             }
         } catch {
             throw reported(error)

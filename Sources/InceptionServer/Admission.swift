@@ -83,6 +83,11 @@ extension InferenceServer {
                                + "send the tensor as binary data")
             }
         }
+        return try reserve(bytes)
+    }
+
+    /// `bytes` reserved in the server's budget (given back by the caller), or 503 with a retry hint.
+    func reserve(_ bytes: Int) throws -> Int {
         guard budget.reserve(bytes) else {
             let message = "the server is busy: it is already receiving \(budget.limit) bytes of requests"
             throw APIError(.serviceUnavailable, message, retryAfter: 1)

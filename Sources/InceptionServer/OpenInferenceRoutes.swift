@@ -17,10 +17,7 @@ extension InferenceServer {
                            "extensions": OpenInference.extensions])
         }
         router.get("/v2/health/live") { _, _ in Response(status: .ok) }
-        router.get("/v2/health/ready") { _, _ in
-            let ready = self.states.withLock { $0.values.allSatisfy { if case .ready = $0 { true } else { false } } }
-            return Response(status: ready ? .ok : .serviceUnavailable)
-        }
+        router.get("/v2/health/ready") { _, _ in Response(status: self.everyModelReady ? .ok : .serviceUnavailable) }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context in try Self.json(try self.v2Metadata(context)) }
             router.get(RouterPath(prefix + "/ready")) { _, context in
@@ -29,6 +26,10 @@ extension InferenceServer {
             }
             router.post(RouterPath(prefix + "/infer")) { request, context in try await self.v2Infer(request, context) }
         }
+    }
+
+    var everyModelReady: Bool {
+        states.withLock { $0.values.allSatisfy { if case .ready = $0 { true } else { false } } }
     }
 
     /// The model's name, versions, inputs and outputs with their datatypes and shapes (-1: any batch size).
@@ -66,24 +67,59 @@ extension InferenceServer {
             defer { budget.release(bytes) }
             let body = try await collectBody(request, limit: limit)
             let parsed = try await parseOffTheEventLoops(body, headerLength: headerLength)
-            let images = try await v2Images(parsed, model: model)
-            let wanted = parsed.outputs ?? model.outputNames.sorted().map {
-                OpenInference.OutputRequest(name: $0.rawValue, binary: parsed.binaryOutputs, classification: nil)
-            }
-            var results: [(OpenInference.OutputRequest, [[Float]])] = []
-            for output in wanted {
-                let name = OutputName(output.name)
-                guard model.graph.outputs[name] != nil else {
-                    let problem = InputError.unknownOutput(name, model: model.name.rawValue,
-                                                           available: model.outputNames)
-                    throw APIError(.badRequest, problem.description)
-                }
-                let rows = try await run(images, output: name, on: batcher, context: context,
-                                         announced: admission.handOver())
-                results.append((output, rows))
-            }
-            return try v2Response(results, model: model, id: parsed.id)
+            let channel = context.channel
+            let outputs = try await v2Outputs(parsed, on: batcher, admission: admission) { !channel.isActive }
+            return v2Response(outputs, model: model, id: parsed.id)
         }
+    }
+
+    /// One output of an answer: what the request asked of it, and its tensor.
+    struct OutputTensor {
+        let request: OpenInference.OutputRequest
+        let datatype: String
+        let shape: [Int]
+        let payload: OpenInference.Payload
+    }
+
+    /// The outputs a parsed request asks for (every output of the model when it names none), its images run through
+    /// the batcher once per output; REST and gRPC alike. `clientGone` tells the batcher the caller has left.
+    func v2Outputs(_ parsed: OpenInference.Request, on batcher: Batcher, admission: Admission,
+                   clientGone: @escaping @Sendable () -> Bool) async throws -> [OutputTensor] {
+        let model = batcher.model
+        let images = try await v2Images(parsed, model: model)
+        let wanted = parsed.outputs ?? model.outputNames.sorted().map {
+            OpenInference.OutputRequest(name: $0.rawValue, binary: parsed.binaryOutputs, classification: nil)
+        }
+        var outputs: [OutputTensor] = []
+        for output in wanted {
+            let name = OutputName(output.name)
+            guard model.graph.outputs[name] != nil else {
+                let problem = InputError.unknownOutput(name, model: model.name.rawValue, available: model.outputNames)
+                throw APIError(.badRequest, problem.description)
+            }
+            let rows = try await run(images, output: name, on: batcher, announced: admission.handOver(),
+                                     clientGone: clientGone)
+            outputs.append(tensor(output, rows: rows, model: model))
+        }
+        return outputs
+    }
+
+    /// An output's rows as the request asked: FP32 `[N, width]`, or with the classification extension BYTES
+    /// `[N, k]` of `"score:index:label"` (labels for logits, the index for other outputs), as Triton writes them.
+    func tensor(_ request: OpenInference.OutputRequest, rows: [[Float]], model: InceptionModel) -> OutputTensor {
+        guard let k = request.classification else {
+            return OutputTensor(request: request, datatype: "FP32", shape: [rows.count, rows.first?.count ?? 0],
+                                payload: .floats(rows.flatMap { $0 }))
+        }
+        let top = min(k, rows.first?.count ?? 0)
+        let labels = rows.map { row in
+            topIndices(row, top).map {
+                let label = OutputName(request.name) == .logits ? model.label($0).name : "\($0)"
+                return Data(String(format: "%f:%d:%@", row[$0], $0, label).utf8)
+            }
+        }
+        return OutputTensor(request: request, datatype: "BYTES", shape: [rows.count, top],
+                            payload: .bytes(labels.flatMap { $0 }))
     }
 
     /// The body limit of a request of JSON tensors for `model`: `maxBodyBytes`, or a batch of `jsonBatch` images
@@ -140,16 +176,14 @@ extension InferenceServer {
 
     /// Each image's `output` row through the batcher (concurrently, so that they batch together); the first uses
     /// the request's admission when `announced`.
-    func run(_ images: [[Float]], output: OutputName, on batcher: Batcher, context: ServerContext,
-             announced: Bool) async throws -> [[Float]] {
-        let channel = context.channel
+    func run(_ images: [[Float]], output: OutputName, on batcher: Batcher, announced: Bool,
+             clientGone: @escaping @Sendable () -> Bool) async throws -> [[Float]] {
         do {
             return try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
                 for (i, pixels) in images.enumerated() {
                     group.addTask {
-                        (i, try await batcher.run(pixels: pixels, output: output, announced: announced && i == 0) {
-                            !channel.isActive
-                        })
+                        (i, try await batcher.run(pixels: pixels, output: output, announced: announced && i == 0,
+                                                  abandoned: clientGone))
                     }
                 }
                 var rows = [[Float]](repeating: [], count: images.count)
@@ -166,43 +200,50 @@ extension InferenceServer {
 
     /// The outputs as JSON, or with the binary extension a JSON header (its length in
     /// `Inference-Header-Content-Length`) followed by the binary outputs in order.
-    func v2Response(_ results: [(OpenInference.OutputRequest, [[Float]])], model: InceptionModel,
-                    id: String?) throws -> Response {
-        var outputs: [[String: Any]] = [], binary = Data()
-        for (request, rows) in results {
-            var entry: [String: Any] = ["name": request.name]
-            let payload: OpenInference.Payload
-            if let k = request.classification {
-                let top = min(k, rows.first?.count ?? 0)
-                payload = .bytes(rows.map { row in
-                    topIndices(row, top).map {
-                        let label = OutputName(request.name) == .logits ? model.label($0).name : "\($0)"
-                        return Data(String(format: "%f:%d:%@", row[$0], $0, label).utf8)
-                    }
-                }.flatMap { $0 })
-                (entry["datatype"], entry["shape"]) = ("BYTES", [rows.count, top])
-            } else {
-                payload = .floats(rows.flatMap { $0 })
-                (entry["datatype"], entry["shape"]) = ("FP32", [rows.count, rows.first?.count ?? 0])
-            }
-            if request.binary {
-                let data = OpenInference.binary(payload)
-                entry["parameters"] = ["binary_data_size": data.count]
+    func v2Response(_ outputs: [OutputTensor], model: InceptionModel, id: String?) -> Response {
+        var json = JSONWriter(), binary = Data()
+        json.raw("{")
+        json.key("model_name")
+        json.string(model.name.rawValue)
+        json.raw(",\"model_version\":\"1\",")
+        if let id {
+            json.key("id")
+            json.string(id)
+            json.raw(",")
+        }
+        json.key("outputs")
+        json.array(outputs) { json, output in
+            json.raw("{")
+            json.key("name")
+            json.string(output.request.name)
+            json.raw(",")
+            json.key("datatype")
+            json.string(output.datatype)
+            json.raw(",")
+            json.key("shape")
+            json.array(output.shape) { $0.number($1) }
+            json.raw(",")
+            if output.request.binary {
+                let data = OpenInference.binary(output.payload)
+                json.raw("\"parameters\":{\"binary_data_size\":")
+                json.number(data.count)
+                json.raw("}")
                 binary.append(data)
             } else {
-                switch payload {
-                case let .floats(values): entry["data"] = values.map(Double.init)
-                case let .bytes(values): entry["data"] = values.map { String(decoding: $0, as: UTF8.self) }
+                json.key("data")
+                switch output.payload {
+                case let .floats(values): json.array(values) { $0.number($1) }
+                case let .bytes(values): json.array(values) { $0.string(String(decoding: $1, as: UTF8.self)) }
                 }
             }
-            outputs.append(entry)
+            json.raw("}")
         }
-        var object: [String: Any] = ["model_name": model.name.rawValue, "model_version": "1", "outputs": outputs]
-        object["id"] = id
-        let header = try JSON.data(object)
+        json.raw("}")
         var headers: HTTPFields = [.contentType: binary.isEmpty ? "application/json" : "application/octet-stream"]
-        if !binary.isEmpty { headers[.inferenceHeaderContentLength] = String(header.count) }
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: header + binary)))
+        if !binary.isEmpty { headers[.inferenceHeaderContentLength] = String(json.bytes.count) }
+        var body = ByteBuffer(bytes: json.bytes)
+        body.writeBytes(binary)
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
     }
 }
 

@@ -45,7 +45,9 @@ public final class InferenceServer: Sendable {
     /// Serves until SIGTERM or SIGINT (or `shutdown` of a surrounding service group): the port opens at once,
     /// `/ready` answers 503 until every model is loaded; on the signal the server stops accepting connections,
     /// answers the requests it has, then returns. A model that cannot be loaded stops the server with its error.
-    public func run(onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) async throws {
+    /// With `grpcPort`, the gRPC service listens too (`onGRPCRunning` is given its port) and stops with the rest.
+    public func run(onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in },
+                    onGRPCRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }) async throws {
         var logger = Logger(label: "inception.serve")
         logger.logLevel = .notice
         Self.raiseFileLimit()
@@ -64,8 +66,14 @@ public final class InferenceServer: Sendable {
         let loader = ServiceGroupConfiguration.ServiceConfiguration(
             service: ModelLoader(server: self), successTerminationBehavior: .gracefullyShutdownGroup,
             failureTerminationBehavior: .gracefullyShutdownGroup)
+        var services = [loader, .init(service: app)]
+        if let port = configuration.grpcPort {
+            // A gRPC port that cannot be bound stops the server as a loader's failure does, gracefully.
+            services.append(.init(service: GRPCListener(server: self, port: port, onRunning: onGRPCRunning),
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [loader, .init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Past the drain deadline the services are cancelled: the HTTP server closes its remaining connections.
         groupConfiguration.maximumGracefulShutdownDuration = configuration.drainTimeout
         let group = ServiceGroup(configuration: groupConfiguration)
@@ -79,6 +87,8 @@ public final class InferenceServer: Sendable {
             try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             throw PortInUse(host: configuration.host, port: configuration.port)
+        } catch let error as GRPCListener.PortInUse {
+            throw PortInUse(host: configuration.host, port: error.port)
         }
     }
 

@@ -7,8 +7,14 @@ extension InferenceServer {
         public var host = "127.0.0.1"
         /// 0 picks a free port (reported to `onServerRunning`).
         public var port = 8080
+        /// The Open Inference Protocol's gRPC service on this port (0: a free one, reported to `onGRPCRunning`);
+        /// nil: off.
+        public var grpcPort: Int?
+        /// HTTP/2 streams (calls) one gRPC connection may have open at once; each may hold a message of up to
+        /// `maxBodyBytes`.
+        public var grpcStreamsPerConnection = 16
         public var limits = Batcher.Limits()
-        /// Larger request bodies get 413 before they are read.
+        /// Larger request bodies get 413 before they are read (gRPC messages: RESOURCE_EXHAUSTED).
         public var maxBodyBytes = 16 << 20
         /// Images an Open Inference request of JSON numbers may carry at the model's input size: its body limit is
         /// `maxBodyBytes` or that batch as JSON (24 bytes a number), whichever is more; 0 holds JSON to

@@ -1,8 +1,9 @@
 import Foundation
 import Prometheus
 
-/// What `GET /metrics` reports, in Prometheus' text format: requests by endpoint and status, request latency,
-/// batch sizes and forward-pass time per model, and the number of requests waiting per model.
+/// What `GET /metrics` reports, in Prometheus' text format: HTTP requests by endpoint and status and gRPC calls by
+/// method and code, with their latency; batch sizes and forward-pass time per model, and the number of requests
+/// waiting per model.
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
 
@@ -22,6 +23,20 @@ public final class ServerMetrics: Sendable {
             descriptor: .init(namespace: "inception", metricName: "http_request_duration", unitName: "seconds",
                               helpText: "Time from request to response, by endpoint and model."),
             labels: [("endpoint", endpoint), ("model", model)], buckets: Self.latencyBuckets
+        ).record(duration)
+    }
+
+    /// A gRPC call, by method, model (empty for the server's own) and status code.
+    func grpcRequest(method: String, model: String, code: String, duration: Duration) {
+        registry.makeCounter(
+            descriptor: .init(namespace: "inception", metricName: "grpc_requests", unitName: "total",
+                              helpText: "gRPC calls by method, model and status code."),
+            labels: [("method", method), ("model", model), ("code", code)]
+        ).increment()
+        registry.makeDurationHistogram(
+            descriptor: .init(namespace: "inception", metricName: "grpc_request_duration", unitName: "seconds",
+                              helpText: "Time from call to answer, by method and model."),
+            labels: [("method", method), ("model", model)], buckets: Self.latencyBuckets
         ).record(duration)
     }
 

@@ -78,7 +78,11 @@ extension InferenceServer {
     func model(_ context: ServerContext) throws -> InceptionModel { try batcher(context).model }
 
     func batcher(_ context: ServerContext) throws -> Batcher {
-        let requested = context.parameters.get("model") ?? ""
+        try batcher(named: context.parameters.get("model") ?? "")
+    }
+
+    /// The model's batcher: 404 for a model this server does not have, 503 while it loads.
+    func batcher(named requested: String) throws -> Batcher {
         guard let name = ModelName(rawValue: requested), let state = states.withLock({ $0[name] }) else {
             throw APIError(.notFound,
                            """

@@ -83,32 +83,39 @@ package func residentMemory(pid: Int32) -> (now: Int, peak: Int) {
     return (field("VmRSS"), field("VmHWM"))
 }
 
-/// `inception serve --port 0 ARGUMENTS` as a child process, its port read from the line it prints when listening:
-/// the one way the tests launch a server process (stopped with SIGKILL when the value goes).
+/// `inception serve --port 0 ARGUMENTS` as a child process, its port read from the line it prints when listening
+/// (and with `grpc`, `--grpc-port 0` and its gRPC port from the line it prints for that): the one way the tests
+/// launch a server process (stopped with SIGKILL when the value goes).
 package final class ServerProcess {
     package let process = Process()
     package let port: Int
+    /// The gRPC service's port, when started with `grpc`.
+    package let grpcPort: Int?
 
-    package init(_ arguments: [String]) throws {
+    package init(_ arguments: [String], grpc: Bool = false) throws {
         process.executableURL = inceptionExecutable()
-        process.arguments = ["serve", "--port", "0"] + arguments
+        process.arguments = ["serve", "--port", "0"] + (grpc ? ["--grpc-port", "0"] : []) + arguments
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // "inception serve: listening on http://127.0.0.1:PORT (…)"
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
+        // "inception serve: listening on http://127.0.0.1:PORT (…)", "inception serve: gRPC on 127.0.0.1:PORT (…)"
+        var text = ""
+        func port(after marker: String) -> Int? {
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()  // whole lines only
+            guard let line = lines.first(where: { $0.contains(marker) }) else { return nil }
+            return line.split(separator: ":").last?.split(separator: " ").first.flatMap { Int($0) }
+        }
+        while port(after: "listening on") == nil || (grpc && port(after: "gRPC on") == nil) {
             let chunk = out.fileHandleForReading.availableData
             guard !chunk.isEmpty else { break }
-            line += chunk
+            text += String(decoding: chunk, as: UTF8.self)
         }
-        let text = String(decoding: line, as: UTF8.self)
-        guard let port = text.split(separator: ":").last?.split(separator: " ").first.flatMap({ Int($0) }) else {
+        guard let http = port(after: "listening on"), !grpc || port(after: "gRPC on") != nil else {
             process.terminate()
             throw Failure("no port in '\(text)'")
         }
-        self.port = port
+        (self.port, grpcPort) = (http, port(after: "gRPC on"))
     }
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }

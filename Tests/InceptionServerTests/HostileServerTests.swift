@@ -277,13 +277,18 @@ import Testing
         #expect(crowd.allSatisfy { $0.receive(timeout: .milliseconds(500)).closed })
     }
 
-    /// A port already in use is named in one line (NIO's text named only the system call), exit 1.
+    /// A port already in use, HTTP's or gRPC's, is named in one line (NIO's text named only the system call), exit 1.
     @Test func aPortInUseIsNamed() async throws {
         let first = try ServerProcess(["--model", "inception_resnet_v1_facenet", "--random-weights", "1"])
         let second = try runInception(["serve", "--model", "inception_resnet_v1_facenet", "--random-weights", "1",
                                        "--port", "\(first.port)"])
         #expect(second.status == 1 && second.stderr == "error: port \(first.port) on 127.0.0.1 is already in use\n",
                 "\(second.stderr)")
+        // The gRPC port alike: the HTTP side, already listening, stops with it.
+        let third = try runInception(["serve", "--model", "inception_resnet_v1_facenet", "--random-weights", "1",
+                                      "--port", "0", "--grpc-port", "\(first.port)"])
+        #expect(third.status == 1 && third.stderr == "error: port \(first.port) on 127.0.0.1 is already in use\n",
+                "\(third.stderr)")
     }
 
     /// SIGTERM with a client stalled mid-upload: the server exits 0 at the drain deadline, not when the client

@@ -108,4 +108,29 @@ import Testing
         guard case let .bytes(values) = request.inputs[0].payload else { Issue.record("not bytes"); return }
         #expect(values.map { String(decoding: $0, as: UTF8.self) } == ["a\"b\\c/\n", "é😀", "\u{FFFD}x"])
     }
+
+    /// What the server writes reads back through an independent parser (Foundation's) as what it was given: strings
+    /// with quotes, backslashes, control characters and non-ASCII text, and Floats of every exponent bit for bit
+    /// (the shortest digits of a Float, read as a Double and rounded to Float, give the Float back).
+    @Test func writtenJSONReadsBack() throws {
+        var rng = SystemRandomNumberGenerator()
+        let pieces = ["a", "\"", "\\", "\n", "\u{01}", "\u{1F}", "é", "猫", "🐈", " ", "/", "\t"]
+        let strings = (0..<500).map { _ in
+            (0..<Int.random(in: 0...12, using: &rng)).map { _ in pieces.randomElement()! }.joined()
+        }
+        let floats = (0..<100_000).map { _ in Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &rng)) }
+            .filter(\.isFinite) + [0, -0, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 0.1]
+        var json = JSONWriter()
+        json.raw("{")
+        json.key("strings")
+        json.array(strings) { $0.string($1) }
+        json.raw(",")
+        json.key("floats")
+        json.array(floats) { $0.number($1) }
+        json.raw("}")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.bytes)) as? [String: Any])
+        #expect(object["strings"] as? [String] == strings)
+        let read = try #require(object["floats"] as? [NSNumber]).map { Float($0.doubleValue) }
+        #expect(read.map(\.bitPattern) == floats.map(\.bitPattern))
+    }
 }
