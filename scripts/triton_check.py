@@ -14,8 +14,6 @@ Prints one line per check; exits 1 at the first failure, naming it.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -25,23 +23,11 @@ import tritonclient.http as http
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-
-def fail(message):
-    print(f"triton_check: FAILED: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def check(condition, message):
-    if not condition:
-        fail(message)
-    print(f"ok: {message}")
+from check_support import check, fail, run_inception
 
 
 def inception(args, *arguments):
-    result = subprocess.run([args.inception, *arguments], capture_output=True, text=True)
-    if result.returncode != 0:
-        fail(f"inception {' '.join(arguments)}: {result.stderr.strip()}")
-    return result.stdout
+    return run_inception(args.inception, *arguments)
 
 
 def expect_error(call, fragment, what):

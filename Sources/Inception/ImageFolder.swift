@@ -111,80 +111,106 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible {
 public struct Evaluation: Sendable {
     /// Images scored, and how many of them had their label first (`top1Correct`) or among the first five.
     public var images = 0, top1Correct = 0, top5Correct = 0
+    /// Each image scored, in the data set's order.
+    public var scores: [ImageScore] = []
     /// Files that could not be decoded and were skipped, with the reason.
     public var skipped: [(path: String, reason: String)] = []
     public var seconds = 0.0
     public var top1Accuracy: Double { images == 0 ? 0 : Double(top1Correct) / Double(images) }
     public var top5Accuracy: Double { images == 0 ? 0 : Double(top5Correct) / Double(images) }
+    /// The paper's figures: 1 − accuracy.
+    public var top1Error: Double { 1 - top1Accuracy }
+    public var top5Error: Double { 1 - top5Accuracy }
     public var imagesPerSecond: Double { seconds == 0 ? 0 : Double(images) / seconds }
 }
 
+/// One image of an evaluation: its label (in the model's classes) and its five most probable classes.
+public struct ImageScore: Sendable {
+    public let path: String
+    public let label: Int
+    public let top5: [Prediction]
+    public var top1Correct: Bool { top5.first?.index == label }
+    public var top5Correct: Bool { top5.contains { $0.index == label } }
+}
+
 extension InceptionModel {
-    /// Top-1 and top-5 accuracy over a data set, in batches. The next batch is decoded and preprocessed on another
-    /// thread while the network runs the current one. Undecodable files are skipped (`stopOnError: false`) or end
-    /// the evaluation with their error.
-    public func evaluate(_ data: ImageFolder, batch: Int = 8, threads: Int = Parallel.defaultThreads,
+    /// Top-1 and top-5 accuracy over a data set: each image through `crops`' views (the centre crop by default),
+    /// their probabilities combined by `average`; the views run in passes of at most `batch`. Undecodable files are
+    /// skipped (`stopOnError: false`) or end the evaluation with their error.
+    public func evaluate(_ data: ImageFolder, batch: Int = 8, crops: CropProtocol = .single,
+                         average: CropAverage = .probabilities, threads: Int = Parallel.defaultThreads,
                          stopOnError: Bool = false, limit: Int? = nil,
                          progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
-        guard let logitsNode = graph.outputs[.logits] else {
-            throw InputError.unknownOutput(.logits, model: name.rawValue, available: outputNames)
-        }
+        try Ensemble([self]).evaluate(data, batch: batch, crops: crops, average: average, threads: threads,
+                                      stopOnError: stopOnError, limit: limit, progress: progress)
+    }
+}
+
+extension Ensemble {
+    /// `InceptionModel.evaluate` for the ensemble: each image's probabilities averaged over the members, each member
+    /// with its own preprocessing. The next images are decoded and prepared on another thread while the networks run
+    /// the current ones.
+    public func evaluate(_ data: ImageFolder, batch: Int = 8, crops: CropProtocol = .single,
+                         average: CropAverage = .probabilities, threads: Int = Parallel.defaultThreads,
+                         stopOnError: Bool = false, limit: Int? = nil,
+                         progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
         let samples = Array(data.samples.prefix(limit ?? data.samples.count))
-        let shift = classes == 1001 && classNames == nil ? 1 : 0
-        let (preprocessing, inputSize) = (name.preprocessing, inputSize)
-        let perBatch = max(1, batch)
-        let batches = stride(from: 0, to: samples.count, by: perBatch).map {
-            Array(samples[$0..<min(samples.count, $0 + perBatch)])
+        let first = members[0]
+        let shift = first.classes == 1001 && first.classNames == nil ? 1 : 0
+        // Images per step: a pass of `batch` views, or one image's views when it has more.
+        let perStep = max(1, batch / crops.rawValue)
+        let steps = stride(from: 0, to: samples.count, by: perStep).map {
+            Array(samples[$0..<min(samples.count, $0 + perStep)])
         }
-
-        final class Prepared: @unchecked Sendable {
-            var pixels: [Float] = [], labels: [Int] = [], skipped: [(String, String)] = [], error: Error?
-            let done = DispatchGroup()
-        }
-        func prepare(_ batch: [ImageFolder.Sample]) -> Prepared {
-            let prepared = Prepared()
-            prepared.done.enter()
-            DispatchQueue.global().async {
-                defer { prepared.done.leave() }
-                for sample in batch {
-                    do {
-                        let image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))
-                        prepared.pixels += preprocessing.apply(image, inputSize: inputSize)
-                        prepared.labels.append(sample.label + shift)
-                    } catch {
-                        if stopOnError { prepared.error = error; return }
-                        prepared.skipped.append((sample.path, "\(error)"))
-                    }
-                }
-            }
-            return prepared
-        }
-
         var result = Evaluation()
         let start = DispatchTime.now().uptimeNanoseconds
-        var next = batches.isEmpty ? nil : prepare(batches[0])
-        for index in batches.indices {
+        var next = steps.isEmpty ? nil : prepare(steps[0], crops: crops, stopOnError: stopOnError)
+        for index in steps.indices {
             guard let current = next else { break }
             current.done.wait()
-            next = index + 1 < batches.count ? prepare(batches[index + 1]) : nil
+            next = index + 1 < steps.count ? prepare(steps[index + 1], crops: crops, stopOnError: stopOnError) : nil
             if let error = current.error { next?.done.wait(); throw error }
             result.skipped += current.skipped.map { (path: $0.0, reason: $0.1) }
-            let n = current.labels.count
-            if n > 0 {
-                let size = inputSize
-                let logits = try compiled.run(Tensor(shape: [n, size, size, 3], scalars: current.pixels),
-                                              output: logitsNode,
-                                              threads: threads)
-                for (i, top) in predictions(logits: logits, top: 5).enumerated() {
-                    if top.first?.index == current.labels[i] { result.top1Correct += 1 }
-                    if top.contains(where: { $0.index == current.labels[i] }) { result.top5Correct += 1 }
-                }
-                result.images += n
+            let probabilities = try self.probabilities(views: current.views, average: average, batch: batch,
+                                                       threads: threads)
+            for (i, top5) in predictions(probabilities, top: 5).enumerated() {
+                let score = ImageScore(path: current.samples[i].path, label: current.samples[i].label + shift,
+                                       top5: top5)
+                result.scores.append(score)
+                result.top1Correct += score.top1Correct ? 1 : 0
+                result.top5Correct += score.top5Correct ? 1 : 0
             }
+            result.images = result.scores.count
             progress?(result.images + result.skipped.count, samples.count)
         }
         result.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return result
+    }
+
+    /// Decoded and prepared off the calling thread: the samples read, their views, the files skipped.
+    private final class Prepared: @unchecked Sendable {
+        var samples: [ImageFolder.Sample] = [], views: [[[[Float]]]] = [], skipped: [(String, String)] = []
+        var error: Error?
+        let done = DispatchGroup()
+    }
+
+    private func prepare(_ step: [ImageFolder.Sample], crops: CropProtocol, stopOnError: Bool) -> Prepared {
+        let prepared = Prepared()
+        prepared.done.enter()
+        DispatchQueue.global().async {
+            defer { prepared.done.leave() }
+            for sample in step {
+                do {
+                    let image = try RGBImage(contentsOf: URL(fileURLWithPath: sample.path))
+                    prepared.views += views([image], crops: crops)
+                    prepared.samples.append(sample)
+                } catch {
+                    if stopOnError { prepared.error = error; return }
+                    prepared.skipped.append((sample.path, "\(error)"))
+                }
+            }
+        }
+        return prepared
     }
 }
 

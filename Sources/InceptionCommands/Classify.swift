@@ -8,12 +8,19 @@ struct Classify: ParsableCommand {
         abstract: "Label images: the top classes and their probabilities.",
         discussion: """
             An image that cannot be read is reported on standard error (and in the JSON) and the others are still \
-            classified; the exit status is then 1.
+            classified; the exit status is then 1. --crops scores each image by a multi-crop protocol and repeated \
+            --weights by an ensemble, as `inception eval` does.
             """)
 
-    @OptionGroup var weights: WeightsOption
+    @OptionGroup var members: MembersOption
 
     @OptionGroup var precision: PrecisionOption
+
+    @Option(help: "Views per image: 1 (centre crop), 10, 12 or 144 (GoogLeNet's protocol); probabilities averaged.")
+    var crops: CropProtocol = .single
+
+    @Option(help: "How each member's views combine: probabilities (the mean of their softmax) or logits.")
+    var average: CropAverage = .probabilities
 
     @Option(help: "How many classes to show per image (at most the model's classes).")
     var top: Int = 5
@@ -30,16 +37,20 @@ struct Classify: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try input.checkFiles()
-            let net = try weights.load(precision)
-            try net.checkMemory(batch: min(input.batch, input.images.count), size: net.inputSize)
+            let ensemble = try members.load(precision)
+            for net in ensemble.members {
+                try net.checkMemory(batch: min(input.batch, input.images.count * crops.rawValue), size: net.inputSize)
+            }
             var results: [[String: Any]] = [], failed = 0
-            for paths in input.batches {
-                let (images, problems) = input.prepare(paths, for: net)
+            // Images per step: a pass of --batch views, or one image's views when it has more.
+            for paths in input.images.chunked(max(1, input.batch / crops.rawValue)) {
+                let (images, problems) = input.prepare(paths) { ensemble.views([$0], crops: crops)[0] }
                 failed += problems.count
                 if json { results += problems.map { ["image": $0.path, "error": $0.reason] } }
                 if images.isEmpty { continue }
-                let predictions = try net.classify(prepared: images.map(\.pixels), top: top,
-                                                   threads: input.threads.threads)
+                let probabilities = try ensemble.probabilities(views: images.map(\.pixels), average: average,
+                                                               batch: input.batch, threads: input.threads.threads)
+                let predictions = ensemble.predictions(probabilities, top: top)
                 for ((path, _), top) in zip(images, predictions) {
                     if json {
                         results.append(["image": path, "predictions": top.map {

@@ -65,10 +65,17 @@ struct ImageBatches: ParsableArguments {
     func prepare(_ paths: [String], for net: InceptionModel)
         -> (images: [(path: String, pixels: [Float])], problems: [(path: String, reason: String)])
     {
-        var images: [(path: String, pixels: [Float])] = [], problems: [(path: String, reason: String)] = []
+        prepare(paths, net.prepare)
+    }
+
+    /// `prepare(_:for:)` through any transform of the decoded image (an ensemble's views, say).
+    func prepare<Prepared>(_ paths: [String], _ transform: (RGBImage) -> Prepared)
+        -> (images: [(path: String, pixels: Prepared)], problems: [(path: String, reason: String)])
+    {
+        var images: [(path: String, pixels: Prepared)] = [], problems: [(path: String, reason: String)] = []
         for path in paths {
             do {
-                images.append((path, net.prepare(try decode(path))))
+                images.append((path, transform(try decode(path))))
             } catch {
                 problems.append((path, "\(error)"))
                 FileHandle.standardError.write(Data("error: \(error)\n".utf8))
@@ -86,3 +93,53 @@ extension Array {
 }
 
 func decode(_ path: String) throws -> RGBImage { try RGBImage(contentsOf: URL(fileURLWithPath: path)) }
+
+/// The models of a command that scores with one or several, averaging their probabilities (an ensemble, the paper's
+/// Table 5): `--model` and `--weights`, each repeatable, paired in order; one `--model` applies to every
+/// `--weights`; without `--weights`, each model's released weights from the Hub.
+struct MembersOption: ParsableArguments {
+    @Option(name: .customLong("model"), help: """
+        The network (`inception models` lists them; default: the one each --weights file names, else inception_v4). \
+        Repeat with --weights for an ensemble.
+        """)
+    var models: [ModelName] = []
+
+    @Option(name: .customLong("weights"), help: """
+        Weights (safetensors or PyTorch .pt/.pth/.bin). Repeat for an ensemble: its members' probabilities are \
+        averaged, each member with its own preprocessing. Default: the released weights from the Hugging Face Hub.
+        """)
+    var weights: [String] = []
+
+    func validate() throws {
+        guard models.count <= 1 || weights.isEmpty || models.count == weights.count else {
+            throw FlagError("give one --model for every --weights, or one for all (\(models.count) models, "
+                            + "\(weights.count) weights)")
+        }
+    }
+
+    /// Each member's network and where its weights come from.
+    func sources() throws -> [(name: ModelName, source: WeightsSource)] {
+        guard !weights.isEmpty else {
+            return (models.isEmpty ? [.inceptionV4] : models).map { ($0, .released(.withProgressBar())) }
+        }
+        return try weights.enumerated().map { i, path in
+            let url = URL(fileURLWithPath: path)
+            let named = models.count == weights.count ? models[i] : models.first
+            return (try named ?? CheckpointMetadata(contentsOf: url).model ?? .inceptionV4, .file(url))
+        }
+    }
+
+    /// The members, their convolutions in `precision`'s arithmetic (refused first if this CPU cannot run it).
+    func load(_ precision: PrecisionOption) throws -> Ensemble {
+        let route = try precision.route()
+        return try Ensemble(try sources().map { try InceptionModel(try ModelWeights($0.name, from: $0.source),
+                                                                   route: route) })
+    }
+}
+
+extension CropProtocol: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: Int(argument) ?? 0) }
+    public static var allValueStrings: [String] { allCases.map { String($0.rawValue) } }
+}
+
+extension CropAverage: ExpressibleByArgument {}

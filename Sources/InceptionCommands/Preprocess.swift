@@ -7,13 +7,17 @@ struct Preprocess: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: """
             Write the tensor the model sees for each image: (N, 3, H, W) float32 .npy, after the model's own \
-            preprocessing.
+            preprocessing; with --crops, each image's views in turn (N × crops rows, in the order docs/evaluation.md \
+            gives).
             """)
 
     @OptionGroup var network: ModelOption
 
     @Option(help: "Square input size (default: the model's own).")
     var inputSize: Int?
+
+    @Option(help: "Views per image: 1 (the centre crop), 10, 12 or 144, as `inception eval --crops` scores them.")
+    var crops: CropProtocol = .single
 
     @Option(help: "Output .npy.")
     var output: String
@@ -34,11 +38,12 @@ struct Preprocess: ParsableCommand {
         try reportingErrors {
             let preprocessing = network.model.preprocessing
             let size = inputSize ?? preprocessing.inputSize
-            let shape = [images.count, 3, size, size]
+            let shape = [images.count * crops.rawValue, 3, size, size]
             let writer = try NPY.Writer(shape: shape, to: output)
             for path in images {
-                let hwc = preprocessing.apply(try decode(path), inputSize: size)
-                try writer.append(Tensor(shape: [1, size, size, 3], scalars: hwc).nhwcToNCHW().scalars)
+                for hwc in preprocessing.apply(try decode(path), crops: crops, inputSize: size) {
+                    try writer.append(Tensor(shape: [1, size, size, 3], scalars: hwc).nhwcToNCHW().scalars)
+                }
             }
             try writer.finish()
             if json { try printJSON(["model": network.model.rawValue, "output": output, "shape": shape]) }

@@ -1,0 +1,186 @@
+import Foundation
+
+/// Two face images and whether they show the same person: one line of LFW's `pairs.txt`.
+public struct FacePair: Sendable, Equatable {
+    public let first: String
+    public let second: String
+    public let same: Bool
+
+    public init(first: String, second: String, same: Bool) {
+        (self.first, self.second, self.same) = (first, second, same)
+    }
+}
+
+/// LFW's pairs files: the 10-fold `pairs.txt` (a first line "10 300", then per fold 300 lines `name n m` of the same
+/// person and 300 lines `name n other m` of two) and the simple one (the same lines, any number, no first line).
+/// Image `n` of `name` is `DIR/name/name_000n.jpg` (LFW's layout; `.png` too when there is no JPEG).
+public enum PairsFile {
+    public static func parse(_ text: String, images directory: String) throws -> [FacePair] {
+        // (line number, fields) of each line that is not blank.
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            .map { ($0.offset + 1, $0.element.split(whereSeparator: \.isWhitespace)) }.filter { !$0.1.isEmpty }
+        if let first = lines.first?.1, first.count == 2, first.allSatisfy({ Int($0) != nil }) { lines.removeFirst() }
+        return try lines.map { number, fields in
+            func image(_ name: Substring, _ index: Substring) throws -> String {
+                guard let n = Int(index), n >= 0, n < 100_000 else {
+                    throw VerificationError.badLine(number, fields.joined(separator: " "))
+                }
+                let base = (directory as NSString).appendingPathComponent(String(name))
+                let stem = (base as NSString).appendingPathComponent(String(format: "%@_%04d", String(name), n))
+                let png = stem + ".png"
+                return FileManager.default.fileExists(atPath: stem + ".jpg") || !FileManager.default
+                    .fileExists(atPath: png) ? stem + ".jpg" : png
+            }
+            switch fields.count {
+            case 3: return FacePair(first: try image(fields[0], fields[1]), second: try image(fields[0], fields[2]),
+                                    same: true)
+            case 4: return FacePair(first: try image(fields[0], fields[1]), second: try image(fields[2], fields[3]),
+                                    same: false)
+            default: throw VerificationError.badLine(number, fields.joined(separator: " "))
+            }
+        }
+    }
+}
+
+public enum VerificationError: Error, Equatable, CustomStringConvertible {
+    case badLine(Int, String)
+    case tooFewPairs(Int)
+    case oneKindOnly
+
+    public var description: String {
+        switch self {
+        case let .badLine(line, text):
+            return "pairs line \(line) '\(text.prefix(80))' is neither 'name n m' nor 'name n other m'"
+        case let .tooFewPairs(count): return "\(count) pairs are too few for 10 folds (at least 10)"
+        case .oneKindOnly: return "the pairs are all of one kind; verification needs same and different pairs"
+        }
+    }
+}
+
+/// facenet's `evaluate` protocol (Schroff et al. 2015 as David Sandberg's facenet computes it) on the squared
+/// Euclidean distances of L2-normalised embeddings: ten contiguous folds (scikit-learn's KFold without shuffling);
+/// per fold the threshold of best accuracy on the other nine (thresholds 0, 0.01, … 3.99; a pair is "same" below
+/// it), accuracy on the fold; VAL at FAR = 1e-3 with the threshold interpolated on the other nine (thresholds
+/// 0, 0.001, … 3.999); and the ROC over all pairs with its AUC (scikit-learn's `roc_curve` and `auc`).
+public struct Verification: Sendable {
+    public let accuracies: [Double]
+    public let thresholds: [Double]
+    public let vals: [Double], fars: [Double]
+    /// The ROC of all pairs: (false positive rate, true positive rate), from (0, 0) to (1, 1).
+    public let roc: [(fpr: Double, tpr: Double)]
+    public let auc: Double
+
+    public var accuracy: Double { Self.mean(accuracies) }
+    public var accuracyStd: Double { Self.std(accuracies) }
+    public var val: Double { Self.mean(vals) }
+    public var valStd: Double { Self.std(vals) }
+    public var far: Double { Self.mean(fars) }
+
+    public init(distances: [Double], same: [Bool], folds: Int = 10, farTarget: Double = 1e-3) throws {
+        guard distances.count >= folds else { throw VerificationError.tooFewPairs(distances.count) }
+        guard same.contains(true), same.contains(false) else { throw VerificationError.oneKindOnly }
+        let grid = (0..<400).map { Double($0) / 100 }, fine = (0..<4000).map { Double($0) / 1000 }
+        var (accuracies, thresholds, vals, fars) = ([Double](), [Double](), [Double](), [Double]())
+        for test in Self.folds(distances.count, folds) {
+            let train = (0..<distances.count).filter { !test.contains($0) }
+            let trainAccuracy = grid.map { Self.rates($0, distances, same, train).accuracy }
+            let best = grid[trainAccuracy.firstIndex(of: trainAccuracy.max()!)!]
+            thresholds.append(best)
+            accuracies.append(Self.rates(best, distances, same, Array(test)).accuracy)
+            let threshold = Self.threshold(atFAR: farTarget, fine.map { ($0, Self.rates($0, distances, same,
+                                                                                          train).far) })
+            let rates = Self.rates(threshold, distances, same, Array(test))
+            vals.append(rates.val)
+            fars.append(rates.far)
+        }
+        (self.accuracies, self.thresholds, self.vals, self.fars) = (accuracies, thresholds, vals, fars)
+        (roc, auc) = Self.roc(distances, same)
+    }
+
+    /// scikit-learn's KFold(n_splits, shuffle=False): contiguous, the first n % k folds one longer.
+    static func folds(_ n: Int, _ k: Int) -> [Range<Int>] {
+        var start = 0
+        return (0..<k).map { i in
+            let size = n / k + (i < n % k ? 1 : 0)
+            defer { start += size }
+            return start..<(start + size)
+        }
+    }
+
+    /// Accuracy, VAL (true accepts / same pairs) and FAR (false accepts / different pairs) of `distance < threshold`
+    /// over `pairs` (facenet's, 0 where a kind is absent).
+    static func rates(_ threshold: Double, _ distances: [Double], _ same: [Bool], _ pairs: [Int])
+        -> (accuracy: Double, val: Double, far: Double) {
+        var (trueAccepts, falseAccepts, nSame) = (0, 0, 0)
+        for i in pairs {
+            nSame += same[i] ? 1 : 0
+            guard distances[i] < threshold else { continue }
+            if same[i] { trueAccepts += 1 } else { falseAccepts += 1 }
+        }
+        let nDifferent = pairs.count - nSame, trueRejects = nDifferent - falseAccepts
+        return (Double(trueAccepts + trueRejects) / Double(max(1, pairs.count)),
+                nSame == 0 ? 0 : Double(trueAccepts) / Double(nSame),
+                nDifferent == 0 ? 0 : Double(falseAccepts) / Double(nDifferent))
+    }
+
+    /// The threshold whose training FAR is `target`, interpolated between the grid's neighbours: the largest
+    /// threshold with FAR at or below it and the smallest above; 0 when no threshold reaches it (facenet).
+    static func threshold(atFAR target: Double, _ curve: [(threshold: Double, far: Double)]) -> Double {
+        guard let top = curve.map(\.far).max(), top >= target else { return 0 }
+        let below = curve.filter { $0.far <= target }.max { ($0.far, $0.threshold) < ($1.far, $1.threshold) }
+        let above = curve.filter { $0.far > target }.min { ($0.far, $0.threshold) < ($1.far, $1.threshold) }
+        guard let below else { return above!.threshold }
+        guard let above, below.far < target else { return below.threshold }
+        return below.threshold + (target - below.far) * (above.threshold - below.threshold) / (above.far - below.far)
+    }
+
+    /// The ROC of "same" scored by −distance, at every distinct distance (scikit-learn's `roc_curve` with
+    /// `drop_intermediate=False`), and its trapezoidal area.
+    static func roc(_ distances: [Double], _ same: [Bool]) -> ([(fpr: Double, tpr: Double)], Double) {
+        let order = distances.indices.sorted { distances[$0] < distances[$1] }
+        let positives = Double(same.filter { $0 }.count), negatives = Double(same.count) - positives
+        var curve: [(fpr: Double, tpr: Double)] = [(0, 0)], (tp, fp) = (0.0, 0.0)
+        for (k, i) in order.enumerated() {
+            if same[i] { tp += 1 } else { fp += 1 }
+            if k + 1 == order.count || distances[order[k + 1]] != distances[i] {
+                curve.append((fp / negatives, tp / positives))
+            }
+        }
+        let area = zip(curve, curve.dropFirst()).reduce(0) { $0 + ($1.1.fpr - $1.0.fpr) * ($1.1.tpr + $1.0.tpr) / 2 }
+        return (curve, area)
+    }
+
+    static func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(max(1, values.count)) }
+
+    /// numpy's std: the population standard deviation.
+    static func std(_ values: [Double]) -> Double {
+        let m = mean(values)
+        return (values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(max(1, values.count))).squareRoot()
+    }
+}
+
+/// The ROC curve of a verification as a small SVG (true accept rate against false accept rate, both 0–1), with the
+/// accuracy, VAL and AUC in its title.
+public func rocSVG(_ result: Verification, title: String = "") -> String {
+    let (size, margin) = (360.0, 50.0)
+    func x(_ v: Double) -> Double { margin + (size - 2 * margin) * v }
+    func y(_ v: Double) -> Double { size - margin - (size - 2 * margin) * v }
+    let d = result.roc.enumerated().map { "\($0.offset == 0 ? "M" : "L")\(x($0.element.fpr)),\(y($0.element.tpr))" }
+        .joined(separator: " ")
+    let caption = String(format: "%@ accuracy %.2f%%, VAL %.2f%% @ FAR %.3f%%, AUC %.4f", title,
+                         100 * result.accuracy, 100 * result.val, 100 * result.far, result.auc)
+    return """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(size))" height="\(Int(size))" font-family="sans-serif" \
+        font-size="11"><rect width="100%" height="100%" fill="white"/>
+        <rect x="\(x(0))" y="\(y(1))" width="\(x(1) - x(0))" height="\(y(0) - y(1))" fill="none" stroke="black"/>
+        <line x1="\(x(0))" y1="\(y(0))" x2="\(x(1))" y2="\(y(1))" stroke="#999" stroke-dasharray="4,3"/>
+        <path d="\(d)" fill="none" stroke="#1f77b4" stroke-width="2"/>
+        <text x="\(size / 2)" y="\(size - 15)" text-anchor="middle">false accept rate (0–1)</text>
+        <text x="15" y="\(size / 2)" transform="rotate(-90 15 \(size / 2))" text-anchor="middle">true accept rate \
+        (0–1)</text>
+        <text x="\(margin)" y="30">\(caption.replacingOccurrences(of: "&", with: "&amp;")
+            .replacingOccurrences(of: "<", with: "&lt;"))</text>
+        </svg>
+
+        """
+}

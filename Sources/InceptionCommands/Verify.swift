@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import Inception
+import InceptionIO
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Face verification on pairs (LFW's protocol): 10-fold accuracy, VAL@FAR=1e-3, ROC AUC.",
+        discussion: """
+            Reads LFW's pairs.txt (the 10-fold file or the simple one: 'name n m' for the same person, 'name n \
+            other m' for two) over DIR/name/name_000n.jpg; embeds each image once, in batches; scores the pairs \
+            by the squared distance of L2-normalised embeddings, as facenet's evaluate does (docs/evaluation.md). \
+            The network is the face model unless --model or the weights file names another.
+            """)
+
+    @OptionGroup var weights: WeightsOption
+
+    @OptionGroup var precision: PrecisionOption
+
+    @Option(help: "The pairs file (LFW's pairs.txt format).")
+    var pairs: String
+
+    @Option(help: "The image folder: one sub-folder per person.")
+    var images: String
+
+    @Option(help: "Also draw the ROC curve as SVG here.")
+    var roc: String?
+
+    @Option(help: "Images per forward pass.")
+    var batch: Int = 8
+
+    @Flag(help: "Print JSON: the figures, each fold's, and each pair's distance.")
+    var json = false
+
+    @OptionGroup var threads: ThreadsOption
+
+    func validate() throws {
+        try FlagRule.batch(batch)
+        if let roc { try FlagRule.output(roc, notAmong: [pairs] + [weights.weights].compactMap { $0 }) }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let data: Data
+            do { data = try FileInput.read(URL(fileURLWithPath: pairs), maximumBytes: 64 << 20) } catch {
+                throw CLIError("cannot read pairs file \(pairs): \(error)")
+            }
+            let list = try PairsFile.parse(String(decoding: data, as: UTF8.self), images: images)
+            let net = try FaceEmbedder.load(weights, precision)
+            let embeddings = try FaceEmbedder.embed(Array(Set(list.flatMap { [$0.first, $0.second] })).sorted(),
+                                                    net, batch: batch, threads: threads.threads)
+            let distances = list.map { FaceEmbedder.distance(embeddings[$0.first]!, embeddings[$0.second]!) }
+            let result = try Verification(distances: distances, same: list.map(\.same))
+            if let roc { try FileOutput.write(Data(rocSVG(result, title: net.name.rawValue).utf8), to: roc) }
+            if json { return try printJSON(report(result, list, distances, model: net.name.rawValue)) }
+            print(String(format: "%@ on %d pairs: accuracy %.2f%% ± %.2f%%, VAL %.2f%% ± %.2f%% @ FAR %.4f%%, "
+                         + "AUC %.4f", net.name.rawValue, list.count, 100 * result.accuracy,
+                         100 * result.accuracyStd, 100 * result.val, 100 * result.valStd, 100 * result.far,
+                         result.auc))
+        }
+    }
+
+    func report(_ result: Verification, _ list: [FacePair], _ distances: [Double], model: String) -> [String: Any] {
+        ["model": model, "pairs": list.count, "accuracy": result.accuracy, "accuracy_std": result.accuracyStd,
+         "val": result.val, "val_std": result.valStd, "far": result.far, "auc": result.auc,
+         "roc": result.roc.map { [$0.fpr, $0.tpr] },
+         "folds": (0..<result.accuracies.count).map {
+             ["accuracy": result.accuracies[$0], "threshold": result.thresholds[$0], "val": result.vals[$0],
+              "far": result.fars[$0]]
+         },
+         "per_pair": zip(list, distances).map { ["first": $0.first, "second": $0.second, "same": $0.same,
+                                                 "distance": $1] as [String: Any] }]
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Whether two face images show the same person: their distance and the decision at a threshold.",
+        discussion: """
+            The distance is the squared Euclidean distance of the L2-normalised embeddings (0 to 4), as `inception \
+            verify` scores pairs; below --threshold the faces are called the same person. The network is the face \
+            model unless --model or the weights file names another.
+            """)
+
+    @OptionGroup var weights: WeightsOption
+
+    @OptionGroup var precision: PrecisionOption
+
+    @Option(help: """
+        Same person below this distance (default 1.1, about where facenet's VGGFace2 model separates LFW's pairs; \
+        `inception verify --json` gives each fold's threshold for your own weights and data).
+        """)
+    var threshold = 1.1
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @OptionGroup var threads: ThreadsOption
+
+    @Argument(help: "Two face images (JPEG or PNG).")
+    var images: [String]
+
+    func validate() throws {
+        guard images.count == 2 else { throw FlagError("give two images, not \(images.count)") }
+        guard threshold.isFinite, threshold >= 0 else { throw FlagError("--threshold must be a distance of 0 or more") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let net = try FaceEmbedder.load(weights, precision)
+            let embeddings = try FaceEmbedder.embed(images, net, batch: 2, threads: threads.threads)
+            let distance = FaceEmbedder.distance(embeddings[images[0]]!, embeddings[images[1]]!)
+            let same = distance < threshold
+            if json {
+                return try printJSON(["model": net.name.rawValue, "images": images, "distance": distance,
+                                      "threshold": threshold, "same": same])
+            }
+            print(String(format: "distance %.4f: %@ (threshold %.2f)", distance,
+                         same ? "the same person" : "different people", threshold))
+        }
+    }
+}
+
+/// What `verify` and `compare` share: the network (the face model unless named), embeddings once per image.
+enum FaceEmbedder {
+    /// `--model`, else the network the weights file names, else the face model.
+    static func load(_ weights: WeightsOption, _ precision: PrecisionOption) throws -> InceptionModel {
+        let route = try precision.route()
+        let file = weights.weights.map { URL(fileURLWithPath: $0) }
+        let name = try weights.network.requested ?? file.flatMap { try CheckpointMetadata(contentsOf: $0).model }
+            ?? .inceptionResNetV1FaceNet
+        let source: WeightsSource = file.map { .file($0) } ?? .released(.withProgressBar())
+        return try InceptionModel(try ModelWeights(name, from: source), route: route)
+    }
+
+    /// Each image's embedding (the face model's, or the pooled features), L2-normalised in Double.
+    static func embed(_ paths: [String], _ net: InceptionModel, batch: Int,
+                      threads: Int) throws -> [String: [Double]] {
+        var embeddings: [String: [Double]] = [:]
+        for chunk in paths.chunked(max(1, batch)) {
+            let rows = try net.embed(prepared: try chunk.map { net.prepare(try decode($0)) }, threads: threads)
+            let width = rows.shape[1]
+            for (i, path) in chunk.enumerated() {
+                let row = rows.scalars[(i * width)..<((i + 1) * width)].map(Double.init)
+                let norm = max(row.map { $0 * $0 }.reduce(0, +).squareRoot(), 1e-12)
+                embeddings[path] = row.map { $0 / norm }
+            }
+        }
+        return embeddings
+    }
+
+    static func distance(_ a: [Double], _ b: [Double]) -> Double {
+        zip(a, b).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
+    }
+}
