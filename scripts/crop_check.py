@@ -2,7 +2,7 @@
 """Checks `inception preprocess --crops` and `inception eval --crops` against an implementation written here with
 Pillow and numpy from the protocols' definitions (docs/evaluation.md), not from the Swift code:
 
-1. geometry: for portrait, landscape, square and small images made from one photo, every view of the 10-, 12- and
+1. geometry: for portrait, landscape, square, small and thin (700 × 3) images made from one photo, every view of the 10-, 12- and
    144-crop protocols (and the single centre crop), normalised, equals `inception preprocess --crops N` bitwise —
    for Inception-v4 (its preprocessing read from timm's data config) and the face model (facenet-pytorch's fixed
    standardisation at 160);
@@ -26,7 +26,8 @@ from PIL import Image
 
 from check_support import check, run_inception
 
-SHAPES = {"portrait": (300, 500), "landscape": (640, 360), "square": (400, 400), "small": (120, 90)}
+SHAPES = {"portrait": (300, 500), "landscape": (640, 360), "square": (400, 400), "small": (120, 90),
+          "thin": (700, 3)}
 
 
 def inception(args, *arguments):

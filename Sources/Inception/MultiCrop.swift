@@ -37,17 +37,19 @@ extension Preprocessing {
         switch crops {
         case .single: return [CropView(image: crop(image, inputSize: size), mirrored: false)]
         case .ten, .twelve:
-            let resized = Self.resized(image, shortSide: resizeSize(inputSize: size), filter: interpolation)
-            plain = Self.fiveCrops(resized, size: size)
-                + (crops == .twelve ? [scaledSquare(resized, offset: Self.centre(resized), size: size)] : [])
+            let resize = ShortSideResize(image, shortSide: resizeSize(inputSize: size), filter: interpolation)
+            plain = Self.fiveCorners(width: resize.width, height: resize.height, size: size).map {
+                resize.region(left: $0.left, top: $0.top, width: size, height: size)
+            } + (crops == .twelve ? [scaled(resize.square(offset: resize.centre), size: size)] : [])
         case .googLeNet:
             plain = [256, 288, 320, 352].flatMap { scale in
                 let short = Int((Double(scale * size) / 224).rounded(.toNearestOrEven))
-                let resized = Self.resized(image, shortSide: short, filter: interpolation)
-                let slack = max(resized.width, resized.height) - short
-                return [0, Int((Double(slack) / 2).rounded(.toNearestOrEven)), slack].flatMap { offset in
-                    let square = Self.square(resized, offset: offset)
-                    return Self.fiveCrops(square, size: size) + [scaledSquare(square, offset: 0, size: size)]
+                let resize = ShortSideResize(image, shortSide: short, filter: interpolation)
+                return [0, resize.centre, resize.slack].flatMap { offset in
+                    let square = resize.square(offset: offset)
+                    return Self.fiveCorners(width: short, height: short, size: size).map {
+                        square.cropped(left: $0.left, top: $0.top, width: size, height: size)
+                    } + [scaled(square, size: size)]
                 }
             }
         }
@@ -59,40 +61,51 @@ extension Preprocessing {
         views(image, crops: crops, inputSize: inputSize).map { normalized($0.image, mirrored: $0.mirrored) }
     }
 
-    /// The image with its short side `shortSide`, the long side scaled as torchvision's Resize does (truncated).
-    static func resized(_ image: RGBImage, shortSide: Int, filter: ResampleFilter) -> RGBImage {
-        let (w, h) = (image.width, image.height)
-        let (newW, newH) = w <= h ? (shortSide, Int(Double(shortSide * h) / Double(w)))
-            : (Int(Double(shortSide * w) / Double(h)), shortSide)
-        return (newW, newH) == (w, h) ? image : image.resized(width: newW, height: newH, filter: filter)
-    }
-
-    /// torchvision's FiveCrop: the four corners and the centre, `size × size`.
-    static func fiveCrops(_ image: RGBImage, size: Int) -> [RGBImage] {
-        let (right, bottom) = (image.width - size, image.height - size)
-        // torchvision's centre crop rounds with Python's round(), half to even.
+    /// torchvision's FiveCrop of a `width × height` image: the top-left corners of the four corner crops and the
+    /// centre crop, `size × size` (the centre rounded with Python's round(), half to even).
+    static func fiveCorners(width: Int, height: Int, size: Int) -> [(left: Int, top: Int)] {
+        let (right, bottom) = (width - size, height - size)
         let centre = (Int((Double(right) / 2).rounded(.toNearestOrEven)),
                       Int((Double(bottom) / 2).rounded(.toNearestOrEven)))
-        return [(0, 0), (right, 0), (0, bottom), (right, bottom), centre].map {
-            image.cropped(left: $0.0, top: $0.1, width: size, height: size)
-        }
+        return [(0, 0), (right, 0), (0, bottom), (right, bottom), centre]
     }
 
-    /// The offset of the centre square along the long side (half to even, as torchvision's centre crop).
-    static func centre(_ image: RGBImage) -> Int {
-        Int((Double(abs(image.width - image.height)) / 2).rounded(.toNearestOrEven))
+    /// The image resized to `size × size` with the preset's filter.
+    func scaled(_ image: RGBImage, size: Int) -> RGBImage {
+        image.width == size && image.height == size ? image
+            : image.resized(width: size, height: size, filter: interpolation)
+    }
+}
+
+/// An image resized so its short side is `shortSide`, the long side scaled and truncated (torchvision's Resize), of
+/// which only the regions asked for are computed: a thin image's whole resize could be millions of pixels long (a
+/// 1 × 100 000 PNG at a short side of 470 is 47 million rows), its crops are a few hundred pixels square.
+struct ShortSideResize {
+    let image: RGBImage, width: Int, height: Int, filter: ResampleFilter
+
+    init(_ image: RGBImage, shortSide: Int, filter: ResampleFilter) {
+        let (w, h) = (image.width, image.height)
+        (width, height) = w <= h ? (shortSide, Int(Double(shortSide * h) / Double(w)))
+            : (Int(Double(shortSide * w) / Double(h)), shortSide)
+        (self.image, self.filter) = (image, filter)
+    }
+
+    /// How far the square of the short side can slide along the long side, and its centred offset.
+    var slack: Int { abs(width - height) }
+    var centre: Int { Int((Double(slack) / 2).rounded(.toNearestOrEven)) }
+
+    /// The `width × height` region at (`left`, `top`) of the resized image, bit for bit as resizing and cropping.
+    func region(left: Int, top: Int, width w: Int, height h: Int) -> RGBImage {
+        if (width, height) == (image.width, image.height) { return image.cropped(left: left, top: top, width: w,
+                                                                                 height: h) }
+        return image.resized(width: width, height: height, filter: filter,
+                             keeping: .init(left: left, top: top, width: w, height: h))
     }
 
     /// The square of side the short side, `offset` along the long side.
-    static func square(_ image: RGBImage, offset: Int) -> RGBImage {
-        let side = min(image.width, image.height)
-        return image.width >= image.height ? image.cropped(left: offset, top: 0, width: side, height: side)
-            : image.cropped(left: 0, top: offset, width: side, height: side)
-    }
-
-    /// The square at `offset`, resized to `size × size` with the preset's filter.
-    func scaledSquare(_ image: RGBImage, offset: Int, size: Int) -> RGBImage {
-        let square = Self.square(image, offset: offset)
-        return square.width == size ? square : square.resized(width: size, height: size, filter: interpolation)
+    func square(offset: Int) -> RGBImage {
+        let side = min(width, height)
+        return width >= height ? region(left: offset, top: 0, width: side, height: side)
+            : region(left: 0, top: offset, width: side, height: side)
     }
 }

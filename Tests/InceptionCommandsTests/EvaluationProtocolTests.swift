@@ -1,15 +1,17 @@
 import Foundation
 import Inception
+import InceptionIO
 import InceptionReferences
 import InceptionTestSupport
 import Testing
 
 /// The paper's evaluation protocols against an implementation written in the test from their definitions
 /// (`scripts/crop_check.py`, Pillow and numpy): every view of the 1-, 10-, 12- and 144-crop protocols on portrait,
-/// landscape, square and small images, for Inception-v4 and the face model, bitwise equal to `inception preprocess
-/// --crops`; and `inception eval --crops --json` — single networks with probabilities or logits averaged, and an
-/// ensemble of Inception-v4 and Inception-ResNet-v2 — equal, image by image, to numpy's averages over `inception
-/// predict`'s logits on the exported views, with the top-1 and top-5 errors on labels that mix hits and misses.
+/// landscape, square, small and thin images, for Inception-v4 and the face model, bitwise equal to `inception
+/// preprocess --crops`; and `inception eval --crops --json` — single networks with probabilities or logits
+/// averaged, and an ensemble of Inception-v4 and Inception-ResNet-v2 — equal, image by image, to numpy's averages
+/// over `inception predict`'s logits on the exported views, with the top-1 and top-5 errors on labels that mix hits
+/// and misses.
 @Suite struct EvaluationProtocolTests {
     @Test func cropsAndEnsemblesAgreeWithNumpy() throws {
         let result = try run(venvPython(), [
@@ -20,7 +22,27 @@ import Testing
         ])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.hasSuffix("crop_check: every check passed\n"))
-        #expect(result.stdout.contains("inception_v4, 144 crop(s), portrait, landscape, square, small: 576 views"))
+        #expect(result.stdout.contains("inception_v4, 144 crop(s), portrait, landscape, square, small, thin: 720"))
+    }
+
+    /// A 1 × 100 000 PNG once asked the single crop for 35 GB; every protocol computes only its views' pixels (the
+    /// whole resize at 144-crop's largest scale would be 47 million pixels long), on its thread in well under the
+    /// bound's 20 s of CPU.
+    @Test func thinImagesCostOnlyTheirViews() throws {
+        for name in ["thin_1x100000.png", "thin_100000x1.png"] {
+            let image = try RGBImage(decoding: try References.attack(name))
+            var clock = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &clock)
+            let start = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
+            for crops in CropProtocol.allCases {
+                let views = Preprocessing.inceptionV4.views(image, crops: crops)
+                #expect(views.count == crops.rawValue && views.allSatisfy { ($0.image.width, $0.image.height) ==
+                    (299, 299) }, "\(name), \(crops.rawValue) crops")
+            }
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &clock)
+            let cpu = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9 - start
+            #expect(cpu < 20, "\(name): \(cpu) s of CPU")
+        }
     }
 
     /// Face verification against computations written in the test (`scripts/verify_check.py`): on identities made
