@@ -52,13 +52,10 @@ extension InceptionModel {
     public func predictions(logits: Tensor, top: Int) -> [[Prediction]] {
         let n = logits.shape[0], c = logits.shape[1]
         return (0..<n).map { i in
-            let row = logits.scalars[(i * c)..<((i + 1) * c)].map(Double.init)
-            let m = row.max() ?? 0
-            let e = row.map { Foundation.exp($0 - m) }
-            let sum = e.reduce(0, +)
-            return topIndices(e, top).map { k in
+            let p = softmax(logits.scalars[(i * c)..<((i + 1) * c)].map(Double.init))
+            return topIndices(p, top).map { k in
                 let (label, wnid) = label(k)
-                return Prediction(index: k, label: label, wordNetID: wnid, probability: Float(e[k] / sum))
+                return Prediction(index: k, label: label, wordNetID: wnid, probability: Float(p[k]))
             }
         }
     }
@@ -75,6 +72,14 @@ extension InceptionModel {
         let result = try compiled.run(batch(images), output: output, threads: threads)
         return try finite(result, output: embeddingOutput)
     }
+}
+
+/// exp(x − max) / Σ exp(x − max): a row of logits as probabilities (`predictions`, crops and ensembles).
+func softmax(_ row: [Double]) -> [Double] {
+    let m = row.max() ?? 0
+    let e = row.map { Foundation.exp($0 - m) }
+    let sum = e.reduce(0, +)
+    return e.map { $0 / sum }
 }
 
 /// The indices of the `k` largest of `values`, largest first, equal values by the lower index: the order of

@@ -85,13 +85,6 @@ public struct Ensemble: Sendable {
             return softmax((0..<rows[0].count).map { k in rows.reduce(0) { $0 + $1[k] } / Double(rows.count) })
         }
     }
-
-    static func softmax(_ row: [Double]) -> [Double] {
-        let m = row.max() ?? 0
-        let e = row.map { Foundation.exp($0 - m) }
-        let sum = e.reduce(0, +)
-        return e.map { $0 / sum }
-    }
 }
 
 public enum EnsembleError: Error, Equatable, CustomStringConvertible {

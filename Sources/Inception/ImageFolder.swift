@@ -109,10 +109,12 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible {
 
 /// What `evaluate` measured.
 public struct Evaluation: Sendable {
-    /// Images scored, and how many of them had their label first (`top1Correct`) or among the first five.
-    public var images = 0, top1Correct = 0, top5Correct = 0
     /// Each image scored, in the data set's order.
     public var scores: [ImageScore] = []
+    /// Images scored, and how many of them had their label first (`top1Correct`) or among the first five.
+    public var images: Int { scores.count }
+    public var top1Correct: Int { scores.filter(\.top1Correct).count }
+    public var top5Correct: Int { scores.filter(\.top5Correct).count }
     /// Files that could not be decoded and were skipped, with the reason.
     public var skipped: [(path: String, reason: String)] = []
     public var seconds = 0.0
@@ -174,13 +176,9 @@ extension Ensemble {
             let probabilities = try self.probabilities(views: current.views, average: average, batch: batch,
                                                        threads: threads)
             for (i, top5) in predictions(probabilities, top: 5).enumerated() {
-                let score = ImageScore(path: current.samples[i].path, label: current.samples[i].label + shift,
-                                       top5: top5)
-                result.scores.append(score)
-                result.top1Correct += score.top1Correct ? 1 : 0
-                result.top5Correct += score.top5Correct ? 1 : 0
+                result.scores.append(ImageScore(path: current.samples[i].path, label: current.samples[i].label + shift,
+                                                top5: top5))
             }
-            result.images = result.scores.count
             progress?(result.images + result.skipped.count, samples.count)
         }
         result.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

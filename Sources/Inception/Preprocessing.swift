@@ -43,17 +43,18 @@ public struct Preprocessing: Sendable, Equatable {
     /// than a photo: the resize's output would be 341 × 34 100 000, the crop is 299 × 299.
     public func crop(_ image: RGBImage, inputSize: Int? = nil) -> RGBImage {
         let size = inputSize ?? self.inputSize
-        let short = resizeSize(inputSize: size)
-        // torchvision: the short side becomes `short`, the long side int(short · long / short side).
-        let (w, h) = (image.width, image.height)
-        let (newW, newH) = w <= h ? (short, Int(Double(short * h) / Double(w))) : (Int(Double(short * w) / Double(h)),
-            short)
-        // torchvision's centre crop rounds with Python's round(), half to even.
-        let top = Int((Double(newH - size) / 2).rounded(.toNearestOrEven))
-        let left = Int((Double(newW - size) / 2).rounded(.toNearestOrEven))
-        if (newW, newH) == (w, h) { return image.cropped(left: left, top: top, width: size, height: size) }
-        return image.resized(width: newW, height: newH, filter: interpolation,
-                             keeping: .init(left: left, top: top, width: size, height: size))
+        let resize = ShortSideResize(image, shortSide: resizeSize(inputSize: size), filter: interpolation)
+        let centre = Self.fiveCorners(width: resize.width, height: resize.height, size: size)[4]
+        return resize.region(left: centre.left, top: centre.top, width: size, height: size)
+    }
+
+    /// torchvision's FiveCrop of a `width × height` image: the top-left corners of the four corner crops and the
+    /// centre crop, `size × size` (the centre rounded with Python's round(), half to even).
+    static func fiveCorners(width: Int, height: Int, size: Int) -> [(left: Int, top: Int)] {
+        let (right, bottom) = (width - size, height - size)
+        let centre = (Int((Double(right) / 2).rounded(.toNearestOrEven)),
+                      Int((Double(bottom) / 2).rounded(.toNearestOrEven)))
+        return [(0, 0), (right, 0), (0, bottom), (right, bottom), centre]
     }
 
     /// The normalised `size × size × 3` pixels (NHWC, one image).
@@ -79,5 +80,38 @@ public struct Preprocessing: Sendable, Equatable {
     public func batch(_ images: [RGBImage], inputSize: Int? = nil) -> Tensor {
         let size = inputSize ?? self.inputSize
         return Tensor(shape: [images.count, size, size, 3], scalars: images.flatMap { apply($0, inputSize: size) })
+    }
+}
+
+/// An image resized so its short side is `shortSide`, the long side scaled and truncated (torchvision's Resize), of
+/// which only the regions asked for are computed: a thin image's whole resize could be millions of pixels long (a
+/// 1 × 100 000 PNG at a short side of 470 is 47 million rows), its crops are a few hundred pixels square.
+struct ShortSideResize {
+    let image: RGBImage, width: Int, height: Int, filter: ResampleFilter
+
+    init(_ image: RGBImage, shortSide: Int, filter: ResampleFilter) {
+        let (w, h) = (image.width, image.height)
+        (width, height) = w <= h ? (shortSide, Int(Double(shortSide * h) / Double(w)))
+            : (Int(Double(shortSide * w) / Double(h)), shortSide)
+        (self.image, self.filter) = (image, filter)
+    }
+
+    /// How far the square of the short side can slide along the long side, and its centred offset.
+    var slack: Int { abs(width - height) }
+    var centre: Int { Int((Double(slack) / 2).rounded(.toNearestOrEven)) }
+
+    /// The `width × height` region at (`left`, `top`) of the resized image, bit for bit as resizing and cropping.
+    func region(left: Int, top: Int, width w: Int, height h: Int) -> RGBImage {
+        if (width, height) == (image.width, image.height) { return image.cropped(left: left, top: top, width: w,
+                                                                                 height: h) }
+        return image.resized(width: width, height: height, filter: filter,
+                             keeping: .init(left: left, top: top, width: w, height: h))
+    }
+
+    /// The square of side the short side, `offset` along the long side.
+    func square(offset: Int) -> RGBImage {
+        let side = min(width, height)
+        return width >= height ? region(left: offset, top: 0, width: side, height: side)
+            : region(left: 0, top: offset, width: side, height: side)
     }
 }
