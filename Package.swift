@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        // HTTP/2 frames and headers, for the gate in front of grpc-swift on each stream (GRPCStreamGate).
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         // ONNX export: the ONNX schema's messages, generated once (scripts/generate_onnx_proto.sh) and committed.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         // `swift package generate-documentation --target Inception`: the DocC catalog in Sources/Inception.
@@ -93,6 +95,8 @@ let package = Package(
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2TransportServices", package: "grpc-swift-nio-transport"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            .product(name: "NIOHPACK", package: "swift-nio-http2"),
             .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),

@@ -4,12 +4,12 @@
 # that takes longer than 10 s (a quadratic parse, a runaway resize) fails the script (libFuzzer exits non-zero and
 # writes the input to .build-fuzz/crash-* or timeout-*). CI runs every target for a few seconds.
 # Usage: scripts/fuzz.sh [SECONDS=600] [RUNS=1000000] [targets: safetensors npy image preprocess hub multipart pickle
-# torchfile v2request]
+# torchfile v2request grpc]
 # SwiftPM cannot link an executable built with -sanitize=fuzzer, so the targets are compiled with swiftc directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"; runs="${2:-1000000}"; shift 2 || true
-targets=("${@:-safetensors npy image preprocess hub multipart pickle torchfile v2request}")
+targets=("${@:-safetensors npy image preprocess hub multipart pickle torchfile v2request grpc}")
 read -r -a targets <<< "${targets[*]}"
 out=.build-fuzz
 mkdir -p "$out"
@@ -45,7 +45,10 @@ build() {
         -o "$out/torchfile" ;;
     multipart) swiftc "${flags[@]}" Fuzz/MultipartTarget.swift Sources/InceptionServer/Multipart.swift -o "$out/multipart" ;;
     v2request) swiftc "${flags[@]}" Fuzz/V2RequestTarget.swift Sources/InceptionServer/OpenInference.swift \
-                 Sources/InceptionServer/JSONScanner.swift -o "$out/v2request" ;;
+                 Sources/InceptionServer/JSONScanner.swift Sources/InceptionServer/InferenceError.swift \
+                 -o "$out/v2request" ;;
+    grpc) swiftc "${flags[@]}" Fuzz/GRPCTarget.swift Sources/InceptionServer/GRPCCallGate.swift \
+            Sources/InceptionServer/GRPCMessageBounds.swift Sources/InceptionServer/InferenceError.swift -o "$out/grpc" ;;
     *) echo "unknown target $1" >&2; exit 2 ;;
   esac
 }

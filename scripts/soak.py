@@ -7,7 +7,9 @@ at once:
   - a valid client (one request at a time) and a /health poller (every 50 ms),
   - attackers cycling through the hostile inputs of docs/reliability.md: thin PNGs, a 13000² PNG, a progressive
     JPEG of 1000 scans, a 16 MB multipart body of empty parts, 16 MB junk uploads, slowloris headers, a body that
-    stalls, a client that disconnects before its answer, idle connections.
+    stalls, a client that disconnects before its answer, idle connections; and on the gRPC port (issue #41,
+    scripts/grpc_attacks.py): a negative grpc-timeout, a message of 8,000,000 empty inputs, a 1 MB model name, a
+    17th stream on a connection, a message that stalls.
 Then checks: every attack got a clean answer (a status, or the connection closed by a deadline) within its bound;
 /health's 99th percentile under 100 ms; the valid request's median under 2x its unloaded median; peak resident
 memory under idle + 3 x --max-bytes-in-flight + decode threads x 6 bytes x --max-image-pixels + 64 MiB, and back
@@ -25,6 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import grpc_attacks  # noqa: E402  (raw HTTP/2 frames through python-h2)
 from load_test import Server  # noqa: E402  (starts `inception serve` on a free port and waits for /ready)
 
 MODEL = "inception_resnet_v1_facenet"
@@ -76,7 +79,7 @@ def raw(port, data, stall=0.0, read=True, timeout=30):
         s.close()
 
 
-def attacks(port, files):
+def attacks(port, grpc_port, files):
     head = f"POST {PATH} HTTP/1.1\r\nHost: x\r\n".encode()
     junk = b"A" * (16 * MIB)
     bomb = b"--B\r\n\r\n\r\n" * (16_000_000 // 9)
@@ -94,6 +97,59 @@ def attacks(port, files):
         "disconnect before the answer": (lambda: raw(port, head + f"Content-Length: {len(photo)}\r\n\r\n".encode()
                                                      + photo, read=False), {"gone"}, 5),
         "idle connection": (lambda: raw(port, b""), {"closed"}, 4),
+        **grpc(grpc_port),
+    }
+
+
+EMPTY_INPUTS = b"\x0a\x1binception_resnet_v1_facenet" + b"\x2a\x00" * 8_000_000
+
+
+def grpc(port):
+    """The gRPC port's attacks: each answered with its status (or the stream refused) within its bound."""
+    def call(method, message, extra=()):
+        start, c = time.monotonic(), grpc_attacks.Connection(port, timeout=30)
+        try:
+            stream = c.call(method, message, extra)
+            c.wait([stream], 30)
+            answer = c.answers[stream]
+            return (c.status(stream) if len(answer.get("grpc-message", "")) < 1024 else "long message"), \
+                time.monotonic() - start
+        finally:
+            c.close()
+
+    def streams():
+        start, c = time.monotonic(), grpc_attacks.Connection(port, timeout=30)
+        try:
+            opened = [c.open("ServerLive") for _ in range(16)]
+            c.h2.remote_settings[grpc_attacks.h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 1000
+            c.h2.remote_settings.acknowledge()
+            extra = c.open("ServerLive")
+            c.wait([extra], 10)
+            for stream in opened:
+                c.send(stream, grpc_attacks.framed(b""), end=True)
+            c.wait(opened, 30)
+            answers = {c.status(s) for s in opened}
+            return ("refused alone" if c.answers[extra].get("reset") == 7 and answers == {0} else "connection lost"), \
+                time.monotonic() - start
+        finally:
+            c.close()
+
+    def stall():
+        start, c = time.monotonic(), grpc_attacks.Connection(port, timeout=30)
+        try:
+            stream = c.open("ModelInfer")
+            c.send(stream, grpc_attacks.framed(b"\x00" * MIB)[:MIB // 2])
+            c.wait([stream], 30)
+            return c.status(stream), time.monotonic() - start
+        finally:
+            c.close()
+
+    return {
+        "grpc negative grpc-timeout": (lambda: call("ServerLive", b"", [("grpc-timeout", "-5S")]), {3}, 5),
+        "grpc 8,000,000 empty inputs": (lambda: call("ModelInfer", EMPTY_INPUTS), {3, 8}, 10),
+        "grpc 1 MB model name": (lambda: call("ModelMetadata", b"\x0a\x80\x80\x40" + b"m" * MIB), {5, 8}, 10),
+        "grpc 17th stream": (streams, {"refused alone"}, 10),
+        "grpc stalled message": (stall, {4, 8}, 8),
     }
 
 
@@ -108,13 +164,13 @@ def main():
     server = Server(MODEL, ["--decode-time-limit", "1", "--idle-timeout", "2", "--header-timeout", "2",
                             "--body-timeout", "5", "--drain-timeout", "3"])
     try:
-        return soak(server.process, server.port, args, files)
+        return soak(server.process, server.port, server.grpc_port, args, files)
     finally:
         if server.process.poll() is None:
             server.process.kill()
 
 
-def soak(server, port, args, files):
+def soak(server, port, grpc_port, args, files):
     unloaded = statistics.median(post(port, files["photo"])[1] for _ in range(7))
     # Warm up with concurrent valid traffic first: the engine keeps one activation arena per batch size it has run
     # (1 to --max-batch), a cache that is part of the idle footprint, not of the attacks.
@@ -129,7 +185,7 @@ def soak(server, port, args, files):
     lock = threading.Lock()
 
     def attacker(offset):
-        kinds = list(attacks(port, files).items())
+        kinds = list(attacks(port, grpc_port, files).items())
         i = offset
         while not stop.is_set():
             name, (action, clean, bound) = kinds[i % len(kinds)]

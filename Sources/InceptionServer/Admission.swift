@@ -31,39 +31,6 @@ extension InferenceServer {
         return try await body(admission)
     }
 
-    /// Reads the image of a request, preprocesses it for the model, and runs it in the next batch. Admission comes
-    /// first — a place in the model's queue and the request's bytes within the server's budget — so that an
-    /// overloaded server answers 503 before it reads a body. Decoding runs on the decode pool with a time limit.
-    func infer(_ request: Request, _ context: ServerContext, output: OutputName) async throws
-        -> (InceptionModel, [Float])
-    {
-        let batcher = try batcher(context)
-        let model = batcher.model
-        guard model.graph.outputs[output] != nil else {
-            let problem = InputError.unknownOutput(output, model: model.name.rawValue, available: model.outputNames)
-            throw APIError(.badRequest, problem.description)
-        }
-        return try await withAdmission(batcher) { admission in
-            let bytes = try reserveBody(request)
-            defer { budget.release(bytes) }
-            let pixels = try await decode(try await imageBytes(request, context), for: model)
-            let channel = context.channel
-            let row: [Float]
-            do {
-                row = try await batcher.run(pixels: pixels, output: output, announced: admission.handOver()) {
-                    !channel.isActive
-                }
-            } catch let error as Batcher.Refusal {
-                throw refusal(error, model: model)
-            }
-            // The weights' fault, not the request's: 500 with the CLI's line.
-            guard row.allSatisfy(\.isFinite) else {
-                throw APIError(.internalServerError, OutputError.nonFinite(output: output).description)
-            }
-            return (model, row)
-        }
-    }
-
     /// The bytes a request may bring (its Content-Length, or the body limit), reserved in the server's budget.
     /// `json`: how many of those bytes are JSON that the request's parser turns into objects (an Open Inference
     /// request without binary data); each is reserved `jsonExpansion` times, and a request that could never fit
@@ -72,13 +39,13 @@ extension InferenceServer {
         let limit = limit ?? configuration.maxBodyBytes
         let announced = request.headers[.contentLength].flatMap(Int.init)
         if let announced, announced > limit {
-            throw APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
+            throw InferenceError(.tooLarge, "the request body is larger than the limit of \(limit) bytes")
         }
         var bytes = announced ?? limit
         if let json {
             bytes += (Self.jsonExpansion - 1) * min(bytes, max(0, json(bytes)))
             guard bytes <= budget.limit else {
-                throw APIError(.contentTooLarge, "a JSON request of this size would take more than the server's "
+                throw InferenceError(.tooLarge, "a JSON request of this size would take more than the server's "
                                + "\(budget.limit) bytes of requests in flight once parsed; "
                                + "send the tensor as binary data")
             }
@@ -90,7 +57,7 @@ extension InferenceServer {
     func reserve(_ bytes: Int) throws -> Int {
         guard budget.reserve(bytes) else {
             let message = "the server is busy: it is already receiving \(budget.limit) bytes of requests"
-            throw APIError(.serviceUnavailable, message, retryAfter: 1)
+            throw InferenceError(.overloaded, message, retryAfter: 1)
         }
         return bytes
     }
@@ -103,7 +70,7 @@ extension InferenceServer {
     /// The image's normalised pixels, decoded and preprocessed on the decode pool within the time limit.
     func decode(_ body: Data, for model: InceptionModel) async throws -> [Float] {
         guard let pool = decoders.withLock({ $0 }) else {
-            throw APIError(.serviceUnavailable, "the server is not running")
+            throw InferenceError(.shuttingDown, "the server is not running")
         }
         let (pixels, limit) = (configuration.maxImagePixels, configuration.decodeTimeLimit)
         do {
@@ -112,22 +79,22 @@ extension InferenceServer {
                                                inputSize: model.inputSize)
             }
         } catch let error as ImageError {
-            throw APIError(.badRequest, error.description)
+            throw InferenceError(.badInput, error.description)
         } catch let error as Batcher.Refusal {
-            throw APIError(.serviceUnavailable, error.description, retryAfter: 1)
+            throw InferenceError(.shuttingDown, error.description, retryAfter: 1)
         }
     }
 
     /// A batcher's refusal as the HTTP answer: 503 (counted) when overloaded or stopping; 499 when the client left.
-    func refusal(_ refusal: Batcher.Refusal, model: InceptionModel) -> APIError {
+    func refusal(_ refusal: Batcher.Refusal, model: InceptionModel) -> InferenceError {
         switch refusal {
         case let .overloaded(_, retryAfter):
             metrics.refused(model: model.name.rawValue)
-            return APIError(.serviceUnavailable, refusal.description, retryAfter: retryAfter)
+            return InferenceError(.overloaded, refusal.description, retryAfter: retryAfter)
         case .shuttingDown:
-            return APIError(.serviceUnavailable, refusal.description, retryAfter: 1)
+            return InferenceError(.shuttingDown, refusal.description, retryAfter: 1)
         case .clientGone:
-            return APIError(.clientClosedRequest, refusal.description)
+            return InferenceError(.clientGone, refusal.description)
         }
     }
 
@@ -139,11 +106,12 @@ extension InferenceServer {
             let contentType = request.headers[.contentType] ?? ""
             guard let boundary = try Multipart.boundary(contentType: contentType) else { return body }
             guard let part = Multipart.upload(in: try Multipart.parts(of: body, boundary: boundary)) else {
-                throw APIError(.badRequest, "the multipart body has no part named 'image' or 'file' and no file part")
+                throw InferenceError(.badInput,
+                                     "the multipart body has no part named 'image' or 'file' and no file part")
             }
             return part.body
         } catch let error as Multipart.Error {
-            throw APIError(.badRequest, error.description)
+            throw InferenceError(.badInput, error.description)
         }
     }
 
@@ -154,9 +122,9 @@ extension InferenceServer {
         do {
             return Data(try await request.body.collect(upTo: limit).readableBytesView)
         } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, "the request body is larger than the limit of \(limit) bytes")
+            throw InferenceError(.tooLarge, "the request body is larger than the limit of \(limit) bytes")
         } catch {
-            throw APIError(.clientClosedRequest, "the connection closed before the request body was complete")
+            throw InferenceError(.clientGone, "the connection closed before the request body was complete")
         }
     }
 }

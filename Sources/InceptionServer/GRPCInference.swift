@@ -8,9 +8,10 @@ import Inception
 /// `raw_output_contents`, as Triton answers. The same models, inputs (`input` FP32, `image` BYTES), classification
 /// extension, batcher, admission, byte budget and one-line errors as the REST half; other RPCs are UNIMPLEMENTED.
 ///
-/// Errors map from their HTTP status: 400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 413 and 503 → RESOURCE_EXHAUSTED
-/// (503's retry hint as `grpc-retry-pushback-ms`), 499 → CANCELLED, 500 → INTERNAL. A request's deadline
-/// (`grpc-timeout`) cancels it; a cancelled request leaves the batcher's queue as a closed connection does.
+/// A thin adapter over the same inference core as HTTP: `InferenceError`'s kinds map to gRPC's codes
+/// (`InferenceError.code`). A request's deadline (`grpc-timeout`) cancels it; a cancelled request leaves the
+/// batcher's queue as a closed connection does. What reaches this service has passed `GRPCStreamGate`: its headers
+/// checked, its message whole, reserved in the server's byte budget and (for ModelInfer) counted.
 struct GRPCInference: Inference_GRPCInferenceService.SimpleServiceProtocol {
     let server: InferenceServer
 
@@ -32,7 +33,7 @@ struct GRPCInference: Inference_GRPCInferenceService.SimpleServiceProtocol {
             do {
                 _ = try server.batcher(named: request.name)
                 return .with { $0.ready = true }
-            } catch is APIError {
+            } catch is InferenceError {
                 return .with { $0.ready = false }
             }
         }
@@ -41,10 +42,9 @@ struct GRPCInference: Inference_GRPCInferenceService.SimpleServiceProtocol {
     func serverMetadata(request: Inference_ServerMetadataRequest,
                         context: GRPCCore.ServerContext) async throws -> Inference_ServerMetadataResponse {
         try await counted("ServerMetadata") {
-            .with {
-                $0.name = "inception"
-                $0.version = InceptionPackage.version
-                $0.extensions = OpenInference.extensions
+            let metadata = ServerMetadata()
+            return .with {
+                ($0.name, $0.version, $0.extensions) = (metadata.name, metadata.version, metadata.extensions)
             }
         }
     }
@@ -53,33 +53,38 @@ struct GRPCInference: Inference_GRPCInferenceService.SimpleServiceProtocol {
     func modelMetadata(request: Inference_ModelMetadataRequest,
                        context: GRPCCore.ServerContext) async throws -> Inference_ModelMetadataResponse {
         try await counted("ModelMetadata", model: request.name) {
-            let model = try server.batcher(named: request.name).model
-            let size = Int64(model.inputSize)
-            func tensor(_ name: String, _ datatype: String, _ shape: [Int64]) -> Inference_ModelMetadataResponse
-                .TensorMetadata { .with { ($0.name, $0.datatype, $0.shape) = (name, datatype, shape) } }
-            return .with {
-                ($0.name, $0.versions, $0.platform) = (model.name.rawValue, ["1"], "inception")
-                $0.inputs = [tensor("input", "FP32", [-1, 3, size, size]), tensor("image", "BYTES", [-1])]
-                $0.outputs = model.outputNames.map {
-                    tensor($0.rawValue, "FP32", [-1, Int64(model.width(of: $0) ?? 0)])
+            let metadata = ModelMetadata(try server.batcher(named: request.name).model)
+            func tensor(_ tensor: ModelMetadata.Tensor) -> Inference_ModelMetadataResponse.TensorMetadata {
+                .with {
+                    ($0.name, $0.datatype, $0.shape) = (tensor.name, tensor.datatype, tensor.shape.map(Int64.init))
                 }
+            }
+            return .with {
+                ($0.name, $0.versions, $0.platform) = (metadata.name, metadata.versions, metadata.platform)
+                ($0.inputs, $0.outputs) = (metadata.inputs.map(tensor), metadata.outputs.map(tensor))
             }
         }
     }
 
-    /// As `POST /v2/models/{model}/infer`: a place in the model's queue first, the request's tensor bytes within the
-    /// server's budget, each output's rows through the batcher, answered in `raw_output_contents`.
+    /// As `POST /v2/models/{model}/infer`: a place in the model's queue first (the message's bytes were reserved in
+    /// the server's budget by the gate), the request read on the decode pool, each output's rows through the batcher,
+    /// answered in `raw_output_contents`.
     func modelInfer(request: Inference_ModelInferRequest,
                     context: GRPCCore.ServerContext) async throws -> Inference_ModelInferResponse {
         try await counted("ModelInfer", model: request.modelName) {
             let batcher = try server.batcher(named: request.modelName)
             return try await server.withAdmission(batcher) { admission in
-                let bytes = try server.reserve(OpenInference.tensorBytes(request))
-                defer { server.budget.release(bytes) }
-                let parsed = try OpenInference.request(request)
-                let cancellation = context.cancellation
-                let outputs = try await server.v2Outputs(parsed, on: batcher, admission: admission) {
-                    cancellation.isCancelled
+                let parsed = try await server.offTheEventLoops { try OpenInference.request(request) }
+                let (cancellation, server) = (context.cancellation, server)
+                let outputs: [InferenceServer.OutputTensor]
+                do {
+                    outputs = try await server.v2Outputs(parsed, on: batcher, admission: admission) {
+                        cancellation.isCancelled || server.drainExpired.withLock { $0 }
+                    }
+                } catch let error as InferenceError where error.kind == .clientGone
+                                                          && server.drainExpired.withLock({ $0 }) {
+                    throw InferenceError(.shuttingDown, "the server stopped before this request ran "
+                                         + "(its drain deadline passed)")
                 }
                 return .with { response in
                     (response.modelName, response.modelVersion, response.id) = (batcher.model.name.rawValue, "1",
@@ -116,32 +121,35 @@ struct GRPCInference: Inference_GRPCInferenceService.SimpleServiceProtocol {
         case let error as RPCError: return error
         case let error as OpenInference.RequestError:
             return RPCError(code: .invalidArgument, message: error.description)
-        case let error as APIError:
+        case let error as InferenceError:
             var metadata: Metadata = [:]
             if let seconds = error.retryAfter {
                 metadata.addString(String(1000 * seconds), forKey: "grpc-retry-pushback-ms")
             }
-            let code: RPCError.Code = switch error.status.code {
-            case 400: .invalidArgument
-            case 404: .notFound
-            case 413, 503: .resourceExhausted
-            case 499: .cancelled
-            default: .internalError
-            }
-            return RPCError(code: code, message: error.message, metadata: metadata)
-        default: return RPCError(code: .internalError, message: "\(error)")
+            return RPCError(code: error.code, message: error.message, metadata: metadata)
+        case is CancellationError:
+            // Past the drain deadline the server cancels what is left: not the client's doing.
+            return RPCError(code: .unavailable, message: Batcher.Refusal.shuttingDown.description)
+        default: return RPCError(code: .internalError, message: InferenceError(.internalError, "\(error)").message)
+        }
+    }
+}
+
+/// The gRPC half's adapter: an `InferenceError`'s kind as gRPC's code.
+extension InferenceError {
+    var code: RPCError.Code {
+        switch kind {
+        case .badInput: .invalidArgument
+        case .notFound: .notFound
+        case .tooLarge, .overloaded: .resourceExhausted
+        case .loading, .shuttingDown: .unavailable
+        case .clientGone: .cancelled
+        case .internalError: .internalError
         }
     }
 }
 
 extension OpenInference {
-    /// The tensor bytes a gRPC request carries (raw and typed), which it holds while it runs.
-    static func tensorBytes(_ message: Inference_ModelInferRequest) -> Int {
-        message.rawInputContents.reduce(0) { $0 + $1.count } + message.inputs.reduce(0) { total, input in
-            total + 4 * input.contents.fp32Contents.count + input.contents.bytesContents.reduce(0) { $0 + $1.count }
-        }
-    }
-
     /// A gRPC request as the REST half's parsed one: each input's data from `raw_input_contents` (the binary
     /// extension's layout) or its typed `contents`, its shape checked against the element count.
     static func request(_ message: Inference_ModelInferRequest) throws -> Request {
@@ -152,9 +160,7 @@ extension OpenInference {
         }
         let inputs = try message.inputs.enumerated().map { i, input in
             let shape = input.shape.map { Int(clamping: $0) }
-            guard shape.allSatisfy({ $0 >= 0 }), let count = elementCount(shape) else {
-                throw RequestError("input '\(input.name)': shape \(shape) is not a tensor's shape")
-            }
+            let count = try checkedCount(shape, name: input.name)
             let payload = raw.isEmpty
                 ? try typedPayload(input, count: count)
                 : try binaryPayload(raw[i], name: input.name, datatype: input.datatype, count: count)
@@ -164,7 +170,7 @@ extension OpenInference {
             var request = OutputRequest(name: output.name, binary: true, classification: nil)
             if let k = output.parameters["classification"] {
                 guard case let .int64Param(k)? = k.parameterChoice, k >= 1, k <= Int32.max else {
-                    throw RequestError("output '\(output.name)': classification must be an int64 of at least 1")
+                    throw RequestError("output \(quoted(output.name)): classification must be an int64 of at least 1")
                 }
                 request.classification = Int(k)
             }
@@ -180,18 +186,18 @@ extension OpenInference {
         switch input.datatype {
         case "FP32":
             guard contents.fp32Contents.count == count else {
-                throw RequestError("input '\(name)': \(contents.fp32Contents.count) fp32_contents for a shape of "
+                throw RequestError("input \(quoted(name)): \(contents.fp32Contents.count) fp32_contents for a shape of "
                                    + "\(count)")
             }
             return .floats(contents.fp32Contents)
         case "BYTES":
             guard contents.bytesContents.count == count else {
-                throw RequestError("input '\(name)': \(contents.bytesContents.count) bytes_contents for a shape of "
-                                   + "\(count)")
+                throw RequestError("input \(quoted(name)): \(contents.bytesContents.count) bytes_contents for a shape "
+                                   + "of \(count)")
             }
             return .bytes(contents.bytesContents)
         default:
-            throw RequestError("input '\(name)': datatype \(input.datatype) is not FP32 or BYTES")
+            throw RequestError("input \(quoted(name)): datatype \(quoted(input.datatype)) is not FP32 or BYTES")
         }
     }
 }

@@ -15,16 +15,19 @@ struct GRPCListener: Service {
 
     func run() async throws {
         let configuration = server.configuration
+        let streams = configuration.grpcStreamsPerConnection
         let transport = HTTP2ServerTransport.Custom(
-            listenerFactory: PlaintextListener(host: configuration.host, port: port),
+            listenerFactory: PlaintextListener(host: configuration.host, port: port, streamsPerConnection: streams),
             config: .defaults.with {
-                // Messages as large as HTTP bodies; a connection's calls bounded; idle connections closed as HTTP's.
+                // Messages as large as HTTP bodies (the gate refuses larger ones first); HTTP/2 itself allows more
+                // streams than are advertised, so that the gate refuses a stream past the limit alone; idle
+                // connections closed as HTTP's.
                 $0.rpc.maxRequestPayloadSize = configuration.maxBodyBytes
-                $0.http2.maxConcurrentStreams = configuration.grpcStreamsPerConnection
+                $0.http2.maxConcurrentStreams = GRPCConnectionGuard.hardLimit(streams)
                 $0.connection.maxIdleTime = configuration.timeouts.idle
+                $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = gate
             })
-        let grpc = GRPCServer(transport: transport, services: [GRPCInference(server: server)],
-                              interceptors: [MessageDeadline(limit: configuration.timeouts.body)])
+        let grpc = GRPCServer(transport: transport, services: [GRPCInference(server: server)])
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask {
@@ -39,43 +42,31 @@ struct GRPCListener: Service {
                 // Nil when the listener could not bind (serve throws).
                 if let bound = await transport.listeningAddress?.ipv4?.port { await onRunning(bound) }
             }
-        } onGracefulShutdown: {
+        } onGracefulShutdown: { [server] in
             grpc.beginGracefulShutdown()
+            // The calls are drained (`GRPCStreamGate` keeps grpc-swift from cancelling them); those still waiting
+            // for a batch near the deadline are answered UNAVAILABLE while their connections are open.
+            let drain = server.configuration.drainTimeout
+            Task {
+                try? await Task.sleep(for: drain - min(.seconds(1), drain / 2))
+                server.drainExpired.withLock { $0 = true }
+            }
         }
     }
-}
 
-/// A call's message must arrive within `limit` of the call's start, as an HTTP body must within the body timeout: a
-/// client that opens a call and stalls is answered DEADLINE_EXCEEDED, naming the limit, and its stream is closed.
-struct MessageDeadline: ServerInterceptor {
-    let limit: Duration
-
-    func intercept<Input: Sendable, Output: Sendable>(
-        request: StreamingServerRequest<Input>, context: GRPCCore.ServerContext,
-        next: @Sendable (StreamingServerRequest<Input>, GRPCCore.ServerContext) async throws
-            -> StreamingServerResponse<Output>
-    ) async throws -> StreamingServerResponse<Output> {
-        let (messages, continuation) = AsyncThrowingStream<Input, any Error>.makeStream()
-        let limit = self.limit
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            // The call's messages, passed on as they come; after the last, a late deadline changes nothing.
-            group.addTask {
-                do {
-                    for try await message in request.messages { continuation.yield(message) }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
+    /// Puts a `GRPCStreamGate` in front of grpc-swift on a new stream.
+    var gate: @Sendable (any Channel) -> EventLoopFuture<Void> {
+        let (server, configuration) = (server, server.configuration)
+        let limits = GRPCCallGate.Limits(maxMessageBytes: configuration.maxBodyBytes,
+                                         bodyTimeoutSeconds: configuration.timeouts.body.inSeconds)
+        let bounds = server.messageBounds
+        return { stream in
+            stream.eventLoop.makeCompletedFuture {
+                let connection = try? stream.parent?.pipeline.syncOperations.handler(type: GRPCConnectionGuard.self)
+                let gate = GRPCStreamGate(limits: limits, budget: server.budget, bounds: bounds,
+                                          connection: connection)
+                try stream.pipeline.syncOperations.addHandler(gate, position: .first)
             }
-            group.addTask {
-                guard (try? await Task.sleep(for: limit)) != nil else { return }
-                let seconds = Double(limit.components.seconds) + Double(limit.components.attoseconds) * 1e-18
-                continuation.finish(throwing: RPCError(
-                    code: .deadlineExceeded, message: "the call's message did not arrive within \(seconds) s"))
-            }
-            defer { group.cancelAll() }
-            return try await next(StreamingServerRequest(metadata: request.metadata,
-                                                         messages: RPCAsyncSequence(wrapping: messages)), context)
         }
     }
 }
@@ -86,6 +77,7 @@ struct MessageDeadline: ServerInterceptor {
 struct PlaintextListener: HTTP2ServerTransport.ListenerFactory {
     let host: String
     let port: Int
+    let streamsPerConnection: Int
 
     var eventLoopGroup: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
 
@@ -96,7 +88,15 @@ struct PlaintextListener: HTTP2ServerTransport.ListenerFactory {
         try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { listenerConfigurator.configure(channel: $0) }
-            .bind(host: host, port: port) { connectionConfigurator.configure(channel: $0, tls: .none) }
+            .bind(host: host, port: port) { [streamsPerConnection] channel in
+                do {
+                    // Ahead of HTTP/2, so that it sees the server's first SETTINGS frame.
+                    try channel.pipeline.syncOperations.addHandler(GRPCConnectionGuard(limit: streamsPerConnection))
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+                return connectionConfigurator.configure(channel: channel, tls: .none)
+            }
     }
 }
 
@@ -106,4 +106,14 @@ extension HTTP2ServerTransport.Custom<PlaintextListener>.Config {
         change(&copy)
         return copy
     }
+}
+
+extension InferenceServer {
+    /// What a `ModelInfer` message may count (`GRPCMessageBounds`): a request of at most
+    /// `OpenInference.maximumBatch` images.
+    var messageBounds: GRPCMessageBounds { GRPCMessageBounds(elements: OpenInference.maximumBatch) }
+}
+
+extension Duration {
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

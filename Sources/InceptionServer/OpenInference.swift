@@ -1,7 +1,7 @@
 import Foundation
 
-// The fuzzers compile this file with JSONScanner.swift alone (scripts/fuzz.sh, target v2request): Foundation
-// only.
+// The fuzzers compile this file with JSONScanner.swift and InferenceError.swift alone (scripts/fuzz.sh, target
+// v2request): Foundation only.
 
 /// The Open Inference Protocol (KServe V2), the REST half, as Triton, KServe, MLServer and OpenVINO Model Server
 /// speak it, so their clients (`tritonclient.http`, say) work unchanged. Each model takes one of two inputs — `input`,
@@ -117,7 +117,7 @@ package enum OpenInference {
             let limit = dimensions.flatMap(elementCount) ?? Int.max
             let name = text.name
             text.data = try scanner.tensorData(limit: limit) {
-                RequestError("input '\(name)': more data than its shape")
+                RequestError("input \(quoted(name)): more data than its shape")
             }
         }
         return text
@@ -129,7 +129,7 @@ package enum OpenInference {
         var classification: Int?
         if let k = parameters?["classification"] {
             guard let k = k.int, k >= 1 else {
-                throw RequestError("output '\(name)': classification must be a whole number of at least 1")
+                throw RequestError("output \(quoted(name)): classification must be a whole number of at least 1")
             }
             classification = k
         }
@@ -145,13 +145,11 @@ package enum OpenInference {
             throw RequestError("an input lacks its name, datatype or shape")
         }
         let dimensions = shape.map { $0! }
-        guard dimensions.allSatisfy({ $0 >= 0 }), let count = elementCount(dimensions) else {
-            throw RequestError("input '\(name)': shape \(dimensions) is not a tensor's shape")
-        }
+        let count = try checkedCount(dimensions, name: name)
         let payload: Payload
         if let size = text.members["parameters"]?["binary_data_size"] {
             guard let size = size.int, size >= 0, size <= binary.count else {
-                throw RequestError("input '\(name)': binary_data_size is beyond the binary data sent")
+                throw RequestError("input \(quoted(name)): binary_data_size is beyond the binary data sent")
             }
             payload = try binaryPayload(Data(binary.prefix(size)), name: name, datatype: datatype, count: count)
             binary = binary.dropFirst(size)
@@ -159,6 +157,19 @@ package enum OpenInference {
             payload = try jsonPayload(text.data, name: name, datatype: datatype, count: count)
         }
         return Input(name: name, datatype: datatype, shape: dimensions, payload: payload)
+    }
+
+    /// The element count of an input's shape, refused before its data are read when no model could take it: a
+    /// negative or overflowing dimension, more than 4 dimensions, more than `maximumBatch` rows.
+    static func checkedCount(_ shape: [Int], name: String) throws -> Int {
+        guard shape.allSatisfy({ $0 >= 0 }), let count = elementCount(shape) else {
+            throw RequestError("input \(quoted(name)): shape \(quoted(shape)) is not a tensor's shape")
+        }
+        guard shape.count <= 4, (shape.first ?? 0) <= maximumBatch else {
+            throw RequestError("input \(quoted(name)): shape \(quoted(shape)) is not one a model takes (at most 4 "
+                               + "dimensions and \(maximumBatch) rows)")
+        }
+        return count
     }
 
     /// The product of `shape`, nil when it overflows or passes 2³¹ elements.
@@ -176,7 +187,7 @@ package enum OpenInference {
         switch datatype {
         case "FP32":
             guard data.count == 4 * count else {
-                throw RequestError("input '\(name)': \(data.count) bytes for \(count) FP32 values")
+                throw RequestError("input \(quoted(name)): \(data.count) bytes for \(count) FP32 values")
             }
             return .floats(data.withUnsafeBytes { raw in
                 (0..<count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0,
@@ -194,27 +205,28 @@ package enum OpenInference {
                 cursor += length
             }
             guard cursor == data.endIndex, elements.count == count else {
-                throw RequestError("input '\(name)': the BYTES data do not hold \(count) length-prefixed elements")
+                throw RequestError("input \(quoted(name)): the BYTES data do not hold \(count) length-prefixed "
+                                   + "elements")
             }
             return .bytes(elements)
         default:
-            throw RequestError("input '\(name)': datatype \(datatype) is not FP32 or BYTES")
+            throw RequestError("input \(quoted(name)): datatype \(quoted(datatype)) is not FP32 or BYTES")
         }
     }
 
     static func jsonPayload(_ data: JSONTensorData?, name: String, datatype: String, count: Int) throws -> Payload {
-        guard let data else { throw RequestError("input '\(name)' has no data") }
+        guard let data else { throw RequestError("input \(quoted(name)) has no data") }
         guard data.count == count else {
-            throw RequestError("input '\(name)': \(data.count) values for a shape of \(count)")
+            throw RequestError("input \(quoted(name)): \(data.count) values for a shape of \(count)")
         }
         switch (datatype, data) {
         case let ("FP32", .numbers(values)): return .floats(values)
-        case ("FP32", _) where count > 0: throw RequestError("input '\(name)': FP32 data must be numbers")
+        case ("FP32", _) where count > 0: throw RequestError("input \(quoted(name)): FP32 data must be numbers")
         case ("FP32", _): return .floats([])
         case let ("BYTES", .strings(values)): return .bytes(values)
-        case ("BYTES", _) where count > 0: throw RequestError("input '\(name)': BYTES data must be strings")
+        case ("BYTES", _) where count > 0: throw RequestError("input \(quoted(name)): BYTES data must be strings")
         case ("BYTES", _): return .bytes([])
-        default: throw RequestError("input '\(name)': datatype \(datatype) is not FP32 or BYTES")
+        default: throw RequestError("input \(quoted(name)): datatype \(quoted(datatype)) is not FP32 or BYTES")
         }
     }
 }

@@ -12,10 +12,7 @@ extension HTTPField.Name {
 /// The `/v2` routes of the Open Inference Protocol (see `OpenInference`).
 extension InferenceServer {
     func addOpenInferenceRoutes(to router: Router<ServerContext>) {
-        router.get("/v2") { _, _ in
-            try Self.json(["name": "inception", "version": InceptionPackage.version,
-                           "extensions": OpenInference.extensions])
-        }
+        router.get("/v2") { _, _ in try Self.json(ServerMetadata().json) }
         router.get("/v2/health/live") { _, _ in Response(status: .ok) }
         router.get("/v2/health/ready") { _, _ in Response(status: self.everyModelReady ? .ok : .serviceUnavailable) }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
@@ -32,17 +29,8 @@ extension InferenceServer {
         states.withLock { $0.values.allSatisfy { if case .ready = $0 { true } else { false } } }
     }
 
-    /// The model's name, versions, inputs and outputs with their datatypes and shapes (-1: any batch size).
     func v2Metadata(_ context: ServerContext) throws -> [String: Any] {
-        let model = try batcher(context).model
-        let size = model.inputSize
-        let outputs = model.outputNames.map { name -> [String: Any] in
-            ["name": name.rawValue, "datatype": "FP32", "shape": [-1, model.width(of: name) ?? 0]]
-        }
-        return ["name": model.name.rawValue, "versions": ["1"], "platform": "inception",
-                "inputs": [["name": "input", "datatype": "FP32", "shape": [-1, 3, size, size]],
-                           ["name": "image", "datatype": "BYTES", "shape": [-1]]],
-                "outputs": outputs]
+        ModelMetadata(try batcher(context).model).json
     }
 
     /// An inference request: admitted as `/v1`'s are, its body read within the limit, its images decoded on the
@@ -54,7 +42,7 @@ extension InferenceServer {
         return try await withAdmission(batcher) { admission in
             let headerLength = try request.headers[.inferenceHeaderContentLength].map { value -> Int in
                 guard let length = Int(value) else {
-                    throw APIError(.badRequest,
+                    throw InferenceError(.badInput,
                                    "Inference-Header-Content-Length '\(value.prefix(20))' is not a length")
                 }
                 return length
@@ -66,7 +54,7 @@ extension InferenceServer {
             let bytes = try reserveBody(request, limit: limit) { headerLength ?? $0 }
             defer { budget.release(bytes) }
             let body = try await collectBody(request, limit: limit)
-            let parsed = try await parseOffTheEventLoops(body, headerLength: headerLength)
+            let parsed = try await offTheEventLoops { try OpenInference.parse(body, headerLength: headerLength) }
             let channel = context.channel
             let outputs = try await v2Outputs(parsed, on: batcher, admission: admission) { !channel.isActive }
             return v2Response(outputs, model: model, id: parsed.id)
@@ -95,7 +83,7 @@ extension InferenceServer {
             let name = OutputName(output.name)
             guard model.graph.outputs[name] != nil else {
                 let problem = InputError.unknownOutput(name, model: model.name.rawValue, available: model.outputNames)
-                throw APIError(.badRequest, problem.description)
+                throw InferenceError(.badInput, problem.description)
             }
             let rows = try await run(images, output: name, on: batcher, announced: admission.handOver(),
                                      clientGone: clientGone)
@@ -128,49 +116,53 @@ extension InferenceServer {
         max(configuration.maxBodyBytes, configuration.jsonBatch * OpenInference.jsonBytesPerImage(inputSize: inputSize))
     }
 
-    /// The request parsed on the decode pool: a large JSON body takes the parser a moment, which must not stall
-    /// the event loops or Swift's cooperative pool.
-    func parseOffTheEventLoops(_ body: Data, headerLength: Int?) async throws -> OpenInference.Request {
+    /// A request read on the decode pool (REST's JSON, gRPC's message as tensors): a large request takes a moment,
+    /// which must not stall the event loops or Swift's cooperative pool.
+    func offTheEventLoops(_ read: @escaping @Sendable () throws -> OpenInference.Request) async throws
+        -> OpenInference.Request
+    {
         guard let pool = decoders.withLock({ $0 }) else {
-            throw APIError(.serviceUnavailable, "the server is not running")
+            throw InferenceError(.shuttingDown, "the server is not running")
         }
         do {
-            return try await pool.run { try OpenInference.parse(body, headerLength: headerLength) }
+            return try await pool.run(read)
         } catch let error as Batcher.Refusal {
-            throw APIError(.serviceUnavailable, error.description, retryAfter: 1)
+            throw InferenceError(.shuttingDown, error.description, retryAfter: 1)
         } catch let error as OpenInference.RequestError {
-            throw APIError(.badRequest, error.description)
+            throw InferenceError(.badInput, error.description)
         }
     }
 
     /// The request's images as NHWC pixels of the model's input size.
     func v2Images(_ request: OpenInference.Request, model: InceptionModel) async throws -> [[Float]] {
         guard request.inputs.count == 1, let input = request.inputs.first else {
-            throw APIError(.badRequest,
-                           "send one input, 'input' (FP32) or 'image' (BYTES); got \(request.inputs.count)")
+            throw InferenceError(.badInput,
+                                 "send one input, 'input' (FP32) or 'image' (BYTES); got \(request.inputs.count)")
         }
         let size = model.inputSize
         switch (input.name, input.payload) {
         case let ("input", .floats(values)):
             guard input.datatype == "FP32", input.shape.count == 4, input.shape[1...] == [3, size, size],
                   (1...OpenInference.maximumBatch).contains(input.shape[0]) else {
-                throw APIError(.badRequest, "input 'input' must be FP32 [N, 3, \(size), \(size)] with N in "
-                               + "1…\(OpenInference.maximumBatch); got \(input.datatype) \(input.shape)")
+                throw InferenceError(.badInput, "input 'input' must be FP32 [N, 3, \(size), \(size)] with N in "
+                                     + "1…\(OpenInference.maximumBatch); got \(quoted(input.datatype)) "
+                                     + quoted(input.shape))
             }
-            if let problem = InputError.nonFinite(in: values) { throw APIError(.badRequest, problem.description) }
+            if let problem = InputError.nonFinite(in: values) { throw InferenceError(.badInput, problem.description) }
             return OpenInference.nhwcImages(values, count: input.shape[0], size: size)
         case let ("image", .bytes(images)):
             guard input.datatype == "BYTES", input.shape.count == 1,
                   (1...OpenInference.maximumBatch).contains(images.count) else {
-                throw APIError(.badRequest, "input 'image' must be BYTES [N] with N in 1…\(OpenInference.maximumBatch)"
-                               + "; got \(input.datatype) \(input.shape)")
+                throw InferenceError(.badInput, "input 'image' must be BYTES [N] with N in "
+                                     + "1…\(OpenInference.maximumBatch); got \(quoted(input.datatype)) "
+                                     + quoted(input.shape))
             }
             var pixels: [[Float]] = []
             for image in images { pixels.append(try await decode(image, for: model)) }
             return pixels
         default:
-            throw APIError(.badRequest, "unknown input '\(input.name)' (\(input.datatype)): this model takes 'input' "
-                           + "(FP32 [N, 3, \(size), \(size)]) or 'image' (BYTES [N])")
+            throw InferenceError(.badInput, "unknown input \(quoted(input.name)) (\(quoted(input.datatype))): this "
+                                 + "model takes 'input' (FP32 [N, 3, \(size), \(size)]) or 'image' (BYTES [N])")
         }
     }
 
@@ -189,7 +181,7 @@ extension InferenceServer {
                 var rows = [[Float]](repeating: [], count: images.count)
                 for try await (i, row) in group { rows[i] = row }
                 guard rows.allSatisfy({ $0.allSatisfy(\.isFinite) }) else {
-                    throw APIError(.internalServerError, OutputError.nonFinite(output: output).description)
+                    throw InferenceError(.internalError, OutputError.nonFinite(output: output).description)
                 }
                 return rows
             }

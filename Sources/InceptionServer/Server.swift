@@ -28,6 +28,9 @@ public final class InferenceServer: Sendable {
     let budget: ByteBudget
     /// Made when the server starts, closed when it stops.
     let decoders = Locked<DecodePool?>(nil)
+    /// Set shortly before the drain deadline: requests still waiting for a batch are answered "shutting down"
+    /// (gRPC's UNAVAILABLE) instead of being cut off with their connection.
+    let drainExpired = Locked(false)
 
     public init(models: [ModelSource], configuration: Configuration = Configuration()) {
         precondition(Set(models.map(\.name)).count == models.count, "a model is listed twice")

@@ -19,20 +19,32 @@ struct ServerContext: RequestContext {
     }
 }
 
-/// An error answered as `{"error": message}` with its status (and `Retry-After` for 503).
-struct APIError: HTTPResponseError {
-    let status: HTTPResponse.Status
-    let message: String
-    let retryAfter: Int?
-
-    init(_ status: HTTPResponse.Status, _ message: String, retryAfter: Int? = nil) {
-        (self.status, self.message, self.retryAfter) = (status, message, retryAfter)
+/// The HTTP half's adapter: an `InferenceError` answered as `{"error": message}` with its status (and
+/// `Retry-After` when it has a retry hint).
+extension InferenceError: HTTPResponseError {
+    var status: HTTPResponse.Status {
+        switch kind {
+        case .badInput: .badRequest
+        case .notFound: .notFound
+        case .tooLarge: .contentTooLarge
+        case .loading, .overloaded, .shuttingDown: .serviceUnavailable
+        case .clientGone: .clientClosedRequest
+        case .internalError: .internalServerError
+        }
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
+        try InferenceServer.errorResponse(message, status: status, retryAfter: retryAfter)
+    }
+}
+
+extension InferenceServer {
+    static func errorResponse(_ message: String, status: HTTPResponse.Status, retryAfter: Int? = nil) throws
+        -> Response
+    {
         var headers: HTTPFields = [:]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return try InferenceServer.json(["error": message], status: status, headers: headers)
+        return try json(["error": message], status: status, headers: headers)
     }
 }
 
@@ -51,13 +63,12 @@ struct RequestMetrics: RouterMiddleware {
             response = try await next(request, context)
         } catch let error as HTTPError {
             // Hummingbird's own (an unknown path, say): JSON like ours.
-            response = try APIError(error.status, error.body
-                                    ?? "no such endpoint: \(request.method) \(request.uri.path)")
-                .response(from: request, context: context)
+            response = try InferenceServer.errorResponse(error.body ?? "no such endpoint: \(request.method) "
+                                                         + quoted(request.uri.path), status: error.status)
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
         } catch {
-            response = try APIError(.internalServerError, "\(error)").response(from: request, context: context)
+            response = try InferenceError(.internalError, "\(error)").response(from: request, context: context)
         }
         // The model label only for models this server has, so that clients cannot grow the label set.
         let model = context.parameters.get("model").flatMap { ModelName(rawValue: $0) }

@@ -45,6 +45,40 @@ extension InferenceServer {
         return router
     }
 
+    /// `/v1`'s inference: reads the image of a request, preprocesses it for the model, and runs it in the next
+    /// batch. Admission comes first — a place in the model's queue and the request's bytes within the server's
+    /// budget — so that an overloaded server answers 503 before it reads a body. Decoding runs on the decode pool
+    /// with a time limit.
+    func infer(_ request: Request, _ context: ServerContext, output: OutputName) async throws
+        -> (InceptionModel, [Float])
+    {
+        let batcher = try batcher(context)
+        let model = batcher.model
+        guard model.graph.outputs[output] != nil else {
+            let problem = InputError.unknownOutput(output, model: model.name.rawValue, available: model.outputNames)
+            throw InferenceError(.badInput, problem.description)
+        }
+        return try await withAdmission(batcher) { admission in
+            let bytes = try reserveBody(request)
+            defer { budget.release(bytes) }
+            let pixels = try await decode(try await imageBytes(request, context), for: model)
+            let channel = context.channel
+            let row: [Float]
+            do {
+                row = try await batcher.run(pixels: pixels, output: output, announced: admission.handOver()) {
+                    !channel.isActive
+                }
+            } catch let error as Batcher.Refusal {
+                throw refusal(error, model: model)
+            }
+            // The weights' fault, not the request's: 500 with the CLI's line.
+            guard row.allSatisfy(\.isFinite) else {
+                throw InferenceError(.internalError, OutputError.nonFinite(output: output).description)
+            }
+            return (model, row)
+        }
+    }
+
     /// What a client needs to know about a model: input size, label space, preprocessing, outputs.
     func describe(_ name: ModelName) -> [String: Any] {
         let p = name.preprocessing
@@ -84,14 +118,11 @@ extension InferenceServer {
     /// The model's batcher: 404 for a model this server does not have, 503 while it loads.
     func batcher(named requested: String) throws -> Batcher {
         guard let name = ModelName(rawValue: requested), let state = states.withLock({ $0[name] }) else {
-            throw APIError(.notFound,
-                           """
-                               unknown model '\(requested)'; this server has \
-                               \(sources.map(\.name.rawValue).joined(separator: ", "))
-                               """)
+            throw InferenceError(.notFound, "unknown model \(quoted(requested)); this server has "
+                                 + sources.map(\.name.rawValue).joined(separator: ", "))
         }
         guard case let .ready(batcher) = state else {
-            throw APIError(.serviceUnavailable, "model \(name) is still loading", retryAfter: 1)
+            throw InferenceError(.loading, "model \(name) is still loading", retryAfter: 1)
         }
         return batcher
     }
@@ -100,7 +131,7 @@ extension InferenceServer {
     static func top(_ request: Request, classes: Int) throws -> Int {
         guard let value = request.uri.queryParameters["top"] else { return min(5, classes) }
         guard let top = Int(String(value)), top >= 1 else {
-            throw APIError(.badRequest, "top must be a whole number of at least 1, not '\(value)'")
+            throw InferenceError(.badInput, "top must be a whole number of at least 1, not \(quoted(value))")
         }
         return min(top, classes)
     }

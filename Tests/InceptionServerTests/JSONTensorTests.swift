@@ -52,7 +52,7 @@ import Testing
     /// each float32 as a Python float) and with binary data: the same tensor, bit for bit.
     @Test func jsonAndBinaryGiveTheSameTensor() throws {
         let values = (0..<3 * 17 * 17).map { _ in Float.random(in: -3...3) } + [0, -0.0, 1, -1, .ulpOfOne]
-        let shape = [values.count]
+        let shape = [8, values.count / 8]
         let numbers = values.map { "\(Double($0))" }.joined(separator: ", ")
         let json = Data("""
             {"inputs": [{"name": "input", "shape": \(shape), "datatype": "FP32", "data": [\(numbers)]}]}
