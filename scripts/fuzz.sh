@@ -4,12 +4,12 @@
 # that takes longer than 10 s (a quadratic parse, a runaway resize) fails the script (libFuzzer exits non-zero and
 # writes the input to .build-fuzz/crash-* or timeout-*). CI runs every target for a few seconds.
 # Usage: scripts/fuzz.sh [SECONDS=600] [RUNS=1000000] [targets: safetensors npy image preprocess hub multipart pickle
-# torchfile v2request grpc]
+# torchfile v2request grpc pairs]
 # SwiftPM cannot link an executable built with -sanitize=fuzzer, so the targets are compiled with swiftc directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"; runs="${2:-1000000}"; shift 2 || true
-targets=("${@:-safetensors npy image preprocess hub multipart pickle torchfile v2request grpc}")
+targets=("${@:-safetensors npy image preprocess hub multipart pickle torchfile v2request grpc pairs}")
 read -r -a targets <<< "${targets[*]}"
 out=.build-fuzz
 mkdir -p "$out"
@@ -47,6 +47,8 @@ build() {
     v2request) swiftc "${flags[@]}" Fuzz/V2RequestTarget.swift Sources/InceptionServer/OpenInference.swift \
                  Sources/InceptionServer/JSONScanner.swift Sources/InceptionServer/InferenceError.swift \
                  -o "$out/v2request" ;;
+    pairs) swiftc "${flags[@]}" Fuzz/PairsTarget.swift Sources/Inception/PairsFile.swift \
+             Sources/Inception/Verification.swift -o "$out/pairs" ;;
     grpc) swiftc "${flags[@]}" Fuzz/GRPCTarget.swift Sources/InceptionServer/GRPCCallGate.swift \
             Sources/InceptionServer/GRPCMessageBounds.swift Sources/InceptionServer/InferenceError.swift -o "$out/grpc" ;;
     *) echo "unknown target $1" >&2; exit 2 ;;

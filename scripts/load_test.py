@@ -32,7 +32,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXE = os.path.join(ROOT, ".build", "release", "inception")
+EXE = os.environ.get("INCEPTION_EXE", os.path.join(ROOT, ".build", "release", "inception"))
 
 
 def bench(model, batches, runs):

@@ -32,28 +32,45 @@ extension Preprocessing {
     /// FiveCrop); `twelve` those and the square; `googLeNet` scale by scale (smallest first), square by square
     /// (left or top first), the five crops then the square.
     public func views(_ image: RGBImage, crops: CropProtocol, inputSize: Int? = nil) -> [CropView] {
+        let plain = plainViews(image, crops: crops, inputSize: inputSize).map { $0() }
+        let mirrored = crops == .single ? [] : plain.map { CropView(image: $0, mirrored: true) }
+        return plain.map { CropView(image: $0, mirrored: false) } + mirrored
+    }
+
+    /// The views one at a time, in `views`' order, each computed when its turn comes (a mirrored view computed
+    /// again): the memory of one view, and for `twelve` and `googLeNet` of the square it is scaled from, whatever
+    /// the number of views.
+    public func forEachView(_ image: RGBImage, crops: CropProtocol, inputSize: Int? = nil,
+                            _ body: (CropView) throws -> Void) rethrows {
+        let plain = plainViews(image, crops: crops, inputSize: inputSize)
+        for mirrored in [false, true] where mirrored == false || crops != .single {
+            for make in plain { try body(CropView(image: make(), mirrored: mirrored)) }
+        }
+    }
+
+    /// How to compute each unmirrored view, in order. Each corner is its region of the resize (bit for bit the crop
+    /// of the whole resize, or of the square that holds it); a scaled view is its square resized.
+    func plainViews(_ image: RGBImage, crops: CropProtocol, inputSize: Int?) -> [() -> RGBImage] {
         let size = inputSize ?? self.inputSize
-        let plain: [RGBImage]
         switch crops {
-        case .single: return [CropView(image: crop(image, inputSize: size), mirrored: false)]
+        case .single: return [{ crop(image, inputSize: size) }]
         case .ten, .twelve:
             let resize = ShortSideResize(image, shortSide: resizeSize(inputSize: size), filter: interpolation)
-            plain = Self.fiveCorners(width: resize.width, height: resize.height, size: size).map {
-                resize.region(left: $0.left, top: $0.top, width: size, height: size)
-            } + (crops == .twelve ? [scaled(resize.square(offset: resize.centre), size: size)] : [])
+            return Self.fiveCorners(width: resize.width, height: resize.height, size: size).map { corner in
+                { resize.region(left: corner.left, top: corner.top, width: size, height: size) }
+            } + (crops == .twelve ? [{ scaled(resize.square(offset: resize.centre), size: size) }] : [])
         case .googLeNet:
-            plain = [256, 288, 320, 352].flatMap { scale in
+            return [256, 288, 320, 352].flatMap { scale in
                 let short = Int((Double(scale * size) / 224).rounded(.toNearestOrEven))
                 let resize = ShortSideResize(image, shortSide: short, filter: interpolation)
                 return [0, resize.centre, resize.slack].flatMap { offset in
-                    let square = resize.square(offset: offset)
-                    return Self.fiveCorners(width: short, height: short, size: size).map {
-                        square.cropped(left: $0.left, top: $0.top, width: size, height: size)
-                    } + [scaled(square, size: size)]
+                    let (left, top) = resize.width >= resize.height ? (offset, 0) : (0, offset)
+                    return Self.fiveCorners(width: short, height: short, size: size).map { corner in
+                        { resize.region(left: left + corner.left, top: top + corner.top, width: size, height: size) }
+                    } + [{ scaled(resize.square(offset: offset), size: size) }]
                 }
             }
         }
-        return plain.map { CropView(image: $0, mirrored: false) } + plain.map { CropView(image: $0, mirrored: true) }
     }
 
     /// The normalised NHWC pixels of each view (`views`' order).

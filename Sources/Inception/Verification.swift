@@ -11,39 +11,14 @@ public struct FacePair: Sendable, Equatable {
     }
 }
 
-/// LFW's pairs files: the 10-fold `pairs.txt` (a first line "10 300", then per fold 300 lines `name n m` of the same
-/// person and 300 lines `name n other m` of two) and the simple one (the same lines, any number, no first line).
-/// Image `n` of `name` is `DIR/name/name_000n.jpg` (LFW's layout; `.png` too when there is no JPEG).
-public enum PairsFile {
-    public static func parse(_ text: String, images directory: String) throws -> [FacePair] {
-        // (line number, fields) of each line that is not blank.
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
-            .map { ($0.offset + 1, $0.element.split(whereSeparator: \.isWhitespace)) }.filter { !$0.1.isEmpty }
-        if let first = lines.first?.1, first.count == 2, first.allSatisfy({ Int($0) != nil }) { lines.removeFirst() }
-        return try lines.map { number, fields in
-            func image(_ name: Substring, _ index: Substring) throws -> String {
-                guard let n = Int(index), n >= 0, n < 100_000 else {
-                    throw VerificationError.badLine(number, fields.joined(separator: " "))
-                }
-                let base = (directory as NSString).appendingPathComponent(String(name))
-                let stem = (base as NSString).appendingPathComponent(String(format: "%@_%04d", String(name), n))
-                let png = stem + ".png"
-                return FileManager.default.fileExists(atPath: stem + ".jpg") || !FileManager.default
-                    .fileExists(atPath: png) ? stem + ".jpg" : png
-            }
-            switch fields.count {
-            case 3: return FacePair(first: try image(fields[0], fields[1]), second: try image(fields[0], fields[2]),
-                                    same: true)
-            case 4: return FacePair(first: try image(fields[0], fields[1]), second: try image(fields[2], fields[3]),
-                                    same: false)
-            default: throw VerificationError.badLine(number, fields.joined(separator: " "))
-            }
-        }
-    }
-}
-
 public enum VerificationError: Error, Equatable, CustomStringConvertible {
     case badLine(Int, String)
+    /// A person's name that is not a folder name inside the image folder (a path separator, `.`, `..`, a NUL).
+    case badName(Int, String)
+    /// A line longer than `PairsFile.maximumLineBytes`.
+    case longLine(Int)
+    /// LFW's first line "folds pairs" does not match the lines that follow (folds × pairs × 2).
+    case headerMismatch(folds: Int, pairs: Int, lines: Int)
     case tooFewPairs(Int)
     case oneKindOnly
 
@@ -51,6 +26,14 @@ public enum VerificationError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .badLine(line, text):
             return "pairs line \(line) '\(text.prefix(80))' is neither 'name n m' nor 'name n other m'"
+        case let .badName(line, name):
+            return "pairs line \(line): '\(name.prefix(80))' is not a person's name (a folder inside the image "
+                + "folder: no '/', '.', '..' or NUL)"
+        case let .longLine(line):
+            return "pairs line \(line) is longer than \(PairsFile.maximumLineBytes) bytes"
+        case let .headerMismatch(folds, pairs, lines):
+            return "the pairs file's first line says \(folds) folds of \(pairs) same and \(pairs) different pairs, "
+                + "but \(lines) pair lines follow"
         case let .tooFewPairs(count): return "\(count) pairs are too few for 10 folds (at least 10)"
         case .oneKindOnly: return "the pairs are all of one kind; verification needs same and different pairs"
         }
@@ -81,14 +64,16 @@ public struct Verification: Sendable {
         guard same.contains(true), same.contains(false) else { throw VerificationError.oneKindOnly }
         let grid = (0..<400).map { Double($0) / 100 }, fine = (0..<4000).map { Double($0) / 1000 }
         var (accuracies, thresholds, vals, fars) = ([Double](), [Double](), [Double](), [Double]())
+        // Each threshold's training counts by binary search in sorted distances (all pairs' minus the fold's): the
+        // same integers as a pass over the training pairs, in O(log n) instead of O(n) (10⁶ pairs: 83 s before).
+        let all = SortedDistances(distances, same, distances.indices)
         for test in Self.folds(distances.count, folds) {
-            let train = (0..<distances.count).filter { !test.contains($0) }
-            let trainAccuracy = grid.map { Self.rates($0, distances, same, train).accuracy }
+            let train = all.removing(SortedDistances(distances, same, test))
+            let trainAccuracy = grid.map { train.rates($0).accuracy }
             let best = grid[trainAccuracy.firstIndex(of: trainAccuracy.max()!)!]
             thresholds.append(best)
             accuracies.append(Self.rates(best, distances, same, Array(test)).accuracy)
-            let threshold = Self.threshold(atFAR: farTarget, fine.map { ($0, Self.rates($0, distances, same,
-                                                                                          train).far) })
+            let threshold = Self.threshold(atFAR: farTarget, fine.map { ($0, train.rates($0).far) })
             let rates = Self.rates(threshold, distances, same, Array(test))
             vals.append(rates.val)
             fars.append(rates.far)
@@ -121,6 +106,56 @@ public struct Verification: Sendable {
         return (Double(trueAccepts + trueRejects) / Double(max(1, pairs.count)),
                 nSame == 0 ? 0 : Double(trueAccepts) / Double(nSame),
                 nDifferent == 0 ? 0 : Double(falseAccepts) / Double(nDifferent))
+    }
+
+    /// The distances of the same and of the different pairs among some pairs, sorted, so that how many lie below a
+    /// threshold is a binary search; `removing` subtracts another set's counts (the training pairs: all but a fold).
+    struct SortedDistances {
+        let same: [Double], different: [Double]
+        /// Pairs of each kind in the set, a NaN distance (never below a threshold) included.
+        let sameCount: Int, differentCount: Int
+        let minus: [SortedDistances]
+
+        init(_ distances: [Double], _ kinds: [Bool], _ pairs: some Sequence<Int>) {
+            var (same, different, sameCount, differentCount) = ([Double](), [Double](), 0, 0)
+            for i in pairs {
+                if kinds[i] { sameCount += 1 } else { differentCount += 1 }
+                guard !distances[i].isNaN else { continue }
+                if kinds[i] { same.append(distances[i]) } else { different.append(distances[i]) }
+            }
+            (self.same, self.different) = (same.sorted(), different.sorted())
+            (self.sameCount, self.differentCount, minus) = (sameCount, differentCount, [])
+        }
+
+        private init(_ base: SortedDistances, minus other: SortedDistances) {
+            (same, different, sameCount, differentCount) = (base.same, base.different,
+                                                            base.sameCount - other.sameCount,
+                                                            base.differentCount - other.differentCount)
+            minus = [other]
+        }
+
+        func removing(_ other: SortedDistances) -> SortedDistances { SortedDistances(self, minus: other) }
+
+        /// As `Verification.rates` over the set's pairs.
+        func rates(_ threshold: Double) -> (accuracy: Double, val: Double, far: Double) {
+            let trueAccepts = Self.below(threshold, same) - minus.reduce(0) { $0 + Self.below(threshold, $1.same) }
+            let falseAccepts = Self.below(threshold, different)
+                - minus.reduce(0) { $0 + Self.below(threshold, $1.different) }
+            let trueRejects = differentCount - falseAccepts
+            return (Double(trueAccepts + trueRejects) / Double(max(1, sameCount + differentCount)),
+                    sameCount == 0 ? 0 : Double(trueAccepts) / Double(sameCount),
+                    differentCount == 0 ? 0 : Double(falseAccepts) / Double(differentCount))
+        }
+
+        /// How many of `sorted` are below `threshold`.
+        static func below(_ threshold: Double, _ sorted: [Double]) -> Int {
+            var (low, high) = (0, sorted.count)
+            while low < high {
+                let middle = (low + high) / 2
+                if sorted[middle] < threshold { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
     }
 
     /// The threshold whose training FAR is `target`, interpolated between the grid's neighbours: the largest

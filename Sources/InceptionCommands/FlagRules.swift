@@ -52,10 +52,13 @@ enum FlagRule {
 
     /// An output path that is one of the command's inputs, refused before any work; and `-` (standard output)
     /// beside `--json`, which prints there too.
-    static func output(_ output: String, notAmong inputs: [String], json: Bool = false) throws {
-        if output == "-" && json { throw FlagError("--json prints to standard output: give --output a file") }
+    static func output(_ output: String, notAmong inputs: [String], json: Bool = false,
+                       flag: String = "--output") throws {
+        if FileOutput.isStandardOutput(output) && json {
+            throw FlagError("--json prints to standard output: give \(flag) a file")
+        }
         do { try FileOutput.checkNotAnInput(output, inputs: inputs) } catch {
-            throw FlagError("--output \(error.path): \(error.reason)")
+            throw FlagError("\(flag) \(error.path): \(error.reason)")
         }
     }
 }

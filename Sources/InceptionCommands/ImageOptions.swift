@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 
 /// `--model` and `--weights`; without `--weights`, the released weights from the Hub (cached).
@@ -129,11 +130,37 @@ struct MembersOption: ParsableArguments {
         }
     }
 
-    /// The members, their convolutions in `precision`'s arithmetic (refused first if this CPU cannot run it).
+    /// The members, their convolutions in `precision`'s arithmetic (refused first if this CPU cannot run it). A
+    /// file given twice (the same device and inode, whatever its spelling) for the same network is loaded once; the
+    /// distinct files' memory is checked before the first is read.
     func load(_ precision: PrecisionOption) throws -> Ensemble {
         let route = try precision.route()
-        return try Ensemble(try sources().map { try InceptionModel(try ModelWeights($0.name, from: $0.source),
-                                                                   route: route) })
+        let sources = try sources()
+        let keys = sources.map { Self.identity($0.source) }
+        var distinct: [String: Int] = [:]
+        for (key, source) in zip(keys, sources) {
+            if let key, case let .file(url) = source.source {
+                distinct["\(key) \(source.name.rawValue)"] = try FileInput.regularFileSize(url)
+            }
+        }
+        // The weights as read and as the engine keeps them (BatchNorm folded, kernels packed).
+        try MemoryLimit.check(2 * distinct.values.reduce(0, +), for: "the ensemble's \(distinct.count) weights files")
+        var loaded: [String: InceptionModel] = [:]
+        return try Ensemble(zip(keys, sources).map { key, source in
+            let id = key.map { "\($0) \(source.name.rawValue)" } ?? "hub \(source.name.rawValue)"
+            if let model = loaded[id] { return model }
+            let model = try InceptionModel(try ModelWeights(source.name, from: source.source), route: route)
+            loaded[id] = model
+            return model
+        })
+    }
+
+    /// A weights file's device and inode (nil for the Hub's released weights).
+    static func identity(_ source: WeightsSource) -> String? {
+        guard case let .file(url) = source else { return nil }
+        var info = stat()
+        guard stat(url.path, &info) == 0 else { return url.path }
+        return "\(info.st_dev):\(info.st_ino)"
     }
 }
 

@@ -32,7 +32,44 @@ public struct InceptionCommand: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         // Interrupted, a command leaves no partial output file behind.
         PartialFiles.removeOnSignals()
-        await main(nil)
+        await run(Array(CommandLine.arguments.dropFirst()))
+    }
+
+    /// Parses `arguments` and runs the command. Every refusal is one line, `Error: …`, exit status 1 — the
+    /// parser's own (an unknown value, a missing one) included, without the usage text it would add; `--help` and
+    /// `--version` print as ArgumentParser prints them.
+    static func run(_ arguments: [String]) async {
+        do {
+            var command = try parseAsRoot(joiningNegativeNumbers(arguments))
+            if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)  // reported already (`reported`)
+        } catch {
+            guard exitCode(for: error) != .success else { exit(withError: error) }
+            let line = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("Error: \(plainFlags(line))\n".utf8))
+            Foundation.exit(1)
+        }
+    }
+
+    /// `--flag -1` read as the flag's value, as a person means it (ArgumentParser takes `-1` for an option):
+    /// `--flag=-1`.
+    static func joiningNegativeNumbers(_ arguments: [String]) -> [String] {
+        var joined: [String] = []
+        for argument in arguments {
+            if let last = joined.last, last.hasPrefix("--"), !last.contains("="), last != "--",
+               argument.count > 1, argument.hasPrefix("-"), Double(argument) != nil {
+                joined[joined.count - 1] = last + "=" + argument
+            } else {
+                joined.append(argument)
+            }
+        }
+        return joined
+    }
+
+    /// The parser's wording in the project's: `'--crops <crops>'` is `--crops`.
+    static func plainFlags(_ line: String) -> String {
+        line.replacingOccurrences(of: #"'(--?[A-Za-z0-9-]+) <[^>]*>'"#, with: "$1", options: .regularExpression)
     }
 
     /// The help text of `inception` (nil) or of one of its subcommands, as `--help` prints it at that width.

@@ -47,8 +47,9 @@ struct Predict: ParsableCommand {
         try FlagRule.output(output, notAmong: [weights, input], json: json)
     }
 
-    /// The input is mapped, not read; each run of `--batch` images is converted, run and written before the next,
-    /// so memory holds one batch whatever the file's size.
+    /// The input is read a run of `--batch` images at a time (`pread`, so that a file shrunk meanwhile is one line,
+    /// not SIGBUS); each run is converted, run and written before the next, so memory holds one batch whatever the
+    /// file's size.
     func run() throws {
         try reportingErrors {
             let route = try precision.route()
@@ -66,7 +67,7 @@ struct Predict: ParsableCommand {
             var writer: NPY.Writer?
             for first in stride(from: 0, to: images, by: batch) {
                 let rows = first..<min(images, first + batch)
-                let nchw = Tensor(shape: [rows.count] + reader.shape.dropFirst(), scalars: reader.values(rows))
+                let nchw = Tensor(shape: [rows.count] + reader.shape.dropFirst(), scalars: try reader.values(rows))
                 let result: Tensor
                 do {
                     result = try net(nchw: nchw, output: self.result.map { OutputName($0) }, threads: threads.threads,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 
 struct Preprocess: ParsableCommand {
@@ -33,15 +34,19 @@ struct Preprocess: ParsableCommand {
         try FlagRule.output(output, notAmong: images, json: json)
     }
 
-    /// Each image is decoded, preprocessed and written before the next is read.
+    /// Each image is decoded, preprocessed and written before the next is read, one view at a time.
     func run() throws {
         try reportingErrors {
             let preprocessing = network.model.preprocessing
             let size = inputSize ?? preprocessing.inputSize
             let shape = [images.count * crops.rawValue, 3, size, size]
             let writer = try NPY.Writer(shape: shape, to: output)
+            // One view at a time: memory for one view (and the square it is scaled from), whatever --crops.
+            let view = 4 * 3 * size * size
+            try MemoryLimit.check(3 * view, for: "a view of \(size)×\(size)")
             for path in images {
-                for hwc in preprocessing.apply(try decode(path), crops: crops, inputSize: size) {
+                try preprocessing.forEachView(try decode(path), crops: crops, inputSize: size) { view in
+                    let hwc = preprocessing.normalized(view.image, mirrored: view.mirrored)
                     try writer.append(Tensor(shape: [1, size, size, 3], scalars: hwc).nhwcToNCHW().scalars)
                 }
             }

@@ -42,6 +42,8 @@ struct Quantize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let paths = try Self.images(in: calibration, limit: limit)
+            // Before any work: --output is none of the folder's images (those left out by --limit included).
+            try FlagRule.output(output, notAmong: try Self.images(in: calibration, limit: .max))
             let (name, source) = try weights.source()
             let loaded = try ModelWeights(name, from: source)
             guard loaded.int8 == nil else { throw CLIError("\(weights.weights ?? name.rawValue) is already int8") }

@@ -36,28 +36,62 @@ struct Verify: ParsableCommand {
 
     func validate() throws {
         try FlagRule.batch(batch)
-        if let roc { try FlagRule.output(roc, notAmong: [pairs] + [weights.weights].compactMap { $0 }) }
+        if let roc {
+            try FlagRule.output(roc, notAmong: [pairs] + [weights.weights].compactMap { $0 }, json: json, flag: "--roc")
+        }
     }
 
     func run() throws {
         try reportingErrors {
-            let data: Data
-            do { data = try FileInput.read(URL(fileURLWithPath: pairs), maximumBytes: 64 << 20) } catch {
-                throw CLIError("cannot read pairs file \(pairs): \(error)")
+            let list = try Self.readPairs(pairs, images: images)
+            let paths = Array(Set(list.flatMap { [$0.first, $0.second] })).sorted()
+            // Before any work: --roc is none of the images, and its folder takes a file.
+            let rocFile = try roc.map { roc in
+                try FlagRule.output(roc, notAmong: paths, flag: "--roc")
+                return try OutputFile(roc)
             }
-            let list = try PairsFile.parse(String(decoding: data, as: UTF8.self), images: images)
             let net = try FaceEmbedder.load(weights, precision)
-            let embeddings = try FaceEmbedder.embed(Array(Set(list.flatMap { [$0.first, $0.second] })).sorted(),
-                                                    net, batch: batch, threads: threads.threads)
+            let embeddings = try FaceEmbedder.embed(paths, net, batch: batch, threads: threads.threads,
+                                                    progress: paths.count > 4 * batch)
             let distances = list.map { FaceEmbedder.distance(embeddings[$0.first]!, embeddings[$0.second]!) }
             let result = try Verification(distances: distances, same: list.map(\.same))
-            if let roc { try FileOutput.write(Data(rocSVG(result, title: net.name.rawValue).utf8), to: roc) }
+            if let rocFile {
+                try rocFile.write(Data(rocSVG(result, title: net.name.rawValue).utf8))
+                try rocFile.commit()
+            }
             if json { return try printJSON(report(result, list, distances, model: net.name.rawValue)) }
             print(String(format: "%@ on %d pairs: accuracy %.2f%% ± %.2f%%, VAL %.2f%% ± %.2f%% @ FAR %.4f%%, "
                          + "AUC %.4f", net.name.rawValue, list.count, 100 * result.accuracy,
                          100 * result.accuracyStd, 100 * result.val, 100 * result.valStd, 100 * result.far,
                          result.auc))
         }
+    }
+
+    /// The pairs file read in one pass, a megabyte at a time (at most 64 MB): memory follows the pairs.
+    static func readPairs(_ path: String, images: String) throws -> [FacePair] {
+        let url = URL(fileURLWithPath: path)
+        do {
+            guard try FileInput.regularFileSize(url) <= 64 << 20 else {
+                throw CLIError("cannot read pairs file \(path): larger than 64 MB")
+            }
+        } catch let problem as FileInput.Problem {
+            throw CLIError("cannot read pairs file \(path): \(problem)")
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw CLIError("cannot read pairs file \(path): \(FileOutput.reason(errno))")
+        }
+        defer { try? handle.close() }
+        var (reader, total) = (PairsFile.Reader(images: images), 0)
+        while total <= 64 << 20 {
+            let chunk: Data?
+            do { chunk = try handle.read(upToCount: 1 << 20) } catch {
+                throw CLIError("cannot read pairs file \(path): \(FileOutput.reason(errno))")
+            }
+            guard let chunk, !chunk.isEmpty else { return try reader.finish() }
+            total += chunk.count
+            try reader.feed(chunk)
+        }
+        throw CLIError("cannot read pairs file \(path): larger than 64 MB")
     }
 
     func report(_ result: Verification, _ list: [FacePair], _ distances: [Double], model: String) -> [String: Any] {
@@ -134,10 +168,16 @@ enum FaceEmbedder {
     }
 
     /// Each image's embedding (the face model's, or the pooled features), L2-normalised in Double.
-    static func embed(_ paths: [String], _ net: InceptionModel, batch: Int,
-                      threads: Int) throws -> [String: [Double]] {
+    static func embed(_ paths: [String], _ net: InceptionModel, batch: Int, threads: Int,
+                      progress: Bool = false) throws -> [String: [Double]] {
         var embeddings: [String: [Double]] = [:]
+        let bar = ProgressBar(visible: progress && isatty(2) == 1), started = Date()
+        defer { bar.finish() }
         for chunk in paths.chunked(max(1, batch)) {
+            let done = embeddings.count, rate = Double(done) / max(Date().timeIntervalSince(started), 1e-9)
+            bar.show("embed", done, of: paths.count, detail: String(format: "%d/%d images, %@ left", done,
+                                                                  paths.count, ProgressBar.duration(
+                                                                      Double(paths.count - done) / max(rate, 1e-9))))
             let rows = try net.embed(prepared: try chunk.map { net.prepare(try decode($0)) }, threads: threads)
             let width = rows.shape[1]
             for (i, path) in chunk.enumerated() {

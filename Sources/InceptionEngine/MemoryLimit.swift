@@ -13,8 +13,25 @@ package enum MemoryLimit {
         return min(physical, cgroupLimit() ?? .max)
     }()
 
-    /// What is left of `total` after what the process holds now.
-    package static var available: Int { max(0, total - residentBytes()) }
+    /// What is left of `total` after what the process holds now — and of its address-space limit (`ulimit -v`,
+    /// RLIMIT_AS) after what it has mapped, when that is less.
+    package static var available: Int {
+        let physical = max(0, total - residentBytes())
+        guard let limit = addressSpaceLimit() else { return physical }
+        return min(physical, max(0, limit - statm(field: 0)))
+    }
+
+    /// RLIMIT_AS's soft limit; nil when there is none.
+    static func addressSpaceLimit() -> Int? {
+        var limit = rlimit()
+        #if canImport(Glibc)
+        let resource = __rlimit_resource_t(RLIMIT_AS.rawValue)
+        #else
+        let resource = RLIMIT_AS
+        #endif
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }  // RLIM_INFINITY
+        return Int(clamping: limit.rlim_cur)
+    }
 
     /// Throws when `bytes` more would not fit in what is left; `what` names the allocation for the message.
     package static func check(_ bytes: Int, for what: String) throws(MemoryError) {
@@ -23,10 +40,13 @@ package enum MemoryLimit {
     }
 
     /// The process's resident memory now.
-    static func residentBytes() -> Int {
+    static func residentBytes() -> Int { statm(field: 1) }
+
+    /// A field of /proc/self/statm in bytes: 0 the mapped size, 1 the resident size.
+    static func statm(field: Int) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
         let fields = text.split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        guard fields.count > field, let pages = Int(fields[field]) else { return 0 }
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
@@ -40,14 +60,14 @@ package enum MemoryLimit {
     }
 }
 
-/// A size that would need more memory than the machine (or its cgroup) has left.
+/// A size that would need more memory than the machine (or its cgroup, or the address-space limit) has left.
 package struct MemoryError: Error, Equatable, CustomStringConvertible {
     package let what: String
     package let needed: Int, available: Int, total: Int
 
     package var description: String {
         "\(what) needs \(Self.gigabytes(needed)) of memory; \(Self.gigabytes(available)) of this machine's "
-            + "\(Self.gigabytes(total)) (or its cgroup limit) is left"
+            + "\(Self.gigabytes(total)) (or its cgroup's or address-space limit) is left"
     }
 
     static func gigabytes(_ bytes: Int) -> String {

@@ -10,9 +10,12 @@ import Darwin
 ///   complete, with the old file's mode (and, as root, its owner). A regular file with other hard links is rewritten
 ///   in place from the complete temporary copy, so that every name sees the new contents;
 /// - a symbolic link: the same, onto the file it resolves to (the link stays a link);
-/// - a FIFO, a character device (`/dev/null`, a terminal) or `-` (standard output): written straight through, and
-///   every failure reported (a full device, a reader that went away);
+/// - a FIFO, a character device (`/dev/null`, a terminal), `-` or the process's own streams (`/dev/stdout`,
+///   `/dev/stderr`, `/dev/fd/N`, `/proc/self/fd/N`: whatever they are, a log appended to, a pipe): written straight
+///   through, and every failure reported (a full device, a reader that went away);
 /// - a directory, a block device or a socket: refused.
+/// Temporary files left by a writer that was killed (their name carries its PID) are removed by the next writer of the
+/// same path once that process is gone.
 /// Failures are one line in words, never a Foundation error domain.
 public enum FileOutput {
     public struct Failure: Error, Equatable, CustomStringConvertible {
@@ -34,11 +37,28 @@ public enum FileOutput {
         try file.commit()
     }
 
+    /// The descriptor a path names when it is one of the process's own streams, written straight through like `-`:
+    /// `-` and `/dev/stdout` (1), `/dev/stderr` (2), `/dev/fd/N` and `/proc/self/fd/N` (N).
+    public static func ownStream(_ path: String) -> Int32? {
+        switch path {
+        case "-", "/dev/stdout": return 1
+        case "/dev/stderr": return 2
+        default:
+            for prefix in ["/dev/fd/", "/proc/self/fd/", "/proc/\(getpid())/fd/"] where path.hasPrefix(prefix) {
+                return Int32(path.dropFirst(prefix.count)).flatMap { $0 >= 0 ? $0 : nil }
+            }
+            return nil
+        }
+    }
+
+    /// Whether `path` writes to standard output (where `--json` prints too).
+    public static func isStandardOutput(_ path: String) -> Bool { ownStream(path) == 1 }
+
     /// Refuses an output that is one of the command's own input files — the same file by device and inode, whatever
     /// link or spelling names it — before any work, so that a command cannot replace what it reads.
     public static func checkNotAnInput(_ output: String, inputs: [String]) throws(Failure) {
         var target = stat()
-        guard output != "-", stat(output, &target) == 0, target.st_mode & S_IFMT == S_IFREG else { return }
+        guard ownStream(output) == nil, stat(output, &target) == 0, target.st_mode & S_IFMT == S_IFREG else { return }
         for input in inputs {
             var info = stat()
             if stat(input, &info) == 0, info.st_dev == target.st_dev, info.st_ino == target.st_ino {
@@ -80,7 +100,12 @@ public final class OutputFile {
 
     public init(_ path: String) throws(FileOutput.Failure) {
         self.path = path
-        if path == "-" { (descriptor, kind) = (1, .stream(closes: false)); return }
+        if let own = FileOutput.ownStream(path) {
+            // The process's own stream, as it is (appended to a log, a pipe): never resolved and replaced.
+            guard fcntl(own, F_GETFD) >= 0 else { throw FileOutput.Failure(path: path, reason: "no such open stream") }
+            (descriptor, kind) = (own, .stream(closes: false))
+            return
+        }
         let target = try Self.resolved(path)
         var info = stat()
         let exists = lstat(target, &info) == 0
@@ -90,6 +115,7 @@ public final class OutputFile {
             guard fd >= 0 else { throw FileOutput.Failure(path: path, reason: FileOutput.reason(errno)) }
             (descriptor, kind) = (fd, .stream(closes: true))
         case S_IFREG:
+            Self.removeAbandonedPartials(of: target)
             let temporary = Self.temporaryName(for: target)
             let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             guard fd >= 0 else { throw FileOutput.Failure(path: path, reason: Self.openProblem(errno, target)) }
@@ -206,10 +232,26 @@ public final class OutputFile {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
+    /// `.NAME.PID.TAG.partial`: hidden, beside the target, naming the process that writes it.
     private static func temporaryName(for target: String) -> String {
-        let name = target.split(separator: "/").last.map(String.init) ?? "output"
         let tag = String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        return folder(of: target) + "/.\(name.prefix(200)).\(getpid()).\(tag).partial"
+        return folder(of: target) + "/.\(partialStem(of: target)).\(getpid()).\(tag).partial"
+    }
+
+    private static func partialStem(of target: String) -> String {
+        String((target.split(separator: "/").last.map(String.init) ?? "output").prefix(200))
+    }
+
+    /// The temporary files of earlier writers of `target` whose process is gone (a SIGKILL, the OOM killer, a
+    /// crash leaves them): removed. A writer still running keeps its own.
+    static func removeAbandonedPartials(of target: String) {
+        let folder = folder(of: target), prefix = "." + partialStem(of: target) + "."
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix(prefix) && name.hasSuffix(".partial") {
+            let fields = name.dropFirst(prefix.count).dropLast(".partial".count).split(separator: ".")
+            guard fields.count == 2, let pid = pid_t(fields[0]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(folder + "/" + name) }
+        }
     }
 
     /// Why the temporary file could not be made next to `target`, in words.

@@ -6,54 +6,102 @@ import Foundation
 public enum NPY {
     public static func read(contentsOf url: URL) throws -> (shape: [Int], values: [Float]) {
         let reader = try Reader(contentsOf: url)
-        return (reader.shape, reader.allValues)
+        return (reader.shape, try reader.allValues)
     }
 
     public static func read(_ data: Data) throws -> (shape: [Int], values: [Float]) {
         let reader = try Reader(data)
-        return (reader.shape, reader.allValues)
+        return (reader.shape, try reader.allValues)
     }
 
-    /// An .npy file checked and mapped, its values read a range of rows (the first dimension) at a time, so that
-    /// a file of any size is worked through in bounded memory.
+    /// An .npy file checked, its values read a range of rows (the first dimension) at a time, so that a file of any
+    /// size is worked through in bounded memory. A file is read with `pread`, not mapped: another process that
+    /// shrinks it meanwhile (`np.save` onto the same name, `truncate`) makes a read fail in one line
+    /// (`NPYError.changed`), where a mapped page past the new end would end the process with SIGBUS.
     public struct Reader {
         public let shape: [Int]
-        private let data: Data
+        private let source: Source
         private let payload: Int
 
+        private enum Source {
+            case memory(Data)
+            case file(ReadOnlyFile)
+        }
+
         public init(contentsOf url: URL) throws {
-            let data: Data
-            do { data = try FileInput.read(url, maximumBytes: .max, mapped: true) } catch {
+            let file: ReadOnlyFile, size: Int
+            do {
+                size = try FileInput.regularFileSize(url)
+                file = try ReadOnlyFile(url.path)
+            } catch {
                 throw NPYError.unreadable(path: url.path, reason: error.description)
             }
-            try self.init(data)
+            let head = try file.bytes(at: 0, count: min(size, 12 + (1 << 16)))
+            (shape, payload) = try NPY.header(head, totalBytes: size)
+            source = .file(file)
         }
 
         public init(_ data: Data) throws {
-            let (shape, payload) = try NPY.header(data)
-            (self.shape, self.data, self.payload) = (shape, data, payload)
+            (shape, payload) = try NPY.header(data, totalBytes: data.count)
+            source = .memory(data)
         }
 
         /// Values in one row (1 for a 0-d array).
         public var rowCount: Int { shape.dropFirst().reduce(1, *) }
 
         /// Every value, in C order.
-        public var allValues: [Float] { values(shape.first.map { 0..<$0 } ?? 0..<1) }
+        public var allValues: [Float] { get throws { try values(shape.first.map { 0..<$0 } ?? 0..<1) } }
 
         /// The values of `rows` (of the first dimension; `0..<1` for a 0-d array), in C order.
-        public func values(_ rows: Range<Int>) -> [Float] {
+        public func values(_ rows: Range<Int>) throws -> [Float] {
             let (start, count) = (rows.lowerBound * rowCount, rows.count * rowCount)
-            return data.withUnsafeBytes { raw in
-                (start..<start + count).map {
-                    let bits = raw.loadUnaligned(fromByteOffset: payload + 4 * $0, as: UInt32.self)
-                    return Float(bitPattern: UInt32(littleEndian: bits))
-                }
+            let bytes: Data
+            switch source {
+            case let .memory(data): bytes = data.subdata(in: data.startIndex + payload + 4 * start ..< data.startIndex
+                                                          + payload + 4 * (start + count))
+            case let .file(file): bytes = try file.bytes(at: payload + 4 * start, count: 4 * count)
+            }
+            return bytes.withUnsafeBytes { raw in
+                (0..<count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0,
+                                                                                           as: UInt32.self))) }
             }
         }
     }
 
+    /// A file open for reading by offset; closed when the last reader lets it go.
+    final class ReadOnlyFile {
+        let path: String
+        private let descriptor: Int32
+
+        init(_ path: String) throws(FileInput.Problem) {
+            descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw FileInput.Problem(String(cString: strerror(errno)).lowercased()) }
+            self.path = path
+        }
+
+        deinit { close(descriptor) }
+
+        /// `count` bytes from `offset`; a file that ends before them changed after its size was read.
+        func bytes(at offset: Int, count: Int) throws -> Data {
+            var data = Data(count: count)
+            let read = data.withUnsafeMutableBytes { raw -> Int in
+                var done = 0
+                while done < count {
+                    let n = pread(descriptor, raw.baseAddress! + done, count - done, off_t(offset + done))
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { break }
+                    done += n
+                }
+                return done
+            }
+            guard read == count else { throw NPYError.changed(path: path) }
+            return data
+        }
+    }
+
     /// The shape and where the values start, after every check of the header and the data's length.
-    static func header(_ data: Data) throws -> (shape: [Int], payload: Int) {
+    /// `data` holds at least the header (the file's start); the file is `totalBytes` long.
+    static func header(_ data: Data, totalBytes: Int) throws -> (shape: [Int], payload: Int) {
         let bytes = [UInt8](data.prefix(12))
         guard bytes.count >= 10, bytes[0..<6] == [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59] else { throw NPYError.badMagic }
         let major = bytes[6]
@@ -86,7 +134,7 @@ public enum NPY {
         guard !fields.fortranOrder else { throw NPYError.fortranOrder }
         var count = 1, overflow = false
         for d in fields.shape where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: d) }
-        let payload = data.count - headerStart - headerLength
+        let payload = totalBytes - headerStart - headerLength
         // A count past Int.max / 4 has no byte length either (found by the npy fuzz target: 4 · count trapped).
         let fits = !overflow && count <= Int.max / 4
         guard fits, payload == 4 * count else {
@@ -183,9 +231,12 @@ public enum NPYError: Error, Equatable, CustomStringConvertible {
     case unsupportedDType(String)
     case fortranOrder
     case lengthMismatch(shape: [Int], expectedBytes: Int, actualBytes: Int)
+    /// The file became shorter while it was read (another process rewrote or truncated it).
+    case changed(path: String)
 
     public var description: String {
         switch self {
+        case let .changed(path): return "npy file \(path) changed while it was read: it is shorter than its header says"
         case let .unreadable(path, reason): return "cannot read npy file \(path): \(reason)"
         case let .unwritable(path, reason): return "cannot write npy file \(path): \(reason)"
         case .badMagic: return "not an npy file: the magic string \\x93NUMPY is missing"

@@ -141,7 +141,7 @@ struct NPYStreamingTests {
         let whole = try NPY.read(contentsOf: URL(fileURLWithPath: path))
         #expect(whole.shape == [5, 2, 3] && whole.values == values)
         let reader = try NPY.Reader(contentsOf: URL(fileURLWithPath: path))
-        #expect(reader.values(3..<5) == Array(values[18...]))
+        #expect(try reader.values(3..<5) == Array(values[18...]))
     }
 
     /// One dimension past Int.max / 4 elements: its byte length overflows, so it is reported as more than any
