@@ -140,7 +140,8 @@ struct MembersOption: ParsableArguments {
         var distinct: [String: Int] = [:]
         for (key, source) in zip(keys, sources) {
             if let key, case let .file(url) = source.source {
-                distinct["\(key) \(source.name.rawValue)"] = try FileInput.regularFileSize(url)
+                // A path that is not a readable file is named by the loader below, with its kind.
+                distinct["\(key) \(source.name.rawValue)"] = (try? FileInput.regularFileSize(url)) ?? 0
             }
         }
         // The weights as read and as the engine keeps them (BatchNorm folded, kernels packed).
