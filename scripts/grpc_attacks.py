@@ -187,6 +187,12 @@ class Connection:
     def close(self):
         self.sock.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
 
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -199,13 +205,33 @@ def resident(pid):
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
 
 
+def unary(port, method, message, extra=(), timeout=60):
+    """One call on a connection of its own: its status and its grpc-message."""
+    with Connection(port) as c:
+        stream = c.call(method, message, extra)
+        c.wait([stream], timeout)
+        return c.status(stream), c.answers[stream].get("grpc-message", "")
+
+
+def past_the_limit(port):
+    """As many calls as the server advertises left open, then one more, as a hostile client would, then the first
+    ones completed: (the advertised limit, the extra stream's reset code, the others' statuses, whether the
+    connection got a GOAWAY)."""
+    with Connection(port, timeout=30) as c:
+        advertised = c.h2.remote_settings.max_concurrent_streams
+        streams = [c.open("ServerLive") for _ in range(advertised)]
+        c.h2.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 1000
+        c.h2.remote_settings.acknowledge()
+        extra = c.open("ServerLive")
+        c.wait([extra], 30)
+        for stream in streams:
+            c.send(stream, framed(b""), end=True)
+        c.wait(streams, 30)
+        return advertised, c.answers[extra].get("reset"), [c.status(s) for s in streams], hasattr(c, "goaway")
+
+
 def alive(server):
-    c = Connection(server.grpc_port)
-    stream = c.call("ServerLive", b"")
-    c.wait([stream], 30)
-    status = c.status(stream)
-    c.close()
-    return status == OK
+    return unary(server.grpc_port, "ServerLive", b"", timeout=30)[0] == OK
 
 
 def face_request(rows=1):
@@ -218,13 +244,8 @@ def face_request(rows=1):
 
 
 def negative_timeout(server):
-    results = []
-    for value in ("-5S", "-1m", "+5S", "0x10S", "123456789S", "5", "S", "5s", "-99999H"):
-        c = Connection(server.grpc_port)
-        stream = c.call("ServerLive", b"", [("grpc-timeout", value)])
-        c.wait([stream], 30)
-        results.append((value, c.status(stream), c.answers[stream].get("grpc-message", "")))
-        c.close()
+    results = [(value, *unary(server.grpc_port, "ServerLive", b"", [("grpc-timeout", value)], timeout=30))
+               for value in ("-5S", "-1m", "+5S", "0x10S", "123456789S", "5", "S", "5s", "-99999H")]
     ok = all(status == INVALID_ARGUMENT and "grpc-timeout" in message for _, status, message in results)
     return ok and alive(server), f"{len(results)} malformed timeouts: {sorted(set(r[1] for r in results))}"
 
@@ -329,31 +350,15 @@ def echo(server):
                                   ("a 200-character unknown model", "ModelInfer", unknown),
                                   ("ModelMetadata of a 1 MB name", "ModelMetadata",
                                    service_pb2.ModelMetadataRequest(name="m" * MIB).SerializeToString())):
-        c = Connection(server.grpc_port)
-        stream = c.call(method, message)
-        c.wait([stream], 60)
-        results.append((what, c.status(stream), len(c.answers[stream].get("grpc-message", ""))))
-        c.close()
+        status, text = unary(server.grpc_port, method, message)
+        results.append((what, status, len(text)))
     ok = all(isinstance(status, int) and status != OK and 0 < length < 1024 for _, status, length in results)
     return ok, "; ".join(f"{what}: status {status}, message {length} bytes" for what, status, length in results)
 
 
 def stream_limit(server):
-    c = Connection(server.grpc_port)
-    advertised = c.h2.remote_settings.max_concurrent_streams
-    streams = [c.open("ServerLive") for _ in range(advertised)]
-    # Past what the server advertised, as a hostile client would.
-    c.h2.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 1000
-    c.h2.remote_settings.acknowledge()
-    extra = c.open("ServerLive")
-    c.wait([extra], 30)
-    refused = c.answers[extra].get("reset")
-    for stream in streams:
-        c.send(stream, framed(b""), end=True)
-    c.wait(streams, 30)
-    answered = [c.status(s) for s in streams]
-    ok = advertised == 16 and refused == REFUSED_STREAM and answered == [OK] * 16 and not hasattr(c, "goaway")
-    c.close()
+    advertised, refused, answered, goaway = past_the_limit(server.grpc_port)
+    ok = advertised == 16 and refused == REFUSED_STREAM and answered == [OK] * 16 and not goaway
     return ok, (f"advertised {advertised}; stream 17: reset {refused} (REFUSED_STREAM is {REFUSED_STREAM}); "
                 f"the 16: {sorted(set(map(str, answered)))}")
 

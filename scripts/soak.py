@@ -107,42 +107,23 @@ EMPTY_INPUTS = b"\x0a\x1binception_resnet_v1_facenet" + b"\x2a\x00" * 8_000_000
 def grpc(port):
     """The gRPC port's attacks: each answered with its status (or the stream refused) within its bound."""
     def call(method, message, extra=()):
-        start, c = time.monotonic(), grpc_attacks.Connection(port, timeout=30)
-        try:
-            stream = c.call(method, message, extra)
-            c.wait([stream], 30)
-            answer = c.answers[stream]
-            return (c.status(stream) if len(answer.get("grpc-message", "")) < 1024 else "long message"), \
-                time.monotonic() - start
-        finally:
-            c.close()
+        start = time.monotonic()
+        status, text = grpc_attacks.unary(port, method, message, extra, timeout=30)
+        return (status if len(text) < 1024 else "long message"), time.monotonic() - start
 
     def streams():
-        start, c = time.monotonic(), grpc_attacks.Connection(port, timeout=30)
-        try:
-            opened = [c.open("ServerLive") for _ in range(16)]
-            c.h2.remote_settings[grpc_attacks.h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 1000
-            c.h2.remote_settings.acknowledge()
-            extra = c.open("ServerLive")
-            c.wait([extra], 10)
-            for stream in opened:
-                c.send(stream, grpc_attacks.framed(b""), end=True)
-            c.wait(opened, 30)
-            answers = {c.status(s) for s in opened}
-            return ("refused alone" if c.answers[extra].get("reset") == 7 and answers == {0} else "connection lost"), \
-                time.monotonic() - start
-        finally:
-            c.close()
+        start = time.monotonic()
+        _, refused, answered, _ = grpc_attacks.past_the_limit(port)
+        alone = refused == grpc_attacks.REFUSED_STREAM and set(answered) == {grpc_attacks.OK}
+        return ("refused alone" if alone else "connection lost"), time.monotonic() - start
 
     def stall():
-        start, c = time.monotonic(), grpc_attacks.Connection(port, timeout=30)
-        try:
+        start = time.monotonic()
+        with grpc_attacks.Connection(port, timeout=30) as c:
             stream = c.open("ModelInfer")
             c.send(stream, grpc_attacks.framed(b"\x00" * MIB)[:MIB // 2])
             c.wait([stream], 30)
             return c.status(stream), time.monotonic() - start
-        finally:
-            c.close()
 
     return {
         "grpc negative grpc-timeout": (lambda: call("ServerLive", b"", [("grpc-timeout", "-5S")]), {3}, 5),

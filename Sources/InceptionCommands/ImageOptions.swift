@@ -136,19 +136,16 @@ struct MembersOption: ParsableArguments {
     func load(_ precision: PrecisionOption) throws -> Ensemble {
         let route = try precision.route()
         let sources = try sources()
-        let keys = sources.map { Self.identity($0.source) }
-        var distinct: [String: Int] = [:]
-        for (key, source) in zip(keys, sources) {
-            if let key, case let .file(url) = source.source {
-                // A path that is not a readable file is named by the loader below, with its kind.
-                distinct["\(key) \(source.name.rawValue)"] = (try? FileInput.regularFileSize(url)) ?? 0
-            }
+        let ids = sources.map { Self.identity($0.name, $0.source) }
+        var sizes: [String: Int] = [:]
+        for (id, source) in zip(ids, sources) {
+            // A path that is not a readable file is named by the loader below, with its kind.
+            if case let .file(url) = source.source { sizes[id] = (try? FileInput.regularFileSize(url)) ?? 0 }
         }
         // The weights as read and as the engine keeps them (BatchNorm folded, kernels packed).
-        try MemoryLimit.check(2 * distinct.values.reduce(0, +), for: "the ensemble's \(distinct.count) weights files")
+        try MemoryLimit.check(2 * sizes.values.reduce(0, +), for: "the ensemble's \(sizes.count) weights files")
         var loaded: [String: InceptionModel] = [:]
-        return try Ensemble(zip(keys, sources).map { key, source in
-            let id = key.map { "\($0) \(source.name.rawValue)" } ?? "hub \(source.name.rawValue)"
+        return try Ensemble(zip(ids, sources).map { id, source in
             if let model = loaded[id] { return model }
             let model = try InceptionModel(try ModelWeights(source.name, from: source.source), route: route)
             loaded[id] = model
@@ -156,12 +153,12 @@ struct MembersOption: ParsableArguments {
         })
     }
 
-    /// A weights file's device and inode (nil for the Hub's released weights).
-    static func identity(_ source: WeightsSource) -> String? {
-        guard case let .file(url) = source else { return nil }
+    /// Which member this is: the network and its weights file's device and inode (the Hub's weights by network).
+    static func identity(_ name: ModelName, _ source: WeightsSource) -> String {
+        guard case let .file(url) = source else { return "hub \(name.rawValue)" }
         var info = stat()
-        guard stat(url.path, &info) == 0 else { return url.path }
-        return "\(info.st_dev):\(info.st_ino)"
+        guard stat(url.path, &info) == 0 else { return "\(url.path) \(name.rawValue)" }
+        return "\(info.st_dev):\(info.st_ino) \(name.rawValue)"
     }
 }
 

@@ -16,9 +16,10 @@ package enum MemoryLimit {
     /// What is left of `total` after what the process holds now — and of its address-space limit (`ulimit -v`,
     /// RLIMIT_AS) after what it has mapped, when that is less.
     package static var available: Int {
-        let physical = max(0, total - residentBytes())
+        let (mapped, resident) = statm()
+        let physical = max(0, total - resident)
         guard let limit = addressSpaceLimit() else { return physical }
-        return min(physical, max(0, limit - statm(field: 0)))
+        return min(physical, max(0, limit - mapped))
     }
 
     /// RLIMIT_AS's soft limit; nil when there is none.
@@ -39,15 +40,13 @@ package enum MemoryLimit {
         guard bytes <= left else { throw MemoryError(what: what, needed: bytes, available: left, total: total) }
     }
 
-    /// The process's resident memory now.
-    static func residentBytes() -> Int { statm(field: 1) }
-
-    /// A field of /proc/self/statm in bytes: 0 the mapped size, 1 the resident size.
-    static func statm(field: Int) -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-        let fields = text.split(separator: " ")
-        guard fields.count > field, let pages = Int(fields[field]) else { return 0 }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    /// The process's mapped and resident sizes now, in bytes (/proc/self/statm's first two fields; 0 elsewhere).
+    static func statm() -> (mapped: Int, resident: Int) {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return (0, 0) }
+        let pages = text.split(separator: " ").prefix(2).compactMap { Int($0) }
+        guard pages.count == 2 else { return (0, 0) }
+        let size = Int(sysconf(Int32(_SC_PAGESIZE)))
+        return (pages[0] * size, pages[1] * size)
     }
 
     /// cgroup v2's `memory.max`, else v1's `memory.limit_in_bytes`, for the cgroup this process is in.

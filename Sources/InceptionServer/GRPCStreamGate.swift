@@ -143,7 +143,7 @@ final class GRPCStreamGate: ChannelInboundHandler {
             if (0x20...0x7E).contains(byte) && byte != UInt8(ascii: "%") {
                 encoded.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
-                encoded += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+                encoded += (byte < 0x10 ? "%0" : "%") + String(byte, radix: 16, uppercase: true)
             }
         }
         return encoded
@@ -190,8 +190,4 @@ final class GRPCConnectionGuard: ChannelOutboundHandler {
             bytes.setInteger(UInt32(limit), at: entry + 2)
         }
     }
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

@@ -28,18 +28,20 @@ struct InferenceError: Error, CustomStringConvertible {
 
     init(_ kind: Kind, _ message: String, retryAfter: Int? = nil) {
         // Whatever went into it, a message stays under 1 KB (the wire's limits are 8–16 KB for all headers).
-        let bounded = message.utf8.count <= 1000 ? message : String(message.prefix(900)) + "…"
+        let bounded = message.utf8.count <= 1000 ? message
+            : String(decoding: message.utf8.prefix(900), as: UTF8.self) + "…"
         (self.kind, self.message, self.retryAfter) = (kind, bounded, retryAfter)
     }
 
     var description: String { message }
 }
 
-/// A client's text in a message: as it is up to 40 characters, else its first 40 and its length; control
-/// characters escaped, so that the message stays one line.
+/// A client's text in a message: as it is up to 40 characters (Unicode scalars: a character may hold any number
+/// of combining marks), else its first 40 and its length; control characters escaped, so that the message stays one
+/// short line.
 func quoted(_ text: some StringProtocol) -> String {
-    let count = text.count
-    let shown = text.prefix(40).unicodeScalars.map {
+    let count = text.unicodeScalars.count
+    let shown = text.unicodeScalars.prefix(40).map {
         $0.value < 0x20 || $0.value == 0x7F ? "\\u{\(String($0.value, radix: 16))}" : String($0)
     }.joined()
     return count <= 40 ? "'\(shown)'" : "'\(shown)…' (\(count) characters)"
