@@ -57,7 +57,7 @@ let package = Package(
         // Tensors, convolution, pooling, the graph and its executor; picks the kernels' level. Knows no network.
         .target(name: "InceptionEngine", dependencies: [
             "InceptionKernels", "InceptionKernelsBaseline", "InceptionKernelsAVX2", "InceptionKernelsAVX512",
-            "CInceptionSystem", "CInceptionReduced",
+            "CInceptionSystem", "CInceptionReduced", .product(name: "Logging", package: "swift-log"),
         ]),
         // libjpeg-turbo and libpng from the system (Debian: libjpeg62-turbo-dev, libpng-dev).
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
@@ -104,6 +104,7 @@ let package = Package(
         .target(name: "InceptionCommands", dependencies: [
             "Inception", "InceptionEngine", "InceptionIO", "InceptionTraining", "InceptionServer", "InceptionONNX",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "InceptionCLI", dependencies: ["InceptionCommands"]),
         // What the test targets share: the measures of closeness (engine only, for the fast lane), and the reference

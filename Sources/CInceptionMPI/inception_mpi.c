@@ -14,15 +14,17 @@ static struct {
     int (*allreduce)(const void *, void *, int, Handle, Handle, Handle);
     int (*bcast)(void *, int, Handle, int, Handle);
     int (*barrier)(Handle);
+    int (*gatherv)(const void *, int, Handle, void *, const int *, const int *, Handle, int, Handle);
     int (*set_errhandler)(Handle, Handle);
     int (*error_string)(int, char *, int *);
     int (*finalize)(void);
-    Handle world, float_type, double_type, byte_type, sum, errors_return;
+    Handle world, float_type, double_type, int64_type, byte_type, sum, errors_return;
 } mpi;
 
 #define MPI_IN_PLACE_ ((void *)1)
 #define MPI_THREAD_SERIALIZED_ 2
 #define PIECE (1L << 30)
+#define MPI_ERR_COUNT_ 2  /* Open MPI's MPI_ERR_COUNT */
 
 static int resolve(void *library, const char *name, void **slot, char *error, size_t capacity) {
     *slot = dlsym(library, name);
@@ -50,6 +52,7 @@ int inception_mpi_load(char *error, size_t capacity) {
         {"MPI_Init_thread", (void **)&mpi.init_thread}, {"MPI_Comm_rank", (void **)&mpi.comm_rank},
         {"MPI_Comm_size", (void **)&mpi.comm_size}, {"MPI_Allreduce", (void **)&mpi.allreduce},
         {"MPI_Bcast", (void **)&mpi.bcast}, {"MPI_Barrier", (void **)&mpi.barrier},
+        {"MPI_Gatherv", (void **)&mpi.gatherv}, {"ompi_mpi_int64_t", &mpi.int64_type},
         {"MPI_Comm_set_errhandler", (void **)&mpi.set_errhandler},
         {"MPI_Error_string", (void **)&mpi.error_string}, {"MPI_Finalize", (void **)&mpi.finalize},
         {"ompi_mpi_comm_world", &mpi.world}, {"ompi_mpi_float", &mpi.float_type},
@@ -83,6 +86,37 @@ static int sum(void *values, long count, Handle type, size_t element) {
 
 int inception_mpi_sum_floats(float *values, long count) { return sum(values, count, mpi.float_type, 4); }
 int inception_mpi_sum_doubles(double *values, long count) { return sum(values, count, mpi.double_type, 8); }
+
+int inception_mpi_sum_longs(long long *values, long count) { return sum(values, count, mpi.int64_type, 8); }
+
+int inception_mpi_gather(const void *bytes, long count, void *all, const long long *counts, int root) {
+    int rank = 0, size = 0, status;
+    if ((status = mpi.comm_rank(mpi.world, &rank)) != 0 || (status = mpi.comm_size(mpi.world, &size)) != 0) {
+        return status;
+    }
+    if (count > PIECE) return MPI_ERR_COUNT_;
+    int *lengths = NULL, *offsets = NULL;
+    if (rank == root) {
+        lengths = calloc((size_t)size, sizeof *lengths);
+        offsets = calloc((size_t)size, sizeof *offsets);
+        long long total = 0;
+        for (int r = 0; r < size && lengths != NULL && offsets != NULL; r++) {
+            if (counts[r] > PIECE || total + counts[r] > PIECE) { total = -1; break; }
+            lengths[r] = (int)counts[r];
+            offsets[r] = (int)total;
+            total += counts[r];
+        }
+        if (lengths == NULL || offsets == NULL || total < 0) {
+            free(lengths);
+            free(offsets);
+            return MPI_ERR_COUNT_;
+        }
+    }
+    status = mpi.gatherv(bytes, (int)count, mpi.byte_type, all, lengths, offsets, mpi.byte_type, root, mpi.world);
+    free(lengths);
+    free(offsets);
+    return status;
+}
 
 int inception_mpi_broadcast(void *bytes, long count, int root) {
     for (long done = 0; done < count; done += PIECE) {

@@ -63,15 +63,15 @@ extension TileTuning {
     private static let recorded = Locked<[String: TileShape]>([:])
 
     /// The tiles kept for this CPU, kernel level and build; layers without one are measured as the model loads (at
-    /// most 2 s, the largest layers first, one line on stderr) and kept in the kernel-choices file of
+    /// most 2 s, the largest layers first, one line to `Diagnostics`) and kept in the kernel-choices file of
     /// `~/.cache/inception`. With
     /// `INCEPTION_TUNE=0`, the built-in tile and no measuring.
     public static var forThisCPU: TileTuning {
         guard enabled else { return .builtIn }
         let known = (AlgorithmTable.saved?.tilesOfThisBuild ?? [:]).merging(recorded.withLock { $0 }) { $1 }
         return TileTuning(known: known, measure: true, announce: { layers in
-            FileHandle.standardError.write(Data(("measuring the register tiles of \(layers) layers on this CPU "
-                + "(once; kept in \(AlgorithmTable.url.path); INCEPTION_TUNE=0 skips)\n").utf8))
+            Diagnostics.debug("measuring the register tiles of \(layers) layers on this CPU "
+                + "(once; kept in \(AlgorithmTable.url.path); INCEPTION_TUNE=0 skips)")
         }, record: { measured in
             guard !measured.isEmpty else { return }
             recorded.withLock { $0.merge(measured) { $1 } }

@@ -9,6 +9,10 @@ public struct Prediction: Sendable, Equatable {
     /// The WordNet id for ImageNet classes.
     public let wordNetID: String?
     public let probability: Float
+
+    package init(index: Int, label: String, wordNetID: String?, probability: Float) {
+        (self.index, self.label, self.wordNetID, self.probability) = (index, label, wordNetID, probability)
+    }
 }
 
 extension InceptionModel {

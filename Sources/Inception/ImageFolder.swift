@@ -43,6 +43,11 @@ public struct ImageFolder: Sendable {
         (self.root, self.samples, self.classNames) = (root, samples, names)
     }
 
+    /// The samples at `positions` of this set, labelled alike (a rank's share of a batch job).
+    package func subset(_ positions: Range<Int>) -> ImageFolder {
+        ImageFolder(root: root, samples: Array(samples[positions]), classNames: classNames)
+    }
+
     public init(_ root: String) throws {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
@@ -124,6 +129,8 @@ public struct Evaluation: Sendable {
     public var top1Error: Double { 1 - top1Accuracy }
     public var top5Error: Double { 1 - top5Accuracy }
     public var imagesPerSecond: Double { seconds == 0 ? 0 : Double(images) / seconds }
+
+    package init() {}
 }
 
 /// One image of an evaluation: its label (in the model's classes) and its five most probable classes.
@@ -133,6 +140,10 @@ public struct ImageScore: Sendable {
     public let top5: [Prediction]
     public var top1Correct: Bool { top5.first?.index == label }
     public var top5Correct: Bool { top5.contains { $0.index == label } }
+
+    package init(path: String, label: Int, top5: [Prediction]) {
+        (self.path, self.label, self.top5) = (path, label, top5)
+    }
 }
 
 extension InceptionModel {

@@ -28,18 +28,26 @@ struct Embed: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try input.checkFiles()
-            let net = try weights.load(precision)
-            try net.checkMemory(batch: min(input.batch, input.images.count), size: net.inputSize)
-            let shape = [input.images.count, net.width(of: net.embeddingOutput)!]
-            let writer = try NPY.Writer(shape: shape, to: output)
-            for paths in input.batches {
-                let prepared = try paths.map { net.prepare(try decode($0)) }
-                try writer.append(try net.embed(prepared: prepared, threads: input.threads.threads).scalars)
+            let job = try BatchJob.fromEnvironment()
+            let (net, writer) = try job.together("loading") {
+                try input.checkFiles()
+                let net = try weights.load(precision)
+                try net.checkMemory(batch: min(input.batch, input.images.count), size: net.inputSize)
+                let shape = [input.images.count, net.width(of: net.embeddingOutput)!]
+                try job.requireFile(output)
+                let writer = job.isRoot ? try NPY.Writer(shape: shape, to: output) : nil
+                return (net, writer)
             }
-            try writer.finish()
-            if json {
-                try printJSON(["model": net.name.rawValue, "output": output, "shape": shape,
+            try job.run(count: input.images.count, step: input.batch) { inputs in
+                guard !inputs.isEmpty else { return [] }
+                let prepared = try inputs.map { net.prepare(try decode(input.images[$0])) }
+                return BatchRecords.bytes(try net.embed(prepared: prepared, threads: input.threads.threads).scalars)
+            } collect: { inputs, bytes in
+                try writer!.put(BatchRecords.floats(bytes), atRow: inputs.lowerBound)
+            }
+            try writer?.finish()
+            if json && job.isRoot {
+                try printJSON(["model": net.name.rawValue, "output": output, "shape": writer!.shape,
                                "result": net.embeddingOutput.rawValue])
             }
         }

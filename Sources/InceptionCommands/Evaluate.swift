@@ -49,24 +49,22 @@ struct Evaluate: ParsableCommand {
         try FlagRule.count(limit, "--limit", in: 1...Int.max)
     }
 
+    /// Under `mpirun`, each rank evaluates its shard of the images in rounds of a few passes (`BatchJob`); rank 0
+    /// gathers every image's outcome, in order, and reports the totals as one process does.
     func run() throws {
         try reportingErrors {
-            let ensemble = try members.load(precision)
-            let net = ensemble.members[0]
-            let data = try net.imageFolder(directory)
-            for member in ensemble.members {
-                try member.checkMemory(batch: min(batch, data.samples.count * crops.rawValue), size: member.inputSize)
+            let job = try BatchJob.fromEnvironment()
+            let (ensemble, data) = try job.together("loading") {
+                let ensemble = try members.load(precision)
+                let data = try ensemble.members[0].imageFolder(directory)
+                for member in ensemble.members {
+                    try member.checkMemory(batch: min(batch, data.samples.count * crops.rawValue),
+                                           size: member.inputSize)
+                }
+                return (ensemble, data)
             }
-            let bar = ProgressBar(), started = Date()
-            let result = try ensemble.evaluate(data, batch: batch, crops: crops, average: average,
-                                               threads: threads.threads, stopOnError: stopOnError,
-                                               limit: limit) { done, total in
-                let rate = Double(done) / max(Date().timeIntervalSince(started), 1e-9)
-                let left = ProgressBar.duration(Double(total - done) / max(rate, 1e-9))
-                bar.show("eval", done, of: total, detail: String(format: "%d/%d %.1f img/s, %@ left", done, total,
-                                                                 rate, left))
-            }
-            bar.finish()
+            let result = try evaluate(ensemble, data, job)
+            guard job.isRoot else { return }
             for skipped in result.skipped { FileHandle.standardError.write(Data("skipped \(skipped.reason)\n".utf8)) }
             guard result.images > 0 else {
                 throw CLIError("no image in \(directory) could be evaluated (\(result.skipped.count) unreadable)")
@@ -80,6 +78,38 @@ struct Evaluate: ParsableCommand {
                          result.imagesPerSecond,
                          result.skipped.isEmpty ? "" : " (\(result.skipped.count) skipped)"))
         }
+    }
+
+    /// Every image scored or skipped, in order, on rank 0 (alone: in one round, as `Ensemble.evaluate` runs it).
+    private func evaluate(_ ensemble: Ensemble, _ data: ImageFolder, _ job: BatchJob) throws -> Evaluation {
+        let count = min(limit ?? data.samples.count, data.samples.count)
+        let step = job.ranks == 1 ? max(count, 1) : 4 * max(1, batch / crops.rawValue)
+        let bar = ProgressBar(), started = Date()
+        var result = Evaluation()
+        try job.run(count: count, step: step, inOrder: true) { positions in
+            guard !positions.isEmpty else { return [] }
+            let part = try ensemble.evaluate(data.subset(positions), batch: batch, crops: crops, average: average,
+                                             threads: threads.threads, stopOnError: stopOnError) { done, _ in
+                guard job.isRoot else { return }
+                let done = result.images + result.skipped.count + done * job.ranks
+                let rate = Double(done) / max(Date().timeIntervalSince(started), 1e-9)
+                let left = ProgressBar.duration(Double(count - done) / max(rate, 1e-9))
+                bar.show("eval", done, of: count, detail: String(format: "%d/%d %.1f img/s, %@ left", done, count,
+                                                                 rate, left))
+            }
+            return try BatchRecords.encode(part.scores.map {
+                ImageRecord(path: $0.path, label: $0.label, predictions: $0.top5.map(PredictionRecord.init))
+            } + part.skipped.map { ImageRecord(path: $0.path, error: $0.reason) })
+        } collect: { _, bytes in
+            for record in try BatchRecords.decode([ImageRecord].self, bytes) {
+                if let reason = record.error { result.skipped.append((record.path, reason)); continue }
+                result.scores.append(ImageScore(path: record.path, label: record.label!,
+                                                top5: record.predictions!.map(\.prediction)))
+            }
+        }
+        bar.finish()
+        result.seconds = Date().timeIntervalSince(started)
+        return result
     }
 
     /// The JSON: totals, how they were scored, and each image.

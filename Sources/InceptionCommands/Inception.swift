@@ -32,6 +32,7 @@ public struct InceptionCommand: AsyncParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         // Interrupted, a command leaves no partial output file behind.
         PartialFiles.removeOnSignals()
+        DiagnosticLines.bootstrap()
         await run(Array(CommandLine.arguments.dropFirst()))
     }
 
@@ -115,11 +116,18 @@ struct PrecisionOption: ParsableArguments {
 }
 
 struct ThreadsOption: ParsableArguments {
-    @Option(name: .customLong("threads"), help: "Worker threads (default: all cores).")
+    @Option(name: .customLong("threads"), help: """
+        Worker threads (default: all cores, or under mpirun the cores shared among the ranks on this machine).
+        """)
     var requested: Int?
 
-    /// The threads to use: `--threads`, else all cores.
-    var threads: Int { requested ?? Parallel.defaultThreads }
+    /// The threads to use: `--threads`, else the cores, shared among this machine's ranks of an `mpirun` job.
+    var threads: Int { requested ?? Self.perRank }
+
+    static var perRank: Int {
+        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
+        return max(1, Parallel.defaultThreads / max(1, local))
+    }
 
     func validate() throws {
         try FlagRule.count(threads, "--threads", in: 1...1024)
@@ -135,9 +143,13 @@ func reportingErrors(_ body: () throws -> Void) throws {
 /// there is one, and exit status 1 (an exit code passes through).
 func reported(_ error: any Error) -> any Error {
     if error is ExitCode { return error }
-    let hint = commandLineHint(for: error).map { " (\($0))" } ?? ""
-    FileHandle.standardError.write(Data("error: \(oneLine(error))\(hint)\n".utf8))
+    FileHandle.standardError.write(Data("error: \(errorLine(error))\n".utf8))
     return ExitCode(1)
+}
+
+/// What `reported` prints after `error: `.
+func errorLine(_ error: any Error) -> String {
+    oneLine(error) + (commandLineHint(for: error).map { " (\($0))" } ?? "")
 }
 
 /// What the command line adds to a library error: the option that answers it. The library's messages name no

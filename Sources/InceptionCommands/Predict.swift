@@ -49,41 +49,53 @@ struct Predict: ParsableCommand {
 
     /// The input is read a run of `--batch` images at a time (`pread`, so that a file shrunk meanwhile is one line,
     /// not SIGBUS); each run is converted, run and written before the next, so memory holds one batch whatever the
-    /// file's size.
+    /// file's size. Under `mpirun`, each rank runs its shard of the rows (`BatchJob`) and rank 0 writes them.
     func run() throws {
         try reportingErrors {
-            let route = try precision.route()
-            let url = URL(fileURLWithPath: weights)
-            let name = try model.model(for: url)
-            let net = try InceptionModel(try ModelWeights(name, file: url), route: route)
-            let reader = try NPY.Reader(contentsOf: URL(fileURLWithPath: input))
-            let images = reader.shape.first ?? 0
-            guard reader.shape.count == 4 else { throw InputError.wrongRank(reader.shape) }
-            guard images > 0 else { throw CLIError("\(input) holds no images (its shape is \(reader.shape))") }
-            guard reader.shape[1] == net.graph.inputChannels else {
-                throw InputError.wrongChannels(expected: net.graph.inputChannels, shape: reader.shape)
-            }
-            try net.checkMemory(batch: min(batch, images), height: reader.shape[2], width: reader.shape[3])
+            let job = try BatchJob.fromEnvironment()
+            let (net, reader) = try job.together("loading") { try load(job) }
+            let images = reader.shape[0]
             var writer: NPY.Writer?
-            for first in stride(from: 0, to: images, by: batch) {
-                let rows = first..<min(images, first + batch)
+            try job.run(count: images, step: batch) { rows in
+                guard !rows.isEmpty else { return [] }
                 let nchw = Tensor(shape: [rows.count] + reader.shape.dropFirst(), scalars: try reader.values(rows))
-                let result: Tensor
                 do {
-                    result = try net(nchw: nchw, output: self.result.map { OutputName($0) }, threads: threads.threads,
-                                     allowNonFinite: allowNonfinite)
+                    return BatchRecords.bytes(try net(nchw: nchw, output: result.map { OutputName($0) },
+                                                      threads: threads.threads, allowNonFinite: allowNonfinite).scalars)
                 } catch let InputError.nonFinite(count, at) {
                     // Where in the whole file, not in this batch.
-                    throw InputError.nonFinite(count: count, first: at + first * reader.rowCount)
+                    throw InputError.nonFinite(count: count, first: at + rows.lowerBound * reader.rowCount)
                 }
-                if writer == nil { writer = try NPY.Writer(shape: [images] + result.shape.dropFirst(), to: output) }
-                try writer!.append(result.scalars)
+            } collect: { rows, bytes in
+                let values = BatchRecords.floats(bytes)
+                if writer == nil {
+                    writer = try NPY.Writer(shape: [images, values.count / rows.count], to: output)
+                }
+                try writer!.put(values, atRow: rows.lowerBound)
             }
-            try writer!.finish()
-            if json {
-                try printJSON(["model": name.rawValue, "output": output, "shape": writer!.shape,
+            try writer?.finish()
+            if json && job.isRoot {
+                try printJSON(["model": net.name.rawValue, "output": output, "shape": writer!.shape,
                                "result": result ?? net.primaryOutput.rawValue])
             }
         }
+    }
+
+    /// The network and the input, checked against each other and the memory.
+    private func load(_ job: BatchJob) throws -> (InceptionModel, NPY.Reader) {
+        let route = try precision.route()
+        let url = URL(fileURLWithPath: weights)
+        let name = try model.model(for: url)
+        let net = try InceptionModel(try ModelWeights(name, file: url), route: route)
+        let reader = try NPY.Reader(contentsOf: URL(fileURLWithPath: input))
+        let images = reader.shape.first ?? 0
+        guard reader.shape.count == 4 else { throw InputError.wrongRank(reader.shape) }
+        guard images > 0 else { throw CLIError("\(input) holds no images (its shape is \(reader.shape))") }
+        guard reader.shape[1] == net.graph.inputChannels else {
+            throw InputError.wrongChannels(expected: net.graph.inputChannels, shape: reader.shape)
+        }
+        try net.checkMemory(batch: min(batch, images), height: reader.shape[2], width: reader.shape[3])
+        try job.requireFile(output)
+        return (net, reader)
     }
 }

@@ -29,8 +29,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Serve random weights made from this seed instead (for load tests and trying the API).")
     var randomWeights: UInt64?
 
-    @Option(help: "Address to listen on.")
-    var host = "127.0.0.1"
+    @Option(name: .customLong("host"), help: """
+        Address to listen on. Default: INCEPTION_HOST when set (the container image sets 0.0.0.0), else 127.0.0.1.
+        """)
+    var requestedHost: String?
+
+    var host: String { requestedHost ?? ProcessInfo.processInfo.environment["INCEPTION_HOST"] ?? "127.0.0.1" }
 
     @Option(help: "Port to listen on (0: any free port, printed at start).")
     var port = 8080

@@ -29,7 +29,7 @@ package enum AMX {
 
     /// The backend every bf16 and int8 convolution uses, nil for none.
     package static var backend: AMXBackend? {
-        if let notice = selection.notice { Notice.once(notice) }
+        if let notice = selection.notice { Diagnostics.noticeOnce(notice) }
         return selection.backend
     }
 
@@ -63,14 +63,5 @@ package enum AMX {
             return (nil, "INCEPTION_AMX=\(value!) is not a setting; use emulate or off (unset: the instructions "
                         + "where the CPU has them)", nil)
         }
-    }
-}
-
-/// A line printed to standard error at most once per process.
-enum Notice {
-    private static let printed = Locked(Set<String>())
-
-    static func once(_ line: String) {
-        if printed.withLock({ $0.insert(line).inserted }) { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
     }
 }

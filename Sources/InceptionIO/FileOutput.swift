@@ -160,6 +160,26 @@ public final class OutputFile {
         }
     }
 
+    /// Whether bytes can be written at any offset (`write(_:at:)`): a file, not a stream.
+    public var isPositional: Bool {
+        if case .replace = kind { return true }
+        return false
+    }
+
+    /// Every byte of `bytes` at `offset` of the file (a file only: see `isPositional`), leaving the position of
+    /// `write(_:)` where it was.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileOutput.Failure) {
+        guard isPositional else { throw FileOutput.Failure(path: path, reason: "is a stream, written in order only") }
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let written = pwrite(descriptor, base + done, bytes.count - done, off_t(offset + done))
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { throw fail(written < 0 ? errno : EIO) }
+            done += written
+        }
+    }
+
     /// Flushes the bytes and puts them at the path: renamed over it, copied into it (hard links), or, for a stream,
     /// closed.
     public func commit() throws(FileOutput.Failure) {
@@ -276,12 +296,22 @@ public enum PartialFiles {
     }()
     private static let lock = NSLock()
 
+    /// A line the handlers write to standard error before the process ends (set once, before any signal).
+    nonisolated(unsafe) private static var lastWords: UnsafeMutablePointer<CChar>?
+
+    /// Says `line` on standard error when a signal ends the process (a rank of an `mpirun` job that the launcher
+    /// stops because another rank died).
+    public static func sayOnSignal(_ line: String) {
+        lock.withLock { lastWords = strdup(line + "\n") }
+    }
+
     /// Installs the handlers: each removes the temporary files, then ends the process as the signal would have.
     public static func removeOnSignals() {
         _ = slots
         for signal in [SIGINT, SIGTERM, SIGHUP] {
             _ = Foundation.signal(signal) { number in
                 for i in 0..<PartialFiles.capacity { if let name = PartialFiles.slots[i] { unlink(name) } }
+                if let words = PartialFiles.lastWords { _ = posixWrite(2, words, strlen(words)) }
                 _ = Foundation.signal(number, SIG_DFL)
                 raise(number)
             }

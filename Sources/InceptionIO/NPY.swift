@@ -157,6 +157,7 @@ public enum NPY {
         public let shape: [Int]
         private let file: OutputFile
         private var written = 0, total: Int
+        private var headerBytes = 0
 
         public init(shape: [Int], to path: String) throws {
             (self.shape, total) = (shape, shape.reduce(1, *))
@@ -168,7 +169,25 @@ public enum NPY {
             var out = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0])
             out.append(contentsOf: [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
             out.append(contentsOf: Array(header.utf8))
+            headerBytes = out.count
             try write(out)
+        }
+
+        /// Whether `write(_:atRow:)` can place rows anywhere (a file, not a stream).
+        public var isPositional: Bool { file.isPositional }
+
+        /// Whole rows (along the first dimension) from `row` on, wherever they fall in the file (`isPositional`
+        /// only); every row once, in any order, then `finish()`. Not mixed with `append`.
+        public func write(_ values: [Float], atRow row: Int) throws {
+            let rowCount = shape.dropFirst().reduce(1, *)
+            precondition(values.count % max(rowCount, 1) == 0 && row * rowCount + values.count <= total,
+                         "rows \(row)... do not fit shape \(shape)")
+            written += values.count
+            let offset = headerBytes + 4 * row * rowCount
+            let failure: FileOutput.Failure? = values.withUnsafeBytes { raw in
+                do throws(FileOutput.Failure) { try file.write(raw, at: offset); return nil } catch { return error }
+            }
+            if let failure { throw NPYError.unwritable(path: file.path, reason: failure.reason) }
         }
 
         /// The next values in C order.

@@ -1,5 +1,6 @@
 import CInceptionMPI
 import Foundation
+import InceptionEngine
 
 public enum DistributedError: Error, Equatable, CustomStringConvertible {
     case unavailable(String)
@@ -19,16 +20,19 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible {
 }
 
 /// The ranks of an `mpirun` job, through Open MPI loaded at run time. Every collective runs on one serial queue
-/// (MPI is initialised for serialised calls), so gradient buckets can be reduced while the backward pass goes on;
-/// a collective that takes longer than `timeout` ends the process with one line, so a rank that dies or hangs
-/// never leaves the others waiting.
+/// (MPI is initialised for serialised calls), so gradient buckets can be reduced while the backward pass goes on.
+/// A collective that takes longer than `timeout` throws `DistributedError.timedOut` (a rank that dies or hangs
+/// never leaves the others waiting), and so does every call after it: MPI cannot take back a call in progress, so
+/// the communicator is done once one has failed. Each collective works on a copy that it owns, so a call left
+/// behind in MPI never writes into the caller's memory.
 public final class Communicator: @unchecked Sendable {
     public let rank: Int
     public let size: Int
     public var isRoot: Bool { rank == 0 }
     let queue = DispatchQueue(label: "inception.mpi")
     let timeout: Int
-    private let watchdog = Watchdog()
+    /// The first collective that failed or ran past its time: every later one throws it.
+    private let failure = Locked<DistributedError?>(nil)
 
     /// The job this process is a rank of, when started by Open MPI's `mpirun` with more than one rank; nil
     /// otherwise (no MPI is loaded then).
@@ -51,11 +55,6 @@ public final class Communicator: @unchecked Sendable {
             throw DistributedError.failed(rank: 0, operation: "MPI_Init", reason: Self.describe(status))
         }
         (self.rank, self.size, self.timeout) = (Int(rank), Int(size), timeout)
-        watchdog.start { [rank = self.rank, timeout] operation in
-            let error = DistributedError.timedOut(rank: rank, operation: operation, seconds: timeout)
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            exit(1)
-        }
     }
 
     static func describe(_ status: Int32) -> String {
@@ -69,44 +68,94 @@ public final class Communicator: @unchecked Sendable {
         String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Runs `body` (an MPI call) on the communication queue, under the watchdog.
-    private func collective(_ operation: String, _ body: () -> Int32) throws {
-        try queue.sync { try call(operation, body) }
+    /// `values` after `body` (an MPI call on a copy of their bytes) ran on the communication queue, waited for at
+    /// most `timeout` seconds.
+    private func collective<T: BitwiseCopyable>(_ operation: String, _ values: [T],
+                                                _ body: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Int32)
+        throws -> [T]
+    {
+        let copy = Owned(values)
+        let pending = Pending()
+        pending.group.enter()
+        queue.async { [self] in
+            defer { pending.group.leave() }
+            do { try call(operation) { copy.values.withUnsafeMutableBytes(body) } } catch {
+                pending.lock.withLock { pending.error = error }
+            }
+        }
+        _ = try wait(pending, operation)
+        return copy.values
     }
 
-    /// `body`, an MPI call, on the communication queue (the caller's), under the watchdog.
+    /// `body`, an MPI call, on the communication queue (the caller's); refused at once after a failure.
     private func call(_ operation: String, _ body: () -> Int32) throws {
-        watchdog.begin(operation, seconds: timeout)
-        defer { watchdog.end() }
+        if let failed = failure.withLock({ $0 }) { throw failed }
         let status = body()
         guard status == 0 else {
-            throw DistributedError.failed(rank: rank, operation: operation, reason: Self.describe(status))
+            let error = DistributedError.failed(rank: rank, operation: operation, reason: Self.describe(status))
+            failure.withLock { $0 = $0 ?? error }
+            throw error
         }
+    }
+
+    /// `pending`'s results once its sums are done, or `timedOut` after `timeout` seconds.
+    private func wait(_ pending: Pending, _ operation: String) throws -> [(String, [Float])] {
+        guard pending.group.wait(timeout: .now() + .seconds(timeout)) == .success else {
+            let error = DistributedError.timedOut(rank: rank, operation: operation, seconds: timeout)
+            failure.withLock { $0 = $0 ?? error }
+            throw error
+        }
+        if let error = pending.lock.withLock({ pending.error }) { throw error }
+        return pending.results
     }
 
     /// Every rank's `values` summed, in place.
     public func sum(_ values: inout [Float], _ operation: String = "a sum") throws {
-        try values.withUnsafeMutableBufferPointer { v in
-            try collective(operation) { inception_mpi_sum_floats(v.baseAddress, v.count) }
+        values = try collective(operation, values) {
+            inception_mpi_sum_floats($0.baseAddress?.assumingMemoryBound(to: Float.self), $0.count / 4)
         }
     }
 
     public func sum(_ values: inout [Double], _ operation: String = "a sum") throws {
-        try values.withUnsafeMutableBufferPointer { v in
-            try collective(operation) { inception_mpi_sum_doubles(v.baseAddress, v.count) }
+        values = try collective(operation, values) {
+            inception_mpi_sum_doubles($0.baseAddress?.assumingMemoryBound(to: Double.self), $0.count / 8)
         }
     }
 
     /// Rank `root`'s `values` on every rank (the count must agree).
     public func broadcast<T: BitwiseCopyable>(_ values: inout [T], from root: Int = 0,
                                               _ operation: String = "a broadcast") throws {
-        try values.withUnsafeMutableBytes { v in
-            try collective(operation) { inception_mpi_broadcast(v.baseAddress, v.count, Int32(root)) }
+        values = try collective(operation, values) {
+            inception_mpi_broadcast($0.baseAddress, $0.count, Int32(root))
+        }
+    }
+
+    /// Every rank's `bytes` on rank `root`, in rank order (empty on the other ranks); the ranks' counts may differ.
+    public func gather(_ bytes: [UInt8], to root: Int = 0, _ operation: String = "a gather") throws -> [[UInt8]] {
+        var counts = [Int64](repeating: 0, count: size)
+        counts[rank] = Int64(bytes.count)
+        counts = try collective(operation, counts) {
+            inception_mpi_sum_longs($0.baseAddress?.assumingMemoryBound(to: Int64.self), $0.count / 8)
+        }
+        let total = rank == root ? Int(counts.reduce(0, +)) : 0
+        let received = try collective(operation, [UInt8](repeating: 0, count: total)) { [counts] all in
+            counts.withUnsafeBufferPointer { counts in
+                bytes.withUnsafeBytes { mine in
+                    inception_mpi_gather(mine.baseAddress, mine.count, all.baseAddress, counts.baseAddress,
+                                         Int32(root))
+                }
+            }
+        }
+        guard rank == root else { return [] }
+        var offset = 0
+        return counts.map { count in
+            defer { offset += Int(count) }
+            return Array(received[offset..<(offset + Int(count))])
         }
     }
 
     public func barrier(_ operation: String = "a barrier") throws {
-        try collective(operation) { inception_mpi_barrier() }
+        _ = try collective(operation, [UInt8]()) { _ in inception_mpi_barrier() }
     }
 
     /// Whether any rank says `flag` (a decision every rank must take together, such as skipping a step).
@@ -116,8 +165,9 @@ public final class Communicator: @unchecked Sendable {
         return value[0] > 0
     }
 
-    /// Leaves MPI once every rank is done.
+    /// Leaves MPI once every rank is done (not after a failure: a call may still be inside MPI).
     public func finish() {
+        guard failure.withLock({ $0 }) == nil else { return }
         queue.sync { _ = inception_mpi_finalize() }
     }
 
@@ -129,17 +179,21 @@ public final class Communicator: @unchecked Sendable {
         /// Seconds the sums took on the communication queue.
         var seconds = 0.0
         let lock = NSLock()
+        /// The communicator that sums, once the first sum is started.
+        var communicator: Communicator?
+        var operations: [String] = []
 
+        /// The sums, once done; `DistributedError.timedOut` when they take longer than the communicator's timeout.
         public func wait() throws -> [(String, [Float])] {
-            group.wait()
-            if let error { throw error }
-            return results
+            guard let communicator else { return results }
+            return try communicator.wait(self, operations.last ?? "a sum")
         }
     }
 
     /// Starts summing `tensors` (name, values) over the ranks in one fused buffer; returns at once.
     public func startSum(_ tensors: [(String, [Float])], into pending: Pending, _ operation: String) {
         pending.group.enter()
+        (pending.communicator, pending.operations) = (self, pending.operations + [operation])
         queue.async { [self] in
             defer { pending.group.leave() }
             let started = Date()
@@ -164,24 +218,8 @@ public final class Communicator: @unchecked Sendable {
     }
 }
 
-/// Ends the process when one collective runs past its deadline (checked every half second on its own thread).
-final class Watchdog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: (operation: String, deadline: Date)?
-
-    func start(_ expired: @escaping @Sendable (String) -> Void) {
-        Thread.detachNewThread { [self] in
-            while true {
-                Thread.sleep(forTimeInterval: 0.5)
-                let late = lock.withLock { current.flatMap { $0.deadline < Date() ? $0.operation : nil } }
-                if let late { expired(late) }
-            }
-        }
-    }
-
-    func begin(_ operation: String, seconds: Int) {
-        lock.withLock { current = (operation, Date().addingTimeInterval(Double(seconds))) }
-    }
-
-    func end() { lock.withLock { current = nil } }
+/// Values a collective owns while MPI may still be writing them.
+private final class Owned<T>: @unchecked Sendable {
+    var values: [T]
+    init(_ values: [T]) { self.values = values }
 }

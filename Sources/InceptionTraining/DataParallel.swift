@@ -134,14 +134,10 @@ extension Trainer {
         return (0..<perRank).map { rank + ranks * $0 }
     }
 
-    /// Sums BatchNorm's statistics over the ranks (synchronised BatchNorm); a failure is kept for after the step.
+    /// Sums BatchNorm's statistics over the ranks (synchronised BatchNorm). A failure is kept for after the step:
+    /// the communicator refuses every later collective with it, so the step's gradient sum throws it.
     static func replicaSum(_ communicator: Communicator) -> BatchNormTraining.ReplicaSum {
-        { values in
-            do { try communicator.sum(&values, "a synchronised BatchNorm sum") } catch {
-                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-                exit(1)
-            }
-        }
+        { values in try? communicator.sum(&values, "a synchronised BatchNorm sum") }
     }
 
     /// Rank 0's BatchNorm running statistics (and those of its weight average) on every rank, at the end of an

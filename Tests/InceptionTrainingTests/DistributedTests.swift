@@ -8,17 +8,6 @@ import Testing
 /// `mpirun -np 2 inception train` (Open MPI, which the test command installs): against PyTorch's
 /// DistributedDataParallel, against one process with the same global batch, and with a rank killed mid-run.
 @Suite(.serialized) struct DistributedTests {
-    static func mpirun(_ ranks: Int, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let mpirun = URL(fileURLWithPath: "/usr/bin/mpirun")
-        try #require(FileManager.default.isExecutableFile(atPath: mpirun.path),
-                     "mpirun is missing: scripts/install_dependencies.sh --tests installs Open MPI")
-        return try run(mpirun, launch(ranks) + [inceptionExecutable().path] + arguments)
-    }
-
-    static func launch(_ ranks: Int) -> [String] {
-        (geteuid() == 0 ? ["--allow-run-as-root"] : []) + ["--oversubscribe", "-np", "\(ranks)"]
-    }
-
     /// Per-parameter relative errors of `ours` against `theirs` (every float tensor of theirs, or `only` those).
     static func errors(_ ours: URL, _ theirs: URL, where only: (String) -> Bool) throws -> [(String, Double)] {
         let (a, b) = (try SafeTensorsFile(contentsOf: ours), try SafeTensorsFile(contentsOf: theirs))
@@ -37,7 +26,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         let (data, start) = try Self.prepare(folder)
         let runFolder = folder.appendingPathComponent("run")
-        let ours = try Self.mpirun(2, [
+        let ours = try MPI.run(2, [
             "train", "--model", "inception_v4", "--weights", start.path, "--data", data.path, "--epochs", "1",
             "--batch-size", "4", "--input-size", "139", "--optimizer", "sgd", "--lr", "0.01", "--momentum", "0.9",
             "--weight-decay", "0", "--schedule", "constant", "--dropout", "0", "--crop-area", "1", "--no-flip",
@@ -108,9 +97,9 @@ import Testing
              "--batch-size", "\(batch)", "--input-size", "139", "--optimizer", "sgd", "--lr", "0.003", "--dropout", "0",
              "--seed", "3", "--threads", "1", "--output", folder.appendingPathComponent(name).path]
         }
-        let synchronised = try Self.mpirun(2, training("two", batch: 4) + ["--sync-batchnorm"])
+        let synchronised = try MPI.run(2, training("two", batch: 4) + ["--sync-batchnorm"])
         try #require(synchronised.status == 0, "\(synchronised.stderr)")
-        let perReplica = try Self.mpirun(2, training("apart", batch: 4))
+        let perReplica = try MPI.run(2, training("apart", batch: 4))
         try #require(perReplica.status == 0, "\(perReplica.stderr)")
         let alone = try runInception(training("one", batch: 8))
         try #require(alone.status == 0, "\(alone.stderr)")
@@ -131,7 +120,7 @@ import Testing
         let run = data.appendingPathComponent("../killed").standardized
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-        process.arguments = Self.launch(2) + [inceptionExecutable().path] + Self.training(data, run, batch: 2,
+        process.arguments = MPI.launch(2) + [inceptionExecutable().path] + Self.training(data, run, batch: 2,
                                                                                            epochs: 30)
         let (out, err) = (Pipe(), Pipe())
         (process.standardOutput, process.standardError) = (out, err)
@@ -140,7 +129,7 @@ import Testing
         let deadline = Date().addingTimeInterval(120)
         while !FileManager.default.fileExists(atPath: state.path) && Date() < deadline { usleep(100_000) }
         try #require(FileManager.default.fileExists(atPath: state.path), "no epoch was saved")
-        let rank1 = try #require(Self.processOfRank(1, arguments: run.path), "rank 1 not found")
+        let rank1 = try #require(MPI.processOfRank(1, arguments: run.path), "rank 1 not found")
         let killed = Date()
         kill(rank1, SIGKILL)
         process.waitUntilExit()
@@ -169,7 +158,7 @@ import Testing
         }
         let alone = try runInception(training(epochs: 1))
         try #require(alone.status == 0, "\(alone.stderr)")
-        let resumed = try Self.mpirun(2, training(epochs: 3) + ["--resume"])
+        let resumed = try MPI.run(2, training(epochs: 3) + ["--resume"])
         try #require(resumed.status == 0, "\(resumed.stderr)")
         let lines = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         let last = try #require(try JSONSerialization.jsonObject(with: Data(lines.split(separator: "\n").last!.utf8))
@@ -179,18 +168,5 @@ import Testing
                                      data.path, "--json"])
         let measured = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
         #expect(measured?["top1"] as? Double == last["validationAccuracy"] as? Double, "\(eval.stdout)")
-    }
-
-    /// The pid of the inception process of MPI rank `rank` whose command line mentions `arguments`.
-    static func processOfRank(_ rank: Int, arguments: String) -> pid_t? {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid_t($0) } ?? []
-        for pid in pids {
-            let file = { (name: String) in try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/\(name)")) }
-            guard let command = file("cmdline"), String(decoding: command, as: UTF8.self).contains(arguments),
-                  let environment = file("environ") else { continue }
-            let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
-        }
-        return nil
     }
 }

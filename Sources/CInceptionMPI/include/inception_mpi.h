@@ -14,6 +14,10 @@ int inception_mpi_init(int *rank, int *size);
 /* In-place sums over all ranks (any count: sent in pieces of at most 2^30 elements). */
 int inception_mpi_sum_floats(float *values, long count);
 int inception_mpi_sum_doubles(double *values, long count);
+int inception_mpi_sum_longs(long long *values, long count);
+/* Every rank's `count` bytes into `all` on rank `root`, in rank order; `counts` (every rank's count, read on the
+   root) must total at most 2^30 bytes. */
+int inception_mpi_gather(const void *bytes, long count, void *all, const long long *counts, int root);
 /* Rank `root`'s bytes to every rank. */
 int inception_mpi_broadcast(void *bytes, long count, int root);
 int inception_mpi_barrier(void);
