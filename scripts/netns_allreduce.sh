@@ -4,11 +4,14 @@
 # 2(N − 1)/N · 8S/B for N = 2 (docs/distributed.md). mpirun runs in the first namespace and starts the second rank
 # through `ip netns exec` (its launch agent); shared memory is turned off, so every byte crosses the link over TCP.
 # Needs root (ip netns), Open MPI, iproute2 and a release build; inception_v4 at 75 px, so the link dominates.
-# Usage: scripts/netns_allreduce.sh [RATE_MBIT...=1000 400]
+# Then a batch job across the two hosts: `embed` on 2 ranks equals one process's output, byte for byte.
+# Usage: scripts/netns_allreduce.sh [RATE_MBIT...=1000 400]    (RATE `batch`: the batch job alone, at 1000 Mbit/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rates=("${@:-1000 400}")
 read -r -a rates <<< "${rates[*]}"
+batch_only=false
+[ "${rates[0]}" = batch ] && batch_only=true && rates=(1000)
 namespaces() { ip netns del inception-a 2>/dev/null || true; ip netns del inception-b 2>/dev/null || true; }
 work=$(mktemp -d)
 trap 'namespaces; rm -rf "$work"' EXIT
@@ -44,6 +47,7 @@ for rate in "${rates[@]}"; do
     ip netns exec "inception-$ns" tc qdisc replace dev "inception-v$ns" root tbf rate "${rate}mbit" burst 512kb latency 100ms
   done
   rm -rf "$work/run"
+  "$batch_only" && break
   line=$(ip netns exec inception-a mpirun --allow-run-as-root --oversubscribe -np 2 --host 10.78.0.1,10.78.0.2 \
     --mca plm_rsh_agent "$work/agent" --mca btl tcp,self --mca btl_tcp_if_include 10.78.0.0/24 \
     --mca oob_tcp_if_include 10.78.0.0/24 "$PWD/.build/release/inception" train --model inception_v4 \
@@ -58,3 +62,17 @@ print(f"{sys.argv[2]} Mbit/s: gradient sums {measured:.2f} s a step ({size / 1e6
       f"measured/model {measured / model:.2f}; waited {m['gradientWaitSeconds'] / m['steps']:.2f} s a step")
 PY
 done
+# A batch job across the two hosts (TCP only): rank 0 gathers rank 1's rows and writes the one file.
+mapfile -t photos < <(find "$work/data" -type f | sort)
+.build/release/inception embed --model inception_v4 --weights "$work/init.safetensors" --threads 1 \
+  --output "$work/one.npy" "${photos[@]}" > /dev/null
+ip netns exec inception-a mpirun --allow-run-as-root --oversubscribe -np 2 --host 10.78.0.1,10.78.0.2 \
+  --mca plm_rsh_agent "$work/agent" --mca btl tcp,self --mca btl_tcp_if_include 10.78.0.0/24 \
+  --mca oob_tcp_if_include 10.78.0.0/24 "$PWD/.build/release/inception" embed --model inception_v4 \
+  --weights "$work/init.safetensors" --threads 1 --output "$work/two.npy" "${photos[@]}" > /dev/null
+if cmp -s "$work/one.npy" "$work/two.npy"; then
+  echo "batch job across the two hosts: embed of ${#photos[@]} images on 2 ranks equals one process's, byte for byte"
+else
+  echo "batch job across the two hosts: FAILED: the outputs differ"; exit 1
+fi
+

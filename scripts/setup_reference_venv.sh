@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the reference Python environment (CPU torch, timm, facenet-pytorch, ONNX Runtime, Triton's clients,
-# scikit-learn, python-h2) that generates the reference tensors for the tests, drives the server as a standard client
-# does (and as a hostile one, in raw HTTP/2 frames), checks the evaluation protocols, and runs ONNX Runtime side by
-# side in benchmarks. Idempotent.
+# scikit-learn, python-h2, the Kubernetes and KServe schemas) that generates the reference tensors for the tests,
+# drives the server as a standard client does (and as a hostile one, in raw HTTP/2 frames), checks the evaluation
+# protocols and the deploy/ manifests, and runs ONNX Runtime side by side in benchmarks. Idempotent.
 # Usage: scripts/setup_reference_venv.sh [VENV_DIR]   (default: .venv-ref)
 set -euo pipefail
 venv="${1:-.venv-ref}"
 triton=2.73.0  # tritonclient, the Open Inference Protocol's reference client
 check='import torch, timm, safetensors, PIL, skimage, onnxruntime, onnx, facenet_pytorch, tritonclient.http'
-check+=', tritonclient.grpc, sklearn, h2'
+check+=', tritonclient.grpc, sklearn, h2, kubernetes_validate, kubernetes.client, six'
+check+='; import importlib.util as u; assert u.find_spec("kserve")'
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -W ignore -c "$check" 2>/dev/null; then
   echo "reference venv ready: $venv"; exit 0
 fi
@@ -26,6 +27,11 @@ fi
 "${pip[@]}" --no-deps timm==1.0.31 facenet-pytorch==2.6.0
 "${pip[@]}" filelock typing-extensions sympy networkx jinja2 fsspec numpy pillow safetensors requests pyyaml \
   huggingface_hub scikit-image scikit-learn onnx onnxruntime==1.31.0 "tritonclient[http,grpc]==$triton" h2==4.4.1
+# The deploy/ manifests' schemas (scripts/check_manifests.py): Kubernetes' from kubernetes-validate and the
+# kubernetes client's models, KServe's from the models of its Python package (only those are imported: not its
+# model server, hence --no-deps).
+"${pip[@]}" kubernetes==37.0.3 kubernetes-validate==1.37.0 six
+"${pip[@]}" --no-deps kserve==0.21.0
 if [ -n "$cpu_wheel" ]; then
   # torchvision's compiled ops are a CUDA build that cannot load beside CPU torch; only its registration of
   # fake kernels for those ops fails at import. timm needs torchvision's pure-Python transforms alone.

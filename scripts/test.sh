@@ -34,20 +34,24 @@ if grep -E "/Sources/[A-Za-z]+/[^ ]+\.swift:[0-9]+:[0-9]+: warning:" "$log" | gr
 fi
 # The whole suite also runs the soak test of the server under attack (bounded, about 40 s) and every fuzz target
 # for a few seconds (so that a missing corpus or a broken fuzz build cannot come back unnoticed).
-# So do the line-length check, the public API's (scripts/check_public_api.sh), the replay of a newcomer's first
-# hour (offline) and the documentation catalog's build, warnings as errors.
+# So do the line-length check, the public API's (scripts/check_public_api.sh), the quiet library's, the replay of a newcomer's first
+# hour (offline), the deploy/ manifests against their schemas, the container image built and run with podman
+# (scripts/container_check.sh) and the documentation catalog's build, warnings as errors.
 if [ "$#" -eq 0 ]; then
   "$venv/bin/python" scripts/soak.py --seconds 15 --references "$refs" 2>&1 | tee -a "$log" || status=1
   scripts/fuzz.sh 4 50000 2>&1 | tee -a "$log" || status=1
   scripts/check_lines.sh 2>&1 | tee -a "$log" || status=1
   scripts/check_public_api.sh 2>&1 | tee -a "$log" || status=1
+  scripts/check_quiet_library.sh 2>&1 | tee -a "$log" || status=1
   scripts/first_hour.sh 2>&1 | tee -a "$log" || status=1
+  "$venv/bin/python" -W ignore scripts/check_manifests.py 2>&1 | tee -a "$log" || status=1
+  INCEPTION_VENV="$venv" INCEPTION_REFERENCE_DIR="$refs" scripts/container_check.sh 2>&1 | tee -a "$log" || status=1
   swift package generate-documentation --target Inception --target InceptionTraining --warnings-as-errors 2>&1 \
     | tail -n 3 | tee -a "$log" || status=1
 fi
 # A long parallel run buries failures mid-log: repeat them (with their detail lines) at the end.
 if [ "$status" -ne 0 ]; then
   echo "---- failures (repeated from above); reproduce with INCEPTION_REFERENCE_SEED=$(grep -o '"seed": [0-9]*' "$refs/inception_v4/report.json" | head -n 1 | grep -o '[0-9]*$') ----"
-  grep -A3 -E "recorded an issue|error:|FAIL:|ERROR: libFuzzer|==ERROR" "$log" | grep -v -E "^(◇|✔)" | head -200 || true
+  grep -A3 -E "recorded an issue|error:|FAIL:|FAILED|ERROR: libFuzzer|==ERROR" "$log" | grep -v -E "^(◇|✔)" | head -200 || true
 fi
 exit "$status"

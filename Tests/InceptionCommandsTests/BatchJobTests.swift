@@ -138,4 +138,14 @@ import Testing
         #expect(ours.count == 1 && ours[0].contains("stopped"), "\(stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path) == ["folder"])
     }
+
+    /// Across two "hosts" — network namespaces joined by a veth pair, TCP only (scripts/netns_allreduce.sh, as the
+    /// data-parallel training's measurement makes them): `embed` on 2 ranks equals one process's output.
+    @Test(.enabled(if: geteuid() == 0, "ip netns needs root"))
+    func twoHostsWriteWhatOneProcessWrites() throws {
+        let result = try run(URL(fileURLWithPath: "/bin/bash"),
+                             [repositoryRoot.appendingPathComponent("scripts/netns_allreduce.sh").path, "batch"])
+        #expect(result.status == 0, "\(result.stdout.suffix(500)) \(result.stderr.suffix(1000))")
+        #expect(result.stdout.contains("on 2 ranks equals one process's, byte for byte"), "\(result.stdout)")
+    }
 }
