@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern='FileHandle\.standard(Error|Output)|(^|[^A-Za-z_.])(print|exit|_exit|fputs|fprintf|printf|puts|perror)\('
 found=$(grep -rnE "$pattern" Sources --include='*.swift' --include='*.c' --include='*.h' \
-          | grep -vE '^Sources/(InceptionCommands|InceptionCLI)/' | grep -vE '\.(pb|grpc)\.swift:' \
+          | grep -vE '^Sources/(InceptionCommands|InceptionCLI)/' | grep -vE '/Generated/' \
           | grep -vE ':[0-9]+:\s*(//|/?\*)' || true)
 if [ -n "$found" ]; then
   echo "$found"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/InceptionONNX/onnx.pb.swift, the ONNX schema's messages for swift-protobuf, from the
+# Regenerates Sources/InceptionONNX/Generated/onnx.pb.swift, the ONNX schema's messages for swift-protobuf, from the
 # onnx.proto that the onnx wheel of the reference venv ships. Run only when the schema or swift-protobuf changes:
 # the plugin's first build is slow, so the generated file is committed and the package never builds the plugin.
 # Needs protoc (Debian: protobuf-compiler) and the reference venv (scripts/setup_reference_venv.sh).
@@ -14,6 +14,6 @@ trap 'rm -rf "$work"' EXIT
 git clone -q --depth 1 --branch "$version" https://github.com/apple/swift-protobuf "$work/swift-protobuf"
 swift build -c release --package-path "$work/swift-protobuf" --product protoc-gen-swift
 protoc --plugin="$work/swift-protobuf/.build/release/protoc-gen-swift" --swift_opt=Visibility=Internal \
-  --swift_out=Sources/InceptionONNX -I "$proto_dir" "$proto_dir/onnx.proto"
-echo "Sources/InceptionONNX/onnx.pb.swift from onnx $("$venv/bin/python" -c 'import onnx; print(onnx.__version__)'),"\
+  --swift_out=Sources/InceptionONNX/Generated -I "$proto_dir" "$proto_dir/onnx.proto"
+echo "Sources/InceptionONNX/Generated/onnx.pb.swift from onnx $("$venv/bin/python" -c 'import onnx; print(onnx.__version__)'),"\
   "swift-protobuf $version"

@@ -1,5 +1,5 @@
 /* AVX2 register tiles on one core, K in L1 (minimum over 3000 repetitions): the ymm counterpart of
- * shared/tools/microkernels/tile.c, for CPUs without AVX-512. "6x16" is the engine's AVX2 tile today (a 16-lane panel
+ * team's AVX-512 tile probe (docs/performance.md, Xeon), for CPUs without AVX-512. "6x16" is the engine's AVX2 tile today (a 16-lane panel
  * is two ymm per row, 12 accumulators). Usage, from the project's root:
  *   CC=$(dirname "$(readlink -f "$(which swift)")")/clang
  *   $CC -O3 -march=native -o /tmp/tile_probe_avx2 scripts/tile_probe_avx2.c && /tmp/tile_probe_avx2 */

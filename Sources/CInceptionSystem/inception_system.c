@@ -7,10 +7,6 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#if defined(__linux__) && defined(__x86_64__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 int inception_release_free_memory(void) {
 #if defined(__GLIBC__)
@@ -75,15 +71,6 @@ int inception_cpu_reduced_precision(void) {
     int avx512 = (levels & 2) != 0;
     return (avx512 && bf16) | ((avx512 && vnni) << 1) | ((avx512 && amx_bf16 && amx_tile && tiles) << 2)
         | (avx_vnni << 3);
-#else
-    return 0;
-#endif
-}
-
-int inception_request_amx(void) {
-#if defined(__linux__) && defined(__x86_64__)
-    // ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18
-    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
 #else
     return 0;
 #endif

@@ -79,12 +79,12 @@ struct Bench: ParsableCommand {
         try FlagRule.count(runs, "--runs", in: 1...1_000_000)
         try FlagRule.count(warmup, "--warmup", in: 0...1_000_000)
         try FlagRule.inputSize(inputSize, for: model.model)
-        guard !auxHead || train else { throw FlagError("--aux-head is for --train") }
+        guard !auxHead || train else { throw CLIError("--aux-head is for --train") }
         guard precision.precision == .fp32 || !(train || kernels) else {
-            throw FlagError("--precision is for the forward pass (not --train or --kernels)")
+            throw CLIError("--precision is for the forward pass (not --train or --kernels)")
         }
         guard !auxHead
-            || model.model.hasAuxiliaryHead else { throw FlagError("\(model.model) has no auxiliary head") }
+            || model.model.hasAuxiliaryHead else { throw CLIError("\(model.model) has no auxiliary head") }
     }
 
     func run() throws {

@@ -31,7 +31,7 @@ struct Classify: ParsableCommand {
     @OptionGroup var input: ImageBatches
 
     func validate() throws {
-        guard top >= 1 else { throw FlagError("--top must be at least 1") }
+        guard top >= 1 else { throw CLIError("--top must be at least 1") }
     }
 
     /// Under `mpirun`, each rank classifies its shard of the images (`BatchJob`) and rank 0 prints every result in

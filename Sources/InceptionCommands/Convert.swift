@@ -28,7 +28,7 @@ struct Convert: ParsableCommand {
     func validate() throws {
         try FlagRule.output(output, notAmong: [input], json: json)
         if ["pt", "pth", "bin"].contains(URL(fileURLWithPath: output).pathExtension.lowercased()) {
-            throw FlagError("the output \(output) is named as a PyTorch checkpoint, but convert writes safetensors "
+            throw CLIError("the output \(output) is named as a PyTorch checkpoint, but convert writes safetensors "
                             + "(are the two paths swapped? the checkpoint to read comes first)")
         }
     }

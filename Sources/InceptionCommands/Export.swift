@@ -33,10 +33,10 @@ struct Export: ParsableCommand {
     func validate() throws {
         guard ONNXExport.opsets.contains(opset) else {
             let (low, high) = (ONNXExport.opsets.lowerBound, ONNXExport.opsets.upperBound)
-            throw FlagError("--opset must be in \(low)…\(high)")
+            throw CLIError("--opset must be in \(low)…\(high)")
         }
         guard ONNXBatch(batch) != nil else {
-            throw FlagError("--batch must be 'dynamic' or a count in 1…4096, not '\(batch.prefix(20))'")
+            throw CLIError("--batch must be 'dynamic' or a count in 1…4096, not '\(batch.prefix(20))'")
         }
         try FlagRule.output(output, notAmong: [weights.weights].compactMap { $0 }, json: json)
     }

@@ -17,7 +17,7 @@ enum FlagRule {
 
     static func batch(_ value: Int, _ flag: String = "--batch", least: Int = 1) throws {
         guard (least...batches.upperBound).contains(value) else {
-            throw FlagError("\(flag) must be from \(least) to \(batches.upperBound), not \(value)")
+            throw CLIError("\(flag) must be from \(least) to \(batches.upperBound), not \(value)")
         }
     }
 
@@ -25,7 +25,7 @@ enum FlagRule {
         guard let value else { return }
         let minimum = model.minimumInputSize
         guard (minimum...largestInputSize).contains(value) else {
-            throw FlagError("--input-size must be from \(minimum) (the smallest \(model.rawValue) takes) to "
+            throw CLIError("--input-size must be from \(minimum) (the smallest \(model.rawValue) takes) to "
                                   + "\(largestInputSize), not \(value)")
         }
     }
@@ -34,7 +34,7 @@ enum FlagRule {
         guard let value, !range.contains(value) else { return }
         let bounds = range.upperBound == .max ? "at least \(range.lowerBound)"
             : "from \(range.lowerBound) to \(range.upperBound)"
-        throw FlagError("\(flag) must be \(bounds), not \(value)")
+        throw CLIError("\(flag) must be \(bounds), not \(value)")
     }
 
     /// A finite number in `range`, whose ends are excluded where `open` says so.
@@ -47,7 +47,7 @@ enum FlagRule {
         let low = open.lower ? "above \(range.lowerBound.shortText)" : "at least \(range.lowerBound.shortText)"
         let high = range.upperBound == .greatestFiniteMagnitude ? ""
             : (open.upper ? " and below " : " and at most ") + range.upperBound.shortText
-        throw FlagError("\(flag) must be a number \(low)\(high), not \(value)")
+        throw CLIError("\(flag) must be a number \(low)\(high), not \(value)")
     }
 
     /// An output path that is one of the command's inputs, refused before any work; and `-` (standard output)
@@ -55,10 +55,10 @@ enum FlagRule {
     static func output(_ output: String, notAmong inputs: [String], json: Bool = false,
                        flag: String = "--output") throws {
         if FileOutput.isStandardOutput(output) && json {
-            throw FlagError("--json prints to standard output: give \(flag) a file")
+            throw CLIError("--json prints to standard output: give \(flag) a file")
         }
         do { try FileOutput.checkNotAnInput(output, inputs: inputs) } catch {
-            throw FlagError("\(flag) \(error.path): \(error.reason)")
+            throw CLIError("\(flag) \(error.path): \(error.reason)")
         }
     }
 }
@@ -71,11 +71,4 @@ extension Float {
 extension ModelName {
     /// The smallest square input the network takes.
     var minimumInputSize: Int { graph(classes: defaultClasses).minimumInputSize }
-}
-
-/// A flag's value refused before any work: one line naming the flag (ArgumentParser prints it as `Error: …`, exit
-/// status 1, without the usage text its own parse errors add).
-struct FlagError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

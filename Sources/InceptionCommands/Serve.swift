@@ -95,7 +95,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard maxBatch >= 1, maxQueue >= 1, maxDelayMs >= 0, maxBodyBytes >= 1, (maxBytesInFlight ?? 1) >= 1,
               maxImagePixels >= 1, decodeThreads >= 1 else {
-            throw FlagError("""
+            throw CLIError("""
                 --max-batch, --max-queue, --max-body-bytes, --max-bytes-in-flight, --max-image-pixels and \
                 --decode-threads must be at least 1, --max-delay-ms at least 0
                 """)
@@ -103,22 +103,22 @@ struct Serve: AsyncParsableCommand {
         for (name, seconds) in [("--decode-time-limit", decodeTimeLimit), ("--idle-timeout", idleTimeout),
                                 ("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout),
                                 ("--drain-timeout", drainTimeout)] where !(seconds > 0 && seconds <= 86_400) {
-            throw FlagError("\(name) must be a number of seconds above 0 and at most 86400")
+            throw CLIError("\(name) must be a number of seconds above 0 and at most 86400")
         }
-        guard (0...65535).contains(port) else { throw FlagError("--port must be from 0 to 65535") }
+        guard (0...65535).contains(port) else { throw CLIError("--port must be from 0 to 65535") }
         if let grpcPort {
-            guard (0...65535).contains(grpcPort) else { throw FlagError("--grpc-port must be from 0 to 65535") }
-            guard grpcPort != port || port == 0 else { throw FlagError("--grpc-port must differ from --port") }
+            guard (0...65535).contains(grpcPort) else { throw CLIError("--grpc-port must be from 0 to 65535") }
+            guard grpcPort != port || port == 0 else { throw CLIError("--grpc-port must differ from --port") }
         }
         try FlagRule.batch(maxBatch, "--max-batch")
         let models = self.models  // opens each weights file for its metadata: once
         guard weights.isEmpty || weights.count == models.count else {
-            throw FlagError("give one --weights per --model (\(models.count) models, \(weights.count) weights)")
+            throw CLIError("give one --weights per --model (\(models.count) models, \(weights.count) weights)")
         }
         guard weights.isEmpty || randomWeights == nil else {
-            throw FlagError("--weights and --random-weights exclude each other")
+            throw CLIError("--weights and --random-weights exclude each other")
         }
-        guard Set(models).count == models.count else { throw FlagError("a --model is given twice") }
+        guard Set(models).count == models.count else { throw CLIError("a --model is given twice") }
     }
 
     /// The --model list; without one, the network each --weights file's metadata names (Inception-v4 for a file

@@ -110,15 +110,15 @@ struct Train: ParsableCommand {
         try FlagRule.inputSize(inputSize, for: model.model)
         try validateNumbers()
         guard repeats == nil || blockRepeats != nil else {
-            throw FlagError("--repeats takes three block counts ≥ 1, e.g. 1,2,1")
+            throw CLIError("--repeats takes three block counts ≥ 1, e.g. 1,2,1")
         }
         guard repeats == nil || weights == nil else {
-            throw FlagError("--repeats trains from scratch; it cannot start from --weights")
+            throw CLIError("--repeats trains from scratch; it cannot start from --weights")
         }
-        guard !(resume && overwrite) else { throw FlagError("--resume and --overwrite exclude each other") }
+        guard !(resume && overwrite) else { throw CLIError("--resume and --overwrite exclude each other") }
         var folder: ObjCBool = false
         if FileManager.default.fileExists(atPath: output, isDirectory: &folder), !folder.boolValue {
-            throw FlagError("--output \(output) is a file; a run is written to a folder")
+            throw CLIError("--output \(output) is a file; a run is written to a folder")
         }
     }
 

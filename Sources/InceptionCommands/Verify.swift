@@ -135,8 +135,8 @@ struct Compare: ParsableCommand {
     var images: [String]
 
     func validate() throws {
-        guard images.count == 2 else { throw FlagError("give two images, not \(images.count)") }
-        guard threshold.isFinite, threshold >= 0 else { throw FlagError("--threshold must be a distance of 0 or more") }
+        guard images.count == 2 else { throw CLIError("give two images, not \(images.count)") }
+        guard threshold.isFinite, threshold >= 0 else { throw CLIError("--threshold must be a distance of 0 or more") }
     }
 
     func run() throws {

@@ -3,7 +3,7 @@ import Foundation
 
 /// Which implementation of the AMX tile layer (`CInceptionReduced/include/inception_amx.h`) runs the bf16 and int8
 /// convolutions. Both run the same kernel; the emulator computes exactly what the tile unit computes (measured bit
-/// for bit on the Xeon: `../shared/tools/microkernels/amx_numerics.c`).
+/// for bit on a Sapphire Rapids Xeon: docs/precision.md, "AMX: the tile unit, and its emulator").
 package enum AMXBackend: Sendable, Hashable, CustomStringConvertible {
     /// TDPBF16PS and TDPBUSD on the CPU's tile unit (Intel Xeon of the Sapphire Rapids class and later).
     case instructions

@@ -529,11 +529,10 @@ extension TrainingGraph {
 
 /// Feature-map buffers that outlive a step. A training step allocates the same few hundred maps in the same order
 /// every time, many of them tens of megabytes. Handed back to the C allocator, blocks that large go back to the
-/// kernel (glibc unmaps them, or trims its heap) and the next step faults their pages in again: inception_resnet_v2
-/// at batch 8 took 466,000 page faults (1.8 GB) in its second step, 55,000 with this pool, and about none after.
-/// A request takes the smallest free buffer that holds it (a bound on how much larger cost more memory than it
-/// saved: peak RSS 2690 MB against 2615 without one, 2530 without the pool); buffers that no request took during a
-/// whole step (the shapes changed) are released at its end.
+/// kernel (glibc unmaps them, or trims its heap) and the next step faults their pages in again (docs/performance.md
+/// has the counts). A request takes the smallest free buffer that holds it, with no bound on how much larger (a
+/// bound cost more memory than it saved); buffers that no request took during a whole step (the shapes changed) are
+/// released at its end.
 final class MapPool {
     /// Free buffers by ascending capacity.
     private var free: [AlignedBuffer] = []

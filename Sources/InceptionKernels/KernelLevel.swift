@@ -20,7 +20,7 @@ public protocol KernelLevel: SendableMetatype {
     static var tiles: [TileShape] { get }
     static var name: String { get }
     /// max(v, 0) per lane. Written by each level on its concrete vector type: on a generic `SIMD` the comparison
-    /// and select were compiled lane by lane (40% of the Winograd output transform's time).
+    /// and select compile lane by lane.
     static func relu(_ v: Chunk) -> Chunk
 }
 

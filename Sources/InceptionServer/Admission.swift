@@ -64,7 +64,7 @@ extension InferenceServer {
 
     /// Peak memory per byte of JSON: the text, its numbers as Float (`JSONScanner`: 4 bytes for at least 2 of
     /// text, "1,1,…" being the worst case) and each image's pixels (as many again): at most 5 bytes a byte; a
-    /// client's floats ("-0.12345678901234567, ") take 1.4. (Foundation's parser took 28.)
+    /// client's floats ("-0.12345678901234567, ") take 1.4.
     static let jsonExpansion = 5
 
     /// The image's normalised pixels, decoded and preprocessed on the decode pool within the time limit.

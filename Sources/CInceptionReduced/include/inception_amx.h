@@ -5,9 +5,9 @@
 
 // The AMX tile layer: the few tile operations the engine uses (configure, load, store, zero, TDPBF16PS, TDPBUSD),
 // each with two implementations — the instructions, and an emulator of exactly what they compute on plain memory
-// (../shared/tools/microkernels/amx_numerics.c measured it bit for bit on the Xeon). The convolution tile below is
-// written once against the layer and instantiated for both, so the emulator runs the same kernel the tile unit runs
-// and the tests check it on every CPU.
+// (measured bit for bit on a Sapphire Rapids Xeon: docs/precision.md, "AMX: the tile unit, and its emulator"). The
+// convolution tile below is written once against the layer and instantiated for both, so the emulator runs the same
+// kernel the tile unit runs and the tests check it on every CPU.
 //
 // `backend`: INCEPTION_AMX_EMULATOR on any CPU; INCEPTION_AMX_INSTRUCTIONS only after `inception_amx_usable()`
 // said yes in this process (Linux must grant the tile state first).

@@ -15,11 +15,8 @@ int inception_cpu_levels(void);
 
 /// The reduced-precision instructions this CPU and its operating system support, as bits: 1 = AVX512-BF16
 /// (VDPBF16PS, with the AVX-512 level), 2 = AVX512-VNNI (VPDPBUSD on zmm, with the AVX-512 level), 4 = AMX-BF16 (tile
-/// state saved by the OS; Linux also wants it requested: `inception_request_amx`), 8 = AVX-VNNI (VPDPBUSD on ymm,
+/// state saved by the OS; Linux also wants it requested: `inception_amx_usable` in CInceptionReduced), 8 = AVX-VNNI (VPDPBUSD on ymm,
 /// with the AVX2 level). 0 elsewhere.
 int inception_cpu_reduced_precision(void);
-
-/// Asks Linux for the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM); 1 when granted, 0 otherwise or elsewhere.
-int inception_request_amx(void);
 
 #endif

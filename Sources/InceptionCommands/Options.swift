@@ -4,6 +4,62 @@ import Inception
 import InceptionEngine
 import InceptionIO
 
+// Every option group of the command line, in one place: which network, its weights (one or an ensemble), the
+// precision, the threads, and the images a command runs on.
+
+extension ModelName: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+struct ModelOption: ParsableArguments {
+    @Option(name: .customLong("model"), help: """
+        The network (`inception models` lists them; default: inception_v4, or the one a --weights file names).
+        """)
+    var requested: ModelName?
+
+    var model: ModelName { requested ?? .inceptionV4 }
+
+    /// The network for a weights file: `--model`, else the one the file's metadata names (a checkpoint of
+    /// `inception train`, `init` or `convert`), else Inception-v4.
+    func model(for weights: URL) throws -> ModelName {
+        try requested ?? CheckpointMetadata(contentsOf: weights).model ?? .inceptionV4
+    }
+}
+
+extension Precision: ExpressibleByArgument {}
+
+struct PrecisionOption: ParsableArguments {
+    @Option(help: """
+        The convolutions' arithmetic: fp32, bf16 (any checkpoint, converted at load; needs AMX or AVX512-BF16) or \
+        int8 (a checkpoint from `inception quantize`; on AMX where the CPU has it).
+        """)
+    var precision: Precision = .fp32
+
+    /// The precision checked against this CPU (refused in one line naming what it lacks): call it before any
+    /// weights are read, and hand the route to what loads them.
+    func route() throws -> PrecisionRoute { try PrecisionRoute(precision) }
+}
+
+struct ThreadsOption: ParsableArguments {
+    @Option(name: .customLong("threads"), help: """
+        Worker threads (default: all cores, or under mpirun the cores shared among the ranks on this machine).
+        """)
+    var requested: Int?
+
+    /// The threads to use: `--threads`, else the cores, shared among this machine's ranks of an `mpirun` job.
+    var threads: Int { requested ?? Self.perRank }
+
+    static var perRank: Int {
+        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
+        return max(1, Parallel.defaultThreads / max(1, local))
+    }
+
+    func validate() throws {
+        try FlagRule.count(threads, "--threads", in: 1...1024)
+    }
+}
+
 /// `--model` and `--weights`; without `--weights`, the released weights from the Hub (cached).
 struct WeightsOption: ParsableArguments {
     @OptionGroup var network: ModelOption
@@ -113,7 +169,7 @@ struct MembersOption: ParsableArguments {
 
     func validate() throws {
         guard models.count <= 1 || weights.isEmpty || models.count == weights.count else {
-            throw FlagError("give one --model for every --weights, or one for all (\(models.count) models, "
+            throw CLIError("give one --model for every --weights, or one for all (\(models.count) models, "
                             + "\(weights.count) weights)")
         }
     }
