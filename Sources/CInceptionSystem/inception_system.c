@@ -25,7 +25,7 @@ int inception_map_allocations_from(int bytes) {
 #endif
 }
 
-int inception_cpu_levels(void) {
+static int cpu_levels(void) {
 #if defined(__x86_64__)
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
@@ -52,9 +52,8 @@ int inception_cpu_levels(void) {
 #endif
 }
 
-int inception_cpu_reduced_precision(void) {
+static int cpu_reduced_precision(int levels) {
 #if defined(__x86_64__)
-    int levels = inception_cpu_levels();
     if (!(levels & 1)) return 0;
     unsigned a, b, c, d, xcr0_lo, xcr0_hi;
     __cpuid_count(7, 0, a, b, c, d);
@@ -72,6 +71,12 @@ int inception_cpu_reduced_precision(void) {
     return (avx512 && bf16) | ((avx512 && vnni) << 1) | ((avx512 && amx_bf16 && amx_tile && tiles) << 2)
         | (avx_vnni << 3);
 #else
+    (void)levels;
     return 0;
 #endif
+}
+
+int inception_cpu_features(void) {
+    int levels = cpu_levels();
+    return levels | cpu_reduced_precision(levels) << 2;
 }

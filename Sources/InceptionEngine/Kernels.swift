@@ -14,16 +14,13 @@ package enum Kernels {
     package static let all: [KernelTable] = [avx512Kernels, avx2Kernels, baselineKernels]
 
     /// The levels this CPU can run, best first.
-    package static let supported: [KernelTable] = {
-        let levels = inception_cpu_levels()
-        return all.filter { table in
-            switch table.name {
-            case "avx512": return levels & 2 != 0
-            case "avx2": return levels & 1 != 0
-            default: return true
-            }
+    package static let supported: [KernelTable] = all.filter { table in
+        switch table.name {
+        case "avx512": return CPUFeatures.current.contains(.avx512)
+        case "avx2": return CPUFeatures.current.contains(.avx2)
+        default: return true
         }
-    }()
+    }
 
     /// `INCEPTION_ISA` read once: the level it asks for, or what is wrong with it.
     static let selection = select(ProcessInfo.processInfo.environment["INCEPTION_ISA"])

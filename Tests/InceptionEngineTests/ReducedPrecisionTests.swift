@@ -18,7 +18,7 @@ struct ReducedPrecisionTests {
     /// quads, and AMX's.
     static var int8Routes: [ReducedKernels] {
         let levels = Kernels.supported
-        let avx2 = levels.filter { $0.name == "avx2" }.map { ReducedKernels.forLevel($0, features: 0, amx: nil) }
+        let avx2 = levels.filter { $0.name == "avx2" }.map { ReducedKernels.forLevel($0, features: [], amx: nil) }
         return levels.map { ReducedKernels.forLevel($0, amx: nil) } + avx2 + amxRoutes
     }
 

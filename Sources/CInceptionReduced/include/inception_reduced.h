@@ -5,7 +5,7 @@
 
 // The reduced-precision micro-kernels: instructions Swift cannot express (VDPBF16PS, VPDPBUSD, VPMADDWD). Each
 // sits beside a Swift reference of the same contract (InceptionKernels/ReducedPrecision.swift), which the tests hold
-// them to; the engine calls a function only where `inception_cpu_reduced_precision` / the kernel level says the CPU
+// them to; the engine calls a function only where `inception_cpu_features` / the kernel level says the CPU
 // runs it.
 //
 // Contract, shared by all: a tile of 6 rows × `panels` panels of 16 output channels. The depth is `taps` × `words`

@@ -8,15 +8,12 @@ int inception_release_free_memory(void);
 /// M_MMAP_THRESHOLD, which otherwise rises to 32 MB after the first large free); 0 where there is no such setting.
 int inception_map_allocations_from(int bytes);
 
-/// The x86-64 instruction-set levels this CPU and its operating system support, as bits: 1 = x86-64-v3 (AVX2,
-/// FMA, BMI1/2, F16C, LZCNT, MOVBE, and the OS saves the ymm state), 2 = x86-64-v4 (AVX-512 F/BW/CD/DQ/VL, and the
-/// OS saves the zmm state). 0 elsewhere (arm64 and older x86-64).
-int inception_cpu_levels(void);
-
-/// The reduced-precision instructions this CPU and its operating system support, as bits: 1 = AVX512-BF16
-/// (VDPBF16PS, with the AVX-512 level), 2 = AVX512-VNNI (VPDPBUSD on zmm, with the AVX-512 level), 4 = AMX-BF16 (tile
-/// state saved by the OS; Linux also wants it requested: `inception_amx_usable` in CInceptionReduced), 8 = AVX-VNNI (VPDPBUSD on ymm,
-/// with the AVX2 level). 0 elsewhere.
-int inception_cpu_reduced_precision(void);
+/// What this CPU and its operating system support, as bits, asked once by the engine (`CPUFeatures`, which names
+/// them): the x86-64 levels — 1 = x86-64-v3 (AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE, and the OS saves the ymm state),
+/// 2 = x86-64-v4 (AVX-512 F/BW/CD/DQ/VL, and the OS saves the zmm state) — and the reduced-precision instructions:
+/// 4 = AVX512-BF16 (VDPBF16PS, with the AVX-512 level), 8 = AVX512-VNNI (VPDPBUSD on zmm, with the AVX-512 level),
+/// 16 = AMX-BF16 (tile state saved by the OS; Linux also wants it requested: `inception_amx_usable` in
+/// CInceptionReduced), 32 = AVX-VNNI (VPDPBUSD on ymm, with the AVX2 level). 0 elsewhere (arm64, older x86-64).
+int inception_cpu_features(void);
 
 #endif
