@@ -147,12 +147,11 @@ def mutations(document):
     wrong["metadata"]["labels"] = ["not", "a", "map"]
     yield "an unknown field", unknown
     yield "a list for a map", wrong
-    for container in containers(document):
+    if containers(document):
         missing = copy.deepcopy(document)
-        for c in containers(missing):
-            c.pop("name", None)
+        for container in containers(missing):
+            container.pop("name", None)
         yield "a container without its name", missing
-        break
 
 
 def containers(document):

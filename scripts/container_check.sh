@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "container_check: $*"; }
+since() { python3 -c "print(f'{$(date +%s.%N) - $1:.1f}')"; }  # seconds since a `date +%s.%N`, to 0.1 s
 skip() { say "skipped: $*"; exit 0; }
 sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
 venv="${INCEPTION_VENV:-.venv-ref}"
@@ -47,12 +48,12 @@ rm -rf "$prebuilt" && mkdir -p "$prebuilt/usr/local/bin" "$prebuilt/usr/lib/swif
 strip -o "$prebuilt/usr/local/bin/inception" "$binary"
 ldd "$binary" | awk '$3 ~ /\/lib\/swift\// { print $3 }' | xargs -I{} cp -L {} "$prebuilt/usr/lib/swift/linux/"
 image=localhost/swift-inception:check
-started=$(date +%s)
+started=$(date +%s.%N)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 "${podman[@]}" build -q --format docker --build-arg BINARY=prebuilt -t "$image" -f Containerfile . \
   >"$scratch/build.log" 2>&1 || { cat "$scratch/build.log"; say "FAILED: podman build"; exit 1; }
-say "image built in $(( $(date +%s) - started )) s, $(( $("${podman[@]}" image inspect "$image" --format '{{.Size}}') / 1000000 )) MB"
+say "image built in $(since "$started") s, $(( $("${podman[@]}" image inspect "$image" --format '{{.Size}}') / 1000000 )) MB"
 
 name="inception-check-$$"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -71,9 +72,9 @@ until "$venv/bin/python" -W ignore scripts/container_client.py ready "127.0.0.1:
   if [ "$("${podman[@]}" inspect "$name" --format '{{.State.Running}}')" != true ]; then
     say "FAILED: the container stopped before /ready: $("${podman[@]}" logs "$name" 2>&1 | tail -n 3)"; exit 1
   fi
-  python3 -c "import sys; sys.exit($(date +%s.%N) - $started > 180)" || { say "FAILED: no /ready in 180 s"; exit 1; }
+  python3 -c "import sys; sys.exit($(since "$started") > 180)" || { say "FAILED: no /ready in 180 s"; exit 1; }
 done
-say "cold start (container start to /ready): $(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')") s"
+say "cold start (container start to /ready): $(since "$started") s"
 
 user=$("${podman[@]}" top "$name" user | tail -n 1 | tr -d ' ')
 [ "$user" != root ] && [ "$user" != 0 ] || { say "FAILED: the server runs as $user"; exit 1; }
@@ -89,7 +90,7 @@ done
 
 started=$(date +%s.%N)
 "${podman[@]}" stop -t 30 "$name" >/dev/null 2>>"$scratch/podman.log"
-stopped=$(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")
+stopped=$(since "$started")
 status=$("${podman[@]}" inspect "$name" --format '{{.State.ExitCode}}')
 [ "$status" = 0 ] && python3 -c "import sys; sys.exit(not $stopped < 20)" \
   || { say "FAILED: SIGTERM ended the server with status $status after $stopped s"; exit 1; }

@@ -51,13 +51,16 @@ extension NPY.Writer {
 }
 
 extension BatchJob {
-    /// Refuses, under `mpirun`, an output that is a stream (standard output, a pipe, a device): the ranks' rows reach
-    /// rank 0 out of order and are placed in a file.
-    func requireFile(_ path: String) throws {
+    /// The .npy of `shape` that rank 0 writes (nil on the other ranks). Under `mpirun` an output that is a stream
+    /// (standard output, a pipe, a device) is refused: the ranks' rows reach rank 0 out of order and are placed in a
+    /// file.
+    func writer(shape: [Int], to path: String) throws -> NPY.Writer? {
         var info = stat()
         let stream = FileOutput.ownStream(path) != nil
             || (stat(path, &info) == 0 && [S_IFIFO, S_IFCHR].contains(info.st_mode & S_IFMT))
-        guard ranks > 1, stream else { return }
-        throw CLIError("--output \(path) is a stream; under mpirun the rows are placed in a file")
+        if ranks > 1 && stream {
+            throw CLIError("--output \(path) is a stream; under mpirun the rows are placed in a file")
+        }
+        return isRoot ? try NPY.Writer(shape: shape, to: path) : nil
     }
 }

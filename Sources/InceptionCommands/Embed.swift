@@ -34,9 +34,7 @@ struct Embed: ParsableCommand {
                 let net = try weights.load(precision)
                 try net.checkMemory(batch: min(input.batch, input.images.count), size: net.inputSize)
                 let shape = [input.images.count, net.width(of: net.embeddingOutput)!]
-                try job.requireFile(output)
-                let writer = job.isRoot ? try NPY.Writer(shape: shape, to: output) : nil
-                return (net, writer)
+                return (net, try job.writer(shape: shape, to: output))
             }
             try job.run(count: input.images.count, step: input.batch) { inputs in
                 guard !inputs.isEmpty else { return [] }

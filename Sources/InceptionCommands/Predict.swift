@@ -53,10 +53,8 @@ struct Predict: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let job = try BatchJob.fromEnvironment()
-            let (net, reader) = try job.together("loading") { try load(job) }
-            let images = reader.shape[0]
-            var writer: NPY.Writer?
-            try job.run(count: images, step: batch) { rows in
+            let (net, reader, writer) = try job.together("loading") { try load(job) }
+            try job.run(count: reader.shape[0], step: batch) { rows in
                 guard !rows.isEmpty else { return [] }
                 let nchw = Tensor(shape: [rows.count] + reader.shape.dropFirst(), scalars: try reader.values(rows))
                 do {
@@ -67,11 +65,7 @@ struct Predict: ParsableCommand {
                     throw InputError.nonFinite(count: count, first: at + rows.lowerBound * reader.rowCount)
                 }
             } collect: { rows, bytes in
-                let values = BatchRecords.floats(bytes)
-                if writer == nil {
-                    writer = try NPY.Writer(shape: [images, values.count / rows.count], to: output)
-                }
-                try writer!.put(values, atRow: rows.lowerBound)
+                try writer!.put(BatchRecords.floats(bytes), atRow: rows.lowerBound)
             }
             try writer?.finish()
             if json && job.isRoot {
@@ -81,8 +75,9 @@ struct Predict: ParsableCommand {
         }
     }
 
-    /// The network and the input, checked against each other and the memory.
-    private func load(_ job: BatchJob) throws -> (InceptionModel, NPY.Reader) {
+    /// The network and the input, checked against each other and the memory, and the output (rank 0's), of one row
+    /// of the requested output's width per image.
+    private func load(_ job: BatchJob) throws -> (InceptionModel, NPY.Reader, NPY.Writer?) {
         let route = try precision.route()
         let url = URL(fileURLWithPath: weights)
         let name = try model.model(for: url)
@@ -95,7 +90,10 @@ struct Predict: ParsableCommand {
             throw InputError.wrongChannels(expected: net.graph.inputChannels, shape: reader.shape)
         }
         try net.checkMemory(batch: min(batch, images), height: reader.shape[2], width: reader.shape[3])
-        try job.requireFile(output)
-        return (net, reader)
+        let wanted = result.map { OutputName($0) } ?? net.primaryOutput
+        guard let width = net.width(of: wanted) else {
+            throw InputError.unknownOutput(wanted, model: net.name.rawValue, available: net.outputNames)
+        }
+        return (net, reader, try job.writer(shape: [images, width], to: output))
     }
 }

@@ -150,13 +150,20 @@ public final class OutputFile {
 
     /// Every byte of `bytes`, retrying interrupted and partial writes.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(FileOutput.Failure) {
+        try writeAll(bytes) { [descriptor] base, count, _ in posixWrite(descriptor, base, count) }
+    }
+
+    /// Every byte of `bytes` through `call` (a write of `count` bytes from a pointer, at an offset into `bytes`),
+    /// retrying interrupted and partial writes.
+    private func writeAll(_ bytes: UnsafeRawBufferPointer,
+                          _ call: (UnsafeRawPointer, Int, Int) -> Int) throws(FileOutput.Failure) {
         guard let base = bytes.baseAddress else { return }
-        var offset = 0
-        while offset < bytes.count {
-            let written = posixWrite(descriptor, base + offset, bytes.count - offset)
+        var done = 0
+        while done < bytes.count {
+            let written = call(base + done, bytes.count - done, done)
             if written < 0 && errno == EINTR { continue }
             guard written > 0 else { throw fail(written < 0 ? errno : EIO) }
-            offset += written
+            done += written
         }
     }
 
@@ -170,14 +177,7 @@ public final class OutputFile {
     /// `write(_:)` where it was.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileOutput.Failure) {
         guard isPositional else { throw FileOutput.Failure(path: path, reason: "is a stream, written in order only") }
-        guard let base = bytes.baseAddress else { return }
-        var done = 0
-        while done < bytes.count {
-            let written = pwrite(descriptor, base + done, bytes.count - done, off_t(offset + done))
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { throw fail(written < 0 ? errno : EIO) }
-            done += written
-        }
+        try writeAll(bytes) { [descriptor] base, count, done in pwrite(descriptor, base, count, off_t(offset + done)) }
     }
 
     /// Flushes the bytes and puts them at the path: renamed over it, copied into it (hard links), or, for a stream,

@@ -89,21 +89,23 @@ public final class Communicator: @unchecked Sendable {
 
     /// `body`, an MPI call, on the communication queue (the caller's); refused at once after a failure.
     private func call(_ operation: String, _ body: () -> Int32) throws {
-        if let failed = failure.withLock({ $0 }) { throw failed }
+        if let earlier = failure.withLock({ $0 }) { throw earlier }
         let status = body()
         guard status == 0 else {
-            let error = DistributedError.failed(rank: rank, operation: operation, reason: Self.describe(status))
-            failure.withLock { $0 = $0 ?? error }
-            throw error
+            throw failed(.failed(rank: rank, operation: operation, reason: Self.describe(status)))
         }
+    }
+
+    /// `error`, kept as the communicator's failure unless an earlier one is.
+    private func failed(_ error: DistributedError) -> DistributedError {
+        failure.withLock { $0 = $0 ?? error }
+        return error
     }
 
     /// `pending`'s results once its sums are done, or `timedOut` after `timeout` seconds.
     private func wait(_ pending: Pending, _ operation: String) throws -> [(String, [Float])] {
         guard pending.group.wait(timeout: .now() + .seconds(timeout)) == .success else {
-            let error = DistributedError.timedOut(rank: rank, operation: operation, seconds: timeout)
-            failure.withLock { $0 = $0 ?? error }
-            throw error
+            throw failed(.timedOut(rank: rank, operation: operation, seconds: timeout))
         }
         if let error = pending.lock.withLock({ pending.error }) { throw error }
         return pending.results
@@ -179,21 +181,21 @@ public final class Communicator: @unchecked Sendable {
         /// Seconds the sums took on the communication queue.
         var seconds = 0.0
         let lock = NSLock()
-        /// The communicator that sums, once the first sum is started.
+        /// The communicator that sums and the latest sum's name, once a sum is started.
         var communicator: Communicator?
-        var operations: [String] = []
+        var operation = "a sum"
 
         /// The sums, once done; `DistributedError.timedOut` when they take longer than the communicator's timeout.
         public func wait() throws -> [(String, [Float])] {
             guard let communicator else { return results }
-            return try communicator.wait(self, operations.last ?? "a sum")
+            return try communicator.wait(self, operation)
         }
     }
 
     /// Starts summing `tensors` (name, values) over the ranks in one fused buffer; returns at once.
     public func startSum(_ tensors: [(String, [Float])], into pending: Pending, _ operation: String) {
         pending.group.enter()
-        (pending.communicator, pending.operations) = (self, pending.operations + [operation])
+        (pending.communicator, pending.operation) = (self, operation)
         queue.async { [self] in
             defer { pending.group.leave() }
             let started = Date()
