@@ -3,12 +3,14 @@
 # when missing — with sudo when not root, without it when root (a container has no sudo). Elsewhere it does nothing.
 # With --tests, also Open MPI (openmpi-bin, libopenmpi-dev), which the data-parallel training and batch-job tests
 # launch with mpirun (the package itself loads MPI only at run time and builds without it), and podman with runc and
-# debootstrap, with which scripts/container_check.sh builds and runs the image.
+# debootstrap, with which scripts/container_check.sh builds and runs the image, and chromium with its chromedriver,
+# in which the server's page is tested (scripts/browser_check.py).
 set -euo pipefail
 packages=(libjpeg62-turbo-dev libpng-dev pkg-config)
-# podman with what Debian recommends beside it (its network stack's netavark, iptables for published ports).
+# podman and chromium with what Debian recommends beside them (podman's network stack's netavark, iptables for
+# published ports; chromium's fonts).
 containers=()
-[ "${1:-}" = "--tests" ] && packages+=(openmpi-bin libopenmpi-dev) && containers=(podman runc debootstrap uidmap)
+[ "${1:-}" = "--tests" ] && packages+=(openmpi-bin libopenmpi-dev) && containers=(podman runc debootstrap uidmap chromium chromium-driver)
 if command -v dpkg >/dev/null && ! dpkg -s "${packages[@]}" "${containers[@]}" >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -q

@@ -452,6 +452,9 @@ def main():
         make(name, args.out, seed)
     make_optimizer_references(args.out, seed)
     make_images(args.out)
+    # pytorch-grad-cam's maps on the weights just written (the explanation tests).
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "make_cam_references.py"), args.out],
+                   check=True)
     subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "make_attacks.py"),
                     os.path.join(args.out, "attacks")], check=True)
 

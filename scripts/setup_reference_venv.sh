@@ -8,7 +8,8 @@ set -euo pipefail
 venv="${1:-.venv-ref}"
 triton=2.73.0  # tritonclient, the Open Inference Protocol's reference client
 check='import torch, timm, safetensors, PIL, skimage, onnxruntime, onnx, facenet_pytorch, tritonclient.http'
-check+=', tritonclient.grpc, sklearn, h2, kubernetes_validate, kubernetes.client, six'
+check+=', tritonclient.grpc, sklearn, h2, kubernetes_validate, kubernetes.client, six, pytorch_grad_cam, cv2'
+check+=', selenium'
 check+='; import importlib.util as u; assert u.find_spec("kserve")'
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -W ignore -c "$check" 2>/dev/null; then
   echo "reference venv ready: $venv"; exit 0
@@ -32,6 +33,12 @@ fi
 # model server, hence --no-deps).
 "${pip[@]}" kubernetes==37.0.3 kubernetes-validate==1.37.0 six
 "${pip[@]}" --no-deps kserve==0.21.0
+# pytorch-grad-cam, the explanations' reference: its wheel asks for the desktop OpenCV (and GUI libraries); the
+# headless build is the same library. ttach, tqdm and matplotlib are imported by its package.
+"${pip[@]}" --no-deps grad-cam==1.5.7
+"${pip[@]}" opencv-python-headless==5.1.0.95 ttach==0.0.3 tqdm matplotlib
+# The browser test of the server's page drives Debian's chromium through its chromedriver.
+"${pip[@]}" selenium==4.53.0
 if [ -n "$cpu_wheel" ]; then
   # torchvision's compiled ops are a CUDA build that cannot load beside CPU torch; only its registration of
   # fake kernels for those ops fails at import. timm needs torchvision's pure-Python transforms alone.

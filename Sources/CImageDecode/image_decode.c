@@ -224,3 +224,60 @@ int inception_decode_png(const unsigned char *data, size_t size, long long max_p
     out->pixels = pixels;
     return INCEPTION_DECODE_OK;
 }
+
+typedef struct {
+    unsigned char *data;
+    size_t size, capacity;
+    char message[256];
+} png_sink;
+
+static void png_write_memory(png_structp png, png_bytep bytes, png_size_t count) {
+    png_sink *sink = (png_sink *)png_get_io_ptr(png);
+    if (count > sink->capacity - sink->size) {
+        size_t capacity = sink->capacity ? sink->capacity : 65536;
+        while (count > capacity - sink->size) capacity *= 2;
+        unsigned char *grown = realloc(sink->data, capacity);
+        if (!grown) png_error(png, "out of memory");
+        sink->data = grown;
+        sink->capacity = capacity;
+    }
+    memcpy(sink->data + sink->size, bytes, count);
+    sink->size += count;
+}
+
+static void png_flush_memory(png_structp png) { (void)png; }
+
+static void png_on_write_error(png_structp png, png_const_charp text) {
+    png_sink *sink = (png_sink *)png_get_error_ptr(png);
+    set_message(sink->message, sizeof sink->message, text);
+    png_longjmp(png, 1);
+}
+
+int inception_encode_png(const unsigned char *pixels, int width, int height, unsigned char **out, size_t *out_size,
+                         char *message, size_t message_size) {
+    png_sink sink = {NULL, 0, 0, {0}};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &sink, png_on_write_error, png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    *out = NULL;
+    *out_size = 0;
+    if (!png || !info) {
+        png_destroy_write_struct(png ? &png : NULL, NULL);
+        return INCEPTION_DECODE_NO_MEMORY;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        set_message(message, message_size, sink.message);
+        free(sink.data);
+        png_destroy_write_struct(&png, &info);
+        return INCEPTION_DECODE_CORRUPT;
+    }
+    png_set_write_fn(png, &sink, png_write_memory, png_flush_memory);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * width * 3));
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    *out = sink.data;
+    *out_size = sink.size;
+    return INCEPTION_DECODE_OK;
+}

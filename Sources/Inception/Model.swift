@@ -17,10 +17,16 @@ public final class InceptionModel: Sendable {
     /// The square input size images are preprocessed to: the checkpoint's own when it says (a network trained at
     /// 139 classifies at 139), else the network's default.
     public let inputSize: Int
+    /// The unfolded parameters of the layers after the earliest explainable one (see ``ExplainableLayers``).
+    let explanationParameters: [String: [Float]]
+    /// The explainable layers' gradient tails, made on first use, by layer and output node.
+    let explanationTails = Locked<[String: GradientTail]>([:])
 
-    init(name: ModelName, compiled: CompiledGraph, metadata: CheckpointMetadata = CheckpointMetadata()) {
+    init(name: ModelName, compiled: CompiledGraph, metadata: CheckpointMetadata = CheckpointMetadata(),
+         explanationParameters: [String: [Float]] = [:]) {
         self.name = name
         self.compiled = compiled
+        self.explanationParameters = explanationParameters
         self.inputSize = metadata.inputSize ?? name.defaultInputSize
         let classes = compiled.graph.outputs[.logits].map { compiled.graph.nodes[$0].channels }
         self.classNames = metadata.classNames.flatMap { $0.count == classes ? $0 : nil }
@@ -31,14 +37,19 @@ public final class InceptionModel: Sendable {
     /// cannot run, or int8 from an fp32 checkpoint, is a `PrecisionError`.
     /// `tiles`: how each convolution's register tile is chosen (by default measured on this CPU once and kept;
     /// results are the same bits whichever runs).
+    /// `explainable`: which layers ``explain(_:targets:method:layer:threads:)`` can explain (the last block by
+    /// default, which keeps only the classifier's parameters a second time).
     public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU,
-                            precision: Precision = .fp32, tiles: TileTuning = .forThisCPU) throws {
-        try self.init(weights, algorithms: algorithms, route: try PrecisionRoute(precision), tiles: tiles)
+                            precision: Precision = .fp32, tiles: TileTuning = .forThisCPU,
+                            explainable: ExplainableLayers = .lastBlock) throws {
+        try self.init(weights, algorithms: algorithms, route: try PrecisionRoute(precision), tiles: tiles,
+                      explainable: explainable)
     }
 
-    /// `init(_:algorithms:precision:tiles:)` with the precision already checked (`PrecisionRoute`).
+    /// `init(_:algorithms:precision:tiles:explainable:)` with the precision already checked (`PrecisionRoute`).
     public convenience init(_ weights: ModelWeights, algorithms: ConvolutionAlgorithms = .forThisCPU,
-                            route: PrecisionRoute, tiles: TileTuning = .forThisCPU) throws {
+                            route: PrecisionRoute, tiles: TileTuning = .forThisCPU,
+                            explainable: ExplainableLayers = .lastBlock) throws {
         if route.precision == .int8 && weights.int8 == nil { throw PrecisionError.needsQuantizedWeights }
         let compiled = try weights.namingCheckpointKeys {
             try CompiledGraph(graph: weights.graph, algorithms: algorithms,
@@ -46,7 +57,10 @@ public final class InceptionModel: Sendable {
                               tiles: route.precision == .fp32 ? tiles : .builtIn, int8Weights: weights.int8,
                               parameter: weights.parameter)
         }
-        self.init(name: weights.name, compiled: compiled, metadata: weights.metadata)
+        let kept = try weights.namingCheckpointKeys {
+            try Self.explanationParameters(weights, explainable)
+        }
+        self.init(name: weights.name, compiled: compiled, metadata: weights.metadata, explanationParameters: kept)
     }
 
     /// Loads a checkpoint in the released layout, strictly (see ``ModelWeights/init(_:file:)``). Each tensor is

@@ -219,3 +219,18 @@ public func rocSVG(_ result: Verification, title: String = "") -> String {
 
         """
 }
+
+/// How two faces are compared everywhere (`compare`, `verify`, the server's `/compare`): each embedding made a unit
+/// vector in Double, then their squared Euclidean distance (0 to 4; 2 − 2 cos).
+public enum FaceDistance {
+    /// `row` divided by its L2 norm (floored at 1e-12), in Double.
+    public static func unit(_ row: [Float]) -> [Double] {
+        let values = row.map(Double.init)
+        let norm = max(values.map { $0 * $0 }.reduce(0, +).squareRoot(), 1e-12)
+        return values.map { $0 / norm }
+    }
+
+    public static func distance(_ a: [Double], _ b: [Double]) -> Double {
+        zip(a, b).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
+    }
+}

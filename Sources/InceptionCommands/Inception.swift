@@ -11,9 +11,9 @@ public struct InceptionCommand: AsyncParsableCommand {
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
         version: InceptionCommand.version,
-        subcommands: [Classify.self, Embed.self, Evaluate.self, Verify.self, Compare.self, Preprocess.self,
-                      Predict.self, Summary.self, Bench.self, Serve.self, Train.self, Curves.self, Models.self,
-                      Init.self, Convert.self, Export.self, Quantize.self])
+        subcommands: [Classify.self, Explain.self, Embed.self, Evaluate.self, Verify.self, Compare.self,
+                      Preprocess.self, Predict.self, Summary.self, Bench.self, Serve.self, Train.self, Curves.self,
+                      Models.self, Init.self, Convert.self, Export.self, Quantize.self])
 
     /// The package's version, as `inception --version` prints it.
     public static let version = InceptionPackage.version

@@ -8,7 +8,10 @@ struct Serve: AsyncParsableCommand {
         abstract: "Serve models over HTTP (and gRPC) with dynamic batching (see docs/serving.md).",
         discussion: """
             POST /v1/models/{model}/classify?top=5 and /v1/models/{model}/embed take image bytes or \
-            multipart/form-data (part 'image' or 'file'); GET /v1/models, /health, /ready, /metrics. The Open \
+            multipart/form-data (part 'image' or 'file'); /v1/models/{model}/explain?class=K&method=M answers the \
+            class activation map over the photo as a PNG (JSON with Accept: application/json), and \
+            /v1/models/{face model}/compare two faces' distance and where they matched; GET /v1/models, /health, \
+            /ready, /metrics, and / a page to try the models in a browser (--no-ui: none). The Open \
             Inference Protocol (KServe V2, as Triton's clients speak it): GET /v2, /v2/health/live|ready, \
             /v2/models/{model}[/ready], POST /v2/models/{model}/infer; and with --grpc-port its gRPC service \
             (inference.GRPCInferenceService, as tritonclient.grpc calls it). SIGTERM or SIGINT: stop accepting \
@@ -88,6 +91,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "After SIGTERM, seconds the requests already received may take; then remaining connections close.")
     var drainTimeout = 10.0
 
+    @Flag(name: .customLong("no-ui"), help: "Do not serve the page at / that tries the models in a browser.")
+    var noUI = false
+
     @OptionGroup var precision: PrecisionOption
 
     @OptionGroup var threads: ThreadsOption
@@ -143,6 +149,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maxImagePixels = maxImagePixels
         configuration.decodeTimeLimit = .seconds(decodeTimeLimit)
         configuration.decodeThreads = decodeThreads
+        configuration.page = !noUI
         configuration.timeouts.idle = .seconds(idleTimeout)
         configuration.timeouts.header = .seconds(headerTimeout)
         configuration.timeouts.body = .seconds(bodyTimeout)

@@ -129,6 +129,12 @@ struct Compare: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Option(help: """
+        Also draw where each face matched the other (Grad-CAM of the similarity of its embedding to the other's) \
+        into this folder, as FACE.png.
+        """)
+    var explain: String?
+
     @OptionGroup var threads: ThreadsOption
 
     @Argument(help: "Two face images (JPEG or PNG).")
@@ -137,6 +143,7 @@ struct Compare: ParsableCommand {
     func validate() throws {
         guard images.count == 2 else { throw CLIError("give two images, not \(images.count)") }
         guard threshold.isFinite, threshold >= 0 else { throw CLIError("--threshold must be a distance of 0 or more") }
+        if let explain { try FlagRule.output(explain, notAmong: images, flag: "--explain") }
     }
 
     func run() throws {
@@ -145,12 +152,32 @@ struct Compare: ParsableCommand {
             let embeddings = try FaceEmbedder.embed(images, net, batch: 2, threads: threads.threads)
             let distance = FaceEmbedder.distance(embeddings[images[0]]!, embeddings[images[1]]!)
             let same = distance < threshold
+            let overlays = try explain.map { try drawMatch(net, embeddings, into: $0) } ?? []
             if json {
-                return try printJSON(["model": net.name.rawValue, "images": images, "distance": distance,
-                                      "threshold": threshold, "same": same])
+                var result: [String: Any] = ["model": net.name.rawValue, "images": images, "distance": distance,
+                                             "threshold": threshold, "same": same]
+                if !overlays.isEmpty { result["overlays"] = overlays }
+                return try printJSON(result)
             }
+            for (image, overlay) in zip(images, overlays) { print("\(image): where it matched → \(overlay)") }
             print(String(format: "distance %.4f: %@ (threshold %.2f)", distance,
                          same ? "the same person" : "different people", threshold))
+        }
+    }
+}
+
+extension Compare {
+    /// Each face's Grad-CAM for its similarity to the other face's embedding, drawn into `folder`; the files written.
+    func drawMatch(_ net: InceptionModel, _ embeddings: [String: [Double]], into folder: String) throws -> [String] {
+        let photos = try images.map(decode)
+        let targets = images.reversed().map { ExplanationTarget.similarity(to: embeddings[$0]!.map(Float.init)) }
+        let maps = try net.explain(prepared: photos.map(net.prepare), targets: targets, threads: threads.threads)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let names = Explain.overlayNames(images)
+        return try images.indices.map { i in
+            let file = URL(fileURLWithPath: folder).appendingPathComponent("\(names[images[i]]!).png").path
+            try FileOutput.write(try maps[i].overlayPNG(on: photos[i], model: net), to: file)
+            return file
         }
     }
 }
@@ -181,15 +208,11 @@ enum FaceEmbedder {
             let rows = try net.embed(prepared: try chunk.map { net.prepare(try decode($0)) }, threads: threads)
             let width = rows.shape[1]
             for (i, path) in chunk.enumerated() {
-                let row = rows.scalars[(i * width)..<((i + 1) * width)].map(Double.init)
-                let norm = max(row.map { $0 * $0 }.reduce(0, +).squareRoot(), 1e-12)
-                embeddings[path] = row.map { $0 / norm }
+                embeddings[path] = FaceDistance.unit(Array(rows.scalars[(i * width)..<((i + 1) * width)]))
             }
         }
         return embeddings
     }
 
-    static func distance(_ a: [Double], _ b: [Double]) -> Double {
-        zip(a, b).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
-    }
+    static func distance(_ a: [Double], _ b: [Double]) -> Double { FaceDistance.distance(a, b) }
 }

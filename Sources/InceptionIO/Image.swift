@@ -73,6 +73,21 @@ public struct RGBImage: Sendable, Equatable {
         }
     }
 
+    /// The image as a PNG file (8-bit RGB).
+    public func pngData() throws -> Data {
+        var out: UnsafeMutablePointer<UInt8>? = nil
+        var size = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let status = inception_encode_png(pixels, Int32(width), Int32(height), &out, &size, &message, message.count)
+        defer { free(out) }
+        guard status == INCEPTION_DECODE_OK, let out else {
+            if status == INCEPTION_DECODE_NO_MEMORY { throw ImageError.outOfMemory }
+            let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw ImageError.corrupt(format: "PNG", reason: reason)
+        }
+        return Data(bytes: out, count: size)
+    }
+
     // MARK: Geometry
 
     /// Pillow's `Image.resize((width, height), resample)`: separable, horizontal pass then vertical, each with

@@ -49,13 +49,29 @@ public final class Batcher: @unchecked Sendable {
         public init() {}
     }
 
+    /// What a request asks of its image; requests of the same kind share a batch.
+    private enum Kind: Equatable {
+        /// A forward pass to the output.
+        case forward(OutputName)
+        /// A class activation map by the method (a forward pass, then the backward pass to the explained layer), for
+        /// classes or for similarities (one batch explains one or the other).
+        case explain(CAMMethod, similarity: Bool)
+    }
+
+    private enum Answer: Sendable {
+        case row([Float])
+        case explanation(Explanation)
+    }
+
     private struct Job {
         let pixels: [Float]
-        let output: OutputName
+        let kind: Kind
+        /// An explanation's target.
+        let target: ExplanationTarget?
         let arrived: ContinuousClock.Instant
         /// True once the client has gone: the job is dropped instead of run.
         let abandoned: @Sendable () -> Bool
-        let continuation: CheckedContinuation<[Float], any Error>
+        let continuation: CheckedContinuation<Answer, any Error>
     }
 
     public let model: InceptionModel
@@ -112,6 +128,28 @@ public final class Batcher: @unchecked Sendable {
     /// whose `abandoned` turns true before its batch starts is dropped with `Refusal.clientGone`.
     public func run(pixels: [Float], output: OutputName, announced wasAnnounced: Bool = false,
                     abandoned: @escaping @Sendable () -> Bool = { false }) async throws -> [Float] {
+        guard case let .row(row) = try await enqueue(pixels, .forward(output), nil, wasAnnounced, abandoned) else {
+            preconditionFailure("a forward pass answers a row")
+        }
+        return row
+    }
+
+    /// The class activation map of one preprocessed image for `target` by `method` at the model's last block
+    /// (`InceptionModel.explain`), in a batch of explanations by the same method; queued, admitted and dropped as
+    /// `run` is.
+    public func explain(pixels: [Float], target: ExplanationTarget, method: CAMMethod,
+                        announced wasAnnounced: Bool = false,
+                        abandoned: @escaping @Sendable () -> Bool = { false }) async throws -> Explanation {
+        let kind = Kind.explain(method, similarity: target.isSimilarity)
+        guard case let .explanation(explanation) = try await enqueue(pixels, kind, target, wasAnnounced,
+                                                                     abandoned) else {
+            preconditionFailure("an explanation answers an explanation")
+        }
+        return explanation
+    }
+
+    private func enqueue(_ pixels: [Float], _ kind: Kind, _ target: ExplanationTarget?, _ wasAnnounced: Bool,
+                         _ abandoned: @escaping @Sendable () -> Bool) async throws -> Answer {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             defer { condition.unlock() }
@@ -125,7 +163,7 @@ public final class Batcher: @unchecked Sendable {
                 return continuation.resume(throwing: overloaded(waiting.count))
             }
             if abandoned() { return continuation.resume(throwing: Refusal.clientGone) }
-            waiting.append(Job(pixels: pixels, output: output, arrived: .now, abandoned: abandoned,
+            waiting.append(Job(pixels: pixels, kind: kind, target: target, arrived: .now, abandoned: abandoned,
                                continuation: continuation))
             observer.queueDepth(waiting.count)
             condition.signal()
@@ -154,24 +192,33 @@ public final class Batcher: @unchecked Sendable {
         while let batch = nextBatch() {
             if batch.isEmpty { continue }  // every request of it was abandoned
             let started = ContinuousClock.now
-            let size = model.inputSize
-            let result = Result {
-                let input = Tensor(shape: [batch.count, size, size, 3], scalars: batch.flatMap(\.pixels))
-                return try model.compiled.run(input, output: model.graph.outputs[batch[0].output], threads: threads)
-            }
+            let result = Result { try answers(batch) }
             let duration = ContinuousClock.now - started
             condition.lock()
             lastBatchDuration = duration
             condition.unlock()
             observer.batch(batch.count, duration)
             switch result {
-            case let .success(out):
-                let per = out.count / batch.count
-                for (i, job) in batch.enumerated() { job.continuation.resume(returning: Array(out.scalars[(i
-                    * per)..<((i + 1) * per)])) }
+            case let .success(answers):
+                for (job, answer) in zip(batch, answers) { job.continuation.resume(returning: answer) }
             case let .failure(error):
                 for job in batch { job.continuation.resume(throwing: error) }
             }
+        }
+    }
+
+    /// One batch's answers, in order.
+    private func answers(_ batch: [Job]) throws -> [Answer] {
+        switch batch[0].kind {
+        case let .forward(output):
+            let size = model.inputSize
+            let input = Tensor(shape: [batch.count, size, size, 3], scalars: batch.flatMap(\.pixels))
+            let out = try model.compiled.run(input, output: model.graph.outputs[output], threads: threads)
+            let per = out.count / batch.count
+            return batch.indices.map { .row(Array(out.scalars[($0 * per)..<(($0 + 1) * per)])) }
+        case let .explain(method, _):
+            return try model.explain(prepared: batch.map(\.pixels), targets: batch.map { $0.target! }, method: method,
+                                     threads: threads).map(Answer.explanation)
         }
     }
 
@@ -183,14 +230,14 @@ public final class Batcher: @unchecked Sendable {
         while waiting.isEmpty && !closed { condition.wait() }
         guard let first = waiting.first else { return nil }
         let deadline = first.arrived + limits.maxDelay
-        while !closed && announced > 0 && waiting.lazy.filter({ $0.output == first.output }).count < limits.maxBatch {
+        while !closed && announced > 0 && waiting.lazy.filter({ $0.kind == first.kind }).count < limits.maxBatch {
             let left = deadline - .now
             guard left > .zero else { break }
             _ = condition.wait(until: Date(timeIntervalSinceNow: left / .seconds(1)))
         }
         var batch: [Job] = [], rest: [Job] = []
         for job in waiting {
-            if job.output == first.output && batch.count < limits.maxBatch {
+            if job.kind == first.kind && batch.count < limits.maxBatch {
                 // A request whose client has gone is answered now (nobody reads it) instead of being computed.
                 if job.abandoned() { job.continuation.resume(throwing: Refusal.clientGone) } else { batch.append(job) }
             } else {

@@ -34,6 +34,8 @@ extension InferenceServer {
         public var timeouts = Timeouts()
         /// After SIGTERM, how long requests already received may take; then the remaining connections are closed.
         public var drainTimeout: Duration = .seconds(10)
+        /// Whether `/` answers the page to try the models in a browser (`WebPage`).
+        public var page = true
 
         public init() {}
     }

@@ -11,6 +11,13 @@ extension InferenceServer {
         let router = Router(context: ServerContext.self)
         let served = Set(sources.map(\.name))
         router.add(middleware: RequestMetrics(metrics: metrics) { served.contains($0) })
+        if configuration.page {
+            router.get("/") { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8",
+                                                .init("Content-Security-Policy")!: WebPage.policy],
+                         body: .init(byteBuffer: ByteBuffer(string: WebPage.html)))
+            }
+        }
         router.get("/health") { _, _ in try Self.json(["status": "ok"]) }
         router.get("/ready") { _, _ in
             let loading = self.states.withLock {
@@ -41,6 +48,7 @@ extension InferenceServer {
             return try Self.json(["model": model.name.rawValue, "output": output.rawValue, "dimension": row.count,
                                   "embedding": row.map(Double.init)])
         }
+        addExplainRoutes(to: router)
         addOpenInferenceRoutes(to: router)
         return router
     }

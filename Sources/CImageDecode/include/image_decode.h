@@ -32,4 +32,9 @@ int inception_decode_jpeg(const unsigned char *data, size_t size, long long max_
 int inception_decode_png(const unsigned char *data, size_t size, long long max_pixels, long long deadline_ns,
                          inception_rgb_image *out, char *message, size_t message_size);
 
+/// Encode `width × height` RGB pixels (rows top to bottom) as a PNG (8-bit RGB, no interlace). On success `*out`
+/// holds `*out_size` bytes allocated with malloc; on failure `message` says why.
+int inception_encode_png(const unsigned char *pixels, int width, int height, unsigned char **out, size_t *out_size,
+                         char *message, size_t message_size);
+
 #endif
