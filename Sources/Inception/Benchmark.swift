@@ -32,6 +32,18 @@ package enum Benchmark {
         return try (0..<runs).map { _ in try seconds { _ = try net.compiled.run(input, threads: threads) } }
     }
 
+    /// `forward`, but each run explains the batch (`InceptionModel.explain` by `method` at the last block, each image
+    /// for its top class): one forward pass and the backward pass to the explained layer, and the maps.
+    package static func explain(_ net: InceptionModel, _ input: Tensor, method: CAMMethod, warmup: Int, runs: Int,
+                               threads: Int) throws -> [Double] {
+        let per = input.count / input.shape[0]
+        let images = (0..<input.shape[0]).map { Array(input.scalars[($0 * per)..<(($0 + 1) * per)]) }
+        for _ in 0..<warmup { _ = try net.explain(prepared: images, method: method, threads: threads) }
+        return try (0..<runs).map { _ in
+            try seconds { _ = try net.explain(prepared: images, method: method, threads: threads) }
+        }
+    }
+
     /// `runs` forward passes with a per-node timer: each node's median seconds (0 for nodes that run inside
     /// another, such as a merged or fused one).
     package static func profile(_ net: InceptionModel, _ input: Tensor, runs: Int, threads: Int) throws -> [Double] {

@@ -74,12 +74,21 @@ struct Bench: ParsableCommand {
         """)
     var auxHead = false
 
+    @Option(help: """
+        Time class activation maps by this method instead (`inception explain` at the last block: a forward pass, \
+        the backward pass to that block, the maps).
+        """)
+    var explain: CAMMethod?
+
     func validate() throws {
         try FlagRule.batch(batch)
         try FlagRule.count(runs, "--runs", in: 1...1_000_000)
         try FlagRule.count(warmup, "--warmup", in: 0...1_000_000)
         try FlagRule.inputSize(inputSize, for: model.model)
         guard !auxHead || train else { throw CLIError("--aux-head is for --train") }
+        guard explain == nil || !(train || kernels || cold || profile) else {
+            throw CLIError("--explain times explanations alone (not with --train, --kernels, --cold or --profile)")
+        }
         guard precision.precision == .fp32 || !(train || kernels) else {
             throw CLIError("--precision is for the forward pass (not --train or --kernels)")
         }
@@ -99,8 +108,9 @@ struct Bench: ParsableCommand {
             let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size))
             try net.checkMemory(batch: batch, size: size)
             let input = Benchmark.randomInput(batch: batch, size: size)
-            let times = try Benchmark.forward(net, input, warmup: warmup, runs: runs, threads: threads.threads)
-                .map { $0 * 1000 }
+            let times = try (explain.map {
+                try Benchmark.explain(net, input, method: $0, warmup: warmup, runs: runs, threads: threads.threads)
+            } ?? Benchmark.forward(net, input, warmup: warmup, runs: runs, threads: threads.threads)).map { $0 * 1000 }
             if profile {
                 printProfile(net, try Benchmark.profile(net, input, runs: runs, threads: threads.threads), macs: macs)
             }
@@ -115,6 +125,7 @@ struct Bench: ParsableCommand {
                     "macs": macs.reduce(0, +), "peak_rss_mb": Benchmark.peakResidentMegabytes(),
                     "isa": Kernels.current.name, "precision": precision.precision.rawValue,
                     "route": route.name, "amx": ReducedKernels.current.amx.map { "\($0)" } ?? NSNull(),
+                    "explain": explain?.rawValue ?? NSNull(),
                 ]
                 if let fp32 { report["fp32_median_ms"] = fp32 }
                 if allTimes { report["times_ms"] = times }
