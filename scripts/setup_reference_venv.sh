@@ -37,8 +37,10 @@ fi
 # headless build is the same library. ttach, tqdm and matplotlib are imported by its package.
 "${pip[@]}" --no-deps grad-cam==1.5.7
 "${pip[@]}" opencv-python-headless==5.1.0.95 ttach==0.0.3 tqdm matplotlib
-# The browser test of the server's page drives Debian's chromium through its chromedriver.
-"${pip[@]}" selenium==4.53.0
+# The browser test of the server's page drives Debian's chromium through its chromedriver. Selenium's wheel asks for
+# a newer certifi than the registry may carry; what it imports (urllib3, certifi, websocket-client) is installed.
+"${pip[@]}" --no-deps selenium==4.53.0
+"${pip[@]}" urllib3 certifi websocket-client typing-extensions
 if [ -n "$cpu_wheel" ]; then
   # torchvision's compiled ops are a CUDA build that cannot load beside CPU torch; only its registration of
   # fake kernels for those ops fails at import. timm needs torchvision's pure-Python transforms alone.

@@ -19,6 +19,8 @@ struct Explain: ParsableCommand {
 
     @OptionGroup var weights: WeightsOption
 
+    @OptionGroup var precision: PrecisionOption
+
     @Option(name: .customLong("class"), help: "A class to explain (repeatable; default: each photo's top class).")
     var classes: [Int] = []
 
@@ -56,9 +58,7 @@ struct Explain: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try input.checkFiles()
-            let (name, source) = try weights.source()
-            let net = try InceptionModel(try ModelWeights(name, from: source),
-                                         explainable: layer == nil ? .lastBlock : .everyLayer)
+            let net = try weights.load(precision, explainable: layer == nil ? .lastBlock : .everyLayer)
             guard let classCount = net.classes else {
                 throw CLIError("\(net.name) has no classifier to explain: `inception compare --explain` shows which "
                                + "parts of two faces made them match")

@@ -21,9 +21,9 @@ struct ModelOption: ParsableArguments {
     var model: ModelName { requested ?? .inceptionV4 }
 
     /// The network for a weights file: `--model`, else the one the file's metadata names (a checkpoint of
-    /// `inception train`, `init` or `convert`), else Inception-v4.
-    func model(for weights: URL) throws -> ModelName {
-        try requested ?? CheckpointMetadata(contentsOf: weights).model ?? .inceptionV4
+    /// `inception train`, `init` or `convert`), else `fallback` (Inception-v4; the face model for the face commands).
+    func model(for weights: URL, fallback: ModelName = .inceptionV4) throws -> ModelName {
+        try requested ?? CheckpointMetadata(contentsOf: weights).model ?? fallback
     }
 }
 
@@ -74,18 +74,20 @@ struct WeightsOption: ParsableArguments {
     var model: ModelName { network.model }
 
     /// The network `--model` names, else the one the weights file's metadata names (a checkpoint of `inception
-    /// train` or `inception init`), else Inception-v4; and where its weights come from.
-    func source() throws -> (name: ModelName, source: WeightsSource) {
-        guard let weights else { return (model, .released(.withProgressBar())) }
+    /// train` or `inception init`), else `fallback` (Inception-v4; the face model for `compare` and `verify`); and
+    /// where its weights come from.
+    func source(fallback: ModelName = .inceptionV4) throws -> (name: ModelName, source: WeightsSource) {
+        guard let weights else { return (network.requested ?? fallback, .released(.withProgressBar())) }
         let url = URL(fileURLWithPath: weights)
-        return (try network.model(for: url), .file(url))
+        return (try network.model(for: url, fallback: fallback), .file(url))
     }
 
     /// The model, its convolutions in `precision`'s arithmetic (refused first if this CPU cannot run it).
-    func load(_ precision: PrecisionOption) throws -> InceptionModel {
+    func load(_ precision: PrecisionOption, fallback: ModelName = .inceptionV4,
+              explainable: ExplainableLayers = .lastBlock) throws -> InceptionModel {
         let route = try precision.route()
-        let (name, source) = try source()
-        return try InceptionModel(try ModelWeights(name, from: source), route: route)
+        let (name, source) = try source(fallback: fallback)
+        return try InceptionModel(try ModelWeights(name, from: source), route: route, explainable: explainable)
     }
 }
 

@@ -50,10 +50,10 @@ struct Verify: ParsableCommand {
                 try FlagRule.output(roc, notAmong: paths, flag: "--roc")
                 return try OutputFile(roc)
             }
-            let net = try FaceEmbedder.load(weights, precision)
+            let net = try weights.load(precision, fallback: .inceptionResNetV1FaceNet)
             let embeddings = try FaceEmbedder.embed(paths, net, batch: batch, threads: threads.threads,
                                                     progress: paths.count > 4 * batch)
-            let distances = list.map { FaceEmbedder.distance(embeddings[$0.first]!, embeddings[$0.second]!) }
+            let distances = list.map { FaceDistance.distance(embeddings[$0.first]!, embeddings[$0.second]!) }
             let result = try Verification(distances: distances, same: list.map(\.same))
             if let rocFile {
                 try rocFile.write(Data(rocSVG(result, title: net.name.rawValue).utf8))
@@ -148,9 +148,9 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let net = try FaceEmbedder.load(weights, precision)
+            let net = try weights.load(precision, fallback: .inceptionResNetV1FaceNet)
             let embeddings = try FaceEmbedder.embed(images, net, batch: 2, threads: threads.threads)
-            let distance = FaceEmbedder.distance(embeddings[images[0]]!, embeddings[images[1]]!)
+            let distance = FaceDistance.distance(embeddings[images[0]]!, embeddings[images[1]]!)
             let same = distance < threshold
             let overlays = try explain.map { try drawMatch(net, embeddings, into: $0) } ?? []
             if json {
@@ -182,18 +182,8 @@ extension Compare {
     }
 }
 
-/// What `verify` and `compare` share: the network (the face model unless named), embeddings once per image.
+/// What `verify` and `compare` share: embeddings once per image.
 enum FaceEmbedder {
-    /// `--model`, else the network the weights file names, else the face model.
-    static func load(_ weights: WeightsOption, _ precision: PrecisionOption) throws -> InceptionModel {
-        let route = try precision.route()
-        let file = weights.weights.map { URL(fileURLWithPath: $0) }
-        let name = try weights.network.requested ?? file.flatMap { try CheckpointMetadata(contentsOf: $0).model }
-            ?? .inceptionResNetV1FaceNet
-        let source: WeightsSource = file.map { .file($0) } ?? .released(.withProgressBar())
-        return try InceptionModel(try ModelWeights(name, from: source), route: route)
-    }
-
     /// Each image's embedding (the face model's, or the pooled features), L2-normalised in Double.
     static func embed(_ paths: [String], _ net: InceptionModel, batch: Int, threads: Int,
                       progress: Bool = false) throws -> [String: [Double]] {
@@ -214,5 +204,4 @@ enum FaceEmbedder {
         return embeddings
     }
 
-    static func distance(_ a: [Double], _ b: [Double]) -> Double { FaceDistance.distance(a, b) }
 }

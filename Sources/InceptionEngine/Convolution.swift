@@ -133,7 +133,7 @@ package struct PackedConvolution: Sendable {
                           rows: shape.rows, panelGroup: shape.panels, panelBytes: depth * 16 * 4,
                           panelCount: panelCount,
                           threads: threads) { tile in
-                kernel(ConvolutionTile(
+                kernel(MicroKernelCall(
                     a: tile.a, taps: tile.taps, channels: tile.channels,
                     weights: w.value + tile.panels.lowerBound * depth * 16, panelFloats: depth * 16,
                     firstPanel: tile.panels.lowerBound, panels: tile.panels.count, outChannels: g.outChannels,

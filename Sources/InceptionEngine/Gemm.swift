@@ -133,7 +133,7 @@ package enum GEMM {
                                 pixels[r] = firstRow + s * 6 + r
                                 residual[r] = out.value + pixels[r] * ldc
                             }
-                            kernel(ConvolutionTile(
+                            kernel(MicroKernelCall(
                                 a: rowPointers, taps: 1, channels: depth, weights: bBase.value + firstPanel * kc * 16,
                                 panelFloats: kc * 16, firstPanel: firstPanel, panels: taskPanels, outChannels: n,
                                 bias: zeros, outputBases: bases, outputStrides: strides, pixels: pixels,

@@ -36,7 +36,7 @@ package struct ReducedConvolution: Sendable {
     /// One pixel of the encoded input at 0.0: the padding the indirection table points at.
     let padding: [UInt32]
     let inverseScale: Float, zeroPoint: Float
-    let tile: ReducedTile
+    let kernel: ReducedMicroKernel
     /// Rows of one tile (6 for the vector tiles, 32 for AMX's) and a panel's depth in words (padded for AMX).
     let tileRows: Int, depthWords: Int
     let vectorEncode: Bool
@@ -48,7 +48,7 @@ package struct ReducedConvolution: Sendable {
     /// residual scale) multiplies the fp32 sum and bias in the epilogue, as the network computes it.
     package init(bf16 g: ConvGeometry, weights: [Float], bias: [Float]?, scale: Float = 1, activation: Activation,
                 kernels: ReducedKernels = .current) {
-        guard let tile = kernels.bf16 else { preconditionFailure("this CPU runs no bf16 kernel") }
+        guard let kernel = kernels.bf16 else { preconditionFailure("this CPU runs no bf16 kernel") }
         let wordsPerPixel = (g.inChannels + 1) / 2
         let panels = Self.pack(g, wordsPerPixel: wordsPerPixel, valuesPerWord: 2, kernels) { o, channel, tap, k in
             guard channel < g.inChannels else { return 0 }
@@ -58,7 +58,7 @@ package struct ReducedConvolution: Sendable {
         let outputScale = scale == 1 ? nil : [Float](repeating: scale, count: (g.outChannels + 15) / 16 * 16)
         self.init(g, activation, .bf16, valuesPerWord: 2, wordsPerPixel: wordsPerPixel, words: nil, panels: panels,
                   bias: (bias ?? []).map { $0 * scale }, outputScale: outputScale, padding: 0, inverseScale: 1,
-                  zeroPoint: 0, tile: tile, kernels: kernels)
+                  zeroPoint: 0, kernel: kernel, kernels: kernels)
     }
 
     /// int8 from a quantised checkpoint's integers: the layer computes
@@ -85,12 +85,12 @@ package struct ReducedConvolution: Sendable {
         self.init(g, activation, .int8, valuesPerWord: perWord, wordsPerPixel: wordsPerPixel, words: words,
                   panels: panels, bias: shift, outputScale: outputScale,
                   padding: words == .quads ? z * 0x0101_0101 : z | z << 16, inverseScale: 1 / p.inputScale,
-                  zeroPoint: Float(p.inputZeroPoint), tile: kernels.int8.tile, kernels: kernels)
+                  zeroPoint: Float(p.inputZeroPoint), kernel: kernels.int8.kernel, kernels: kernels)
     }
 
     private init(_ g: ConvGeometry, _ activation: Activation, _ precision: Precision, valuesPerWord: Int,
                  wordsPerPixel: Int, words: Int8Words?, panels: [UInt32], bias: [Float], outputScale: [Float]?,
-                 padding: UInt32, inverseScale: Float, zeroPoint: Float, tile: @escaping ReducedTile,
+                 padding: UInt32, inverseScale: Float, zeroPoint: Float, kernel: @escaping ReducedMicroKernel,
                  kernels: ReducedKernels) {
         (geometry, self.activation, self.precision, self.valuesPerWord) = (g, activation, precision, valuesPerWord)
         (self.wordsPerPixel, self.words, self.panels, self.outputScale) = (wordsPerPixel, words, panels, outputScale)
@@ -99,7 +99,7 @@ package struct ReducedConvolution: Sendable {
         self.bias = padded
         self.padding = [UInt32](repeating: padding, count: wordsPerPixel)
         (self.inverseScale, self.zeroPoint) = (inverseScale, zeroPoint)
-        self.tile = tile
+        self.kernel = kernel
         (tileRows, depthWords) = (kernels.tileRows, Self.depthWords(g, wordsPerPixel, kernels))
         vectorEncode = precision == .bf16 ? kernels.vectorBF16 : kernels.vectorQuantize
     }
@@ -145,7 +145,7 @@ extension ReducedConvolution {
         g.checkShapes(input: input, outputs: outputs, residual: residual)
         encode(input, into: scratch, threads: threads)
         let (panelBases, panelStrides) = PackedConvolution.panelOutputs(outputs)
-        let (tile, depth, relu, out) = (self.tile, depthWords, activation == .relu, g.outChannels)
+        let (kernel, depth, relu, out) = (self.kernel, depthWords, activation == .relu, g.outChannels)
         let (rows, words) = (tileRows, FeatureMap(base: scratch, n: input.n, h: input.h, w: input.w, c: wordsPerPixel))
         panels.withUnsafeBufferPointer { w in
         bias.withUnsafeBufferPointer { bias in
@@ -166,7 +166,7 @@ extension ReducedConvolution {
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: t.panels.count * rows * 16) { sums in
                     let sums = sums.baseAddress!
                     let a = UnsafeRawPointer(t.a).assumingMemoryBound(to: UnsafePointer<UInt32>.self)
-                    tile(a, t.taps, t.channels, w.value + t.panels.lowerBound * depth * 16, depth, t.panels.count,
+                    kernel(a, t.taps, t.channels, w.value + t.panels.lowerBound * depth * 16, depth, t.panels.count,
                          sums)
                     for (q, p) in t.panels.enumerated() {
                         let b = UnsafeRawPointer(bias.value + p * 16).loadUnaligned(as: SIMD16<Float>.self)

@@ -16,8 +16,8 @@ package enum Int8Words: String, Sendable {
 
 /// The reduced-precision tiles one instruction-set level runs, chosen with it (`Kernels.current`).
 package struct ReducedKernels: Sendable {
-    package let bf16: ReducedTile?
-    package let int8: (words: Int8Words, tile: ReducedTile)
+    package let bf16: ReducedMicroKernel?
+    package let int8: (words: Int8Words, kernel: ReducedMicroKernel)
     /// What runs int8 and bf16, for `inception summary` and the benchmark tables.
     package let int8Name: String, bf16Name: String?
     /// The instruction-set level these tiles were chosen for.
@@ -49,7 +49,7 @@ package struct ReducedKernels: Sendable {
                                 amx: AMXBackend? = AMX.backend) -> ReducedKernels {
         let avx512 = level.name == "avx512", avx2 = level.name == "avx2"
         let vectorBF16 = avx512 && features.contains(.avx512BF16)
-        func kernels(bf16: ReducedTile?, _ words: Int8Words, _ int8: @escaping ReducedTile, _ int8Name: String,
+        func kernels(bf16: ReducedMicroKernel?, _ words: Int8Words, _ int8: @escaping ReducedMicroKernel, _ int8Name: String,
                      bf16Name: String? = "avx512-bf16", amx: AMXBackend? = nil) -> ReducedKernels {
             ReducedKernels(bf16: bf16, int8: (words, int8), int8Name: int8Name, bf16Name: bf16 == nil ? nil : bf16Name,
                            level: level.name, amx: amx, vectorBF16: vectorBF16, vectorQuantize: avx2 || avx512)
@@ -58,10 +58,10 @@ package struct ReducedKernels: Sendable {
             return kernels(bf16: AMXTiles.bf16(amx), .quads, AMXTiles.int8(amx), "amx-int8", bf16Name: "amx-bf16",
                            amx: amx)
         }
-        let bf16Tile: ReducedTile = { a, taps, words, w, panelWords, panels, sums in
+        let bf16MicroKernel: ReducedMicroKernel = { a, taps, words, w, panelWords, panels, sums in
             inception_bf16_tile_avx512(c(a), taps, words, w, panelWords, panels, sums)
         }
-        let bf16 = vectorBF16 ? bf16Tile : nil
+        let bf16 = vectorBF16 ? bf16MicroKernel : nil
         if avx512 && features.contains(.avx512VNNI) {
             return kernels(bf16: bf16, .quads, { a, taps, words, w, panelWords, panels, sums in
                 inception_int8_quads_tile_vnni(c(a), taps, words, w, panelWords, panels, sums)
@@ -77,7 +77,7 @@ package struct ReducedKernels: Sendable {
                 inception_int8_pairs_tile_avx2(c(a), taps, words, w, panelWords, panels, sums)
             }, "avx2")
         }
-        return kernels(bf16: nil, .quads, ReducedReference.int8QuadsTile, "reference")
+        return kernels(bf16: nil, .quads, ReducedReference.int8QuadsMicroKernel, "reference")
     }
 
     /// The tiles at the level every layer runs at.
@@ -89,16 +89,16 @@ package struct ReducedKernels: Sendable {
 }
 
 /// The AMX convolution tiles (32 rows × pairs of 16-channel panels, `inception_amx_*_tile`) on one backend, as
-/// `ReducedTile`s: `panelWords` is the panel's depth padded to whole tile rows of 16 words.
+/// `ReducedMicroKernel`s: `panelWords` is the panel's depth padded to whole tile rows of 16 words.
 enum AMXTiles {
-    static func bf16(_ backend: AMXBackend) -> ReducedTile {
+    static func bf16(_ backend: AMXBackend) -> ReducedMicroKernel {
         let code = backend.code
         return { a, taps, words, w, panelWords, panels, sums in
             inception_amx_bf16_tile(code, ReducedKernels.c(a), taps, words, w, panelWords, panels, sums)
         }
     }
 
-    static func int8(_ backend: AMXBackend) -> ReducedTile {
+    static func int8(_ backend: AMXBackend) -> ReducedMicroKernel {
         let code = backend.code
         return { a, taps, words, w, panelWords, panels, sums in
             inception_amx_int8_tile(code, ReducedKernels.c(a), taps, words, w, panelWords, panels, sums)

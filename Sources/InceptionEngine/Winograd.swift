@@ -279,7 +279,7 @@ package final class WinogradConvolution: Sendable {
                             pixels[r] = first + min(r, valid - 1)
                             a[r] = UnsafePointer(transformed.value + (xi * tileCount + pixels[r]) * cin)
                         }
-                        kernel(ConvolutionTile(a: a, taps: 1, channels: cin,
+                        kernel(MicroKernelCall(a: a, taps: 1, channels: cin,
                                                weights: panelBase.value + xi * weightStride + firstPanel * cin * 16,
                                                panelFloats: cin * 16, firstPanel: firstPanel,
                                                panels: lastPanel - firstPanel,

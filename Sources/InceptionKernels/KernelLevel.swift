@@ -38,8 +38,8 @@ public struct KernelTable: Sendable {
     public let tiles: [TileShape]
     /// Lanes of `Chunk`.
     public let chunkLanes: Int
-    public let convolution: @Sendable (ConvolutionTile) -> Void
-    public let gemm: @Sendable (ConvolutionTile) -> Void
+    public let convolution: @Sendable (MicroKernelCall) -> Void
+    public let gemm: @Sendable (MicroKernelCall) -> Void
     public let winogradInput: @Sendable (WinogradInputTile) -> Void
     public let winogradOutput: @Sendable (WinogradOutputTile) -> Void
 
@@ -48,7 +48,7 @@ public struct KernelTable: Sendable {
         name = L.name
         tiles = L.tiles
         chunkLanes = L.Chunk.scalarCount
-        convolution = { convolutionTile(L.self, $0) }
+        convolution = { microKernel(L.self, $0) }
         gemm = { gemmTile(L.self, $0) }
         winogradInput = { winogradInputTile(L.self, $0) }
         winogradOutput = { winogradOutputTile(L.self, $0) }

@@ -1,4 +1,4 @@
-/// One tile of a convolution as an implicit GEMM: `rows` output pixels (at most `shape.rows`) × the panels
+/// One call of a convolution's micro-kernel, as an implicit GEMM: `rows` output pixels (at most `shape.rows`) × the panels
 /// `firstPanel ..< firstPanel + panels` of 16 output channels, run `shape.panels` at a time, over `taps` indirection
 /// entries of `channels` input values each, contiguous.
 /// `a[t · shape.rows + r]` points at row r's input for tap t (or at zeros, for padding);
@@ -6,7 +6,7 @@
 /// pixel `pixels[r]`; panel p of it is stored at `outputBases[p] + pixels[r] · outputStrides[p]` (sibling
 /// convolutions merged into one GEMM write to different maps). The epilogue adds the bias (`bias[16p ...]`) and the
 /// residual (`residual[r] + 16p`), applies ReLU and stores the panel's channels that exist (≤ 16).
-public struct ConvolutionTile {
+public struct MicroKernelCall {
     public var a: UnsafePointer<UnsafePointer<Float>>
     public var taps: Int, channels: Int
     public var weights: UnsafePointer<Float>, panelFloats: Int
@@ -87,7 +87,7 @@ extension CodableAsText {
 /// Runs a convolution tile at its shape, with fewer rows when few are valid (the last tile of a small map), so that
 /// rows which would be thrown away are not computed.
 @inlinable
-func convolutionTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
+func microKernel<L: KernelLevel>(_ level: L.Type, _ t: MicroKernelCall) {
     runTile(L.self, Contiguous.self, stride: t.shape.rows, t)
 }
 
@@ -95,7 +95,7 @@ func convolutionTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
 /// per row, read every 6th float (`a[k · 6 + r]`, six rows' values of one depth index side by side). `t.a` holds
 /// the row pointers `strip + r` (6, or 12 over two strips); a 3-row tile runs a strip as two halves.
 @inlinable
-func gemmTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
+func gemmTile<L: KernelLevel>(_ level: L.Type, _ t: MicroKernelCall) {
     guard t.shape.rows == 3 && t.rows > 3 else { return runTile(L.self, Strip6.self, stride: 6, t) }
     var half = t
     half.rows = 3
@@ -107,7 +107,7 @@ func gemmTile<L: KernelLevel>(_ level: L.Type, _ t: ConvolutionTile) {
 /// The tile's panels in pairs at a two-panel shape (an odd last panel alone), at the fewest rows that hold the
 /// valid ones.
 @inlinable @inline(__always)
-func runTile<L: KernelLevel, S: RowStep>(_ level: L.Type, _ step: S.Type, stride: Int, _ t: ConvolutionTile) {
+func runTile<L: KernelLevel, S: RowStep>(_ level: L.Type, _ step: S.Type, stride: Int, _ t: MicroKernelCall) {
     let rows = min(t.shape.rows, t.rows <= 3 ? 3 : t.rows <= 6 ? 6 : 12)
     let paired = t.shape.panels == 2 ? t.panels & ~1 : 0
     if paired > 0 {
@@ -124,7 +124,7 @@ func runTile<L: KernelLevel, S: RowStep>(_ level: L.Type, _ step: S.Type, stride
 
 @inlinable @inline(__always)
 func runRows<L: KernelLevel, S: RowStep, P: TilePanels>(_ level: L.Type, _ step: S.Type, _ panels: P.Type, rows: Int,
-                                                         stride: Int, _ t: ConvolutionTile) {
+                                                         stride: Int, _ t: MicroKernelCall) {
     switch rows {
     case 3: convolutionRows(L.self, Rows3.self, P.self, S.self, stride: stride, t)
     case 6: convolutionRows(L.self, Rows6.self, P.self, S.self, stride: stride, t)
@@ -160,7 +160,7 @@ public typealias SixPointers = (UnsafePointer<Float>, UnsafePointer<Float>, Unsa
 /// output is the sum over taps, then channels, in order, from zero — the same in every shape.
 @inlinable
 func convolutionRows<L: KernelLevel, R: TileRows, P: TilePanels, S: RowStep>(
-    _ level: L.Type, _ tileRows: R.Type, _ tilePanels: P.Type, _ step: S.Type, stride: Int, _ t: ConvolutionTile
+    _ level: L.Type, _ tileRows: R.Type, _ tilePanels: P.Type, _ step: S.Type, stride: Int, _ t: MicroKernelCall
 ) {
     typealias V = SIMD16<Float>
     let (low, high) = (min(R.count, 6), R.count > 6)
@@ -215,14 +215,14 @@ func accumulate<L: KernelLevel>(_ level: L.Type, _ c: inout SixRows, _ a: SixPoi
 
 /// Panel `p`'s valid rows (of up to 12) + bias, through the epilogue to their output pixels.
 @inlinable @inline(__always)
-func storePanel(_ c: (SixRows, SixRows), _ p: Int, _ t: ConvolutionTile) {
+func storePanel(_ c: (SixRows, SixRows), _ p: Int, _ t: MicroKernelCall) {
     let bias = UnsafeRawPointer(t.bias + p &* 16).loadUnaligned(as: SIMD16<Float>.self)
     storeSix(c.0, first: 0, bias, p, t)
     if t.rows > 6 { storeSix(c.1, first: 6, bias, p, t) }
 }
 
 @inlinable @inline(__always)
-func storeSix(_ c: SixRows, first: Int, _ bias: SIMD16<Float>, _ p: Int, _ t: ConvolutionTile) {
+func storeSix(_ c: SixRows, first: Int, _ bias: SIMD16<Float>, _ p: Int, _ t: MicroKernelCall) {
     let (base, pixelStride, columns) = (t.outputBases[p], t.outputStrides[p], min(16, t.outChannels &- p &* 16))
     storeRow(c.0 + bias, first, t, base, pixelStride, p, columns)
     if t.rows > first + 1 { storeRow(c.1 + bias, first + 1, t, base, pixelStride, p, columns) }
@@ -234,7 +234,7 @@ func storeSix(_ c: SixRows, first: Int, _ bias: SIMD16<Float>, _ p: Int, _ t: Co
 
 /// Row `r` of panel `p`'s tile to its output pixel.
 @inlinable @inline(__always)
-func storeRow(_ value: SIMD16<Float>, _ r: Int, _ t: ConvolutionTile, _ base: UnsafeMutablePointer<Float>,
+func storeRow(_ value: SIMD16<Float>, _ r: Int, _ t: MicroKernelCall, _ base: UnsafeMutablePointer<Float>,
               _ pixelStride: Int, _ p: Int, _ columns: Int) {
     storeRow(value, base + t.pixels[r] &* pixelStride, t.residual.map { $0[r] + p &* 16 }, columns, t.relu)
 }

@@ -1,18 +1,18 @@
-/// The reduced-precision tiles' naive references, in Swift: the contract of the C micro-kernels in
+/// The reduced-precision micro-kernels' naive references, in Swift: the contract of the C micro-kernels in
 /// `CInceptionReduced` (see its header), written as plain loops. The tests hold each C kernel to its reference — the
 /// int8 ones bitwise (integer sums are exact), bf16 within float rounding — and a CPU without AVX2 runs int8 on
-/// `int8QuadsTileReference`.
+/// `int8QuadsMicroKernelReference`.
 ///
-/// A tile is 6 rows × `panels` panels of 16 output channels over `taps` × `words` 32-bit words of depth;
+/// A call covers 6 rows × `panels` panels of 16 output channels over `taps` × `words` 32-bit words of depth;
 /// `a[tap · 6 + r]` points at row r's words for that tap; panel q's weights start at word `q · panelWords · 16`,
 /// 16 words (one per output channel) per depth word. `sums[(q · 6 + r) · 16 + lane]` receives the sum as a float.
-public typealias ReducedTile = @Sendable (_ a: UnsafePointer<UnsafePointer<UInt32>>, _ taps: Int, _ words: Int,
+public typealias ReducedMicroKernel = @Sendable (_ a: UnsafePointer<UnsafePointer<UInt32>>, _ taps: Int, _ words: Int,
                                 _ weights: UnsafePointer<UInt32>, _ panelWords: Int, _ panels: Int,
                                 _ sums: UnsafeMutablePointer<Float>) -> Void
 
 public enum ReducedReference {
     /// bf16 pairs: each word holds two bfloat16 values (low half first in depth order); products summed in Double.
-    public static func bf16Tile(_ a: UnsafePointer<UnsafePointer<UInt32>>, _ taps: Int, _ words: Int,
+    public static func bf16MicroKernel(_ a: UnsafePointer<UnsafePointer<UInt32>>, _ taps: Int, _ words: Int,
                                 _ weights: UnsafePointer<UInt32>, _ panelWords: Int, _ panels: Int,
                                 _ sums: UnsafeMutablePointer<Float>) {
         tile(a, taps, words, weights, panelWords, panels, sums) { x, w in
@@ -21,7 +21,7 @@ public enum ReducedReference {
     }
 
     /// int8 quads: four u8 activations × four s8 weights per word, summed exactly (VPDPBUSD).
-    public static func int8QuadsTile(_ a: UnsafePointer<UnsafePointer<UInt32>>, _ taps: Int, _ words: Int,
+    public static func int8QuadsMicroKernel(_ a: UnsafePointer<UnsafePointer<UInt32>>, _ taps: Int, _ words: Int,
                                      _ weights: UnsafePointer<UInt32>, _ panelWords: Int, _ panels: Int,
                                      _ sums: UnsafeMutablePointer<Float>) {
         tile(a, taps, words, weights, panelWords, panels, sums) { x, w in
@@ -36,7 +36,7 @@ public enum ReducedReference {
 
     /// int8 pairs: two activations and two weights per word as 16-bit integers (u8 and s8 widened), summed exactly
     /// (VPMADDWD).
-    public static func int8PairsTile(_ a: UnsafePointer<UnsafePointer<UInt32>>, _ taps: Int, _ words: Int,
+    public static func int8PairsMicroKernel(_ a: UnsafePointer<UnsafePointer<UInt32>>, _ taps: Int, _ words: Int,
                                      _ weights: UnsafePointer<UInt32>, _ panelWords: Int, _ panels: Int,
                                      _ sums: UnsafeMutablePointer<Float>) {
         tile(a, taps, words, weights, panelWords, panels, sums) { x, w in

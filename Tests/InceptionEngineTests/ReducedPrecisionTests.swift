@@ -37,23 +37,23 @@ struct ReducedPrecisionTests {
         let bf16W = w.map { UInt32(ReducedReference.bf16Bits(Float(Int32(truncatingIfNeeded: $0)) / 1e9))
                             | UInt32(ReducedReference.bf16Bits(Float($0 >> 8) / 1e7)) << 16 }
         for route in Self.int8Routes where route.amx == nil {
-            let reference: ReducedTile = route.int8.words == .quads
-                ? ReducedReference.int8QuadsTile : ReducedReference.int8PairsTile
+            let reference: ReducedMicroKernel = route.int8.words == .quads
+                ? ReducedReference.int8QuadsMicroKernel : ReducedReference.int8PairsMicroKernel
             // Pairs hold u8 activations and s8 weights widened to 16 bits.
             let (aw, ww) = route.int8.words == .quads ? (a, w) : (a.map { $0.map { $0 & 0x00FF_00FF } },
                 w.map { UInt32(UInt16(bitPattern: Int16(Int8(truncatingIfNeeded: $0))))
                         | UInt32(UInt16(bitPattern: Int16(Int8(truncatingIfNeeded: $0 >> 16)))) << 16 })
-            #expect(run(route.int8.tile, aw, ww, taps, words, panels) == run(reference, aw, ww, taps, words, panels),
+            #expect(run(route.int8.kernel, aw, ww, taps, words, panels) == run(reference, aw, ww, taps, words, panels),
                     "int8 \(route.int8Name)")
         }
         if let bf16 = Self.bf16Kernels.bf16 {
             let fast = run(bf16, bf16A, bf16W, taps, words, panels)
-            let slow = run(ReducedReference.bf16Tile, bf16A, bf16W, taps, words, panels)
+            let slow = run(ReducedReference.bf16MicroKernel, bf16A, bf16W, taps, words, panels)
             #expect(relativeError(fast, slow) < 1e-6)
         }
     }
 
-    private func run(_ tile: ReducedTile, _ a: [[UInt32]], _ w: [UInt32], _ taps: Int, _ words: Int,
+    private func run(_ tile: ReducedMicroKernel, _ a: [[UInt32]], _ w: [UInt32], _ taps: Int, _ words: Int,
                      _ panels: Int) -> [Float] {
         var sums = [Float](repeating: .nan, count: panels * 96)
         let rows = a.map { row in
