@@ -53,7 +53,7 @@ let package = Package(
         // The bf16 and int8 micro-kernels: VDPBF16PS, VPDPBUSD and VPMADDWD, which Swift cannot express (each
         // function compiled for its own instructions; the Swift references are in InceptionKernels); and the AMX
         // tile layer, the instructions beside their exact emulator (amx.c).
-        .target(name: "CInceptionReduced"),
+        .target(name: "CInceptionReduced", dependencies: ["CInceptionSystem"]),
         // Tensors, convolution, pooling, the graph and its executor; picks the kernels' level. Knows no network.
         .target(name: "InceptionEngine", dependencies: [
             "InceptionKernels", "InceptionKernelsBaseline", "InceptionKernelsAVX2", "InceptionKernelsAVX512",

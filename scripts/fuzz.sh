@@ -45,7 +45,8 @@ build() {
         -o "$out/torchfile" ;;
     multipart) swiftc "${flags[@]}" Fuzz/MultipartTarget.swift Sources/InceptionServer/Multipart.swift -o "$out/multipart" ;;
     v2request) swiftc "${flags[@]}" Fuzz/V2RequestTarget.swift Sources/InceptionServer/OpenInference.swift \
-                 Sources/InceptionServer/JSONScanner.swift Sources/InceptionServer/InferenceError.swift \
+                 Sources/InceptionServer/JSONScanner.swift Sources/InceptionServer/JSONValue.swift \
+                 Sources/InceptionServer/DecimalText.swift Sources/InceptionServer/InferenceError.swift \
                  -o "$out/v2request" ;;
     pairs) swiftc "${flags[@]}" Fuzz/PairsTarget.swift Sources/Inception/PairsFile.swift \
              Sources/Inception/Verification.swift -o "$out/pairs" ;;

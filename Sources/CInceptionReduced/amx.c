@@ -1,13 +1,13 @@
 // See include/inception_amx.h for the contract. The instructions are compiled with a target attribute only, so the
 // file builds for every CPU; the engine calls them only after `inception_amx_usable()` said yes.
 #include "inception_amx.h"
+#include "inception_system.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
 #endif
 #if defined(__x86_64__) && defined(__linux__)
@@ -73,20 +73,15 @@ BF16_ROW(bf16_row_generic, )
 #if defined(__x86_64__)
 BF16_ROW(bf16_row_fma, __attribute__((target("avx2,fma"))))
 
+// The x86-64-v3 level of the package's one CPUID probe (AVX2 and FMA, the ymm state saved by the OS), asked once:
+// CPUID traps to the hypervisor in a virtual machine, and the emulator asks for every row.
 static int has_fma(void) {
     static int answer = -1;
     int known = __atomic_load_n(&answer, __ATOMIC_RELAXED);
-    if (known >= 0) return known;
-    unsigned a, b, c, d, lo = 0, hi = 0;
-    __cpuid(1, a, b, c, d);
-    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1, avx2 = 0;
-    if (osxsave) __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if (__get_cpuid_max(0, 0) >= 7) {
-        __cpuid_count(7, 0, a, b, c, d);
-        avx2 = (b >> 5) & 1;
+    if (known < 0) {
+        known = inception_cpu_features() & 1;
+        __atomic_store_n(&answer, known, __ATOMIC_RELAXED);
     }
-    known = osxsave && fma && avx && avx2 && (lo & 6) == 6;
-    __atomic_store_n(&answer, known, __ATOMIC_RELAXED);
     return known;
 }
 #endif
@@ -177,14 +172,8 @@ AMX_TARGET static void hardware_dpbusd(int c, int a, int b) PRODUCT_SWITCH(_tile
 
 int inception_amx_usable(void) {
 #if AMX_INSTRUCTIONS
-    unsigned a, b, c, d, lo = 0, hi = 0;
-    if (__get_cpuid_max(0, 0) < 7) return 1;
-    __cpuid(1, a, b, c, d);
-    if (!((c >> 27) & 1)) return 1;  // no XGETBV
-    __cpuid_count(7, 0, a, b, c, d);
-    int bf16 = (d >> 22) & 1, tile = (d >> 24) & 1, int8 = (d >> 25) & 1;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if (!(bf16 && tile && int8 && (lo & 0x60000) == 0x60000)) return 1;
+    // AMX-BF16 (16) and AMX-INT8 (64) with the tile state saved by the OS, from the package's one CPUID probe.
+    if ((inception_cpu_features() & (16 | 64)) != (16 | 64)) return 1;
     // ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18: once per process, for all its threads.
     return syscall(SYS_arch_prctl, 0x1023, 18) == 0 ? 0 : 2;
 #else

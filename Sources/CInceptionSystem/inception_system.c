@@ -57,7 +57,7 @@ static int cpu_reduced_precision(int levels) {
     if (!(levels & 1)) return 0;
     unsigned a, b, c, d, xcr0_lo, xcr0_hi;
     __cpuid_count(7, 0, a, b, c, d);
-    int vnni = (c >> 11) & 1, amx_bf16 = (d >> 22) & 1, amx_tile = (d >> 24) & 1;
+    int vnni = (c >> 11) & 1, amx_bf16 = (d >> 22) & 1, amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
     int max_leaf7 = (int)a;
     int bf16 = 0, avx_vnni = 0;
     if (max_leaf7 >= 1) {
@@ -68,8 +68,9 @@ static int cpu_reduced_precision(int levels) {
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     int tiles = (xcr0_lo & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA enabled by the OS
     int avx512 = (levels & 2) != 0;
-    return (avx512 && bf16) | ((avx512 && vnni) << 1) | ((avx512 && amx_bf16 && amx_tile && tiles) << 2)
-        | (avx_vnni << 3);
+    int amx = avx512 && amx_tile && tiles;
+    return (avx512 && bf16) | ((avx512 && vnni) << 1) | ((amx && amx_bf16) << 2) | (avx_vnni << 3)
+        | ((amx && amx_int8) << 4);
 #else
     (void)levels;
     return 0;

@@ -20,6 +20,8 @@ package struct CPUFeatures: OptionSet, Sendable, Hashable {
     package static let amxBF16 = CPUFeatures(rawValue: 1 << 4)
     /// VPDPBUSD on ymm, with the AVX2 level.
     package static let avxVNNI = CPUFeatures(rawValue: 1 << 5)
+    /// AMX's tile unit with INT8 (TDPBUSD), as `amxBF16`.
+    package static let amxInt8 = CPUFeatures(rawValue: 1 << 6)
 
     /// This process's CPU, asked once. `INCEPTION_NO_AVX_VNNI=1` hides AVX-VNNI (to run and time the AVX2 int8 route
     /// on a CPU that has both).

@@ -2,6 +2,7 @@ import CInceptionSystem
 import Foundation
 @_exported import struct InceptionKernels.KernelTable
 @_exported import struct InceptionKernels.TileShape
+@_exported import enum InceptionKernels.InstructionSet
 import InceptionKernels
 import InceptionKernelsAVX2
 import InceptionKernelsAVX512
@@ -15,10 +16,10 @@ package enum Kernels {
 
     /// The levels this CPU can run, best first.
     package static let supported: [KernelTable] = all.filter { table in
-        switch table.name {
-        case "avx512": return CPUFeatures.current.contains(.avx512)
-        case "avx2": return CPUFeatures.current.contains(.avx2)
-        default: return true
+        switch table.instructionSet {
+        case .avx512: return CPUFeatures.current.contains(.avx512)
+        case .avx2: return CPUFeatures.current.contains(.avx2)
+        case .baseline: return true
         }
     }
 

@@ -49,7 +49,7 @@ public struct PrecisionRoute: Sendable {
     /// kernel level for fp32.
     public var name: String {
         switch precision {
-        case .fp32: return kernels.level
+        case .fp32: return kernels.level.rawValue
         case .bf16: return kernels.bf16Name!
         case .int8: return kernels.int8Name
         }

@@ -20,8 +20,8 @@ package struct ReducedKernels: Sendable {
     package let int8: (words: Int8Words, kernel: ReducedMicroKernel)
     /// What runs int8 and bf16, for `inception summary` and the benchmark tables.
     package let int8Name: String, bf16Name: String?
-    /// The instruction-set level these tiles were chosen for.
-    package let level: String
+    /// The instruction-set level these micro-kernels were chosen for.
+    package let level: InstructionSet
     /// The AMX tile layer's backend when the tiles are AMX's (32-row tiles over a depth padded to whole tile rows),
     /// nil for the vector tiles (6 rows).
     package let amx: AMXBackend?
@@ -36,7 +36,7 @@ package struct ReducedKernels: Sendable {
     /// Why these tiles run no bf16, in one line; nil when they do.
     package var bf16Problem: String? {
         guard bf16 == nil else { return nil }
-        if level != "avx512" && Kernels.supported.contains(where: { $0.name == "avx512" }) {
+        if level != .avx512 && Kernels.supported.contains(where: { $0.instructionSet == .avx512 }) {
             return "bf16 needs the avx512 kernel level (INCEPTION_ISA=\(level) forbids it)"
         }
         return "bf16 needs AVX512-BF16 (VDPBF16PS) or AMX, which this CPU does not have"
@@ -47,12 +47,13 @@ package struct ReducedKernels: Sendable {
     /// level, AVX-VNNI or else VPMADDWD at AVX2, the Swift reference below that.
     package static func forLevel(_ level: KernelTable, features: CPUFeatures = .current,
                                 amx: AMXBackend? = AMX.backend) -> ReducedKernels {
-        let avx512 = level.name == "avx512", avx2 = level.name == "avx2"
+        let avx512 = level.instructionSet == .avx512, avx2 = level.instructionSet == .avx2
         let vectorBF16 = avx512 && features.contains(.avx512BF16)
-        func kernels(bf16: ReducedMicroKernel?, _ words: Int8Words, _ int8: @escaping ReducedMicroKernel, _ int8Name: String,
-                     bf16Name: String? = "avx512-bf16", amx: AMXBackend? = nil) -> ReducedKernels {
+        func kernels(bf16: ReducedMicroKernel?, _ words: Int8Words, _ int8: @escaping ReducedMicroKernel,
+                     _ int8Name: String, bf16Name: String? = "avx512-bf16", amx: AMXBackend? = nil) -> ReducedKernels {
             ReducedKernels(bf16: bf16, int8: (words, int8), int8Name: int8Name, bf16Name: bf16 == nil ? nil : bf16Name,
-                           level: level.name, amx: amx, vectorBF16: vectorBF16, vectorQuantize: avx2 || avx512)
+                           level: level.instructionSet, amx: amx, vectorBF16: vectorBF16,
+                           vectorQuantize: avx2 || avx512)
         }
         if let amx {
             return kernels(bf16: AMXTiles.bf16(amx), .quads, AMXTiles.int8(amx), "amx-int8", bf16Name: "amx-bf16",

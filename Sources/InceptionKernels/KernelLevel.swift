@@ -18,7 +18,7 @@ public protocol KernelLevel: SendableMetatype {
     static var fused: Bool { get }
     /// The register tiles worth measuring at this level, the built-in rule's first.
     static var tiles: [TileShape] { get }
-    static var name: String { get }
+    static var instructionSet: InstructionSet { get }
     /// max(v, 0) per lane. Written by each level on its concrete vector type: on a generic `SIMD` the comparison
     /// and select compile lane by lane.
     static func relu(_ v: Chunk) -> Chunk
@@ -30,9 +30,16 @@ func multiplyAdd<L: KernelLevel, V: SIMD>(_ level: L.Type, _ c: V, _ a: V, _ b: 
     L.fused ? c.addingProduct(a, b) : c + a * b
 }
 
+/// The fp32 kernel levels this build has, by the instruction set each is compiled for (`INCEPTION_ISA`'s values).
+/// A new level is a case here: the engine's switches over it then say where else it needs an answer.
+public enum InstructionSet: String, CaseIterable, Sendable {
+    case baseline, avx2, avx512
+}
+
 /// One level's kernels, as the engine calls them.
 public struct KernelTable: Sendable {
-    public let name: String
+    public let instructionSet: InstructionSet
+    public var name: String { instructionSet.rawValue }
     public var builtInTile: TileShape { tiles[0] }
     /// The register tiles worth measuring at this level; the first is the built-in rule's.
     public let tiles: [TileShape]
@@ -45,7 +52,7 @@ public struct KernelTable: Sendable {
 
     @inlinable
     public init<L: KernelLevel>(_ level: L.Type) {
-        name = L.name
+        instructionSet = L.instructionSet
         tiles = L.tiles
         chunkLanes = L.Chunk.scalarCount
         convolution = { microKernel(L.self, $0) }

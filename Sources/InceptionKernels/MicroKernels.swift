@@ -1,6 +1,6 @@
-/// One call of a convolution's micro-kernel, as an implicit GEMM: `rows` output pixels (at most `shape.rows`) × the panels
-/// `firstPanel ..< firstPanel + panels` of 16 output channels, run `shape.panels` at a time, over `taps` indirection
-/// entries of `channels` input values each, contiguous.
+/// One call of a convolution's micro-kernel, as an implicit GEMM: `rows` output pixels (at most `shape.rows`) × the
+/// panels `firstPanel ..< firstPanel + panels` of 16 output channels, run `shape.panels` at a time, over `taps`
+/// indirection entries of `channels` input values each, contiguous.
 /// `a[t · shape.rows + r]` points at row r's input for tap t (or at zeros, for padding);
 /// panel p's weights are `taps · channels × 16` floats at `weights + (p − firstPanel) · panelFloats`. Row r is output
 /// pixel `pixels[r]`; panel p of it is stored at `outputBases[p] + pixels[r] · outputStrides[p]` (sibling

@@ -7,7 +7,7 @@ enum AVX2: KernelLevel {
     static var fused: Bool { true }
     static var tiles: [TileShape] { [TileShape(rows: 6, panels: 1), TileShape(rows: 3, panels: 2)] }
     @inline(__always) static func relu(_ v: SIMD8<Float>) -> SIMD8<Float> { v.replacing(with: 0, where: v .< 0) }
-    static var name: String { "avx2" }
+    static var instructionSet: InstructionSet { .avx2 }
 }
 
 public let avx2Kernels = KernelTable(AVX2.self)

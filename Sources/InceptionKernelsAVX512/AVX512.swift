@@ -11,7 +11,7 @@ enum AVX512: KernelLevel {
     static var tiles: [TileShape] { [TileShape(rows: 6, panels: 1), TileShape(rows: 6, panels: 2),
                                      TileShape(rows: 12, panels: 2)] }
     @inline(__always) static func relu(_ v: SIMD16<Float>) -> SIMD16<Float> { v.replacing(with: 0, where: v .< 0) }
-    static var name: String { "avx512" }
+    static var instructionSet: InstructionSet { .avx512 }
 }
 
 public let avx512Kernels = KernelTable(AVX512.self)

@@ -12,7 +12,7 @@ enum Baseline: KernelLevel {
     static var tiles: [TileShape] { [TileShape(rows: 3, panels: 1)] }
     #endif
     @inline(__always) static func relu(_ v: SIMD4<Float>) -> SIMD4<Float> { v.replacing(with: 0, where: v .< 0) }
-    static var name: String { "baseline" }
+    static var instructionSet: InstructionSet { .baseline }
 }
 
 public let baselineKernels = KernelTable(Baseline.self)

@@ -1,5 +1,6 @@
 import Foundation
 import Inception
+import InceptionEngine
 import InceptionIO
 
 /// A run's folder: what a new run may replace, what a resumed one must match, and what every epoch writes
@@ -81,4 +82,49 @@ extension Trainer {
     }
 
     static func writeAtomically(_ data: Data, to url: URL) throws { try FileOutput.write(data, to: url) }
+}
+
+/// What a run folder holds to resume from: the weights (and the auxiliary head's), the optimiser's state, the steps
+/// and epochs done, the weight average, the metrics of the epochs done.
+struct SavedRun {
+    var values: [String: [Float]]
+    var optimizerState: [String: [Float]] = [:]
+    var steps = 0, epoch = 0
+    var average: WeightAverage?
+    var history: [EpochMetrics] = []
+}
+
+extension Trainer {
+    /// Reads a saved run to resume, refusing a folder without one and a configuration that differs from its own.
+    static func savedRun(_ run: URL, _ configuration: TrainingConfiguration, graph: Graph, trainingGraph: Graph,
+                         auxiliaryHead: Bool) throws -> SavedRun {
+        let name = configuration.model
+        guard let data = try? Data(contentsOf: run.appendingPathComponent("state.json")),
+              let state = try? JSONDecoder().decode(RunState.self, from: data) else {
+            throw TrainingError.noRunToResume(run.path)
+        }
+        let saved = try JSONDecoder().decode(TrainingConfiguration.self,
+                                             from: Data(contentsOf: run.appendingPathComponent("config.json")))
+        let differing = try differingFields(saved, configuration)
+        guard differing.isEmpty else { throw TrainingError.configurationDiffers(differing) }
+        func values(_ file: String) throws -> [String: [Float]] {
+            try name.trainingValues(for: graph, weights: run.appendingPathComponent(file), seed: configuration.seed,
+                                    repeats: configuration.repeats)
+        }
+        var result = SavedRun(values: try values("model.safetensors"), steps: state.steps, epoch: state.epoch)
+        if auxiliaryHead {
+            let file = run.appendingPathComponent("auxiliary.safetensors")
+            result.values.merge(try name.auxiliaryValues(for: trainingGraph, weights: file)) { a, _ in a }
+        }
+        let file = try SafeTensorsFile(contentsOf: run.appendingPathComponent("optimizer.safetensors"))
+        for key in file.entries.keys { result.optimizerState[key] = try file.floats(key) }
+        if let decay = configuration.averageDecay {
+            result.average = WeightAverage(decay: decay, values: try values("average.safetensors"))
+        }
+        let lines = (try? String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
+        result.history = lines.split(separator: "\n")
+            .compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
+            .filter { $0.epoch <= state.epoch }
+        return result
+    }
 }

@@ -67,35 +67,11 @@ public final class Trainer {
         var values: [String: [Float]]
         var optimizerState: [String: [Float]] = [:], steps = 0
         if resume && reads {
-            let stateURL = run.appendingPathComponent("state.json")
-            guard let data = try? Data(contentsOf: stateURL),
-                  let state = try? JSONDecoder().decode(RunState.self, from: data) else {
-                throw TrainingError.noRunToResume(run.path)
-            }
-            let saved = try JSONDecoder().decode(TrainingConfiguration.self,
-                                                 from: Data(contentsOf: run.appendingPathComponent("config.json")))
-            let differing = try Self.differingFields(saved, configuration)
-            guard differing.isEmpty else { throw TrainingError.configurationDiffers(differing) }
-            values = try name.trainingValues(for: graph, weights: run.appendingPathComponent("model.safetensors"),
-                                             seed: configuration.seed,
-                                         repeats: configuration.repeats)
-            if auxiliaryHead != nil {
-                let file = run.appendingPathComponent("auxiliary.safetensors")
-                values.merge(try name.auxiliaryValues(for: trainingGraph, weights: file)) { a, _ in a }
-            }
-            let file = try SafeTensorsFile(contentsOf: run.appendingPathComponent("optimizer.safetensors"))
-            for key in file.entries.keys { optimizerState[key] = try file.floats(key) }
-            steps = state.steps
-            completedEpochs = state.epoch
-            if configuration.averageDecay != nil {
-                average = WeightAverage(decay: configuration.averageDecay!, values: try name.trainingValues(
-                    for: graph, weights: run.appendingPathComponent("average.safetensors"), seed: configuration.seed,
-                    repeats: configuration.repeats))
-            }
-            let lines = (try? String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)) ?? ""
-            history = lines.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self,
-                from: Data($0.utf8)) }
-                .filter { $0.epoch <= state.epoch }
+            let saved = try Self.savedRun(run, configuration, graph: graph, trainingGraph: trainingGraph,
+                                          auxiliaryHead: auxiliaryHead != nil)
+            (values, optimizerState, steps, completedEpochs) = (saved.values, saved.optimizerState, saved.steps,
+                                                                saved.epoch)
+            (average, history) = (saved.average, saved.history)
         } else {
             values = initial ?? ModelName.initialValues(trainingGraph, seed: configuration.seed)
             // Released weights have no auxiliary head: it starts fresh.

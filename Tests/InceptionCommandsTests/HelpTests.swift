@@ -8,8 +8,8 @@ import Testing
 /// an option's wording or default shows in review as a change to these files; after a deliberate change, rewrite
 /// them with `INCEPTION_UPDATE_SNAPSHOTS=1` and read the diff.
 @Suite struct HelpTests {
-    static let commands = ["classify", "explain", "embed", "eval", "verify", "compare", "preprocess", "predict", "summary",
-                           "bench", "serve", "train",
+    static let commands = ["classify", "explain", "embed", "eval", "verify", "compare", "preprocess", "predict",
+                           "summary", "bench", "serve", "train",
                            "curves", "models", "init", "convert", "export", "quantize"]
     static let folder = repositoryRoot.appendingPathComponent("Tests/HelpSnapshots")
 

@@ -13,7 +13,8 @@ int inception_map_allocations_from(int bytes);
 /// 2 = x86-64-v4 (AVX-512 F/BW/CD/DQ/VL, and the OS saves the zmm state) — and the reduced-precision instructions:
 /// 4 = AVX512-BF16 (VDPBF16PS, with the AVX-512 level), 8 = AVX512-VNNI (VPDPBUSD on zmm, with the AVX-512 level),
 /// 16 = AMX-BF16 (tile state saved by the OS; Linux also wants it requested: `inception_amx_usable` in
-/// CInceptionReduced), 32 = AVX-VNNI (VPDPBUSD on ymm, with the AVX2 level). 0 elsewhere (arm64, older x86-64).
+/// CInceptionReduced), 32 = AVX-VNNI (VPDPBUSD on ymm, with the AVX2 level), 64 = AMX-INT8 (with AMX-BF16's
+/// conditions). 0 elsewhere (arm64, older x86-64). The one CPUID probe of the package: C (amx.c) asks it too.
 int inception_cpu_features(void);
 
 #endif
