@@ -37,7 +37,7 @@ extension InceptionModel {
 
     /// One image as the network takes it: its normalised pixels at the model's input size (NHWC), after the model's
     /// own preprocessing. Preparing each image as it is decoded keeps a batch small whatever the photos' size.
-    public func prepare(_ image: RGBImage) -> [Float] { name.preprocessing.apply(image, inputSize: inputSize) }
+    public func prepare(_ image: RGBImage) -> [Float] { name.spec.preprocessing.apply(image, inputSize: inputSize) }
 
     /// `classify` of images already through `prepare`.
     public func classify(prepared images: [[Float]], top: Int = 5,

@@ -35,7 +35,7 @@ public struct Ensemble: Sendable {
     /// Each member's views of each image, normalised (`[image][member][view]`): what `probabilities` runs.
     public func views(_ images: [RGBImage], crops: CropProtocol) -> [[[[Float]]]] {
         images.map { image in
-            members.map { $0.name.preprocessing.apply(image, crops: crops, inputSize: $0.inputSize) }
+            members.map { $0.name.spec.preprocessing.apply(image, crops: crops, inputSize: $0.inputSize) }
         }
     }
 

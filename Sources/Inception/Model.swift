@@ -27,7 +27,7 @@ public final class InceptionModel: Sendable {
         self.name = name
         self.compiled = compiled
         self.explanationParameters = explanationParameters
-        self.inputSize = metadata.inputSize ?? name.defaultInputSize
+        self.inputSize = metadata.inputSize ?? name.spec.inputSize
         let classes = compiled.graph.outputs[.logits].map { compiled.graph.nodes[$0].channels }
         self.classNames = metadata.classNames.flatMap { $0.count == classes ? $0 : nil }
     }
@@ -53,7 +53,7 @@ public final class InceptionModel: Sendable {
         if route.precision == .int8 && weights.int8 == nil { throw PrecisionError.needsQuantizedWeights }
         let compiled = try weights.namingCheckpointKeys {
             try CompiledGraph(graph: weights.graph, algorithms: algorithms,
-                              usualInputSize: weights.name.defaultInputSize, precision: route,
+                              usualInputSize: weights.name.spec.inputSize, precision: route,
                               tiles: route.precision == .fp32 ? tiles : .builtIn, int8Weights: weights.int8,
                               parameter: weights.parameter)
         }

@@ -9,15 +9,16 @@ import InceptionModels
 public struct ModelSpec: Sendable {
     /// The name timm and the command line use ("inception_v4").
     public let name: String
-    /// Builds the graph: `classes` outputs of the classifier (nil: none), `repeats` blocks in the A, B and C stages
-    /// (nil: the network's own), with or without TF-slim's auxiliary classifier.
-    package let build: @Sendable (_ classes: Int?, _ repeats: (Int, Int, Int)?, _ auxiliaryHead: Bool) -> Graph
+    /// Builds the graph of a configuration (see `GraphRequest`).
+    package let build: @Sendable (GraphRequest) -> Graph
     /// Classes of the default graph; nil when by default it has no classifier (the face model's embedding).
     public let classes: Int?
     /// The eval transform of its released weights; its input size is the network's.
     public let preprocessing: Preprocessing
     /// The Hub repository of its released weights (`model.safetensors`), where one exists.
     public let hubRepository: String?
+    /// The network's input size: its preprocessing's.
+    public var inputSize: Int { preprocessing.inputSize }
     /// Where weights come from, for `inception models`.
     public let weightsNote: String
     /// What the primary output is, for `inception models`.
@@ -36,13 +37,25 @@ public struct ModelSpec: Sendable {
                 weightsNote: String, outputNote: String, classifierWeight: String = "classifier.weight",
                 checkpointPrefixes: @escaping @Sendable () -> [(ours: String, theirs: String)] = { [] },
                 checkpointAliases: [(theirs: String, released: String)] = [], auxiliaryHead: Bool = false,
-                build: @escaping @Sendable (_ classes: Int?, _ repeats: (Int, Int, Int)?, _ auxiliaryHead: Bool)
-                    -> Graph) {
+                build: @escaping @Sendable (GraphRequest) -> Graph) {
         (self.name, self.classes, self.preprocessing) = (name, classes, preprocessing)
         self.hubRepository = hubRepository
         (self.weightsNote, self.outputNote, self.classifierWeight) = (weightsNote, outputNote, classifierWeight)
         (self.checkpointPrefixes, self.checkpointAliases) = (checkpointPrefixes, checkpointAliases)
         (self.auxiliaryHead, self.build) = (auxiliaryHead, build)
+    }
+}
+
+/// What a network's graph is built for: `classes` outputs of the classifier (nil: none), `repeats` blocks in the A, B
+/// and C stages (nil: the network's own), with or without TF-slim's auxiliary classifier. A future network's own
+/// choice is a new field, with a default that builds what the others build.
+package struct GraphRequest: Sendable {
+    package var classes: Int?
+    package var repeats: (Int, Int, Int)?
+    package var auxiliaryHead = false
+
+    package init(classes: Int?, repeats: (Int, Int, Int)? = nil, auxiliaryHead: Bool = false) {
+        (self.classes, self.repeats, self.auxiliaryHead) = (classes, repeats, auxiliaryHead)
     }
 }
 
@@ -70,11 +83,11 @@ extension ModelSpec {
         weightsNote: "Hub: timm/inception_v4.tf_in1k", outputNote: "ImageNet-1k logits (1000)",
         // timm numbers the stages `features.N` in build order and calls the classifier `last_linear`.
         checkpointPrefixes: { inceptionV4Prefixes }, auxiliaryHead: true
-    ) { classes, repeats, auxiliaryHead in
+    ) { request in
         var config = InceptionV4.Configuration()
-        config.classes = classes!
-        if let repeats { config.repeats = repeats }
-        config.auxiliaryHead = auxiliaryHead
+        config.classes = request.classes!
+        if let repeats = request.repeats { config.repeats = repeats }
+        config.auxiliaryHead = request.auxiliaryHead
         return InceptionV4.graph(config)
     }
 
@@ -115,20 +128,21 @@ extension ModelSpec {
              ("reduction_b.", "mixed_7a."), ("inception_resnet_c.", "repeat_3."),
              ("inception_resnet_c_last.", "block8."), ("bottleneck_bn.", "last_bn."), ("bottleneck.", "last_linear.")]
         }
-    ) { classes, repeats, auxiliaryHead in
-        residual(.v1FaceNet(classes: classes))(classes, repeats, auxiliaryHead)
+    ) { request in
+        residual(.v1FaceNet(classes: request.classes))(request)
     }
 
     /// An Inception-ResNet configuration's builder: its classifier resized, its stages repeated as asked.
     private static func residual(_ base: InceptionResNet.Configuration)
-        -> @Sendable (Int?, (Int, Int, Int)?, Bool) -> Graph
+        -> @Sendable (GraphRequest) -> Graph
     {
-        { classes, repeats, auxiliaryHead in
+        { request in
             var config = base
-            if case let .classifier(_, dropout) = config.head { config.head = .classifier(classes: classes!,
-                                                                                          dropout: dropout) }
-            if let repeats { config.repeats = repeats }
-            config.auxiliaryHead = auxiliaryHead
+            if case let .classifier(_, dropout) = config.head {
+                config.head = .classifier(classes: request.classes!, dropout: dropout)
+            }
+            if let repeats = request.repeats { config.repeats = repeats }
+            config.auxiliaryHead = request.auxiliaryHead
             return InceptionResNet.graph(config)
         }
     }

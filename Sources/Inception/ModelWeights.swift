@@ -18,7 +18,7 @@ public struct ModelWeights {
     public func parameter(_ graphName: String) throws -> [Float] { try read(graphName) }
 
     /// The square input size the weights are for: the checkpoint's own when it says, else the network's default.
-    public var inputSize: Int { metadata.inputSize ?? name.defaultInputSize }
+    public var inputSize: Int { metadata.inputSize ?? name.spec.inputSize }
 
     /// A checkpoint in the released layout (timm's key names, PyTorch shapes), checked strictly both ways: every
     /// parameter must be present with the right shape, and every tensor in the file must be used (only
@@ -40,7 +40,7 @@ public struct ModelWeights {
             quantized = try QuantizedCheckpoint(safetensors)
         }
         let file = name.inReleasedLayout(quantized ?? opened)
-        let classes = file.shapes[name.checkpointKey(name.classifierWeight)]?.first
+        let classes = file.shapes[name.checkpointKey(name.spec.classifierWeight)]?.first
         let metadata = try CheckpointMetadata(file.metadata)
         let graph = name.graph(classes: classes, repeats: metadata.repeats)
         try InceptionModel.verify(graph, name, file)
@@ -86,7 +86,7 @@ public struct ModelWeights {
         switch source {
         case let .file(url): try self.init(name, file: url)
         case let .released(hub):
-            guard let repo = name.hubRepository else { throw HubError.noReleasedWeights(model: name.rawValue) }
+            guard let repo = name.spec.hubRepository else { throw HubError.noReleasedWeights(model: name.rawValue) }
             try self.init(name, file: try hub.file(repo: repo, filename: "model.safetensors"))
         case let .random(seed): self.init(name, randomSeed: seed)
         }

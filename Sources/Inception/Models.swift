@@ -35,31 +35,16 @@ public struct ModelName: Hashable, Sendable, CustomStringConvertible {
     /// facenet-pytorch 2.6 `InceptionResnetV1`: face embeddings (VGGFace2 / CASIA-WebFace weights).
     public static let inceptionResNetV1FaceNet = ModelName(.inceptionResNetV1FaceNet)
 
-    /// Our name of the classifier's weight (its rows are the classes).
-    public var classifierWeight: String { spec.classifierWeight }
-
-    /// Classes of the default graph; nil for a network that by default has no classifier (the face model).
-    public var defaultClasses: Int? { spec.classes }
-
-    public var defaultInputSize: Int { spec.preprocessing.inputSize }
-
-    /// Whether the release has an auxiliary classifier (`AuxLogits`), which training may add.
-    public var hasAuxiliaryHead: Bool { spec.auxiliaryHead }
-
-    /// The eval transform of the model's released weights.
-    public var preprocessing: Preprocessing { spec.preprocessing }
-
-    /// The Hub repository of the released weights (`model.safetensors`), where one exists.
-    public var hubRepository: String? { spec.hubRepository }
-
     /// The network with `classes` outputs (nil: the default) and, for reduced-depth experiments, `repeats` blocks
     /// in its A, B and C stages (nil: the network's own). A reduced-depth network keeps the key names of the full
     /// one (inception_v4 numbers its stages as the full network does), so its checkpoints are for this library only.
-    /// `auxiliaryHead` adds TF-slim's auxiliary classifier (output `aux_logits`; see `hasAuxiliaryHead`).
+    /// `auxiliaryHead` adds TF-slim's auxiliary classifier (output `aux_logits`; see `ModelSpec.auxiliaryHead`).
     package func graph(classes: Int? = nil, repeats: [Int]? = nil, auxiliaryHead: Bool = false) -> Graph {
         precondition(repeats == nil || repeats!.count == 3 && repeats!.allSatisfy { $0 >= 1 }, "three block counts ≥ 1")
-        precondition(!auxiliaryHead || hasAuxiliaryHead, "\(self) has no auxiliary head")
-        return spec.build(classes ?? defaultClasses, repeats.map { ($0[0], $0[1], $0[2]) }, auxiliaryHead)
+        precondition(!auxiliaryHead || spec.auxiliaryHead, "\(self) has no auxiliary head")
+        let blocks = repeats.map { ($0[0], $0[1], $0[2]) }
+        return spec.build(GraphRequest(classes: classes ?? spec.classes, repeats: blocks,
+                                       auxiliaryHead: auxiliaryHead))
     }
 
     /// How our parameter names map to the released checkpoint's keys: (our prefix, checkpoint prefix) pairs,
@@ -71,7 +56,7 @@ public struct ModelName: Hashable, Sendable, CustomStringConvertible {
     /// networks with released checkpoints are considered.
     func fits(_ shapes: [String: [Int]]) -> Bool {
         guard !checkpointPrefixes.isEmpty else { return false }
-        let classifier = String(classifierWeight.dropLast("weight".count))
+        let classifier = String(spec.classifierWeight.dropLast("weight".count))
         return graph().parameters.allSatisfy {
             $0.name.hasPrefix(classifier) || shapes[checkpointKey($0.name)] == $0.shape
         }

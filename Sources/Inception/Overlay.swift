@@ -102,7 +102,7 @@ extension Explanation {
     /// target, the map at the layer's resolution and at the network input's (row-major, in [0, 1]), and the part
     /// of a `photoWidth × photoHeight` photo the network saw.
     public func record(model: InceptionModel, photoWidth: Int, photoHeight: Int) -> [String: Any] {
-        let seen = seenRegion(width: photoWidth, height: photoHeight, preprocessing: model.name.preprocessing)
+        let seen = seenRegion(width: photoWidth, height: photoHeight, preprocessing: model.name.spec.preprocessing)
         var record: [String: Any] = [
             "layer": layer, "method": method.rawValue,
             "layer_map": ["height": layerHeight, "width": layerWidth, "values": layerMap.map(Double.init)],
@@ -121,6 +121,6 @@ extension Explanation {
     /// The overlay of `photo` with this model's caption, as a PNG file: what `inception explain` writes and the
     /// server's `/explain` answers, byte for byte.
     public func overlayPNG(on photo: RGBImage, model: InceptionModel) throws -> Data {
-        try overlay(on: photo, preprocessing: model.name.preprocessing, caption: caption(model: model)).pngData()
+        try overlay(on: photo, preprocessing: model.name.spec.preprocessing, caption: caption(model: model)).pngData()
     }
 }

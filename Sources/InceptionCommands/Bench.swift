@@ -93,7 +93,7 @@ struct Bench: ParsableCommand {
             throw CLIError("--precision is for the forward pass (not --train or --kernels)")
         }
         guard !auxHead
-            || model.model.hasAuxiliaryHead else { throw CLIError("\(model.model) has no auxiliary head") }
+            || model.model.spec.auxiliaryHead else { throw CLIError("\(model.model) has no auxiliary head") }
     }
 
     func run() throws {
@@ -103,7 +103,7 @@ struct Bench: ParsableCommand {
             if train { return try runTraining() }
             let route = try precision.route()
             let name = model.model
-            let size = inputSize ?? name.defaultInputSize
+            let size = inputSize ?? name.spec.inputSize
             let net = try load(name, size: size, route: route)
             let macs = net.graph.macs(shapes: try net.graph.shapes(n: batch, h: size, w: size))
             try net.checkMemory(batch: batch, size: size)
@@ -231,7 +231,7 @@ extension Bench {
     func runCold() throws {
         let route = try precision.route()
         let name = model.model
-        let size = inputSize ?? name.defaultInputSize
+        let size = inputSize ?? name.spec.inputSize
         let loadStart = DispatchTime.now().uptimeNanoseconds
         let net = try load(name, size: size, route: route)
         let loaded = DispatchTime.now().uptimeNanoseconds
@@ -262,7 +262,7 @@ extension Bench {
     func runKernels() throws {
         let name = model.model
         let graph = name.graph()
-        let size = inputSize ?? name.defaultInputSize
+        let size = inputSize ?? name.spec.inputSize
         let shapes = try graph.shapes(n: batch, h: size, w: size)
         var seen = Set<String>(), rows: [[String: Any]] = []
         var table = AlgorithmTable.saved ?? AlgorithmTable(cpu: AlgorithmTable.thisCPU, isa: Kernels.current.name)
@@ -350,8 +350,8 @@ extension Bench {
     /// Median time of a whole training step: forward and backward on batch statistics, then the optimiser.
     func runTraining() throws {
         let name = model.model
-        let size = inputSize ?? name.defaultInputSize
-        let graph = name.graph(classes: name.defaultClasses ?? 1000, auxiliaryHead: auxHead)
+        let size = inputSize ?? name.spec.inputSize
+        let graph = name.graph(classes: name.spec.classes ?? 1000, auxiliaryHead: auxHead)
         let measured = try Benchmark.trainingSteps(graph, batch: batch, size: size, warmup: warmup, runs: runs,
                                                    threads: threads.threads, profile: profile)
         let times = measured.steps.map { $0 * 1000 }, optimizer = Benchmark.median(measured.optimizer) * 1000

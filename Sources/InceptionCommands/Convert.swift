@@ -39,7 +39,7 @@ struct Convert: ParsableCommand {
             let name = try network.model(for: url)
             let file = name.inReleasedLayout(try openTensorFile(url))
             let shapes = file.shapes
-            let classes = shapes[name.checkpointKey(name.classifierWeight)]?.first
+            let classes = shapes[name.checkpointKey(name.spec.classifierWeight)]?.first
             try InceptionModel.verify(name.graph(classes: classes), name, file)
             var tensors: [(name: String, shape: [Int], values: [Float])] = []
             for key in shapes.keys.sorted() where !key.hasSuffix("num_batches_tracked") {

@@ -70,5 +70,5 @@ extension Float {
 
 extension ModelName {
     /// The smallest square input the network takes.
-    var minimumInputSize: Int { graph(classes: defaultClasses).minimumInputSize }
+    var minimumInputSize: Int { graph(classes: spec.classes).minimumInputSize }
 }

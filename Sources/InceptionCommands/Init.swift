@@ -37,12 +37,12 @@ struct Init: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let name = network.model
-            let graph = name.graph(classes: classes ?? name.defaultClasses)
+            let graph = name.graph(classes: classes ?? name.spec.classes)
             // The values, and the file's bytes made from them.
             try MemoryLimit.check(8 * graph.parameterCount, for: "a checkpoint of \(graph.parameterCount.grouped) "
                                   + "parameters")
             let values = ModelName.initialValues(graph, seed: seed)
-            let metadata = CheckpointMetadata(model: name, inputSize: name.defaultInputSize)
+            let metadata = CheckpointMetadata(model: name, inputSize: name.spec.inputSize)
             try SafeTensorsFile.write(name.checkpointTensors(graph, values), metadata: metadata.strings,
                                       to: URL(fileURLWithPath: output))
             if json {

@@ -12,7 +12,7 @@ struct Models: ParsableCommand {
 
     func run() throws {
         let rows: [[String: Any]] = ModelName.allCases.map { name in
-            ["name": name.rawValue, "parameters": name.graph().parameterCount, "input_size": name.defaultInputSize,
+            ["name": name.rawValue, "parameters": name.graph().parameterCount, "input_size": name.spec.inputSize,
              "weights": name.spec.weightsNote, "output": name.spec.outputNote]
         }
         if json { return try printJSON(rows) }

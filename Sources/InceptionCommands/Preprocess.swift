@@ -37,7 +37,7 @@ struct Preprocess: ParsableCommand {
     /// Each image is decoded, preprocessed and written before the next is read, one view at a time.
     func run() throws {
         try reportingErrors {
-            let preprocessing = network.model.preprocessing
+            let preprocessing = network.model.spec.preprocessing
             let size = inputSize ?? preprocessing.inputSize
             let shape = [images.count * crops.rawValue, 3, size, size]
             let writer = try NPY.Writer(shape: shape, to: output)

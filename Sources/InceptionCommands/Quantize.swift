@@ -55,7 +55,7 @@ struct Quantize: ParsableCommand {
                 for path in chunk {
                     do {
                         let image = try RGBImage(contentsOf: URL(fileURLWithPath: path))
-                        pixels += name.preprocessing.apply(image, inputSize: model.inputSize)
+                        pixels += name.spec.preprocessing.apply(image, inputSize: model.inputSize)
                     } catch {
                         FileHandle.standardError.write(Data("warning: skipped \(path): \(error)\n".utf8))
                         skipped += 1

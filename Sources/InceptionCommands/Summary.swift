@@ -30,7 +30,7 @@ struct Summary: ParsableCommand {
         try reportingErrors {
             let name = model.model
             let graph = name.graph(classes: classes)
-            let size = inputSize ?? name.defaultInputSize
+            let size = inputSize ?? name.spec.inputSize
             let shapes = try graph.shapes(n: 1, h: size, w: size)
             let macs = graph.macs(shapes: shapes)
             var stages: [(name: String, shape: Shape, parameters: Int, macs: Int)] = []

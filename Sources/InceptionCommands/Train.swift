@@ -155,7 +155,7 @@ struct Train: ParsableCommand {
             let (train, validation) = try checkImages(listed, try val.map { try ImageFolder($0, classes: classes) },
                                                       speaks: communicator?.isRoot ?? true)
             var config = TrainingConfiguration(
-                model: name, classes: classes, inputSize: inputSize ?? name.defaultInputSize, epochs: epochs,
+                model: name, classes: classes, inputSize: inputSize ?? name.spec.inputSize, epochs: epochs,
                 batchSize: batchSize,
                 optimizer: OptimizerSettings(kind: optimizer, momentum: momentum, nesterov: nesterov,
                                              weightDecay: weightDecay),

@@ -89,7 +89,7 @@ public enum ONNXExport {
     /// What a runtime needs to feed the model: the network, its input size and preprocessing, its class names; and
     /// whether it carries a quantisation.
     static func metadata(_ weights: ModelWeights) -> [(key: String, value: String)] {
-        let p = weights.name.preprocessing
+        let p = weights.name.spec.preprocessing
         func list(_ values: [Float]) -> String { values.map { "\($0)" }.joined(separator: ",") }
         var entries: [(key: String, value: String)] = [
             ("model", weights.name.rawValue), ("input_size", "\(weights.inputSize)"), ("layout", "NCHW, RGB"),

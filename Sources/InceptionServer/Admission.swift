@@ -75,8 +75,8 @@ extension InferenceServer {
         let (pixels, limit) = (configuration.maxImagePixels, configuration.decodeTimeLimit)
         do {
             return try await pool.run {
-                model.name.preprocessing.apply(try RGBImage(decoding: body, maximumPixels: pixels, timeLimit: limit),
-                                               inputSize: model.inputSize)
+                let image = try RGBImage(decoding: body, maximumPixels: pixels, timeLimit: limit)
+                return model.name.spec.preprocessing.apply(image, inputSize: model.inputSize)
             }
         } catch let error as ImageError {
             throw InferenceError(.badInput, error.description)

@@ -96,7 +96,7 @@ extension InferenceServer {
             return try await pool.run {
                 let image = try RGBImage(decoding: body, maximumPixels: maximum, timeLimit: limit)
                 let photo = Photo(image: Explanation.overlayPhoto(image), width: image.width, height: image.height)
-                return (photo, model.name.preprocessing.apply(image, inputSize: model.inputSize))
+                return (photo, model.name.spec.preprocessing.apply(image, inputSize: model.inputSize))
             }
         } catch let error as ImageError {
             throw InferenceError(.badInput, error.description)

@@ -39,7 +39,7 @@ public final class InferenceServer: Sendable {
         // By default, room for the largest request each model admits, a batch of JSON numbers once parsed included;
         // a limit given is kept (a JSON request that could never fit it is 413, naming binary data).
         let json = models.map {
-            Self.jsonExpansion * Self.jsonBodyLimit(configuration, inputSize: $0.name.spec.preprocessing.inputSize)
+            Self.jsonExpansion * Self.jsonBodyLimit(configuration, inputSize: $0.name.spec.inputSize)
         }
         let inFlight = configuration.maxBytesInFlight ?? ([128 << 20] + json).max()!
         budget = ByteBudget(limit: max(inFlight, configuration.maxBodyBytes))

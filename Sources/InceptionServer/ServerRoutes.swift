@@ -89,7 +89,7 @@ extension InferenceServer {
 
     /// What a client needs to know about a model: input size, label space, preprocessing, outputs.
     func describe(_ name: ModelName) -> [String: Any] {
-        let p = name.preprocessing
+        let p = name.spec.preprocessing
         let batcher: Batcher? = if case let .ready(batcher)? = states.withLock({ $0[name] }) { batcher } else { nil }
         let size = batcher?.model.inputSize ?? p.inputSize
         var entry: [String: Any] = [

@@ -12,8 +12,8 @@ extension ModelName {
     package func trainingValues(for graph: Graph, weights url: URL, seed: UInt64,
                                repeats: [Int]? = nil) throws -> [String: [Float]] {
         let file = inReleasedLayout(try openTensorFile(url))
-        let classifier = String(classifierWeight.dropLast("weight".count))
-        let fileClasses = file.shapes[checkpointKey(classifierWeight)]?.first
+        let classifier = String(spec.classifierWeight.dropLast("weight".count))
+        let fileClasses = file.shapes[checkpointKey(spec.classifierWeight)]?.first
         let keepClassifier = fileClasses == graph.outputs[.logits].map { graph.nodes[$0].channels }
         try InceptionModel.verify(self.graph(classes: fileClasses, repeats: repeats), self, file)
         var values: [String: [Float]] = [:]

@@ -108,7 +108,7 @@ public final class Trainer {
     /// for input sizes that do not give it its 1×1 output); nil when it does not.
     static func graphWithAuxiliaryHead(_ c: TrainingConfiguration, _ name: ModelName) throws -> Graph? {
         guard c.auxiliaryWeight != nil else { return nil }
-        guard name.hasAuxiliaryHead else { throw TrainingError.noAuxiliaryHead(model: name.rawValue) }
+        guard name.spec.auxiliaryHead else { throw TrainingError.noAuxiliaryHead(model: name.rawValue) }
         let graph = name.graph(classes: c.classes.count, repeats: c.repeats, auxiliaryHead: true)
         guard graph.inferShapes(n: 1, h: c.inputSize, w: c.inputSize) != nil else {
             let sizes = (1...1024).filter { graph.inferShapes(n: 1, h: $0, w: $0) != nil }
@@ -229,7 +229,7 @@ public final class Trainer {
     /// out of the batch.
     func prefetch(_ order: [Int], positions: [Int], epoch: Int) -> Pending {
         let pending = Pending()
-        let (c, samples, preprocessing) = (configuration, trainSet.samples, name.preprocessing)
+        let (c, samples, preprocessing) = (configuration, trainSet.samples, name.spec.preprocessing)
         Thread.detachNewThread {
             pending.result = Result {
                 var pixels: [Float] = [], labels: [Int] = [], unreadable: [(String, String)] = []
@@ -275,7 +275,7 @@ public final class Trainer {
                 labels.append(sample.label)
             }
             guard !images.isEmpty else { continue }
-            let input = name.preprocessing.batch(images, inputSize: configuration.inputSize)
+            let input = name.spec.preprocessing.batch(images, inputSize: configuration.inputSize)
             // The logits, whatever the primary output (the face model's is the normalised embedding).
             let logits = try compiled.run(input, output: graph.outputs[.logits], threads: threads)
             let k = logits.shape.last!

@@ -43,7 +43,7 @@ import Testing
         for name in names {
             let data = try References.attack(name)
             let cpu = try Self.threadCPUTime {
-                _ = model.name.preprocessing.apply(try RGBImage(decoding: data), inputSize: model.inputSize)
+                _ = model.name.spec.preprocessing.apply(try RGBImage(decoding: data), inputSize: model.inputSize)
             }
             // Before: SIGABRT asking for 35 GB.
             #expect(cpu < 10, "\(name): \(cpu) s of CPU")

@@ -67,7 +67,7 @@ import Testing
     @Test(arguments: [(ModelName.inceptionV4, 320, "logits"), (.inceptionResNetV2, 299, "logits"),
                       (.inceptionResNetV1FaceNet, 160, "embedding")], [4, 6])
     func everyWinogradTileMatchesReference(_ c: (ModelName, Int, String), _ tile: Int) throws {
-        let graph = c.0.graph(), size = c.0.defaultInputSize
+        let graph = c.0.graph(), size = c.0.spec.inputSize
         let shapes = try graph.shapes(n: 1, h: size, w: size)
         var choices: [String: ConvolutionChoice] = [:]
         for (i, node) in graph.nodes.enumerated() {

@@ -71,7 +71,8 @@ import Testing
         // At 139 the image is cropped to 139×139: the logits are the network's at that size.
         let image = try RGBImage(contentsOf: try Photos.imageURL("rocket.jpg"))
         let top = try model.classify([image], top: 1)[0][0]
-        let direct = try model(nchw: ModelName.inceptionV4.preprocessing.batch([image], inputSize: 139).nhwcToNCHW())
+        let batch = ModelName.inceptionV4.spec.preprocessing.batch([image], inputSize: 139)
+        let direct = try model(nchw: batch.nhwcToNCHW())
         #expect(top.index == direct.scalars.indices.max { direct.scalars[$0] < direct.scalars[$1] }!)
         try write(["classes": "[\"a\", \"b\"]"])
         let mismatch = WeightsError.badMetadata(key: "classes", reason: "it names 2 classes, the classifier has 1000")

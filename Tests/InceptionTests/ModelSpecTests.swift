@@ -19,7 +19,7 @@ struct ModelSpecTests {
         name: "toy_inception", classes: 2,
         preprocessing: Preprocessing(inputSize: 64, cropFraction: 0.875, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]),
         weightsNote: "none: a test's network", outputNote: "logits"
-    ) { classes, _, _ in
+    ) { request in
         let g = GraphBuilder()
         var x = g.input(channels: 3).basicConv("stem", 16, (3, 3), stride: 2)
         x = x.scope("block") { x in
@@ -27,7 +27,7 @@ struct ModelSpecTests {
                    x.scope("branch1") { $0.basicConv("0", 8, (1, 1)).basicConv("1", 12, (3, 3), .same) })
         }
         let features = x.globalAveragePool()
-        return g.finish(outputs: [.features: features, .logits: features.linear("classifier", classes!)],
+        return g.finish(outputs: [.features: features, .logits: features.linear("classifier", request.classes!)],
                         primary: .logits)
     })
 

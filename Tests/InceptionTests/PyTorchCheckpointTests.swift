@@ -20,7 +20,7 @@ import Testing
     static func logits(_ url: URL) throws -> Tensor {
         let model = try InceptionModel(.inceptionV4, weights: url)
         let image = try RGBImage(contentsOf: try Photos.imageURL("rocket.jpg"))
-        return try model(nchw: ModelName.inceptionV4.preprocessing.batch([image], inputSize: 139).nhwcToNCHW())
+        return try model(nchw: ModelName.inceptionV4.spec.preprocessing.batch([image], inputSize: 139).nhwcToNCHW())
     }
 
     @Test(arguments: ["plain.pt", "wrapped.pth", "pytorch_model.bin", "strided.pt", "float16.pt", "bfloat16.pt",
@@ -110,7 +110,7 @@ import Testing
         let released = try InceptionModel(name, weights: reference)
         #expect(cadene.classes == 1001 && cadene.label(0).name == "background")
         let image = try RGBImage(contentsOf: try Photos.imageURL("rocket.jpg"))
-        let x = name.preprocessing.batch([image], inputSize: 139).nhwcToNCHW()
+        let x = name.spec.preprocessing.batch([image], inputSize: 139).nhwcToNCHW()
         #expect(Array(try cadene(nchw: x).scalars.dropFirst()) == (try released(nchw: x)).scalars)
         let labels = try released.classify([image], top: 3)[0].map(\.label)
         #expect(try cadene.classify([image], top: 3)[0].map(\.label) == labels)

@@ -141,7 +141,7 @@ import Testing
             let dir = data.appendingPathComponent(folder)
             for file in try FileManager.default.contentsOfDirectory(atPath: dir.path) {
                 let image = try RGBImage(contentsOf: dir.appendingPathComponent(file))
-                let x = model.name.preprocessing.batch([image], inputSize: 75)
+                let x = model.name.spec.preprocessing.batch([image], inputSize: 75)
                 let logits = try model.compiled.run(x, output: model.graph.outputs["logits"]).scalars
                 if logits.firstIndex(of: logits.max()!) == label { correct += 1 }
                 count += 1
