@@ -69,15 +69,23 @@ extension InferenceServer {
 
     /// The image's normalised pixels, decoded and preprocessed on the decode pool within the time limit.
     func decode(_ body: Data, for model: InceptionModel) async throws -> [Float] {
+        try await decode(body) { model.name.spec.preprocessing.apply($0, inputSize: model.inputSize) }
+    }
+
+    /// The decode pool, or 503 once the server has stopped.
+    func decodePool() throws -> DecodePool {
         guard let pool = decoders.withLock({ $0 }) else {
             throw InferenceError(.shuttingDown, "the server is not running")
         }
+        return pool
+    }
+
+    /// `use` of the image, decoded on the decode pool within the pixel and time limits (400 for a bad image).
+    func decode<T: Sendable>(_ body: Data, _ use: @escaping @Sendable (RGBImage) -> T) async throws -> T {
+        let pool = try decodePool()
         let (pixels, limit) = (configuration.maxImagePixels, configuration.decodeTimeLimit)
         do {
-            return try await pool.run {
-                let image = try RGBImage(decoding: body, maximumPixels: pixels, timeLimit: limit)
-                return model.name.spec.preprocessing.apply(image, inputSize: model.inputSize)
-            }
+            return try await pool.run { use(try RGBImage(decoding: body, maximumPixels: pixels, timeLimit: limit)) }
         } catch let error as ImageError {
             throw InferenceError(.badInput, error.description)
         } catch let error as Batcher.Refusal {

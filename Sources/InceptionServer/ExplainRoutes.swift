@@ -88,29 +88,15 @@ extension InferenceServer {
 
     /// `decode`, keeping the photo too (scaled down to the overlay's size).
     func decodePhoto(_ body: Data, for model: InceptionModel) async throws -> (Photo, [Float]) {
-        guard let pool = decoders.withLock({ $0 }) else {
-            throw InferenceError(.shuttingDown, "the server is not running")
-        }
-        let (maximum, limit) = (configuration.maxImagePixels, configuration.decodeTimeLimit)
-        do {
-            return try await pool.run {
-                let image = try RGBImage(decoding: body, maximumPixels: maximum, timeLimit: limit)
-                let photo = Photo(image: Explanation.overlayPhoto(image), width: image.width, height: image.height)
-                return (photo, model.name.spec.preprocessing.apply(image, inputSize: model.inputSize))
-            }
-        } catch let error as ImageError {
-            throw InferenceError(.badInput, error.description)
-        } catch let error as Batcher.Refusal {
-            throw InferenceError(.shuttingDown, error.description, retryAfter: 1)
+        try await decode(body) { image in
+            (Photo(image: Explanation.overlayPhoto(image), width: image.width, height: image.height),
+             model.name.spec.preprocessing.apply(image, inputSize: model.inputSize))
         }
     }
 
     /// The overlay PNG, drawn on the decode pool.
     func draw(_ explanation: Explanation, on photo: Photo, model: InceptionModel) async throws -> Data {
-        guard let pool = decoders.withLock({ $0 }) else {
-            throw InferenceError(.shuttingDown, "the server is not running")
-        }
-        return try await pool.run { try explanation.overlayPNG(on: photo.image, model: model) }
+        try await decodePool().run { try explanation.overlayPNG(on: photo.image, model: model) }
     }
 }
 

@@ -121,9 +121,7 @@ extension InferenceServer {
     func offTheEventLoops(_ read: @escaping @Sendable () throws -> OpenInference.Request) async throws
         -> OpenInference.Request
     {
-        guard let pool = decoders.withLock({ $0 }) else {
-            throw InferenceError(.shuttingDown, "the server is not running")
-        }
+        let pool = try decodePool()
         do {
             return try await pool.run(read)
         } catch let error as Batcher.Refusal {
