@@ -33,7 +33,7 @@ def main():
         weights = os.path.join(scratch, "weights.safetensors")
         subprocess.run([inception, "init", "--model", args.model, "--output", weights], check=True,
                        capture_output=True)
-        common = ["embed", "--model", args.model, "--weights", weights, "--batch", str(args.batch)]
+        common = ["embed", "--model", args.model, "--weights", weights, "--batch", str(args.batch), "--no-detect"]
         ways = {
             "1 process, 2 threads": [inception, *common, "--threads", "2"],
             "2 ranks, 1 thread each": ["mpirun", *root, "--oversubscribe", "-np", "2", inception, *common,

@@ -142,7 +142,8 @@ def faces(check, args):
                "the second face's overlay")
     check.shot("faces")
     verdict = driver.find_element(By.ID, "verdict").text
-    cli = json.loads(inception(args, "compare", "--weights", weights, "--model", model, "--json", *args.face))
+    cli = json.loads(inception(args, "compare", "--weights", weights, "--model", model, "--json", "--no-detect",
+                               *args.face))
     assert verdict.startswith(f"distance {cli['distance']:.4f}"), f"{verdict!r} against {cli['distance']}"
     for element, photo in zip(["overlay-a", "overlay-b"], args.face):
         png_aspect(blob_bytes(driver, element), photo)

@@ -455,6 +455,9 @@ def main():
     # pytorch-grad-cam's maps on the weights just written (the explanation tests).
     subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "make_cam_references.py"), args.out],
                    check=True)
+    # facenet-pytorch's MTCNN on real photos (the face detection tests).
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "make_face_references.py"), args.out],
+                   check=True)
     subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "make_attacks.py"),
                     os.path.join(args.out, "attacks")], check=True)
 

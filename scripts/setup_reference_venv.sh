@@ -26,7 +26,10 @@ else
   "${pip[@]}" torch==2.13.0 torchvision==0.28.0
 fi
 "${pip[@]}" --no-deps timm==1.0.31 facenet-pytorch==2.6.0
-"${pip[@]}" filelock typing-extensions sympy networkx jinja2 fsspec numpy pillow safetensors requests pyyaml \
+# Pillow 12: Pillow 13 (PR #9549) runs a resize's vertical pass first when it judges that cheaper, by a rule not
+# documented, which moves single pixels of facenet-pytorch's face crops by one level; the Swift resize is Pillow's
+# horizontal-then-vertical order, which every Pillow from 3.4 to 12 follows (docs/faces.md).
+"${pip[@]}" filelock typing-extensions sympy networkx jinja2 fsspec numpy pillow==12.3.0 safetensors requests pyyaml \
   huggingface_hub scikit-image scikit-learn onnx onnxruntime==1.31.0 "tritonclient[http,grpc]==$triton" h2==4.4.1
 # The deploy/ manifests' schemas (scripts/check_manifests.py): Kubernetes' from kubernetes-validate and the
 # kubernetes client's models, KServe's from the models of its Python package (only those are imported: not its

@@ -127,7 +127,8 @@ def main():
             f.write(text)
         with open(os.path.join(scratch, "simple.txt"), "w") as f:
             f.write("\n".join(text.splitlines()[1:]) + "\n")
-        model = ["--model", "inception_resnet_v1_facenet", "--weights", args.weights]
+        # The distances' arithmetic on whole photos: no face detection (its own tests are FaceDetectionTests).
+        model = ["--model", "inception_resnet_v1_facenet", "--weights", args.weights, "--no-detect"]
         svg = os.path.join(scratch, "roc.svg")
         report = json.loads(inception(args, "verify", *model, "--pairs", os.path.join(scratch, "pairs.txt"),
                                       "--images", folder, "--roc", svg, "--json"))

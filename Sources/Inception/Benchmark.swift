@@ -143,6 +143,8 @@ extension Graph {
         case .dropout: return "dropout"
         case .globalAveragePool: return "global pool"
         case .l2Normalize: return "L2 normalise"
+        case .prelu: return "PReLU"
+        case .softmax: return "softmax"
         case .input: return "input"
         }
     }

@@ -70,6 +70,7 @@ public struct ModelWeights {
             case .runningVariance: values = (0..<n).map { _ in rng.uniform(0.5, 1.5) }
             case .normScale: values = (0..<n).map { _ in rng.uniform(0.2, 0.4) }
             case .bias, .normShift, .runningMean: values = (0..<n).map { _ in rng.uniform(-0.1, 0.1) }
+            case .slope: values = (0..<n).map { _ in rng.uniform(0, 0.5) }
             case .weight:
                 let bound = (3 / Float(fanIn)).squareRoot()
                 values = (0..<n).map { _ in rng.uniform(-bound, bound) }

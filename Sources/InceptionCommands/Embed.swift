@@ -20,6 +20,11 @@ struct Embed: ParsableCommand {
     @Flag(help: "Print what was written as JSON.")
     var json = false
 
+    @OptionGroup var faces: FacesInPhotosOption
+
+    @Flag(help: "With face detection: every face of each photo, largest first, not only the largest.")
+    var allFaces = false
+
     @OptionGroup var input: ImageBatches
 
     func validate() throws {
@@ -29,12 +34,20 @@ struct Embed: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let job = try BatchJob.fromEnvironment()
-            let (net, writer) = try job.together("loading") {
+            let net = try job.together("loading") {
                 try input.checkFiles()
                 let net = try weights.load(precision)
                 try net.checkMemory(batch: min(input.batch, input.images.count), size: net.inputSize)
-                let shape = [input.images.count, net.width(of: net.embeddingOutput)!]
-                return (net, try job.writer(shape: shape, to: output))
+                return net
+            }
+            if let detector = try faces.detector(for: net) {
+                guard job.ranks == 1 else {
+                    throw CLIError("finding faces runs in one process: run without mpirun, or pass --no-detect")
+                }
+                return try embedFaces(net, detector)
+            }
+            let writer = try job.together("opening the output") {
+                try job.writer(shape: [input.images.count, net.width(of: net.embeddingOutput)!], to: output)
             }
             try job.run(count: input.images.count, step: input.batch) { inputs in
                 guard !inputs.isEmpty else { return [] }
@@ -49,5 +62,43 @@ struct Embed: ParsableCommand {
                                "result": net.embeddingOutput.rawValue])
             }
         }
+    }
+}
+
+extension Embed {
+    /// The embeddings of the faces found in the photos (the largest of each, or all of them): one row per face, each
+    /// named with its photo and box; a photo that is already a crop at the network's input size is embedded whole
+    /// unless --detect was given. Photos without a face or unreadable are reported, and the exit status is then 1.
+    func embedFaces(_ net: InceptionModel, _ detector: FaceDetector) throws {
+        var search = PhotoSearch(detector, threads: input.threads.threads)
+        var rows: [Float] = [], records: [[String: Any]] = [], pending: [[Float]] = []
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            rows += try net.embed(prepared: pending, threads: input.threads.threads).scalars
+            pending = []
+        }
+        for path in input.images {
+            guard let image = search.photo(path) else { continue }
+            if faces.detect == nil && image.width == net.inputSize && image.height == net.inputSize {
+                pending.append(net.prepare(image))
+                records.append(["photo": path, "row": records.count, "face": NSNull()])
+            } else {
+                guard let found = search.faces(in: image, of: path) else { continue }
+                for face in allFaces ? found : Array(found.prefix(1)) {
+                    pending.append(try net.prepare(face: face, in: image, margin: faces.detection.margin))
+                    records.append(["photo": path, "row": records.count, "face": faceRecord(face)])
+                    if !json { print("row \(records.count - 1): \(path) \(faceDescription(face))") }
+                }
+            }
+            if pending.count >= input.batch { try flush() }
+        }
+        try flush()
+        let width = net.width(of: net.embeddingOutput)!
+        try NPY.write(shape: [records.count, width], values: rows, to: URL(fileURLWithPath: output))
+        if json {
+            try printJSON(["model": net.name.rawValue, "output": output, "shape": [records.count, width],
+                           "result": net.embeddingOutput.rawValue, "rows": records])
+        }
+        try search.finish()
     }
 }

@@ -11,7 +11,7 @@ public struct InceptionCommand: AsyncParsableCommand {
         commandName: "inception",
         abstract: "Inception-v4 and Inception-ResNet (arXiv 1602.07261) on the CPU, in Swift.",
         version: InceptionCommand.version,
-        subcommands: [Classify.self, Explain.self, Embed.self, Evaluate.self, Verify.self, Compare.self,
+        subcommands: [Classify.self, Explain.self, Embed.self, Evaluate.self, Verify.self, Compare.self, Faces.self,
                       Preprocess.self, Predict.self, Summary.self, Bench.self, Serve.self, Train.self, Curves.self,
                       Models.self, Init.self, Convert.self, Export.self, Quantize.self])
 
@@ -73,10 +73,14 @@ public struct InceptionCommand: AsyncParsableCommand {
         line.replacingOccurrences(of: #"'(--?[A-Za-z0-9-]+) <[^>]*>'"#, with: "$1", options: .regularExpression)
     }
 
-    /// The help text of `inception` (nil) or of one of its subcommands, as `--help` prints it at that width.
+    /// The help text of `inception` (nil) or of one of its subcommands (`faces detect` for a nested one), as
+    /// `--help` prints it at that width.
     public static func help(_ subcommand: String? = nil, columns: Int = 100) -> String? {
         guard let subcommand else { return helpMessage(columns: columns) }
-        let type = configuration.subcommands.first { $0._commandName == subcommand }
+        var type: ParsableCommand.Type? = self
+        for name in subcommand.split(separator: " ") {
+            type = type?.configuration.subcommands.first { $0._commandName == name }
+        }
         return type.map { helpMessage(for: $0, columns: columns) }
     }
 }

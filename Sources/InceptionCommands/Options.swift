@@ -226,3 +226,79 @@ extension CropProtocol: ExpressibleByArgument {
 }
 
 extension CropAverage: ExpressibleByArgument {}
+
+/// MTCNN's weights and settings, for `faces` and for detection in `embed`, `compare` and `verify`.
+struct FaceDetectionOption: ParsableArguments {
+    @Option(help: """
+        facenet-pytorch's MTCNN weights: the folder of pnet.pt, rnet.pt and onet.pt (default: found in a Python \
+        environment with facenet-pytorch, or a Hugging Face cache snapshot that has them).
+        """)
+    var detectorWeights: String?
+
+    @Option(help: "The smallest face searched for, in pixels (MTCNN's min_face_size).")
+    var minFaceSize = 20
+
+    @Option(help: "P-Net's, R-Net's and O-Net's probability thresholds, comma-separated.")
+    var thresholds = "0.6,0.7,0.7"
+
+    @Option(help: "Pixels of context around each face, in the 160×160 crop (facenet-pytorch's margin).")
+    var margin = 0
+
+    func validate() throws { _ = try settings() }
+
+    func settings() throws -> FaceDetector.Settings {
+        let values = thresholds.split(separator: ",", omittingEmptySubsequences: false)
+            .map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard values.count == 3, values.allSatisfy({ $0 != nil }) else {
+            throw CLIError("--thresholds takes three probabilities, as 0.6,0.7,0.7")
+        }
+        guard (0..<160).contains(margin) else { throw CLIError("--margin must be from 0 to 159, not \(margin)") }
+        do {
+            return try FaceDetector.Settings(minimumFaceSize: minFaceSize, thresholds: values.map { $0! })
+        } catch let error as FaceDetectorError {
+            throw CLIError("--min-face-size or --thresholds: \(error)")
+        }
+    }
+
+    /// The weights folder given, or found; nil when there is none.
+    var weightsFolder: URL? {
+        detectorWeights.map { URL(fileURLWithPath: $0) } ?? FaceDetector.weightsDirectory()
+    }
+
+    /// The detector, or a one-line remedy when its weights are missing.
+    func load() throws -> FaceDetector {
+        guard let folder = weightsFolder else {
+            throw CLIError("no MTCNN weights found: pass --detector-weights with facenet-pytorch's data folder "
+                           + "(pnet.pt, rnet.pt, onet.pt), or `pip install facenet-pytorch`")
+        }
+        return try FaceDetector(weights: folder, settings: try settings())
+    }
+}
+
+/// Whether `embed`, `compare` and `verify` find faces in their photos first.
+struct FacesInPhotosOption: ParsableArguments {
+    @Flag(inversion: .prefixedNo, help: """
+        Find each photo's largest face with MTCNN and embed its aligned crop (default for the face model, on photos \
+        that are not already 160×160 crops, when MTCNN's weights are found; --no-detect embeds the centre crop).
+        """)
+    var detect: Bool?
+
+    @OptionGroup var detection: FaceDetectionOption
+
+    /// The detector when photos are to be searched for faces, else nil. By default the face model detects when
+    /// MTCNN's weights are found, and says on standard error when they are not.
+    func detector(for net: InceptionModel) throws -> FaceDetector? {
+        switch detect {
+        case false?: return nil
+        case true?: return try detection.load()
+        case nil:
+            guard net.embeddingOutput == .embedding else { return nil }
+            guard detection.weightsFolder != nil else {
+                FileHandle.standardError.write(Data(("note: no MTCNN weights found, so photos are embedded whole "
+                    + "(their centre crop); pass --detector-weights, or --no-detect to silence this\n").utf8))
+                return nil
+            }
+            return try detection.load()
+        }
+    }
+}

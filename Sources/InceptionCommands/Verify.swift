@@ -32,6 +32,8 @@ struct Verify: ParsableCommand {
     @Flag(help: "Print JSON: the figures, each fold's, and each pair's distance.")
     var json = false
 
+    @OptionGroup var faces: FacesInPhotosOption
+
     @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
@@ -51,8 +53,9 @@ struct Verify: ParsableCommand {
                 return try OutputFile(roc)
             }
             let net = try weights.load(precision, fallback: .inceptionResNetV1FaceNet)
-            let embeddings = try FaceEmbedder.embed(paths, net, batch: batch, threads: threads.threads,
-                                                    progress: paths.count > 4 * batch)
+            let detection = try faces.detection(for: net, wholeWhenNone: true)
+            let (embeddings, _) = try FaceEmbedder.embed(paths, net, batch: batch, threads: threads.threads,
+                                                         detection: detection, progress: paths.count > 4 * batch)
             let distances = list.map { FaceDistance.distance(embeddings[$0.first]!, embeddings[$0.second]!) }
             let result = try Verification(distances: distances, same: list.map(\.same))
             if let rocFile {
@@ -135,6 +138,8 @@ struct Compare: ParsableCommand {
         """)
     var explain: String?
 
+    @OptionGroup var faces: FacesInPhotosOption
+
     @OptionGroup var threads: ThreadsOption
 
     @Argument(help: "Two face images (JPEG or PNG).")
@@ -149,7 +154,9 @@ struct Compare: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let net = try weights.load(precision, fallback: .inceptionResNetV1FaceNet)
-            let embeddings = try FaceEmbedder.embed(images, net, batch: 2, threads: threads.threads)
+            let detection = try faces.detection(for: net, wholeWhenNone: false)
+            let (embeddings, found) = try FaceEmbedder.embed(images, net, batch: 2, threads: threads.threads,
+                                                             detection: detection)
             let distance = FaceDistance.distance(embeddings[images[0]]!, embeddings[images[1]]!)
             let same = distance < threshold
             let overlays = try explain.map { try drawMatch(net, embeddings, into: $0) } ?? []
@@ -157,8 +164,12 @@ struct Compare: ParsableCommand {
                 var result: [String: Any] = ["model": net.name.rawValue, "images": images, "distance": distance,
                                              "threshold": threshold, "same": same]
                 if !overlays.isEmpty { result["overlays"] = overlays }
+                if detection != nil {
+                    result["faces"] = images.map { (found[$0] ?? nil).map(faceRecord) ?? NSNull() as Any }
+                }
                 return try printJSON(result)
             }
+            for image in images { if let face = found[image] ?? nil { print("\(image): \(faceDescription(face))") } }
             for (image, overlay) in zip(images, overlays) { print("\(image): where it matched → \(overlay)") }
             print(String(format: "distance %.4f: %@ (threshold %.2f)", distance,
                          same ? "the same person" : "different people", threshold))
@@ -184,10 +195,18 @@ extension Compare {
 
 /// What `verify` and `compare` share: embeddings once per image.
 enum FaceEmbedder {
-    /// Each image's embedding (the face model's, or the pooled features), L2-normalised in Double.
-    static func embed(_ paths: [String], _ net: InceptionModel, batch: Int, threads: Int,
-                      progress: Bool = false) throws -> [String: [Double]] {
-        var embeddings: [String: [Double]] = [:]
+    /// How photos become faces: with a detector, each photo's largest face (a photo already at the network's input
+    /// size is taken whole when `cropsPassThrough`); `wholeWhenNone`: a photo without a face is embedded whole
+    /// (and counted) instead of failing.
+    struct Detection {
+        let detector: FaceDetector, cropsPassThrough: Bool, margin: Int, wholeWhenNone: Bool
+    }
+
+    /// Each image's embedding (the face model's, or the pooled features), L2-normalised in Double, and with a
+    /// detector the face each one used (nil: the whole photo).
+    static func embed(_ paths: [String], _ net: InceptionModel, batch: Int, threads: Int, detection: Detection? = nil,
+                      progress: Bool = false) throws -> (embeddings: [String: [Double]], faces: [String: Face?]) {
+        var embeddings: [String: [Double]] = [:], faces: [String: Face?] = [:], whole = 0
         let bar = ProgressBar(visible: progress && isatty(2) == 1), started = Date()
         defer { bar.finish() }
         for chunk in paths.chunked(max(1, batch)) {
@@ -195,13 +214,39 @@ enum FaceEmbedder {
             bar.show("embed", done, of: paths.count, detail: String(format: "%d/%d images, %@ left", done,
                                                                   paths.count, ProgressBar.duration(
                                                                       Double(paths.count - done) / max(rate, 1e-9))))
-            let rows = try net.embed(prepared: try chunk.map { net.prepare(try decode($0)) }, threads: threads)
+            let prepared = try chunk.map { path -> [Float] in
+                let image = try decode(path)
+                guard let detection, !(detection.cropsPassThrough && image.width == net.inputSize
+                                       && image.height == net.inputSize) else { return net.prepare(image) }
+                guard let face = try detection.detector.detect(image, threads: threads).first else {
+                    guard detection.wholeWhenNone else { throw CLIError("\(path): no face found") }
+                    whole += 1
+                    faces[path] = .some(nil)
+                    return net.prepare(image)
+                }
+                faces[path] = face
+                return try net.prepare(face: face, in: image, margin: detection.margin)
+            }
+            let rows = try net.embed(prepared: prepared, threads: threads)
             let width = rows.shape[1]
             for (i, path) in chunk.enumerated() {
                 embeddings[path] = FaceDistance.unit(Array(rows.scalars[(i * width)..<((i + 1) * width)]))
             }
         }
-        return embeddings
+        if whole > 0 {
+            let note = "note: no face found in \(whole) of \(paths.count) photos: those were embedded whole\n"
+            FileHandle.standardError.write(Data(note.utf8))
+        }
+        return (embeddings, faces)
     }
+}
 
+extension FacesInPhotosOption {
+    /// The detection `compare` and `verify` run for `net`, or nil.
+    func detection(for net: InceptionModel, wholeWhenNone: Bool) throws -> FaceEmbedder.Detection? {
+        try detector(for: net).map {
+            FaceEmbedder.Detection(detector: $0, cropsPassThrough: detect == nil, margin: detection.margin,
+                                   wholeWhenNone: wholeWhenNone)
+        }
+    }
 }

@@ -35,12 +35,14 @@ package final class CompiledGraph: Sendable {
         case shared(SharedOperation, inputs: [Int])
         /// An inference BatchNorm that follows no convolution, as a per-channel scale and shift.
         case affine(scale: [Float], shift: [Float], input: Int)
+        /// PReLU with its slopes.
+        case prelu(slopes: [Float], input: Int)
 
         var inputs: [Int] {
             switch self {
             case .input, .alias, .dead, .sibling: return []
             case let .convolution(_, input, residual): return [input] + (residual.map { [$0] } ?? [])
-            case let .siblings(_, input, _), let .affine(_, _, input): return [input]
+            case let .siblings(_, input, _), let .affine(_, _, input), let .prelu(_, input): return [input]
             case let .shared(_, inputs): return inputs
             }
         }
@@ -161,6 +163,8 @@ package final class CompiledGraph: Sendable {
                 }
             case let .affine(scale, shift, input):
                 Elementwise.affine(input: map(input), output: map(i), scale: scale, shift: shift, threads: threads)
+            case let .prelu(slopes, input):
+                Elementwise.prelu(input: map(input), output: map(i), slopes: slopes, threads: threads)
             }
             if let inspect, plan.views[i] != nil { inspect(i, map(i)) }
         }

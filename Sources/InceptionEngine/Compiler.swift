@@ -40,7 +40,9 @@ extension CompiledGraph {
             case let .batchNorm(prefix, epsilon):
                 let (scale, shift) = try Self.batchNormAffine(prefix, epsilon, parameter)
                 steps[i] = .affine(scale: scale, shift: shift, input: inputs[0])
-            case .maxPool, .averagePool, .concat, .globalAveragePool, .l2Normalize:
+            case let .prelu(weight):
+                steps[i] = .prelu(slopes: try parameter(weight), input: inputs[0])
+            case .maxPool, .averagePool, .concat, .globalAveragePool, .l2Normalize, .softmax:
                 steps[i] = .shared(SharedOperation(node.operation)!, inputs: inputs)
             }
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Element-wise kernels that the fused paths do not cover.
 package enum Elementwise {
     /// activation(shortcut + scale · branch); used when a residual cannot fold into a convolution.
@@ -36,6 +38,36 @@ package enum Elementwise {
                 for c in 0..<output.c { sum += Double(i[c]) * Double(i[c]) }
                 let inverse = Float(1 / max(sum.squareRoot(), 1e-12))
                 for c in 0..<output.c { o[c] = i[c] * inverse }
+            }
+        }
+    }
+
+    /// PyTorch's PReLU: x where x > 0, else slopes[c] · x.
+    package static func prelu(input: FeatureMap, output: FeatureMap, slopes: [Float], threads: Int) {
+        precondition(slopes.count == output.c, "PReLU has \(slopes.count) slopes for \(output.c) channels")
+        Parallel.parallelFor(output.n * output.h, threads: threads) { row in
+            let (b, y) = (row / output.h, row % output.h)
+            for x in 0..<output.w {
+                let i = input.pixel(b, y, x), o = output.pixel(b, y, x)
+                for c in 0..<output.c { o[c] = i[c] > 0 ? i[c] : slopes[c] * i[c] }
+            }
+        }
+    }
+
+    /// Softmax across each pixel's channels, as PyTorch computes it: exp(x − max) over their sum.
+    package static func softmax(input: FeatureMap, output: FeatureMap, threads: Int) {
+        Parallel.parallelFor(output.n * output.h, threads: threads) { row in
+            let (b, y) = (row / output.h, row % output.h)
+            for x in 0..<output.w {
+                let i = input.pixel(b, y, x), o = output.pixel(b, y, x)
+                var largest = -Float.infinity
+                for c in 0..<output.c { largest = max(largest, i[c]) }
+                var sum: Float = 0
+                for c in 0..<output.c {
+                    o[c] = exp(i[c] - largest)
+                    sum += o[c]
+                }
+                for c in 0..<output.c { o[c] /= sum }
             }
         }
     }

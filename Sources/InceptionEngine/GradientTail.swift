@@ -25,7 +25,11 @@ package struct GradientTail: Sendable {
     let nodes: [Int]
     let steps: [Int: Step]
 
-    package enum CutError: Error, Equatable { case notACut(node: String) }
+    package enum CutError: Error, Equatable {
+        case notACut(node: String)
+        /// MTCNN's PReLU, softmax and ceil-mode pools have no backward pass.
+        case inferenceOnly(node: String)
+    }
 
     /// - Parameter parameter: the graph's parameters by name (unfolded, as a checkpoint holds them).
     package init(graph: Graph, layer: Int, output: Int, parameter: (String) throws -> [Float]) throws {
@@ -39,7 +43,12 @@ package struct GradientTail: Sendable {
         }
         let order = needed.filter { $0 > layer }.sorted()
         var steps: [Int: Step] = [:]
-        for i in order { steps[i] = try Self.step(graph.nodes[i].operation, parameter) }
+        for i in order {
+            switch graph.nodes[i].operation {
+            case .prelu, .softmax, .maxPool(_, _, true): throw CutError.inferenceOnly(node: graph.nodes[i].name)
+            default: steps[i] = try Self.step(graph.nodes[i].operation, parameter)
+            }
+        }
         (self.graph, self.layer, self.output, nodes, self.steps) = (graph, layer, output, order, steps)
     }
 
@@ -61,6 +70,8 @@ package struct GradientTail: Sendable {
             return .identity
         case .maxPool, .averagePool, .concat, .residual, .globalAveragePool, .l2Normalize:
             return .shared(SharedOperation(operation)!)
+        case .prelu, .softmax:
+            preconditionFailure("refused by init")
         }
     }
 
@@ -97,7 +108,9 @@ package struct GradientTail: Sendable {
             var s = Shape(n: x.n, h: x.h, w: x.w, c: node.channels)
             switch node.operation {
             case let .convolution(g, _, _): (s.h, s.w) = g.outputSize(h: x.h, w: x.w)
-            case let .maxPool(k, stride): (s.h, s.w) = ((x.h - k) / stride + 1, (x.w - k) / stride + 1)
+            case let .maxPool(k, stride, ceilMode):
+                s.h = Pooling.maxPoolOutputSize(x.h, kernel: k, stride: stride, ceilMode: ceilMode)
+                s.w = Pooling.maxPoolOutputSize(x.w, kernel: k, stride: stride, ceilMode: ceilMode)
             case let .averagePool(k, stride, p): (s.h, s.w) = ((x.h + 2 * p - k) / stride + 1,
                                                                (x.w + 2 * p - k) / stride + 1)
             case .globalAveragePool: (s.h, s.w) = (1, 1)
@@ -187,7 +200,7 @@ private struct TailPass {
 
     func backward(_ operation: SharedOperation, _ i: Int, _ inputs: [Int], _ dy: FeatureMap) {
         switch operation {
-        case let .maxPool(kernel, stride):
+        case let .maxPool(kernel, stride, _):
             PoolingGradient.maxPool(input: map(inputs[0]), outputGradient: dy, inputGradient: gradient(inputs[0]),
                                     kernel: kernel, stride: stride, threads: threads)
         case let .averagePool(kernel, stride, padding):
@@ -209,6 +222,8 @@ private struct TailPass {
         case .l2Normalize:
             L2NormalizeGradient.backward(input: map(inputs[0]), output: map(i), outputGradient: dy,
                                          inputGradient: gradient(inputs[0]))
+        case .softmax:
+            preconditionFailure("refused by init")
         }
     }
 

@@ -22,8 +22,9 @@ package enum Operation: Sendable {
     case input
     /// Convolution, then (optionally) BatchNorm, then the activation.
     case convolution(ConvGeometry, ConvParameters, Activation)
-    /// No padding.
-    case maxPool(kernel: Int, stride: Int)
+    /// No padding. `ceilMode`: PyTorch's `ceil_mode=True` — a last, partial window at the bottom and right edges
+    /// wherever one starts inside the map (MTCNN's pools); otherwise whole windows only.
+    case maxPool(kernel: Int, stride: Int, ceilMode: Bool)
     /// Symmetric padding, excluded from the divisor.
     case averagePool(kernel: Int, stride: Int, padding: Int)
     /// Along channels, in input order.
@@ -39,6 +40,10 @@ package enum Operation: Sendable {
     case batchNorm(prefix: String, epsilon: Float)
     /// Divides each pixel's channel vector by its L2 norm (floored at 1e-12, as `F.normalize`).
     case l2Normalize
+    /// PyTorch's `nn.PReLU(channels)`: x where x > 0, else slope[c] · x; the slopes are the parameter `weight`.
+    case prelu(weight: String)
+    /// Softmax across each pixel's channels (PyTorch's `nn.Softmax(dim=1)` on NCHW).
+    case softmax
 }
 
 extension Operation {
@@ -78,6 +83,8 @@ package enum ParameterRole: Sendable, Hashable {
     case normScale, normShift
     /// BatchNorm's running statistics (buffers).
     case runningMean, runningVariance
+    /// PReLU's per-channel slopes for negative inputs.
+    case slope
 
     /// Whether weight decay applies by default: to weights, not to biases and BatchNorm parameters (timm's rule).
     package var decaysByDefault: Bool { self == .weight }
@@ -194,6 +201,8 @@ package struct Graph: Sendable {
                 + (bias.map { [ParameterSpec(name: $0, shape: [outFeatures], role: .bias)] } ?? [])
         case let .batchNorm(prefix, _):
             return batchNorm(prefix, nodes[i].channels)
+        case let .prelu(weight):
+            return [ParameterSpec(name: weight, shape: [nodes[i].channels], role: .slope)]
         default:
             return []
         }
@@ -243,12 +252,13 @@ package struct Graph: Sendable {
             let x = node.inputs.first.map { shapes[$0] } ?? Shape(n: n, h: h, w: w, c: node.channels)
             var s = Shape(n: x.n, h: x.h, w: x.w, c: node.channels)
             switch node.operation {
-            case .input, .concat, .residual, .dropout, .batchNorm, .l2Normalize:
+            case .input, .concat, .residual, .dropout, .batchNorm, .l2Normalize, .prelu, .softmax:
                 break
             case let .convolution(g, _, _):
                 (s.h, s.w) = g.outputSize(h: x.h, w: x.w)
-            case let .maxPool(k, stride):
-                (s.h, s.w) = (x.h < k ? 0 : (x.h - k) / stride + 1, x.w < k ? 0 : (x.w - k) / stride + 1)
+            case let .maxPool(k, stride, ceilMode):
+                s.h = Pooling.maxPoolOutputSize(x.h, kernel: k, stride: stride, ceilMode: ceilMode)
+                s.w = Pooling.maxPoolOutputSize(x.w, kernel: k, stride: stride, ceilMode: ceilMode)
             case let .averagePool(k, stride, p):
                 (s.h, s.w) = ((x.h + 2 * p - k) / stride + 1, (x.w + 2 * p - k) / stride + 1)
             case .globalAveragePool:
@@ -356,8 +366,19 @@ package struct Value {
         return builder.add(.convolution(g, p, activation), [self], channels: outChannels, name: name)
     }
 
-    package func maxPool(_ kernel: Int, stride: Int, name: String = "max_pool") -> Value {
-        builder.add(.maxPool(kernel: kernel, stride: stride), [self], channels: channels, name: name)
+    package func maxPool(_ kernel: Int, stride: Int, ceilMode: Bool = false, name: String = "max_pool") -> Value {
+        builder.add(.maxPool(kernel: kernel, stride: stride, ceilMode: ceilMode), [self], channels: channels,
+                    name: name)
+    }
+
+    /// PyTorch's `nn.PReLU(channels)` named `name` (its slopes are `name.weight`).
+    package func prelu(_ name: String) -> Value {
+        builder.add(.prelu(weight: builder.qualified("\(name).weight")), [self], channels: channels, name: name)
+    }
+
+    /// Softmax across channels.
+    package func softmax(_ name: String = "softmax") -> Value {
+        builder.add(.softmax, [self], channels: channels, name: name)
     }
 
     /// Average pool that excludes padding from the divisor.

@@ -1,21 +1,36 @@
 /// Pooling over NHWC feature maps, vectorised across channels, threads over output rows.
 
 package enum Pooling {
-    /// Max pooling, no padding (every max pool of these networks is 3×3 stride 2 VALID).
-    package static func maxPool(input: FeatureMap, output: FeatureMap, kernel: Int, stride: Int, threads: Int) {
+    /// How many windows a max pool without padding has along a side of `size`: whole windows only, or with
+    /// `ceilMode` PyTorch's rule (⌈(size − kernel) / stride⌉ + 1, less one where that window would start outside);
+    /// 0 where none fits.
+    package static func maxPoolOutputSize(_ size: Int, kernel: Int, stride: Int, ceilMode: Bool) -> Int {
+        guard size >= kernel else { return 0 }
+        guard ceilMode else { return (size - kernel) / stride + 1 }
+        let count = (size - kernel + stride - 1) / stride + 1
+        return (count - 1) * stride >= size ? count - 1 : count
+    }
+
+    /// Max pooling, no padding: the Inception networks' 3×3 stride-2 VALID pools, and MTCNN's ceil-mode pools,
+    /// whose last window at the bottom and right edges is clipped to the map.
+    package static func maxPool(input: FeatureMap, output: FeatureMap, kernel: Int, stride: Int, ceilMode: Bool,
+                                threads: Int) {
         precondition(input.c == output.c && input.n == output.n
-                     && output.h == (input.h - kernel) / stride + 1 && output.w == (input.w - kernel) / stride + 1,
+                     && output.h == maxPoolOutputSize(input.h, kernel: kernel, stride: stride, ceilMode: ceilMode)
+                     && output.w == maxPoolOutputSize(input.w, kernel: kernel, stride: stride, ceilMode: ceilMode),
                      "max pool shapes disagree")
         let c = input.c
         Parallel.parallelFor(output.n * output.h, threads: threads) { row in
             let (b, oy) = (row / output.h, row % output.h)
+            let rows = min(kernel, input.h - oy * stride)
             for ox in 0..<output.w {
                 let out = output.pixel(b, oy, ox)
+                let columns = min(kernel, input.w - ox * stride)
                 var ch = 0
                 while ch + 8 <= c {
                     var m = SIMD8<Float>(repeating: -.infinity)
-                    for ky in 0..<kernel {
-                        for kx in 0..<kernel {
+                    for ky in 0..<rows {
+                        for kx in 0..<columns {
                             let p = input.pixel(b, oy * stride + ky, ox * stride + kx) + ch
                             let v = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
                             m = m.replacing(with: v, where: v .> m)  // `pointwiseMax` is scalarised per lane
@@ -26,8 +41,8 @@ package enum Pooling {
                 }
                 while ch < c {
                     var m = -Float.infinity
-                    for ky in 0..<kernel {
-                        for kx in 0..<kernel { m = max(m, input.pixel(b, oy * stride + ky, ox * stride + kx)[ch]) }
+                    for ky in 0..<rows {
+                        for kx in 0..<columns { m = max(m, input.pixel(b, oy * stride + ky, ox * stride + kx)[ch]) }
                     }
                     out[ch] = m
                     ch += 1

@@ -32,13 +32,20 @@ package enum Reference {
         return out
     }
 
-    package static func maxPool(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
+    /// `ceilMode`: PyTorch's formula, ⌈(size − kernel) / stride⌉ + 1 windows, less one that would start outside;
+    /// windows past the edge take the pixels inside.
+    package static func maxPool(_ input: Tensor, kernel: Int, stride: Int, ceilMode: Bool = false) -> Tensor {
         let (n, h, w, c) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-        let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1)
+        func windows(_ size: Int) -> Int {
+            guard ceilMode else { return (size - kernel) / stride + 1 }
+            let count = Int((Double(size - kernel) / Double(stride)).rounded(.up)) + 1
+            return (count - 1) * stride >= size ? count - 1 : count
+        }
+        let (oh, ow) = (windows(h), windows(w))
         var out = Tensor(zeros: [n, oh, ow, c])
         for b in 0..<n { for oy in 0..<oh { for ox in 0..<ow { for ch in 0..<c {
             var m = -Float.infinity
-            for ky in 0..<kernel { for kx in 0..<kernel {
+            for ky in 0..<kernel where oy * stride + ky < h { for kx in 0..<kernel where ox * stride + kx < w {
                 m = max(m, input.scalars[((b * h + oy * stride + ky) * w + ox * stride + kx) * c + ch])
             } }
             out.scalars[((b * oh + oy) * ow + ox) * c + ch] = m

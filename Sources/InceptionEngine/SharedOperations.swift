@@ -2,22 +2,24 @@
 /// run them. Convolutions, linear layers, BatchNorm and dropout differ between the two (folded and packed once
 /// against normalised with batch statistics, identity against masked) and stay with each executor.
 enum SharedOperation: Sendable {
-    case maxPool(kernel: Int, stride: Int)
+    case maxPool(kernel: Int, stride: Int, ceilMode: Bool)
     case averagePool(kernel: Int, stride: Int, padding: Int)
     case concat
     case residual(scale: Float, activation: Activation)
     case globalAveragePool
     case l2Normalize
+    case softmax
 
     init?(_ operation: Operation) {
         switch operation {
-        case let .maxPool(k, s): self = .maxPool(kernel: k, stride: s)
+        case let .maxPool(k, s, ceilMode): self = .maxPool(kernel: k, stride: s, ceilMode: ceilMode)
         case let .averagePool(k, s, p): self = .averagePool(kernel: k, stride: s, padding: p)
         case .concat: self = .concat
         case let .residual(scale, activation): self = .residual(scale: scale, activation: activation)
         case .globalAveragePool: self = .globalAveragePool
         case .l2Normalize: self = .l2Normalize
-        case .input, .convolution, .linear, .dropout, .batchNorm: return nil
+        case .softmax: self = .softmax
+        case .input, .convolution, .linear, .dropout, .batchNorm, .prelu: return nil
         }
     }
 
@@ -25,8 +27,9 @@ enum SharedOperation: Sendable {
     /// concatenation was written straight into its channel slice (inference's memory plan), so is not copied.
     func run(_ inputs: [FeatureMap], output: FeatureMap, threads: Int, inPlace: (Int) -> Bool = { _ in false }) {
         switch self {
-        case let .maxPool(k, s):
-            Pooling.maxPool(input: inputs[0], output: output, kernel: k, stride: s, threads: threads)
+        case let .maxPool(k, s, ceilMode):
+            Pooling.maxPool(input: inputs[0], output: output, kernel: k, stride: s, ceilMode: ceilMode,
+                            threads: threads)
         case let .averagePool(k, s, p):
             Pooling.averagePool(input: inputs[0], output: output, kernel: k, stride: s, padding: p, threads: threads)
         case .concat:
@@ -44,6 +47,8 @@ enum SharedOperation: Sendable {
             Pooling.globalAveragePool(input: inputs[0], output: output, threads: threads)
         case .l2Normalize:
             Elementwise.l2Normalize(input: inputs[0], output: output, threads: threads)
+        case .softmax:
+            Elementwise.softmax(input: inputs[0], output: output, threads: threads)
         }
     }
 }

@@ -263,6 +263,8 @@ private struct Pass {
                                           prefix: prefix, epsilon: epsilon, relu: false)
             case .maxPool, .averagePool, .concat, .residual, .globalAveragePool, .l2Normalize:
                 SharedOperation(node.operation)!.run(node.inputs.map(map), output: y, threads: threads)
+            case .prelu, .softmax:
+                preconditionFailure("\(node.name): MTCNN's PReLU and softmax run in inference only")
             }
             outputs[i] = out
         }
@@ -366,7 +368,8 @@ private struct Pass {
                 break
             case let .convolution(g, p, activation):
                 backwardConvolution(i, g, p, activation, dy)
-            case let .maxPool(kernel, stride):
+            case let .maxPool(kernel, stride, ceilMode):
+                precondition(!ceilMode, "\(node.name): a ceil-mode max pool runs in inference only")
                 if let dx = gradientMap(node.inputs[0]) {
                     let k = nodes[..<i].filter { if case .maxPool = $0.operation { true } else { false } }.count
                     PoolingGradient.maxPool(input: map(node.inputs[0]), outputGradient: dy, inputGradient: dx,
@@ -408,6 +411,8 @@ private struct Pass {
             case let .batchNorm(prefix, _):
                 batchNormBackward(i, prefix: prefix, x: outputs[node.inputs[0]]!.pointer, dy)
                 if let dx = gradientMap(node.inputs[0]) { add(dy, into: dx, scale: 1) }
+            case .prelu, .softmax:
+                preconditionFailure("\(node.name): MTCNN's PReLU and softmax run in inference only")
             case .l2Normalize:
                 if let dx = gradientMap(node.inputs[0]) {
                     L2NormalizeGradient.backward(input: map(node.inputs[0]), output: map(i), outputGradient: dy,

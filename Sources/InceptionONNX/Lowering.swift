@@ -58,10 +58,11 @@ struct Lowering {
                                         .ints("strides", [g.strideH, g.strideW]),
                                         .ints("pads", [g.padH, g.padW, g.padH, g.padW])])
             return (activated(conv, activation, node.name), 4)
-        case let .maxPool(k, stride):
+        case let .maxPool(k, stride, ceilMode):
             try requireMap(node, rank)
             return (add("MaxPool", [x], name: node.name,
-                        attributes: [.ints("kernel_shape", [k, k]), .ints("strides", [stride, stride])]), 4)
+                        attributes: [.ints("kernel_shape", [k, k]), .ints("strides", [stride, stride]),
+                                     .int("ceil_mode", ceilMode ? 1 : 0)]), 4)
         case let .averagePool(k, stride, padding):
             try requireMap(node, rank)
             return (add("AveragePool", [x], name: node.name,
@@ -96,6 +97,11 @@ struct Lowering {
             return (add("Add", [scaled, constant("\(prefix).shift", shift, shape)], name: node.name), rank)
         case .l2Normalize:
             return (l2Normalized(x, name: node.name), rank)
+        case let .prelu(weight):
+            let shape = rank == 2 ? [node.channels] : [node.channels, 1, 1]
+            return (add("PRelu", [x, constant(weight, try weights.parameter(weight), shape)], name: node.name), rank)
+        case .softmax:
+            return (add("Softmax", [x], name: node.name, attributes: [.int("axis", 1)]), rank)
         }
     }
 

@@ -36,6 +36,7 @@ extension ModelName {
             switch spec.role {
             case .runningVariance, .normScale: values[spec.name] = [Float](repeating: 1, count: n)
             case .runningMean, .bias, .normShift: values[spec.name] = [Float](repeating: 0, count: n)
+            case .slope: values[spec.name] = [Float](repeating: 0.25, count: n)  // nn.PReLU's initial slope
             case .weight:
                 let fanIn = spec.shape.dropFirst().reduce(1, *)
                 let bound = spec.shape.count == 4 ? (6 / Float(fanIn)).squareRoot() : 1 / Float(fanIn).squareRoot()

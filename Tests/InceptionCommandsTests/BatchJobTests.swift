@@ -36,7 +36,7 @@ import Testing
         func commands(_ tag: String) -> [Command] {
             func out(_ name: String) -> String { scratch.appendingPathComponent("\(tag)-\(name)").path }
             return [
-                Command("embed", ["embed", "--model", "inception_resnet_v1_facenet", "--weights", face,
+                Command("embed", ["embed", "--model", "inception_resnet_v1_facenet", "--no-detect", "--weights", face,
                                   "--batch", "2", "--output", out("embed.npy")] + photos, out("embed.npy")),
                 Command("predict", ["predict", "--model", "inception_resnet_v1_facenet", "--weights", face,
                                     "--input", x, "--batch", "1", "--output", out("predict.npy")],
@@ -92,14 +92,14 @@ import Testing
         let face = try References.weights(.inceptionResNetV1FaceNet).path
         let output = scratch.appendingPathComponent("embed.npy").path
         let broken = folder + "/285/broken.jpg"
-        let result = try MPI.run(3, ["embed", "--model", "inception_resnet_v1_facenet", "--weights", face,
-                                     "--threads", "1", "--output", output] + photos + [broken])
+        let result = try MPI.run(3, ["embed", "--model", "inception_resnet_v1_facenet", "--no-detect", "--weights",
+                                     face, "--threads", "1", "--output", output] + photos + [broken])
         let ours = result.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
         #expect(result.status != 0)
         #expect(ours.count == 1 && ours[0].contains("broken.jpg"), "\(result.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path) == ["folder"])
-        let stream = try MPI.run(2, ["embed", "--model", "inception_resnet_v1_facenet", "--weights", face,
-                                     "--output", "-"] + photos)
+        let stream = try MPI.run(2, ["embed", "--model", "inception_resnet_v1_facenet", "--no-detect", "--weights",
+                                     face, "--output", "-"] + photos)
         #expect(stream.status != 0 && stream.stdout.isEmpty, "\(stream.stdout.prefix(100))")
         #expect(stream.stderr.contains("error: --output - is a stream; under mpirun"), "\(stream.stderr)")
     }
@@ -115,7 +115,8 @@ import Testing
         let process = Process()
         process.executableURL = try MPI.mpirun()
         process.arguments = MPI.launch(2) + [inceptionExecutable().path, "embed", "--model",
-                                             "inception_resnet_v1_facenet", "--weights", face, "--threads", "1",
+                                             "inception_resnet_v1_facenet", "--no-detect", "--weights", face,
+                                             "--threads", "1",
                                              "--batch", "1", "--output", output]
             + Array(repeating: photos, count: 40).flatMap { $0 }
         let err = Pipe()

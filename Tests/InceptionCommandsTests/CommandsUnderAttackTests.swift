@@ -95,7 +95,7 @@ import Testing
         try "alice 1 2\nalice 1 bob 1\n".write(to: dir.appendingPathComponent("pairs.txt"), atomically: true,
                                                  encoding: .utf8)
         let image = dir.appendingPathComponent("lfw/alice/alice_0001.jpg").path
-        let verify = try runInception(["verify", "--weights", weights, "--pairs",
+        let verify = try runInception(["verify", "--no-detect", "--weights", weights, "--pairs",
                                        dir.appendingPathComponent("pairs.txt").path, "--images",
                                        dir.appendingPathComponent("lfw").path, "--roc", image])
         #expect(verify.status == 1 && verify.stderr.contains("--roc \(image): it is also an input"),
@@ -145,7 +145,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let pairs = dir.appendingPathComponent("pairs.txt").path
         try "../outside 1 2\n".write(toFile: pairs, atomically: true, encoding: .utf8)
-        let verify = ["verify", "--weights", weights, "--pairs", pairs, "--images",
+        let verify = ["verify", "--no-detect", "--weights", weights, "--pairs", pairs, "--images",
                       dir.appendingPathComponent("lfw").path]
         let outside = try runInception(verify)
         #expect(outside.status == 1 && outside.stderr.contains("pairs line 1: '../outside' is not a person's name"),

@@ -8,15 +8,16 @@ import Testing
 /// an option's wording or default shows in review as a change to these files; after a deliberate change, rewrite
 /// them with `INCEPTION_UPDATE_SNAPSHOTS=1` and read the diff.
 @Suite struct HelpTests {
-    static let commands = ["classify", "explain", "embed", "eval", "verify", "compare", "preprocess", "predict",
-                           "summary", "bench", "serve", "train",
+    static let commands = ["classify", "explain", "embed", "eval", "verify", "compare", "faces", "faces detect",
+                           "faces crop", "preprocess", "predict", "summary", "bench", "serve", "train",
                            "curves", "models", "init", "convert", "export", "quantize"]
     static let folder = repositoryRoot.appendingPathComponent("Tests/HelpSnapshots")
 
     @Test(arguments: [nil] + commands.map(Optional.some))
     func helpMatchesItsSnapshot(_ command: String?) throws {
         let text = try #require(InceptionCommand.help(command, columns: 100), "no subcommand \(command ?? "")")
-        let file = Self.folder.appendingPathComponent("\(command ?? "inception").txt")
+        let name = command?.replacingOccurrences(of: " ", with: "-") ?? "inception"
+        let file = Self.folder.appendingPathComponent("\(name).txt")
         if ProcessInfo.processInfo.environment["INCEPTION_UPDATE_SNAPSHOTS"] == "1" {
             try FileManager.default.createDirectory(at: Self.folder, withIntermediateDirectories: true)
             try Data(text.utf8).write(to: file)
@@ -42,7 +43,11 @@ import Testing
     /// The subcommands the root command lists are the ones snapshotted here.
     @Test func everySubcommandHasASnapshot() throws {
         let root = try #require(InceptionCommand.help(nil, columns: 100))
-        for command in Self.commands { #expect(root.contains("  \(command) ")) }
+        for command in Self.commands where !command.contains(" ") { #expect(root.contains("  \(command) ")) }
+        let faces = try #require(InceptionCommand.help("faces", columns: 100))
+        for command in Self.commands where command.hasPrefix("faces ") {
+            #expect(faces.contains("  \(command.dropFirst(6)) "))
+        }
         #expect(InceptionCommand.help("no-such-command") == nil)
     }
 }

@@ -206,7 +206,8 @@ import Testing
         let weights = try References.weights(.inceptionResNetV1FaceNet).path
         let output = dir.appendingPathComponent("e.npy").path
         let result = try run(venvPython(), ["-c", script, photo, inceptionExecutable().path, "embed"] + Self.face
-                             + ["--weights", weights, "--output", output] + Array(repeating: photo, count: 16))
+                             + ["--no-detect", "--weights", weights, "--output", output]
+                             + Array(repeating: photo, count: 16))
         let fields = result.stdout.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         #expect(fields.first == 0, "\(result.stdout) \(result.stderr)")
         #expect(try NPY.read(contentsOf: URL(fileURLWithPath: output)).shape == [16, 512])

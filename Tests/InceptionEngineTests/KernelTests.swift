@@ -91,7 +91,26 @@ struct PoolingKernelTests {
         let expected = Reference.maxPool(input, kernel: 3, stride: 2)
         var output = Tensor(zeros: expected.shape)
         withMap(&input) { i in
-            withMap(&output) { o in Pooling.maxPool(input: i, output: o, kernel: 3, stride: 2, threads: 2) }
+            withMap(&output) { o in
+                Pooling.maxPool(input: i, output: o, kernel: 3, stride: 2, ceilMode: false, threads: 2)
+            }
+        }
+        #expect(output == expected)
+    }
+
+    /// MTCNN's pools: PyTorch's ceil mode, a clipped last window on odd sizes (46 → 23 at 3/2, 9 → 4, 5 → 3 at 2/2).
+    @Test(arguments: [(1, 46, 46, 32, 3), (2, 9, 9, 10, 3), (1, 5, 7, 16, 2), (1, 8, 3, 9, 2), (1, 22, 21, 28, 3)])
+    func ceilModeMaxPoolMatchesReference(_ shape: (Int, Int, Int, Int, Int)) {
+        var rng = SeededRandom(11)
+        var input = rng.tensor([shape.0, shape.1, shape.2, shape.3])
+        let kernel = shape.4
+        let expected = Reference.maxPool(input, kernel: kernel, stride: 2, ceilMode: true)
+        #expect(expected.shape[1] == Pooling.maxPoolOutputSize(shape.1, kernel: kernel, stride: 2, ceilMode: true))
+        var output = Tensor(zeros: expected.shape)
+        withMap(&input) { i in
+            withMap(&output) { o in
+                Pooling.maxPool(input: i, output: o, kernel: kernel, stride: 2, ceilMode: true, threads: 2)
+            }
         }
         #expect(output == expected)
     }

@@ -83,8 +83,8 @@ import Testing
                                                  contentType: "multipart/form-data; boundary=\(boundary)")
         #expect(reply.status == 200, "\(reply.error ?? "")")
         let folder = scratch.appendingPathComponent("overlays")
-        let cli = try runInception(["compare", "--weights", try References.weights(Self.faces).path, "--json",
-                                    "--explain", folder.path, faces[0].path, faces[1].path])
+        let cli = try runInception(["compare", "--no-detect", "--weights", try References.weights(Self.faces).path,
+                                    "--json", "--explain", folder.path, faces[0].path, faces[1].path])
         #expect(cli.status == 0, "\(cli.stderr)")
         let printed = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [String: Any] ?? [:]
         #expect(printed["distance"] as? Double == reply.json["distance"] as? Double)

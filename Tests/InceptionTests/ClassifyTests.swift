@@ -119,7 +119,7 @@ import Testing
         let (e, x, y) = ["e.npy", "x.npy", "y.npy"].map { dir.appendingPathComponent($0).path }.splat
         let weights = try References.weights(model).path
         #expect(try runInception(["embed", "--model", model.rawValue, "--weights", weights, "--output", e, "--batch",
-                                  "2"] + images).status == 0)
+                                  "2", "--no-detect"] + images).status == 0)
         #expect(try runInception(["preprocess", "--model", model.rawValue, "--output", x] + images).status == 0)
         #expect(try runInception(["predict", "--model", model.rawValue, "--weights", weights, "--input", x,
                                   "--output", y,
