@@ -6,6 +6,13 @@ struct FaceCascade {
     let detector: FaceDetector
     let image: RGBImage
     let threads: Int
+    /// The photo's row sums, for every resampling of every stage.
+    let sums: RowSums?
+
+    init(detector: FaceDetector, image: RGBImage, threads: Int) {
+        (self.detector, self.image, self.threads) = (detector, image, threads)
+        sums = RowSums(image)
+    }
 
     /// P-Net's input is resampled and run in bands of at most this many pixels, so that memory stays bounded
     /// whatever the photo's size (a band's results are those of the whole map: its rows start on a pooling window).
@@ -43,8 +50,8 @@ struct FaceCascade {
     func proposals(height: Int, width: Int, scale: Double) throws -> [Candidate] {
         let shapes = detector.proposal.graph.inferShapes(n: 1, h: height, w: width)
         guard let out = shapes?[detector.proposal.graph.output] else { return [] }
-        let resample = AreaResample(image: image, left: 0, top: 0, width: image.width, height: image.height,
-                                    outWidth: width, outHeight: height)
+        let resample = AreaResample(image: image, sums: sums, left: 0, top: 0, width: image.width,
+                                    height: image.height, outWidth: width, outHeight: height)
         let bandRows = max(1, (Self.bandPixels / width - 10) / 2)
         let threshold = detector.settings.thresholds[0], s = Float(scale)
         var found: [Candidate] = [], r0 = 0
@@ -121,8 +128,8 @@ struct FaceCascade {
             var input = Tensor(zeros: [chunk.count, side, side, 3])
             input.scalars.withUnsafeMutableBufferPointer { buffer in
                 for (k, (_, r)) in chunk.enumerated() {
-                    let crop = AreaResample(image: image, left: r.left, top: r.top, width: r.width, height: r.height,
-                                            outWidth: side, outHeight: side)
+                    let crop = AreaResample(image: image, sums: sums, left: r.left, top: r.top, width: r.width,
+                                            height: r.height, outWidth: side, outHeight: side)
                     crop.write(rows: 0..<side, into: buffer.baseAddress! + k * side * side * 3)
                 }
             }

@@ -68,7 +68,9 @@ public final class FaceDetector: Sendable {
 
     /// Loads `pnet.pt`, `rnet.pt` and `onet.pt` from `weights` (facenet-pytorch's `data` folder).
     public init(weights: URL, settings: Settings = .default) throws {
-        proposal = try Self.compile(MTCNN.proposal(), weights.appendingPathComponent("pnet.pt"), usualInputSize: 400)
+        // P-Net runs at a new size for every scale of every photo: its arenas (tens of MB each) are not kept.
+        proposal = try Self.compile(MTCNN.proposal(), weights.appendingPathComponent("pnet.pt"), usualInputSize: 400,
+                                    keptPlans: 2)
         refinement = try Self.compile(MTCNN.refinement(), weights.appendingPathComponent("rnet.pt"), usualInputSize: 24)
         output = try Self.compile(MTCNN.output(), weights.appendingPathComponent("onet.pt"), usualInputSize: 48)
         self.settings = settings
@@ -90,7 +92,9 @@ public final class FaceDetector: Sendable {
         }
     }
 
-    static func compile(_ graph: Graph, _ file: URL, usualInputSize: Int) throws -> CompiledGraph {
+    static func compile(_ graph: Graph, _ file: URL, usualInputSize: Int, keptPlans: Int = 32) throws
+        -> CompiledGraph
+    {
         guard FileManager.default.fileExists(atPath: file.path) else {
             throw FaceDetectorError.missingWeights(path: file.path)
         }
@@ -107,7 +111,7 @@ public final class FaceDetector: Sendable {
             }
             specs[spec.name] = spec
         }
-        return try CompiledGraph(graph: graph, usualInputSize: usualInputSize) { name in
+        return try CompiledGraph(graph: graph, usualInputSize: usualInputSize, keptPlans: keptPlans) { name in
             let values = try checkpoint.floats(name)
             guard MTCNN.denseOverMap.contains(name), let s = specs[name]?.shape else { return values }
             return MTCNN.convolutionWeights(dense: values, outFeatures: s[0], channels: s[1], side: s[2])

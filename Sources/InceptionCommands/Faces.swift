@@ -6,7 +6,7 @@ import InceptionIO
 struct Faces: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find faces in photos (MTCNN, exact to facenet-pytorch), crop them, enroll people and find them.",
-        subcommands: [FacesDetect.self, FacesCrop.self])
+        subcommands: [FacesDetect.self, FacesCrop.self, FacesBench.self])
 }
 
 /// What the `faces` commands share: each photo decoded and searched in turn, a photo that cannot be read or holds

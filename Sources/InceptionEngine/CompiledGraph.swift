@@ -14,6 +14,9 @@ package final class CompiledGraph: Sendable {
     /// Zeros for the padding rows of convolutions; never written.
     let zeros: AlignedBuffer
     let plans = Locked<[PlanKey: Plan]>([:])
+    /// Plans kept (with their arenas) at most: a network run at ever new sizes — MTCNN's image pyramid over photos
+    /// of every size — forgets one, chosen arbitrarily, for each new one past this many.
+    let keptPlans: Int
     /// The convolutions' arithmetic.
     package let precision: Precision
     /// Each fp32 convolution's register tile and where it came from, in graph order.
@@ -60,11 +63,13 @@ package final class CompiledGraph: Sendable {
     ///   - int8Weights: each convolution's quantised parameters by its weight's graph name; nil keeps a layer fp32.
     ///   - tiles: how each fp32 convolution's register tile is chosen (measured, kept or built in; never a change
     ///     to a result).
+    ///   - keptPlans: how many input shapes keep their memory plan and arena between calls.
     package init(graph: Graph, algorithms: ConvolutionAlgorithms = .automatic, usualInputSize: Int = 299,
                 mergeSiblings: Bool = true, precision route: PrecisionRoute = .fp32,
                 tiles tuning: TileTuning = .builtIn, int8Weights: ((String) throws -> Int8Weights?)? = nil,
-                parameter: (String) throws -> [Float]) throws {
+                keptPlans: Int = 32, parameter: (String) throws -> [Float]) throws {
         self.graph = graph
+        self.keptPlans = max(1, keptPlans)
         self.precision = route.precision
         if route.precision == .int8 && int8Weights == nil { throw PrecisionError.needsQuantizedWeights }
         let (lowered, jobs) = try Self.lower(graph, parameter)

@@ -42,14 +42,30 @@ package enum Elementwise {
         }
     }
 
-    /// PyTorch's PReLU: x where x > 0, else slopes[c] · x.
+    /// PyTorch's PReLU: x where x > 0, else slopes[c] · x. Dense maps run eight pixels at a time: their 8·c values
+    /// are c vectors of eight, each with its own fixed vector of slopes.
     package static func prelu(input: FeatureMap, output: FeatureMap, slopes: [Float], threads: Int) {
         precondition(slopes.count == output.c, "PReLU has \(slopes.count) slopes for \(output.c) channels")
+        let c = output.c
+        let dense = input.pixelStride == c && output.pixelStride == c
+        let pattern = (0..<c).map { k in SIMD8<Float>((0..<8).map { slopes[(k * 8 + $0) % c] }) }
         Parallel.parallelFor(output.n * output.h, threads: threads) { row in
             let (b, y) = (row / output.h, row % output.h)
-            for x in 0..<output.w {
+            var x = 0
+            if dense {
+                while x + 8 <= output.w {
+                    let i = UnsafeRawPointer(input.pixel(b, y, x)), o = UnsafeMutableRawPointer(output.pixel(b, y, x))
+                    for k in 0..<c {
+                        let v = i.loadUnaligned(fromByteOffset: k * 32, as: SIMD8<Float>.self)
+                        o.storeBytes(of: v.replacing(with: v * pattern[k], where: v .<= 0), toByteOffset: k * 32,
+                                     as: SIMD8<Float>.self)
+                    }
+                    x += 8
+                }
+            }
+            for x in x..<output.w {
                 let i = input.pixel(b, y, x), o = output.pixel(b, y, x)
-                for c in 0..<output.c { o[c] = i[c] > 0 ? i[c] : slopes[c] * i[c] }
+                for k in 0..<c { o[k] = i[k] > 0 ? i[k] : slopes[k] * i[k] }
             }
         }
     }

@@ -37,16 +37,12 @@ extension CompiledGraph {
         try plan(n: n, h: h, w: w, output: graph.output).arenaSize
     }
 
-    /// Plans kept (with their arenas) at most: a network run at ever new sizes — MTCNN's image pyramid over photos
-    /// of every size — forgets one, chosen arbitrarily, for each new one past this many.
-    static let keptPlans = 32
-
     func plan(n: Int, h: Int, w: Int, output: Int) throws -> Plan {
         let key = PlanKey(n: n, h: h, w: w, output: output)
         if let plan = plans.withLock({ $0[key] }) { return plan }
         let plan = try makePlan(n: n, h: h, w: w, output: output)
         plans.withLock {
-            if $0.count >= Self.keptPlans { $0.remove(at: $0.startIndex) }
+            if $0.count >= keptPlans { $0.remove(at: $0.startIndex) }
             $0[key] = plan
         }
         return plan
