@@ -63,6 +63,8 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg",
                        providers: [.apt(["libjpeg62-turbo-dev"]), .brew(["jpeg-turbo"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        // The face gallery (`inception faces enroll|find`): SQLite's C API (in macOS's SDK; Debian's libsqlite3-dev).
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // Keeps libjpeg's and libpng's longjmp error handling inside C.
         .target(name: "CImageDecode", dependencies: ["CJPEG", "CPNG"]),
         // safetensors, npy and image readers/writers; Pillow-exact resizing.
@@ -72,7 +74,8 @@ let package = Package(
         // The Hugging Face Hub client: huggingface_hub's cache layout, checked downloads. Knows no network.
         .target(name: "InceptionHub"),
         // The public API: models by name, weights loading with checkpoint key maps, inference, evaluation.
-        .target(name: "Inception", dependencies: ["InceptionEngine", "InceptionIO", "InceptionModels", "InceptionHub"]),
+        .target(name: "Inception", dependencies: ["InceptionEngine", "InceptionIO", "InceptionModels", "InceptionHub",
+                                                  "CSQLite"]),
         // Open MPI, loaded at run time (dlopen) for data-parallel training: no build dependency on MPI.
         .target(name: "CInceptionMPI", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         // Training: the paper's recipe, optimisers, augmentation, checkpoints timm loads, metrics and curves; data

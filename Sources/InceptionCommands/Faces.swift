@@ -6,7 +6,7 @@ import InceptionIO
 struct Faces: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find faces in photos (MTCNN, exact to facenet-pytorch), crop them, enroll people and find them.",
-        subcommands: [FacesDetect.self, FacesCrop.self, FacesBench.self])
+        subcommands: [FacesDetect.self, FacesCrop.self, FacesEnroll.self, FacesFind.self, FacesBench.self])
 }
 
 /// What the `faces` commands share: each photo decoded and searched in turn, a photo that cannot be read or holds
@@ -83,16 +83,13 @@ struct FacesDetect: ParsableCommand {
     @Option(help: "Draw the boxes and landmarks on the photo: a PNG, or a folder for several photos.")
     var draw: String?
 
-    @Flag(help: "Print JSON.")
-    var json = false
+    @OptionGroup var input: FacePhotosOption
 
-    @OptionGroup var threads: ThreadsOption
-
-    @Argument(help: "JPEG or PNG photos.")
-    var photos: [String]
+    var json: Bool { input.json }
+    var threads: ThreadsOption { input.threads }
+    var photos: [String] { input.photos }
 
     func validate() throws {
-        guard !photos.isEmpty else { throw CLIError("give one or more photos") }
         if let draw { try FlagRule.output(draw, notAmong: photos, json: json, flag: "--draw") }
     }
 
@@ -146,16 +143,13 @@ struct FacesCrop: ParsableCommand {
     @Option(help: "The crops' side in pixels.")
     var size = 160
 
-    @Flag(help: "Print JSON.")
-    var json = false
+    @OptionGroup var input: FacePhotosOption
 
-    @OptionGroup var threads: ThreadsOption
-
-    @Argument(help: "JPEG or PNG photos.")
-    var photos: [String]
+    var json: Bool { input.json }
+    var threads: ThreadsOption { input.threads }
+    var photos: [String] { input.photos }
 
     func validate() throws {
-        guard !photos.isEmpty else { throw CLIError("give one or more photos") }
         try FlagRule.count(size, "--size", in: 16...1024)
         guard detection.margin < size else { throw CLIError("--margin must be smaller than --size") }
         try FlagRule.output(output, notAmong: photos, json: json)

@@ -302,3 +302,16 @@ struct FacesInPhotosOption: ParsableArguments {
         }
     }
 }
+
+/// The photos a `faces` command searches, its threads, and whether it prints JSON.
+struct FacePhotosOption: ParsableArguments {
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @OptionGroup var threads: ThreadsOption
+
+    @Argument(help: "JPEG or PNG photos.")
+    var photos: [String]
+
+    func validate() throws { guard !photos.isEmpty else { throw CLIError("give one or more photos") } }
+}

@@ -108,6 +108,49 @@ import Testing
         #expect((printed["faces"] as? [Any])?.count == 2)
     }
 
+    /// A gallery of two people and a photo without a face; enrolled again, unchanged photos are skipped and a changed
+    /// one replaced; `find` names each probe's person at `compare`'s distance.
+    @Test func enrollThenFind() throws {
+        let scratch = try scratchDirectory("faces-gallery")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let gallery = scratch.appendingPathComponent("gallery")
+        for (person, photo) in [("hanks", "hanks.png"), ("astronaut", "astronaut.jpg")] {
+            let folder = gallery.appendingPathComponent(person)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Self.photo(photo),
+                                             toPath: folder.appendingPathComponent(photo).path)
+        }
+        try FileManager.default.copyItem(atPath: Self.photo("coffee.jpg"),
+                                         toPath: gallery.appendingPathComponent("coffee_1.jpg").path)
+        let weights = try References.weights(.inceptionResNetV1FaceNet).path
+        let db = scratch.appendingPathComponent("people.sqlite").path
+        let enroll = ["faces", "enroll", "--weights", weights, "--db", db, "--json"] + (try Self.detectorWeights)
+            + [gallery.path]
+        func counts(_ result: (status: Int32, stdout: String, stderr: String)) throws -> [Int] {
+            let printed = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+            return [(printed["enrolled"] as? [Any])?.count ?? -1, printed["unchanged"] as? Int ?? -1,
+                    printed["faces"] as? Int ?? -1, printed["people"] as? Int ?? -1]
+        }
+        let first = try runInception(enroll)
+        #expect(first.status == 1 && first.stderr.contains("coffee_1.jpg: no face found"), "\(first.stderr)")
+        #expect(try counts(first) == [2, 0, 2, 2])
+        let hanks = gallery.appendingPathComponent("hanks/hanks.png").path
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: hanks)
+        #expect(try counts(try runInception(enroll)) == [1, 1, 2, 2])
+        let find = try runInception(["faces", "find", "--weights", weights, "--db", db, "--json", "--top", "2"]
+                                    + (try Self.detectorWeights) + [Self.photo("hanks.png")])
+        #expect(find.status == 0, "\(find.stderr)")
+        let printed = try JSONSerialization.jsonObject(with: Data(find.stdout.utf8)) as? [String: Any] ?? [:]
+        let faces = (printed["photos"] as? [[String: Any]])?.first?["faces"] as? [[String: Any]] ?? []
+        let matches = try #require(faces.first?["matches"] as? [[String: Any]])
+        #expect(matches.map { $0["person"] as? String } == ["hanks", "astronaut"])
+        #expect((matches[0]["distance"] as? Double ?? 1) < 1e-5)
+        let compare = try runInception(["compare", "--weights", weights, "--json"] + (try Self.detectorWeights)
+                                       + [Self.photo("hanks.png"), Self.photo("astronaut.jpg")])
+        let compared = try JSONSerialization.jsonObject(with: Data(compare.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect(abs((compared["distance"] as? Double ?? -1) - (matches[1]["distance"] as? Double ?? 1)) < 1e-5)
+    }
+
     /// A 12000 × 12000 photo (the group pasted into it at 8000 pixels wide): the faces are found, in bands of
     /// bounded memory — the process stays under 1.5 GB (the decoded photo alone is 432 MB).
     @Test func aHugePhotoIsSearchedInBoundedMemory() throws {

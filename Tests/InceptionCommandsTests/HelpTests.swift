@@ -9,7 +9,8 @@ import Testing
 /// them with `INCEPTION_UPDATE_SNAPSHOTS=1` and read the diff.
 @Suite struct HelpTests {
     static let commands = ["classify", "explain", "embed", "eval", "verify", "compare", "faces", "faces detect",
-                           "faces crop", "preprocess", "predict", "summary", "bench", "serve", "train",
+                           "faces crop", "faces enroll", "faces find", "faces bench", "preprocess", "predict",
+                           "summary", "bench", "serve", "train",
                            "curves", "models", "init", "convert", "export", "quantize"]
     static let folder = repositoryRoot.appendingPathComponent("Tests/HelpSnapshots")
 

@@ -74,3 +74,41 @@ import Testing
         }
     }
 }
+
+/// The gallery's exact search against the same distances computed here in Double, on random unit embeddings of many
+/// people.
+@Suite struct FaceGalleryTests {
+    @Test func searchRanksPeopleByTheirClosestFace() throws {
+        let scratch = try scratchDirectory("face-gallery")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let gallery = try FaceGallery(path: scratch.appendingPathComponent("g.sqlite").path, model: "m", dimension: 64,
+                                      create: true)
+        var rng = SplitMix64(3)
+        func vector() -> [Float] { (0..<64).map { _ in Float(rng.next() % 2001) / 1000 - 1 } }
+        var stored: [(person: String, embedding: [Double])] = []
+        for photo in 0..<60 {
+            let faces = (0..<3).map { _ in (face: Face(box: FaceBox(x1: 0, y1: 0, x2: 9, y2: 9), probability: 1,
+                                                       landmarks: []), embedding: vector()) }
+            let person = "p\(photo % 17)"
+            try gallery.store(path: "photo\(photo)", person: person, size: 1, modified: 0, faces: faces)
+            stored += faces.map { (person, FaceDistance.unit($0.embedding)) }
+        }
+        let probes = (0..<4).map { _ in vector() }
+        let found = try gallery.search(probes, top: 5)
+        for (probe, matches) in zip(probes, found) {
+            let unit = FaceDistance.unit(probe)
+            var best: [String: Double] = [:]
+            for (person, embedding) in stored {
+                best[person] = min(best[person] ?? .infinity, FaceDistance.distance(unit, embedding))
+            }
+            let expected = best.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.prefix(5)
+            #expect(matches.map(\.person) == expected.map(\.key))
+            #expect(zip(matches, expected).allSatisfy { abs($0.distance - $1.value) < 1e-5 })
+        }
+        #expect(try gallery.counts() == (faces: 180, people: 17))
+        #expect(throws: FaceGalleryError.self) {
+            try FaceGallery(path: scratch.appendingPathComponent("g.sqlite").path, model: "other", dimension: 64,
+                            create: false)
+        }
+    }
+}
