@@ -17,6 +17,15 @@ public struct Face: Sendable, Equatable, Codable {
     }
 }
 
+extension Face {
+    /// The face as JSON (`JSONSerialization`): box [x1, y1, x2, y2], probability, landmarks [[x, y]…] — what the
+    /// commands print and the server answers.
+    public var record: [String: Any] {
+        ["box": [box.x1, box.y1, box.x2, box.y2].map(Double.init), "probability": Double(probability),
+         "landmarks": landmarks.map { [Double($0.x), Double($0.y)] }]
+    }
+}
+
 /// A box by its corners, (x1, y1) top left and (x2, y2) bottom right.
 public struct FaceBox: Sendable, Equatable, Codable {
     public var x1: Float, y1: Float, x2: Float, y2: Float

@@ -5,8 +5,7 @@ extension FaceDetector {
     static let weightFiles = ["pnet.pt", "rnet.pt", "onet.pt"]
 
     /// Where MTCNN's weights are, found without being told: `INCEPTION_DETECTOR_WEIGHTS`; else facenet-pytorch's
-    /// `data` folder in a Python environment (`INCEPTION_VENV`, `VIRTUAL_ENV`, `./.venv-ref`, `~/.local`,
-    /// `/usr/local`, `/usr`); else a snapshot in the Hugging Face cache of a repository that carries `pnet.pt`,
+    /// `data` folder in a Python environment (`INCEPTION_VENV`, `VIRTUAL_ENV`, `~/.local`, `/usr/local`, `/usr`); else a snapshot in the Hugging Face cache of a repository that carries `pnet.pt`,
     /// `rnet.pt` and `onet.pt`. Nil when none holds all three.
     public static func weightsDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
         let candidates = explicitAndPythonFolders(environment) + hubSnapshots(environment)
@@ -18,8 +17,8 @@ extension FaceDetector {
     static func explicitAndPythonFolders(_ environment: [String: String]) -> [URL] {
         let home = environment["HOME"] ?? NSHomeDirectory()
         let explicit = environment["INCEPTION_DETECTOR_WEIGHTS"].map { [URL(fileURLWithPath: $0)] } ?? []
-        let prefixes = [environment["INCEPTION_VENV"], environment["VIRTUAL_ENV"],
-                        FileManager.default.currentDirectoryPath + "/.venv-ref", home + "/.local", "/usr/local", "/usr"]
+        let prefixes = [environment["INCEPTION_VENV"], environment["VIRTUAL_ENV"], home + "/.local", "/usr/local",
+                        "/usr"]
         let folders = prefixes.compactMap { $0 }.flatMap { prefix -> [URL] in
             let lib = URL(fileURLWithPath: prefix).appendingPathComponent("lib")
             let pythons = (try? FileManager.default.contentsOfDirectory(atPath: lib.path))?

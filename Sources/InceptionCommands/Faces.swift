@@ -57,11 +57,7 @@ struct PhotoSearch {
 }
 
 /// A face as the commands print it in JSON.
-func faceRecord(_ face: Face) -> [String: Any] {
-    ["box": [face.box.x1, face.box.y1, face.box.x2, face.box.y2].map(Double.init),
-     "probability": Double(face.probability),
-     "landmarks": face.landmarks.map { [Double($0.x), Double($0.y)] }]
-}
+func faceRecord(_ face: Face) -> [String: Any] { face.record }
 
 /// A face's box as the commands print it in text.
 func faceDescription(_ face: Face) -> String {

@@ -94,6 +94,13 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .customLong("no-ui"), help: "Do not serve the page at / that tries the models in a browser.")
     var noUI = false
 
+    @Option(help: """
+        facenet-pytorch's MTCNN weights (pnet.pt, rnet.pt, onet.pt) for /v1/faces/detect and embed?faces= \
+        (default: found in a Python environment with facenet-pytorch or the Hugging Face cache; none: those \
+        routes answer 404).
+        """)
+    var detectorWeights: String?
+
     @OptionGroup var precision: PrecisionOption
 
     @OptionGroup var threads: ThreadsOption
@@ -155,6 +162,9 @@ struct Serve: AsyncParsableCommand {
         configuration.timeouts.body = .seconds(bodyTimeout)
         configuration.drainTimeout = .seconds(drainTimeout)
         configuration.threads = threads.threads
+        if let folder = detectorWeights.map({ URL(fileURLWithPath: $0) }) ?? FaceDetector.weightsDirectory() {
+            do { configuration.faceDetector = try FaceDetector(weights: folder) } catch { throw reported(error) }
+        }
         let sources = models.enumerated().map { i, name in
             let source: WeightsSource = weights.isEmpty
                 ? randomWeights.map { .random(seed: $0) } ?? .released(.withProgressBar())
@@ -166,11 +176,12 @@ struct Serve: AsyncParsableCommand {
         let server = InferenceServer(models: sources, configuration: configuration)
         do {
             let names = models.map(\.rawValue).joined(separator: ", ")
+            let faces = configuration.faceDetector == nil ? "" : "; faces found by MTCNN"
             let say: @Sendable (String) -> Void = { line in
                 FileHandle.standardOutput.write(Data("inception serve: \(line)\n".utf8))
             }
             try await server.run { port in
-                say("listening on http://\(host):\(port) (\(names))")
+                say("listening on http://\(host):\(port) (\(names))" + faces)
             } onGRPCRunning: { port in
                 say("gRPC on \(host):\(port) (\(names))")
             }

@@ -28,6 +28,8 @@ public final class InferenceServer: Sendable {
     let budget: ByteBudget
     /// Made when the server starts, closed when it stops.
     let decoders = Locked<DecodePool?>(nil)
+    /// Face searches of `/v1/faces/detect` under way.
+    let searches = Locked(0)
     /// Set shortly before the drain deadline: requests still waiting for a batch are answered "shutting down"
     /// (gRPC's UNAVAILABLE) instead of being cut off with their connection.
     let drainExpired = Locked(false)

@@ -36,6 +36,8 @@ extension InferenceServer {
         public var drainTimeout: Duration = .seconds(10)
         /// Whether `/` answers the page to try the models in a browser (`WebPage`).
         public var page = true
+        /// MTCNN for `/v1/faces/detect` and `/v1/models/{face model}/embed?faces=`; nil: those answer 404.
+        public var faceDetector: FaceDetector?
 
         public init() {}
     }

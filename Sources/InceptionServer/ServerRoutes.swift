@@ -43,12 +43,16 @@ extension InferenceServer {
             }])
         }
         router.post("/v1/models/:model/embed") { request, context in
+            if let faces = request.uri.queryParameters["faces"] {
+                return try await self.embedFaces(request, context, all: try Self.allFaces(String(faces)))
+            }
             let output = try self.model(context).embeddingOutput
             let (model, row) = try await self.infer(request, context, output: output)
             return try Self.json(["model": model.name.rawValue, "output": output.rawValue, "dimension": row.count,
                                   "embedding": row.map(Double.init)])
         }
         addExplainRoutes(to: router)
+        addFaceRoutes(to: router)
         addOpenInferenceRoutes(to: router)
         return router
     }

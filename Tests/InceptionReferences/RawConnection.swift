@@ -92,8 +92,9 @@ package final class ServerProcess {
     /// The gRPC service's port, when started with `grpc`.
     package let grpcPort: Int?
 
-    package init(_ arguments: [String], grpc: Bool = false) throws {
+    package init(_ arguments: [String], grpc: Bool = false, environment: [String: String] = [:]) throws {
         process.executableURL = inceptionExecutable()
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.arguments = ["serve", "--port", "0"] + (grpc ? ["--grpc-port", "0"] : []) + arguments
         let out = Pipe()
         process.standardOutput = out
