@@ -5,8 +5,9 @@ extension FaceDetector {
     static let weightFiles = ["pnet.pt", "rnet.pt", "onet.pt"]
 
     /// Where MTCNN's weights are, found without being told: `INCEPTION_DETECTOR_WEIGHTS`; else facenet-pytorch's
-    /// `data` folder in a Python environment (`INCEPTION_VENV`, `VIRTUAL_ENV`, `~/.local`, `/usr/local`, `/usr`); else a snapshot in the Hugging Face cache of a repository that carries `pnet.pt`,
-    /// `rnet.pt` and `onet.pt`. Nil when none holds all three.
+    /// `data` folder in a Python environment (`INCEPTION_VENV`, `VIRTUAL_ENV`, `~/.local`, `/usr/local`, `/usr`);
+    /// else a snapshot in the Hugging Face cache of a repository that carries `pnet.pt`, `rnet.pt` and `onet.pt`.
+    /// Nil when none holds all three.
     public static func weightsDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL? {
         let candidates = explicitAndPythonFolders(environment) + hubSnapshots(environment)
         return candidates.first { folder in
