@@ -1,4 +1,4 @@
-import CSQLite
+internal import CSQLite
 import Foundation
 
 /// The little of SQLite's C API the face gallery needs: statements with bound values, rows read by column, one
