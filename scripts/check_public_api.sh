@@ -13,7 +13,8 @@ for map in .build/release/*.build/module.modulemap; do
   case "$map" in *-tool.build/*) ;; *) ln -s "$PWD/$(dirname "$map")" "$work/maps/";; esac
 done
 # A system library's map stays in Sources (SwiftPM gives a package's clients its path, as here).
-check() { swiftc -typecheck -I "$modules" -I "$work/maps" -I Sources/CSQLite -Xcc -I -Xcc Sources/CInceptionReduced/include "$1" \
+check() { swiftc -typecheck -I "$modules" -I "$work/maps" -I Sources/CSQLite \
+  -Xcc -I -Xcc Sources/CInceptionReduced/include "$1" \
   > "$work/out.txt" 2>&1; }
 # The README's example (between the first ```swift after "As a library" and its closing fence), as a function.
 {
