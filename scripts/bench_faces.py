@@ -32,9 +32,13 @@ import make_face_references  # noqa: E402,F401  (installs the batched_nms stand-
 from facenet_pytorch import MTCNN, InceptionResnetV1  # noqa: E402
 
 
+# The wheel's MTCNN weights, which facenet-pytorch loads too.
+DETECTOR = os.path.join(os.path.dirname(sys.modules["facenet_pytorch"].__file__), "data")
+
+
 def ours(binary, photo, runs, threads, weights=None):
     words = [binary, "faces", "bench", photo, "--runs", str(runs), "--warmup", "2", "--threads", str(threads),
-             "--json"] + (["--weights", weights] if weights else [])
+             "--detector-weights", DETECTOR, "--json"] + (["--weights", weights] if weights else [])
     return json.loads(subprocess.run(words, capture_output=True, text=True, check=True).stdout)["times_ms"]
 
 

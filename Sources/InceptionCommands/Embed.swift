@@ -40,12 +40,12 @@ struct Embed: ParsableCommand {
                 try net.checkMemory(batch: min(input.batch, input.images.count), size: net.inputSize)
                 return net
             }
-            if let detector = try faces.detector(for: net) {
-                guard job.ranks == 1 else {
-                    throw CLIError("finding faces runs in one process: run without mpirun, or pass --no-detect")
-                }
-                return try embedFaces(net, detector)
+            // Under mpirun photos are embedded as they are (crops, usually) unless --detect asks for a search, which
+            // runs in one process.
+            if job.ranks > 1 && faces.detect == true {
+                throw CLIError("finding faces runs in one process: run without mpirun, or pass --no-detect")
             }
+            if job.ranks == 1, let detector = try faces.detector(for: net) { return try embedFaces(net, detector) }
             let writer = try job.together("opening the output") {
                 try job.writer(shape: [input.images.count, net.width(of: net.embeddingOutput)!], to: output)
             }
