@@ -90,3 +90,12 @@ extension InferenceServer {
         }
     }
 }
+
+extension Sequence {
+    /// `transform` of each element in order, awaited one at a time.
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async throws -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}

@@ -46,6 +46,8 @@ package enum OpenInference {
         let outputs: [OutputRequest]?
         let binaryOutputs: Bool
         let id: String?
+        /// The request parameter `detect`: find each `image`'s largest face and take its aligned crop.
+        var detect = false
     }
 
     /// An input as the JSON gives it: its members but `data`, and `data` read as a tensor.
@@ -73,7 +75,10 @@ package enum OpenInference {
         }
         let binaryOutputs = members["parameters"]?["binary_data_output"]?.bool ?? false
         let outputs = try members["outputs"]?.array.map { try $0.map { try output($0, binaryOutputs) } }
-        return Request(inputs: decoded, outputs: outputs, binaryOutputs: binaryOutputs, id: members["id"]?.string)
+        var request = Request(inputs: decoded, outputs: outputs, binaryOutputs: binaryOutputs,
+                              id: members["id"]?.string)
+        request.detect = members["parameters"]?["detect"]?.bool ?? false
+        return request
     }
 
     /// The request's members, `inputs` read input by input (nil when it is not an array).

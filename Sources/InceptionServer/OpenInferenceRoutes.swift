@@ -155,9 +155,15 @@ extension InferenceServer {
                                      + "1…\(OpenInference.maximumBatch); got \(quoted(input.datatype)) "
                                      + quoted(input.shape))
             }
-            var pixels: [[Float]] = []
-            for image in images { pixels.append(try await decode(image, for: model)) }
-            return pixels
+            guard request.detect else { return try await images.asyncMap { try await decode($0, for: model) } }
+            let detector = try faceDetector()
+            return try await images.enumerated().asyncMap { k, image in
+                let crop = try await search(image, detector) { photo, faces in
+                    faces.first.flatMap { try? model.prepare(face: $0, in: photo) }
+                }
+                guard let crop else { throw InferenceError(.badInput, "image \(k): no face found") }
+                return crop
+            }
         default:
             throw InferenceError(.badInput, "unknown input \(quoted(input.name)) (\(quoted(input.datatype))): this "
                                  + "model takes 'input' (FP32 [N, 3, \(size), \(size)]) or 'image' (BYTES [N])")

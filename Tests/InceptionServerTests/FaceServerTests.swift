@@ -68,6 +68,32 @@ import Testing
         #expect(metrics.contains("endpoint=\"/v1/faces/detect\""))
     }
 
+    /// The Open Inference Protocol's `image` with the request parameter `detect: true` embeds the largest face, as
+    /// `embed?faces=largest` does; without it, the whole photo.
+    @Test func openInferenceDetectsWhenAsked() async throws {
+        let server = try Self.server()
+        try await server.waitUntilReady()
+        let photo = try Data(contentsOf: Self.photo("t1.jpg"))
+        func infer(_ parameters: [String: Any]) async throws -> [Double] {
+            let input: [String: Any] = ["name": "image", "datatype": "BYTES", "shape": [1],
+                                        "parameters": ["binary_data_size": photo.count + 4]]
+            let header = try JSONSerialization.data(withJSONObject: ["inputs": [input], "parameters": parameters])
+            var length = UInt32(photo.count).littleEndian
+            let body = header + Data(bytes: &length, count: 4) + photo
+            let reply = try await server.client.post("/v2/models/\(Self.faces.rawValue)/infer", body,
+                                                     headers: ["Inference-Header-Content-Length": "\(header.count)"])
+            #expect(reply.status == 200, "\(reply.error ?? "")")
+            let outputs = reply.json["outputs"] as? [[String: Any]] ?? []
+            return outputs.first { $0["name"] as? String == "embedding" }?["data"] as? [Double] ?? []
+        }
+        let largest = try await server.client.post("/v1/models/\(Self.faces.rawValue)/embed?faces=largest", photo)
+        let expected = ((largest.json["faces"] as? [[String: Any]])?.first?["embedding"] as? [Double]) ?? []
+        let detected = try await infer(["detect": true])
+        #expect(detected.count == 512 && zip(detected, expected).allSatisfy { abs($0 - $1) <= 1e-6 })
+        let whole = try await infer([:])
+        #expect(whole.count == 512 && whole != detected)
+    }
+
     @Test func badInputGetsOneLine() async throws {
         let server = try Self.server()
         try await server.waitUntilReady()
