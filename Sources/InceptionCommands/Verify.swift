@@ -54,7 +54,7 @@ struct Verify: ParsableCommand {
             }
             let net = try weights.load(precision, fallback: .inceptionResNetV1FaceNet)
             let detection = try faces.detection(for: net, wholeWhenNone: true)
-            let (embeddings, _) = try FaceEmbedder.embed(paths, net, batch: batch, threads: threads.threads,
+            let (embeddings, faces) = try FaceEmbedder.embed(paths, net, batch: batch, threads: threads.threads,
                                                          detection: detection, progress: paths.count > 4 * batch)
             let distances = list.map { FaceDistance.distance(embeddings[$0.first]!, embeddings[$0.second]!) }
             let result = try Verification(distances: distances, same: list.map(\.same))
@@ -62,7 +62,12 @@ struct Verify: ParsableCommand {
                 try rocFile.write(Data(rocSVG(result, title: net.name.rawValue).utf8))
                 try rocFile.commit()
             }
-            if json { return try printJSON(report(result, list, distances, model: net.name.rawValue)) }
+            if json {
+                var record = report(result, list, distances, model: net.name.rawValue)
+                // With detection, the face each photo gave (null: none was found, the whole photo was embedded).
+                if detection != nil { record["faces"] = faces.mapValues { $0.map(\.record) ?? NSNull() as Any } }
+                return try printJSON(record)
+            }
             print(String(format: "%@ on %d pairs: accuracy %.2f%% ± %.2f%%, VAL %.2f%% ± %.2f%% @ FAR %.4f%%, "
                          + "AUC %.4f", net.name.rawValue, list.count, 100 * result.accuracy,
                          100 * result.accuracyStd, 100 * result.val, 100 * result.valStd, 100 * result.far,
