@@ -19,6 +19,7 @@ import tempfile
 
 from PIL import Image
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -58,8 +59,11 @@ class Check:
         print(f"screenshot: {path}", flush=True)
 
     def wait(self, condition, what):
+        # The page redraws its tables while a condition reads them (the Server tab every second): an element gone
+        # under the condition is a reason to look again, not a failure.
+        ignored = (NoSuchElementException, StaleElementReferenceException)
         try:
-            return WebDriverWait(self.driver, 120).until(lambda d: condition(d))
+            return WebDriverWait(self.driver, 120, ignored_exceptions=ignored).until(lambda d: condition(d))
         except Exception:
             self.shot("failed")
             raise AssertionError(f"the page never showed {what}")
