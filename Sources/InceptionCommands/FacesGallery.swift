@@ -28,7 +28,7 @@ func galleryPhotos(_ arguments: [String]) throws -> [(path: String, person: Stri
         for name in try manager.contentsOfDirectory(atPath: argument).sorted() where !name.hasPrefix(".") {
             let path = (argument as NSString).appendingPathComponent(name)
             var isSubfolder: ObjCBool = false
-            manager.fileExists(atPath: path, isDirectory: &isSubfolder)
+            _ = manager.fileExists(atPath: path, isDirectory: &isSubfolder)
             if isSubfolder.boolValue {
                 for inner in try manager.contentsOfDirectory(atPath: path).sorted() where isPhoto(inner) {
                     photos.append(((path as NSString).appendingPathComponent(inner), name))
