@@ -86,7 +86,7 @@ extension Embed {
                 guard let found = search.faces(in: image, of: path) else { continue }
                 for face in allFaces ? found : Array(found.prefix(1)) {
                     pending.append(try net.prepare(face: face, in: image, margin: faces.detection.margin))
-                    records.append(["photo": path, "row": records.count, "face": faceRecord(face)])
+                    records.append(["photo": path, "row": records.count, "face": face.record])
                     if !json { print("row \(records.count - 1): \(path) \(faceDescription(face))") }
                 }
             }

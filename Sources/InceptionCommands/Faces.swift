@@ -56,8 +56,6 @@ struct PhotoSearch {
     func finish() throws { if failed > 0 { throw ExitCode(1) } }
 }
 
-/// A face as the commands print it in JSON.
-func faceRecord(_ face: Face) -> [String: Any] { face.record }
 
 /// A face's box as the commands print it in text.
 func faceDescription(_ face: Face) -> String {
@@ -100,7 +98,7 @@ struct FacesDetect: ParsableCommand {
                     continue
                 }
                 var record: [String: Any] = ["photo": path, "width": image.width, "height": image.height,
-                                             "faces": faces.map(faceRecord)]
+                                             "faces": faces.map(\.record)]
                 if let draw {
                     let file = photos.count == 1 ? draw
                         : URL(fileURLWithPath: draw).appendingPathComponent("\(names[path]!).png").path
@@ -163,7 +161,7 @@ struct FacesCrop: ParsableCommand {
                     guard let crop = face.alignedCrop(of: image, size: size, margin: detection.margin) else { continue }
                     let file = URL(fileURLWithPath: output).appendingPathComponent("\(names[path]!).\(k + 1).png").path
                     try FileOutput.write(try crop.pngData(), to: file)
-                    var record = faceRecord(face)
+                    var record = face.record
                     (record["photo"], record["crop"]) = (path, file)
                     records.append(record)
                     if !json { print("\(path): \(faceDescription(face)) → \(file)") }

@@ -95,7 +95,7 @@ struct FacesEnroll: ParsableCommand {
                                               threads: threads.threads).scalars
                 try store.store(path: path, person: person, size: size, modified: modified,
                                 faces: [(face, embedding)])
-                var record = faceRecord(face)
+                var record = face.record
                 (record["photo"], record["person"]) = (path, person)
                 enrolled.append(record)
                 if !json { print("\(person): \(path) \(faceDescription(face))") }
@@ -165,7 +165,7 @@ struct FacesFind: ParsableCommand {
                 let probes = faces.indices.map { Array(rows.scalars[($0 * width)..<(($0 + 1) * width)]) }
                 let matches = try gallery.search(probes, top: top, threads: threads.threads)
                 records.append(["photo": path, "faces": zip(faces, matches).map { face, found in
-                    var record = faceRecord(face)
+                    var record = face.record
                     record["matches"] = found.map(matchRecord)
                     return record
                 }])

@@ -170,7 +170,7 @@ struct Compare: ParsableCommand {
                                              "threshold": threshold, "same": same]
                 if !overlays.isEmpty { result["overlays"] = overlays }
                 if detection != nil {
-                    result["faces"] = images.map { (found[$0] ?? nil).map(faceRecord) ?? NSNull() as Any }
+                    result["faces"] = images.map { (found[$0] ?? nil).map(\.record) ?? NSNull() as Any }
                 }
                 return try printJSON(result)
             }

@@ -14,13 +14,7 @@ import Testing
     }
 
     static var detectorWeights: [String] {
-        get throws {
-            let venv = venvPython().deletingLastPathComponent().deletingLastPathComponent().path
-            guard let folder = FaceDetector.weightsDirectory(environment: ["INCEPTION_VENV": venv]) else {
-                throw References.Missing(path: "facenet_pytorch/data in the reference venv")
-            }
-            return ["--detector-weights", folder.path]
-        }
+        get throws { ["--detector-weights", try References.detectorWeights().path] }
     }
 
     struct Recorded: Decodable { let boxes: [[Float]] }

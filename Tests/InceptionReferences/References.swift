@@ -41,6 +41,15 @@ package enum References {
 
     package static func weights(_ model: ModelName) throws -> URL { try url(model, "weights.safetensors") }
 
+    /// MTCNN's weights: the facenet_pytorch/data folder of the reference venv.
+    package static func detectorWeights() throws -> URL {
+        let venv = venvPython().deletingLastPathComponent().deletingLastPathComponent().path
+        guard let folder = FaceDetector.weightsDirectory(environment: ["INCEPTION_VENV": venv]) else {
+            throw Missing(path: "facenet_pytorch/data in the reference venv")
+        }
+        return folder
+    }
+
     /// Loaded once per model and shared by the tests (loading is strict, so this also tests the loader).
     package static func model(_ name: ModelName) throws -> InceptionModel {
         try cache.withLock { cache in

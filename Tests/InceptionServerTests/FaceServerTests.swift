@@ -15,13 +15,7 @@ import Testing
         References.directory.appendingPathComponent("faces").appendingPathComponent(name)
     }
 
-    static func detectorWeights() throws -> String {
-        let venv = venvPython().deletingLastPathComponent().deletingLastPathComponent().path
-        guard let folder = FaceDetector.weightsDirectory(environment: ["INCEPTION_VENV": venv]) else {
-            throw References.Missing(path: "facenet_pytorch/data in the reference venv")
-        }
-        return folder.path
-    }
+    static func detectorWeights() throws -> String { try References.detectorWeights().path }
 
     static func server() throws -> ServerProcess {
         try ServerProcess(["--model", faces.rawValue, "--weights", try References.weights(faces).path,

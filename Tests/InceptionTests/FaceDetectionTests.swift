@@ -21,12 +21,7 @@ import Testing
     }
 
     static func detector() throws -> FaceDetector {
-        guard let weights = FaceDetector.weightsDirectory(environment: [
-            "INCEPTION_VENV": venvPython().deletingLastPathComponent().deletingLastPathComponent().path,
-        ]) else {
-            throw References.Missing(path: "facenet_pytorch/data in the reference venv")
-        }
-        return try FaceDetector(weights: weights)
+        try FaceDetector(weights: try References.detectorWeights())
     }
 
     static func folder() -> URL { References.directory.appendingPathComponent("faces") }
