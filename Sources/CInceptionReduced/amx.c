@@ -53,25 +53,30 @@ static inline float bf16_value(uint16_t h) {
     return flushed(f);
 }
 
-// TDPBF16PS on one row of C (16 lanes computed, `columns` kept), as amx_numerics.c measured it: per output two fresh
-// partial sums (even and odd elements of each pair), each step a rounded FMA with denormals flushed, then
+// TDPBF16PS on one row of C (16 lanes computed, `columns` kept), as scripts/amx_numerics.c measured it: per output
+// two fresh partial sums (even and odd elements of each pair), each step a rounded FMA with denormals flushed, then
 // c + (even + odd). Written over the 16 lanes so that the compiler vectorises it; compiled twice (with and without
 // FMA instructions: without them, fmaf is the C library's exact software FMA).
-#define BF16_ROW(name, attributes)                                                                              \
-    attributes static void name(float *c, const uint16_t *a, const uint16_t *b, int columns, int pairs) {      \
-        float even[16] = {0}, odd[16] = {0};                                                                    \
-        for (int k = 0; k < pairs; k++) {                                                                       \
-            float x0 = bf16_value(a[2 * k]), x1 = bf16_value(a[2 * k + 1]);                                     \
-            for (int n = 0; n < 16; n++) {                                                                      \
-                even[n] = flushed(fmaf(x0, bf16_value(b[k * 32 + 2 * n]), even[n]));                            \
-                odd[n] = flushed(fmaf(x1, bf16_value(b[k * 32 + 2 * n + 1]), odd[n]));                          \
-            }                                                                                                   \
-        }                                                                                                       \
-        for (int n = 0; n < columns; n++) c[n] = flushed(flushed(c[n]) + flushed(even[n] + odd[n]));           \
+static inline __attribute__((always_inline)) void bf16_row(float *c, const uint16_t *a, const uint16_t *b,
+                                                           int columns, int pairs) {
+    float even[16] = {0}, odd[16] = {0};
+    for (int k = 0; k < pairs; k++) {
+        float x0 = bf16_value(a[2 * k]), x1 = bf16_value(a[2 * k + 1]);
+        for (int n = 0; n < 16; n++) {
+            even[n] = flushed(fmaf(x0, bf16_value(b[k * 32 + 2 * n]), even[n]));
+            odd[n] = flushed(fmaf(x1, bf16_value(b[k * 32 + 2 * n + 1]), odd[n]));
+        }
     }
-BF16_ROW(bf16_row_generic, )
+    for (int n = 0; n < columns; n++) c[n] = flushed(flushed(c[n]) + flushed(even[n] + odd[n]));
+}
+static void bf16_row_generic(float *c, const uint16_t *a, const uint16_t *b, int columns, int pairs) {
+    bf16_row(c, a, b, columns, pairs);
+}
 #if defined(__x86_64__)
-BF16_ROW(bf16_row_fma, __attribute__((target("avx2,fma"))))
+__attribute__((target("avx2,fma"))) static void bf16_row_fma(float *c, const uint16_t *a, const uint16_t *b,
+                                                             int columns, int pairs) {
+    bf16_row(c, a, b, columns, pairs);
+}
 
 // The x86-64-v3 level of the package's one CPUID probe (AVX2 and FMA, the ymm state saved by the OS), asked once:
 // CPUID traps to the hypervisor in a virtual machine, and the emulator asks for every row.
@@ -215,7 +220,7 @@ void inception_amx_release(int backend) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The convolution tile, written once against the layer's operations (macros, so the instructions get immediates).
+// The convolution tile, written once against the layer's operations.
 
 // Per thread, the rows of A gathered from the indirection table (32 × depth_words words), freed with the thread.
 static pthread_key_t gather_key;
@@ -257,60 +262,87 @@ static const uint8_t *a_rows(const uint32_t *const *a, long taps, long words, lo
     return (const uint8_t *)buffer->words;
 }
 
-// 2 × 2 accumulators (tiles 0–3: rows 0–15 and 16–31 × the pair's two panels), A in tiles 4–5, B in 6–7.
-#define CONVOLUTION_TILE(name, attributes, CONFIGURE, LOAD, STORE, ZERO, PRODUCT)                               \
-    attributes static void name(const uint8_t *a, long a_stride, const uint32_t *weights, long depth_words,     \
-                                long panels, float *sums) {                                                     \
-        inception_amx_config config;                                                                            \
-        memset(&config, 0, sizeof config);                                                                      \
-        config.palette = 1;                                                                                     \
-        for (int t = 0; t < 8; t++) (config.rows[t] = 16, config.colsb[t] = 64);                                \
-        CONFIGURE(&config);                                                                                     \
-        long blocks = depth_words / 16;                                                                         \
-        const uint8_t *a_low = a, *a_high = a + 16 * a_stride;                                                  \
-        for (long q = 0; q < panels; q += 2) {                                                                  \
-            const uint8_t *b0 = (const uint8_t *)(weights + q * depth_words * 16), *b1 = b0 + depth_words * 64; \
-            float *s = sums + q * 32 * 16;                                                                      \
-            ZERO(0);                                                                                            \
-            ZERO(2);                                                                                            \
-            if (q + 1 < panels) {                                                                               \
-                ZERO(1);                                                                                        \
-                ZERO(3);                                                                                        \
-                for (long k = 0; k < blocks; k++) {                                                             \
-                    LOAD(4, a_low + k * 64, a_stride);                                                          \
-                    LOAD(5, a_high + k * 64, a_stride);                                                         \
-                    LOAD(6, b0 + k * 1024, 64);                                                                 \
-                    LOAD(7, b1 + k * 1024, 64);                                                                 \
-                    PRODUCT(0, 4, 6);                                                                           \
-                    PRODUCT(1, 4, 7);                                                                           \
-                    PRODUCT(2, 5, 6);                                                                           \
-                    PRODUCT(3, 5, 7);                                                                           \
-                }                                                                                               \
-                STORE(1, s + 32 * 16, 64);                                                                      \
-                STORE(3, s + 48 * 16, 64);                                                                      \
-            } else {                                                                                            \
-                for (long k = 0; k < blocks; k++) {                                                             \
-                    LOAD(4, a_low + k * 64, a_stride);                                                          \
-                    LOAD(5, a_high + k * 64, a_stride);                                                         \
-                    LOAD(6, b0 + k * 1024, 64);                                                                 \
-                    PRODUCT(0, 4, 6);                                                                           \
-                    PRODUCT(2, 5, 6);                                                                           \
-                }                                                                                               \
-            }                                                                                                   \
-            STORE(0, s, 64);                                                                                    \
-            STORE(2, s + 16 * 16, 64);                                                                          \
-        }                                                                                                       \
-    }
+// The layer's operations as the convolution tile calls them: the emulator's, or the instructions' (whose tile
+// numbers become immediates once the tile is compiled for them: every call below names its tiles as constants).
+typedef struct {
+    void (*configure)(const inception_amx_config *config);
+    void (*load)(int tile, const void *base, long stride);
+    void (*store)(int tile, void *base, long stride);
+    void (*zero)(int tile);
+    void (*product)(int c, int a, int b);
+} tile_operations;
 
-CONVOLUTION_TILE(emulated_bf16_tile, , emulated_configure, emulated_load, emulated_store, emulated_zero,
-                 emulated_dpbf16ps)
-CONVOLUTION_TILE(emulated_int8_tile, , emulated_configure, emulated_load, emulated_store, emulated_zero,
-                 emulated_dpbusd)
+// 2 × 2 accumulators (tiles 0–3: rows 0–15 and 16–31 × the pair's two panels), A in tiles 4–5, B in 6–7. Always
+// inlined, so each backend's instantiation calls its operations directly.
+static inline __attribute__((always_inline)) void convolution_tile(const tile_operations *op, const uint8_t *a,
+                                                                   long a_stride, const uint32_t *weights,
+                                                                   long depth_words, long panels, float *sums) {
+    inception_amx_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) (config.rows[t] = 16, config.colsb[t] = 64);
+    op->configure(&config);
+    long blocks = depth_words / 16;
+    const uint8_t *a_low = a, *a_high = a + 16 * a_stride;
+    for (long q = 0; q < panels; q += 2) {
+        const uint8_t *b0 = (const uint8_t *)(weights + q * depth_words * 16), *b1 = b0 + depth_words * 64;
+        float *s = sums + q * 32 * 16;
+        op->zero(0);
+        op->zero(2);
+        if (q + 1 < panels) {
+            op->zero(1);
+            op->zero(3);
+            for (long k = 0; k < blocks; k++) {
+                op->load(4, a_low + k * 64, a_stride);
+                op->load(5, a_high + k * 64, a_stride);
+                op->load(6, b0 + k * 1024, 64);
+                op->load(7, b1 + k * 1024, 64);
+                op->product(0, 4, 6);
+                op->product(1, 4, 7);
+                op->product(2, 5, 6);
+                op->product(3, 5, 7);
+            }
+            op->store(1, s + 32 * 16, 64);
+            op->store(3, s + 48 * 16, 64);
+        } else {
+            for (long k = 0; k < blocks; k++) {
+                op->load(4, a_low + k * 64, a_stride);
+                op->load(5, a_high + k * 64, a_stride);
+                op->load(6, b0 + k * 1024, 64);
+                op->product(0, 4, 6);
+                op->product(2, 5, 6);
+            }
+        }
+        op->store(0, s, 64);
+        op->store(2, s + 16 * 16, 64);
+    }
+}
+
+static void emulated_bf16_tile(const uint8_t *a, long a_stride, const uint32_t *weights, long depth_words,
+                               long panels, float *sums) {
+    static const tile_operations emulator = {emulated_configure, emulated_load, emulated_store, emulated_zero,
+                                             emulated_dpbf16ps};
+    convolution_tile(&emulator, a, a_stride, weights, depth_words, panels, sums);
+}
+static void emulated_int8_tile(const uint8_t *a, long a_stride, const uint32_t *weights, long depth_words,
+                               long panels, float *sums) {
+    static const tile_operations emulator = {emulated_configure, emulated_load, emulated_store, emulated_zero,
+                                             emulated_dpbusd};
+    convolution_tile(&emulator, a, a_stride, weights, depth_words, panels, sums);
+}
 #if AMX_INSTRUCTIONS
-CONVOLUTION_TILE(hardware_bf16_tile, AMX_TARGET, _tile_loadconfig, _tile_loadd, _tile_stored, _tile_zero,
-                 _tile_dpbf16ps)
-CONVOLUTION_TILE(hardware_int8_tile, AMX_TARGET, _tile_loadconfig, _tile_loadd, _tile_stored, _tile_zero,
-                 _tile_dpbusd)
+AMX_TARGET static void hardware_bf16_tile(const uint8_t *a, long a_stride, const uint32_t *weights,
+                                          long depth_words, long panels, float *sums) {
+    static const tile_operations instructions = {hardware_configure, hardware_load, hardware_store, hardware_zero,
+                                                 hardware_dpbf16ps};
+    convolution_tile(&instructions, a, a_stride, weights, depth_words, panels, sums);
+}
+AMX_TARGET static void hardware_int8_tile(const uint8_t *a, long a_stride, const uint32_t *weights,
+                                          long depth_words, long panels, float *sums) {
+    static const tile_operations instructions = {hardware_configure, hardware_load, hardware_store, hardware_zero,
+                                                 hardware_dpbusd};
+    convolution_tile(&instructions, a, a_stride, weights, depth_words, panels, sums);
+}
 #endif
 
 void inception_amx_bf16_tile(int backend, const uint32_t *const *a, long taps, long words, const uint32_t *weights,

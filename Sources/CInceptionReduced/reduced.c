@@ -6,127 +6,150 @@
 #include <immintrin.h>
 
 #define ROWS 6
+#define INLINE static inline __attribute__((always_inline))
+#define AVX512 "avx512f,avx512bw,avx512vl"
 
-// The tiles on zmm: `STEP(c, b, w)` adds to accumulator c (of type T, zero: ZERO) the products of the broadcast
-// activations b and the weights w, `FLOATS(c)` is the sum as floats. Panels go three at a time — 18 accumulators,
-// each broadcast shared by three — because these dot-product instructions have a longer latency than FMA (the
-// measurements: docs/performance.md, "Why six accumulators were not enough"); the last one or two panels go as a
-// smaller group.
-#define ZMM_ROWS(STEP, c, w, i)                                                                                 \
-    c[0] = STEP(c[0], _mm512_set1_epi32((int)a0[i]), w);                                                        \
-    c[1] = STEP(c[1], _mm512_set1_epi32((int)a1[i]), w);                                                        \
-    c[2] = STEP(c[2], _mm512_set1_epi32((int)a2[i]), w);                                                        \
-    c[3] = STEP(c[3], _mm512_set1_epi32((int)a3[i]), w);                                                        \
-    c[4] = STEP(c[4], _mm512_set1_epi32((int)a4[i]), w);                                                        \
-    c[5] = STEP(c[5], _mm512_set1_epi32((int)a5[i]), w);
+// A micro-kernel's inner step: accumulator c plus the products of the broadcast activations b and the weights w.
+// The kernels below are written once over their step, which the compiler inlines into each instantiation (always
+// inline, the step a constant there), so each compiles to the code a hand-written copy would.
+typedef __m512i (*zmm_step)(__m512i c, __m512i b, __m512i w);
+typedef __m256i (*ymm_step)(__m256i c, __m256i b, __m256i w);
+// A zmm accumulator's sums as floats.
+typedef __m512 (*zmm_floats)(__m512i c);
+
+// Row r of the tile: its activations' word i, broadcast, times the panel's weights w, added to c[r].
+__attribute__((target(AVX512))) INLINE void zmm_rows(zmm_step step, __m512i *c, const uint32_t *const *a, long i,
+                                                     __m512i w) {
+    for (int r = 0; r < ROWS; r++) c[r] = step(c[r], _mm512_set1_epi32((int)a[r][i]), w);
+}
+
 // Three panels' rows, each row's activations broadcast once for all three.
-#define ZMM_ROW3(STEP, r, wk, vk, uk, i)                                                                        \
-    {                                                                                                           \
-        __m512i b = _mm512_set1_epi32((int)a##r[i]);                                                            \
-        c[r] = STEP(c[r], b, wk);                                                                               \
-        d[r] = STEP(d[r], b, vk);                                                                               \
-        e[r] = STEP(e[r], b, uk);                                                                               \
+__attribute__((target(AVX512))) INLINE void zmm_rows3(zmm_step step, __m512i *c, __m512i *d, __m512i *e,
+                                                      const uint32_t *const *a, long i, __m512i w, __m512i v,
+                                                      __m512i u) {
+    for (int r = 0; r < ROWS; r++) {
+        __m512i b = _mm512_set1_epi32((int)a[r][i]);
+        c[r] = step(c[r], b, w);
+        d[r] = step(d[r], b, v);
+        e[r] = step(e[r], b, u);
     }
-#define ZMM_ROWS3(STEP, wk, vk, uk, i)                                                                          \
-    ZMM_ROW3(STEP, 0, wk, vk, uk, i) ZMM_ROW3(STEP, 1, wk, vk, uk, i) ZMM_ROW3(STEP, 2, wk, vk, uk, i)          \
-    ZMM_ROW3(STEP, 3, wk, vk, uk, i) ZMM_ROW3(STEP, 4, wk, vk, uk, i) ZMM_ROW3(STEP, 5, wk, vk, uk, i)
-#define ZMM_TILE(name, features, T, ZERO, STEP, FLOATS)                                                         \
-    __attribute__((target(features))) void name(const uint32_t *const *a, long taps, long words,               \
-                                                const uint32_t *weights, long panel_words, long panels,         \
-                                                float *sums) {                                                  \
-        for (long q = 0; q < panels; q += 3) {                                                                  \
-            long group = panels - q < 3 ? panels - q : 3;                                                       \
-            T c[ROWS], d[ROWS], e[ROWS];                                                                        \
-            for (int r = 0; r < ROWS; r++) c[r] = d[r] = e[r] = ZERO;                                           \
-            const uint32_t *w = weights + q * panel_words * 16, *v = w + panel_words * 16;                      \
-            const uint32_t *u = v + panel_words * 16;                                                           \
-            for (long t = 0; t < taps; t++) {                                                                   \
-                const uint32_t *const *row = a + t * ROWS;                                                      \
-                const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4];            \
-                const uint32_t *a5 = row[5];                                                                    \
-                if (group == 3) {                                                                               \
-                    for (long i = 0; i < words; i++, w += 16, v += 16, u += 16) {                               \
-                        __m512i wk = _mm512_loadu_si512(w), vk = _mm512_loadu_si512(v);                         \
-                        __m512i uk = _mm512_loadu_si512(u);                                                     \
-                        ZMM_ROWS3(STEP, wk, vk, uk, i)                                                          \
-                    }                                                                                           \
-                } else if (group == 2) {                                                                        \
-                    for (long i = 0; i < words; i++, w += 16, v += 16) {                                        \
-                        __m512i wk = _mm512_loadu_si512(w), vk = _mm512_loadu_si512(v);                         \
-                        ZMM_ROWS(STEP, c, wk, i)                                                                \
-                        ZMM_ROWS(STEP, d, vk, i)                                                                \
-                    }                                                                                           \
-                } else {                                                                                        \
-                    for (long i = 0; i < words; i++, w += 16) {                                                 \
-                        __m512i wk = _mm512_loadu_si512(w);                                                     \
-                        ZMM_ROWS(STEP, c, wk, i)                                                                \
-                    }                                                                                           \
-                }                                                                                               \
-            }                                                                                                   \
-            for (int r = 0; r < ROWS; r++) _mm512_storeu_ps(sums + (q * ROWS + r) * 16, FLOATS(c[r]));          \
-            if (group > 1)                                                                                      \
-                for (int r = 0; r < ROWS; r++) _mm512_storeu_ps(sums + ((q + 1) * ROWS + r) * 16, FLOATS(d[r])); \
-            if (group > 2)                                                                                      \
-                for (int r = 0; r < ROWS; r++) _mm512_storeu_ps(sums + ((q + 2) * ROWS + r) * 16, FLOATS(e[r])); \
-        }                                                                                                       \
+}
+
+// One tap of a group of one to three panels (w, v, u their weights at this tap), over the tap's words.
+__attribute__((target(AVX512))) INLINE void zmm_tap(zmm_step step, long group, __m512i *c, __m512i *d, __m512i *e,
+                                                    const uint32_t *const *a, long words, const uint32_t **w,
+                                                    const uint32_t **v, const uint32_t **u) {
+    if (group == 3) {
+        for (long i = 0; i < words; i++, *w += 16, *v += 16, *u += 16)
+            zmm_rows3(step, c, d, e, a, i, _mm512_loadu_si512(*w), _mm512_loadu_si512(*v), _mm512_loadu_si512(*u));
+    } else if (group == 2) {
+        for (long i = 0; i < words; i++, *w += 16, *v += 16) {
+            __m512i wk = _mm512_loadu_si512(*w), vk = _mm512_loadu_si512(*v);
+            zmm_rows(step, c, a, i, wk);
+            zmm_rows(step, d, a, i, vk);
+        }
+    } else {
+        for (long i = 0; i < words; i++, *w += 16) zmm_rows(step, c, a, i, _mm512_loadu_si512(*w));
     }
+}
+
+// The tiles on zmm. Panels go three at a time — 18 accumulators, each broadcast shared by three — because these
+// dot-product instructions have a longer latency than FMA (the measurements: docs/performance.md, "Why six
+// accumulators were not enough"); the last one or two panels go as a smaller group.
+__attribute__((target(AVX512))) INLINE void zmm_tile(zmm_step step, zmm_floats floats, const uint32_t *const *a,
+                                                     long taps, long words, const uint32_t *weights,
+                                                     long panel_words, long panels, float *sums) {
+    for (long q = 0; q < panels; q += 3) {
+        long group = panels - q < 3 ? panels - q : 3;
+        __m512i c[ROWS], d[ROWS], e[ROWS];
+        for (int r = 0; r < ROWS; r++) c[r] = d[r] = e[r] = _mm512_setzero_si512();
+        const uint32_t *w = weights + q * panel_words * 16, *v = w + panel_words * 16, *u = v + panel_words * 16;
+        for (long t = 0; t < taps; t++) {
+            const uint32_t *const *row = a + t * ROWS;
+            const uint32_t *rows[ROWS] = {row[0], row[1], row[2], row[3], row[4], row[5]};
+            zmm_tap(step, group, c, d, e, rows, words, &w, &v, &u);
+        }
+        for (int r = 0; r < ROWS; r++) _mm512_storeu_ps(sums + (q * ROWS + r) * 16, floats(c[r]));
+        if (group > 1)
+            for (int r = 0; r < ROWS; r++) _mm512_storeu_ps(sums + ((q + 1) * ROWS + r) * 16, floats(d[r]));
+        if (group > 2)
+            for (int r = 0; r < ROWS; r++) _mm512_storeu_ps(sums + ((q + 2) * ROWS + r) * 16, floats(e[r]));
+    }
+}
 
 // bf16 pairs: VDPBF16PS multiplies the two bf16 of each word and adds both products to the fp32 accumulator.
-#define DPBF16_STEP(c, b, w) _mm512_dpbf16_ps(c, (__m512bh)(b), (__m512bh)(w))
-#define AS_FLOATS(c) (c)
-ZMM_TILE(inception_bf16_tile_avx512, "avx512f,avx512bw,avx512vl,avx512bf16", __m512, _mm512_setzero_ps(),
-         DPBF16_STEP, AS_FLOATS)
+#define BF16 AVX512 ",avx512bf16"
+__attribute__((target(BF16))) INLINE __m512i dpbf16_step(__m512i c, __m512i b, __m512i w) {
+    return _mm512_castps_si512(_mm512_dpbf16_ps(_mm512_castsi512_ps(c), (__m512bh)b, (__m512bh)w));
+}
+__attribute__((target(AVX512))) INLINE __m512 as_floats(__m512i c) { return _mm512_castsi512_ps(c); }
+__attribute__((target(BF16))) void inception_bf16_tile_avx512(const uint32_t *const *a, long taps, long words,
+                                                            const uint32_t *weights, long panel_words, long panels,
+                                                            float *sums) {
+    zmm_tile(dpbf16_step, as_floats, a, taps, words, weights, panel_words, panels, sums);
+}
 
 // int8 quads: VPDPBUSD multiplies four u8 activations by four s8 weights and adds the four products in 32 bits.
-#define DPBUSD512_STEP(c, b, w) _mm512_dpbusd_epi32(c, b, w)
-ZMM_TILE(inception_int8_quads_tile_vnni, "avx512f,avx512bw,avx512vl,avx512vnni", __m512i, _mm512_setzero_si512(),
-         DPBUSD512_STEP, _mm512_cvtepi32_ps)
+#define VNNI AVX512 ",avx512vnni"
+__attribute__((target(VNNI))) INLINE __m512i dpbusd512_step(__m512i c, __m512i b, __m512i w) {
+    return _mm512_dpbusd_epi32(c, b, w);
+}
+__attribute__((target(AVX512))) INLINE __m512 converted(__m512i c) { return _mm512_cvtepi32_ps(c); }
+__attribute__((target(VNNI))) void inception_int8_quads_tile_vnni(const uint32_t *const *a, long taps, long words,
+                                                                const uint32_t *weights, long panel_words,
+                                                                long panels, float *sums) {
+    zmm_tile(dpbusd512_step, converted, a, taps, words, weights, panel_words, panels, sums);
+}
 
-// The int8 tiles on ymm: 16 output channels as two halves (lanes 0–7 and 8–15), 12 accumulators; `STEP(c, b, w)`
-// adds to c the products of the broadcast activations b and the weights w.
-#define YMM_ROW(STEP, r)                                                  \
-    {                                                                     \
-        __m256i b = _mm256_set1_epi32((int)a##r[i]);                      \
-        l##r = STEP(l##r, b, wl);                                         \
-        h##r = STEP(h##r, b, wh);                                         \
+// The int8 tiles on ymm: 16 output channels as two halves (lanes 0–7 and 8–15), 12 accumulators.
+__attribute__((target("avx2"))) INLINE void ymm_tile(ymm_step step, const uint32_t *const *a, long taps, long words,
+                                                    const uint32_t *weights, long panel_words, long panels,
+                                                    float *sums) {
+    for (long q = 0; q < panels; q++) {
+        __m256i lo[ROWS], hi[ROWS];
+        for (int r = 0; r < ROWS; r++) lo[r] = hi[r] = _mm256_setzero_si256();
+        const uint32_t *w = weights + q * panel_words * 16;
+        for (long t = 0; t < taps; t++) {
+            const uint32_t *const *row = a + t * ROWS;
+            const uint32_t *rows[ROWS] = {row[0], row[1], row[2], row[3], row[4], row[5]};
+            for (long i = 0; i < words; i++, w += 16) {
+                __m256i wl = _mm256_loadu_si256((const __m256i *)w), wh = _mm256_loadu_si256((const __m256i *)(w + 8));
+                for (int r = 0; r < ROWS; r++) {
+                    __m256i b = _mm256_set1_epi32((int)rows[r][i]);
+                    lo[r] = step(lo[r], b, wl);
+                    hi[r] = step(hi[r], b, wh);
+                }
+            }
+        }
+        float *s = sums + q * ROWS * 16;
+        for (int r = 0; r < ROWS; r++) {
+            _mm256_storeu_ps(s + r * 16, _mm256_cvtepi32_ps(lo[r]));
+            _mm256_storeu_ps(s + r * 16 + 8, _mm256_cvtepi32_ps(hi[r]));
+        }
     }
-#define YMM_INT8_TILE(name, features, STEP)                                                                     \
-    __attribute__((target(features))) void name(const uint32_t *const *a, long taps, long words,               \
-                                                const uint32_t *weights, long panel_words, long panels,         \
-                                                float *sums) {                                                  \
-        for (long q = 0; q < panels; q++) {                                                                     \
-            __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0;                   \
-            __m256i h0 = l0, h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0;                                       \
-            const uint32_t *w = weights + q * panel_words * 16;                                                 \
-            for (long t = 0; t < taps; t++) {                                                                   \
-                const uint32_t *const *row = a + t * ROWS;                                                      \
-                const uint32_t *a0 = row[0], *a1 = row[1], *a2 = row[2], *a3 = row[3], *a4 = row[4];            \
-                const uint32_t *a5 = row[5];                                                                    \
-                for (long i = 0; i < words; i++, w += 16) {                                                     \
-                    __m256i wl = _mm256_loadu_si256((const __m256i *)w);                                        \
-                    __m256i wh = _mm256_loadu_si256((const __m256i *)(w + 8));                                  \
-                    YMM_ROW(STEP, 0) YMM_ROW(STEP, 1) YMM_ROW(STEP, 2)                                          \
-                    YMM_ROW(STEP, 3) YMM_ROW(STEP, 4) YMM_ROW(STEP, 5)                                          \
-                }                                                                                               \
-            }                                                                                                   \
-            float *s = sums + q * ROWS * 16;                                                                    \
-            __m256i lo[ROWS] = {l0, l1, l2, l3, l4, l5}, hi[ROWS] = {h0, h1, h2, h3, h4, h5};                   \
-            for (int r = 0; r < ROWS; r++) {                                                                    \
-                _mm256_storeu_ps(s + r * 16, _mm256_cvtepi32_ps(lo[r]));                                        \
-                _mm256_storeu_ps(s + r * 16 + 8, _mm256_cvtepi32_ps(hi[r]));                                    \
-            }                                                                                                   \
-        }                                                                                                       \
-    }
+}
 
 // AVX-VNNI (VEX-encoded VPDPBUSD on ymm: Alder Lake and later, Zen 4 and later): the quads of the AVX-512 kernel.
-#define DPBUSD_STEP(c, b, w) _mm256_dpbusd_avx_epi32(c, b, w)
-YMM_INT8_TILE(inception_int8_quads_tile_avxvnni, "avx2,fma,avxvnni", DPBUSD_STEP)
+__attribute__((target("avx2,fma,avxvnni"))) INLINE __m256i dpbusd_step(__m256i c, __m256i b, __m256i w) {
+    return _mm256_dpbusd_avx_epi32(c, b, w);
+}
+__attribute__((target("avx2,fma,avxvnni"))) void inception_int8_quads_tile_avxvnni(
+    const uint32_t *const *a, long taps, long words, const uint32_t *weights, long panel_words, long panels,
+    float *sums) {
+    ymm_tile(dpbusd_step, a, taps, words, weights, panel_words, panels, sums);
+}
 
 // AVX2 has no u8 × s8 instruction that cannot saturate (VPMADDUBSW adds two products into 16 bits: 255 · 127 · 2 >
 // 32767), so activations arrive widened to 16 bits and weights are packed as s16: VPMADDWD sums two exact products
 // into 32 bits. Exact, like VNNI: both give the same integers.
-#define MADDWD_STEP(c, b, w) _mm256_add_epi32(c, _mm256_madd_epi16(b, w))
-YMM_INT8_TILE(inception_int8_pairs_tile_avx2, "avx2,fma", MADDWD_STEP)
+__attribute__((target("avx2,fma"))) INLINE __m256i maddwd_step(__m256i c, __m256i b, __m256i w) {
+    return _mm256_add_epi32(c, _mm256_madd_epi16(b, w));
+}
+__attribute__((target("avx2,fma"))) void inception_int8_pairs_tile_avx2(const uint32_t *const *a, long taps,
+                                                                      long words, const uint32_t *weights,
+                                                                      long panel_words, long panels, float *sums) {
+    ymm_tile(maddwd_step, a, taps, words, weights, panel_words, panels, sums);
+}
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 void inception_bf16_from_float_avx512(const float *source, uint16_t *destination, long count) {
