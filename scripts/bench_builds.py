@@ -18,7 +18,7 @@ import subprocess
 def bench(binary, model, batch, runs, train):
     args = [binary, "bench", "--model", model, "--batch", str(batch), "--runs", str(runs), "--json"]
     if train:
-        args.append("--train")
+        args.append("--train")  # `bench train` since #45; the flag is what older builds read, and newer ones alias it
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     return json.loads(out)["median_ms"]
 

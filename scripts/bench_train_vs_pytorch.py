@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Times a training step of `inception bench --train` and of PyTorch (timm) on the same model and batch in one
+"""Times a training step of `inception bench train` and of PyTorch (timm) on the same model and batch in one
 run, alternating, and prints medians and their ratio.
 
 A step is the same work on both sides: forward in train mode, label-smoothed (0.1) cross-entropy, backward, and
 the paper's RMSProp update (timm's RMSpropTF: decay 0.9, momentum 0.9, eps 1.0, weight decay 4e-5), from random
-weights. PyTorch runs in this process with its default threads; `inception bench --train` in its own process
+weights. PyTorch runs in this process with its default threads; `inception bench train` in its own process
 each round. Each round times `--runs` steps of each after one warm-up step; the table gives the median of all
 timed steps.
 
@@ -45,7 +45,7 @@ def pytorch_steps(name, batch, size, runs):
 
 
 def ours_steps(binary, name, batch, size, runs):
-    out = subprocess.run([binary, "bench", "--train", "--model", name, "--batch", str(batch), "--input-size", str(size),
+    out = subprocess.run([binary, "bench", "train", "--model", name, "--batch", str(batch), "--input-size", str(size),
                           "--runs", str(runs), "--warmup", "1", "--json", "--all-times"],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout)["times_ms"]

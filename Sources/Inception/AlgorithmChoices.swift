@@ -2,7 +2,7 @@ import Foundation
 import InceptionEngine
 
 /// How each layer runs — the implicit GEMM, or Winograd at its fastest tile — measured on this machine's CPU class
-/// and kept in a file that `inception bench --kernels --save` writes: `$INCEPTION_KERNEL_TABLE`, else
+/// and kept in a file that `inception bench kernels --save` writes: `$INCEPTION_KERNEL_TABLE`, else
 /// `kernel-choices-<level>-<cpu>.json` in `$XDG_CACHE_HOME/inception` (or `~/.cache/inception`). Without one, the
 /// built-in rule (`.automatic`). The same file keeps each layer's register tile, measured on this CPU by this build
 /// (``TileTuning/forThisCPU``).

@@ -79,7 +79,7 @@ extension Embed {
         }
         for path in input.images {
             guard let image = search.photo(path) else { continue }
-            if faces.detect == nil && image.width == net.inputSize && image.height == net.inputSize {
+            if faces.takesWhole(image, for: net) {
                 pending.append(net.prepare(image))
                 records.append(["photo": path, "row": records.count, "face": NSNull()])
             } else {

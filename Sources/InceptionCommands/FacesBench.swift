@@ -15,11 +15,7 @@ struct FacesBench: ParsableCommand {
     @Option(help: "Also embed every face with these face-model weights (the photo → embeddings path).")
     var weights: String?
 
-    @Option(help: "Timed runs.")
-    var runs = 10
-
-    @Option(help: "Untimed runs first.")
-    var warmup = 2
+    @OptionGroup var timing: TimingOption
 
     @Flag(help: "Print JSON.")
     var json = false
@@ -29,11 +25,6 @@ struct FacesBench: ParsableCommand {
     @Argument(help: "A JPEG or PNG photo.")
     var photo: String
 
-    func validate() throws {
-        try FlagRule.count(runs, "--runs", in: 1...10_000)
-        try FlagRule.count(warmup, "--warmup", in: 0...10_000)
-    }
-
     func run() throws {
         try reportingErrors {
             let detector = try detection.load()
@@ -42,6 +33,7 @@ struct FacesBench: ParsableCommand {
             let image = try decode(photo)
             var faces: [Face] = []
             var times: [Double] = []
+            let (warmup, runs) = (timing.warmup, timing.runs)
             for run in 0..<(warmup + runs) {
                 let start = DispatchTime.now().uptimeNanoseconds
                 faces = try detector.detect(image, threads: threads.threads)

@@ -41,7 +41,7 @@ public struct InceptionCommand: AsyncParsableCommand {
     /// `--version` print as ArgumentParser prints them.
     static func run(_ arguments: [String]) async {
         do {
-            var command = try parseAsRoot(joiningNegativeNumbers(arguments))
+            var command = try parseAsRoot(joiningNegativeNumbers(Bench.modeAliases(arguments)))
             if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
         } catch let code as ExitCode {
             Foundation.exit(code.rawValue)  // reported already (`reported`)

@@ -91,6 +91,83 @@ struct WeightsOption: ParsableArguments {
     }
 }
 
+/// How a benchmark times: medians over timed runs, after untimed warm-up runs.
+struct TimingOption: ParsableArguments {
+    @Option(help: "Timed runs.")
+    var runs = 10
+
+    @Option(help: "Untimed runs first.")
+    var warmup = 2
+
+    func validate() throws {
+        try FlagRule.count(runs, "--runs", in: 1...1_000_000)
+        try FlagRule.count(warmup, "--warmup", in: 0...1_000_000)
+    }
+}
+
+/// The model `bench` and `bench cold` time: the network, random weights or `--weights`, in `--precision`'s
+/// arithmetic, by this CPU's algorithms or `--direct`.
+struct TimedModelOption: ParsableArguments {
+    @OptionGroup var network: ModelOption
+
+    @Option(help: """
+        The weights file to load (default: random weights; with --precision int8, random weights quantised on \
+        random images).
+        """)
+    var weights: String?
+
+    @OptionGroup var precision: PrecisionOption
+
+    @Flag(help: "Use the implicit GEMM for every convolution (no Winograd), for comparison.")
+    var direct = false
+
+    var name: ModelName { network.model }
+
+    /// The model to time at `route` (`--precision`'s, or fp32 to compare with): `--weights` or random weights
+    /// (quantised on random images for int8 without a quantised checkpoint).
+    func load(size: Int, route: PrecisionRoute, threads: Int) throws -> InceptionModel {
+        var loaded = try weights.map { try ModelWeights(name, file: URL(fileURLWithPath: $0)) }
+            ?? ModelWeights(name, randomSeed: 1)
+        if route.precision == .int8 && weights == nil {
+            loaded = try Quantization.quantized(loaded, calibration: Benchmark.randomInput(batch: 2, size: size),
+                                                threads: threads)
+        }
+        return try InceptionModel(loaded, algorithms: direct ? .direct : .forThisCPU, route: route)
+    }
+}
+
+/// The input a benchmark times: a batch of random images at the model's size or `--input-size`.
+struct BenchInputOption: ParsableArguments {
+    @Option(help: "Batch size.")
+    var batch: Int = 1
+
+    @Option(help: "Square input size (default: the model's own).")
+    var inputSize: Int?
+
+    func size(of model: ModelName) -> Int { inputSize ?? model.spec.inputSize }
+
+    /// Checked against the network (its smallest input) by the command that knows it.
+    func validate(for model: ModelName) throws {
+        try FlagRule.batch(batch)
+        try FlagRule.inputSize(inputSize, for: model)
+    }
+}
+
+/// What `bench` and `bench train` share: the input, the runs, the threads, and the report.
+struct TimedRunOption: ParsableArguments {
+    @OptionGroup var input: BenchInputOption
+
+    @OptionGroup var timing: TimingOption
+
+    @OptionGroup var threads: ThreadsOption
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @Flag(help: "With --json, include every timed run's milliseconds as `times_ms`.")
+    var allTimes = false
+}
+
 /// The images a command runs on, how many per forward pass, and on how many threads.
 struct ImageBatches: ParsableArguments {
     @Option(help: "Images per forward pass.")
@@ -300,6 +377,12 @@ struct FacesInPhotosOption: ParsableArguments {
             }
             return try detection.load()
         }
+    }
+
+    /// Whether `image` is embedded as it is although a detector runs: by default a photo already at the network's
+    /// input size (160 × 160: a crop someone aligned) is; with --detect every photo is searched.
+    func takesWhole(_ image: RGBImage, for net: InceptionModel) -> Bool {
+        detect == nil && image.width == net.inputSize && image.height == net.inputSize
     }
 }
 

@@ -85,7 +85,7 @@ struct Summary: ParsableCommand {
                 let layers = table.choices.count
                 print("algorithm choices: measured on this CPU for \(layers) layers (\(AlgorithmTable.url.path))")
             } else {
-                print("algorithm choices: the built-in rule (no table measured on this CPU: bench --kernels --save)")
+                print("algorithm choices: the built-in rule (no table measured on this CPU: bench kernels --save)")
             }
         }
     }

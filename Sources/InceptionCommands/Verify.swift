@@ -200,11 +200,11 @@ extension Compare {
 
 /// What `verify` and `compare` share: embeddings once per image.
 enum FaceEmbedder {
-    /// How photos become faces: with a detector, each photo's largest face (a photo already at the network's input
-    /// size is taken whole when `cropsPassThrough`); `wholeWhenNone`: a photo without a face is embedded whole
-    /// (and counted) instead of failing.
+    /// How photos become faces: with a detector, each photo's largest face (unless the options take it whole:
+    /// `FacesInPhotosOption.takesWhole`); `wholeWhenNone`: a photo without a face is embedded whole (and counted)
+    /// instead of failing.
     struct Detection {
-        let detector: FaceDetector, cropsPassThrough: Bool, margin: Int, wholeWhenNone: Bool
+        let detector: FaceDetector, options: FacesInPhotosOption, wholeWhenNone: Bool
     }
 
     /// Each image's embedding (the face model's, or the pooled features), L2-normalised in Double, and with a
@@ -221,8 +221,7 @@ enum FaceEmbedder {
                                                                       Double(paths.count - done) / max(rate, 1e-9))))
             let prepared = try chunk.map { path -> [Float] in
                 let image = try decode(path)
-                guard let detection, !(detection.cropsPassThrough && image.width == net.inputSize
-                                       && image.height == net.inputSize) else { return net.prepare(image) }
+                guard let detection, !detection.options.takesWhole(image, for: net) else { return net.prepare(image) }
                 guard let face = try detection.detector.detect(image, threads: threads).first else {
                     guard detection.wholeWhenNone else { throw CLIError("\(path): no face found") }
                     whole += 1
@@ -230,7 +229,7 @@ enum FaceEmbedder {
                     return net.prepare(image)
                 }
                 faces[path] = face
-                return try net.prepare(face: face, in: image, margin: detection.margin)
+                return try net.prepare(face: face, in: image, margin: detection.options.detection.margin)
             }
             let rows = try net.embed(prepared: prepared, threads: threads)
             let width = rows.shape[1]
@@ -250,8 +249,7 @@ extension FacesInPhotosOption {
     /// The detection `compare` and `verify` run for `net`, or nil.
     func detection(for net: InceptionModel, wholeWhenNone: Bool) throws -> FaceEmbedder.Detection? {
         try detector(for: net).map {
-            FaceEmbedder.Detection(detector: $0, cropsPassThrough: detect == nil, margin: detection.margin,
-                                   wholeWhenNone: wholeWhenNone)
+            FaceEmbedder.Detection(detector: $0, options: self, wholeWhenNone: wholeWhenNone)
         }
     }
 }

@@ -2,7 +2,7 @@ import InceptionKernels
 
 /// Which convolution algorithm each layer may use.
 public enum ConvolutionAlgorithms: Sendable, Hashable {
-    /// Winograd where `inception bench --kernels` measured it faster on this project's machine (2-core Zen 3; the
+    /// Winograd where `inception bench kernels` measured it faster on this project's machine (2-core Zen 3; the
     /// table is in docs/performance.md), judged at the output size the layer has for the model's usual input:
     /// - 3×3: at least 32 input and output channels, output side ≤ 80 (F(6×6, 3×3), or F(4×4, 3×3) on small maps:
     ///   `WinogradTransform.forTaps`); at 147–149 pixels and 32 channels the two algorithms tie;
@@ -14,7 +14,7 @@ public enum ConvolutionAlgorithms: Sendable, Hashable {
     case winogradWherePossible
     /// The implicit GEMM everywhere.
     case direct
-    /// Per layer as measured on this CPU class and instruction-set level (`inception bench --kernels --save`),
+    /// Per layer as measured on this CPU class and instruction-set level (`inception bench kernels --save`),
     /// Winograd's tile included; layers the table does not list follow `.automatic`. A table, not a timing at every
     /// start: the algorithms round differently, and results must not change from one run to the next.
     case measured(AlgorithmTable)

@@ -6,7 +6,7 @@ import InceptionKernels
 /// level on the CPU that runs the model: the right tile depends on the core (its registers, its FMA units and their
 /// latency — two 512-bit units of 4 cycles want 12 accumulators, a core that splits each zmm operation in two wants
 /// 6), so no constant tuned on one machine is right on another. Each layer is measured once, at its usual input size,
-/// and the answer kept (InceptionModel keeps it beside `bench --kernels --save`'s algorithm choices); since every tile
+/// and the answer kept (InceptionModel keeps it beside `bench kernels --save`'s algorithm choices); since every tile
 /// adds each output's products in the same order, the choice changes speed only, never a bit of a result.
 public struct TileTuning: Sendable {
     /// Tiles already measured on this CPU, by layer (`key(_:side:choice:)`).

@@ -2,7 +2,7 @@ import Foundation
 import Inception
 import InceptionEngine
 
-/// The times of training steps, as `inception bench --train` reports them.
+/// The times of training steps, as `inception bench train` reports them.
 public struct TrainingStepTimes: Sendable {
     /// Each timed step, forward and backward and the optimiser, in seconds.
     public var steps: [Double] = []

@@ -167,7 +167,7 @@ import Testing
 }
 
 
-/// Winograd or not per layer from a table measured on this CPU (`bench --kernels --save`), else the built-in rule.
+/// Winograd or not per layer from a table measured on this CPU (`bench kernels --save`), else the built-in rule.
 struct AlgorithmChoiceTests {
     /// The layers of facenet that can run by Winograd, keyed as the table keys them, with the built-in rule's choice.
     static func candidates() throws -> [(key: String, automatic: Bool)] {
@@ -216,7 +216,8 @@ struct AlgorithmChoiceTests {
         #expect(model(.measured(AlgorithmTable(cpu: "test", isa: "test"))).winogradLayers == automatic.winogradLayers)
     }
 
-    /// `bench --kernels --save` writes the table every later run reads; `summary` says which choices are in force.
+    /// `bench kernels --save` writes the table every later run reads; `summary` says which choices are in force.
+    /// (Run by its older spelling, `bench --kernels`, which must keep working.)
     @Test func benchKernelsSavesTheTableLaterRunsUse() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("kernel-choices-\(UUID()).json")
         defer { try? FileManager.default.removeItem(at: file) }
