@@ -4,7 +4,7 @@ import Testing
 
 /// The AMX tile layer's operations (configure, load, store, zero, TDPBF16PS, TDPBUSD) on each backend this CPU has —
 /// the emulator everywhere, the instructions where there is AMX — against `TileModel`, a naive Swift model of what
-/// the tile unit computes (the semantics `../shared/tools/microkernels/amx_numerics.c` measured on the Xeon), on
+/// the tile unit computes (the semantics `scripts/amx_numerics.c` measured on the Xeon), on
 /// random shapes, values from denormal to overflowing, and chained products. The convolutions built on the layer are
 /// checked in ReducedPrecisionTests.
 struct AMXTests {
