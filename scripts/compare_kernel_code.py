@@ -34,9 +34,8 @@ def compile_source(text, path, output):
     with open(source, "w") as f:
         f.write(text)
     includes = [os.path.join(module, "include"), os.path.join(ROOT, "Sources/CInceptionSystem/include")]
-    command = [clang(), "-O2", "-DSWIFT_PACKAGE=1", "-fblocks", "-fPIC", "-fno-omit-frame-pointer", "-c", source,
-               "-o", output]
-    subprocess.run(command[:1] + [f"-I{i}" for i in includes] + command[1:], check=True)
+    subprocess.run([clang(), "-O2", "-DSWIFT_PACKAGE=1", "-fblocks", "-fPIC", "-fno-omit-frame-pointer"]
+                   + [f"-I{i}" for i in includes] + ["-c", source, "-o", output], check=True)
 
 
 def functions(obj):

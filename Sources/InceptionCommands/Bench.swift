@@ -7,12 +7,12 @@ import InceptionIO
 /// `inception bench`: times on this CPU — the forward pass (`bench forward`, the default: `inception bench` alone
 /// runs it), the first result after process start (`bench cold`), each convolution shape alone (`bench kernels`),
 /// a training step (`bench train`). The flags that chose those modes before they were subcommands still do
-/// (`bench cold` runs `bench cold`: `modeAliases`).
+/// (`bench --cold` runs `bench cold`: `modeAliases`).
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time a network on this CPU: the forward pass (the default), a cold start, each convolution shape, "
             + "a training step.",
-        discussion: "bench cold, --kernels and --train still run bench cold, kernels and train.",
+        discussion: "bench --cold, --kernels and --train still run bench cold, kernels and train.",
         subcommands: [BenchForward.self, BenchCold.self, BenchKernels.self, BenchTrain.self],
         defaultSubcommand: BenchForward.self)
 
@@ -25,9 +25,9 @@ struct Bench: ParsableCommand {
         guard arguments.first == "bench" else { return arguments }
         let options = arguments.dropFirst().prefix { $0 != "--" }
         guard let index = options.firstIndex(where: { modeFlags[$0] != nil }) else { return arguments }
-        var rest = Array(arguments.dropFirst())
-        rest.remove(at: index - 1)
-        return ["bench", modeFlags[arguments[index]]!] + rest
+        var rest = arguments
+        rest.remove(at: index)
+        return ["bench", modeFlags[arguments[index]]!] + rest.dropFirst()
     }
 }
 

@@ -4,7 +4,7 @@ import Inception
 import InceptionEngine
 import InceptionIO
 
-/// `inception bench kernels` (formerly `bench kernels`): each distinct convolution shape alone, by each algorithm
+/// `inception bench kernels` (formerly `bench --kernels`): each distinct convolution shape alone, by each algorithm
 /// and register tile; `--save` keeps the fastest for this CPU.
 struct BenchKernels: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,7 +5,7 @@ import InceptionEngine
 import InceptionIO
 import InceptionTraining
 
-/// `inception bench cold` (formerly `bench cold`): process start to the first result for one image.
+/// `inception bench cold` (formerly `bench --cold`): process start to the first result for one image.
 struct BenchCold: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cold",
@@ -75,7 +75,7 @@ struct BenchCold: ParsableCommand {
     }
 }
 
-/// `inception bench train` (formerly `bench train`): training steps from He-initialised weights.
+/// `inception bench train` (formerly `bench --train`): training steps from He-initialised weights.
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
