@@ -69,6 +69,7 @@ import Testing
         let (images, targets, recorded) = try Self.inputs(name)
         #expect(recorded.methods.sorted() == CAMMethod.allCases.map(\.rawValue).sorted())
         for (index, layer) in recorded.layers.enumerated() {
+            var lively = 0
             for method in CAMMethod.allCases {
                 let explanations = try model.explain(prepared: images, targets: targets, method: method, layer: layer)
                 // EigenCAM's reference is the one with pytorch-grad-cam's sign correction (see the script).
@@ -77,7 +78,6 @@ import Testing
                 let expected = try References.tensor(name, file)
                 let exact = index == 0 || method == .eigenCAM
                 let size = expected.shape[1] * expected.shape[2]
-                var lively = 0
                 for (b, explanation) in explanations.enumerated() {
                     #expect(explanation.map.count == size)
                     let reference = Array(expected.scalars[(b * size)..<((b + 1) * size)])
@@ -93,9 +93,13 @@ import Testing
                     }
                     if (reference.max() ?? 0) - (reference.min() ?? 0) > 0.5 { lively += 1 }
                 }
-                // A target whose gradient is negative everywhere gives an empty map; most must not be empty.
-                #expect(lively >= max(1, images.count - 1), "\(name) \(layer) \(method.rawValue): flat references")
             }
+            // A target whose gradient is negative everywhere gives an empty map; most of a layer's maps must not be
+            // empty. (Counted per layer, not per method: the weights are drawn afresh on every CI run, and at the
+            // earlier layer a top class's map by one method or another is sometimes negative everywhere — one CI
+            // run's XGrad-CAM was, for a second image beside the second-class target's.)
+            let maps = CAMMethod.allCases.count * images.count
+            #expect(2 * lively > maps, "\(name) \(layer): \(lively) of \(maps) reference maps are not flat")
         }
     }
 
